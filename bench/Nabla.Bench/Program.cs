@@ -1,0 +1,2 @@
+// Nabla benchmarks: under construction.
+Console.WriteLine("nabla bench");

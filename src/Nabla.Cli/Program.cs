@@ -1,0 +1,2 @@
+// The nabla command-line tool: under construction.
+Console.WriteLine("nabla");

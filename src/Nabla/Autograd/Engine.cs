@@ -1,0 +1,127 @@
+using Nabla.Kernels;
+
+namespace Nabla.Autograd;
+
+/// <summary>
+/// Reverse-mode differentiation over the recorded graph: order the ops so each runs after everything that
+/// used its output, then walk them backwards, summing gradients where a tensor fed several ops. Gradient
+/// buffers the engine created are released to the pool as soon as their op has consumed them.
+/// </summary>
+internal static unsafe class Engine
+{
+    private struct Pending
+    {
+        public Tensor Grad;
+        public bool Owned; // the engine made this buffer and nobody else can see it
+    }
+
+    public static void Backward(Tensor root, Tensor? gradient, bool retainGraph)
+    {
+        if (!root.RequiresGrad)
+            throw new InvalidOperationException("Backward() on a tensor that does not require grad: no input of the computation has RequiresGrad = true (or it ran inside NoGrad()).");
+        bool owned = false;
+        if (gradient == null)
+        {
+            if (root.Count != 1)
+                throw new InvalidOperationException($"Backward() without a gradient needs a scalar; this tensor has shape {root.ShapeString}. Pass the gradient of the objective with respect to it.");
+            gradient = Tensor.Ones(root.Shape.ToArray());
+            owned = true;
+        }
+        else if (!gradient.Shape.SequenceEqual(root.Shape))
+            throw new ArgumentException($"Backward(): gradient shape {gradient.ShapeString} does not match the tensor's shape {root.ShapeString}.");
+
+        using var noGrad = GradMode.NoGrad();
+        var order = TopologicalOrder(root);
+        var pending = new Dictionary<Tensor, Pending>(ReferenceEqualityComparer.Instance) { [root] = new Pending { Grad = gradient, Owned = owned } };
+
+        for (int n = order.Count - 1; n >= 0; n--)
+        {
+            var t = order[n];
+            if (!pending.Remove(t, out var entry)) continue;
+            var g = entry.Grad;
+            if (t.IsLeaf)
+            {
+                AccumulateLeaf(t, g, entry.Owned);
+                continue;
+            }
+            var node = t.GradFn!;
+            var fn = node.BackwardFn ?? throw new InvalidOperationException(
+                $"Trying to backward through the graph a second time (at {node}); call Backward(retainGraph: true) the first time if you need to.");
+            if (t.RetainsGrad) { t.Grad = entry.Owned ? g : g.Clone(); entry.Owned = false; }
+            var inputs = node.Inputs;
+            var grads = fn(g);
+            if (grads.Length != inputs.Length)
+                throw new InvalidOperationException($"{node} returned {grads.Length} gradients for {inputs.Length} inputs.");
+            bool passedThrough = false;
+            for (int i = 0; i < inputs.Length; i++)
+            {
+                var input = inputs[i];
+                var gi = grads[i];
+                if (input == null || gi == null || !input.RequiresGrad) continue;
+                if (!gi.Shape.SequenceEqual(input.Shape))
+                    throw new InvalidOperationException($"{node} produced a gradient of shape {gi.ShapeString} for input {i} of shape {input.ShapeString}.");
+                bool aliasesIncoming = gi.Storage == g.Storage;
+                passedThrough |= aliasesIncoming;
+                bool fresh = !aliasesIncoming;
+                for (int j = 0; j < grads.Length && fresh; j++)
+                    if (j != i && grads[j] != null && grads[j]!.Storage == gi.Storage) fresh = false;
+                Add(pending, input, gi, fresh);
+            }
+            if (!retainGraph) node.Free();
+            if (entry.Owned && !passedThrough) g.Storage.Release();
+        }
+    }
+
+    private static void Add(Dictionary<Tensor, Pending> pending, Tensor input, Tensor g, bool fresh)
+    {
+        if (!pending.TryGetValue(input, out var existing))
+        {
+            pending[input] = new Pending { Grad = g, Owned = fresh };
+            return;
+        }
+        if (existing.Owned && existing.Grad.IsContiguous)
+        {
+            existing.Grad.AddInPlaceUnchecked(g);
+            if (fresh) g.Storage.Release();
+            return;
+        }
+        var sum = existing.Grad.Add(g);
+        if (fresh) g.Storage.Release();
+        pending[input] = new Pending { Grad = sum, Owned = true };
+    }
+
+    private static void AccumulateLeaf(Tensor leaf, Tensor g, bool owned)
+    {
+        if (leaf.Grad == null)
+        {
+            leaf.Grad = owned && g.IsContiguous ? g : g.Clone();
+            return;
+        }
+        leaf.Grad.AddInPlaceUnchecked(g);
+        if (owned) g.Storage.Release();
+    }
+
+    /// <summary>Tensors reachable from <paramref name="root"/> through recorded ops, inputs before users.</summary>
+    private static List<Tensor> TopologicalOrder(Tensor root)
+    {
+        var order = new List<Tensor>();
+        var visited = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        // Iterative depth-first search (graphs of unrolled RNNs are deeper than the call stack).
+        var stack = new Stack<(Tensor T, int Next)>();
+        stack.Push((root, 0));
+        visited.Add(root);
+        while (stack.Count > 0)
+        {
+            var (t, next) = stack.Pop();
+            var inputs = t.GradFn?.Inputs ?? [];
+            if (next < inputs.Length)
+            {
+                stack.Push((t, next + 1));
+                var child = inputs[next];
+                if (child != null && child.RequiresGrad && visited.Add(child)) stack.Push((child, 0));
+            }
+            else order.Add(t);
+        }
+        return order;
+    }
+}

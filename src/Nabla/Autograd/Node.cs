@@ -1,0 +1,44 @@
+namespace Nabla.Autograd;
+
+/// <summary>
+/// The record of one op in the graph: its inputs and the function that turns the gradient of its output into
+/// gradients of its inputs. The function returns one gradient per input (null where none is needed), each of
+/// the input's shape. It must return freshly computed tensors, or the incoming gradient itself (or views of
+/// it) — the engine relies on that to recycle gradient buffers as soon as they are consumed.
+/// </summary>
+public sealed class Node
+{
+    public string Name { get; }
+    internal Tensor?[] Inputs { get; private set; }
+    internal Func<Tensor, Tensor?[]>? BackwardFn { get; private set; }
+
+    internal Node(string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward)
+    {
+        Name = name;
+        Inputs = inputs;
+        BackwardFn = backward;
+    }
+
+    /// <summary>Whether input <paramref name="i"/> wants a gradient (so a backward can skip the others).</summary>
+    public bool NeedsGrad(int i) => Inputs[i] is { RequiresGrad: true };
+
+    /// <summary>Drops the saved tensors once backward has run (unless the graph is retained).</summary>
+    internal void Free()
+    {
+        BackwardFn = null;
+        Inputs = [];
+    }
+
+    public override string ToString() => $"<{Name}Backward>";
+}
+
+internal static class NodeExtensions
+{
+    /// <summary>Records <paramref name="output"/> as produced by op <paramref name="name"/> from
+    /// <paramref name="inputs"/>. Call only when <see cref="GradMode.Needed(Tensor)"/> said so.</summary>
+    internal static Tensor Record(this Tensor output, string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward)
+    {
+        output.SetGradFn(new Node(name, inputs, backward));
+        return output;
+    }
+}

@@ -1,0 +1,77 @@
+namespace Nabla.Kernels;
+
+/// <summary>
+/// Everything the ops need from a compute device, as plain functions over raw buffers: no tensors, no
+/// autograd. <see cref="Reference.ReferenceBackend"/> is the naive spec (plain loops); <see cref="Cpu.CpuBackend"/>
+/// is the optimised implementation tested against it. A GPU backend implements the same interface.
+/// Conventions: row-major; "rows × cols" buffers are contiguous; a reduction over a dimension sees the data as
+/// (outer, r, inner); outputs are written, not accumulated, unless the parameter says otherwise.
+/// </summary>
+public unsafe interface IKernelBackend
+{
+    string Name { get; }
+
+    /// <summary>y[i] = value.</summary>
+    void Fill(float* y, float value, long n);
+
+    /// <summary>dst = src (or dst += src when <paramref name="accumulate"/>), both strided, over <paramref name="shape"/>.
+    /// Works for any 4-byte element type. With <paramref name="accumulate"/> and overlapping destination
+    /// elements (the backward of an unfold) every contribution is added.</summary>
+    void Copy(float* src, ReadOnlySpan<int> srcStrides, float* dst, ReadOnlySpan<int> dstStrides, ReadOnlySpan<int> shape, bool accumulate);
+
+    /// <summary>y = f(x) over n contiguous elements.</summary>
+    void Unary(UnaryOp op, float alpha, float* x, float* y, long n);
+
+    /// <summary>dx = dy · f'(x); <paramref name="y"/> is f(x) (some derivatives use it; it may be null for the others).</summary>
+    void UnaryBackward(UnaryOp op, float alpha, float* x, float* y, float* dy, float* dx, long n);
+
+    /// <summary>y = a ∘ b over <paramref name="shape"/>; y is contiguous, a and b are strided (stride 0 = broadcast).</summary>
+    void Binary(BinaryOp op, float* a, ReadOnlySpan<int> aStrides, float* b, ReadOnlySpan<int> bStrides, float* y, ReadOnlySpan<int> shape);
+
+    /// <summary>y[o, i] = Σ_r x[o, r, i].</summary>
+    void Sum(float* x, float* y, int outer, int r, int inner);
+
+    /// <summary>y[o, i] = max_r x[o, r, i] and argmax[o, i] = the first r reaching it (NaN wins, as in PyTorch).</summary>
+    void Max(float* x, float* y, int* argmax, int outer, int r, int inner);
+
+    /// <summary>Row-wise softmax (or log-softmax) of a rows × cols matrix.</summary>
+    void Softmax(float* x, float* y, int rows, int cols, bool log);
+
+    /// <summary>dx from dy and the forward output y of <see cref="Softmax"/>.</summary>
+    void SoftmaxBackward(float* y, float* dy, float* dx, int rows, int cols, bool log);
+
+    /// <summary>Per-row cross-entropy of logits (rows × classes) against class indices; rows whose target is
+    /// <paramref name="ignoreIndex"/> get loss 0. With label smoothing ε the target distribution is
+    /// (1-ε)·onehot + ε/classes. Throws on a target outside [0, classes).</summary>
+    void CrossEntropy(float* logits, int* targets, float* loss, int rows, int classes, int ignoreIndex, float smoothing);
+
+    /// <summary>dlogits[r] = dloss[r] · (softmax(logits[r]) - target distribution); 0 for ignored rows.</summary>
+    void CrossEntropyBackward(float* logits, int* targets, float* dloss, float* dlogits, int rows, int classes, int ignoreIndex, float smoothing);
+
+    /// <summary>Layer norm over the last dimension: y = (x - mean) · rstd · w + b. w and b may be null.
+    /// Writes the per-row mean and rstd = 1/sqrt(var + eps) for the backward.</summary>
+    void LayerNorm(float* x, float* w, float* b, float* y, float* mean, float* rstd, int rows, int cols, float eps);
+
+    /// <summary>Backward of <see cref="LayerNorm"/>: writes dx; accumulates (+=) into dw and db when they are not null.</summary>
+    void LayerNormBackward(float* dy, float* x, float* w, float* mean, float* rstd, float* dx, float* dw, float* db, int rows, int cols);
+
+    /// <summary>
+    /// C = op(A)·op(B) (+ C when <paramref name="accumulate"/>) (+ bias[j]) for <paramref name="batch"/> matrices.
+    /// op(A) is m × k: A is m × k with row stride lda, or, if <paramref name="transA"/>, k × m with row stride lda.
+    /// op(B) is k × n likewise. C is m × n with row stride ldc. Matrix i of a batch starts at
+    /// A + i·strideA (and so on); a stride of 0 shares one matrix across the batch.
+    /// </summary>
+    void Gemm(bool transA, bool transB, int m, int n, int k,
+        float* a, int lda, long strideA, float* b, int ldb, long strideB, float* c, int ldc, long strideC,
+        int batch, bool accumulate, float* bias);
+
+    /// <summary>y[i, :] = table[idx[i], :] for n indices into a table of rows × dim.</summary>
+    void Embedding(float* table, int* idx, float* y, int n, int dim, int rows);
+
+    /// <summary>dtable[idx[i], :] += dy[i, :].</summary>
+    void EmbeddingBackward(float* dy, int* idx, float* dtable, int n, int dim);
+
+    /// <summary>One AdamW step over n parameters: m, v updated in place, then
+    /// p -= lr·(m̂/(sqrt(v̂)+eps) + weightDecay·p) (decoupled decay; pass weightDecay 0 for Adam with L2 done outside).</summary>
+    void AdamW(float* p, float* g, float* m, float* v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step);
+}

@@ -1,0 +1,267 @@
+namespace Nabla.Kernels.Reference;
+
+/// <summary>
+/// The naive kernels: plain loops, one element at a time, double-precision accumulators. They define what
+/// every kernel computes and are the oracle the optimised <see cref="Cpu.CpuBackend"/> is tested against.
+/// Never optimise this file; clarity is its only job.
+/// </summary>
+public sealed unsafe class ReferenceBackend : IKernelBackend
+{
+    public static readonly ReferenceBackend Instance = new();
+    public string Name => "reference";
+
+    public void Fill(float* y, float value, long n)
+    {
+        for (long i = 0; i < n; i++) y[i] = value;
+    }
+
+    public void Copy(float* src, ReadOnlySpan<int> srcStrides, float* dst, ReadOnlySpan<int> dstStrides, ReadOnlySpan<int> shape, bool accumulate)
+    {
+        long count = ShapeMath.Count(shape);
+        Span<int> index = stackalloc int[shape.Length];
+        for (long flat = 0; flat < count; flat++)
+        {
+            ShapeMath.Unravel(flat, shape, index);
+            long s = ShapeMath.Offset(index, srcStrides), d = ShapeMath.Offset(index, dstStrides);
+            if (accumulate) dst[d] += src[s];
+            else dst[d] = src[s];
+        }
+    }
+
+    public void Unary(UnaryOp op, float alpha, float* x, float* y, long n)
+    {
+        for (long i = 0; i < n; i++) y[i] = ScalarMath.Forward(op, alpha, x[i]);
+    }
+
+    public void UnaryBackward(UnaryOp op, float alpha, float* x, float* y, float* dy, float* dx, long n)
+    {
+        for (long i = 0; i < n; i++)
+            dx[i] = dy[i] * ScalarMath.Derivative(op, alpha, x[i], y == null ? 0f : y[i]);
+    }
+
+    public void Binary(BinaryOp op, float* a, ReadOnlySpan<int> aStrides, float* b, ReadOnlySpan<int> bStrides, float* y, ReadOnlySpan<int> shape)
+    {
+        long count = ShapeMath.Count(shape);
+        Span<int> index = stackalloc int[shape.Length];
+        for (long flat = 0; flat < count; flat++)
+        {
+            ShapeMath.Unravel(flat, shape, index);
+            y[flat] = ScalarMath.Binary(op, a[ShapeMath.Offset(index, aStrides)], b[ShapeMath.Offset(index, bStrides)]);
+        }
+    }
+
+    public void Sum(float* x, float* y, int outer, int r, int inner)
+    {
+        for (int o = 0; o < outer; o++)
+            for (int i = 0; i < inner; i++)
+            {
+                double acc = 0;
+                for (int k = 0; k < r; k++) acc += x[((long)o * r + k) * inner + i];
+                y[(long)o * inner + i] = (float)acc;
+            }
+    }
+
+    public void Max(float* x, float* y, int* argmax, int outer, int r, int inner)
+    {
+        for (int o = 0; o < outer; o++)
+            for (int i = 0; i < inner; i++)
+            {
+                float best = float.NegativeInfinity;
+                int at = 0;
+                for (int k = 0; k < r; k++)
+                {
+                    float v = x[((long)o * r + k) * inner + i];
+                    if (float.IsNaN(best)) break;
+                    if (v > best || float.IsNaN(v) || k == 0) { best = v; at = k; }
+                }
+                y[(long)o * inner + i] = best;
+                if (argmax != null) argmax[(long)o * inner + i] = at;
+            }
+    }
+
+    public void Softmax(float* x, float* y, int rows, int cols, bool log)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* xr = x + (long)r * cols, yr = y + (long)r * cols;
+            double max = double.NegativeInfinity;
+            for (int c = 0; c < cols; c++) max = Math.Max(max, xr[c]);
+            double sum = 0;
+            for (int c = 0; c < cols; c++) sum += Math.Exp(xr[c] - max);
+            for (int c = 0; c < cols; c++)
+                yr[c] = log ? (float)(xr[c] - max - Math.Log(sum)) : (float)(Math.Exp(xr[c] - max) / sum);
+        }
+    }
+
+    public void SoftmaxBackward(float* y, float* dy, float* dx, int rows, int cols, bool log)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* yr = y + (long)r * cols, dyr = dy + (long)r * cols, dxr = dx + (long)r * cols;
+            if (log)
+            {
+                // y = x - logsumexp(x): dx = dy - softmax · Σdy
+                double sum = 0;
+                for (int c = 0; c < cols; c++) sum += dyr[c];
+                for (int c = 0; c < cols; c++) dxr[c] = (float)(dyr[c] - Math.Exp(yr[c]) * sum);
+            }
+            else
+            {
+                // dx = y · (dy - Σ y·dy)
+                double dot = 0;
+                for (int c = 0; c < cols; c++) dot += (double)yr[c] * dyr[c];
+                for (int c = 0; c < cols; c++) dxr[c] = (float)(yr[c] * (dyr[c] - dot));
+            }
+        }
+    }
+
+    public void CrossEntropy(float* logits, int* targets, float* loss, int rows, int classes, int ignoreIndex, float smoothing)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            int t = targets[r];
+            if (t == ignoreIndex) { loss[r] = 0; continue; }
+            CheckTarget(t, r, classes);
+            float* z = logits + (long)r * classes;
+            double max = double.NegativeInfinity;
+            for (int c = 0; c < classes; c++) max = Math.Max(max, z[c]);
+            double sum = 0, sumLogits = 0;
+            for (int c = 0; c < classes; c++) { sum += Math.Exp(z[c] - max); sumLogits += z[c]; }
+            double logSumExp = max + Math.Log(sum);
+            // -Σ q_c log p_c with q = (1-ε) onehot + ε/C
+            double nll = logSumExp - z[t];
+            double uniform = logSumExp - sumLogits / classes;
+            loss[r] = (float)((1 - smoothing) * nll + smoothing * uniform);
+        }
+    }
+
+    public void CrossEntropyBackward(float* logits, int* targets, float* dloss, float* dlogits, int rows, int classes, int ignoreIndex, float smoothing)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* z = logits + (long)r * classes, dz = dlogits + (long)r * classes;
+            int t = targets[r];
+            if (t == ignoreIndex) { for (int c = 0; c < classes; c++) dz[c] = 0; continue; }
+            CheckTarget(t, r, classes);
+            double max = double.NegativeInfinity;
+            for (int c = 0; c < classes; c++) max = Math.Max(max, z[c]);
+            double sum = 0;
+            for (int c = 0; c < classes; c++) sum += Math.Exp(z[c] - max);
+            for (int c = 0; c < classes; c++)
+            {
+                double p = Math.Exp(z[c] - max) / sum;
+                double q = smoothing / classes + (c == t ? 1 - smoothing : 0);
+                dz[c] = (float)(dloss[r] * (p - q));
+            }
+        }
+    }
+
+    internal static void CheckTarget(int t, int row, int classes)
+    {
+        if ((uint)t >= (uint)classes)
+            throw new ArgumentOutOfRangeException("target", $"Target {t} at row {row} is outside the {classes} classes [0, {classes}).");
+    }
+
+    public void LayerNorm(float* x, float* w, float* b, float* y, float* mean, float* rstd, int rows, int cols, float eps)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* xr = x + (long)r * cols, yr = y + (long)r * cols;
+            double m = 0;
+            for (int c = 0; c < cols; c++) m += xr[c];
+            m /= cols;
+            double v = 0;
+            for (int c = 0; c < cols; c++) v += (xr[c] - m) * (xr[c] - m);
+            v /= cols;
+            double s = 1.0 / Math.Sqrt(v + eps);
+            for (int c = 0; c < cols; c++)
+            {
+                double n = (xr[c] - m) * s;
+                yr[c] = (float)(n * (w == null ? 1 : w[c]) + (b == null ? 0 : b[c]));
+            }
+            mean[r] = (float)m;
+            rstd[r] = (float)s;
+        }
+    }
+
+    public void LayerNormBackward(float* dy, float* x, float* w, float* mean, float* rstd, float* dx, float* dw, float* db, int rows, int cols)
+    {
+        for (int r = 0; r < rows; r++)
+        {
+            float* xr = x + (long)r * cols, dyr = dy + (long)r * cols, dxr = dx + (long)r * cols;
+            double m = mean[r], s = rstd[r];
+            // With n = (x - mean)·rstd and g = dy·w: dx = rstd · (g - mean(g) - n · mean(g·n)).
+            double gMean = 0, gnMean = 0;
+            for (int c = 0; c < cols; c++)
+            {
+                double n = (xr[c] - m) * s;
+                double g = dyr[c] * (w == null ? 1 : w[c]);
+                gMean += g;
+                gnMean += g * n;
+            }
+            gMean /= cols;
+            gnMean /= cols;
+            for (int c = 0; c < cols; c++)
+            {
+                double n = (xr[c] - m) * s;
+                double g = dyr[c] * (w == null ? 1 : w[c]);
+                dxr[c] = (float)(s * (g - gMean - n * gnMean));
+                if (dw != null) dw[c] += (float)(dyr[c] * n);
+                if (db != null) db[c] += dyr[c];
+            }
+        }
+    }
+
+    public void Gemm(bool transA, bool transB, int m, int n, int k,
+        float* a, int lda, long strideA, float* b, int ldb, long strideB, float* c, int ldc, long strideC,
+        int batch, bool accumulate, float* bias)
+    {
+        for (int p = 0; p < batch; p++)
+        {
+            float* A = a + p * strideA, B = b + p * strideB, C = c + p * strideC;
+            for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++)
+                {
+                    double acc = 0;
+                    for (int q = 0; q < k; q++)
+                    {
+                        float av = transA ? A[(long)q * lda + i] : A[(long)i * lda + q];
+                        float bv = transB ? B[(long)j * ldb + q] : B[(long)q * ldb + j];
+                        acc += (double)av * bv;
+                    }
+                    if (bias != null) acc += bias[j];
+                    if (accumulate) acc += C[(long)i * ldc + j];
+                    C[(long)i * ldc + j] = (float)acc;
+                }
+        }
+    }
+
+    public void Embedding(float* table, int* idx, float* y, int n, int dim, int rows)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            int row = idx[i];
+            if ((uint)row >= (uint)rows)
+                throw new ArgumentOutOfRangeException("index", $"Index {row} at position {i} is outside the table's {rows} rows.");
+            for (int d = 0; d < dim; d++) y[(long)i * dim + d] = table[(long)row * dim + d];
+        }
+    }
+
+    public void EmbeddingBackward(float* dy, int* idx, float* dtable, int n, int dim)
+    {
+        for (int i = 0; i < n; i++)
+            for (int d = 0; d < dim; d++) dtable[(long)idx[i] * dim + d] += dy[(long)i * dim + d];
+    }
+
+    public void AdamW(float* p, float* g, float* m, float* v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
+    {
+        double bc1 = 1 - Math.Pow(beta1, step), bc2 = 1 - Math.Pow(beta2, step);
+        for (long i = 0; i < n; i++)
+        {
+            m[i] = beta1 * m[i] + (1 - beta1) * g[i];
+            v[i] = beta2 * v[i] + (1 - beta2) * g[i] * g[i];
+            double mHat = m[i] / bc1, vHat = v[i] / bc2;
+            p[i] = (float)(p[i] - lr * (weightDecay * p[i] + mHat / (Math.Sqrt(vHat) + eps)));
+        }
+    }
+}

@@ -1,0 +1,152 @@
+using Nabla.Autograd;
+using Nabla.Kernels;
+
+namespace Nabla;
+
+// Matrix products. The GEMM kernel reads transposed operands through their strides, so A.T, B.T and
+// batched views reach it without a copy.
+public sealed unsafe partial class Tensor
+{
+    /// <summary>Matrix product with NumPy/PyTorch semantics: 1-D operands are promoted to a row/column
+    /// vector (and the added dimension removed again), leading dimensions broadcast as batch dimensions.</summary>
+    public Tensor MatMul(Tensor other)
+    {
+        RequireFloat("MatMul");
+        other.RequireFloat("MatMul");
+        if (Rank == 0 || other.Rank == 0) throw new ArgumentException($"MatMul needs at least 1-D operands, got {ShapeString} and {other.ShapeString}.");
+        var a = Rank == 1 ? Unsqueeze(0) : this;
+        var b = other.Rank == 1 ? other.Unsqueeze(1) : other;
+        var y = MatMulCore(a, b);
+        if (Rank == 1) y = y.Squeeze(-2);
+        if (other.Rank == 1) y = y.Squeeze(-1);
+        return y;
+    }
+
+    public Tensor MatMul(Tensor other, bool transposeOther) => transposeOther ? MatMul(other.T) : MatMul(other);
+
+    /// <summary>(..., m, k) @ (..., k, n) with broadcast batch dimensions.</summary>
+    private static Tensor MatMulCore(Tensor a, Tensor b)
+    {
+        int m = a._shape[^2], k = a._shape[^1], k2 = b._shape[^2], n = b._shape[^1];
+        if (k != k2)
+            throw new ArgumentException($"MatMul: shapes {a.ShapeString} and {b.ShapeString} cannot be multiplied ({m}x{k} and {k2}x{n}).");
+        var batchShape = BroadcastShape(a._shape.AsSpan(0, a.Rank - 2), b._shape.AsSpan(0, b.Rank - 2), "MatMul (batch dimensions)");
+        var outShape = batchShape.Append(m).Append(n).ToArray();
+        var y = Empty(outShape);
+        if (y.Count > 0)
+        {
+            if (k == 0) Backend.Current.Fill(y.Data, 0f, y.Count);
+            else Gemm(a, b, batchShape, m, n, k, y.Data, bias: null, accumulate: false);
+        }
+        if (GradMode.Needed(a, b))
+        {
+            y.Record("MatMul", [a, b], g => [
+                a.RequiresGrad ? MatMulCore(g, b.Transpose(-2, -1)).SumTo(a._shape) : null,
+                b.RequiresGrad ? MatMulCore(a.Transpose(-2, -1), g).SumTo(b._shape) : null]);
+        }
+        return y;
+    }
+
+    /// <summary>C (contiguous, batch × m × n) = A @ B over broadcast batch dimensions, one kernel call when the
+    /// batch dimensions of both operands collapse to a single stride, else one call per batch entry.</summary>
+    private static void Gemm(Tensor a, Tensor b, int[] batchShape, int m, int n, int k, float* c, float* bias, bool accumulate)
+    {
+        var aOp = GemmOperand.Of(a);
+        var bOp = GemmOperand.Of(b);
+        var aBatch = aOp.Tensor.BroadcastStrides(batchShape.Append(m).Append(k).ToArray()).AsSpan(0, batchShape.Length).ToArray();
+        var bBatch = bOp.Tensor.BroadcastStrides(batchShape.Append(k).Append(n).ToArray()).AsSpan(0, batchShape.Length).ToArray();
+        long batch = ShapeMath.Count(batchShape);
+        var backend = Backend.Current;
+        if (CollapseBatch(batchShape, aBatch, out long sa) && CollapseBatch(batchShape, bBatch, out long sb))
+        {
+            backend.Gemm(aOp.Trans, bOp.Trans, m, n, k, aOp.Tensor.Data, aOp.Ld, sa, bOp.Tensor.Data, bOp.Ld, sb,
+                c, n, (long)m * n, (int)batch, accumulate, bias);
+        }
+        else
+        {
+            Span<int> index = stackalloc int[batchShape.Length];
+            for (long p = 0; p < batch; p++)
+            {
+                ShapeMath.Unravel(p, batchShape, index);
+                backend.Gemm(aOp.Trans, bOp.Trans, m, n, k,
+                    aOp.Tensor.Data + ShapeMath.Offset(index, aBatch), aOp.Ld, 0,
+                    bOp.Tensor.Data + ShapeMath.Offset(index, bBatch), bOp.Ld, 0,
+                    c + p * m * n, n, 0, 1, accumulate, bias);
+            }
+        }
+        GC.KeepAlive(aOp.Tensor);
+        GC.KeepAlive(bOp.Tensor);
+    }
+
+    /// <summary>Whether batch entry p sits at p·stride for one stride (true for contiguous or fully broadcast batches).</summary>
+    private static bool CollapseBatch(int[] shape, int[] strides, out long stride)
+    {
+        stride = 0;
+        long expected = -1;
+        for (int d = shape.Length - 1; d >= 0; d--)
+        {
+            if (shape[d] == 1) continue;
+            if (expected < 0) { stride = strides[d]; expected = (long)strides[d] * shape[d]; continue; }
+            if (strides[d] != expected) return false;
+            expected *= shape[d];
+        }
+        return true;
+    }
+
+    /// <summary>How the GEMM kernel reads the last two dimensions of a tensor: directly (row stride Ld),
+    /// transposed (column stride Ld), or, for other strides, from a contiguous copy.</summary>
+    private readonly record struct GemmOperand(Tensor Tensor, bool Trans, int Ld)
+    {
+        public static GemmOperand Of(Tensor t)
+        {
+            int rows = t._shape[^2], cols = t._shape[^1], sr = t._strides[^2], sc = t._strides[^1];
+            if ((cols == 1 || sc == 1) && (rows == 1 || sr >= cols)) return new(t, false, rows == 1 ? Math.Max(cols, 1) : sr);
+            if ((rows == 1 || sr == 1) && (cols == 1 || sc >= rows)) return new(t, true, cols == 1 ? Math.Max(rows, 1) : sc);
+            using var _ = GradMode.NoGrad();
+            var copy = t.Contiguous();
+            return new(copy, false, Math.Max(cols, 1));
+        }
+    }
+
+    /// <summary>y = x @ Wᵀ + b, the dense layer, as one GEMM with the bias added in its epilogue.
+    /// x: (..., in), weight: (out, in), bias: (out) or null.</summary>
+    internal static Tensor Linear(Tensor x, Tensor weight, Tensor? bias)
+    {
+        x.RequireFloat("Linear");
+        if (weight.Rank != 2) throw new ArgumentException($"Linear: weight must be 2-D (out, in), got {weight.ShapeString}.");
+        int outF = weight._shape[0], inF = weight._shape[1];
+        if (x.Rank == 0 || x._shape[^1] != inF)
+            throw new ArgumentException($"Linear: input {x.ShapeString} does not end in the layer's {inF} input features (weight {weight.ShapeString}).");
+        if (bias != null && (bias.Rank != 1 || bias._shape[0] != outF))
+            throw new ArgumentException($"Linear: bias {bias.ShapeString} does not match the {outF} output features.");
+        Tensor x2, y;
+        using (GradMode.NoGrad())
+        {
+            x2 = x.Reshape(-1, inF);
+            int rows = x2._shape[0];
+            y = Empty(x._shape[..^1].Append(outF).ToArray());
+            if (y.Count > 0)
+            {
+                var b = bias?.Contiguous();
+                if (inF == 0)
+                {
+                    if (b != null) y.CopyFromUnchecked(b, accumulate: false); else y.Zero();
+                }
+                else Gemm(x2, weight.T, [], rows, outF, inF, y.Data, b == null ? null : b.Data, accumulate: false);
+                GC.KeepAlive(b);
+            }
+        }
+        if (GradMode.Needed(x, weight, bias))
+        {
+            y.Record("Linear", [x, weight, bias], g =>
+            {
+                var g2 = g.Reshape(-1, outF);
+                return [
+                    x.RequiresGrad ? MatMulCore(g2, weight).Reshape(x._shape) : null,
+                    weight.RequiresGrad ? MatMulCore(g2.T, x2) : null,
+                    bias is { RequiresGrad: true } ? g2.Sum(0) : null];
+            });
+        }
+        return y;
+    }
+}

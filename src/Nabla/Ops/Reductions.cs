@@ -1,0 +1,148 @@
+using Nabla.Autograd;
+using Nabla.Kernels;
+
+namespace Nabla;
+
+// Reductions over dimensions. The kernels see the data as (outer, r, inner): reduced dimensions that are
+// already a contiguous block are reduced in place; any other set is first permuted to the end.
+public sealed unsafe partial class Tensor
+{
+    /// <summary>Sum of all elements (a 0-d tensor).</summary>
+    public Tensor Sum() => Sum(Enumerable.Range(0, Rank).ToArray());
+
+    public Tensor Sum(int dim, bool keepDim = false) => Sum([dim], keepDim);
+
+    public Tensor Sum(int[] dims, bool keepDim = false)
+    {
+        RequireFloat("Sum");
+        var reduce = NormalizeDims(dims);
+        var (source, outer, r, inner) = ReductionLayout(reduce);
+        var keptShape = KeepDimShape(reduce);
+        var y = Empty(keepDim ? keptShape : DropDims(reduce));
+        if (y.Count > 0) Backend.Current.Sum(source.Data, y.Data, outer, r, inner);
+        GC.KeepAlive(source);
+        if (GradMode.Needed(this))
+        {
+            var inShape = _shape;
+            y.Record("Sum", [this], g => [g.Reshape(keptShape).Expand(inShape)]);
+        }
+        return y;
+    }
+
+    /// <summary>Mean of all elements.</summary>
+    public Tensor Mean() => Mean(Enumerable.Range(0, Rank).ToArray());
+
+    public Tensor Mean(int dim, bool keepDim = false) => Mean([dim], keepDim);
+
+    public Tensor Mean(int[] dims, bool keepDim = false)
+    {
+        var reduce = NormalizeDims(dims);
+        long n = 1;
+        foreach (var d in reduce) n *= _shape[d];
+        return Sum(reduce, keepDim).Mul(1f / n);
+    }
+
+    /// <summary>Variance over <paramref name="dims"/> (unbiased by default, like PyTorch).</summary>
+    public Tensor Var(int[] dims, bool keepDim = false, bool unbiased = true)
+    {
+        var reduce = NormalizeDims(dims);
+        long n = 1;
+        foreach (var d in reduce) n *= _shape[d];
+        var centered = Sub(Mean(reduce, keepDim: true));
+        return centered.Square().Sum(reduce, keepDim).Mul(1f / Math.Max(1, unbiased ? n - 1 : n));
+    }
+
+    /// <summary>Largest value along <paramref name="dim"/> and where it is (first occurrence; NaN wins).</summary>
+    public (Tensor Values, Tensor Indices) Max(int dim, bool keepDim = false)
+    {
+        RequireFloat("Max");
+        int d = NormalizeDim(dim);
+        if (Rank > 0 && _shape[d] == 0) throw new ArgumentException($"Max over dimension {d} of size 0 (shape {ShapeString}).");
+        var (source, outer, r, inner) = ReductionLayout([d]);
+        var keptShape = KeepDimShape([d]);
+        var outShape = keepDim ? keptShape : DropDims([d]);
+        var values = Empty(outShape);
+        var indices = Empty(outShape.ToArray(), DType.Int32);
+        if (values.Count > 0) Backend.Current.Max(source.Data, values.Data, indices.IntData, outer, r, inner);
+        GC.KeepAlive(source);
+        if (GradMode.Needed(this))
+        {
+            var inShape = _shape;
+            values.Record("Max", [this], g =>
+            {
+                // Route each output's gradient to the position that won.
+                var dx = Zeros(inShape.ToArray());
+                var gc = g.Contiguous();
+                float* pdx = dx.Data, pg = gc.Data;
+                int* pi = indices.IntData;
+                for (int o = 0; o < outer; o++)
+                    for (int i = 0; i < inner; i++)
+                        pdx[((long)o * r + pi[o * inner + i]) * inner + i] += pg[o * inner + i];
+                GC.KeepAlive(gc);
+                return [dx];
+            });
+        }
+        return (values, indices);
+    }
+
+    /// <summary>Smallest value along <paramref name="dim"/> and where it is.</summary>
+    public (Tensor Values, Tensor Indices) Min(int dim, bool keepDim = false)
+    {
+        var (values, indices) = Neg().Max(dim, keepDim);
+        return (values.Neg(), indices);
+    }
+
+    /// <summary>Largest element (the gradient goes to its first occurrence).</summary>
+    public Tensor Max() => Reshape(-1).Max(0).Values;
+
+    public Tensor Min() => Reshape(-1).Min(0).Values;
+
+    /// <summary>Index of the largest value along <paramref name="dim"/> (Int32).</summary>
+    public Tensor ArgMax(int dim, bool keepDim = false)
+    {
+        using var _ = GradMode.NoGrad();
+        return Max(dim, keepDim).Indices;
+    }
+
+    /// <summary>Index of the largest element of the flattened tensor.</summary>
+    public int ArgMax() => Reshape(-1).ArgMax(0).ToIntArray()[0];
+
+    private int[] NormalizeDims(int[] dims)
+    {
+        var set = new SortedSet<int>();
+        foreach (var dim in dims)
+            if (!set.Add(NormalizeDim(dim))) throw new ArgumentException($"Dimension {dim} appears twice in the reduction.");
+        return set.ToArray();
+    }
+
+    private int[] KeepDimShape(int[] reduce)
+    {
+        var s = _shape.ToArray();
+        foreach (var d in reduce) s[d] = 1;
+        return s;
+    }
+
+    private int[] DropDims(int[] reduce) => _shape.Where((_, i) => Array.IndexOf(reduce, i) < 0).ToArray();
+
+    /// <summary>A contiguous tensor and (outer, r, inner) such that reducing the middle index reduces <paramref name="reduce"/>.</summary>
+    private (Tensor Source, int Outer, int R, int Inner) ReductionLayout(int[] reduce)
+    {
+        bool block = reduce.Length == 0 || reduce[^1] - reduce[0] == reduce.Length - 1;
+        if (block && IsContiguous)
+        {
+            int first = reduce.Length == 0 ? Rank : reduce[0], last = reduce.Length == 0 ? Rank - 1 : reduce[^1];
+            long outer = 1, r = 1, inner = 1;
+            for (int d = 0; d < first; d++) outer *= _shape[d];
+            for (int d = first; d <= last; d++) r *= _shape[d];
+            for (int d = last + 1; d < Rank; d++) inner *= _shape[d];
+            return (this, (int)outer, (int)r, (int)inner);
+        }
+        using var _ = GradMode.NoGrad();
+        var order = Enumerable.Range(0, Rank).Where(d => Array.IndexOf(reduce, d) < 0).Concat(reduce).ToArray();
+        var moved = Permute(order).Contiguous();
+        long rr = 1, kept = 1;
+        for (int d = 0; d < Rank; d++)
+            if (Array.IndexOf(reduce, d) >= 0) rr *= _shape[d]; else kept *= _shape[d];
+        return (moved, (int)kept, (int)rr, 1);
+    }
+}
