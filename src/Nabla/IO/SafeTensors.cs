@@ -1,0 +1,224 @@
+using System.Buffers.Binary;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+
+namespace Nabla.IO;
+
+/// <summary>A malformed, truncated or mismatched file: the message names the file and, where it applies, the tensor.</summary>
+public sealed class CheckpointException(string message, Exception? inner = null) : Exception(message, inner);
+
+/// <summary>One tensor's entry in a safetensors header.</summary>
+public sealed record SafeTensorInfo(string Name, string DType, int[] Shape, long Begin, long End);
+
+/// <summary>
+/// The safetensors format (Hugging Face): an 8-byte little-endian header length N, N bytes of JSON mapping
+/// each tensor name to {dtype, shape, data_offsets [begin, end)} (plus optional "__metadata__" strings), then
+/// the raw little-endian data, offsets counted from the end of the header. Reading checks every offset and
+/// size against the file; writing goes to a temporary file renamed into place, so a crash never leaves a
+/// half-written checkpoint.
+/// </summary>
+public static unsafe class SafeTensors
+{
+    private const long MaxHeaderBytes = 100L << 20;
+
+    /// <summary>Reads the header: tensor entries (in file order) and metadata.</summary>
+    public static (List<SafeTensorInfo> Tensors, Dictionary<string, string> Metadata, long DataStart) ReadHeader(string path)
+    {
+        if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found.");
+        using var stream = File.OpenRead(path);
+        long fileLength = stream.Length;
+        if (fileLength < 8) throw new CheckpointException($"{path}: not a safetensors file (only {fileLength} bytes; the 8-byte header length is missing).");
+        Span<byte> lenBytes = stackalloc byte[8];
+        stream.ReadExactly(lenBytes);
+        ulong headerLen = BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
+        if (headerLen > (ulong)MaxHeaderBytes || (long)headerLen > fileLength - 8)
+            throw new CheckpointException($"{path}: corrupt or truncated safetensors file (header length {headerLen} does not fit in a file of {fileLength} bytes).");
+        var headerBytes = new byte[headerLen];
+        stream.ReadExactly(headerBytes);
+        long dataStart = 8 + (long)headerLen;
+        long dataLength = fileLength - dataStart;
+
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(Encoding.UTF8.GetString(headerBytes).TrimEnd(' ', '\0')) as JsonObject
+                ?? throw new CheckpointException($"{path}: the safetensors header is not a JSON object.");
+        }
+        catch (JsonException e)
+        {
+            throw new CheckpointException($"{path}: corrupt safetensors header (invalid JSON: {e.Message}).", e);
+        }
+
+        var metadata = new Dictionary<string, string>();
+        var tensors = new List<SafeTensorInfo>();
+        foreach (var (name, node) in root)
+        {
+            if (name == "__metadata__")
+            {
+                if (node is JsonObject meta)
+                    foreach (var (k, v) in meta) metadata[k] = v?.ToString() ?? "";
+                continue;
+            }
+            try
+            {
+                var obj = node as JsonObject ?? throw new FormatException("entry is not an object");
+                string dtype = obj["dtype"]?.GetValue<string>() ?? throw new FormatException("missing dtype");
+                var shape = (obj["shape"] as JsonArray ?? throw new FormatException("missing shape")).Select(d => checked((int)d!.GetValue<long>())).ToArray();
+                var offsets = obj["data_offsets"] as JsonArray ?? throw new FormatException("missing data_offsets");
+                if (offsets.Count != 2) throw new FormatException("data_offsets must have two entries");
+                long begin = offsets[0]!.GetValue<long>(), end = offsets[1]!.GetValue<long>();
+                if (shape.Any(d => d < 0)) throw new FormatException($"negative dimension in shape [{string.Join(", ", shape)}]");
+                long expected = checked(Kernels.ShapeMath.Count(shape) * ElementSize(dtype, path, name));
+                if (begin < 0 || end < begin || end > dataLength)
+                    throw new FormatException($"data_offsets [{begin}, {end}) fall outside the {dataLength} data bytes (the file is truncated or corrupt)");
+                if (end - begin != expected)
+                    throw new FormatException($"{end - begin} bytes stored for a {dtype} tensor of shape [{string.Join(", ", shape)}], which needs {expected}");
+                tensors.Add(new SafeTensorInfo(name, dtype, shape, begin, end));
+            }
+            catch (Exception e) when (e is FormatException or InvalidOperationException or OverflowException or JsonException)
+            {
+                throw new CheckpointException($"{path}: tensor '{name}': {e.Message}.", e);
+            }
+        }
+        return (tensors, metadata, dataStart);
+    }
+
+    private static int ElementSize(string dtype, string path, string name) => dtype switch
+    {
+        "F32" or "I32" => 4,
+        "F16" or "BF16" or "I16" => 2,
+        "F64" or "I64" => 8,
+        "I8" or "U8" or "BOOL" => 1,
+        _ => throw new CheckpointException($"{path}: tensor '{name}' has unsupported dtype {dtype}."),
+    };
+
+    /// <summary>Loads every tensor. F32 stays F32; F16, BF16 and F64 become F32; I64, I16, I8, U8 and BOOL become Int32.</summary>
+    public static Dictionary<string, Tensor> Load(string path) => Load(path, out _);
+
+    public static Dictionary<string, Tensor> Load(string path, out Dictionary<string, string> metadata)
+    {
+        var (infos, meta, dataStart) = ReadHeader(path);
+        metadata = meta;
+        var result = new Dictionary<string, Tensor>();
+        using var handle = File.OpenHandle(path);
+        foreach (var info in infos) result[info.Name] = ReadTensor(handle, path, info, dataStart);
+        return result;
+    }
+
+    private static Tensor ReadTensor(Microsoft.Win32.SafeHandles.SafeFileHandle handle, string path, SafeTensorInfo info, long dataStart)
+    {
+        long bytes = info.End - info.Begin;
+        bool isFloat = info.DType is "F32" or "F16" or "BF16" or "F64";
+        var t = Tensor.Empty(info.Shape, isFloat ? DType.Float32 : DType.Int32);
+        if (bytes == 0) return t;
+        if (info.DType is "F32" or "I32")
+        {
+            ReadExactly(handle, path, info, new Span<byte>(t.Storage.Pointer.ToPointer(), checked((int)bytes)), dataStart + info.Begin);
+            return t;
+        }
+        var raw = new byte[bytes];
+        ReadExactly(handle, path, info, raw, dataStart + info.Begin);
+        float* f = (float*)t.Storage.Pointer;
+        int* i = (int*)t.Storage.Pointer;
+        int n = t.Count;
+        for (int k = 0; k < n; k++)
+        {
+            switch (info.DType)
+            {
+                case "F16": f[k] = (float)BinaryPrimitives.ReadHalfLittleEndian(raw.AsSpan(2 * k)); break;
+                case "BF16": f[k] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(raw.AsSpan(2 * k)) << 16); break;
+                case "F64": f[k] = (float)BinaryPrimitives.ReadDoubleLittleEndian(raw.AsSpan(8 * k)); break;
+                case "I64": i[k] = checked((int)BinaryPrimitives.ReadInt64LittleEndian(raw.AsSpan(8 * k))); break;
+                case "I16": i[k] = BinaryPrimitives.ReadInt16LittleEndian(raw.AsSpan(2 * k)); break;
+                case "I8": i[k] = (sbyte)raw[k]; break;
+                default: i[k] = raw[k]; break; // U8, BOOL
+            }
+        }
+        return t;
+    }
+
+    private static void ReadExactly(Microsoft.Win32.SafeHandles.SafeFileHandle handle, string path, SafeTensorInfo info, Span<byte> into, long offset)
+    {
+        while (into.Length > 0)
+        {
+            int n = RandomAccess.Read(handle, into, offset);
+            if (n <= 0) throw new CheckpointException($"{path}: tensor '{info.Name}': unexpected end of file (truncated).");
+            into = into[n..];
+            offset += n;
+        }
+    }
+
+    /// <summary>Writes tensors (F32 or I32, any strides) in the given order, atomically.</summary>
+    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var list = tensors.ToList();
+        var header = new JsonObject();
+        if (metadata is { Count: > 0 })
+        {
+            var meta = new JsonObject();
+            foreach (var (k, v) in metadata) meta[k] = v;
+            header["__metadata__"] = meta;
+        }
+        long offset = 0;
+        var names = new HashSet<string>();
+        foreach (var (name, t) in list)
+        {
+            if (!names.Add(name)) throw new ArgumentException($"Tensor name '{name}' appears twice.");
+            if (t.DType is not (DType.Float32 or DType.Int32))
+                throw new NotSupportedException($"Saving {t.DType} tensors ('{name}') is not supported yet.");
+            long bytes = (long)t.Count * 4;
+            header[name] = new JsonObject
+            {
+                ["dtype"] = t.DType.SafetensorsName(),
+                ["shape"] = new JsonArray(t.Shape.ToArray().Select(d => (JsonNode)d).ToArray()),
+                ["data_offsets"] = new JsonArray(offset, offset + bytes),
+            };
+            offset += bytes;
+        }
+        var json = Encoding.UTF8.GetBytes(header.ToJsonString());
+        int padded = (json.Length + 7) / 8 * 8; // keep the data 8-byte aligned, as the reference writer does
+        AtomicFile.Write(path, stream =>
+        {
+            Span<byte> len = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(len, (ulong)padded);
+            stream.Write(len);
+            stream.Write(json);
+            for (int p = json.Length; p < padded; p++) stream.WriteByte((byte)' ');
+            foreach (var (_, t) in list)
+            {
+                var c = t.Contiguous();
+                if (c.Count > 0) stream.Write(new ReadOnlySpan<byte>((void*)(c.Storage.Pointer + c.Offset * 4), c.Count * 4));
+                GC.KeepAlive(c);
+            }
+        });
+    }
+}
+
+/// <summary>Writes a file through a temporary sibling and a rename, so readers see the old file or the whole new one.</summary>
+public static class AtomicFile
+{
+    public static void Write(string path, Action<Stream> write)
+    {
+        var full = Path.GetFullPath(path);
+        var dir = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(dir);
+        var tmp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            using (var stream = new FileStream(tmp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+            {
+                write(stream);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(tmp, full, overwrite: true);
+        }
+        catch
+        {
+            try { File.Delete(tmp); } catch (IOException) { }
+            throw;
+        }
+    }
+
+    public static void WriteAllText(string path, string text) => Write(path, s => s.Write(Encoding.UTF8.GetBytes(text)));
+}

@@ -1,0 +1,28 @@
+using System.Numerics.Tensors;
+using Nabla.Autograd;
+
+namespace Nabla.Optim;
+
+public static class GradientClipping
+{
+    /// <summary>
+    /// Scales all gradients so that their global L2 norm is at most <paramref name="maxNorm"/> and returns the
+    /// norm before clipping (like <c>clip_grad_norm_</c>). A NaN or infinite norm is returned as is and
+    /// nothing is scaled, so the caller can stop on it.
+    /// </summary>
+    public static float ClipGradNorm(IEnumerable<Tensor> parameters, float maxNorm)
+    {
+        var grads = parameters.Where(p => p.Grad != null).Select(p => p.Grad!).ToList();
+        double sumSquares = 0;
+        foreach (var g in grads) sumSquares += TensorPrimitives.SumOfSquares(g.Contiguous().AsSpan());
+        float norm = (float)Math.Sqrt(sumSquares);
+        if (!float.IsFinite(norm)) return norm;
+        float scale = maxNorm / (norm + 1e-6f);
+        if (scale < 1)
+        {
+            using var _ = GradMode.NoGrad();
+            foreach (var g in grads) g.MulInPlace(scale);
+        }
+        return norm;
+    }
+}

@@ -1,0 +1,278 @@
+using System.Numerics.Tensors;
+using Nabla.Autograd;
+
+namespace Nabla.Optim;
+
+/// <summary>A set of parameters sharing hyper-parameters (e.g. "decay" and "no decay" groups for AdamW).</summary>
+public sealed class ParamGroup
+{
+    public ParamGroup(IEnumerable<Tensor> parameters, float? learningRate = null, float? weightDecay = null)
+    {
+        Parameters = parameters.ToList();
+        LearningRate = learningRate;
+        WeightDecay = weightDecay;
+    }
+
+    public IReadOnlyList<Tensor> Parameters { get; }
+    /// <summary>Overrides the optimizer's learning rate for this group (null: use the optimizer's).</summary>
+    public float? LearningRate { get; set; }
+    /// <summary>Overrides the optimizer's weight decay for this group (null: use the optimizer's).</summary>
+    public float? WeightDecay { get; set; }
+}
+
+/// <summary>
+/// Base of the optimizers, in PyTorch's shape: construct with the parameters, then each step
+/// <c>optimizer.ZeroGrad(); loss.Backward(); optimizer.Step();</c>. Updates run outside autograd. Per-parameter
+/// state (moments, momentum buffers) is created on the first step and can be saved with
+/// <see cref="StateDict"/> to resume training exactly.
+/// </summary>
+public abstract class Optimizer
+{
+    private readonly Dictionary<Tensor, Dictionary<string, Tensor>> _state = new(ReferenceEqualityComparer.Instance);
+
+    protected Optimizer(IEnumerable<Tensor> parameters, float learningRate, float weightDecay)
+        : this([new ParamGroup(parameters)], learningRate, weightDecay) { }
+
+    protected Optimizer(IEnumerable<ParamGroup> groups, float learningRate, float weightDecay)
+    {
+        Groups = groups.ToList();
+        if (Groups.Sum(g => g.Parameters.Count) == 0) throw new ArgumentException("The optimizer got no parameters.");
+        if (learningRate < 0) throw new ArgumentOutOfRangeException(nameof(learningRate), "The learning rate must not be negative.");
+        foreach (var p in Groups.SelectMany(g => g.Parameters))
+            if (!p.RequiresGrad) throw new ArgumentException($"Parameter {p.Name ?? p.ShapeString} does not require grad.");
+        LearningRate = learningRate;
+        WeightDecay = weightDecay;
+    }
+
+    public IReadOnlyList<ParamGroup> Groups { get; }
+
+    /// <summary>The base learning rate (schedulers set it every step).</summary>
+    public float LearningRate { get; set; }
+    public float WeightDecay { get; }
+
+    /// <summary>Number of steps taken.</summary>
+    public int StepCount { get; private set; }
+
+    /// <summary>Clears every parameter's gradient.</summary>
+    public void ZeroGrad()
+    {
+        foreach (var p in Groups.SelectMany(g => g.Parameters)) p.Grad = null;
+    }
+
+    /// <summary>Applies one update to every parameter that has a gradient.</summary>
+    public void Step()
+    {
+        StepCount++;
+        using var _ = GradMode.NoGrad();
+        foreach (var group in Groups)
+        {
+            float lr = group.LearningRate ?? LearningRate;
+            float wd = group.WeightDecay ?? WeightDecay;
+            foreach (var p in group.Parameters)
+            {
+                if (p.Grad is not { } grad) continue;
+                if (!p.IsContiguous) throw new InvalidOperationException($"Parameter {p.Name ?? p.ShapeString} is not contiguous.");
+                Update(p.AsSpan(), grad.Contiguous().AsSpan(), lr, wd, State(p));
+            }
+        }
+    }
+
+    /// <summary>The update rule for one parameter: <paramref name="p"/> and its gradient, both contiguous.</summary>
+    protected abstract void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state);
+
+    private ParamState State(Tensor p)
+    {
+        if (!_state.TryGetValue(p, out var buffers)) _state[p] = buffers = new Dictionary<string, Tensor>();
+        return new ParamState(buffers, p.Count);
+    }
+
+    /// <summary>A parameter's named state buffers, created (zeroed) on first use.</summary>
+    protected readonly struct ParamState(Dictionary<string, Tensor> buffers, int count)
+    {
+        public bool Has(string name) => buffers.ContainsKey(name);
+
+        public Span<float> Buffer(string name)
+        {
+            if (!buffers.TryGetValue(name, out var t)) buffers[name] = t = Tensor.Zeros(count);
+            return t.AsSpan();
+        }
+    }
+
+    /// <summary>
+    /// Optimizer state by name: "step", and "{i}.{buffer}" where i is the parameter's position across groups.
+    /// Save it next to the model's state dict to resume training where it stopped.
+    /// </summary>
+    public Dictionary<string, Tensor> StateDict()
+    {
+        var state = new Dictionary<string, Tensor> { ["step"] = Tensor.FromArray(new[] { StepCount }) };
+        int i = 0;
+        foreach (var p in Groups.SelectMany(g => g.Parameters))
+        {
+            if (_state.TryGetValue(p, out var buffers))
+                foreach (var (name, t) in buffers) state[$"{i}.{name}"] = t;
+            i++;
+        }
+        return state;
+    }
+
+    public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string? source = null)
+    {
+        if (!state.TryGetValue("step", out var step))
+            throw new IO.CheckpointException($"{source ?? "optimizer state"}: the step counter 'step' is missing.");
+        var parameters = Groups.SelectMany(g => g.Parameters).ToList();
+        foreach (var (key, value) in state)
+        {
+            if (key == "step") continue;
+            int dot = key.IndexOf('.');
+            if (dot < 0 || !int.TryParse(key[..dot], out int i) || i < 0 || i >= parameters.Count)
+                throw new IO.CheckpointException($"{source ?? "optimizer state"}: unexpected entry '{key}' (the optimizer has {parameters.Count} parameters).");
+            var p = parameters[i];
+            if (value.Count != p.Count)
+                throw new IO.CheckpointException($"{source ?? "optimizer state"}: '{key}' has {value.Count} values but parameter {i} ({p.Name ?? p.ShapeString}) has {p.Count}.");
+            if (!_state.TryGetValue(p, out var buffers)) _state[p] = buffers = new Dictionary<string, Tensor>();
+            buffers[key[(dot + 1)..]] = value.Reshape(-1).Clone();
+        }
+        StepCount = step.ToIntArray()[0];
+    }
+}
+
+/// <summary>Stochastic gradient descent with optional momentum (PyTorch's formulation), Nesterov momentum and L2 weight decay.</summary>
+public sealed class SGD : Optimizer
+{
+    public float Momentum { get; }
+    public float Dampening { get; }
+    public bool Nesterov { get; }
+
+    public SGD(IEnumerable<Tensor> parameters, float learningRate, float momentum = 0f, float dampening = 0f, float weightDecay = 0f, bool nesterov = false)
+        : this([new ParamGroup(parameters)], learningRate, momentum, dampening, weightDecay, nesterov) { }
+
+    public SGD(IEnumerable<ParamGroup> groups, float learningRate, float momentum = 0f, float dampening = 0f, float weightDecay = 0f, bool nesterov = false)
+        : base(groups, learningRate, weightDecay)
+    {
+        if (nesterov && (momentum <= 0 || dampening != 0))
+            throw new ArgumentException("Nesterov momentum requires a positive momentum and zero dampening.");
+        Momentum = momentum;
+        Dampening = dampening;
+        Nesterov = nesterov;
+    }
+
+    protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
+    {
+        Span<float> d = new float[p.Length];
+        grad.CopyTo(d);
+        if (weightDecay != 0) TensorPrimitives.MultiplyAdd(p, weightDecay, d, d);
+        if (Momentum != 0)
+        {
+            bool first = !state.Has("momentum_buffer");
+            var buf = state.Buffer("momentum_buffer");
+            if (first) d.CopyTo(buf);
+            else
+            {
+                // buf = momentum·buf + (1 - dampening)·d
+                TensorPrimitives.Multiply(buf, Momentum, buf);
+                TensorPrimitives.MultiplyAdd(d, 1 - Dampening, buf, buf);
+            }
+            if (Nesterov) TensorPrimitives.MultiplyAdd(buf, Momentum, d, d);
+            else buf.CopyTo(d);
+        }
+        TensorPrimitives.MultiplyAdd(d, -lr, p, p);
+    }
+}
+
+/// <summary>Adam (Kingma &amp; Ba) with L2 weight decay added to the gradient, as PyTorch's Adam does.</summary>
+public class Adam : Optimizer
+{
+    public float Beta1 { get; }
+    public float Beta2 { get; }
+    public float Eps { get; }
+    private readonly bool _decoupled;
+
+    public Adam(IEnumerable<Tensor> parameters, float learningRate = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0f)
+        : this([new ParamGroup(parameters)], learningRate, beta1, beta2, eps, weightDecay, decoupled: false) { }
+
+    protected Adam(IEnumerable<ParamGroup> groups, float learningRate, float beta1, float beta2, float eps, float weightDecay, bool decoupled)
+        : base(groups, learningRate, weightDecay)
+    {
+        Beta1 = beta1;
+        Beta2 = beta2;
+        Eps = eps;
+        _decoupled = decoupled;
+    }
+
+    protected override unsafe void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
+    {
+        var m = state.Buffer("exp_avg");
+        var v = state.Buffer("exp_avg_sq");
+        ReadOnlySpan<float> g = grad;
+        if (!_decoupled && weightDecay != 0)
+        {
+            var gd = new float[p.Length];
+            TensorPrimitives.MultiplyAdd(p, weightDecay, grad, gd);
+            g = gd;
+        }
+        fixed (float* pp = p, gp = g, mp = m, vp = v)
+            Kernels.Backend.Current.AdamW(pp, gp, mp, vp, p.Length, lr, Beta1, Beta2, Eps, _decoupled ? weightDecay : 0f, StepCount);
+    }
+}
+
+/// <summary>AdamW (Loshchilov &amp; Hutter): Adam with weight decay applied to the weights directly (decoupled),
+/// in one fused pass per parameter.</summary>
+public sealed class AdamW : Adam
+{
+    public AdamW(IEnumerable<Tensor> parameters, float learningRate = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0.01f)
+        : base([new ParamGroup(parameters)], learningRate, beta1, beta2, eps, weightDecay, decoupled: true) { }
+
+    public AdamW(IEnumerable<ParamGroup> groups, float learningRate = 1e-3f, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f, float weightDecay = 0.01f)
+        : base(groups, learningRate, beta1, beta2, eps, weightDecay, decoupled: true) { }
+}
+
+/// <summary>RMSProp (Hinton), PyTorch's formulation: optional momentum and centring.</summary>
+public sealed class RMSProp : Optimizer
+{
+    public float Alpha { get; }
+    public float Eps { get; }
+    public float Momentum { get; }
+    public bool Centered { get; }
+
+    public RMSProp(IEnumerable<Tensor> parameters, float learningRate = 1e-2f, float alpha = 0.99f, float eps = 1e-8f, float weightDecay = 0f, float momentum = 0f, bool centered = false)
+        : base(parameters, learningRate, weightDecay)
+    {
+        Alpha = alpha;
+        Eps = eps;
+        Momentum = momentum;
+        Centered = centered;
+    }
+
+    protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
+    {
+        var g = new float[p.Length];
+        grad.CopyTo(g);
+        if (weightDecay != 0) TensorPrimitives.MultiplyAdd(p, weightDecay, g, g);
+        var sq = state.Buffer("square_avg");
+        // sq = α·sq + (1-α)·g²
+        TensorPrimitives.Multiply(sq, Alpha, sq);
+        var g2 = new float[p.Length];
+        TensorPrimitives.Multiply(g, g, g2);
+        TensorPrimitives.MultiplyAdd(g2, 1 - Alpha, sq, sq);
+        var avg = g2; // reuse: avg = sqrt(sq - ḡ²) + eps (centred) or sqrt(sq) + eps
+        if (Centered)
+        {
+            var ga = state.Buffer("grad_avg");
+            TensorPrimitives.Multiply(ga, Alpha, ga);
+            TensorPrimitives.MultiplyAdd(g, 1 - Alpha, ga, ga);
+            TensorPrimitives.Multiply(ga, ga, avg);
+            TensorPrimitives.Subtract(sq, avg, avg);
+        }
+        else sq.CopyTo(avg);
+        TensorPrimitives.Sqrt(avg, avg);
+        TensorPrimitives.Add(avg, Eps, avg);
+        TensorPrimitives.Divide(g, avg, g);
+        if (Momentum > 0)
+        {
+            var buf = state.Buffer("momentum_buffer");
+            TensorPrimitives.MultiplyAdd(buf, Momentum, g, buf);
+            TensorPrimitives.MultiplyAdd(buf, -lr, p, p);
+        }
+        else TensorPrimitives.MultiplyAdd(g, -lr, p, p);
+    }
+}
