@@ -1,2 +1,2 @@
-// The nabla command-line tool: under construction.
-Console.WriteLine("nabla");
+// nabla: train, evaluate and run Nabla models from the command line.
+return Nabla.Cli.NablaCli.Run(args);

@@ -1,0 +1,269 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text;
+using Nabla.Autograd;
+using Nabla.Cli.Runs;
+using Nabla.Cli.Ui;
+using Nabla.Data;
+using Nabla.IO;
+using Nabla.NN;
+using Nabla.Optim;
+using Nabla.Training;
+using Spectre.Console;
+
+namespace Nabla.Cli.Commands;
+
+/// <summary>`nabla train mlp`, `nabla eval` and `nabla predict`: a multi-layer perceptron on a CSV file.</summary>
+public static class MlpCommands
+{
+    private static readonly Option<string> RunOption = new("--run") { Description = "Run directory written by `nabla train mlp`.", Required = true };
+    private static readonly Option<string?> CsvInput = new("--csv") { Description = "CSV file with the same columns as the training data." };
+
+    public static Command Train()
+    {
+        var defaults = new MlpRunConfig();
+        var csv = new Option<string?>("--csv") { Description = "CSV file to train on (default: the built-in iris dataset)." };
+        var target = new Option<string?>("--target") { Description = "Label column: a name, an index (0, -1) or 'last'. Default: species for the built-in data, else last." };
+        var noHeader = new Option<bool>("--no-header") { Description = "The CSV has no header line (columns are named c0, c1, ...)." };
+        var skipRows = new Option<int>("--skip-rows") { Description = "Lines to skip before the header (1 for scikit-learn's bundled CSV files)." };
+        var task = new Option<TabularTask>("--task") { Description = "classification, regression or auto.", DefaultValueFactory = _ => TabularTask.Auto };
+        var hidden = new Option<string>("--hidden") { Description = "Hidden layer sizes, comma-separated.", DefaultValueFactory = _ => string.Join(",", defaults.Hidden) };
+        var activation = new Option<string>("--activation") { Description = "relu, leaky_relu, gelu, gelu_tanh, silu, tanh or sigmoid.", DefaultValueFactory = _ => defaults.Activation };
+        var dropout = new Option<float>("--dropout") { Description = "Dropout probability after each hidden layer.", DefaultValueFactory = _ => defaults.Dropout };
+        var epochs = new Option<int>("--epochs") { Description = "Passes over the training data.", DefaultValueFactory = _ => defaults.Epochs };
+        var batchSize = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => defaults.BatchSize };
+        var lr = new Option<float>("--lr") { Description = "Learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
+        var optimizer = new Option<string>("--optimizer") { Description = "adamw, adam, sgd, sgd-nesterov or rmsprop.", DefaultValueFactory = _ => defaults.Optimizer };
+        var weightDecay = new Option<float>("--weight-decay") { Description = "Weight decay.", DefaultValueFactory = _ => defaults.WeightDecay };
+        var valFraction = new Option<double>("--val-fraction") { Description = "Share of rows held out for validation.", DefaultValueFactory = _ => defaults.ValidationFraction };
+        var seed = new Option<ulong>("--seed") { Description = "Seed for the split, the initial weights and the shuffling.", DefaultValueFactory = _ => defaults.Seed };
+        var output = new Option<string?>("--out") { Description = "Run directory (default: runs/mlp-<time>)." };
+        var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
+
+        var command = new Command("mlp", "Train a multi-layer perceptron on a CSV file (classification or regression).")
+        {
+            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, quiet,
+        };
+        epochs.Validators.Add(r => { if (r.GetValueOrDefault<int>() <= 0) r.AddError("--epochs must be positive."); });
+        batchSize.Validators.Add(r => { if (r.GetValueOrDefault<int>() <= 0) r.AddError("--batch-size must be positive."); });
+        lr.Validators.Add(r => { if (r.GetValueOrDefault<float>() <= 0) r.AddError("--lr must be positive."); });
+        valFraction.Validators.Add(r => { var v = r.GetValueOrDefault<double>(); if (v is <= 0 or >= 1) r.AddError("--val-fraction must be between 0 and 1."); });
+        dropout.Validators.Add(r => { var v = r.GetValueOrDefault<float>(); if (v is < 0 or >= 1) r.AddError("--dropout must be in [0, 1)."); });
+
+        command.SetAction(p =>
+        {
+            var csvPath = p.GetValue(csv);
+            var config = new MlpRunConfig
+            {
+                Csv = csvPath ?? MlpRunConfig.BuiltinIris,
+                Target = p.GetValue(target) ?? (csvPath == null ? "species" : "last"),
+                NoHeader = p.GetValue(noHeader),
+                SkipRows = p.GetValue(skipRows),
+                Task = p.GetValue(task),
+                Hidden = ParseHidden(p.GetValue(hidden)!),
+                Activation = p.GetValue(activation)!,
+                Dropout = p.GetValue(dropout),
+                Epochs = p.GetValue(epochs),
+                BatchSize = p.GetValue(batchSize),
+                LearningRate = p.GetValue(lr),
+                Optimizer = p.GetValue(optimizer)!.ToLowerInvariant(),
+                WeightDecay = p.GetValue(weightDecay),
+                ValidationFraction = p.GetValue(valFraction),
+                Seed = p.GetValue(seed),
+            };
+            var dir = p.GetValue(output) ?? Path.Combine("runs", $"mlp-{DateTime.Now:yyyyMMdd-HHmmss}");
+            return TrainMlp(config, new MlpRun(dir), p.GetValue(quiet));
+        });
+        return command;
+    }
+
+    private static int[] ParseHidden(string text)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return [];
+        var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        var sizes = new int[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!int.TryParse(parts[i], out sizes[i]) || sizes[i] <= 0)
+                throw new CliException($"--hidden: '{parts[i]}' is not a positive layer size (expected e.g. 128,64).");
+        return sizes;
+    }
+
+    public static Optimizer MakeOptimizer(MlpRunConfig config, Module model) => config.Optimizer switch
+    {
+        "adamw" => new AdamW(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay),
+        "adam" => new Adam(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay),
+        "sgd" => new SGD(model.Parameters(), config.LearningRate, momentum: config.Momentum, weightDecay: config.WeightDecay),
+        "sgd-nesterov" => new SGD(model.Parameters(), config.LearningRate, momentum: config.Momentum, weightDecay: config.WeightDecay, nesterov: true),
+        "rmsprop" => new RMSProp(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay),
+        _ => throw new CliException($"--optimizer: unknown optimizer '{config.Optimizer}' (adamw, adam, sgd, sgd-nesterov, rmsprop)."),
+    };
+
+    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet)
+    {
+        var table = config.ReadTable();
+        var (trainRows, valRows) = DataSplit.TrainValidation(table.Rows.Count, config.ValidationFraction, config.Seed);
+        var prep = TabularPreprocessor.Fit(table, config.Target, trainRows, config.Task);
+        var (trainX, trainY) = prep.Transform(table, trainRows);
+        var (valX, valY) = prep.Transform(table, valRows);
+        bool classification = prep.Task == TabularTask.Classification;
+
+        var model = MlpRun.BuildModel(config, prep, new Generator(config.Seed));
+        var optimizer = MakeOptimizer(config, model);
+        var trainer = new SupervisedTrainer(model, optimizer, classification);
+        var loader = new DataLoader(trainX, trainY!, config.BatchSize, shuffle: true, seed: config.Seed);
+
+        Directory.CreateDirectory(run.Directory);
+        AtomicFile.WriteAllText(run.ConfigPath, config.ToJson());
+        AtomicFile.WriteAllText(run.PreprocessorPath, prep.ToJson());
+        if (File.Exists(run.MetricsPath)) File.Delete(run.MetricsPath);
+
+        if (!quiet)
+        {
+            Console.WriteLine($"data: {config.Csv} — {trainRows.Count} training / {valRows.Count} validation rows, {prep.FeatureCount} features, " +
+                (classification ? $"{prep.Classes.Count} classes ({string.Join(", ", prep.Classes)})" : "regression"));
+            Console.WriteLine($"model: MLP {prep.FeatureCount} → {string.Join(" → ", config.Hidden)} → {prep.OutputCount}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate}");
+        }
+
+        var history = new List<EpochMetrics>();
+        var progress = new TrainingProgress(config.Epochs * loader.BatchCount);
+        int epoch = 0;
+        trainer.StepCompleted += s =>
+        {
+            if (quiet) return;
+            var acc = classification ? $"acc {100 * s.RunningAccuracy:F1}%" : "";
+            progress.Step(s.Step, $"epoch {s.Epoch}/{config.Epochs}  loss {s.Loss:F4}  {acc}", s.SamplesPerSecond);
+        };
+        progress.Run(() =>
+        {
+            for (epoch = 1; epoch <= config.Epochs; epoch++)
+            {
+                var m = trainer.TrainEpoch(loader, epoch, (valX, valY!));
+                history.Add(m);
+                run.AppendMetrics(new
+                {
+                    epoch = m.Epoch, step = m.Step, train_loss = m.TrainLoss, train_accuracy = Finite(m.TrainAccuracy),
+                    val_loss = m.ValidationLoss, val_accuracy = Finite(m.ValidationAccuracy), lr = m.LearningRate,
+                    samples_per_second = m.SamplesPerSecond, seconds = m.Seconds,
+                });
+                model.Save(run.CheckpointPath, new Dictionary<string, string> { ["format"] = "nabla-mlp", ["epoch"] = m.Epoch.ToString() });
+                if (!quiet && (epoch == 1 || epoch == config.Epochs || epoch % Math.Max(1, config.Epochs / 10) == 0))
+                    progress.Line(classification
+                        ? $"epoch {m.Epoch,3}: train loss {m.TrainLoss:F4} acc {100 * m.TrainAccuracy:F1}% | val loss {m.ValidationLoss:F4} acc {100 * m.ValidationAccuracy:F1}%"
+                        : $"epoch {m.Epoch,3}: train mse {m.TrainLoss:F4} | val mse {m.ValidationLoss:F4} rmse {Math.Sqrt(m.ValidationLoss):F4}");
+            }
+        });
+        WriteCharts(run, history, classification);
+        var last = history[^1];
+        if (classification) Console.WriteLine($"validation accuracy: {100 * last.ValidationAccuracy:F2}% ({valRows.Count} rows), loss {last.ValidationLoss:F4}");
+        else Console.WriteLine($"validation rmse: {Math.Sqrt(last.ValidationLoss):F4} ({valRows.Count} rows)");
+        if (!quiet) Console.WriteLine($"run saved to {run.Directory} (config.json, preprocessor.json, model.safetensors, metrics.jsonl, loss.png{(classification ? ", accuracy.png" : "")})");
+        return 0;
+    }
+
+    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
+
+    private static void WriteCharts(MlpRun run, List<EpochMetrics> history, bool classification)
+    {
+        var x = history.Select(h => (double)h.Epoch).ToArray();
+        Charts.Line(Path.Combine(run.Directory, "loss.png"), "Loss", "epoch", classification ? "cross-entropy" : "mean squared error", x,
+            ("train", history.Select(h => h.TrainLoss).ToArray()), ("validation", history.Select(h => h.ValidationLoss).ToArray()));
+        if (classification)
+            Charts.Line(Path.Combine(run.Directory, "accuracy.png"), "Accuracy", "epoch", "accuracy", x,
+                ("train", history.Select(h => h.TrainAccuracy).ToArray()), ("validation", history.Select(h => h.ValidationAccuracy).ToArray()));
+    }
+
+    public static Command Eval()
+    {
+        var command = new Command("eval", "Evaluate a trained MLP run: on its validation split, or on another CSV file.") { RunOption, CsvInput };
+        command.SetAction(p =>
+        {
+            var (config, prep, model) = new MlpRun(p.GetValue(RunOption)!).Load();
+            var csvPath = p.GetValue(CsvInput);
+            CsvTable table;
+            IReadOnlyList<int> rows;
+            if (csvPath == null)
+            {
+                table = config.ReadTable();
+                rows = DataSplit.TrainValidation(table.Rows.Count, config.ValidationFraction, config.Seed).Validation;
+            }
+            else
+            {
+                table = CsvTable.Read(csvPath, config.CsvOptions);
+                rows = Enumerable.Range(0, table.Rows.Count).ToList();
+            }
+            var (x, y) = prep.Transform(table, rows);
+            if (y == null) throw new CliException($"{table.Source}: the target column '{prep.Target}' is missing, so there is nothing to evaluate against (use `nabla predict`).");
+            bool classification = prep.Task == TabularTask.Classification;
+            var trainer = new SupervisedTrainer(model, MakeOptimizer(config, model), classification);
+            var (loss, accuracy) = trainer.Evaluate(x, y);
+            string scope = csvPath == null ? "validation split" : csvPath;
+            if (!classification)
+            {
+                Console.WriteLine($"{scope}: {rows.Count} rows, mse {loss:F4}, rmse {Math.Sqrt(loss):F4}");
+                return 0;
+            }
+            Console.WriteLine($"{scope}: {rows.Count} rows, accuracy {100 * accuracy:F2}%, loss {loss:F4}");
+            PrintConfusion(model, x, y, prep.Classes);
+            return 0;
+        });
+        return command;
+    }
+
+    private static void PrintConfusion(Module model, Tensor x, Tensor y, List<string> classes)
+    {
+        model.Eval();
+        using var _ = GradMode.NoGrad();
+        var predicted = model.Forward(x).ArgMax(-1).ToIntArray();
+        var truth = y.ToIntArray();
+        var counts = new int[classes.Count, classes.Count];
+        for (int i = 0; i < truth.Length; i++) counts[truth[i], predicted[i]]++;
+        var table = new Table().Title("confusion (rows: true class, columns: predicted)");
+        table.AddColumn("");
+        foreach (var c in classes) table.AddColumn(Markup.Escape(c));
+        for (int t = 0; t < classes.Count; t++)
+            table.AddRow(new[] { Markup.Escape(classes[t]) }.Concat(Enumerable.Range(0, classes.Count).Select(p => counts[t, p].ToString())).ToArray());
+        AnsiConsole.Write(table);
+    }
+
+    public static Command Predict()
+    {
+        var csv = new Option<string>("--csv") { Description = "CSV file of rows to predict (the target column may be absent).", Required = true };
+        var outPath = new Option<string?>("--output") { Description = "Write predictions to this CSV file instead of standard output." };
+        var command = new Command("predict", "Predict with a trained MLP run: one output line per input row.") { RunOption, csv, outPath };
+        command.SetAction(p =>
+        {
+            var (config, prep, model) = new MlpRun(p.GetValue(RunOption)!).Load();
+            var table = CsvTable.Read(p.GetValue(csv)!, config.CsvOptions);
+            var (x, _) = prep.Transform(table);
+            model.Eval();
+            Tensor output;
+            using (GradMode.NoGrad()) output = model.Forward(x);
+            var sb = new StringBuilder();
+            var inv = CultureInfo.InvariantCulture;
+            if (prep.Task == TabularTask.Classification)
+            {
+                var probs = output.Softmax(-1).ToArray();
+                var best = output.ArgMax(-1).ToIntArray();
+                sb.AppendLine("line,prediction," + string.Join(",", prep.Classes.Select(c => $"p({c})")));
+                for (int i = 0; i < best.Length; i++)
+                    sb.AppendLine($"{table.LineNumbers[i]},{prep.Classes[best[i]]}," +
+                        string.Join(",", Enumerable.Range(0, prep.Classes.Count).Select(k => probs[i * prep.Classes.Count + k].ToString("F4", inv))));
+            }
+            else
+            {
+                var values = output.ToArray();
+                sb.AppendLine($"line,{prep.Target}");
+                for (int i = 0; i < values.Length; i++) sb.AppendLine($"{table.LineNumbers[i]},{values[i].ToString("G6", inv)}");
+            }
+            var target = p.GetValue(outPath);
+            if (target == null) Console.Write(sb.ToString());
+            else
+            {
+                AtomicFile.WriteAllText(target, sb.ToString());
+                Console.Error.WriteLine($"wrote {table.Rows.Count} predictions to {target}");
+            }
+            return 0;
+        });
+        return command;
+    }
+}

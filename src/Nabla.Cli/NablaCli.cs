@@ -1,0 +1,27 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using Nabla.Cli.Commands;
+
+namespace Nabla.Cli;
+
+/// <summary>The `nabla` command tree. Program.cs runs it; tests call <see cref="Run"/> in-process.</summary>
+public static class NablaCli
+{
+    public static Command Build()
+    {
+        // A plain Command named "nabla" (not RootCommand, which takes the assembly's name for help and errors).
+        var root = new Command("nabla", "Nabla (∇): a deep-learning engine written from scratch in C#.")
+        {
+            new HelpOption(),
+            new VersionOption(),
+        };
+        var train = new Command("train", "Train a model.");
+        train.Subcommands.Add(MlpCommands.Train());
+        root.Subcommands.Add(train);
+        root.Subcommands.Add(MlpCommands.Eval());
+        root.Subcommands.Add(MlpCommands.Predict());
+        return root;
+    }
+
+    public static int Run(string[] args) => CliErrors.Invoke(Build(), args);
+}
