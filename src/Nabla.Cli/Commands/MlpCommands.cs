@@ -44,11 +44,11 @@ public static class MlpCommands
         {
             csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, quiet,
         };
-        epochs.Validators.Add(r => { if (r.GetValueOrDefault<int>() <= 0) r.AddError("--epochs must be positive."); });
-        batchSize.Validators.Add(r => { if (r.GetValueOrDefault<int>() <= 0) r.AddError("--batch-size must be positive."); });
-        lr.Validators.Add(r => { if (r.GetValueOrDefault<float>() <= 0) r.AddError("--lr must be positive."); });
-        valFraction.Validators.Add(r => { var v = r.GetValueOrDefault<double>(); if (v is <= 0 or >= 1) r.AddError("--val-fraction must be between 0 and 1."); });
-        dropout.Validators.Add(r => { var v = r.GetValueOrDefault<float>(); if (v is < 0 or >= 1) r.AddError("--dropout must be in [0, 1)."); });
+        Check(epochs, v => v > 0, "--epochs must be positive.");
+        Check(batchSize, v => v > 0, "--batch-size must be positive.");
+        Check(lr, v => v > 0, "--lr must be positive.");
+        Check(valFraction, v => v is > 0 and < 1, "--val-fraction must be between 0 and 1.");
+        Check(dropout, v => v is >= 0 and < 1, "--dropout must be in [0, 1).");
 
         command.SetAction(p =>
         {
@@ -76,6 +76,17 @@ public static class MlpCommands
         });
         return command;
     }
+
+    /// <summary>Adds a range check to an option (a value that does not even parse is reported by the parser).</summary>
+    internal static void Check<T>(Option<T> option, Func<T, bool> ok, string message) =>
+        option.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 0) return;
+            T value;
+            try { value = r.GetValueOrDefault<T>(); }
+            catch (InvalidOperationException) { return; }
+            if (!ok(value)) r.AddError(message);
+        });
 
     private static int[] ParseHidden(string text)
     {

@@ -1,0 +1,107 @@
+using System.Text.RegularExpressions;
+
+namespace Nabla.Tests.Cli;
+
+[Collection("Console")]
+public class MlpCliTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-cli-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    private static string Accuracy(string output) => Regex.Match(output, @"accuracy:? (\d+\.\d+)%").Groups[1].Value;
+
+    [Fact]
+    public void TrainWritesARunThatEvalReloadsToTheSameAccuracy()
+    {
+        var wine = TestData.File("sklearn/wine_data.csv");
+        var run = Path.Combine(_dir, "run");
+        var (exit, output, error) = CliRunner.Run("train", "mlp", "--csv", wine, "--skip-rows", "1", "--no-header",
+            "--epochs", "15", "--hidden", "32", "--lr", "0.01", "--out", run);
+        Assert.True(exit == 0, error);
+        foreach (var file in new[] { "config.json", "preprocessor.json", "model.safetensors", "metrics.jsonl", "loss.png", "accuracy.png" })
+            Assert.True(File.Exists(Path.Combine(run, file)), $"{file} missing from the run directory");
+        Assert.Equal(15, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length);
+        var trained = Accuracy(output);
+        Assert.True(double.Parse(trained) >= 85, $"wine should train to at least 85% validation accuracy, got {trained}%");
+
+        var (evalExit, evalOut, evalErr) = CliRunner.Run("eval", "--run", run);
+        Assert.True(evalExit == 0, evalErr);
+        Assert.Equal(trained, Accuracy(evalOut));
+
+        var (predictExit, predictOut, _) = CliRunner.Run("predict", "--run", run, "--csv", wine);
+        Assert.Equal(0, predictExit);
+        Assert.StartsWith("line,prediction,p(0),p(1),p(2)", predictOut);
+    }
+
+    [Fact]
+    public void DefaultJobTrainsTheBuiltInDataset()
+    {
+        var (exit, output, error) = CliRunner.Run("train", "mlp", "--quiet", "--epochs", "40", "--out", Path.Combine(_dir, "iris"));
+        Assert.True(exit == 0, error);
+        Assert.True(double.Parse(Accuracy(output)) >= 90, output);
+    }
+
+    [Theory]
+    [InlineData("train mlp --bogus", "Unrecognized command or argument '--bogus'")]
+    [InlineData("train mlp --epochs 0", "--epochs must be positive")]
+    [InlineData("train mlp --lr abc", "abc")]
+    [InlineData("train mlp --hidden 12,x", "--hidden: 'x' is not a positive layer size")]
+    [InlineData("train mlp --optimizer lion", "unknown optimizer 'lion'")]
+    [InlineData("eval", "--run")]
+    public void BadArgumentsGetOneClearLine(string args, string expected)
+    {
+        var (exit, output, error) = CliRunner.Run(args.Split(' '));
+        Assert.NotEqual(0, exit);
+        Assert.Contains(expected, error);
+        Assert.DoesNotContain("   at ", error); // no stack trace
+        Assert.DoesNotContain("Usage:", output + error);
+    }
+
+    [Theory]
+    [InlineData("a,b,label\n1,2,x\n3,4\n", ":3: the row has 2 fields but the header has 3")]
+    [InlineData("a,b,label\n1,\"2,x\n", ":2: a quoted field is never closed")]
+    [InlineData("", "the file is empty")]
+    [InlineData("a,label\n1,x\n", "has only one class")]
+    public void BadCsvRowsGetOneClearLineWithTheLineNumber(string csv, string expected)
+    {
+        Directory.CreateDirectory(_dir);
+        var path = Path.Combine(_dir, "bad.csv");
+        File.WriteAllText(path, csv);
+        var (exit, _, error) = CliRunner.Run("train", "mlp", "--csv", path, "--out", Path.Combine(_dir, "bad"));
+        Assert.Equal(1, exit);
+        Assert.Contains(expected, error);
+        Assert.Contains("bad.csv", error);
+    }
+
+    [Fact]
+    public void MostlyNumericColumnWithAWordIsReportedAsACorruptRow()
+    {
+        Directory.CreateDirectory(_dir);
+        var path = Path.Combine(_dir, "corrupt.csv");
+        var lines = new List<string> { "x,y,label" };
+        for (int i = 0; i < 30; i++) lines.Add($"{i},{i * 2},{i % 2}");
+        lines[17] = "16,oops,0";
+        File.WriteAllLines(path, lines);
+        var (exit, _, error) = CliRunner.Run("train", "mlp", "--csv", path, "--out", Path.Combine(_dir, "c"), "--val-fraction", "0.1");
+        Assert.Equal(1, exit);
+        Assert.Matches(@"corrupt\.csv:18: column 'y' is numeric in \d+ of \d+ rows but this row has 'oops'", error);
+    }
+
+    [Fact]
+    public void EvalOfACorruptCheckpointNamesTheFile()
+    {
+        var run = Path.Combine(_dir, "iris");
+        Assert.Equal(0, CliRunner.Run("train", "mlp", "--quiet", "--epochs", "2", "--out", run).Exit);
+        var checkpoint = Path.Combine(run, "model.safetensors");
+        var bytes = File.ReadAllBytes(checkpoint);
+        File.WriteAllBytes(checkpoint, bytes[..(bytes.Length / 2)]);
+        var (exit, _, error) = CliRunner.Run("eval", "--run", run);
+        Assert.Equal(1, exit);
+        Assert.Contains("model.safetensors", error);
+        Assert.Contains("truncated", error);
+    }
+}
