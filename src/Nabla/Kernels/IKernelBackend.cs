@@ -65,6 +65,15 @@ public unsafe interface IKernelBackend
         float* a, int lda, long strideA, float* b, int ldb, long strideB, float* c, int ldc, long strideC,
         int batch, bool accumulate, float* bias);
 
+    /// <summary>Scaled-dot-product attention: o = softmax(scale·q·kᵀ (masked if causal))·v, plus the log-sum-exp
+    /// of each query's scores for the backward. See <see cref="AttentionLayout"/>.</summary>
+    void Attention(in AttentionLayout layout, float* q, float* k, float* v, float* o, float* lse);
+
+    /// <summary>Backward of <see cref="Attention"/>: writes dq, dk, dv (laid out like q, k, v) from dout (laid
+    /// out like o), recomputing the probabilities from q, k and lse.</summary>
+    void AttentionBackward(in AttentionLayout layout, float* q, float* k, float* v, float* o, float* lse, float* dout,
+        float* dq, float* dk, float* dv);
+
     /// <summary>y[i, :] = table[idx[i], :] for n indices into a table of rows × dim.</summary>
     void Embedding(float* table, int* idx, float* y, int n, int dim, int rows);
 

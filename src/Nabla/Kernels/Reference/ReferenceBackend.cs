@@ -264,4 +264,71 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
             p[i] = (float)(p[i] - lr * (weightDecay * p[i] + mHat / (Math.Sqrt(vHat) + eps)));
         }
     }
+
+    public void Attention(in AttentionLayout l, float* q, float* k, float* v, float* o, float* lse)
+    {
+        var scores = new double[l.Tk];
+        for (int b = 0; b < l.Batch; b++)
+            for (int h = 0; h < l.Heads; h++)
+                for (int i = 0; i < l.Tq; i++)
+                {
+                    float* qi = q + l.Q.Of(b, h, i);
+                    int visible = l.VisibleKeys(i);
+                    double max = double.NegativeInfinity;
+                    for (int j = 0; j < visible; j++)
+                    {
+                        float* kj = k + l.K.Of(b, h, j);
+                        double dot = 0;
+                        for (int d = 0; d < l.HeadDim; d++) dot += (double)qi[d] * kj[d];
+                        scores[j] = dot * l.Scale;
+                        max = Math.Max(max, scores[j]);
+                    }
+                    double sum = 0;
+                    for (int j = 0; j < visible; j++) sum += Math.Exp(scores[j] - max);
+                    float* oi = o + l.O.Of(b, h, i);
+                    for (int d = 0; d < l.HeadDim; d++)
+                    {
+                        double acc = 0;
+                        for (int j = 0; j < visible; j++) acc += Math.Exp(scores[j] - max) / sum * v[l.V.Of(b, h, j) + d];
+                        oi[d] = visible == 0 ? 0 : (float)acc;
+                    }
+                    lse[((long)b * l.Heads + h) * l.Tq + i] = visible == 0 ? float.NegativeInfinity : (float)(max + Math.Log(sum));
+                }
+    }
+
+    public void AttentionBackward(in AttentionLayout l, float* q, float* k, float* v, float* o, float* lse, float* dout,
+        float* dq, float* dk, float* dv)
+    {
+        int D = l.HeadDim;
+        for (int b = 0; b < l.Batch; b++)
+            for (int h = 0; h < l.Heads; h++)
+            {
+                for (int j = 0; j < l.Tk; j++)
+                    for (int d = 0; d < D; d++) { dk[l.K.Of(b, h, j) + d] = 0; dv[l.V.Of(b, h, j) + d] = 0; }
+                for (int i = 0; i < l.Tq; i++)
+                {
+                    float* qi = q + l.Q.Of(b, h, i), oi = o + l.O.Of(b, h, i), doi = dout + l.O.Of(b, h, i), dqi = dq + l.Q.Of(b, h, i);
+                    double rowLse = lse[((long)b * l.Heads + h) * l.Tq + i];
+                    // D_i = Σ_j p_ij·(do_i·v_j) = do_i·o_i
+                    double di = 0;
+                    for (int d = 0; d < D; d++) di += (double)doi[d] * oi[d];
+                    var dqAcc = new double[D];
+                    for (int j = 0; j < l.VisibleKeys(i); j++)
+                    {
+                        float* kj = k + l.K.Of(b, h, j), vj = v + l.V.Of(b, h, j);
+                        double s = 0, dp = 0;
+                        for (int d = 0; d < D; d++) { s += (double)qi[d] * kj[d]; dp += (double)doi[d] * vj[d]; }
+                        double p = Math.Exp(s * l.Scale - rowLse);
+                        double ds = p * (dp - di);
+                        for (int d = 0; d < D; d++)
+                        {
+                            dqAcc[d] += ds * kj[d] * l.Scale;
+                            dk[l.K.Of(b, h, j) + d] += (float)(ds * qi[d] * l.Scale);
+                            dv[l.V.Of(b, h, j) + d] += (float)(p * doi[d]);
+                        }
+                    }
+                    for (int d = 0; d < D; d++) dqi[d] = (float)dqAcc[d];
+                }
+            }
+    }
 }
