@@ -21,7 +21,11 @@ public static unsafe partial class F
         if (!k.Shape.SequenceEqual(v.Shape) || k.Size(0) != B || k.Size(1) != H || k.Size(3) != D)
             throw new ArgumentException($"ScaledDotProductAttention: q {q.ShapeString}, k {k.ShapeString} and v {v.ShapeString} do not fit together.");
         if (causal && Tq > Tk) throw new ArgumentException($"ScaledDotProductAttention: causal attention needs Tq ≤ Tk, got {Tq} > {Tk}.");
-        var (qc, kc, vc) = (q.Contiguous(), k.Contiguous(), v.Contiguous());
+        // The kernel reads any (b, h, t) strides with a contiguous head dimension, so views of a KV cache need no
+        // copy. For training the inputs are made contiguous: the gradients are written with the same layout.
+        bool training = GradMode.Needed([q, k, v]);
+        Tensor Prepare(Tensor t) => !training && t.Strides[3] == 1 ? t : t.Contiguous();
+        var (qc, kc, vc) = (Prepare(q), Prepare(k), Prepare(v));
         var o = Tensor.Empty([B, H, Tq, D]);
         var layout = new AttentionLayout(B, H, Tq, Tk, D, scale ?? 1f / MathF.Sqrt(D), causal,
             Rows(qc), Rows(kc), Rows(vc), Rows(o));

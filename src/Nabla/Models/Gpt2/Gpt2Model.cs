@@ -1,0 +1,87 @@
+using Nabla.Autograd;
+using Nabla.NN;
+
+namespace Nabla.Models.Gpt2;
+
+/// <summary>
+/// GPT-2 (Radford et al., 2019): token and learned position embeddings, a stack of pre-norm transformer
+/// blocks with causal self-attention and a GELU (tanh) MLP, a final layer norm, and a language-model head
+/// tied to the token embedding. Parameter names follow Hugging Face's GPT2Model ("wte.weight",
+/// "h.0.attn.c_attn.weight", ...), except that linear weights are stored (out, in) as everywhere in Nabla.
+/// </summary>
+public sealed class Gpt2Model : Module
+{
+    public Gpt2Config Config { get; }
+    public Embedding Wte { get; }
+    public Embedding Wpe { get; }
+    public IReadOnlyList<TransformerBlock> Blocks { get; }
+    public LayerNorm LnF { get; }
+
+    public Gpt2Model(Gpt2Config config, Generator? generator = null)
+    {
+        config.Validate();
+        Config = config;
+        Wte = RegisterModule("wte", new Embedding(config.VocabSize, config.Channels));
+        Wpe = RegisterModule("wpe", new Embedding(config.MaxSequenceLength, config.Channels));
+        var h = RegisterModule("h", new Sequential());
+        var blocks = new List<TransformerBlock>();
+        for (int i = 0; i < config.Layers; i++)
+        {
+            var block = new TransformerBlock(config.Channels, config.Heads, config.LayerNormEps);
+            h.Add(block);
+            blocks.Add(block);
+        }
+        Blocks = blocks;
+        LnF = RegisterModule("ln_f", new LayerNorm(config.Channels, config.LayerNormEps));
+        InitializeWeights(generator ?? Generator.Default);
+    }
+
+    /// <summary>GPT-2's initialisation: N(0, 0.02) for embeddings and linear weights, with the projections
+    /// that feed the residual stream (attn.c_proj, mlp.c_proj) scaled by 1/√(2·layers); zero biases.</summary>
+    private void InitializeWeights(Generator g)
+    {
+        float residualStd = 0.02f / MathF.Sqrt(2f * Config.Layers);
+        foreach (var (name, p) in NamedParameters())
+        {
+            if (name.EndsWith(".bias")) Init.Zeros(p);
+            else if (name.Contains("ln_")) Init.Ones(p);
+            else Init.Normal(p, 0, name.EndsWith("c_proj.weight") ? residualStd : 0.02f, g);
+        }
+    }
+
+    /// <summary>Logits (B, T, V) for token ids (B, T). With a cache, the ids are the T positions that follow
+    /// the cached ones, and the cache advances by T.</summary>
+    public Tensor Forward(Tensor tokens, KvCache? cache)
+    {
+        if (tokens.DType != DType.Int32 || tokens.Rank != 2)
+            throw new ArgumentException($"GPT-2 takes token ids as an Int32 (batch, time) tensor, got {tokens.DType} {tokens.ShapeString}.");
+        int T = tokens.Size(1), start = cache?.Length ?? 0;
+        if (start + T > Config.MaxSequenceLength)
+            throw new ArgumentException($"The sequence ({start + T} positions) is longer than the model's context of {Config.MaxSequenceLength}.");
+        var positions = Tensor.FromArray(Enumerable.Range(start, T).ToArray());
+        var x = Wte.Forward(tokens).Add(Wpe.Forward(positions));             // (B, T, C)
+        for (int i = 0; i < Blocks.Count; i++) x = Blocks[i].Forward(x, cache, i);
+        cache?.Advance(T);
+        x = LnF.Forward(x);
+        return F.Linear(x, Wte.Weight);                                       // (B, T, V), head tied to wte
+    }
+
+    public override Tensor Forward(Tensor tokens) => Forward(tokens, null);
+
+    /// <summary>Mean cross-entropy of next-token prediction: logits (B, T, V) against targets (B, T).</summary>
+    public static Tensor Loss(Tensor logits, Tensor targets, int ignoreIndex = -100) =>
+        F.CrossEntropy(logits.Reshape(-1, logits.Size(-1)), targets.Reshape(-1), ignoreIndex: ignoreIndex);
+
+    /// <summary>A cache sized for this model.</summary>
+    public KvCache NewCache(int batch, int capacity) =>
+        new(Config.Layers, batch, Config.Heads, Math.Min(capacity, Config.MaxSequenceLength), Config.Channels / Config.Heads);
+
+    /// <summary>Parameters split for AdamW: matrices (and embeddings) decay, biases and layer-norm gains do not.</summary>
+    public (List<Tensor> Decay, List<Tensor> NoDecay) WeightDecayGroups()
+    {
+        var decay = new List<Tensor>();
+        var noDecay = new List<Tensor>();
+        foreach (var (_, p) in NamedParameters()) (p.Rank >= 2 ? decay : noDecay).Add(p);
+        return (decay, noDecay);
+    }
+}

@@ -1,0 +1,114 @@
+using Nabla.Autograd;
+
+namespace Nabla.NN;
+
+/// <summary>
+/// Keys and values of the positions a decoder has already processed, per layer, so that generating the next
+/// token costs one position's work instead of the whole prefix's. Layout per layer: (B, H, capacity, D).
+/// </summary>
+public sealed class KvCache
+{
+    private readonly Tensor[] _keys, _values;
+
+    public KvCache(int layers, int batch, int heads, int capacity, int headDim)
+    {
+        Capacity = capacity;
+        _keys = Enumerable.Range(0, layers).Select(_ => Tensor.Zeros(batch, heads, capacity, headDim)).ToArray();
+        _values = Enumerable.Range(0, layers).Select(_ => Tensor.Zeros(batch, heads, capacity, headDim)).ToArray();
+    }
+
+    /// <summary>Positions stored so far (the next token's position).</summary>
+    public int Length { get; private set; }
+    public int Capacity { get; }
+
+    /// <summary>Stores k, v (B, H, T, D) of <paramref name="layer"/> at positions [Length, Length + T) and returns
+    /// views of all keys and values so far, (B, H, Length + T, D). Call <see cref="Advance"/> after the last layer.</summary>
+    internal (Tensor Keys, Tensor Values) Append(int layer, Tensor k, Tensor v)
+    {
+        int t = k.Size(2);
+        if (Length + t > Capacity)
+            throw new InvalidOperationException($"The KV cache holds {Capacity} positions; {Length} are used and {t} more do not fit.");
+        using var _ = GradMode.NoGrad();
+        _keys[layer].Narrow(2, Length, t).CopyFrom(k);
+        _values[layer].Narrow(2, Length, t).CopyFrom(v);
+        return (_keys[layer].Narrow(2, 0, Length + t), _values[layer].Narrow(2, 0, Length + t));
+    }
+
+    internal void Advance(int t) => Length += t;
+
+    /// <summary>Forgets everything (reuse the buffers for a new prompt).</summary>
+    public void Clear() => Length = 0;
+}
+
+/// <summary>Multi-head self-attention with a causal mask, GPT-2 style: one projection to q, k, v (c_attn),
+/// fused attention, one output projection (c_proj).</summary>
+public sealed class CausalSelfAttention : Module
+{
+    public int Heads { get; }
+    public Linear CAttn { get; }
+    public Linear CProj { get; }
+
+    public CausalSelfAttention(int channels, int heads, bool bias = true)
+    {
+        if (channels % heads != 0) throw new ArgumentException($"{channels} channels do not split into {heads} heads.");
+        Heads = heads;
+        CAttn = RegisterModule("c_attn", new Linear(channels, 3 * channels, bias));
+        CProj = RegisterModule("c_proj", new Linear(channels, channels, bias));
+    }
+
+    public override Tensor Forward(Tensor x) => Forward(x, null, 0);
+
+    /// <summary>x: (B, T, C). With a cache, x holds the T new positions that follow the cached ones.</summary>
+    public Tensor Forward(Tensor x, KvCache? cache, int layer)
+    {
+        var qkv = CAttn.Forward(x);                                         // (B, T, 3C)
+        if (cache == null) return CProj.Forward(F.CausalSelfAttention(qkv, Heads));
+        int B = x.Size(0), T = x.Size(1), C = x.Size(2), D = C / Heads;
+        Tensor Part(int i) => qkv.Narrow(2, i * C, C).View(B, T, Heads, D).Transpose(1, 2); // (B, H, T, D) views
+        var (keys, values) = cache.Append(layer, Part(1), Part(2));
+        var y = F.ScaledDotProductAttention(Part(0), keys, values, causal: true); // (B, H, T, D)
+        return CProj.Forward(y.Transpose(1, 2).Reshape(B, T, C));
+    }
+}
+
+/// <summary>The transformer's position-wise feed-forward network: Linear(C, 4C) → GELU → Linear(4C, C).</summary>
+public sealed class TransformerMlp : Module
+{
+    public Linear CFc { get; }
+    public Linear CProj { get; }
+    private readonly GeluApproximation _gelu;
+
+    public TransformerMlp(int channels, int hidden, GeluApproximation gelu = GeluApproximation.Tanh, bool bias = true)
+    {
+        _gelu = gelu;
+        CFc = RegisterModule("c_fc", new Linear(channels, hidden, bias));
+        CProj = RegisterModule("c_proj", new Linear(hidden, channels, bias));
+    }
+
+    public override Tensor Forward(Tensor x) => CProj.Forward(CFc.Forward(x).Gelu(_gelu));
+}
+
+/// <summary>A pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).</summary>
+public sealed class TransformerBlock : Module
+{
+    public LayerNorm Ln1 { get; }
+    public CausalSelfAttention Attn { get; }
+    public LayerNorm Ln2 { get; }
+    public TransformerMlp Mlp { get; }
+
+    public TransformerBlock(int channels, int heads, float layerNormEps = 1e-5f)
+    {
+        Ln1 = RegisterModule("ln_1", new LayerNorm(channels, layerNormEps));
+        Attn = RegisterModule("attn", new CausalSelfAttention(channels, heads));
+        Ln2 = RegisterModule("ln_2", new LayerNorm(channels, layerNormEps));
+        Mlp = RegisterModule("mlp", new TransformerMlp(channels, 4 * channels));
+    }
+
+    public override Tensor Forward(Tensor x) => Forward(x, null, 0);
+
+    public Tensor Forward(Tensor x, KvCache? cache, int layer)
+    {
+        x = x.Add(Attn.Forward(Ln1.Forward(x), cache, layer));
+        return x.Add(Mlp.Forward(Ln2.Forward(x)));
+    }
+}
