@@ -17,9 +17,16 @@ public static class NablaCli
         };
         var train = new Command("train", "Train a model.");
         train.Subcommands.Add(MlpCommands.Train());
+        train.Subcommands.Add(GptTrainCommand.Create());
         root.Subcommands.Add(train);
-        root.Subcommands.Add(MlpCommands.Eval());
+        var eval = MlpCommands.Eval();
+        eval.Subcommands.Add(LanguageModelCommands.Perplexity());
+        root.Subcommands.Add(eval);
         root.Subcommands.Add(MlpCommands.Predict());
+        root.Subcommands.Add(LanguageModelCommands.Generate());
+        root.Subcommands.Add(LanguageModelCommands.Tokenize());
+        root.Subcommands.Add(LanguageModelCommands.DataPrepare());
+        root.Subcommands.Add(LanguageModelCommands.ModelFetch());
         return root;
     }
 

@@ -1,0 +1,276 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Nabla.Cli.Runs;
+using Nabla.Cli.Ui;
+using Nabla.Data;
+using Nabla.IO;
+using Nabla.Models.Gpt2;
+using Nabla.Text;
+using Nabla.Training;
+
+namespace Nabla.Cli.Commands;
+
+/// <summary>Everything that defines a GPT training run; saved as config.json so --resume rebuilds the same run.</summary>
+public sealed record GptRunConfig
+{
+    /// <summary>Directory of token shards from `nabla data prepare`, or null for the built-in addition task.</summary>
+    public string? Data { get; init; }
+    /// <summary>A pretrained model to start from (fine-tuning) instead of random weights.</summary>
+    public string? From { get; init; }
+    public int Layers { get; init; }
+    public int Heads { get; init; }
+    public int Channels { get; init; }
+    public int Context { get; init; }
+    public int BatchSize { get; init; }
+    public int SequenceLength { get; init; }
+    public int MaxDigits { get; init; } = 3;
+    public LanguageModelTrainingOptions Training { get; init; } = new();
+    public int SampleEvery { get; init; }
+    public ulong Seed { get; init; } = 1337;
+
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+}
+
+/// <summary>`nabla train gpt`: GPT-2 training from scratch (or fine-tuning) with checkpoints and resume.</summary>
+public static class GptTrainCommand
+{
+    public static Command Create()
+    {
+        var data = new Option<string?>("--data") { Description = "Token shards from `nabla data prepare` (default: the built-in addition task)." };
+        var from = new Option<string?>("--from") { Description = "Fine-tune this model (Hugging Face GPT-2 directory or run) instead of starting from random weights." };
+        var output = new Option<string?>("--out") { Description = "Run directory (default: runs/gpt-<time>)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint." };
+        var layers = new Option<int?>("--layers") { Description = "Transformer blocks." };
+        var heads = new Option<int?>("--heads") { Description = "Attention heads." };
+        var channels = new Option<int?>("--channels") { Description = "Embedding width." };
+        var context = new Option<int?>("--context") { Description = "Longest sequence the model handles." };
+        var batch = new Option<int?>("--batch-size") { Description = "Sequences per micro-batch." };
+        var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per training sequence." };
+        var accum = new Option<int>("--grad-accum") { Description = "Micro-batches per optimisation step.", DefaultValueFactory = _ => 1 };
+        var steps = new Option<int?>("--steps") { Description = "Optimisation steps." };
+        var lr = new Option<float?>("--lr") { Description = "Peak learning rate." };
+        var minLr = new Option<float?>("--min-lr") { Description = "Learning rate at the end of the cosine decay (default lr/10)." };
+        var warmup = new Option<int?>("--warmup") { Description = "Linear warm-up steps." };
+        var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW weight decay (matrices and embeddings only).", DefaultValueFactory = _ => 0.1f };
+        var clip = new Option<float>("--clip") { Description = "Clip the global gradient norm to this (0: off).", DefaultValueFactory = _ => 1f };
+        var evalEvery = new Option<int?>("--eval-every") { Description = "Validation loss every N steps." };
+        var evalBatches = new Option<int>("--eval-batches") { Description = "Batches per validation.", DefaultValueFactory = _ => 10 };
+        var sampleEvery = new Option<int?>("--sample-every") { Description = "Print a sample every N steps (0: never)." };
+        var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps." };
+        var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
+        var seed = new Option<ulong>("--seed") { Description = "Seed for initial weights, data order and samples.", DefaultValueFactory = _ => 1337 };
+        foreach (var o in new[] { layers, heads, channels, context, batch, seqLen, steps, warmup, evalEvery, sampleEvery, checkpointEvery })
+            MlpCommands.Check(o, v => v is null or >= 0, $"{o.Name} must not be negative.");
+        MlpCommands.Check(accum, v => v >= 1, "--grad-accum must be at least 1.");
+
+        var command = new Command("gpt", "Train a GPT-2: with no --data, a small model learns multi-digit addition in a few minutes.")
+        {
+            data, from, output, resume, layers, heads, channels, context, batch, seqLen, accum, steps, lr, minLr, warmup, weightDecay, clip,
+            evalEvery, evalBatches, sampleEvery, checkpointEvery, digits, seed,
+        };
+        command.SetAction((p, cancel) =>
+        {
+            var dir = p.GetValue(output) ?? Path.Combine("runs", $"gpt-{DateTime.Now:yyyyMMdd-HHmmss}");
+            GptRunConfig config;
+            var configPath = Path.Combine(dir, "config.json");
+            if (p.GetValue(resume))
+            {
+                if (p.GetValue(output) == null) throw new CliException("--resume needs --out: the run directory to continue.");
+                if (!File.Exists(configPath)) throw new CliException($"{configPath}: not found; there is no run to resume in {dir}.");
+                config = JsonSerializer.Deserialize<GptRunConfig>(File.ReadAllText(configPath), GptRunConfig.Json)
+                    ?? throw new CliException($"{configPath}: empty.");
+            }
+            else
+            {
+                bool addition = p.GetValue(data) == null;
+                int steps0 = p.GetValue(steps) ?? (addition ? 2500 : 1000);
+                float lr0 = p.GetValue(lr) ?? (addition ? 3e-3f : 6e-4f);
+                config = new GptRunConfig
+                {
+                    Data = p.GetValue(data),
+                    From = p.GetValue(from),
+                    Layers = p.GetValue(layers) ?? (addition ? 2 : 4),
+                    Heads = p.GetValue(heads) ?? 4,
+                    Channels = p.GetValue(channels) ?? (addition ? 128 : 256),
+                    Context = p.GetValue(context) ?? (addition ? 16 : 256),
+                    BatchSize = p.GetValue(batch) ?? (addition ? 128 : 8),
+                    SequenceLength = p.GetValue(seqLen) ?? (addition ? 0 : 128),
+                    MaxDigits = p.GetValue(digits),
+                    SampleEvery = p.GetValue(sampleEvery) ?? (addition ? 500 : 200),
+                    Seed = p.GetValue(seed),
+                    Training = new LanguageModelTrainingOptions
+                    {
+                        Steps = steps0,
+                        GradientAccumulation = p.GetValue(accum),
+                        LearningRate = lr0,
+                        MinLearningRate = p.GetValue(minLr) ?? lr0 / 10,
+                        WarmupSteps = p.GetValue(warmup) ?? Math.Min(100, steps0 / 10),
+                        WeightDecay = p.GetValue(weightDecay),
+                        ClipGradNorm = p.GetValue(clip),
+                        EvalEvery = p.GetValue(evalEvery) ?? (addition ? 0 : 100),
+                        EvalBatches = p.GetValue(evalBatches),
+                        CheckpointEvery = p.GetValue(checkpointEvery) ?? (addition ? 500 : 200),
+                    },
+                };
+                if (Directory.Exists(Path.Combine(dir, "checkpoint")))
+                    throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
+                Directory.CreateDirectory(dir);
+                AtomicFile.WriteAllText(configPath, JsonSerializer.Serialize(config, GptRunConfig.Json));
+            }
+            return Train(config, dir, cancel);
+        });
+        return command;
+    }
+
+    private static int Train(GptRunConfig config, string dir, CancellationToken cancel)
+    {
+        Generator.ManualSeed(config.Seed);
+        ITokenizer tokenizer;
+        IBatchSource train;
+        IBatchSource? validation = null;
+        AdditionDataset? addition = null;
+        if (config.Data == null)
+        {
+            addition = new AdditionDataset(config.MaxDigits, config.BatchSize, config.Seed);
+            tokenizer = new CharTokenizer(AdditionDataset.Vocabulary.Select(c => c.ToString()));
+            train = addition;
+        }
+        else
+        {
+            tokenizer = LanguageModelFiles.LoadTokenizer(config.Data, config.Data);
+            var trainFiles = Directory.Exists(config.Data) ? Directory.GetFiles(config.Data, "train_*.bin") : [];
+            var valFiles = Directory.Exists(config.Data) ? Directory.GetFiles(config.Data, "val_*.bin") : [];
+            if (trainFiles.Length == 0) throw new CliException($"{config.Data}: no train_*.bin shards (make them with `nabla data prepare`).");
+            train = TokenBatchLoader.FromShards(trainFiles, config.BatchSize, config.SequenceLength, config.Seed);
+            if (valFiles.Length > 0) validation = TokenBatchLoader.FromShards(valFiles, config.BatchSize, config.SequenceLength);
+        }
+
+        Gpt2Model model;
+        if (config.From != null)
+        {
+            (model, var pretrainedTokenizer) = LanguageModelFiles.Load(config.From, config.Data);
+            if (pretrainedTokenizer.VocabSize != tokenizer.VocabSize)
+                throw new CliException($"--from {config.From} has a vocabulary of {pretrainedTokenizer.VocabSize}, the data's tokenizer {tokenizer.VocabSize}.");
+        }
+        else
+        {
+            int T = addition?.SequenceLength ?? config.SequenceLength;
+            model = new Gpt2Model(new Gpt2Config
+            {
+                VocabSize = tokenizer.VocabSize, MaxSequenceLength = Math.Max(config.Context, T),
+                Layers = config.Layers, Heads = config.Heads, Channels = config.Channels,
+            }, new Generator(config.Seed));
+        }
+
+        var trainer = new LanguageModelTrainer(model, train, validation, config.Training, dir);
+        int? resumed = trainer.TryResume();
+        var steps = config.Training.Steps;
+        int tokensPerStep = config.BatchSize * (addition?.SequenceLength ?? config.SequenceLength) * config.Training.GradientAccumulation;
+        Console.WriteLine($"model: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
+            $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}: {model.ParameterCount:N0} parameters");
+        Console.WriteLine(addition != null
+            ? $"data: built-in addition of up to {config.MaxDigits}-digit numbers, {addition.HeldOut.Count} held-out problems; {steps} steps of {config.BatchSize} problems"
+            : $"data: {config.Data}; {steps} steps of {tokensPerStep:N0} tokens");
+        if (resumed is { } r) Console.WriteLine($"resumed from the checkpoint at step {r}");
+
+        var progress = new TrainingProgress(steps, "tokens");
+        var sampleGenerator = new Generator(config.Seed + 1);
+        trainer.StepCompleted += s =>
+        {
+            progress.Step(s.Step, $"loss {s.Loss:F4}  lr {s.LearningRate:0.0e+0}  norm {s.GradNorm:F2}", s.TokensPerSecond);
+            if (config.SampleEvery > 0 && s.Step % config.SampleEvery == 0)
+                progress.Line($"step {s.Step}: sample: {Sample(model, tokenizer, addition, sampleGenerator)}");
+        };
+        trainer.Evaluated += (step, loss) => progress.Line($"step {step}: validation loss {loss:F4}");
+        trainer.CheckpointSaved += step => WriteLossChart(dir);
+        using var interrupt = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupt.Cancel(); };
+        Console.CancelKeyPress += onCancel;
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancel, interrupt.Token);
+        try
+        {
+            progress.Run(() => trainer.Train(linked.Token));
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+        if (trainer.Step < steps)
+        {
+            // Interrupted (Ctrl+C): keep everything done so far.
+            trainer.SaveCheckpoint();
+            WriteLossChart(dir);
+            Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: nabla train gpt --out {dir} --resume");
+            return 130;
+        }
+        LanguageModelFiles.Save(model, tokenizer, Path.Combine(dir, "model"));
+        WriteLossChart(dir);
+        if (addition != null) ReportAddition(model, addition);
+        Console.WriteLine($"run saved to {dir} (config.json, checkpoint/, metrics.jsonl, loss.png, model/ for `nabla generate --model {Path.Combine(dir, "model")}`)");
+        return 0;
+    }
+
+    private static string Sample(Gpt2Model model, ITokenizer tokenizer, AdditionDataset? addition, Generator g)
+    {
+        int[] prompt;
+        if (addition != null)
+        {
+            var (a, b) = addition.HeldOut[g.NextInt(addition.HeldOut.Count)];
+            prompt = AdditionDataset.Encode(AdditionDataset.Question(a, b));
+        }
+        else prompt = tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? [eot] : tokenizer.Encode("\n");
+        var ids = Sampler.Generate(model, prompt, new SamplingOptions { Temperature = addition != null ? 0 : 1, TopK = 40, MaxNewTokens = addition != null ? addition.MaxDigits + 2 : 48 }, g).ToList();
+        model.Train();
+        var text = tokenizer.Decode(prompt.Concat(ids));
+        return text.Replace("\n", "⏎");
+    }
+
+    /// <summary>Exact-match accuracy of greedy answers on the held-out problems, and a few examples.</summary>
+    public static double AdditionAccuracy(Gpt2Model model, AdditionDataset data, int show = 0)
+    {
+        int correct = 0, shown = 0;
+        foreach (var (a, b) in data.HeldOut)
+        {
+            var ids = Sampler.Generate(model, AdditionDataset.Encode(AdditionDataset.Question(a, b)),
+                new SamplingOptions { Temperature = 0, MaxNewTokens = data.MaxDigits + 2 }, new Generator(0), stopToken: 0).ToList();
+            var answer = AdditionDataset.Decode(ids);
+            bool right = answer + "\n" == AdditionDataset.Answer(a, b);
+            if (right) correct++;
+            if (shown < show)
+            {
+                Console.WriteLine($"  {AdditionDataset.Question(a, b)}{answer}  {(right ? "✓" : $"✗ (expected {(long)a + b})")}");
+                shown++;
+            }
+        }
+        model.Train();
+        return (double)correct / data.HeldOut.Count;
+    }
+
+    private static void ReportAddition(Gpt2Model model, AdditionDataset data)
+    {
+        Console.WriteLine("samples (greedy decoding on held-out problems):");
+        double accuracy = AdditionAccuracy(model, data, show: 6);
+        Console.WriteLine($"exact-match accuracy on {data.HeldOut.Count} held-out problems: {100 * accuracy:F1}%");
+    }
+
+    private static void WriteLossChart(string dir)
+    {
+        var path = Path.Combine(dir, "metrics.jsonl");
+        if (!File.Exists(path)) return;
+        var train = new List<(double, double)>();
+        var val = new List<(double, double)>();
+        foreach (var line in File.ReadLines(path))
+        {
+            var node = JsonNode.Parse(line)!;
+            double step = node["step"]!.GetValue<double>();
+            if (node["loss"] is { } l) train.Add((step, l.GetValue<double>()));
+            if (node["val_loss"] is { } v) val.Add((step, v.GetValue<double>()));
+        }
+        if (train.Count == 0) return;
+        var x = train.Select(t => t.Item1).ToArray();
+        var valSeries = x.Select(s => val.FirstOrDefault(v => v.Item1 == s) is var m && m != default ? m.Item2 : double.NaN).ToArray();
+        Charts.Line(Path.Combine(dir, "loss.png"), "Training loss", "step", "cross-entropy", x,
+            ("train", train.Select(t => t.Item2).ToArray()), ("validation", valSeries));
+    }
+}
