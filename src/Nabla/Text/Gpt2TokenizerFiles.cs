@@ -72,7 +72,11 @@ internal static class Gpt2TokenizerFiles
         }
         catch (JsonException e)
         {
-            throw new TokenizerFileException($"{path}:{e.LineNumber + 1}: corrupt JSON ({e.Message})", e);
+            // The reader's message ends with its own 0-based "LineNumber: n | BytePositionInLine: m."; the
+            // 1-based line leads our message instead, so drop it to avoid two different line numbers.
+            int position = e.Message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+            string problem = position >= 0 ? e.Message[..position] : e.Message;
+            throw new TokenizerFileException($"{path}:{e.LineNumber + 1}: corrupt JSON at byte {e.BytePositionInLine + 1} of the line: {problem}", e);
         }
         return vocabulary;
     }
