@@ -149,7 +149,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
     public int[] Encode(string text, bool allowSpecialTokens)
     {
         ArgumentNullException.ThrowIfNull(text);
-        return EncodeChars(ReplaceUnpairedSurrogates(text), allowSpecialTokens);
+        return EncodeChars(SurrogateEscape.ReplaceUnpairedSurrogates(text), allowSpecialTokens);
     }
 
     /// <summary>
@@ -355,21 +355,6 @@ public sealed class Gpt2Tokenizer : ITokenizer
             tokenOfId[id] = token;
         }
         return tokenOfId!;
-    }
-
-    /// <summary>Replaces each unpaired surrogate with U+FFFD (returns the same string when there are none).</summary>
-    private static string ReplaceUnpairedSurrogates(string text)
-    {
-        int first = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF');
-        if (first < 0) return text;
-        var chars = text.ToCharArray();
-        for (int i = first; i < chars.Length; i++)
-        {
-            if (!char.IsSurrogate(chars[i])) continue;
-            if (char.IsHighSurrogate(chars[i]) && i + 1 < chars.Length && char.IsLowSurrogate(chars[i + 1])) i++;
-            else chars[i] = '\uFFFD';
-        }
-        return new string(chars);
     }
 
     /// <summary>A growable list of ids that hands out its array without an extra wrapper object.</summary>

@@ -69,4 +69,23 @@ internal static class SurrogateEscape
         }
         return written;
     }
+
+    /// <summary>
+    /// Replaces each unpaired surrogate of ordinary text with U+FFFD, as <see cref="Encoding.UTF8"/> would when
+    /// encoding it, so that no unpaired surrogate is left to be mistaken for an escaped byte. Returns the same
+    /// string when there is nothing to replace.
+    /// </summary>
+    public static string ReplaceUnpairedSurrogates(string text)
+    {
+        int first = text.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF');
+        if (first < 0) return text;
+        var chars = text.ToCharArray();
+        for (int i = first; i < chars.Length; i++)
+        {
+            if (!char.IsSurrogate(chars[i])) continue;
+            if (char.IsHighSurrogate(chars[i]) && i + 1 < chars.Length && char.IsLowSurrogate(chars[i + 1])) i++;
+            else chars[i] = '\uFFFD';
+        }
+        return new string(chars);
+    }
 }
