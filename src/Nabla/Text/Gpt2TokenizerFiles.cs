@@ -57,26 +57,22 @@ internal static class Gpt2TokenizerFiles
         try
         {
             if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject)
-                throw Malformed(path, json, reader.TokenStartIndex, "expected a JSON object mapping each token to its id");
+                throw TokenizerFileException.At(path, json, reader.TokenStartIndex, "expected a JSON object mapping each token to its id");
             while (reader.Read() && reader.TokenType != JsonTokenType.EndObject)
             {
                 string token = reader.GetString()!;
                 reader.Read();
                 if (reader.TokenType != JsonTokenType.Number || !reader.TryGetInt32(out int id) || id < 0)
-                    throw Malformed(path, json, reader.TokenStartIndex, $"the id of token \"{token}\" is not a non-negative integer");
+                    throw TokenizerFileException.At(path, json, reader.TokenStartIndex, $"the id of token \"{token}\" is not a non-negative integer");
                 if (!vocabulary.TryAdd(token, id))
-                    throw Malformed(path, json, reader.TokenStartIndex, $"token \"{token}\" appears twice");
+                    throw TokenizerFileException.At(path, json, reader.TokenStartIndex, $"token \"{token}\" appears twice");
             }
             if (reader.Read())
-                throw Malformed(path, json, reader.TokenStartIndex, "unexpected content after the vocabulary object");
+                throw TokenizerFileException.At(path, json, reader.TokenStartIndex, "unexpected content after the vocabulary object");
         }
         catch (JsonException e)
         {
-            // The reader's message ends with its own 0-based "LineNumber: n | BytePositionInLine: m."; the
-            // 1-based line leads our message instead, so drop it to avoid two different line numbers.
-            int position = e.Message.IndexOf(" LineNumber:", StringComparison.Ordinal);
-            string problem = position >= 0 ? e.Message[..position] : e.Message;
-            throw new TokenizerFileException($"{path}:{e.LineNumber + 1}: corrupt JSON at byte {e.BytePositionInLine + 1} of the line: {problem}", e);
+            throw TokenizerFileException.CorruptJson(path, e);
         }
         return vocabulary;
     }
@@ -168,11 +164,4 @@ internal static class Gpt2TokenizerFiles
             throw new TokenizerFileException($"{path}: cannot read ({e.Message}).", e);
         }
     }
-
-    private static TokenizerFileException Malformed(string path, ReadOnlySpan<byte> json, long offset, string problem) =>
-        new($"{path}:{LineOf(json, offset)}: {problem}.");
-
-    /// <summary>1-based line number of a byte offset.</summary>
-    internal static int LineOf(ReadOnlySpan<byte> content, long offset) =>
-        content[..(int)Math.Min(offset, content.Length)].Count((byte)'\n') + 1;
 }
