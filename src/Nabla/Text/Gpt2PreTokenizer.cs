@@ -100,7 +100,21 @@ public static class Gpt2PreTokenizer
 
     private static int RunEnd(ReadOnlySpan<char> text, int position, CharKind kind)
     {
-        while (position < text.Length && KindAt(text, position, out int width) == kind) position += width;
+        while (position < text.Length)
+        {
+            // ASCII inline: most text is ASCII, and this loop is the encoder's hottest.
+            char c = text[position];
+            if (c < 128)
+            {
+                if (AsciiKinds[c] != kind) break;
+                position++;
+            }
+            else
+            {
+                if (KindAt(text, position, out int width) != kind) break;
+                position += width;
+            }
+        }
         return position;
     }
 

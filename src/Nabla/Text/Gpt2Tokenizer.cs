@@ -67,7 +67,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
                 throw new ArgumentException($"{vocabularySource}: no token for byte 0x{value:X2} (\"{c}\"); a byte-level vocabulary needs all 256.");
         }
 
-        mergeOfPair = new Dictionary<long, MergeRule>(mergeLines.Count);
+        mergeOfPair = new Dictionary<long, MergeRule>(mergeLines.Count, PairKeyComparer.Instance);
         var firstLineOfPair = new Dictionary<long, int>(mergeLines.Count);
         merges = new (string, string)[mergeLines.Count];
         for (int rank = 0; rank < mergeLines.Count; rank++)
@@ -355,6 +355,17 @@ public sealed class Gpt2Tokenizer : ITokenizer
             tokenOfId[id] = token;
         }
         return tokenOfId!;
+    }
+
+    /// <summary>
+    /// Hashes packed pairs well: long's own hash XORs the two halves, so (left, right) and (right, left), and
+    /// every pair with the same left ^ right, would share a bucket.
+    /// </summary>
+    private sealed class PairKeyComparer : IEqualityComparer<long>
+    {
+        public static readonly PairKeyComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long pair) => (int)((ulong)pair * 0x9E3779B97F4A7C15 >> 32);
     }
 
     /// <summary>A growable list of ids that hands out its array without an extra wrapper object.</summary>
