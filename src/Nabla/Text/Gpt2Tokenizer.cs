@@ -127,10 +127,16 @@ public sealed class Gpt2Tokenizer : ITokenizer
     public int? EndOfTextId { get; }
 
     /// <summary>The merges in priority order, as read (left and right token strings).</summary>
-    public IReadOnlyList<(string Left, string Right)> Merges => merges;
+    public IReadOnlyList<(string Left, string Right)> Merges => Array.AsReadOnly(merges);
 
     /// <summary>Most threads one <see cref="Encode(string)"/> call of a long text may use; 1 encodes on the calling thread only.</summary>
-    public int MaxDegreeOfParallelism { get; set; } = Environment.ProcessorCount;
+    public int MaxDegreeOfParallelism
+    {
+        get => maxDegreeOfParallelism;
+        set => maxDegreeOfParallelism = value >= 1 ? value : throw new ArgumentOutOfRangeException(nameof(value), value, "at least 1 thread is needed.");
+    }
+
+    private int maxDegreeOfParallelism = Environment.ProcessorCount;
 
     /// <summary>The token string of <paramref name="id"/> (in <see cref="ByteLevelAlphabet"/> characters).</summary>
     public string TokenOf(int id) => tokenOfId[CheckId(id)];
@@ -277,25 +283,28 @@ public sealed class Gpt2Tokenizer : ITokenizer
     }
 
     /// <summary>
-    /// BPE on one pre-token: starting from one token per byte, repeatedly merges the adjacent pair of lowest
-    /// rank (leftmost first among equals), until no adjacent pair has a merge. The symbols form a linked list
-    /// over arrays and the candidate pairs sit in a min-heap keyed by (rank, position), so each merge costs
-    /// O(log n) and allocates nothing; an entry whose pair has changed since it was pushed is recognised on
-    /// popping (its pair's rank no longer matches) and skipped.
+    /// BPE on one pre-token, GPT-2's way: starting from one token per byte, find the adjacent pair of lowest
+    /// rank, merge all its occurrences left to right, and repeat until no adjacent pair has a merge. The
+    /// symbols form a linked list over arrays and every adjacent pair that has a merge sits in a min-heap keyed
+    /// by (rank, position), so a merge costs O(log n) and nothing is allocated. Entries of one rank pop in
+    /// position order, i.e. left to right; the pairs that a round of merges creates are pushed only after the
+    /// round, so none of them can cut in. An entry whose pair has changed since it was pushed is recognised on
+    /// popping (its pair no longer has that rank) and skipped.
     /// </summary>
     private int[] MergeBytes(ReadOnlySpan<byte> bytes)
     {
         int count = bytes.Length;
         if (count == 1) return [idOfByte[bytes[0]]];
 
-        // ids, next and prev per position, plus a heap of up to 3·count entries (count−1 initial pairs, at most
-        // two new pairs per merge, at most count−1 merges).
-        int needed = 3 * count;
+        // ids, next, prev and this round's merged positions per position, plus a heap of up to 3·count entries
+        // (count−1 initial pairs, at most two new pairs per merge, at most count−1 merges).
+        int needed = 4 * count;
         int[]? rentedInts = needed > StackBufferLength ? ArrayPool<int>.Shared.Rent(needed) : null;
         long[]? rentedHeap = needed > StackBufferLength ? ArrayPool<long>.Shared.Rent(needed) : null;
         Span<int> ints = rentedInts is null ? stackalloc int[StackBufferLength] : rentedInts;
         Span<long> heapStorage = rentedHeap is null ? stackalloc long[StackBufferLength] : rentedHeap;
         Span<int> idAt = ints[..count], next = ints.Slice(count, count), prev = ints.Slice(2 * count, count);
+        Span<int> mergedThisRound = ints.Slice(3 * count, count);
         var heap = new MinHeap(heapStorage);
 
         for (int i = 0; i < count; i++)
@@ -310,23 +319,30 @@ public sealed class Gpt2Tokenizer : ITokenizer
         int remaining = count;
         while (heap.Count > 0)
         {
-            long entry = heap.Pop();
-            int rank = (int)(entry >> 32), left = (int)entry;
-            if (idAt[left] < 0) continue;
-            int right = next[left];
-            if (right >= count || !mergeOfPair.TryGetValue(PairKey(idAt[left], idAt[right]), out var rule) || rule.Rank != rank) continue;
+            int rank = (int)(heap.Peek() >> 32), merged = 0;
+            while (heap.Count > 0 && (int)(heap.Peek() >> 32) == rank)
+            {
+                int left = (int)heap.Pop();
+                if (idAt[left] < 0) continue;
+                int right = next[left];
+                if (right >= count || !mergeOfPair.TryGetValue(PairKey(idAt[left], idAt[right]), out var rule) || rule.Rank != rank) continue;
 
-            // The left symbol becomes the merged token; the right one leaves the list.
-            idAt[left] = rule.MergedId;
-            idAt[right] = -1;
-            next[left] = next[right];
-            if (next[right] < count) prev[next[right]] = left;
-            remaining--;
+                // The left symbol becomes the merged token; the right one leaves the list.
+                idAt[left] = rule.MergedId;
+                idAt[right] = -1;
+                next[left] = next[right];
+                if (next[right] < count) prev[next[right]] = left;
+                remaining--;
+                mergedThisRound[merged++] = left;
+            }
 
-            if (prev[left] >= 0 && mergeOfPair.TryGetValue(PairKey(idAt[prev[left]], idAt[left]), out var before))
-                heap.Push(HeapEntry(before.Rank, prev[left]));
-            if (next[left] < count && mergeOfPair.TryGetValue(PairKey(idAt[left], idAt[next[left]]), out var after))
-                heap.Push(HeapEntry(after.Rank, left));
+            foreach (int position in mergedThisRound[..merged])
+            {
+                if (prev[position] >= 0 && mergeOfPair.TryGetValue(PairKey(idAt[prev[position]], idAt[position]), out var before))
+                    heap.Push(HeapEntry(before.Rank, prev[position]));
+                if (next[position] < count && mergeOfPair.TryGetValue(PairKey(idAt[position], idAt[next[position]]), out var after))
+                    heap.Push(HeapEntry(after.Rank, position));
+            }
         }
 
         // Position 0 is never removed (merges remove the right symbol), so the list starts there.
@@ -413,6 +429,8 @@ public sealed class Gpt2Tokenizer : ITokenizer
             }
             items[i] = item;
         }
+
+        public readonly long Peek() => items[0];
 
         public long Pop()
         {

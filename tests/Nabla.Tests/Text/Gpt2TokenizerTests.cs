@@ -96,6 +96,19 @@ public class Gpt2TokenizerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void MergesEveryOccurrenceOfTheBestPairBeforeThePairsItCreates()
+    {
+        // A merges list where a pair made by a merge ranks above that merge: ("xy", "x") before ("x", "y").
+        // GPT-2's bpe() merges both "x y" in "xyxy" first, leaving "xy xy"; merging one occurrence at a time
+        // would make "xyx" and strand the last "y". (Python's GPT-2 encoder gives ['xy', 'xy'].)
+        var vocabulary = Enumerable.Range(0, 256).Select(value => ByteLevelAlphabet.ToChar((byte)value).ToString()).Order(StringComparer.Ordinal)
+            .Concat(["xyx", "xy"]).Select((token, id) => (token, id)).ToDictionary(entry => entry.token, entry => entry.id);
+        var tokenizer = new Gpt2Tokenizer(vocabulary, [("xy", "x"), ("x", "y")]);
+        Assert.Equal(["xy", "xy"], tokenizer.Encode("xyxy").Select(tokenizer.TokenOf));
+        Assert.Equal(["xyx"], tokenizer.Encode("xyx").Select(tokenizer.TokenOf));
+    }
+
+    [Fact]
     public void EndOfTextIsSpecialOnlyWhenAllowed()
     {
         const string text = "one<|endoftext|>two <|endoftext|><|endoftext|> three<|endoftext|>";
