@@ -13,7 +13,7 @@ public static class ByteLevelAlphabet
     private static readonly char[] CharOfByte = BuildCharOfByte();
     private static readonly short[] ByteOfChar = BuildByteOfChar(CharOfByte);
 
-    /// <summary>Highest character code used by the alphabet (exclusive bound for <see cref="ByteOfChar"/>).</summary>
+    /// <summary>One past the highest character the alphabet uses (U+0100 + 68 substitutes).</summary>
     private const int CharCodeLimit = 256 + 68;
 
     /// <summary>The character that stands for <paramref name="value"/>.</summary>
@@ -22,18 +22,10 @@ public static class ByteLevelAlphabet
     /// <summary>The byte that <paramref name="c"/> stands for, or -1 when <paramref name="c"/> is not in the alphabet.</summary>
     public static int ToByte(char c) => c < CharCodeLimit ? ByteOfChar[c] : -1;
 
-    /// <summary>Maps every byte to its character: the token-string form of a byte sequence.</summary>
-    public static string ToTokenString(ReadOnlySpan<byte> bytes)
-    {
-        return string.Create(bytes.Length, bytes, static (chars, source) =>
-        {
-            for (int i = 0; i < source.Length; i++) chars[i] = CharOfByte[source[i]];
-        });
-    }
-
     /// <summary>
     /// Maps a token string back to its bytes. Returns false when some character is not in the alphabet
-    /// (the string is not a byte-level token, e.g. a special token like "&lt;|endoftext|&gt;").
+    /// (the string is not a byte-level token, e.g. an added token containing a plain space). Note that
+    /// "&lt;|endoftext|&gt;" is made of characters that stand for themselves, so its bytes are its ASCII text.
     /// </summary>
     public static bool TryToBytes(string token, out byte[] bytes)
     {

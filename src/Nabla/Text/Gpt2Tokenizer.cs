@@ -193,7 +193,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
         var chunks = ParallelChunks(text);
         if (chunks.Count == 1)
         {
-            var ids = new IdWriter(text.Length / 3 + 16);
+            var ids = new IdWriter(text.Length / 4 + 16);
             EncodeSegment(text, allowSpecialTokens, ref ids);
             return ids.ToArray();
         }
@@ -201,7 +201,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
         var idsOfChunk = new int[chunks.Count][];
         Parallel.For(0, chunks.Count, new ParallelOptions { MaxDegreeOfParallelism = MaxDegreeOfParallelism }, chunk =>
         {
-            var ids = new IdWriter(chunks[chunk].Length / 3 + 16);
+            var ids = new IdWriter(chunks[chunk].Length / 4 + 16);
             EncodeSegment(text.AsSpan(chunks[chunk].Start, chunks[chunk].Length), allowSpecialTokens, ref ids);
             idsOfChunk[chunk] = ids.ToArray();
         });
