@@ -1,0 +1,28 @@
+using System.Text.Json;
+
+namespace Nabla.Text;
+
+/// <summary>
+/// A tokenizer file that is missing, unreadable or malformed. The message starts with the file's path and,
+/// where it applies, the line (<c>path:line: problem</c>), like a compiler's.
+/// </summary>
+public sealed class TokenizerFileException(string message, Exception? inner = null) : IOException(message, inner)
+{
+    /// <summary>A problem at a byte offset of a file's content, reported with its 1-based line.</summary>
+    internal static TokenizerFileException At(string path, ReadOnlySpan<byte> content, long offset, string problem)
+    {
+        int line = content[..(int)Math.Min(offset, content.Length)].Count((byte)'\n') + 1;
+        return new TokenizerFileException($"{path}:{line}: {problem}.");
+    }
+
+    /// <summary>A JSON syntax error, reported with its 1-based line and column.</summary>
+    internal static TokenizerFileException CorruptJson(string path, JsonException error)
+    {
+        // The reader's message ends with its own 0-based "LineNumber: n | BytePositionInLine: m."; the 1-based
+        // line leads our message instead, so drop it to avoid two different line numbers.
+        int position = error.Message.IndexOf(" LineNumber:", StringComparison.Ordinal);
+        string problem = position >= 0 ? error.Message[..position] : error.Message;
+        return new TokenizerFileException(
+            $"{path}:{error.LineNumber + 1}: corrupt JSON at byte {error.BytePositionInLine + 1} of the line: {problem}", error);
+    }
+}
