@@ -118,7 +118,7 @@ public static class GptTrainCommand
                 Directory.CreateDirectory(dir);
                 AtomicFile.WriteAllText(configPath, JsonSerializer.Serialize(config, GptRunConfig.Json));
             }
-            return Train(config, dir, cancel);
+            return Task.FromResult(Train(config, dir, cancel));
         });
         return command;
     }
@@ -220,7 +220,8 @@ public static class GptTrainCommand
             prompt = AdditionDataset.Encode(AdditionDataset.Question(a, b));
         }
         else prompt = tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? [eot] : tokenizer.Encode("\n");
-        var ids = Sampler.Generate(model, prompt, new SamplingOptions { Temperature = addition != null ? 0 : 1, TopK = 40, MaxNewTokens = addition != null ? addition.MaxDigits + 2 : 48 }, g).ToList();
+        var ids = Sampler.Generate(model, prompt, new SamplingOptions { Temperature = addition != null ? 0 : 1, TopK = 40, MaxNewTokens = addition != null ? addition.MaxDigits + 2 : 48 },
+            g, stopToken: addition != null ? AdditionDataset.Encode('\n') : null).ToList();
         model.Train();
         var text = tokenizer.Decode(prompt.Concat(ids));
         return text.Replace("\n", "⏎");
