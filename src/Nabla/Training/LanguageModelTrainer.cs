@@ -53,6 +53,7 @@ public sealed class LanguageModelTrainer
         _validation = validation;
         _options = options;
         RunDirectory = runDirectory;
+        if (runDirectory != null) Directory.CreateDirectory(runDirectory);
         var (decay, noDecay) = model.WeightDecayGroups();
         _optimizer = new AdamW([new ParamGroup(decay, weightDecay: options.WeightDecay), new ParamGroup(noDecay, weightDecay: 0)],
             options.LearningRate, options.Beta1, options.Beta2, 1e-8f);

@@ -1,0 +1,150 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+using Nabla.Models.Gpt2;
+
+namespace Nabla.Tests.Cli;
+
+[Collection("Console")]
+public class GptCliTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-gptcli-" + Guid.NewGuid().ToString("N"));
+
+    public GptCliTests() => Directory.CreateDirectory(_dir);
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    private static void Ok((int Exit, string Out, string Err) r) => Assert.True(r.Exit == 0, $"exit {r.Exit}\n{r.Out}\n{r.Err}");
+
+    [Fact]
+    public void PrepareTrainGenerateAndScoreACharacterModel()
+    {
+        var text = Path.Combine(_dir, "text.txt");
+        File.WriteAllText(text, string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog.\n", 60)));
+        var data = Path.Combine(_dir, "data");
+        Ok(CliRunner.Run("data", "prepare", "--input", text, "--tokenizer", "char", "--out", data, "--val-fraction", "0.2"));
+        Assert.True(File.Exists(Path.Combine(data, "train_000000.bin")) && File.Exists(Path.Combine(data, "val_000000.bin")));
+
+        var run = Path.Combine(_dir, "run");
+        var train = CliRunner.Run("train", "gpt", "--data", data, "--out", run, "--steps", "30", "--layers", "1", "--channels", "32",
+            "--heads", "2", "--context", "32", "--seq-len", "16", "--batch-size", "4", "--eval-every", "10", "--lr", "1e-2", "--sample-every", "0");
+        Ok(train);
+        Assert.Contains("validation loss", train.Out);
+        var losses = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.Contains("\"loss\"")).Select(l => double.Parse(Regex.Match(l, "\"loss\":([0-9.eE+-]+)").Groups[1].Value)).ToList();
+        Assert.Equal(30, losses.Count);
+        Assert.True(losses[^1] < losses[0] * 0.6, $"loss should fall on a repetitive text: {losses[0]} -> {losses[^1]}");
+        Assert.True(File.Exists(Path.Combine(run, "loss.png")));
+
+        var gen = CliRunner.Run("generate", "--model", run, "--prompt", "the quick", "--max-tokens", "12", "--temperature", "0");
+        Ok(gen);
+        Assert.True(gen.Out.TrimEnd('\n').Length == 12, $"12 characters of continuation (and not the prompt) expected: '{gen.Out}'");
+        Assert.Matches(@"tokens/s\]", gen.Err);
+        Assert.DoesNotContain("tokens/s", gen.Out); // stdout carries only the text
+
+        var again = CliRunner.Run("generate", "--model", run, "--prompt", "the quick", "--max-tokens", "12", "--temperature", "0");
+        Assert.Equal(gen.Out, again.Out); // greedy decoding is deterministic
+        var stopped = CliRunner.Run("generate", "--model", run, "--prompt", "the", "--max-tokens", "40", "--temperature", "0", "--stop", "fox");
+        Ok(stopped);
+        Assert.DoesNotContain("fox", stopped.Out);
+
+        var ppl = CliRunner.Run("eval", "perplexity", "--model", run, "--text", text, "--max-tokens", "200", "--stride", "8");
+        Ok(ppl);
+        Assert.Matches(@"199 tokens scored .* perplexity \d+\.\d+", ppl.Out);
+
+        // resuming a finished run has nothing left to do but must not lose anything
+        Ok(CliRunner.Run("train", "gpt", "--out", run, "--resume"));
+        Assert.Contains("already holds a training run", CliRunner.Run("train", "gpt", "--data", data, "--out", run).Err);
+    }
+
+    [Fact]
+    public void TokenizeMatchesGpt2AndDecodes()
+    {
+        var vocab = Path.Combine(TestData.Root, "gpt2");
+        TestData.File("gpt2/encoder.json");
+        var ids = CliRunner.Run("tokenize", "--vocab", vocab, "--text", "Hello world, it's 2026!");
+        Ok(ids);
+        Assert.Equal("15496 995 11 340 338 1160 2075 0", ids.Out.Trim());
+        var text = CliRunner.Run("tokenize", "--vocab", vocab, "--decode", "--text", "15496 995 11 340 338 1160 2075 0");
+        Assert.Equal("Hello world, it's 2026!", text.Out.TrimEnd('\n'));
+        Assert.Contains("not a token id", CliRunner.Run("tokenize", "--vocab", vocab, "--decode", "--text", "15496 99999").Err);
+    }
+
+    /// <summary>Serves files from a dictionary on 127.0.0.1, with Hugging Face's X-Linked-ETag (the SHA-256) on request.</summary>
+    private sealed class FileServer : IDisposable
+    {
+        private readonly HttpListener _listener = new();
+        public string Url { get; }
+
+        public FileServer(Func<string, (byte[] Body, string? Sha)?> files)
+        {
+            for (int attempt = 0; ; attempt++)
+            {
+                int port = Random.Shared.Next(20000, 60000);
+                Url = $"http://127.0.0.1:{port}/";
+                _listener.Prefixes.Clear();
+                _listener.Prefixes.Add(Url);
+                try { _listener.Start(); break; }
+                catch (HttpListenerException) when (attempt < 10) { }
+            }
+            Task.Run(async () =>
+            {
+                while (_listener.IsListening)
+                {
+                    HttpListenerContext ctx;
+                    try { ctx = await _listener.GetContextAsync(); } catch { return; }
+                    var file = files(ctx.Request.Url!.AbsolutePath.TrimStart('/'));
+                    if (file is not { } f) ctx.Response.StatusCode = 404;
+                    else
+                    {
+                        if (f.Sha != null) ctx.Response.AddHeader("X-Linked-ETag", $"\"{f.Sha}\"");
+                        ctx.Response.ContentLength64 = f.Body.Length;
+                        await ctx.Response.OutputStream.WriteAsync(f.Body);
+                    }
+                    ctx.Response.Close();
+                }
+            });
+        }
+
+        public void Dispose() => _listener.Stop();
+    }
+
+    [Fact]
+    public void ModelFetchDownloadsChecksAndRunsACheckpointFromALocalServer()
+    {
+        // A small GPT-2 in Hugging Face's layout, with the real GPT-2 tokenizer files.
+        var source = Path.Combine(_dir, "source");
+        Gpt2Checkpoints.SaveHuggingFace(new Gpt2Model(new Gpt2Config { Channels = 32, Layers = 1, Heads = 2, MaxSequenceLength = 64 }, new Generator(1)), source);
+        File.Copy(TestData.File("gpt2/encoder.json"), Path.Combine(source, "encoder.json"));
+        File.Copy(TestData.File("gpt2/vocab.bpe"), Path.Combine(source, "vocab.bpe"));
+        bool corrupt = false;
+        using var server = new FileServer(name =>
+        {
+            var path = Path.Combine(source, name);
+            if (!File.Exists(path)) return null;
+            var body = File.ReadAllBytes(path);
+            var sha = name == "model.safetensors" ? Convert.ToHexStringLower(SHA256.HashData(body)) : null;
+            if (corrupt && name == "model.safetensors") body[^1] ^= 0xFF;
+            return (body, sha);
+        });
+        var cache = Path.Combine(_dir, "cache");
+        var fetch = CliRunner.Run("model", "fetch", "gpt2", "--base-url", server.Url, "--cache", cache);
+        Ok(fetch);
+        foreach (var f in new[] { "config.json", "model.safetensors", "encoder.json", "vocab.bpe" })
+            Assert.True(File.Exists(Path.Combine(cache, f)), $"{f} was not downloaded");
+        var gen = CliRunner.Run("generate", "--model", cache, "--prompt", "Hello", "--max-tokens", "5", "--temperature", "0");
+        Ok(gen);
+        Assert.Matches(@"5 generated", gen.Err);
+
+        // A corrupted download is refused, and nothing half-written is left behind.
+        corrupt = true;
+        var other = Path.Combine(_dir, "cache2");
+        var bad = CliRunner.Run("model", "fetch", "gpt2", "--base-url", server.Url, "--cache", other);
+        Assert.Equal(1, bad.Exit);
+        Assert.Contains("SHA-256 mismatch", bad.Err);
+        Assert.False(File.Exists(Path.Combine(other, "model.safetensors")));
+        Assert.False(File.Exists(Path.Combine(other, "model.safetensors.part")));
+    }
+}
