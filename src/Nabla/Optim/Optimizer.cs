@@ -80,6 +80,16 @@ public abstract class Optimizer
     /// <summary>The update rule for one parameter: <paramref name="p"/> and its gradient, both contiguous.</summary>
     protected abstract void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state);
 
+    private float[] _scratch = [];
+
+    /// <summary>Temporary space for an update rule, reused across parameters and steps (not part of the state).</summary>
+    protected Span<float> Scratch(int slot, int length)
+    {
+        int needed = (slot + 1) * length;
+        if (_scratch.Length < needed) _scratch = new float[Math.Max(needed, _scratch.Length * 2)];
+        return _scratch.AsSpan(slot * length, length);
+    }
+
     private ParamState State(Tensor p)
     {
         if (!_state.TryGetValue(p, out var buffers)) _state[p] = buffers = new Dictionary<string, Tensor>();
@@ -158,7 +168,7 @@ public sealed class SGD : Optimizer
 
     protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {
-        Span<float> d = new float[p.Length];
+        var d = Scratch(0, p.Length);
         grad.CopyTo(d);
         if (weightDecay != 0) TensorPrimitives.MultiplyAdd(p, weightDecay, d, d);
         if (Momentum != 0)
@@ -206,7 +216,7 @@ public class Adam : Optimizer
         ReadOnlySpan<float> g = grad;
         if (!_decoupled && weightDecay != 0)
         {
-            var gd = new float[p.Length];
+            var gd = Scratch(0, p.Length);
             TensorPrimitives.MultiplyAdd(p, weightDecay, grad, gd);
             g = gd;
         }
@@ -245,13 +255,13 @@ public sealed class RMSProp : Optimizer
 
     protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {
-        var g = new float[p.Length];
+        var g = Scratch(0, p.Length);
         grad.CopyTo(g);
         if (weightDecay != 0) TensorPrimitives.MultiplyAdd(p, weightDecay, g, g);
         var sq = state.Buffer("square_avg");
         // sq = α·sq + (1-α)·g²
         TensorPrimitives.Multiply(sq, Alpha, sq);
-        var g2 = new float[p.Length];
+        var g2 = Scratch(1, p.Length);
         TensorPrimitives.Multiply(g, g, g2);
         TensorPrimitives.MultiplyAdd(g2, 1 - Alpha, sq, sq);
         var avg = g2; // reuse: avg = sqrt(sq - ḡ²) + eps (centred) or sqrt(sq) + eps
