@@ -49,7 +49,8 @@ public sealed unsafe partial class Tensor
         long n = 1;
         foreach (var d in reduce) n *= _shape[d];
         var centered = Sub(Mean(reduce, keepDim: true));
-        return centered.Square().Sum(reduce, keepDim).Mul(1f / Math.Max(1, unbiased ? n - 1 : n));
+        // As in PyTorch, n - 1 = 0 (one element, unbiased) divides by zero and gives NaN rather than a made-up 0.
+        return centered.Square().Sum(reduce, keepDim).Mul(1f / (unbiased ? n - 1 : n));
     }
 
     /// <summary>Largest value along <paramref name="dim"/> and where it is (first occurrence; NaN wins).</summary>
