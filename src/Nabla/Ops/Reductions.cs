@@ -93,10 +93,33 @@ public sealed unsafe partial class Tensor
         return (values.Neg(), indices);
     }
 
-    /// <summary>Largest element (the gradient goes to its first occurrence).</summary>
-    public Tensor Max() => Reshape(-1).Max(0).Values;
+    /// <summary>Largest element. As in PyTorch, the gradient is shared evenly by every element equal to it.</summary>
+    public Tensor Max() => ExtremeOfAll(max: true);
 
-    public Tensor Min() => Reshape(-1).Min(0).Values;
+    /// <summary>Smallest element. As in PyTorch, the gradient is shared evenly by every element equal to it.</summary>
+    public Tensor Min() => ExtremeOfAll(max: false);
+
+    private Tensor ExtremeOfAll(bool max)
+    {
+        RequireFloat(max ? "Max" : "Min");
+        if (Count == 0) throw new ArgumentException($"{(max ? "Max" : "Min")}() of an empty tensor (shape {ShapeString}).");
+        Tensor y;
+        using (GradMode.NoGrad())
+            y = max ? Reshape(-1).Max(0).Values : Reshape(-1).Neg().Max(0).Values.Neg();
+        if (GradMode.Needed(this))
+        {
+            var x = this;
+            y.Record(max ? "Max" : "Min", [x], g =>
+            {
+                // Ties split the gradient (PyTorch's evenly_distribute_backward); a NaN result is matched by NaNs.
+                var mask = float.IsNaN(y.Item())
+                    ? Scalar(1f).Sub(Binary(BinaryOp.Equal, x, x))
+                    : Binary(BinaryOp.Equal, x, y);
+                return [mask.Mul(g.Div(mask.Sum()))];
+            });
+        }
+        return y;
+    }
 
     /// <summary>Index of the largest value along <paramref name="dim"/> (Int32).</summary>
     public Tensor ArgMax(int dim, bool keepDim = false)
