@@ -58,6 +58,11 @@ public sealed unsafe partial class Tensor
     {
         RequireFloat("Max");
         int d = NormalizeDim(dim);
+        if (Rank == 0)
+        {
+            var (v, i) = Reshape(1).Max(0);
+            return (v.Reshape(), i.Reshape());
+        }
         if (Rank > 0 && _shape[d] == 0) throw new ArgumentException($"Max over dimension {d} of size 0 (shape {ShapeString}).");
         var (source, outer, r, inner) = ReductionLayout([d]);
         var keptShape = KeepDimShape([d]);
@@ -136,7 +141,8 @@ public sealed unsafe partial class Tensor
         var set = new SortedSet<int>();
         foreach (var dim in dims)
             if (!set.Add(NormalizeDim(dim))) throw new ArgumentException($"Dimension {dim} appears twice in the reduction.");
-        return set.ToArray();
+        // A 0-d tensor accepts dimension 0 (or -1), as in PyTorch, but has no dimension to reduce.
+        return Rank == 0 ? [] : set.ToArray();
     }
 
     private int[] KeepDimShape(int[] reduce)
