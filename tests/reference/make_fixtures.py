@@ -309,6 +309,11 @@ def elementwise():
             r = rng_for(f"{op}/{name}")
             gen = normal if name.startswith("normal") else ties
             fx.case(f"{op}/{name}", op, [gen(r, sa), gen(r, sb)])
+    for op in ["maximum", "minimum"]:
+        r = rng_for(f"{op}/nan")
+        a, b = normal(r, (9,)), normal(r, (9,))
+        a[2], b[5], a[7], b[7] = np.nan, np.nan, np.nan, np.nan
+        fx.case(f"{op}/nan_propagates", op, [(a, {"grad": False}), (b, {"grad": False})])
     for op in ["gt", "lt", "eq"]:
         for name, sa, sb in [("ties_33", (33,), (33,)), ("bcast", (3, 4), (3, 1)), ("scalar", (7,), ())]:
             r = rng_for(f"{op}/{name}")
@@ -421,6 +426,26 @@ def reductions():
         fx.case(f"{op}/ties", op, [ties(rr, (4, 5), 1)])
         fx.case(f"{op}/normal_100", op, [normal(rr, (100,))])
         fx.case(f"{op}/single", op, [np.array([1.5], np.float32)])
+    s0 = np.array(-1.25, np.float32)
+    fx.case("sum/scalar_dim0", "sum", [s0], {"dims": [0], "keepdim": False})
+    fx.case("mean/scalar_dim_neg1_keep", "mean", [s0], {"dims": [-1], "keepdim": True})
+    fx.case("max_dim/scalar", "max_dim", [s0], {"dim": 0, "keepdim": False})
+    fx.case("argmax/scalar", "argmax", [(s0, {"grad": False})], {"dim": 0, "keepdim": False})
+    rr = rng_for("max_dim/nan")
+    xn = normal(rr, (4, 6))
+    xn[1, 2] = np.nan
+    xn[3, 0] = np.nan
+    fx.case("max_dim/nan", "max_dim", [xn], {"dim": 1, "keepdim": False})
+    fx.case("argmax/nan", "argmax", [(xn, {"grad": False})], {"dim": 1, "keepdim": False})
+    for op in ["softmax", "log_softmax"]:
+        rr = rng_for(f"{op}/masked")
+        xm = normal(rr, (4, 9))
+        xm[0, 3:] = -np.inf  # causal-mask style
+        xm[2, ::2] = -np.inf
+        fx.case(f"{op}/masked", op, [xm], {"dim": -1})
+        fx.case(f"{op}/scalar", op, [s0], {"dim": 0})
+        fx.case(f"{op}/empty_rows", op, [np.zeros((0, 5), np.float32)], {"dim": 1})
+        fx.case(f"{op}/empty_cols", op, [np.zeros((3, 0), np.float32)], {"dim": 1})
     for op in ["softmax", "log_softmax"]:
         for dim in [0, 1, 2, -1]:
             fx.case(f"{op}/345_dim{dim}", op, [x345], {"dim": dim})
@@ -471,6 +496,9 @@ def matmul():
     mm("empty_k", (3, 0), (0, 5))
     mm("empty_n", (3, 4), (4, 0))
     mm("attention_like", (2, 2, 7, 8), (2, 2, 7, 8), None, [T])
+    # bigger than one register/cache block of the GEMM in every dimension; k = 96 (see above for the tolerance)
+    mm("2d_65x96x129", (65, 96), (96, 129), atol=3e-5)
+    mm("batched_transposed_a_33x40x17", (3, 40, 33), (3, 40, 17), [T], atol=2e-5)
 
     def lin(name, sx, out, bias=True, vx=None, **tol):
         r = rng_for(f"linear/{name}")
@@ -572,6 +600,7 @@ def indexing():
     for dim in [0, 1, 2, -1]:
         fx.case(f"stack/dim{dim}", "stack", [normal(r, (3, 4)), normal(r, (3, 4)), normal(r, (3, 4))], {"dim": dim})
     fx.case("stack/1d", "stack", [normal(r, (7,)), normal(r, (7,))], {"dim": 0})
+    fx.case("stack/scalars", "stack", [np.array(1.5, np.float32), np.array(-2.0, np.float32)], {"dim": 0})
 
     def gather(name, xshape, ishape, dim, views=None):
         rr = rng_for(f"gather/{name}")
@@ -652,6 +681,13 @@ def views():
     v("split_middle", (7, 3), [["split", 3, 0, 1]])
     v("split_last_short", (7, 3), [["split", 3, 0, 2]])
     v("chunk", (5, 6), [["chunk", 3, 1, 1]])
+    v("expand_scalar", (), [["e", 3, 2]])
+    v("reshape_scalar", (), [["r", 1, 1]])
+    v("slice_empty", (5, 3), [["s", 0, 4, 2, 1]])
+    v("slice_step_past_end", (5, 3), [["s", 0, 1, 50, 3]])
+    v("unfold_whole_dim", (5,), [["u", 0, 5, 1]])
+    v("unfold_of_transposed", (4, 9), [["t", 0, 1], ["u", 0, 4, 2]])
+    v("narrow_permute_narrow", (3, 4, 5), [["n", 0, 1, 2], ["p", 2, 1, 0], ["n", 1, 1, 3]])
     return fx
 
 
