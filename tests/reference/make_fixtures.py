@@ -515,6 +515,10 @@ def matmul():
     lin("17x33_to_15", (17, 33), 15, atol=1e-5)
     lin("transposed_x", (5, 4), 3, vx=[["t", 0, 1]])
     lin("rows_1", (1, 100), 1, atol=1e-5)
+    r = rng_for("linear/transposed_weight_sliced_bias")
+    # a tied / transposed weight (out, in) seen through .t(), and a bias read with a step
+    fx.case("linear/transposed_weight_sliced_bias", "linear",
+            [normal(r, (6, 5)), (normal(r, (5, 4)), {"views": [["t", 0, 1]]}), (normal(r, (8,)), {"views": [["s", 0, 0, 8, 2]]})])
     return fx
 
 

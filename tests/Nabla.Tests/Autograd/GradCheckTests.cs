@@ -25,6 +25,19 @@ public class GradCheckTests
     }
 
     [Fact]
+    public void MlpModuleParameters()
+    {
+        // The same check through nn modules: gradients of every registered parameter.
+        var g = new Generator(11);
+        var model = new Nabla.NN.Sequential(new Nabla.NN.Linear(4, 6, generator: g), new Nabla.NN.ReLU(), new Nabla.NN.Linear(6, 3, generator: g),
+            new Nabla.NN.LayerNorm(3));
+        var x = Tensor.Randn(g, 5, 4);
+        var targets = Tensor.FromArray(new[] { 0, 2, 1, 2, 0 });
+        Check("Sequential(Linear, ReLU, Linear, LayerNorm) + CrossEntropy",
+            _ => F.CrossEntropy(model.Forward(x), targets, labelSmoothing: 0.1f), model.Parameters().ToArray());
+    }
+
+    [Fact]
     public void LayerNormWithAffine()
     {
         var g = new Generator(2);
