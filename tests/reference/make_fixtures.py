@@ -14,8 +14,9 @@ change the others. The files are committed: `dotnet test` needs no Python.
 
 Precision: inputs are float32 numbers; references are computed in float64 on exactly those numbers and
 rounded to float32 once at the end. The stored value is then (nearly) the correctly rounded true answer, so
-the difference a test sees is Nabla's own float32 error, not a mix of two libraries' rounding. (The two
-exceptions are documented at their cases: none so far.)
+the difference a test sees is Nabla's own float32 error, not a mix of two libraries' rounding. Cases whose
+float32 error grows with their size (long sums, dot products of length 33..100) carry a looser "atol" in their
+metadata, with the reason beside them.
 
 File layout (all safetensors, written by hand below; F32 floats, I32 indices):
   ops_elementwise / ops_reductions / ops_matmul / ops_nn / ops_indexing / ops_views .safetensors
