@@ -42,8 +42,15 @@ public static unsafe class SafeTensors
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(Encoding.UTF8.GetString(headerBytes).TrimEnd(' ', '\0')) as JsonObject
+            var text = Encoding.UTF8.GetString(headerBytes).TrimEnd(' ', '\0');
+            root = JsonNode.Parse(text) as JsonObject
                 ?? throw new CheckpointException($"{path}: the safetensors header is not a JSON object.");
+            // JsonObject throws a bare ArgumentException on a repeated name when first enumerated: say which.
+            using var doc = JsonDocument.Parse(text);
+            var seen = new HashSet<string>();
+            foreach (var property in doc.RootElement.EnumerateObject())
+                if (!seen.Add(property.Name))
+                    throw new CheckpointException($"{path}: tensor '{property.Name}' appears twice in the safetensors header.");
         }
         catch (JsonException e)
         {
@@ -64,10 +71,12 @@ public static unsafe class SafeTensors
             {
                 var obj = node as JsonObject ?? throw new FormatException("entry is not an object");
                 string dtype = obj["dtype"]?.GetValue<string>() ?? throw new FormatException("missing dtype");
-                var shape = (obj["shape"] as JsonArray ?? throw new FormatException("missing shape")).Select(d => checked((int)d!.GetValue<long>())).ToArray();
+                var shape = (obj["shape"] as JsonArray ?? throw new FormatException("missing shape"))
+                    .Select(d => checked((int)(d ?? throw new FormatException("null dimension in shape")).GetValue<long>())).ToArray();
                 var offsets = obj["data_offsets"] as JsonArray ?? throw new FormatException("missing data_offsets");
                 if (offsets.Count != 2) throw new FormatException("data_offsets must have two entries");
-                long begin = offsets[0]!.GetValue<long>(), end = offsets[1]!.GetValue<long>();
+                long begin = (offsets[0] ?? throw new FormatException("null data_offsets")).GetValue<long>();
+                long end = (offsets[1] ?? throw new FormatException("null data_offsets")).GetValue<long>();
                 if (shape.Any(d => d < 0)) throw new FormatException($"negative dimension in shape [{string.Join(", ", shape)}]");
                 long expected = checked(Kernels.ShapeMath.Count(shape) * ElementSize(dtype, path, name));
                 if (begin < 0 || end < begin || end > dataLength)

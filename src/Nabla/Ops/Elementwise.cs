@@ -166,7 +166,22 @@ public sealed unsafe partial class Tensor
     public Tensor Lt(float value) => Lt(Scalar(value));
     public Tensor Eq(float value) => Eq(Scalar(value));
 
-    public Tensor Clamp(float min, float max) => Maximum(Scalar(min)).Minimum(Scalar(max));
+    /// <summary>min(max(x, min), max). The gradient passes where min ≤ x ≤ max, boundaries included, as in PyTorch.</summary>
+    public Tensor Clamp(float min, float max)
+    {
+        RequireFloat("Clamp");
+        var y = Binary(BinaryOp.Minimum, Binary(BinaryOp.Maximum, this, Scalar(min)), Scalar(max));
+        if (GradMode.Needed(this))
+        {
+            var x = this;
+            y.Record("Clamp", [x], g =>
+            {
+                var outside = Binary(BinaryOp.Less, x, Scalar(min)).Add(Binary(BinaryOp.Greater, x, Scalar(max)));
+                return [g.Mul(Scalar(1f).Sub(outside))];
+            });
+        }
+        return y;
+    }
 
     // ---------------------------------------------------------------- unary
 

@@ -49,7 +49,8 @@ public sealed unsafe partial class Tensor
         long n = 1;
         foreach (var d in reduce) n *= _shape[d];
         var centered = Sub(Mean(reduce, keepDim: true));
-        return centered.Square().Sum(reduce, keepDim).Mul(1f / Math.Max(1, unbiased ? n - 1 : n));
+        // As in PyTorch, n - 1 = 0 (one element, unbiased) divides by zero and gives NaN rather than a made-up 0.
+        return centered.Square().Sum(reduce, keepDim).Mul(1f / (unbiased ? n - 1 : n));
     }
 
     /// <summary>Largest value along <paramref name="dim"/> and where it is (first occurrence; NaN wins).</summary>
@@ -57,6 +58,11 @@ public sealed unsafe partial class Tensor
     {
         RequireFloat("Max");
         int d = NormalizeDim(dim);
+        if (Rank == 0)
+        {
+            var (v, i) = Reshape(1).Max(0);
+            return (v.Reshape(), i.Reshape());
+        }
         if (Rank > 0 && _shape[d] == 0) throw new ArgumentException($"Max over dimension {d} of size 0 (shape {ShapeString}).");
         var (source, outer, r, inner) = ReductionLayout([d]);
         var keptShape = KeepDimShape([d]);
@@ -92,10 +98,33 @@ public sealed unsafe partial class Tensor
         return (values.Neg(), indices);
     }
 
-    /// <summary>Largest element (the gradient goes to its first occurrence).</summary>
-    public Tensor Max() => Reshape(-1).Max(0).Values;
+    /// <summary>Largest element. As in PyTorch, the gradient is shared evenly by every element equal to it.</summary>
+    public Tensor Max() => ExtremeOfAll(max: true);
 
-    public Tensor Min() => Reshape(-1).Min(0).Values;
+    /// <summary>Smallest element. As in PyTorch, the gradient is shared evenly by every element equal to it.</summary>
+    public Tensor Min() => ExtremeOfAll(max: false);
+
+    private Tensor ExtremeOfAll(bool max)
+    {
+        RequireFloat(max ? "Max" : "Min");
+        if (Count == 0) throw new ArgumentException($"{(max ? "Max" : "Min")}() of an empty tensor (shape {ShapeString}).");
+        Tensor y;
+        using (GradMode.NoGrad())
+            y = max ? Reshape(-1).Max(0).Values : Reshape(-1).Neg().Max(0).Values.Neg();
+        if (GradMode.Needed(this))
+        {
+            var x = this;
+            y.Record(max ? "Max" : "Min", [x], g =>
+            {
+                // Ties split the gradient (PyTorch's evenly_distribute_backward); a NaN result is matched by NaNs.
+                var mask = float.IsNaN(y.Item())
+                    ? Scalar(1f).Sub(Binary(BinaryOp.Equal, x, x))
+                    : Binary(BinaryOp.Equal, x, y);
+                return [mask.Mul(g.Div(mask.Sum()))];
+            });
+        }
+        return y;
+    }
 
     /// <summary>Index of the largest value along <paramref name="dim"/> (Int32).</summary>
     public Tensor ArgMax(int dim, bool keepDim = false)
@@ -112,7 +141,8 @@ public sealed unsafe partial class Tensor
         var set = new SortedSet<int>();
         foreach (var dim in dims)
             if (!set.Add(NormalizeDim(dim))) throw new ArgumentException($"Dimension {dim} appears twice in the reduction.");
-        return set.ToArray();
+        // A 0-d tensor accepts dimension 0 (or -1), as in PyTorch, but has no dimension to reduce.
+        return Rank == 0 ? [] : set.ToArray();
     }
 
     private int[] KeepDimShape(int[] reduce)

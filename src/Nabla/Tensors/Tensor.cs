@@ -158,15 +158,16 @@ public sealed unsafe partial class Tensor
 
     // ---------------------------------------------------------------- element access
 
-    /// <summary>Reads or writes one element.</summary>
+    /// <summary>Reads or writes one element (of an Int32 tensor: as a float, written back truncated).</summary>
     [System.Runtime.CompilerServices.IndexerName("Element")]
     public float this[params int[] index]
     {
-        get => Data[ElementOffset(index)];
+        get => DType == DType.Int32 ? IntData[ElementOffset(index)] : Data[ElementOffset(index)];
         set
         {
             CheckMutable();
-            Data[ElementOffset(index)] = value;
+            if (DType == DType.Int32) IntData[ElementOffset(index)] = (int)value;
+            else Data[ElementOffset(index)] = value;
         }
     }
 

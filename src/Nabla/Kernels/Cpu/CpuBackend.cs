@@ -333,7 +333,13 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                 TensorPrimitives.Subtract(xr, max, yr);
                 TensorPrimitives.Exp(yr, yr);
                 float sum = TensorPrimitives.Sum(yr);
-                if (log) TensorPrimitives.Subtract(xr, max + MathF.Log(sum), yr);
+                if (log)
+                {
+                    // (x - max) - log Σ, not x - (max + log Σ): rounding max + log Σ first loses the small
+                    // log-probabilities of the largest logits (hundreds of ulps when max is large).
+                    TensorPrimitives.Subtract(xr, max, yr);
+                    TensorPrimitives.Subtract(yr, MathF.Log(sum), yr);
+                }
                 else TensorPrimitives.Multiply(yr, 1f / sum, yr);
             }
         });
