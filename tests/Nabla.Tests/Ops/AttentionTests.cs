@@ -4,6 +4,7 @@ using Nabla.Kernels.Reference;
 
 namespace Nabla.Tests.Ops;
 
+[Collection(Nabla.Tests.Kernels.KernelSettingsCollection.Name)]
 public class AttentionTests
 {
     private static Tensor Rand(Generator g, params int[] shape) => Tensor.Randn(g, shape).RequiresGrad_();
