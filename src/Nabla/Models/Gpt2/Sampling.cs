@@ -69,8 +69,9 @@ public static class Sampler
 
     /// <summary>
     /// Continues <paramref name="prompt"/> one token at a time with a KV cache, yielding each new token as soon as
-    /// it exists. Stops after <see cref="SamplingOptions.MaxNewTokens"/>, at <paramref name="stopToken"/> (not
-    /// yielded), or when the model's context is full.
+    /// it exists. Stops after <see cref="SamplingOptions.MaxNewTokens"/> or at <paramref name="stopToken"/> (not
+    /// yielded). When the model's context fills up, the cache is rebuilt from the last half of the context,
+    /// so generation can go on past it (each token then sees at least half a context of history).
     /// </summary>
     public static IEnumerable<int> Generate(Gpt2Model model, IReadOnlyList<int> prompt, SamplingOptions options, Generator generator, int? stopToken = null)
     {
@@ -80,14 +81,22 @@ public static class Sampler
         if (prompt.Count > context) throw new ArgumentException($"The prompt has {prompt.Count} tokens; the model's context is {context}.");
         var cache = model.NewCache(1, Math.Min(context, prompt.Count + options.MaxNewTokens));
         model.Eval();
+        var history = new List<int>(prompt);
         float[] last = NextLogits(model, prompt.ToArray(), cache);
         for (int produced = 0; produced < options.MaxNewTokens; produced++)
         {
             int next = Sample(last, options, generator);
             if (next == stopToken) yield break;
             yield return next;
-            if (cache.Length >= cache.Capacity) yield break;
-            last = NextLogits(model, [next], cache);
+            history.Add(next);
+            if (produced + 1 == options.MaxNewTokens) yield break;
+            if (cache.Length < cache.Capacity) last = NextLogits(model, [next], cache);
+            else
+            {
+                cache.Clear();
+                int keep = Math.Max(1, cache.Capacity / 2);
+                last = NextLogits(model, history.GetRange(history.Count - keep, keep).ToArray(), cache);
+            }
         }
     }
 
