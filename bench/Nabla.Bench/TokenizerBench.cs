@@ -9,8 +9,9 @@ namespace Nabla.Bench;
 /// <summary>
 /// GPT-2 encoding throughput: Nabla's <see cref="Gpt2Tokenizer"/> (one thread and all threads) against
 /// Microsoft.ML.Tokenizers' byte-level <see cref="BpeTokenizer"/> and <see cref="TiktokenTokenizer"/> on the same
-/// files and text, in the same process. Each contender encodes the whole text once to warm its caches (that
-/// time is reported as "first"), then <c>--runs</c> more times; the median gives MB/s (UTF-8 bytes) and tokens/s.
+/// files and text, in the same process. After a JIT warm-up on other instances, each contender encodes the
+/// whole text once with cold caches (reported as "first"), then <c>--runs</c> more times, taking turns with
+/// the others; the median gives MB/s (UTF-8 bytes) and tokens/s.
 /// All contenders must produce identical ids, or the benchmark fails.
 /// <para>
 /// Data: GPT-2's files and the KJV + Jargon File texts written by tests/data/fetch-test-data.sh into
@@ -44,33 +45,47 @@ public static class TokenizerBench
         if (megabytes is { } limit && limit * 1e6 < text.Length) text = text[..(int)(limit * 1e6)];
         long textBytes = Encoding.UTF8.GetByteCount(text);
 
+        // Separate instances first encode a slice of the text, so that "first" below measures filling the
+        // caches rather than JIT compilation.
+        foreach (var warmUp in CreateContenders(encoderPath, mergesPath)) warmUp.Encode(text[..Math.Min(text.Length, 300_000)]);
         var contenders = CreateContenders(encoderPath, mergesPath);
-        Console.WriteLine($"GPT-2 tokenizer encode: {textBytes / 1e6:F2} MB of text (KJV + Jargon File), {runs} timed runs after a warm-up run");
+        Console.WriteLine($"GPT-2 tokenizer encode: {textBytes / 1e6:F2} MB of text (KJV + Jargon File), {runs} timed runs after a JIT warm-up and a cold-cache run");
         Console.WriteLine($"machine: {Environment.ProcessorCount} logical CPUs, load average {LoadAverage()} at start, .NET {Environment.Version}");
 
+        // Cold-cache (first) runs, checking that every contender gives the same ids.
         int[]? expected = null;
-        var results = new List<Result>();
-        foreach (var contender in contenders)
+        var firstMs = new double[contenders.Count];
+        for (int c = 0; c < contenders.Count; c++)
         {
             var stopwatch = Stopwatch.StartNew();
-            int[] ids = contender.Encode(text);
-            double firstMs = stopwatch.Elapsed.TotalMilliseconds;
+            int[] ids = contenders[c].Encode(text);
+            firstMs[c] = stopwatch.Elapsed.TotalMilliseconds;
             if (expected is null) expected = ids;
             else if (!ids.AsSpan().SequenceEqual(expected))
             {
-                Console.Error.WriteLine($"tokenizer bench: {contender.Name} produced different ids ({ids.Length} vs {expected.Length} tokens).");
+                Console.Error.WriteLine($"tokenizer bench: {contenders[c].Name} produced different ids ({ids.Length} vs {expected.Length} tokens).");
                 return 1;
             }
+        }
 
-            var times = new double[runs];
-            for (int run = 0; run < runs; run++)
+        // Timed runs take turns, contender after contender, so that load from other processes on a shared
+        // machine falls on all of them alike rather than on whichever ran during a busy spell.
+        var times = new double[contenders.Count][];
+        for (int c = 0; c < contenders.Count; c++) times[c] = new double[runs];
+        for (int run = 0; run < runs; run++)
+        {
+            for (int c = 0; c < contenders.Count; c++)
             {
-                stopwatch.Restart();
-                contender.Encode(text);
-                times[run] = stopwatch.Elapsed.TotalMilliseconds;
+                var stopwatch = Stopwatch.StartNew();
+                contenders[c].Encode(text);
+                times[c][run] = stopwatch.Elapsed.TotalMilliseconds;
             }
-            Array.Sort(times);
-            results.Add(new Result(contender.Name, firstMs, times[runs / 2], times[0], times[^1]));
+        }
+        var results = new List<Result>();
+        for (int c = 0; c < contenders.Count; c++)
+        {
+            Array.Sort(times[c]);
+            results.Add(new Result(contenders[c].Name, firstMs[c], times[c][runs / 2], times[c][0], times[c][^1]));
         }
 
         Console.WriteLine($"all contenders: identical {expected!.Length:N0} ids");

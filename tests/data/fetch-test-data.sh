@@ -8,7 +8,7 @@
 # for apt-get when the Debian packages are missing.
 set -euo pipefail
 
-DATA_DIR="${NABLA_TEST_DATA:-$HOME/.cache/nabla-test-data}"
+DATA_DIR="${NABLA_TEST_DATA:-${HOME:?set HOME or NABLA_TEST_DATA}/.cache/nabla-test-data}"
 mkdir -p "$DATA_DIR/gpt2"
 
 ENCODER_SHA256=196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783
@@ -57,7 +57,8 @@ fi
 if [ -f "$DATA_DIR/kjv.txt" ] && [ "$(wc -l < "$DATA_DIR/kjv.txt")" -ge 31102 ]; then
   echo "kjv.txt: present"
 else
-  command -v bible >/dev/null || apt_install bible-kjv-text
+  # The `bible` program comes with bible-kjv; the text it reads with bible-kjv-text.
+  dpkg -s bible-kjv-text >/dev/null 2>&1 || apt_install bible-kjv-text
   bible -f gen1:1-rev22:21 </dev/null > "$DATA_DIR/kjv.txt.tmp"
   mv "$DATA_DIR/kjv.txt.tmp" "$DATA_DIR/kjv.txt"
   echo "kjv.txt: written ($(wc -c < "$DATA_DIR/kjv.txt") bytes)"

@@ -164,6 +164,20 @@ public class Gpt2TokenizerTests(ITestOutputHelper output)
             Assert.True(TextTestData.Reference.EncodeToIds(text).SequenceEqual(ours), $"mismatch on {Escape(text)}");
             Assert.Equal(text, Gpt2.Decode(ours));
         }
+
+        // Uniformly random BMP characters (no surrogates), with spaces: arbitrary 2- and 3-byte sequences
+        // through the merges, in pieces the cache has never seen.
+        for (int trial = 0; trial < 1000; trial++)
+        {
+            var text = new StringBuilder();
+            for (int i = random.Next(1, 25); i > 0; i--)
+            {
+                int code = random.Next(0x10000 - 0x800);
+                text.Append(random.Next(4) == 0 ? ' ' : (char)(code < 0xD800 ? code : code + 0x800));
+            }
+            string value = text.ToString();
+            Assert.True(TextTestData.Reference.EncodeToIds(value).SequenceEqual(Gpt2.Encode(value)), $"mismatch on {Escape(value)}");
+        }
     }
 
     [Fact]
