@@ -38,12 +38,13 @@ File layout (all safetensors, written by hand below; F32 floats, I32 indices):
 import json
 import math
 import os
-import struct
 import zlib
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from safetensors_io import write_safetensors
 
 torch.set_num_threads(2)
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Nabla.Tests", "Fixtures")
@@ -52,25 +53,6 @@ D = torch.float64
 
 
 # ---------------------------------------------------------------------------------------------- writer
-
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, array in tensors.items():
-        array = np.ascontiguousarray(array).reshape(np.shape(array))  # (ascontiguousarray makes 0-d arrays 1-d)
-        dtype = {np.dtype("float32"): "F32", np.dtype("int32"): "I32"}[array.dtype]
-        data = array.astype(array.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
-    return 8 + len(text) + offset
-
 
 def f32(t):
     return t.detach().to(torch.float32).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float32)

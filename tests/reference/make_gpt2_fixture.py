@@ -18,7 +18,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from make_mlp_fixture import write_safetensors
+from safetensors_io import write_safetensors
 
 V, CTX, C, L, H = 101, 32, 64, 2, 4
 B, T = 2, 16

@@ -14,11 +14,12 @@ Writes tests/Nabla.Tests/Fixtures/mlp_wine.safetensors.
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
+
+from safetensors_io import write_safetensors
 
 SEED = 1234
 HIDDEN = [32, 16]
@@ -27,24 +28,6 @@ BATCH = 16
 LR = 1e-2
 WEIGHT_DECAY = 1e-2
 VAL_FRACTION = 0.2
-
-
-def write_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, array in tensors.items():
-        array = np.ascontiguousarray(array)
-        dtype = {np.dtype("float32"): "F32", np.dtype("int32"): "I32"}[array.dtype]
-        data = array.astype(array.dtype.newbyteorder("<")).tobytes()
-        header[name] = {"dtype": dtype, "shape": list(array.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    text = json.dumps(header).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)))
-        f.write(text)
-        for blob in blobs:
-            f.write(blob)
 
 
 def main():

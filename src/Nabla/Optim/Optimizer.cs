@@ -82,6 +82,15 @@ public abstract class Optimizer
 
     private float[] _scratch = [];
 
+    /// <summary>grad + weightDecay·p, the L2 form of weight decay that SGD, Adam and RMSProp use, in scratch slot 0.</summary>
+    protected Span<float> DecayedGradient(ReadOnlySpan<float> p, ReadOnlySpan<float> grad, float weightDecay)
+    {
+        var g = Scratch(0, p.Length);
+        if (weightDecay != 0) TensorPrimitives.MultiplyAdd(p, weightDecay, grad, g);
+        else grad.CopyTo(g);
+        return g;
+    }
+
     /// <summary>Temporary space for an update rule, reused across parameters and steps (not part of the state).</summary>
     protected Span<float> Scratch(int slot, int length)
     {
@@ -168,9 +177,7 @@ public sealed class SGD : Optimizer
 
     protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {
-        var d = Scratch(0, p.Length);
-        grad.CopyTo(d);
-        if (weightDecay != 0) TensorPrimitives.MultiplyAdd(p, weightDecay, d, d);
+        var d = DecayedGradient(p, grad, weightDecay);
         if (Momentum != 0)
         {
             bool first = !state.Has("momentum_buffer");
@@ -213,13 +220,7 @@ public class Adam : Optimizer
     {
         var m = state.Buffer("exp_avg");
         var v = state.Buffer("exp_avg_sq");
-        ReadOnlySpan<float> g = grad;
-        if (!_decoupled && weightDecay != 0)
-        {
-            var gd = Scratch(0, p.Length);
-            TensorPrimitives.MultiplyAdd(p, weightDecay, grad, gd);
-            g = gd;
-        }
+        ReadOnlySpan<float> g = _decoupled || weightDecay == 0 ? grad : DecayedGradient(p, grad, weightDecay);
         fixed (float* pp = p, gp = g, mp = m, vp = v)
             Kernels.Backend.Current.AdamW(pp, gp, mp, vp, p.Length, lr, Beta1, Beta2, Eps, _decoupled ? weightDecay : 0f, StepCount);
     }
@@ -255,9 +256,7 @@ public sealed class RMSProp : Optimizer
 
     protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {
-        var g = Scratch(0, p.Length);
-        grad.CopyTo(g);
-        if (weightDecay != 0) TensorPrimitives.MultiplyAdd(p, weightDecay, g, g);
+        var g = DecayedGradient(p, grad, weightDecay);
         var sq = state.Buffer("square_avg");
         // sq = α·sq + (1-α)·g²
         TensorPrimitives.Multiply(sq, Alpha, sq);
