@@ -84,7 +84,7 @@ public static class GptTrainCommand
             else
             {
                 bool addition = p.GetValue(data) == null;
-                int steps0 = p.GetValue(steps) ?? (addition ? 2500 : 1000);
+                int steps0 = p.GetValue(steps) ?? (addition ? 1200 : 1000);
                 float lr0 = p.GetValue(lr) ?? (addition ? 3e-3f : 6e-4f);
                 config = new GptRunConfig
                 {
@@ -97,7 +97,7 @@ public static class GptTrainCommand
                     BatchSize = p.GetValue(batch) ?? (addition ? 128 : 8),
                     SequenceLength = p.GetValue(seqLen) ?? (addition ? 0 : 128),
                     MaxDigits = p.GetValue(digits),
-                    SampleEvery = p.GetValue(sampleEvery) ?? (addition ? 500 : 200),
+                    SampleEvery = p.GetValue(sampleEvery) ?? (addition ? 300 : 200),
                     Seed = p.GetValue(seed),
                     Training = new LanguageModelTrainingOptions
                     {
@@ -110,7 +110,7 @@ public static class GptTrainCommand
                         ClipGradNorm = p.GetValue(clip),
                         EvalEvery = p.GetValue(evalEvery) ?? (addition ? 0 : 100),
                         EvalBatches = p.GetValue(evalBatches),
-                        CheckpointEvery = p.GetValue(checkpointEvery) ?? (addition ? 500 : 200),
+                        CheckpointEvery = p.GetValue(checkpointEvery) ?? (addition ? 300 : 200),
                     },
                 };
                 if (Directory.Exists(Path.Combine(dir, "checkpoint")))
@@ -217,7 +217,7 @@ public static class GptTrainCommand
         if (addition != null)
         {
             var (a, b) = addition.HeldOut[g.NextInt(addition.HeldOut.Count)];
-            prompt = AdditionDataset.Encode(AdditionDataset.Question(a, b));
+            prompt = AdditionDataset.Encode(addition.Question(a, b));
         }
         else prompt = tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? [eot] : tokenizer.Encode("\n");
         var ids = Sampler.Generate(model, prompt, new SamplingOptions { Temperature = addition != null ? 0 : 1, TopK = 40, MaxNewTokens = addition != null ? addition.MaxDigits + 2 : 48 },
@@ -233,14 +233,14 @@ public static class GptTrainCommand
         int correct = 0, shown = 0;
         foreach (var (a, b) in data.HeldOut)
         {
-            var ids = Sampler.Generate(model, AdditionDataset.Encode(AdditionDataset.Question(a, b)),
+            var ids = Sampler.Generate(model, AdditionDataset.Encode(data.Question(a, b)),
                 new SamplingOptions { Temperature = 0, MaxNewTokens = data.MaxDigits + 2 }, new Generator(0), stopToken: 0).ToList();
             var answer = AdditionDataset.Decode(ids);
-            bool right = answer + "\n" == AdditionDataset.Answer(a, b);
+            bool right = answer + "\n" == data.Answer(a, b);
             if (right) correct++;
             if (shown < show)
             {
-                Console.WriteLine($"  {AdditionDataset.Question(a, b)}{answer}  {(right ? "✓" : $"✗ (expected {(long)a + b})")}");
+                Console.WriteLine($"  {data.Question(a, b)}{answer}  {(right ? "✓" : $"✗ (expected {(long)a + b})")}");
                 shown++;
             }
         }

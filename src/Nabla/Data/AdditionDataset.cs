@@ -1,10 +1,13 @@
 namespace Nabla.Data;
 
 /// <summary>
-/// Multi-digit addition written as text, "482+39=521\n", one problem per row, character-level — the built-in
-/// task `nabla train gpt` learns when given no data. Each row is padded with newlines to a fixed length; the
-/// targets cover only the answer and its newline (the question positions are ignored by the loss), since
-/// the question is random and cannot be predicted. A fixed set of problems is held out and never trained on.
+/// Multi-digit addition written as text, one problem per row, character-level — the built-in task
+/// `nabla train gpt` learns when given no data. Numbers are written with leading zeros to a fixed width,
+/// "482+039=0521\n" for 482 + 39, so that each digit sits at the same position in every problem: with plain
+/// "482+39=521" the same model and budget reached about 90% instead of 99.8% (the model must first find
+/// which digits line up). The targets cover only the answer and its newline (the question positions are
+/// ignored by the loss), since the question is random and cannot be predicted. A fixed set of problems is
+/// held out and never trained on.
 /// </summary>
 public sealed class AdditionDataset : IBatchSource
 {
@@ -34,7 +37,7 @@ public sealed class AdditionDataset : IBatchSource
 
     public int MaxDigits { get; }
     public int BatchSize { get; }
-    /// <summary>Characters in the longest problem, "999+999=1998\n".</summary>
+    /// <summary>Characters in every problem, e.g. "999+999=1998\n".</summary>
     public int RowLength => 3 * MaxDigits + 4;
     /// <summary>Model inputs per row (the row minus its last character).</summary>
     public int SequenceLength => RowLength - 1;
@@ -44,8 +47,10 @@ public sealed class AdditionDataset : IBatchSource
     public static int[] Encode(string s) => s.Select(Encode).ToArray();
     public static string Decode(IEnumerable<int> ids) => new(ids.Select(i => Vocabulary[i]).ToArray());
 
-    public static string Question(int a, int b) => $"{a}+{b}=";
-    public static string Answer(int a, int b) => $"{(long)a + b}\n";
+    public string Question(int a, int b) => $"{Padded(a, MaxDigits)}+{Padded(b, MaxDigits)}=";
+    public string Answer(int a, int b) => $"{Padded((long)a + b, MaxDigits + 1)}\n";
+
+    private static string Padded(long value, int width) => value.ToString(System.Globalization.CultureInfo.InvariantCulture).PadLeft(width, '0');
 
     /// <summary>Operands with a uniformly random number of digits, so short and long problems are equally common.</summary>
     private int Operand(Generator g)

@@ -148,3 +148,27 @@ public class GptCliTests : IDisposable
         Assert.False(File.Exists(Path.Combine(other, "model.safetensors.part")));
     }
 }
+
+/// <summary>The README's main job, exactly as a user runs it: `nabla train gpt` with no arguments must reach its
+/// accuracy target (≥ 95% exact match on held-out problems). About a minute on 2 cores.</summary>
+[Collection("Console")]
+public class DefaultGptJobTests
+{
+    [Fact]
+    [Trait("Category", "Slow")]
+    public void DefaultAdditionJobReachesItsAccuracyTarget()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "nabla-default-gpt-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var (exit, output, error) = CliRunner.Run("train", "gpt", "--out", dir);
+            Assert.True(exit == 0, error);
+            var accuracy = double.Parse(Regex.Match(output, @"exact-match accuracy on \d+ held-out problems: (\d+\.\d)%").Groups[1].Value);
+            Assert.True(accuracy >= 95, $"accuracy {accuracy}% is below the 95% target\n{output}");
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+}

@@ -69,9 +69,12 @@ public class LanguageModelTrainingTests : IDisposable
         var row = AdditionDataset.Decode(x1.Select(0, 0).ToIntArray());
         var question = row[..(row.IndexOf('=') + 1)];
         var parts = question.TrimEnd('=').Split('+').Select(int.Parse).ToArray();
+        Assert.Equal(question, data.Question(parts[0], parts[1])); // fixed width: "007+120="
+        Assert.Equal(8, question.Length);
         var targets = y1.Select(0, 0).ToIntArray();
         var learned = AdditionDataset.Decode(targets.Where(t => t >= 0));
-        Assert.Equal(AdditionDataset.Answer(parts[0], parts[1]), learned);
+        Assert.Equal(data.Answer(parts[0], parts[1]), learned);
+        Assert.Equal($"{parts[0] + parts[1]:D4}\n", learned);
         Assert.All(targets.Take(question.Length - 1), t => Assert.Equal(AdditionDataset.IgnoreIndex, t));
         Assert.DoesNotContain(data.HeldOut, p => p == (parts[0], parts[1]));
     }
