@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Globalization;
+using Nabla.Data;
+using Nabla.Kernels.Cpu;
+using Nabla.Models.Gpt2;
+using Nabla.Optim;
+
+namespace Nabla.Bench;
+
+/// <summary>
+/// GPT-2 124M end to end, side by side with PyTorch (bench/gpt2_peer.py) in the same run: one training step
+/// (forward, backward, AdamW) at B = 4, T = 64, and greedy generation with a KV cache. Interleaved rounds,
+/// medians; peak memory and managed allocations per step for ours.
+///   dotnet run -c Release --project bench/Nabla.Bench -- gpt2 [--rounds 5] [--threads 2] [--no-torch] [--layers 12]
+/// </summary>
+public static class Gpt2Bench
+{
+    public static int Run(string[] args)
+    {
+        int rounds = IntArg(args, "--rounds", 5), threads = IntArg(args, "--threads", Environment.ProcessorCount);
+        int layers = IntArg(args, "--layers", 12), batch = IntArg(args, "--batch", 4), time = IntArg(args, "--time", 64);
+        int newTokens = IntArg(args, "--new-tokens", 64), prompt = IntArg(args, "--prompt", 16);
+        bool torch = !args.Contains("--no-torch");
+        WorkerPool.Threads = threads;
+        var config = Gpt2Config.Gpt2Small with { Layers = layers };
+        Console.WriteLine($"GPT-2 {config.Layers} layers, {config.Channels} channels, vocabulary {config.VocabSize}; {threads} threads; load: {Load()}");
+
+        using var peer = torch ? Peer.TryStart(threads, config) : null;
+        var model = new Gpt2Model(config, new Generator(0));
+        var (decay, noDecay) = model.WeightDecayGroups();
+        var optimizer = new AdamW([new ParamGroup(decay, weightDecay: 0.1f), new ParamGroup(noDecay, weightDecay: 0f)], 1e-4f);
+        var data = new TokenBatchLoader(Enumerable.Range(0, batch * (time + 1) * 4).Select(i => (int)((i * 2654435761L) % config.VocabSize)).ToArray(), batch, time);
+        double Step(long i)
+        {
+            var clock = Stopwatch.StartNew();
+            var (x, y) = data.Batch(i % 4);
+            var loss = Gpt2Model.Loss(model.Forward(x), y);
+            optimizer.ZeroGrad();
+            loss.Backward();
+            optimizer.Step();
+            return clock.Elapsed.TotalMilliseconds;
+        }
+        Step(0); Step(1); // warm-up: JIT, buffer pool, optimizer state
+        BufferPool.ResetPeak();
+        var ours = new List<double>();
+        var theirs = new List<double>();
+        long allocated = 0;
+        for (int r = 0; r < rounds; r++)
+        {
+            long before = GC.GetTotalAllocatedBytes(precise: true);
+            ours.Add(Step(2 + r));
+            allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+            if (peer != null) theirs.AddRange(peer.Ask($"train {batch} {time} 1"));
+        }
+        double flops = TrainingFlops(config, model.ParameterCount, batch, time);
+        Console.WriteLine();
+        Console.WriteLine($"| training step (B={batch}, T={time}) | median ms | GFLOP/s | vs PyTorch |");
+        Console.WriteLine("|---|---|---|---|");
+        Console.WriteLine($"| Nabla | {Median(ours):F0} | {flops / Median(ours) / 1e6:F1} | {(theirs.Count > 0 ? $"{Median(theirs) / Median(ours):F2}× faster" : "-")} |");
+        if (theirs.Count > 0) Console.WriteLine($"| PyTorch ({peer!.Description}) | {Median(theirs):F0} | {flops / Median(theirs) / 1e6:F1} | 1.00× |");
+        Console.WriteLine($"(FLOPs per step ≈ {flops / 1e9:F0} G: 6·N·tokens + attention; all runs: ours [{Join(ours)}] ms, PyTorch [{Join(theirs)}] ms)");
+        Console.WriteLine($"peak tensor memory {BufferPool.PeakLiveBytes / 1e6:F0} MB, process peak working set {Process.GetCurrentProcess().PeakWorkingSet64 / 1e6:F0} MB, managed allocations per step {allocated / 1024.0:F0} KiB");
+
+        var rates = new List<double>();
+        var torchRates = new List<double>();
+        var ids = Enumerable.Range(0, prompt).Select(i => i * 31 % config.VocabSize).ToArray();
+        Generate(model, ids, 4); // warm-up
+        for (int r = 0; r < rounds; r++)
+        {
+            rates.Add(Generate(model, ids, newTokens));
+            if (peer != null) torchRates.AddRange(peer.Ask($"generate {prompt} {newTokens} 1"));
+        }
+        double bytesPerToken = model.ParameterCount * 4.0;
+        Console.WriteLine();
+        Console.WriteLine($"| generation (greedy, KV cache, {prompt}-token prompt, {newTokens} new) | median tokens/s | weight GB/s |");
+        Console.WriteLine("|---|---|---|");
+        Console.WriteLine($"| Nabla | {Median(rates):F1} | {Median(rates) * bytesPerToken / 1e9:F1} |");
+        if (torchRates.Count > 0) Console.WriteLine($"| PyTorch | {Median(torchRates):F1} | {Median(torchRates) * bytesPerToken / 1e9:F1} |");
+        Console.WriteLine($"(all runs: ours [{Join(rates)}], PyTorch [{Join(torchRates)}] tokens/s; load after: {Load()})");
+        return 0;
+    }
+
+    /// <summary>Tokens per second of the decoding loop after the prompt is in the cache.</summary>
+    private static double Generate(Gpt2Model model, int[] prompt, int newTokens)
+    {
+        var cache = model.NewCache(1, prompt.Length + newTokens + 1);
+        var logits = Sampler.NextLogits(model, prompt, cache);
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < newTokens; i++) logits = Sampler.NextLogits(model, [Sampler.ArgMax(logits)], cache);
+        return newTokens / clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>6·N per token for the weights (forward 2, backward 4) plus the attention matmuls.</summary>
+    private static double TrainingFlops(Gpt2Config c, long parameters, int b, int t) =>
+        6.0 * parameters * b * t + 6.0 * c.Layers * b * t * t * c.Channels;
+
+    private static double Median(List<double> xs)
+    {
+        if (xs.Count == 0) return double.NaN;
+        var s = xs.OrderBy(x => x).ToList();
+        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
+    }
+
+    private static string Join(List<double> xs) => string.Join(", ", xs.Select(x => x.ToString("F0", CultureInfo.InvariantCulture)));
+
+    private static string Load() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
+
+    private static int IntArg(string[] args, string name, int fallback)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out var v) ? v : fallback;
+    }
+
+    /// <summary>bench/gpt2_peer.py as a child process, one request per line.</summary>
+    private sealed class Peer : IDisposable
+    {
+        private readonly Process _process;
+        public string Description { get; private set; } = "";
+
+        private Peer(Process process) => _process = process;
+
+        public static Peer? TryStart(int threads, Gpt2Config c)
+        {
+            var script = Path.Combine(AppContext.BaseDirectory, "gpt2_peer.py");
+            if (!File.Exists("/usr/bin/python3") || !File.Exists(script))
+            {
+                Console.Error.WriteLine($"PyTorch peer unavailable: needs /usr/bin/python3 and {script}.");
+                return null;
+            }
+            var peer = new Peer(Process.Start(new ProcessStartInfo("/usr/bin/python3", [script])
+            {
+                RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false,
+            })!);
+            var answer = peer.AskRaw($"threads {threads}").Split(' ');
+            peer.Description = $"torch {answer[2]}, {answer[1]} threads";
+            peer.AskRaw($"model {c.Layers} {c.Heads} {c.Channels} {c.VocabSize} {c.MaxSequenceLength}");
+            return peer;
+        }
+
+        private string AskRaw(string request)
+        {
+            _process.StandardInput.WriteLine(request);
+            _process.StandardInput.Flush();
+            var line = _process.StandardOutput.ReadLine() ?? throw new IOException("gpt2_peer.py exited.");
+            if (line.StartsWith("error")) throw new InvalidOperationException($"gpt2_peer.py: {line}");
+            return line;
+        }
+
+        public double[] Ask(string request) => AskRaw(request).Split(' ').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+
+        public void Dispose()
+        {
+            try { _process.StandardInput.WriteLine("quit"); _process.WaitForExit(5000); } catch (IOException) { }
+            _process.Dispose();
+        }
+    }
+}
