@@ -88,6 +88,7 @@ public static unsafe partial class F
                 return [dz];
             });
         }
+        GC.KeepAlive(z);
         GC.KeepAlive(t);
         return result;
     }
@@ -150,6 +151,7 @@ public static unsafe partial class F
         var rstd = Tensor.Empty([rows]);
         if (y.Count > 0)
             Backend.Current.LayerNorm(xc.Data, w == null ? null : w.Data, b == null ? null : b.Data, y.Data, mean.Data, rstd.Data, rows, cols, eps);
+        GC.KeepAlive(xc);
         GC.KeepAlive(w);
         GC.KeepAlive(b);
         if (GradMode.Needed(x, weight, bias))
@@ -185,6 +187,7 @@ public static unsafe partial class F
         var y = Tensor.Empty(indices.Shape.ToArray().Append(dim).ToArray());
         if (idx.Count > 0) Backend.Current.Embedding(w.Data, idx.IntData, y.Data, idx.Count, dim, rows);
         GC.KeepAlive(w);
+        GC.KeepAlive(idx);
         if (GradMode.Needed(weight))
         {
             y.Record("Embedding", [weight], g =>

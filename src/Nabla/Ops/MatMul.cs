@@ -134,6 +134,7 @@ public sealed unsafe partial class Tensor
                 }
                 else Gemm(x2, weight.T, [], rows, outF, inF, y.Data, b == null ? null : b.Data, accumulate: false);
                 GC.KeepAlive(b);
+                GC.KeepAlive(x2);
             }
         }
         if (GradMode.Needed(x, weight, bias))
