@@ -179,7 +179,28 @@ public static class LanguageModelCommands
         });
         var data = new Command("data", "Prepare datasets.");
         data.Subcommands.Add(command);
+        data.Subcommands.Add(TrainTokenizer());
         return data;
+    }
+
+    private static Command TrainTokenizer()
+    {
+        var input = new Option<string[]>("--input") { Description = "Text files to learn from (each one a document).", Required = true, AllowMultipleArgumentsPerToken = true };
+        var output = new Option<string>("--out") { Description = "Directory for encoder.json and vocab.bpe.", Required = true };
+        var vocabSize = new Option<int>("--vocab-size") { Description = "Vocabulary size, counting the 256 byte tokens and <|endoftext|>.", DefaultValueFactory = _ => 8192 };
+        MlpCommands.Check(vocabSize, v => v > 256, "--vocab-size must be larger than 256 (the byte tokens).");
+        var command = new Command("train-tokenizer", "Learn a GPT-2-style byte-level BPE vocabulary from text (writes encoder.json + vocab.bpe).") { input, output, vocabSize };
+        command.SetAction(p =>
+        {
+            var files = p.GetValue(input)!;
+            foreach (var f in files) if (!File.Exists(f)) throw new CliException($"{f}: file not found.");
+            var clock = Stopwatch.StartNew();
+            var tokenizer = new BpeTrainer(p.GetValue(vocabSize)).Train(files.Select(File.ReadAllText));
+            tokenizer.Save(p.GetValue(output)!);
+            Console.WriteLine($"{p.GetValue(output)}: {tokenizer.VocabSize} tokens ({tokenizer.Merges.Count} merges) learned in {clock.Elapsed.TotalSeconds:F1} s");
+            return 0;
+        });
+        return command;
     }
 
     public static Command Tokenize()

@@ -60,6 +60,21 @@ public class GptCliTests : IDisposable
     }
 
     [Fact]
+    public void TrainedTokenizerFeedsDataPrepare()
+    {
+        var text = Path.Combine(_dir, "corpus.txt");
+        File.Copy(TestData.File("jargon.txt"), text);
+        var vocab = Path.Combine(_dir, "bpe");
+        Ok(CliRunner.Run("data", "train-tokenizer", "--input", text, "--vocab-size", "600", "--out", vocab));
+        Assert.True(File.Exists(Path.Combine(vocab, "encoder.json")) && File.Exists(Path.Combine(vocab, "vocab.bpe")));
+        var prepared = CliRunner.Run("data", "prepare", "--input", text, "--vocab", vocab, "--out", Path.Combine(_dir, "shards"));
+        Ok(prepared);
+        Assert.Contains("vocabulary 600", prepared.Out);
+        var ids = CliRunner.Run("tokenize", "--vocab", vocab, "--text", "hacker");
+        Assert.Equal("hacker", CliRunner.Run("tokenize", "--vocab", vocab, "--decode", "--text", ids.Out.Trim()).Out.TrimEnd('\n'));
+    }
+
+    [Fact]
     public void TokenizeMatchesGpt2AndDecodes()
     {
         var vocab = Path.Combine(TestData.Root, "gpt2");
