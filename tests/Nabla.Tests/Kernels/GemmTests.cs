@@ -14,13 +14,38 @@ public sealed class GemmCollection;
 /// CpuBackend.Gemm against the naive ReferenceBackend.Gemm on shapes that reach every edge path of the packed,
 /// blocked kernel: empty and 1-wide matrices, primes, one below/at/above the micro-tile, k across cache blocks, M
 /// and N across the MC/NC blocks; all four transpose combinations, accumulate, bias, padded leading dimensions and
-/// batches with shared (stride 0) operands; each under AVX-512, AVX2 and scalar kernels and on 1 and 2 threads.
+/// batches with shared (stride 0) operands; each under AVX-512, AVX2 and scalar kernels, on 1 and 2 threads, and with
+/// the real cache blocking as well as a tiny one that makes even small shapes cross many k, row and column blocks.
 /// </summary>
 [Collection(nameof(GemmCollection))]
 public sealed unsafe class GemmTests
 {
     private static readonly Isa[] Isas = [.. new[] { Isa.Avx512, Isa.Avx2, Isa.Scalar }.Where(i => i <= CpuFeatures.Detected)];
     private static readonly int[] ThreadCounts = [1, 2];
+
+    /// <summary>Blocks of 3 slivers of A and of B by 16 k steps, for every kernel while disposed of.</summary>
+    private sealed class TinyBlocking : IDisposable
+    {
+        private readonly GemmBlocking _avx512 = GemmDriver<Avx512MicroKernel>.Blocking, _avx2 = GemmDriver<Avx2MicroKernel>.Blocking,
+            _scalar = GemmDriver<ScalarMicroKernel>.Blocking;
+
+        public TinyBlocking()
+        {
+            GemmDriver<Avx512MicroKernel>.Blocking = Tiny<Avx512MicroKernel>();
+            GemmDriver<Avx2MicroKernel>.Blocking = Tiny<Avx2MicroKernel>();
+            GemmDriver<ScalarMicroKernel>.Blocking = Tiny<ScalarMicroKernel>();
+        }
+
+        private static GemmBlocking Tiny<TKernel>() where TKernel : struct, IMicroKernel =>
+            new(KC: 16, AFloats: 16 * 3 * TKernel.MR, BFloats: 16 * 3 * TKernel.NR);
+
+        public void Dispose()
+        {
+            GemmDriver<Avx512MicroKernel>.Blocking = _avx512;
+            GemmDriver<Avx2MicroKernel>.Blocking = _avx2;
+            GemmDriver<ScalarMicroKernel>.Blocking = _scalar;
+        }
+    }
 
     public static TheoryData<int, int, int> EdgeShapes()
     {
@@ -31,13 +56,8 @@ public sealed unsafe class GemmTests
             { 11, 31, 5 }, { 12, 32, 8 }, { 13, 33, 9 },   // AVX-512 tile (12 × 32) ± 1
             { 5, 15, 3 }, { 6, 16, 4 }, { 7, 17, 2 },     // AVX2 tile (6 × 16) ± 1
             { 3, 3, 3 }, { 4, 4, 4 }, { 5, 5, 5 },         // scalar tile (4 × 4) ± 1
-            { 25, 65, 129 }, { 257, 129, 300 }, { 40, 70, 1031 },
+            { 25, 65, 129 }, { 257, 129, 300 }, { 40, 70, 1031 }, { 3, 2100, 11 }, { 1100, 5, 3 },
         };
-        // Past one MC block of rows and one NC block of columns of the widest blocking in use.
-        var blocking = GemmDriver<Avx512MicroKernel>.Blocking;
-        var avx2 = GemmDriver<Avx2MicroKernel>.Blocking;
-        shapes.Add(Math.Max(blocking.MC, avx2.MC) + 7, 33, 19);
-        shapes.Add(3, Math.Max(blocking.NC, avx2.NC) + 9, 11);
         return shapes;
     }
 
@@ -82,6 +102,31 @@ public sealed unsafe class GemmTests
                 var c = GemmCase.Create(random, transA, transB, m, n, k, batch, sharedA, sharedB, accumulate: transA, bias: transB);
                 c.CheckAllPaths();
             }
+    }
+
+    /// <summary>A GEMM called from inside a parallel task runs inline on that thread (the pool is not reentrant), so
+    /// the team path, whose threads wait for one another, must not be taken there.</summary>
+    [Fact]
+    public void CallsFromInsideAParallelTaskRunInline()
+    {
+        var cases = Enumerable.Range(0, 2).Select(i => GemmCase.Create(new Random(i), i == 1, false, 70, 90, 200,
+            batch: 1, sharedA: false, sharedB: false, accumulate: false, bias: true)).ToArray();
+        int threads = WorkerPool.Threads;
+        try
+        {
+            WorkerPool.Threads = 2;
+            WorkerPool.Run(2, new RunCases(cases));
+            foreach (var c in cases) c.CompareLastRun("inside a parallel task");
+        }
+        finally
+        {
+            WorkerPool.Threads = threads;
+        }
+    }
+
+    private sealed class RunCases(GemmCase[] cases) : IParallelTask
+    {
+        public void Execute(int taskIndex) => cases[taskIndex].RunCpu();
     }
 
     [Fact]
@@ -200,26 +245,30 @@ public sealed unsafe class GemmTests
                 backend.Gemm(_transA, _transB, _m, _n, _k, a, _lda, _strideA, b, _ldb, _strideB, cp, _ldc, _strideC, _batch, _accumulate, bias);
         }
 
-        /// <summary>Runs the case under every ISA and thread count and compares all of C, padding included.</summary>
+        /// <summary>Runs the case under every ISA, thread count and blocking, comparing all of C, padding included.</summary>
         public void CheckAllPaths()
         {
             int threads = WorkerPool.Threads;
             try
             {
-                foreach (var isa in Isas)
-                    foreach (int t in ThreadCounts)
-                        using (CpuFeatures.Limit(isa))
-                        {
-                            WorkerPool.Threads = t;
-                            RunCpu();
-                            Compare($"{isa}, {t} thread(s)");
-                        }
+                foreach (bool tiny in new[] { false, true })
+                    foreach (var isa in Isas)
+                        foreach (int t in ThreadCounts)
+                            using (CpuFeatures.Limit(isa))
+                            using (tiny ? new TinyBlocking() : null)
+                            {
+                                WorkerPool.Threads = t;
+                                RunCpu();
+                                Compare($"{isa}, {t} thread(s), {(tiny ? "tiny" : "real")} blocking");
+                            }
             }
             finally
             {
                 WorkerPool.Threads = threads;
             }
         }
+
+        public void CompareLastRun(string path) => Compare(path);
 
         private void Compare(string path)
         {

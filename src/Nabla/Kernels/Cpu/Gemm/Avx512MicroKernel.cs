@@ -5,29 +5,30 @@ using System.Runtime.Intrinsics.X86;
 namespace Nabla.Kernels.Cpu.Gemm;
 
 /// <summary>
-/// 12 × 32 AVX-512 micro-kernel: 24 zmm accumulators (12 rows × 2 vectors of 16), 2 zmm for the B row and one for
-/// the broadcast A value, 27 of the 32 zmm registers. Each k step issues 24 FMAs for 2 vector loads and 12
-/// broadcasts, so the FMA units, not the loads, set the pace; and 24 independent accumulators cover the FMA latency
-/// (4 cycles) times throughput many times over. See docs/optimization-log.md for the measured alternatives.
+/// 8 × 32 AVX-512 micro-kernel: 16 zmm accumulators (8 rows × 2 vectors of 16 floats), 2 zmm for the B row and one
+/// for the broadcast A value. Each k step issues 16 FMAs against 2 vector loads and 8 broadcasts; Zen 4 sustains
+/// that at its FMA limit (its 512-bit FMAs run as two 256-bit halves, one per cycle, 4 cycles latency, so 16
+/// independent accumulators cover latency × throughput four times). Larger tiles (12 × 32, 14 × 32, 8 × 48) fill
+/// more of the 32 registers but measured no faster, and 8 rows divide the row counts that matter (B·T, 64, 768…)
+/// where 12 or 14 leave a mostly empty last sliver; see docs/optimization-log.md.
 /// </summary>
 internal readonly unsafe struct Avx512MicroKernel : IMicroKernel
 {
-    public static int MR => 12;
+    public static int MR => 8;
     public static int NR => 32;
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(int kc, float* a, float* b, float* c, long ldc, bool addC, float* bias)
     {
         // Pull the C tile towards L1 while the k loop runs; it is read at the end.
-        for (int r = 0; r < 12; r++)
+        for (int r = 0; r < 8; r++)
         {
             Sse.Prefetch0(c + r * ldc);
             Sse.Prefetch0(c + r * ldc + 16);
         }
         Vector512<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
             c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default,
-            c60 = default, c61 = default, c70 = default, c71 = default, c80 = default, c81 = default,
-            c90 = default, c91 = default, ca0 = default, ca1 = default, cb0 = default, cb1 = default;
+            c60 = default, c61 = default, c70 = default, c71 = default;
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.Load(b);
@@ -48,15 +49,7 @@ internal readonly unsafe struct Avx512MicroKernel : IMicroKernel
             c60 = Vector512.FusedMultiplyAdd(x, b0, c60); c61 = Vector512.FusedMultiplyAdd(x, b1, c61);
             x = Vector512.Create(a[7]);
             c70 = Vector512.FusedMultiplyAdd(x, b0, c70); c71 = Vector512.FusedMultiplyAdd(x, b1, c71);
-            x = Vector512.Create(a[8]);
-            c80 = Vector512.FusedMultiplyAdd(x, b0, c80); c81 = Vector512.FusedMultiplyAdd(x, b1, c81);
-            x = Vector512.Create(a[9]);
-            c90 = Vector512.FusedMultiplyAdd(x, b0, c90); c91 = Vector512.FusedMultiplyAdd(x, b1, c91);
-            x = Vector512.Create(a[10]);
-            ca0 = Vector512.FusedMultiplyAdd(x, b0, ca0); ca1 = Vector512.FusedMultiplyAdd(x, b1, ca1);
-            x = Vector512.Create(a[11]);
-            cb0 = Vector512.FusedMultiplyAdd(x, b0, cb0); cb1 = Vector512.FusedMultiplyAdd(x, b1, cb1);
-            a += 12;
+            a += 8;
             b += 32;
         }
 
@@ -71,10 +64,6 @@ internal readonly unsafe struct Avx512MicroKernel : IMicroKernel
         StoreRow(c + 5 * ldc, c50, c51, addC, addBias, bias0, bias1);
         StoreRow(c + 6 * ldc, c60, c61, addC, addBias, bias0, bias1);
         StoreRow(c + 7 * ldc, c70, c71, addC, addBias, bias0, bias1);
-        StoreRow(c + 8 * ldc, c80, c81, addC, addBias, bias0, bias1);
-        StoreRow(c + 9 * ldc, c90, c91, addC, addBias, bias0, bias1);
-        StoreRow(c + 10 * ldc, ca0, ca1, addC, addBias, bias0, bias1);
-        StoreRow(c + 11 * ldc, cb0, cb1, addC, addBias, bias0, bias1);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -37,20 +37,23 @@ internal static class CacheSizes
 }
 
 /// <summary>
-/// Cache blocking for one micro-kernel shape (GotoBLAS/BLIS): a kc-deep packed sliver of B (kc × NR) stays in L1 while
-/// the kernel walks down a packed block of A (MC × kc) held in L2; the packed block of B (kc × NC) is reused for all
-/// of M from L3.
+/// Cache blocking for one micro-kernel shape (GotoBLAS/BLIS). The kernel runs kc steps per call on a packed B sliver
+/// (kc × NR) and A sliver (MR × kc). Zen 4 streams both from L2 fast enough for the FMA units (one 64-byte load per
+/// 12 FMAs), so kc is not held to L1 size but made long, which reloads the C tile less often: the B sliver takes
+/// 1/8 of L2. The packed block of A (MC × kc) takes half of L2 and is reused for every B sliver; the packed block
+/// of B (kc × NC) takes 1/8 of L3 and is reused for all of M.
 /// </summary>
-internal readonly record struct GemmBlocking(int MC, int KC, int NC)
+internal readonly record struct GemmBlocking(int KC, long AFloats, long BFloats)
 {
     public static GemmBlocking For(int mr, int nr)
     {
-        // The B sliver takes half of L1, leaving the other half for the A sliver streaming past and the C tile.
-        int kc = Math.Clamp(CacheSizes.L1 / 2 / (nr * sizeof(float)) / 8 * 8, 64, 512);
-        // The A block takes half of L2; the rest holds B slivers on their way to L1 and the C tiles.
-        int mc = Math.Clamp(CacheSizes.L2 / 2 / (kc * sizeof(float)) / mr * mr, mr, 4096 / mr * mr);
-        // The B block shares L3 with the other cores' blocks.
-        int nc = Math.Clamp(CacheSizes.L3 / 8 / (kc * sizeof(float)) / nr * nr, nr, 8192 / nr * nr);
-        return new GemmBlocking(mc, kc, nc);
+        int kc = Math.Clamp(CacheSizes.L2 / 8 / (nr * sizeof(float)) / 8 * 8, 128, 2048);
+        return new GemmBlocking(kc, CacheSizes.L2 / 2 / sizeof(float), CacheSizes.L3 / 8 / sizeof(float));
     }
+
+    /// <summary>Rows of A per packed block for k blocks of <paramref name="kc"/>, a multiple of MR.</summary>
+    public int MC(int kc, int mr) => (int)Math.Clamp(AFloats / kc / mr * mr, mr, 1 << 16);
+
+    /// <summary>Columns of B per packed block for k blocks of <paramref name="kc"/>, a multiple of NR.</summary>
+    public int NC(int kc, int nr) => (int)Math.Clamp(BFloats / kc / nr * nr, nr, 1 << 20);
 }

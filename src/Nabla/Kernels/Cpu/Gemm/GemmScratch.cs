@@ -11,39 +11,40 @@ internal sealed unsafe class GemmScratch
 {
     [ThreadStatic] private static GemmScratch? _current;
 
-    private long _capacityA, _capacityB;
+    private float* _packedA, _packedB, _edgeTile;
+    private long _capacityA, _capacityB, _capacityTile;
 
-    public float* PackedA { get; private set; }
-    public float* PackedB { get; private set; }
+    /// <summary>The packed block of A (MC × kc).</summary>
+    public float* PackedA => _packedA;
 
-    /// <summary>A full MR × NR tile for the partial tiles at the matrix edges (the widest kernel is 12 × 32).</summary>
-    public float* EdgeTile { get; } = Allocate(16 * 32);
+    /// <summary>The packed block of B (kc × NC).</summary>
+    public float* PackedB => _packedB;
+
+    /// <summary>One full MR × NR kernel tile, written instead of C for the partial tiles at the matrix edges.</summary>
+    public float* EdgeTile => _edgeTile;
 
     /// <summary>This thread's buffers, with room for at least the given number of floats.</summary>
-    public static GemmScratch ForCurrentThread(long floatsA, long floatsB)
+    public static GemmScratch ForCurrentThread(long floatsA, long floatsB, int floatsTile)
     {
         var scratch = _current ??= new GemmScratch();
-        if (scratch._capacityA < floatsA)
-        {
-            NativeMemory.AlignedFree(scratch.PackedA);
-            scratch.PackedA = Allocate(floatsA);
-            scratch._capacityA = floatsA;
-        }
-        if (scratch._capacityB < floatsB)
-        {
-            NativeMemory.AlignedFree(scratch.PackedB);
-            scratch.PackedB = Allocate(floatsB);
-            scratch._capacityB = floatsB;
-        }
+        Grow(ref scratch._packedA, ref scratch._capacityA, floatsA);
+        Grow(ref scratch._packedB, ref scratch._capacityB, floatsB);
+        Grow(ref scratch._edgeTile, ref scratch._capacityTile, floatsTile);
         return scratch;
     }
 
-    private static float* Allocate(long floats) => (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
+    private static void Grow(ref float* buffer, ref long capacity, long floats)
+    {
+        if (capacity >= floats) return;
+        NativeMemory.AlignedFree(buffer);
+        buffer = (float*)NativeMemory.AlignedAlloc((nuint)(floats * sizeof(float)), 64);
+        capacity = floats;
+    }
 
     ~GemmScratch()
     {
-        NativeMemory.AlignedFree(PackedA);
-        NativeMemory.AlignedFree(PackedB);
-        NativeMemory.AlignedFree(EdgeTile);
+        NativeMemory.AlignedFree(_packedA);
+        NativeMemory.AlignedFree(_packedB);
+        NativeMemory.AlignedFree(_edgeTile);
     }
 }

@@ -1,0 +1,64 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+
+namespace Nabla.Bench;
+
+/// <summary>
+/// The machine's measured single-precision FMA peak: each thread runs 12 independent chains of Vector512 FMAs
+/// (enough to cover FMA latency × throughput on any current x86 core) over register-resident data, so nothing but
+/// the FMA units limits it. Threads run on dedicated OS threads, started together.
+/// </summary>
+internal static class FmaPeak
+{
+    private const int Chains = 12;
+    private const long FlopsPerIteration = Chains * 16 * 2;
+
+    /// <summary>GFLOP/s of <paramref name="threads"/> threads together (best of a few runs of ~0.2 s).</summary>
+    public static double Measure(int threads)
+    {
+        double best = 0;
+        for (int run = 0; run < 5; run++)
+        {
+            long iterations = 20_000_000;
+            using var start = new Barrier(threads + 1);
+            var workers = Enumerable.Range(0, threads).Select(_ => new Thread(() =>
+            {
+                start.SignalAndWait();
+                Chain(iterations);
+            })).ToArray();
+            foreach (var w in workers) w.Start();
+            start.SignalAndWait();
+            var clock = Stopwatch.StartNew();
+            foreach (var w in workers) w.Join();
+            best = Math.Max(best, threads * iterations * FlopsPerIteration / clock.Elapsed.TotalSeconds / 1e9);
+        }
+        return best;
+    }
+
+    public static void Report(int[] threadCounts)
+    {
+        Console.WriteLine("| threads | FMA peak GFLOP/s |");
+        Console.WriteLine("|---:|---:|");
+        foreach (int t in threadCounts) Console.WriteLine($"| {t} | {Measure(t):F1} |");
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    private static float Chain(long iterations)
+    {
+        var x = Vector512.Create(0.999999f);
+        var y = Vector512.Create(1e-7f);
+        Vector512<float> c0 = Vector512.Create(1f), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0,
+            c6 = c0, c7 = c0, c8 = c0, c9 = c0, c10 = c0, c11 = c0;
+        for (long i = 0; i < iterations; i++)
+        {
+            c0 = Vector512.FusedMultiplyAdd(c0, x, y); c1 = Vector512.FusedMultiplyAdd(c1, x, y);
+            c2 = Vector512.FusedMultiplyAdd(c2, x, y); c3 = Vector512.FusedMultiplyAdd(c3, x, y);
+            c4 = Vector512.FusedMultiplyAdd(c4, x, y); c5 = Vector512.FusedMultiplyAdd(c5, x, y);
+            c6 = Vector512.FusedMultiplyAdd(c6, x, y); c7 = Vector512.FusedMultiplyAdd(c7, x, y);
+            c8 = Vector512.FusedMultiplyAdd(c8, x, y); c9 = Vector512.FusedMultiplyAdd(c9, x, y);
+            c10 = Vector512.FusedMultiplyAdd(c10, x, y); c11 = Vector512.FusedMultiplyAdd(c11, x, y);
+        }
+        return Vector512.Sum(c0 + c1 + c2 + c3 + c4 + c5 + c6 + c7 + c8 + c9 + c10 + c11);
+    }
+}
