@@ -4,7 +4,8 @@ same machine noise. Run with Debian's /usr/bin/python3 (python3-torch 1.13 + lib
 
 Line protocol on stdin/stdout, one request per line, one answer line each:
   threads T                    -> "ok <torch threads> <OpenBLAS threads> <torch version> <BLAS library path>"
-  gemm TA TB M N K REPS        -> "<ms> <ms> ..." (REPS wall times of torch.mm(a, b, out=c), after one warm-up call)
+  gemm TA TB M N K REPS BATCH  -> "<ms> <ms> ..." (REPS wall times of torch.mm(a, b, out=c), or of torch.bmm for a
+                                  batch of BATCH products, after one warm-up call)
   quit
 TA/TB are 0/1: the operand is stored transposed and passed as a .t() view, which torch hands to BLAS as a
 transpose flag without copying, as the C# kernel reads it through strides.
@@ -42,25 +43,27 @@ def set_threads(count):
 _operands = {}
 
 
-def operands(trans_a, trans_b, m, n, k):
+def operands(trans_a, trans_b, m, n, k, batch):
     """The operands of one shape, made once (the harness asks for the same shape several times in a row)."""
-    key = (trans_a, trans_b, m, n, k)
+    key = (trans_a, trans_b, m, n, k, batch)
     if key not in _operands:
         _operands.clear()
         torch.manual_seed(0)
-        a = torch.randn(k, m).t() if trans_a else torch.randn(m, k)
-        b = torch.randn(n, k).t() if trans_b else torch.randn(k, n)
-        _operands[key] = (a, b, torch.empty(m, n))
+        a = torch.randn(batch, k, m).transpose(1, 2) if trans_a else torch.randn(batch, m, k)
+        b = torch.randn(batch, n, k).transpose(1, 2) if trans_b else torch.randn(batch, k, n)
+        c = torch.empty(batch, m, n)
+        _operands[key] = (a[0], b[0], c[0]) if batch == 1 else (a, b, c)
     return _operands[key]
 
 
-def gemm(trans_a, trans_b, m, n, k, reps):
-    a, b, c = operands(trans_a, trans_b, m, n, k)
-    torch.mm(a, b, out=c)
+def gemm(trans_a, trans_b, m, n, k, reps, batch):
+    a, b, c = operands(trans_a, trans_b, m, n, k, batch)
+    multiply = torch.mm if batch == 1 else torch.bmm
+    multiply(a, b, out=c)
     times = []
     for _ in range(reps):
         start = time.perf_counter()
-        torch.mm(a, b, out=c)
+        multiply(a, b, out=c)
         times.append((time.perf_counter() - start) * 1e3)
     return times
 
@@ -76,8 +79,8 @@ def main():
             torch_threads, blas_threads, blas = set_threads(int(words[1]))
             print("ok", torch_threads, blas_threads, torch.__version__, blas, flush=True)
         elif words[0] == "gemm":
-            ta, tb, m, n, k, reps = (int(w) for w in words[1:7])
-            print(" ".join(f"{t:.4f}" for t in gemm(ta, tb, m, n, k, reps)), flush=True)
+            ta, tb, m, n, k, reps, batch = (int(w) for w in words[1:8])
+            print(" ".join(f"{t:.4f}" for t in gemm(ta, tb, m, n, k, reps, batch)), flush=True)
         else:
             print("error unknown request", line.strip(), flush=True)
 

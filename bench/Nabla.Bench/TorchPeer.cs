@@ -55,9 +55,9 @@ internal sealed class TorchPeer : IDisposable
         Description = $"torch {answer[3]}, {Path.GetFileName(answer[4])} ({answer[1]} torch / {answer[2]} BLAS threads)";
     }
 
-    /// <summary>Wall times in milliseconds of <paramref name="reps"/> calls of torch.mm on the shape.</summary>
-    public double[] Gemm(bool transA, bool transB, int m, int n, int k, int reps) =>
-        Ask($"gemm {(transA ? 1 : 0)} {(transB ? 1 : 0)} {m} {n} {k} {reps}")
+    /// <summary>Wall times in milliseconds of <paramref name="reps"/> calls of torch.mm (torch.bmm for a batch).</summary>
+    public double[] Gemm(bool transA, bool transB, int m, int n, int k, int batch, int reps) =>
+        Ask($"gemm {(transA ? 1 : 0)} {(transB ? 1 : 0)} {m} {n} {k} {reps} {batch}")
             .Split(' ', StringSplitOptions.RemoveEmptyEntries)
             .Select(t => double.Parse(t, CultureInfo.InvariantCulture)).ToArray();
 

@@ -1,9 +1,9 @@
 namespace Nabla.Kernels.Cpu.Gemm;
 
-/// <summary>Per-core data cache sizes in bytes, read from Linux sysfs at start-up (Zen 4 values where unreadable).</summary>
+/// <summary>Per-core L2 and shared L3 sizes in bytes, read from Linux sysfs at start-up (Zen 4 values where
+/// unreadable). L1 does not enter the blocking: see <see cref="GemmBlocking"/>.</summary>
 internal static class CacheSizes
 {
-    public static readonly int L1 = Read(1, 32 * 1024);
     public static readonly int L2 = Read(2, 1024 * 1024);
     public static readonly int L3 = Read(3, 32 * 1024 * 1024);
 

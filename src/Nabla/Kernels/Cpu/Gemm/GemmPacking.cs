@@ -7,7 +7,8 @@ namespace Nabla.Kernels.Cpu.Gemm;
 /// <summary>
 /// Copies a block of an operand into the layout the micro-kernel streams: slivers of <c>width</c> lanes (MR rows of
 /// A, or NR columns of B), each stored k-major so that one k step is <c>width</c> consecutive floats. Lanes past the
-/// edge of the matrix are zero, so the kernel never needs a partial variant. The source is addressed through two
+/// edge of the matrix are zero: the kernel always computes full tiles, and what those lanes produce lands in the
+/// part of an edge tile that is thrown away; zeros keep it finite and fast. The source is addressed through two
 /// strides, which is how transposed operands are read without ever being transposed as a whole: element
 /// (lane l, step p) is at <c>src[l·laneStride + p·kStride]</c>.
 /// The block usually comes from DRAM (a weight matrix is read once per call), so both paths read the source in
