@@ -120,7 +120,7 @@ internal static unsafe class GemmBenchmark
     }
 
     /// <summary>
-    /// Measures a shape with short FMA probes before it and after every round. When other processes took more than --max-others percent of the
+    /// Measures a shape once a short FMA probe shows the machine fully available, probing again after every round. When other processes took more than --max-others percent of the
     /// machine meanwhile, or a probe found less than 90% of the best FMA rate seen (the host taking a core away
     /// unseen), waits and measures again, up to --retries times, keeping the quietest attempt. Both sides (ours and
     /// PyTorch) always come from the same attempt. Returns the rows and the lowest probe.
@@ -131,6 +131,7 @@ internal static unsafe class GemmBenchmark
         (Result[] Rows, double Probe, double Badness)? quietest = null;
         for (int attempt = 0; attempt <= options.Retries; attempt++)
         {
+            peaks[threads] = Math.Max(peaks[threads], FmaPeak.WaitForCapacity(threads, TimeSpan.FromSeconds(60)));
             var probes = new List<double> { FmaPeak.Measure(threads, 2_000_000, 3) };
             var rows = Measure(shape, threads, peer, load, options.Rounds, () => probes.Add(FmaPeak.Measure(threads, 2_000_000, 3))).ToArray();
             peaks[threads] = Math.Max(peaks[threads], probes.Max());
@@ -140,7 +141,7 @@ internal static unsafe class GemmBenchmark
             double badness = Math.Max(others - options.MaxOthersPercent, 90 - 100 * probe / peaks[threads]);
             if (quietest == null || badness < quietest.Value.Badness) quietest = (rows, probe, badness);
             if (badness <= 0) break;
-            Thread.Sleep(TimeSpan.FromSeconds(10));
+            Thread.Sleep(TimeSpan.FromSeconds(5));
         }
         return (quietest!.Value.Rows, quietest.Value.Probe);
     }
