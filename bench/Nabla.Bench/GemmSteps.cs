@@ -68,9 +68,7 @@ internal static unsafe class GemmSteps
             {
                 using var operands = new Operands(s.M, s.K, s.N);
                 int rows = scalar ? Math.Min(ScalarStepRows, s.M) : s.M;
-                FmaPeak.WaitForCapacity(threads, CapacityTimeout);
-                double seconds = MedianSeconds(() => step(rows, s.N, s.K, operands.A, operands.B, operands.C), scalar ? 1 : 5);
-                return $"{2.0 * rows * s.N * s.K / seconds / 1e9:F1}";
+                return $"{Gflops(2.0 * rows * s.N * s.K, () => step(rows, s.N, s.K, operands.A, operands.B, operands.C), threads):F1}";
             });
             Console.WriteLine($"| {name} | {string.Join(" | ", cells)} |");
         }
@@ -100,8 +98,7 @@ internal static unsafe class GemmSteps
             {
                 using var operands = new Operands(s.M, s.K, s.N);
                 var problem = operands.Problem();
-                FmaPeak.WaitForCapacity(1, CapacityTimeout);
-                return $"{2.0 * s.M * s.N * s.K / MedianSeconds(() => run(problem), 7) / 1e9:F1}";
+                return $"{Gflops(2.0 * s.M * s.N * s.K, () => run(problem), 1):F1}";
             });
             Console.WriteLine($"| {name} | {string.Join(" | ", cells)} |");
         }
@@ -123,8 +120,7 @@ internal static unsafe class GemmSteps
                 var cells = shapes.Select(s =>
                 {
                     using var operands = new Operands(s.M, s.K, s.N);
-                    FmaPeak.WaitForCapacity(1, CapacityTimeout);
-                    return $"{2.0 * s.M * s.N * s.K / MedianSeconds(() => operands.RunLibrary(), 7) / 1e9:F1}";
+                    return $"{Gflops(2.0 * s.M * s.N * s.K, operands.RunLibrary, 1):F1}";
                 });
                 Console.WriteLine($"| {kc}{(kc == library.KC ? " (library)" : "")} | {string.Join(" | ", cells)} |");
             }
@@ -254,18 +250,31 @@ internal static unsafe class GemmSteps
         CpuBackend.Instance.Gemm(false, false, m, n, k, a, k, 0, b, n, 0, c, n, 0, 1, false, null);
     }
 
-    private static double MedianSeconds(Action action, int reps)
+    /// <summary>
+    /// GFLOP/s of <paramref name="action"/>: the median of as many runs as fit in ~0.3 s (at least 3, after a warm-up
+    /// run), taken once a short FMA probe shows the machine fully available; measured again (up to 3 times) if a probe
+    /// right after finds a core gone.
+    /// </summary>
+    private static double Gflops(double flops, Action action, int threads)
     {
-        action();
-        var times = new double[reps];
-        for (int i = 0; i < reps; i++)
+        double best = 0;
+        for (int attempt = 0; attempt < 3; attempt++)
         {
-            long start = Stopwatch.GetTimestamp();
+            double peak = FmaPeak.WaitForCapacity(threads, CapacityTimeout);
             action();
-            times[i] = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            var times = new List<double>();
+            long start = Stopwatch.GetTimestamp();
+            while (times.Count < 3 || Stopwatch.GetElapsedTime(start).TotalSeconds < 0.3)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                action();
+                times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+            times.Sort();
+            best = Math.Max(best, flops / times[times.Count / 2] / 1e9);
+            if (FmaPeak.Measure(threads, 2_000_000, 3) >= 0.9 * peak) break;
         }
-        Array.Sort(times);
-        return times[reps / 2];
+        return best;
     }
 
     private sealed class Operands : IDisposable
