@@ -5,7 +5,7 @@ same machine noise. Run with Debian's /usr/bin/python3 (python3-torch 1.13 + lib
 Line protocol on stdin/stdout, one request per line, one answer line each:
   threads T                    -> "ok <torch threads> <OpenBLAS threads> <torch version> <BLAS library path>"
   gemm TA TB M N K REPS BATCH  -> "<ms> <ms> ..." (REPS wall times of torch.mm(a, b, out=c), or of torch.bmm for a
-                                  batch of BATCH products, after one warm-up call)
+                                  batch of BATCH products, after 20 ms of warm-up calls)
   quit
 TA/TB are 0/1: the operand is stored transposed and passed as a .t() view, which torch hands to BLAS as a
 transpose flag without copying, as the C# kernel reads it through strides.
@@ -56,10 +56,18 @@ def operands(trans_a, trans_b, m, n, k, batch):
     return _operands[key]
 
 
+WARM_UP_SECONDS = 0.02
+
+
 def gemm(trans_a, trans_b, m, n, k, reps, batch):
     a, b, c = operands(trans_a, trans_b, m, n, k, batch)
     multiply = torch.mm if batch == 1 else torch.bmm
-    multiply(a, b, out=c)
+    # Warm up for 20 ms, as the C# side does: threads woken from sleep take milliseconds to run at full speed.
+    start = time.perf_counter()
+    while True:
+        multiply(a, b, out=c)
+        if time.perf_counter() - start >= WARM_UP_SECONDS:
+            break
     times = []
     for _ in range(reps):
         start = time.perf_counter()

@@ -166,7 +166,10 @@ internal static unsafe class GemmBenchmark
                 var share = oursTurn ? othersOurs : othersTorch;
                 share.Begin();
                 if (oursTurn)
+                {
+                    WarmUp(operands.RunOurs);
                     for (int i = 0; i < reps; i++) ours.Add(Time(operands.RunOurs) * 1e3);
+                }
                 else
                     torch.AddRange(peer!.Gemm(shape.TransA, shape.TransB, shape.M, shape.N, shape.K, shape.Batch, reps));
                 share.End();
@@ -186,6 +189,18 @@ internal static unsafe class GemmBenchmark
             string impl = rows == shape.M && shape.Batch == 1 ? "naive" : $"naive ~ (m'={rows})";
             yield return MakeResult(shape, impl, 1, [ms], naiveShare.Percent);
         }
+    }
+
+    /// <summary>
+    /// Runs the product for 20 ms untimed (the PyTorch peer does the same). After the pause between turns the worker
+    /// threads are asleep, and a woken thread takes milliseconds to get a core of its own again on this virtual
+    /// machine: without the warm-up, small products would be timed on one core.
+    /// </summary>
+    private static void WarmUp(Action action)
+    {
+        long start = Stopwatch.GetTimestamp();
+        do action();
+        while (Stopwatch.GetElapsedTime(start).TotalMilliseconds < 20);
     }
 
     /// <summary>Others' CPU share over the intervals one side was being timed, weighted by their length.</summary>
