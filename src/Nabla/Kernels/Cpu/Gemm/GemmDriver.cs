@@ -156,7 +156,7 @@ internal static unsafe class GemmDriver<TKernel> where TKernel : struct, IMicroK
         var plan = BlockPlan.For(in p, Blocking);
         int kcStep = plan.KcStep;
         // Members sharing A must walk the same A blocks in step, so their column block count comes from the widest
-        // member's range; the same holds for rows when B is shared (the range is then all of N for everyone).
+        // member's range. (Members sharing B each cover all of N, so their column blocks agree anyway.)
         int columnBlocks = plan.ColumnBlocks(sharesA ? CeilDiv(Slivers(p.N, nr), members) * nr : j1 - j0);
         int rowBlocks = plan.RowBlocks(i1 - i0);
         var scratch = GemmScratch.ForCurrentThread(
