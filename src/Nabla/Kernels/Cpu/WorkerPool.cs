@@ -35,6 +35,13 @@ public static class WorkerPool
         set => _threads = Math.Max(1, value);
     }
 
+    /// <summary>
+    /// How many threads a <see cref="Run"/> from the current thread keeps busy at once: <see cref="Threads"/>, or 1
+    /// inside a task (nested calls run inline). When a call has at most this many tasks, each task runs on its own
+    /// thread at the same time as the others, so its tasks may wait for one another (a barrier between phases).
+    /// </summary>
+    public static int ConcurrentThreads => _insideJob ? 1 : _threads;
+
     private static int DefaultThreads() =>
         int.TryParse(Environment.GetEnvironmentVariable("NABLA_THREADS"), out var n) && n > 0 ? n : Environment.ProcessorCount;
 

@@ -1,0 +1,399 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using Nabla.Kernels.Cpu;
+using Nabla.Kernels.Cpu.Gemm;
+
+namespace Nabla.Bench;
+
+/// <summary>
+/// `gemm-steps`: the intermediate GEMM implementations of docs/optimization-log.md, each runnable, so every number
+/// in that story can be reproduced. Steps 1–5 live here (benchmark-only code); steps 6–7 are the library's SGEMM on
+/// one and two threads. Then the experiments behind the library's choices: micro-kernel tile shapes and k block size,
+/// run through the library's own driver.
+/// </summary>
+internal static unsafe class GemmSteps
+{
+    private static readonly (int M, int K, int N)[] StoryShapes = [(256, 768, 2304), (1024, 1024, 1024)];
+
+    /// <summary>The scalar steps are slow, so they run on the first rows only and are scaled to all rows (their time is
+    /// linear in the row count: every row does the same work).</summary>
+    private const int ScalarStepRows = 128;
+
+    public static void Run(BenchOptions options)
+    {
+        int savedThreads = WorkerPool.Threads;
+        try
+        {
+            Console.WriteLine($"Load average at start: {MachineLoad.LoadAverage}. Each measurement waits until a short FMA probe shows the");
+            Console.WriteLine("machine fully available (the host sometimes takes a core away unseen by the guest).");
+            Console.WriteLine();
+            StoryTable();
+            Console.WriteLine();
+            KernelShapeTable();
+            Console.WriteLine();
+            KBlockTable();
+            Console.WriteLine();
+            Console.WriteLine($"FMA peak (best measured): {FmaPeak.WaitForCapacity(1, TimeSpan.Zero):F1} GFLOP/s on 1 thread, " +
+                $"{FmaPeak.WaitForCapacity(2, TimeSpan.Zero):F1} on 2. Load average at end: {MachineLoad.LoadAverage}.");
+        }
+        finally
+        {
+            WorkerPool.Threads = savedThreads;
+        }
+    }
+
+    private delegate void Step(int m, int n, int k, float* a, float* b, float* c);
+
+    private static readonly TimeSpan CapacityTimeout = TimeSpan.FromSeconds(60);
+
+    private static void StoryTable()
+    {
+        var steps = new (string Name, Step Run, bool Scalar, int Threads)[]
+        {
+            ("1. naive triple loop (i, j, p)", Naive, true, 1),
+            ("2. loop order (i, p, j)", LoopOrder, true, 1),
+            ("3. cache blocking", Blocked, true, 1),
+            ("4. SIMD (Vector512 over j)", BlockedSimd, false, 1),
+            ("5. packing (B block contiguous)", PackedSimd, false, 1),
+            ("6. packed micro-kernel 8×32 (library, 1 thread)", (m, n, k, a, b, c) => Library(m, n, k, a, b, c, 1), false, 1),
+            ("7. threads (library, 2 threads)", (m, n, k, a, b, c) => Library(m, n, k, a, b, c, 2), false, 2),
+        };
+        Console.WriteLine("| step | " + string.Join(" | ", StoryShapes.Select(s => $"{s.M}×{s.K}×{s.N} GFLOP/s")) + " |");
+        Console.WriteLine("|---|" + string.Concat(StoryShapes.Select(_ => "---:|")));
+        foreach (var (name, step, scalar, threads) in steps)
+        {
+            var cells = StoryShapes.Select(s =>
+            {
+                using var operands = new Operands(s.M, s.K, s.N);
+                int rows = scalar ? Math.Min(ScalarStepRows, s.M) : s.M;
+                return $"{Gflops(2.0 * rows * s.N * s.K, () => step(rows, s.N, s.K, operands.A, operands.B, operands.C), threads):F1}";
+            });
+            Console.WriteLine($"| {name} | {string.Join(" | ", cells)} |");
+        }
+        Console.WriteLine($"Steps 1–3 run on the first {ScalarStepRows} rows (GFLOP/s do not depend on the row count there).");
+    }
+
+    /// <summary>Micro-kernel tiles (rows × columns of C in registers) through the library driver, one thread.</summary>
+    private static void KernelShapeTable()
+    {
+        var kernels = new (string Name, Action<GemmProblem> Run)[]
+        {
+            ("4×32 (8 accumulators)", p => GemmDriver<TileKernel<Four, Two>>.Run(in p)),
+            ("6×32 (12)", p => GemmDriver<TileKernel<Six, Two>>.Run(in p)),
+            ("8×32 (16) — the library's", p => GemmDriver<Avx512MicroKernel>.Run(in p)),
+            ("12×32 (24)", p => GemmDriver<TileKernel<Twelve, Two>>.Run(in p)),
+            ("14×32 (28)", p => GemmDriver<TileKernel<Fourteen, Two>>.Run(in p)),
+            ("16×16 (16)", p => GemmDriver<TileKernel<Sixteen, One>>.Run(in p)),
+            ("8×48 (24)", p => GemmDriver<TileKernel<Eight, Three>>.Run(in p)),
+        };
+        var shapes = new (int M, int K, int N)[] { (256, 768, 2304), (1024, 1024, 1024), (240, 768, 768) };
+        WorkerPool.Threads = 1;
+        Console.WriteLine("| micro-kernel MR×NR (zmm accumulators), 1 thread | " + string.Join(" | ", shapes.Select(s => $"{s.M}×{s.K}×{s.N} GFLOP/s")) + " |");
+        Console.WriteLine("|---|" + string.Concat(shapes.Select(_ => "---:|")));
+        foreach (var (name, run) in kernels)
+        {
+            var cells = shapes.Select(s =>
+            {
+                using var operands = new Operands(s.M, s.K, s.N);
+                var problem = operands.Problem();
+                return $"{Gflops(2.0 * s.M * s.N * s.K, () => run(problem), 1):F1}";
+            });
+            Console.WriteLine($"| {name} | {string.Join(" | ", cells)} |");
+        }
+    }
+
+    /// <summary>The k block size: L1-sized (the B sliver in half of L1) against longer blocks streamed from L2.</summary>
+    private static void KBlockTable()
+    {
+        var library = GemmDriver<Avx512MicroKernel>.Blocking;
+        var shapes = new (int M, int K, int N)[] { (256, 768, 2304), (1024, 1024, 1024), (256, 3072, 768) };
+        Console.WriteLine("| KC (k block), 8×32 kernel, 1 thread | " + string.Join(" | ", shapes.Select(s => $"{s.M}×{s.K}×{s.N} GFLOP/s")) + " |");
+        Console.WriteLine("|---|" + string.Concat(shapes.Select(_ => "---:|")));
+        WorkerPool.Threads = 1;
+        try
+        {
+            foreach (int kc in new[] { 128, 256, 512, library.KC })
+            {
+                GemmDriver<Avx512MicroKernel>.Blocking = library with { KC = kc };
+                var cells = shapes.Select(s =>
+                {
+                    using var operands = new Operands(s.M, s.K, s.N);
+                    return $"{Gflops(2.0 * s.M * s.N * s.K, operands.RunLibrary, 1):F1}";
+                });
+                Console.WriteLine($"| {kc}{(kc == library.KC ? " (library)" : "")} | {string.Join(" | ", cells)} |");
+            }
+        }
+        finally
+        {
+            GemmDriver<Avx512MicroKernel>.Blocking = library;
+        }
+    }
+
+    // ------------------------------------------------------------------ the steps (C = A·B, all row-major)
+
+    /// <summary>Step 1: the definition. The inner loop walks down a column of B, a new cache line (and soon a new page)
+    /// for every multiply-add.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Naive(int m, int n, int k, float* a, float* b, float* c)
+    {
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float sum = 0;
+                for (int p = 0; p < k; p++) sum += a[(long)i * k + p] * b[(long)p * n + j];
+                c[(long)i * n + j] = sum;
+            }
+    }
+
+    /// <summary>Step 2: the same arithmetic with p outside j: the inner loop now streams along rows of B and C.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void LoopOrder(int m, int n, int k, float* a, float* b, float* c)
+    {
+        for (int i = 0; i < m; i++)
+        {
+            float* cRow = c + (long)i * n;
+            new Span<float>(cRow, n).Clear();
+            for (int p = 0; p < k; p++)
+            {
+                float aip = a[(long)i * k + p];
+                float* bRow = b + (long)p * n;
+                for (int j = 0; j < n; j++) cRow[j] += aip * bRow[j];
+            }
+        }
+    }
+
+    private const int BlockK = 256, BlockN = 512;
+
+    /// <summary>Step 3: step 2 on blocks of BlockK × BlockN of B (512 KiB, L2-resident) and BlockN-wide pieces of C
+    /// rows (2 KiB, L1-resident).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void Blocked(int m, int n, int k, float* a, float* b, float* c)
+    {
+        new Span<float>(c, m * n).Clear();
+        for (int j0 = 0; j0 < n; j0 += BlockN)
+        {
+            int j1 = Math.Min(n, j0 + BlockN);
+            for (int p0 = 0; p0 < k; p0 += BlockK)
+            {
+                int p1 = Math.Min(k, p0 + BlockK);
+                for (int i = 0; i < m; i++)
+                {
+                    float* cRow = c + (long)i * n;
+                    for (int p = p0; p < p1; p++)
+                    {
+                        float aip = a[(long)i * k + p];
+                        float* bRow = b + (long)p * n;
+                        for (int j = j0; j < j1; j++) cRow[j] += aip * bRow[j];
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Step 4: step 3 with the inner loop 16 floats at a time (one FMA per vector).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void BlockedSimd(int m, int n, int k, float* a, float* b, float* c)
+    {
+        new Span<float>(c, m * n).Clear();
+        for (int j0 = 0; j0 < n; j0 += BlockN)
+        {
+            int j1 = Math.Min(n, j0 + BlockN);
+            for (int p0 = 0; p0 < k; p0 += BlockK)
+            {
+                int p1 = Math.Min(k, p0 + BlockK);
+                for (int i = 0; i < m; i++)
+                    for (int p = p0; p < p1; p++)
+                        AxpyRow(a[(long)i * k + p], b + (long)p * n, c + (long)i * n, j0, j1);
+            }
+        }
+    }
+
+    /// <summary>Step 5: step 4 reading a packed copy of the B block, its rows contiguous (BlockN floats apart instead
+    /// of n): fewer TLB misses, no cache-set conflicts when n is a power of two.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void PackedSimd(int m, int n, int k, float* a, float* b, float* c)
+    {
+        float* packed = (float*)NativeMemory.AlignedAlloc(BlockK * BlockN * sizeof(float), 64);
+        new Span<float>(c, m * n).Clear();
+        for (int j0 = 0; j0 < n; j0 += BlockN)
+        {
+            int width = Math.Min(BlockN, n - j0);
+            for (int p0 = 0; p0 < k; p0 += BlockK)
+            {
+                int depth = Math.Min(BlockK, k - p0);
+                for (int p = 0; p < depth; p++)
+                    Buffer.MemoryCopy(b + (long)(p0 + p) * n + j0, packed + p * BlockN, width * 4L, width * 4L);
+                for (int i = 0; i < m; i++)
+                    for (int p = 0; p < depth; p++)
+                        AxpyRow(a[(long)i * k + p0 + p], packed + p * BlockN - j0, c + (long)i * n, j0, j0 + width);
+            }
+        }
+        NativeMemory.AlignedFree(packed);
+    }
+
+    /// <summary>c[j0:j1] += alpha · b[j0:j1].</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void AxpyRow(float alpha, float* b, float* c, int j0, int j1)
+    {
+        var x = Vector512.Create(alpha);
+        int j = j0;
+        for (; j + 16 <= j1; j += 16) Vector512.FusedMultiplyAdd(x, Vector512.Load(b + j), Vector512.Load(c + j)).Store(c + j);
+        for (; j < j1; j++) c[j] = MathF.FusedMultiplyAdd(alpha, b[j], c[j]);
+    }
+
+    /// <summary>Steps 6 and 7: the library's SGEMM.</summary>
+    private static void Library(int m, int n, int k, float* a, float* b, float* c, int threads)
+    {
+        WorkerPool.Threads = threads;
+        CpuBackend.Instance.Gemm(false, false, m, n, k, a, k, 0, b, n, 0, c, n, 0, 1, false, null);
+    }
+
+    /// <summary>
+    /// GFLOP/s of <paramref name="action"/>: the median of as many runs as fit in ~0.3 s (at least 3, after a warm-up
+    /// run), taken once a short FMA probe shows the machine fully available; measured again (up to 3 times) if a probe
+    /// right after finds a core gone.
+    /// </summary>
+    private static double Gflops(double flops, Action action, int threads)
+    {
+        double best = 0;
+        for (int attempt = 0; attempt < 3; attempt++)
+        {
+            double peak = FmaPeak.WaitForCapacity(threads, CapacityTimeout);
+            action();
+            var times = new List<double>();
+            long start = Stopwatch.GetTimestamp();
+            while (times.Count < 3 || Stopwatch.GetElapsedTime(start).TotalSeconds < 0.3)
+            {
+                long t0 = Stopwatch.GetTimestamp();
+                action();
+                times.Add(Stopwatch.GetElapsedTime(t0).TotalSeconds);
+            }
+            times.Sort();
+            best = Math.Max(best, flops / times[times.Count / 2] / 1e9);
+            if (FmaPeak.Measure(threads, 2_000_000, 3) >= 0.9 * peak) break;
+        }
+        return best;
+    }
+
+    private sealed class Operands : IDisposable
+    {
+        public readonly float* A, B, C;
+        private readonly int _m, _k, _n;
+
+        public Operands(int m, int k, int n)
+        {
+            (_m, _k, _n) = (m, k, n);
+            A = Allocate((long)m * k, 1);
+            B = Allocate((long)k * n, 2);
+            C = Allocate((long)m * n, 3);
+        }
+
+        public GemmProblem Problem() => new()
+        {
+            M = _m, N = _n, K = _k, Batch = 1,
+            A = A, LaneStrideA = _k, KStrideA = 1,
+            B = B, LaneStrideB = 1, KStrideB = _n,
+            C = C, Ldc = _n,
+        };
+
+        public void RunLibrary() => CpuBackend.Instance.Gemm(false, false, _m, _n, _k, A, _k, 0, B, _n, 0, C, _n, 0, 1, false, null);
+
+        private static float* Allocate(long count, int seed)
+        {
+            var p = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
+            var random = new Random(seed);
+            for (long i = 0; i < count; i++) p[i] = (float)(random.NextDouble() * 2 - 1);
+            return p;
+        }
+
+        public void Dispose()
+        {
+            NativeMemory.AlignedFree(A);
+            NativeMemory.AlignedFree(B);
+            NativeMemory.AlignedFree(C);
+        }
+    }
+
+    // ------------------------------------------------------------------ alternative micro-kernel tiles
+
+    private interface ICount { static abstract int Count { get; } }
+    private readonly struct One : ICount { public static int Count => 1; }
+    private readonly struct Two : ICount { public static int Count => 2; }
+    private readonly struct Three : ICount { public static int Count => 3; }
+    private readonly struct Four : ICount { public static int Count => 4; }
+    private readonly struct Six : ICount { public static int Count => 6; }
+    private readonly struct Eight : ICount { public static int Count => 8; }
+    private readonly struct Twelve : ICount { public static int Count => 12; }
+    private readonly struct Fourteen : ICount { public static int Count => 14; }
+    private readonly struct Sixteen : ICount { public static int Count => 16; }
+
+    /// <summary>
+    /// A TRows × (16·TVectors) AVX-512 register tile, written once for all the shapes compared: the JIT compiles one
+    /// copy per (TRows, TVectors) with the counts as constants, dropping the unused accumulators and rows.
+    /// </summary>
+    private readonly struct TileKernel<TRows, TVectors> : IMicroKernel where TRows : struct, ICount where TVectors : struct, ICount
+    {
+        public static int MR => TRows.Count;
+        public static int NR => 16 * TVectors.Count;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Run(int kc, float* a, float* b, float* c, long ldc, bool addC, float* bias)
+        {
+            int rows = TRows.Count, vectors = TVectors.Count;
+            Vector512<float> c000 = default, c001 = default, c002 = default, c010 = default, c011 = default, c012 = default, c020 = default, c021 = default, c022 = default, c030 = default, c031 = default, c032 = default, c040 = default, c041 = default, c042 = default, c050 = default, c051 = default, c052 = default, c060 = default, c061 = default, c062 = default, c070 = default, c071 = default, c072 = default, c080 = default, c081 = default, c082 = default, c090 = default, c091 = default, c092 = default, c100 = default, c101 = default, c102 = default, c110 = default, c111 = default, c112 = default, c120 = default, c121 = default, c122 = default, c130 = default, c131 = default, c132 = default, c140 = default, c141 = default, c142 = default, c150 = default, c151 = default, c152 = default;
+            for (int p = 0; p < kc; p++)
+            {
+                var b0 = Vector512.Load(b);
+                var b1 = vectors > 1 ? Vector512.Load(b + 16) : default;
+                var b2 = vectors > 2 ? Vector512.Load(b + 32) : default;
+                { var x = Vector512.Create(a[0]); c000 = Vector512.FusedMultiplyAdd(x, b0, c000); if (vectors > 1) c001 = Vector512.FusedMultiplyAdd(x, b1, c001); if (vectors > 2) c002 = Vector512.FusedMultiplyAdd(x, b2, c002); }
+                { var x = Vector512.Create(a[1]); c010 = Vector512.FusedMultiplyAdd(x, b0, c010); if (vectors > 1) c011 = Vector512.FusedMultiplyAdd(x, b1, c011); if (vectors > 2) c012 = Vector512.FusedMultiplyAdd(x, b2, c012); }
+                { var x = Vector512.Create(a[2]); c020 = Vector512.FusedMultiplyAdd(x, b0, c020); if (vectors > 1) c021 = Vector512.FusedMultiplyAdd(x, b1, c021); if (vectors > 2) c022 = Vector512.FusedMultiplyAdd(x, b2, c022); }
+                { var x = Vector512.Create(a[3]); c030 = Vector512.FusedMultiplyAdd(x, b0, c030); if (vectors > 1) c031 = Vector512.FusedMultiplyAdd(x, b1, c031); if (vectors > 2) c032 = Vector512.FusedMultiplyAdd(x, b2, c032); }
+                if (rows > 4) { var x = Vector512.Create(a[4]); c040 = Vector512.FusedMultiplyAdd(x, b0, c040); if (vectors > 1) c041 = Vector512.FusedMultiplyAdd(x, b1, c041); if (vectors > 2) c042 = Vector512.FusedMultiplyAdd(x, b2, c042); }
+                if (rows > 5) { var x = Vector512.Create(a[5]); c050 = Vector512.FusedMultiplyAdd(x, b0, c050); if (vectors > 1) c051 = Vector512.FusedMultiplyAdd(x, b1, c051); if (vectors > 2) c052 = Vector512.FusedMultiplyAdd(x, b2, c052); }
+                if (rows > 6) { var x = Vector512.Create(a[6]); c060 = Vector512.FusedMultiplyAdd(x, b0, c060); if (vectors > 1) c061 = Vector512.FusedMultiplyAdd(x, b1, c061); if (vectors > 2) c062 = Vector512.FusedMultiplyAdd(x, b2, c062); }
+                if (rows > 7) { var x = Vector512.Create(a[7]); c070 = Vector512.FusedMultiplyAdd(x, b0, c070); if (vectors > 1) c071 = Vector512.FusedMultiplyAdd(x, b1, c071); if (vectors > 2) c072 = Vector512.FusedMultiplyAdd(x, b2, c072); }
+                if (rows > 8) { var x = Vector512.Create(a[8]); c080 = Vector512.FusedMultiplyAdd(x, b0, c080); if (vectors > 1) c081 = Vector512.FusedMultiplyAdd(x, b1, c081); if (vectors > 2) c082 = Vector512.FusedMultiplyAdd(x, b2, c082); }
+                if (rows > 9) { var x = Vector512.Create(a[9]); c090 = Vector512.FusedMultiplyAdd(x, b0, c090); if (vectors > 1) c091 = Vector512.FusedMultiplyAdd(x, b1, c091); if (vectors > 2) c092 = Vector512.FusedMultiplyAdd(x, b2, c092); }
+                if (rows > 10) { var x = Vector512.Create(a[10]); c100 = Vector512.FusedMultiplyAdd(x, b0, c100); if (vectors > 1) c101 = Vector512.FusedMultiplyAdd(x, b1, c101); if (vectors > 2) c102 = Vector512.FusedMultiplyAdd(x, b2, c102); }
+                if (rows > 11) { var x = Vector512.Create(a[11]); c110 = Vector512.FusedMultiplyAdd(x, b0, c110); if (vectors > 1) c111 = Vector512.FusedMultiplyAdd(x, b1, c111); if (vectors > 2) c112 = Vector512.FusedMultiplyAdd(x, b2, c112); }
+                if (rows > 12) { var x = Vector512.Create(a[12]); c120 = Vector512.FusedMultiplyAdd(x, b0, c120); if (vectors > 1) c121 = Vector512.FusedMultiplyAdd(x, b1, c121); if (vectors > 2) c122 = Vector512.FusedMultiplyAdd(x, b2, c122); }
+                if (rows > 13) { var x = Vector512.Create(a[13]); c130 = Vector512.FusedMultiplyAdd(x, b0, c130); if (vectors > 1) c131 = Vector512.FusedMultiplyAdd(x, b1, c131); if (vectors > 2) c132 = Vector512.FusedMultiplyAdd(x, b2, c132); }
+                if (rows > 14) { var x = Vector512.Create(a[14]); c140 = Vector512.FusedMultiplyAdd(x, b0, c140); if (vectors > 1) c141 = Vector512.FusedMultiplyAdd(x, b1, c141); if (vectors > 2) c142 = Vector512.FusedMultiplyAdd(x, b2, c142); }
+                if (rows > 15) { var x = Vector512.Create(a[15]); c150 = Vector512.FusedMultiplyAdd(x, b0, c150); if (vectors > 1) c151 = Vector512.FusedMultiplyAdd(x, b1, c151); if (vectors > 2) c152 = Vector512.FusedMultiplyAdd(x, b2, c152); }
+                a += rows;
+                b += 16 * vectors;
+            }
+            StoreRow(c + 0 * ldc, c000, c001, c002, addC, bias);
+            StoreRow(c + 1 * ldc, c010, c011, c012, addC, bias);
+            StoreRow(c + 2 * ldc, c020, c021, c022, addC, bias);
+            StoreRow(c + 3 * ldc, c030, c031, c032, addC, bias);
+            if (rows > 4) StoreRow(c + 4 * ldc, c040, c041, c042, addC, bias);
+            if (rows > 5) StoreRow(c + 5 * ldc, c050, c051, c052, addC, bias);
+            if (rows > 6) StoreRow(c + 6 * ldc, c060, c061, c062, addC, bias);
+            if (rows > 7) StoreRow(c + 7 * ldc, c070, c071, c072, addC, bias);
+            if (rows > 8) StoreRow(c + 8 * ldc, c080, c081, c082, addC, bias);
+            if (rows > 9) StoreRow(c + 9 * ldc, c090, c091, c092, addC, bias);
+            if (rows > 10) StoreRow(c + 10 * ldc, c100, c101, c102, addC, bias);
+            if (rows > 11) StoreRow(c + 11 * ldc, c110, c111, c112, addC, bias);
+            if (rows > 12) StoreRow(c + 12 * ldc, c120, c121, c122, addC, bias);
+            if (rows > 13) StoreRow(c + 13 * ldc, c130, c131, c132, addC, bias);
+            if (rows > 14) StoreRow(c + 14 * ldc, c140, c141, c142, addC, bias);
+            if (rows > 15) StoreRow(c + 15 * ldc, c150, c151, c152, addC, bias);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void StoreRow(float* row, Vector512<float> v0, Vector512<float> v1, Vector512<float> v2, bool addC, float* bias)
+        {
+            int vectors = TVectors.Count;
+            if (bias != null) { v0 += Vector512.Load(bias); if (vectors > 1) v1 += Vector512.Load(bias + 16); if (vectors > 2) v2 += Vector512.Load(bias + 32); }
+            if (addC) { v0 += Vector512.Load(row); if (vectors > 1) v1 += Vector512.Load(row + 16); if (vectors > 2) v2 += Vector512.Load(row + 32); }
+            v0.Store(row);
+            if (vectors > 1) v1.Store(row + 16);
+            if (vectors > 2) v2.Store(row + 32);
+        }
+    }
+}

@@ -1,0 +1,97 @@
+#!/usr/bin/python3
+"""PyTorch peer for `nabla-bench gemm`: runs the same GEMMs as the C# harness, on request, so both sides see the
+same machine noise. Run with Debian's /usr/bin/python3 (python3-torch 1.13 + libopenblas0-pthread).
+
+Line protocol on stdin/stdout, one request per line, one answer line each:
+  threads T                    -> "ok <torch threads> <OpenBLAS threads> <torch version> <BLAS library path>"
+  gemm TA TB M N K REPS BATCH  -> "<ms> <ms> ..." (REPS wall times of torch.mm(a, b, out=c), or of torch.bmm for a
+                                  batch of BATCH products, after 20 ms of warm-up calls)
+  quit
+TA/TB are 0/1: the operand is stored transposed and passed as a .t() view, which torch hands to BLAS as a
+transpose flag without copying, as the C# kernel reads it through strides.
+"""
+import ctypes
+import os
+import sys
+import time
+
+import torch
+
+
+def loaded_blas():
+    """Path of the BLAS library torch actually calls (Debian's torch links the generic libblas.so.3, which the
+    alternatives system points at OpenBLAS when libopenblas0-pthread is installed)."""
+    torch.mm(torch.ones(2, 2), torch.ones(2, 2))
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "openblas" in line or "libblas" in line}
+    openblas = sorted(p for p in paths if "libopenblas" in p)
+    return openblas[0] if openblas else (sorted(paths)[0] if paths else "none")
+
+
+def set_threads(count):
+    """torch.set_num_threads sets torch's own (OpenMP) pool; OpenBLAS's pthreads pool is set through its C API."""
+    torch.set_num_threads(count)
+    blas = loaded_blas()
+    blas_threads = "?"
+    if "openblas" in os.path.basename(blas):
+        library = ctypes.CDLL(blas)
+        library.openblas_set_num_threads(count)
+        blas_threads = library.openblas_get_num_threads()
+    return torch.get_num_threads(), blas_threads, blas
+
+
+_operands = {}
+
+
+def operands(trans_a, trans_b, m, n, k, batch):
+    """The operands of one shape, made once (the harness asks for the same shape several times in a row)."""
+    key = (trans_a, trans_b, m, n, k, batch)
+    if key not in _operands:
+        _operands.clear()
+        torch.manual_seed(0)
+        a = torch.randn(batch, k, m).transpose(1, 2) if trans_a else torch.randn(batch, m, k)
+        b = torch.randn(batch, n, k).transpose(1, 2) if trans_b else torch.randn(batch, k, n)
+        c = torch.empty(batch, m, n)
+        _operands[key] = (a[0], b[0], c[0]) if batch == 1 else (a, b, c)
+    return _operands[key]
+
+
+WARM_UP_SECONDS = 0.02
+
+
+def gemm(trans_a, trans_b, m, n, k, reps, batch):
+    a, b, c = operands(trans_a, trans_b, m, n, k, batch)
+    multiply = torch.mm if batch == 1 else torch.bmm
+    # Warm up for 20 ms, as the C# side does: threads woken from sleep take milliseconds to run at full speed.
+    start = time.perf_counter()
+    while True:
+        multiply(a, b, out=c)
+        if time.perf_counter() - start >= WARM_UP_SECONDS:
+            break
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        multiply(a, b, out=c)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def main():
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "quit":
+            break
+        if words[0] == "threads":
+            torch_threads, blas_threads, blas = set_threads(int(words[1]))
+            print("ok", torch_threads, blas_threads, torch.__version__, blas, flush=True)
+        elif words[0] == "gemm":
+            ta, tb, m, n, k, reps, batch = (int(w) for w in words[1:8])
+            print(" ".join(f"{t:.4f}" for t in gemm(ta, tb, m, n, k, reps, batch)), flush=True)
+        else:
+            print("error unknown request", line.strip(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
