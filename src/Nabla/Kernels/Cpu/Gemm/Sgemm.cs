@@ -40,6 +40,7 @@ internal static unsafe class Sgemm
             Accumulate = accumulate, Bias = bias,
         };
         if (k == 0) ApplyEpilogueOnly(in problem);
+        else if (SkinnyGemm.TryRun(in problem)) { }
         else if (CpuFeatures.UseAvx512) GemmDriver<Avx512MicroKernel>.Run(in problem);
         else if (CpuFeatures.UseAvx2) GemmDriver<Avx2MicroKernel>.Run(in problem);
         else GemmDriver<ScalarMicroKernel>.Run(in problem);

@@ -1,0 +1,144 @@
+namespace Nabla.Kernels.Cpu.Gemm;
+
+/// <summary>
+/// C = A·op(B) for a few rows of A (m ≤ <see cref="MaxRows"/>): decoding one token at a time is this shape.
+/// Packing B (the weights) would read it, write a copy and read that again for one use, so here B is streamed
+/// straight from memory once, each load used for every row of A, with the columns of C split over the threads.
+/// Two loops, for the two ways B can lie: rows of Bᵀ contiguous (a weight stored (out, in), as Linear keeps it):
+/// dot products; rows of B contiguous: scaled-row sums.
+/// </summary>
+internal static unsafe class SkinnyGemm
+{
+    public const int MaxRows = 4;
+    /// <summary>Columns per task: enough work to amortise waking a thread, small enough to balance two cores.</summary>
+    private const int ColumnsPerTask = 256;
+
+    [ThreadStatic] private static ColumnTask? _task;
+    [ThreadStatic] private static float[]? _rowsOfA;
+
+    /// <summary>Handles the call if its shape suits this path (m ≤ MaxRows and B contiguous along k or along n).</summary>
+    public static bool TryRun(in GemmProblem p)
+    {
+        if (p.M > MaxRows || (p.KStrideB != 1 && p.LaneStrideB != 1)) return false;
+        var task = _task ??= new ColumnTask();
+        for (int batch = 0; batch < p.Batch; batch++)
+        {
+            task.P = p;
+            task.A = ContiguousRows(p, batch);
+            task.B = p.B + batch * p.BatchStrideB;
+            task.C = p.C + batch * p.BatchStrideC;
+            int tasks = (p.N + ColumnsPerTask - 1) / ColumnsPerTask;
+            if ((long)p.M * p.N * p.K < 1 << 16) for (int t = 0; t < tasks; t++) task.Execute(t);
+            else WorkerPool.Run(tasks, task);
+        }
+        task.P = default;
+        return true;
+    }
+
+    /// <summary>A's rows as contiguous k-vectors (copied into a per-thread buffer when A is strided or transposed).</summary>
+    private static float* ContiguousRows(in GemmProblem p, int batch)
+    {
+        float* a = p.A + batch * p.BatchStrideA;
+        if (p.KStrideA == 1 && p.LaneStrideA == p.K) return a;
+        var buffer = _rowsOfA;
+        if (buffer == null || buffer.Length < p.M * p.K) _rowsOfA = buffer = GC.AllocateUninitializedArray<float>(p.M * p.K, pinned: true);
+        fixed (float* dst = buffer)
+        {
+            for (int i = 0; i < p.M; i++)
+                for (int k = 0; k < p.K; k++) dst[i * p.K + k] = a[i * p.LaneStrideA + k * p.KStrideA];
+            return dst; // the buffer is pinned (allocated on the pinned heap), so the pointer stays valid
+        }
+    }
+
+    private sealed class ColumnTask : IParallelTask
+    {
+        public GemmProblem P;
+        public float* A, B, C;
+
+        public void Execute(int taskIndex)
+        {
+            int j0 = taskIndex * ColumnsPerTask, j1 = Math.Min(P.N, j0 + ColumnsPerTask);
+            if (CpuFeatures.UseAvx512) Columns<V512>(j0, j1);
+            else if (CpuFeatures.UseAvx2) Columns<V256>(j0, j1);
+            else Columns<V1>(j0, j1);
+        }
+
+        private void Columns<V>(int j0, int j1) where V : struct, IVec<V>
+        {
+            if (P.KStrideB == 1) DotColumns<V>(j0, j1);
+            else RowSumColumns<V>(j0, j1);
+        }
+
+        /// <summary>c[i, j] = Σ_k a[i, k]·B[j, k]: each column of op(B) is a contiguous row of Bᵀ, read once for all rows of A.</summary>
+        private void DotColumns<V>(int j0, int j1) where V : struct, IVec<V>
+        {
+            int m = P.M, K = P.K, w = V.Count;
+            Span<float> sums = stackalloc float[MaxRows];
+            for (int j = j0; j < j1; j++)
+            {
+                float* b = B + j * P.LaneStrideB;
+                V s0 = V.Splat(0f), s1 = s0, s2 = s0, s3 = s0;
+                int k = 0;
+                for (; k + w <= K; k += w)
+                {
+                    var bv = V.Load(b + k);
+                    s0 = V.Fma(V.Load(A + k), bv, s0);
+                    if (m > 1) s1 = V.Fma(V.Load(A + K + k), bv, s1);
+                    if (m > 2) s2 = V.Fma(V.Load(A + 2 * K + k), bv, s2);
+                    if (m > 3) s3 = V.Fma(V.Load(A + 3 * K + k), bv, s3);
+                }
+                sums[0] = V.SumAcross(s0); sums[1] = V.SumAcross(s1); sums[2] = V.SumAcross(s2); sums[3] = V.SumAcross(s3);
+                for (; k < K; k++)
+                    for (int i = 0; i < m; i++) sums[i] += A[i * K + k] * b[k];
+                for (int i = 0; i < m; i++) Store(i, j, sums[i]);
+            }
+        }
+
+        /// <summary>c[i, j0..j1] = Σ_k a[i, k]·B[k, j0..j1]: rows of B streamed in k order, 4 vectors of columns at a time.</summary>
+        private void RowSumColumns<V>(int j0, int j1) where V : struct, IVec<V>
+        {
+            int m = P.M, K = P.K, w = V.Count;
+            int j = j0;
+            for (; j + 4 * w <= j1; j += 4 * w)
+            {
+                for (int i = 0; i < m; i++)
+                {
+                    V c0 = V.Splat(0f), c1 = c0, c2 = c0, c3 = c0;
+                    float* a = A + i * K;
+                    for (int k = 0; k < K; k++)
+                    {
+                        float* b = B + k * P.KStrideB + j;
+                        var x = V.Splat(a[k]);
+                        c0 = V.Fma(x, V.Load(b), c0);
+                        c1 = V.Fma(x, V.Load(b + w), c1);
+                        c2 = V.Fma(x, V.Load(b + 2 * w), c2);
+                        c3 = V.Fma(x, V.Load(b + 3 * w), c3);
+                    }
+                    StoreVector(i, j, c0); StoreVector(i, j + w, c1); StoreVector(i, j + 2 * w, c2); StoreVector(i, j + 3 * w, c3);
+                }
+            }
+            for (; j < j1; j++)
+                for (int i = 0; i < m; i++)
+                {
+                    float s = 0;
+                    for (int k = 0; k < K; k++) s += A[i * K + k] * B[k * P.KStrideB + j];
+                    Store(i, j, s);
+                }
+        }
+
+        private void Store(int i, int j, float value)
+        {
+            float* c = C + i * P.Ldc + j;
+            if (P.Bias != null) value += P.Bias[j];
+            *c = P.Accumulate ? *c + value : value;
+        }
+
+        private void StoreVector<V>(int i, int j, V value) where V : struct, IVec<V>
+        {
+            float* c = C + i * P.Ldc + j;
+            if (P.Bias != null) value += V.Load(P.Bias + j);
+            if (P.Accumulate) value += V.Load(c);
+            V.Store(c, value);
+        }
+    }
+}
