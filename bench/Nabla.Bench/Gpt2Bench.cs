@@ -11,7 +11,7 @@ namespace Nabla.Bench;
 /// GPT-2 124M end to end, side by side with PyTorch (bench/gpt2_peer.py) in the same run: one training step
 /// (forward, backward, AdamW) at B = 4, T = 64, and greedy generation with a KV cache. Interleaved rounds,
 /// medians; peak memory and managed allocations per step for ours.
-///   dotnet run -c Release --project bench/Nabla.Bench -- gpt2 [--rounds 5] [--threads 2] [--no-torch] [--layers 12]
+///   dotnet run -c Release --project bench/Nabla.Bench -- gpt2 [--rounds 5] [--threads 2] [--no-torch] [--layers 12] [--profile]
 /// </summary>
 public static class Gpt2Bench
 {
@@ -51,6 +51,13 @@ public static class Gpt2Bench
             ours.Add(Step(2 + r));
             allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
             if (peer != null) theirs.AddRange(peer.Ask($"train {batch} {time} 1"));
+        }
+        if (args.Contains("--profile"))
+        {
+            var profiler = new Nabla.Kernels.ProfilingBackend(Nabla.Kernels.Backend.Current);
+            double total;
+            using (Nabla.Kernels.Backend.Use(profiler)) total = Step(100);
+            Console.WriteLine($"\nwhere one training step goes ({total:F0} ms in all; the rest of the time is outside the kernels):\n{profiler.Report()}");
         }
         double flops = TrainingFlops(config, model.ParameterCount, batch, time);
         Console.WriteLine();
