@@ -83,4 +83,59 @@ public unsafe interface IKernelBackend
     /// <summary>One AdamW step over n parameters: m, v updated in place, then
     /// p -= lr·(m̂/(sqrt(v̂)+eps) + weightDecay·p) (decoupled decay; pass weightDecay 0 for Adam with L2 done outside).</summary>
     void AdamW(float* p, float* g, float* m, float* v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step);
+
+    // ---------------------------------------------------------------- convolution and pooling (NCHW, see Conv2dGeometry)
+
+    /// <summary>The backward of im2col: dx (Batch, Channels, Height, Width) = for each input position, the sum of
+    /// the entries of col (Batch, Channels, KernelH, KernelW, OutHeight, OutWidth) whose window tap reads it
+    /// (entries that fall on padding are dropped). Writes dx.</summary>
+    void Col2Im(in Conv2dGeometry g, float* col, float* dx);
+
+    /// <summary>Depthwise convolution (Groups = Channels, OutChannels = multiplier·Channels): output channel o
+    /// filters input channel o / multiplier with its own KernelH × KernelW weights w (OutChannels, 1, KernelH,
+    /// KernelW), plus bias[o] (bias may be null).</summary>
+    void DepthwiseConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y);
+
+    /// <summary>dx of <see cref="DepthwiseConv2d"/> from dy (written, not accumulated).</summary>
+    void DepthwiseConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx);
+
+    /// <summary>dw of <see cref="DepthwiseConv2d"/> from dy and x (written, not accumulated).</summary>
+    void DepthwiseConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw);
+
+    /// <summary>Max pooling: y = the largest input in each window (padding counts as -∞) and argmax = its position
+    /// h·Width + w in the plane: the first maximum in row-major window order, a NaN winning (the last one), as in
+    /// PyTorch; a window with no value above -∞ points at its first position inside the input.</summary>
+    void MaxPool2d(in Conv2dGeometry g, float* x, float* y, int* argmax);
+
+    /// <summary>dx[argmax] += dy for each output (dx is written: zeros plus the routed gradients).</summary>
+    void MaxPool2dBackward(in Conv2dGeometry g, float* dy, int* argmax, float* dx);
+
+    /// <summary>Average pooling (Dilation 1): the window's sum divided by KernelH·KernelW when
+    /// <paramref name="countIncludePad"/>, else by the number of its positions inside the input.</summary>
+    void AvgPool2d(in Conv2dGeometry g, bool countIncludePad, float* x, float* y);
+
+    /// <summary>dx of <see cref="AvgPool2d"/> (written).</summary>
+    void AvgPool2dBackward(in Conv2dGeometry g, bool countIncludePad, float* dy, float* dx);
+
+    /// <summary>Adaptive average pooling of <paramref name="planes"/> planes (height × width) to outHeight × outWidth:
+    /// output row o averages input rows [⌊o·height/outHeight⌋, ⌈(o+1)·height/outHeight⌉), columns likewise.</summary>
+    void AdaptiveAvgPool2d(int planes, int height, int width, int outHeight, int outWidth, float* x, float* y);
+
+    /// <summary>dx of <see cref="AdaptiveAvgPool2d"/> (written).</summary>
+    void AdaptiveAvgPool2dBackward(int planes, int height, int width, int outHeight, int outWidth, float* dy, float* dx);
+
+    // ---------------------------------------------------------------- batch normalisation over (batch, channels, spatial)
+
+    /// <summary>Per-channel mean and biased variance of x (batch, channels, spatial) over batch and spatial.</summary>
+    void BatchNormStatistics(float* x, float* mean, float* variance, int batch, int channels, int spatial);
+
+    /// <summary>y = (x - mean[c])·rstd[c]·w[c] + b[c]; w and b may be null (1 and 0).</summary>
+    void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* y, int batch, int channels, int spatial);
+
+    /// <summary>Backward of <see cref="BatchNorm"/>: writes dx, dw = Σ dy·x̂ and db = Σ dy per channel, each when not
+    /// null (x̂ = (x - mean)·rstd). With <paramref name="batchStatistics"/> the mean and rstd were computed from this
+    /// batch (training), so dx includes their derivatives: dx = w·rstd·(dy - mean(dy) - x̂·mean(dy·x̂)); otherwise
+    /// (running statistics) dx = w·rstd·dy.</summary>
+    void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* dx, float* dw, float* db,
+        int batch, int channels, int spatial, bool batchStatistics);
 }

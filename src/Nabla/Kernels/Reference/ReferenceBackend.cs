@@ -331,4 +331,278 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
                 }
             }
     }
+
+    // ---------------------------------------------------------------- convolution and pooling
+
+    public void Col2Im(in Conv2dGeometry g, float* col, float* dx)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth;
+        for (long i = 0; i < (long)g.Planes * g.Height * g.Width; i++) dx[i] = 0;
+        for (int plane = 0; plane < g.Planes; plane++)
+            for (int i = 0; i < g.KernelH; i++)
+                for (int j = 0; j < g.KernelW; j++)
+                    for (int oh = 0; oh < OH; oh++)
+                        for (int ow = 0; ow < OW; ow++)
+                        {
+                            int ih = oh * g.StrideH - g.PadH + i * g.DilationH, iw = ow * g.StrideW - g.PadW + j * g.DilationW;
+                            if (ih < 0 || ih >= g.Height || iw < 0 || iw >= g.Width) continue;
+                            long c = (((long)plane * g.KernelH + i) * g.KernelW + j) * OH * OW + (long)oh * OW + ow;
+                            dx[((long)plane * g.Height + ih) * g.Width + iw] += col[c];
+                        }
+    }
+
+    public void DepthwiseConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth, multiplier = g.OutChannels / g.Channels;
+        for (int n = 0; n < g.Batch; n++)
+            for (int o = 0; o < g.OutChannels; o++)
+            {
+                float* xp = x + ((long)n * g.Channels + o / multiplier) * g.Height * g.Width;
+                float* wo = w + (long)o * g.KernelH * g.KernelW;
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++)
+                    {
+                        double acc = bias == null ? 0 : bias[o];
+                        for (int i = 0; i < g.KernelH; i++)
+                            for (int j = 0; j < g.KernelW; j++)
+                            {
+                                int ih = oh * g.StrideH - g.PadH + i * g.DilationH, iw = ow * g.StrideW - g.PadW + j * g.DilationW;
+                                if (ih >= 0 && ih < g.Height && iw >= 0 && iw < g.Width)
+                                    acc += (double)wo[i * g.KernelW + j] * xp[(long)ih * g.Width + iw];
+                            }
+                        y[(((long)n * g.OutChannels + o) * OH + oh) * OW + ow] = (float)acc;
+                    }
+            }
+    }
+
+    public void DepthwiseConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth, multiplier = g.OutChannels / g.Channels;
+        for (long i = 0; i < (long)g.Planes * g.Height * g.Width; i++) dx[i] = 0;
+        for (int n = 0; n < g.Batch; n++)
+            for (int o = 0; o < g.OutChannels; o++)
+            {
+                float* dxp = dx + ((long)n * g.Channels + o / multiplier) * g.Height * g.Width;
+                float* wo = w + (long)o * g.KernelH * g.KernelW;
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++)
+                    {
+                        float d = dy[(((long)n * g.OutChannels + o) * OH + oh) * OW + ow];
+                        for (int i = 0; i < g.KernelH; i++)
+                            for (int j = 0; j < g.KernelW; j++)
+                            {
+                                int ih = oh * g.StrideH - g.PadH + i * g.DilationH, iw = ow * g.StrideW - g.PadW + j * g.DilationW;
+                                if (ih >= 0 && ih < g.Height && iw >= 0 && iw < g.Width)
+                                    dxp[(long)ih * g.Width + iw] += wo[i * g.KernelW + j] * d;
+                            }
+                    }
+            }
+    }
+
+    public void DepthwiseConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth, multiplier = g.OutChannels / g.Channels;
+        for (int o = 0; o < g.OutChannels; o++)
+            for (int i = 0; i < g.KernelH; i++)
+                for (int j = 0; j < g.KernelW; j++)
+                {
+                    double acc = 0;
+                    for (int n = 0; n < g.Batch; n++)
+                    {
+                        float* xp = x + ((long)n * g.Channels + o / multiplier) * g.Height * g.Width;
+                        for (int oh = 0; oh < OH; oh++)
+                            for (int ow = 0; ow < OW; ow++)
+                            {
+                                int ih = oh * g.StrideH - g.PadH + i * g.DilationH, iw = ow * g.StrideW - g.PadW + j * g.DilationW;
+                                if (ih >= 0 && ih < g.Height && iw >= 0 && iw < g.Width)
+                                    acc += (double)dy[(((long)n * g.OutChannels + o) * OH + oh) * OW + ow] * xp[(long)ih * g.Width + iw];
+                            }
+                    }
+                    dw[((long)o * g.KernelH + i) * g.KernelW + j] = (float)acc;
+                }
+    }
+
+    public void MaxPool2d(in Conv2dGeometry g, float* x, float* y, int* argmax)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth;
+        for (int plane = 0; plane < g.Planes; plane++)
+        {
+            float* xp = x + (long)plane * g.Height * g.Width;
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++)
+                {
+                    float best = float.NegativeInfinity;
+                    int at = -1;
+                    for (int i = 0; i < g.KernelH; i++)
+                        for (int j = 0; j < g.KernelW; j++)
+                        {
+                            int ih = oh * g.StrideH - g.PadH + i * g.DilationH, iw = ow * g.StrideW - g.PadW + j * g.DilationW;
+                            if (ih < 0 || ih >= g.Height || iw < 0 || iw >= g.Width) continue;
+                            int index = ih * g.Width + iw;
+                            if (at < 0) at = index;
+                            float v = xp[index];
+                            if (v > best || float.IsNaN(v)) { best = v; at = index; }
+                        }
+                    long o = ((long)plane * OH + oh) * OW + ow;
+                    y[o] = best;
+                    argmax[o] = at;
+                }
+        }
+    }
+
+    public void MaxPool2dBackward(in Conv2dGeometry g, float* dy, int* argmax, float* dx)
+    {
+        long planeOut = (long)g.OutHeight * g.OutWidth, planeIn = (long)g.Height * g.Width;
+        for (long i = 0; i < g.Planes * planeIn; i++) dx[i] = 0;
+        for (int plane = 0; plane < g.Planes; plane++)
+            for (long o = 0; o < planeOut; o++)
+                dx[plane * planeIn + argmax[plane * planeOut + o]] += dy[plane * planeOut + o];
+    }
+
+    public void AvgPool2d(in Conv2dGeometry g, bool countIncludePad, float* x, float* y)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth;
+        for (int plane = 0; plane < g.Planes; plane++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++)
+                {
+                    double sum = 0;
+                    int inside = 0;
+                    for (int i = 0; i < g.KernelH; i++)
+                        for (int j = 0; j < g.KernelW; j++)
+                        {
+                            int ih = oh * g.StrideH - g.PadH + i, iw = ow * g.StrideW - g.PadW + j;
+                            if (ih < 0 || ih >= g.Height || iw < 0 || iw >= g.Width) continue;
+                            sum += x[((long)plane * g.Height + ih) * g.Width + iw];
+                            inside++;
+                        }
+                    int divisor = countIncludePad ? g.KernelH * g.KernelW : inside;
+                    y[((long)plane * OH + oh) * OW + ow] = inside == 0 ? 0 : (float)(sum / divisor);
+                }
+    }
+
+    public void AvgPool2dBackward(in Conv2dGeometry g, bool countIncludePad, float* dy, float* dx)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth;
+        for (long i = 0; i < (long)g.Planes * g.Height * g.Width; i++) dx[i] = 0;
+        for (int plane = 0; plane < g.Planes; plane++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow++)
+                {
+                    int inside = 0;
+                    for (int i = 0; i < g.KernelH; i++)
+                        for (int j = 0; j < g.KernelW; j++)
+                        {
+                            int ih = oh * g.StrideH - g.PadH + i, iw = ow * g.StrideW - g.PadW + j;
+                            if (ih >= 0 && ih < g.Height && iw >= 0 && iw < g.Width) inside++;
+                        }
+                    if (inside == 0) continue;
+                    float share = dy[((long)plane * OH + oh) * OW + ow] / (countIncludePad ? g.KernelH * g.KernelW : inside);
+                    for (int i = 0; i < g.KernelH; i++)
+                        for (int j = 0; j < g.KernelW; j++)
+                        {
+                            int ih = oh * g.StrideH - g.PadH + i, iw = ow * g.StrideW - g.PadW + j;
+                            if (ih >= 0 && ih < g.Height && iw >= 0 && iw < g.Width)
+                                dx[((long)plane * g.Height + ih) * g.Width + iw] += share;
+                        }
+                }
+    }
+
+    /// <summary>Input range [start, end) that adaptive pooling output <paramref name="o"/> of <paramref name="outSize"/> averages.</summary>
+    internal static (int Start, int End) AdaptiveWindow(int o, int size, int outSize) =>
+        ((int)((long)o * size / outSize), (int)(((long)(o + 1) * size + outSize - 1) / outSize));
+
+    public void AdaptiveAvgPool2d(int planes, int height, int width, int outHeight, int outWidth, float* x, float* y)
+    {
+        for (int plane = 0; plane < planes; plane++)
+            for (int oh = 0; oh < outHeight; oh++)
+                for (int ow = 0; ow < outWidth; ow++)
+                {
+                    var (h0, h1) = AdaptiveWindow(oh, height, outHeight);
+                    var (w0, w1) = AdaptiveWindow(ow, width, outWidth);
+                    double sum = 0;
+                    for (int ih = h0; ih < h1; ih++)
+                        for (int iw = w0; iw < w1; iw++) sum += x[((long)plane * height + ih) * width + iw];
+                    y[((long)plane * outHeight + oh) * outWidth + ow] = (float)(sum / ((h1 - h0) * (w1 - w0)));
+                }
+    }
+
+    public void AdaptiveAvgPool2dBackward(int planes, int height, int width, int outHeight, int outWidth, float* dy, float* dx)
+    {
+        for (long i = 0; i < (long)planes * height * width; i++) dx[i] = 0;
+        for (int plane = 0; plane < planes; plane++)
+            for (int oh = 0; oh < outHeight; oh++)
+                for (int ow = 0; ow < outWidth; ow++)
+                {
+                    var (h0, h1) = AdaptiveWindow(oh, height, outHeight);
+                    var (w0, w1) = AdaptiveWindow(ow, width, outWidth);
+                    float share = dy[((long)plane * outHeight + oh) * outWidth + ow] / ((h1 - h0) * (w1 - w0));
+                    for (int ih = h0; ih < h1; ih++)
+                        for (int iw = w0; iw < w1; iw++) dx[((long)plane * height + ih) * width + iw] += share;
+                }
+    }
+
+    // ---------------------------------------------------------------- batch normalisation
+
+    public void BatchNormStatistics(float* x, float* mean, float* variance, int batch, int channels, int spatial)
+    {
+        long count = (long)batch * spatial;
+        for (int c = 0; c < channels; c++)
+        {
+            double sum = 0;
+            for (int n = 0; n < batch; n++)
+                for (int s = 0; s < spatial; s++) sum += x[((long)n * channels + c) * spatial + s];
+            double m = sum / count, squares = 0;
+            for (int n = 0; n < batch; n++)
+                for (int s = 0; s < spatial; s++)
+                {
+                    double d = x[((long)n * channels + c) * spatial + s] - m;
+                    squares += d * d;
+                }
+            mean[c] = (float)m;
+            variance[c] = (float)(squares / count);
+        }
+    }
+
+    public void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* y, int batch, int channels, int spatial)
+    {
+        for (int n = 0; n < batch; n++)
+            for (int c = 0; c < channels; c++)
+                for (int s = 0; s < spatial; s++)
+                {
+                    long i = ((long)n * channels + c) * spatial + s;
+                    double normalized = (x[i] - (double)mean[c]) * rstd[c];
+                    y[i] = (float)(normalized * (w == null ? 1 : w[c]) + (b == null ? 0 : b[c]));
+                }
+    }
+
+    public void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* dx, float* dw, float* db,
+        int batch, int channels, int spatial, bool batchStatistics)
+    {
+        long count = (long)batch * spatial;
+        for (int c = 0; c < channels; c++)
+        {
+            double dySum = 0, dyNormalizedSum = 0;
+            for (int n = 0; n < batch; n++)
+                for (int s = 0; s < spatial; s++)
+                {
+                    long i = ((long)n * channels + c) * spatial + s;
+                    dySum += dy[i];
+                    dyNormalizedSum += dy[i] * ((x[i] - (double)mean[c]) * rstd[c]);
+                }
+            if (dw != null) dw[c] = (float)dyNormalizedSum;
+            if (db != null) db[c] = (float)dySum;
+            if (dx == null) continue;
+            double scale = (w == null ? 1 : w[c]) * (double)rstd[c];
+            for (int n = 0; n < batch; n++)
+                for (int s = 0; s < spatial; s++)
+                {
+                    long i = ((long)n * channels + c) * spatial + s;
+                    double g = dy[i];
+                    if (batchStatistics)
+                        g -= dySum / count + (x[i] - (double)mean[c]) * rstd[c] * (dyNormalizedSum / count);
+                    dx[i] = (float)(scale * g);
+                }
+        }
+    }
 }

@@ -1,0 +1,35 @@
+namespace Nabla.Kernels;
+
+/// <summary>
+/// Shape of a 2-D convolution or pooling over NCHW data: input (Batch, Channels, Height, Width), a window of
+/// KernelH × KernelW taps, output (Batch, OutChannels, OutHeight, OutWidth). Output position (oh, ow) with tap
+/// (i, j) reads input row oh·StrideH - PadH + i·DilationH and column ow·StrideW - PadW + j·DilationW; positions
+/// outside the input are padding. A convolution's weight is (OutChannels, Channels / Groups, KernelH, KernelW);
+/// pooling uses only the window fields (OutChannels = Channels, Groups = Channels).
+/// </summary>
+public readonly record struct Conv2dGeometry(int Batch, int Channels, int Height, int Width, int OutChannels,
+    int KernelH, int KernelW, int StrideH, int StrideW, int PadH, int PadW, int DilationH, int DilationW, int Groups)
+{
+    /// <summary>Output rows: the window positions that fit in the padded input (floor mode).</summary>
+    public int OutHeight => OutSize(Height, PadH, DilationH, KernelH, StrideH);
+    public int OutWidth => OutSize(Width, PadW, DilationW, KernelW, StrideW);
+
+    /// <summary>Input rows and columns with the padding on both sides.</summary>
+    public int PaddedHeight => Height + 2 * PadH;
+    public int PaddedWidth => Width + 2 * PadW;
+
+    /// <summary>Number of (image, channel) planes of the input.</summary>
+    public int Planes => Batch * Channels;
+
+    /// <summary>Window geometry of a pooling layer (one plane per channel, no weight).</summary>
+    public static Conv2dGeometry Pooling(int batch, int channels, int height, int width, int kernelH, int kernelW,
+        int strideH, int strideW, int padH, int padW, int dilationH = 1, int dilationW = 1) =>
+        new(batch, channels, height, width, channels, kernelH, kernelW, strideH, strideW, padH, padW, dilationH, dilationW, channels);
+
+    private static int OutSize(int size, int pad, int dilation, int kernel, int stride)
+    {
+        int span = size + 2 * pad - dilation * (kernel - 1) - 1;
+        // Floor division: a negative span means no window fits (C# division would round it up to 0).
+        return span < 0 ? 0 : span / stride + 1;
+    }
+}

@@ -1,0 +1,32 @@
+namespace Nabla.Tests.Ops;
+
+/// <summary>Element-wise comparison of float results with a relative tolerance.</summary>
+public static class Close
+{
+    /// <summary>
+    /// Asserts |actual - expected| ≤ rtol·(|expected| + rms(expected)) element by element. The rms term makes the
+    /// tolerance relative to the tensor's scale for elements that are sums cancelling to nearly zero, whose own
+    /// magnitude says nothing about the rounding error they carry.
+    /// </summary>
+    public static void Assert(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double rtol, string what)
+    {
+        Xunit.Assert.Equal(expected.Length, actual.Length);
+        double squares = 0;
+        foreach (var e in expected) squares += (double)e * e;
+        double rms = expected.Length == 0 ? 0 : Math.Sqrt(squares / expected.Length);
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double e = expected[i], a = actual[i];
+            if (double.IsNaN(e) && double.IsNaN(a)) continue;
+            if (double.IsInfinity(e) && e == a) continue;
+            if (!(Math.Abs(a - e) <= rtol * (Math.Abs(e) + rms)))
+                Xunit.Assert.Fail($"{what}[{i}]: expected {e:G9}, got {a:G9} (difference {Math.Abs(a - e):G3}, tolerance {rtol * (Math.Abs(e) + rms):G3})");
+        }
+    }
+
+    public static void Assert(Tensor expected, Tensor actual, double rtol, string what)
+    {
+        Xunit.Assert.True(expected.Shape.SequenceEqual(actual.Shape), $"{what}: expected shape {expected.ShapeString}, got {actual.ShapeString}");
+        Assert(expected.ToArray(), actual.ToArray(), rtol, what);
+    }
+}
