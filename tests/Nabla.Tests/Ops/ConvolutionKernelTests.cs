@@ -1,0 +1,279 @@
+using Nabla.Autograd;
+using Nabla.Kernels;
+using Nabla.Kernels.Cpu;
+using Nabla.Kernels.Reference;
+
+namespace Nabla.Tests.Ops;
+
+/// <summary>
+/// The optimised convolution, pooling and batch-norm kernels against the reference kernels on random shapes
+/// (strides, paddings, dilations, odd widths that leave vector tails), under each instruction set.
+/// </summary>
+public unsafe class ConvolutionKernelTests
+{
+    public static TheoryData<Isa> Isas => new() { Isa.Avx512, Isa.Avx2, Isa.Scalar };
+
+    private static readonly IKernelBackend Cpu = CpuBackend.Instance, Reference = ReferenceBackend.Instance;
+
+    private static Tensor Randn(Random random, long count) => Tensor.Randn(new Generator((ulong)random.Next()), (int)count);
+
+    /// <summary>A random geometry whose windows fit; pooling keeps the padding within half the window, as PyTorch requires.</summary>
+    private static Conv2dGeometry RandomGeometry(Random r, bool pooling, bool depthwise = false)
+    {
+        while (true)
+        {
+            int kh = r.Next(1, 5), kw = r.Next(1, 5), sh = r.Next(1, 4), sw = r.Next(1, 4);
+            int dh = pooling && r.Next(2) == 0 ? 1 : r.Next(1, 3), dw = r.Next(1, 3);
+            int ph = r.Next(0, pooling ? kh / 2 + 1 : kh + 1), pw = r.Next(0, pooling ? kw / 2 + 1 : kw + 1);
+            // Some rows long enough for several full vectors, some shorter than one.
+            int h = r.Next(1, 14), w = r.Next(3) == 0 ? r.Next(30, 75) : r.Next(1, 20);
+            int batch = r.Next(1, 4), channels = r.Next(1, 5);
+            int outChannels = depthwise ? channels * r.Next(1, 3) : channels;
+            var g = new Conv2dGeometry(batch, channels, h, w, outChannels, kh, kw, sh, sw, ph, pw, dh, dw, channels);
+            if (g.OutHeight >= 1 && g.OutWidth >= 1) return g;
+        }
+    }
+
+    private static void BothBackends(Isa isa, Action<IKernelBackend, bool> run)
+    {
+        run(Reference, true);
+        using (CpuFeatures.Limit(isa)) run(Cpu, false);
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void Col2ImMatchesReference(Isa isa)
+    {
+        var random = new Random(1);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            var g = RandomGeometry(random, pooling: false);
+            var col = Randn(random, (long)g.Planes * g.KernelH * g.KernelW * g.OutHeight * g.OutWidth);
+            var expected = Tensor.Empty([g.Planes * g.Height * g.Width]);
+            var actual = Tensor.Empty([g.Planes * g.Height * g.Width]);
+            BothBackends(isa, (backend, isReference) => backend.Col2Im(g, col.Data, (isReference ? expected : actual).Data));
+            Close.Assert(expected, actual, 1e-6, $"col2im {g}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void DepthwiseKernelsMatchReference(Isa isa)
+    {
+        var random = new Random(2);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            var g = RandomGeometry(random, pooling: false, depthwise: true);
+            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
+            var x = Randn(random, inCount);
+            var w = Randn(random, (long)g.OutChannels * g.KernelH * g.KernelW);
+            var bias = trial % 2 == 0 ? Randn(random, g.OutChannels) : null;
+            var dy = Randn(random, outCount);
+            var results = new Tensor[2, 3];
+            BothBackends(isa, (backend, isReference) =>
+            {
+                int k = isReference ? 0 : 1;
+                var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([w.Count]));
+                backend.DepthwiseConv2d(g, x.Data, w.Data, bias == null ? null : bias.Data, y.Data);
+                backend.DepthwiseConv2dBackwardInput(g, dy.Data, w.Data, dx.Data);
+                backend.DepthwiseConv2dBackwardWeight(g, dy.Data, x.Data, dw.Data);
+                (results[k, 0], results[k, 1], results[k, 2]) = (y, dx, dw);
+            });
+            Close.Assert(results[0, 0], results[1, 0], 1e-5, $"depthwise y {g}");
+            Close.Assert(results[0, 1], results[1, 1], 1e-5, $"depthwise dx {g}");
+            Close.Assert(results[0, 2], results[1, 2], 1e-5, $"depthwise dw {g}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void MaxPoolKernelsMatchReference(Isa isa)
+    {
+        var random = new Random(3);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            var g = RandomGeometry(random, pooling: true);
+            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Planes * g.OutHeight * g.OutWidth;
+            var x = Randn(random, inCount);
+            var values = x.AsSpan();
+            for (int i = 0; i < values.Length; i++)
+            {
+                // Ties (rounded values), NaNs and -∞ all have rules for which position wins.
+                values[i] = MathF.Round(values[i] * 2) / 2;
+                if (trial % 5 == 1 && random.Next(20) == 0) values[i] = float.NaN;
+                if (trial % 5 == 2) values[i] = random.Next(3) == 0 ? float.NegativeInfinity : values[i];
+            }
+            var dy = Randn(random, outCount);
+            var y = new Tensor[2];
+            var argmax = new int[2][];
+            var dx = new Tensor[2];
+            BothBackends(isa, (backend, isReference) =>
+            {
+                int k = isReference ? 0 : 1;
+                y[k] = Tensor.Empty([(int)outCount]);
+                var index = Tensor.Empty([(int)outCount], DType.Int32);
+                dx[k] = Tensor.Empty([(int)inCount]);
+                backend.MaxPool2d(g, x.Data, y[k].Data, index.IntData);
+                argmax[k] = index.ToIntArray();
+                // Both backwards route through the reference's indices, so a wrong index fails only the index check.
+                var routed = Tensor.FromArray(argmax[0]);
+                backend.MaxPool2dBackward(g, dy.Data, routed.IntData, dx[k].Data);
+            });
+            Close.Assert(y[0], y[1], 0, $"max pool y {g}");
+            Assert.True(argmax[0].SequenceEqual(argmax[1]), $"max pool argmax {g}");
+            Close.Assert(dx[0], dx[1], 1e-6, $"max pool dx {g}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void AvgPoolKernelsMatchReference(Isa isa)
+    {
+        var random = new Random(4);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            var g = RandomGeometry(random, pooling: true) with { DilationH = 1, DilationW = 1 };
+            if (g.OutHeight < 1 || g.OutWidth < 1) continue;
+            bool countIncludePad = trial % 2 == 0;
+            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Planes * g.OutHeight * g.OutWidth;
+            var x = Randn(random, inCount);
+            var dy = Randn(random, outCount);
+            var results = new Tensor[2, 2];
+            BothBackends(isa, (backend, isReference) =>
+            {
+                int k = isReference ? 0 : 1;
+                var (y, dx) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]));
+                backend.AvgPool2d(g, countIncludePad, x.Data, y.Data);
+                backend.AvgPool2dBackward(g, countIncludePad, dy.Data, dx.Data);
+                (results[k, 0], results[k, 1]) = (y, dx);
+            });
+            Close.Assert(results[0, 0], results[1, 0], 1e-6, $"avg pool y {g} include pad {countIncludePad}");
+            Close.Assert(results[0, 1], results[1, 1], 1e-6, $"avg pool dx {g} include pad {countIncludePad}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void AdaptiveAvgPoolKernelsMatchReference(Isa isa)
+    {
+        var random = new Random(5);
+        for (int trial = 0; trial < 30; trial++)
+        {
+            int planes = random.Next(1, 7), h = random.Next(1, 12), w = random.Next(1, 12), oh = random.Next(1, 8), ow = random.Next(1, 8);
+            var x = Randn(random, planes * h * w);
+            var dy = Randn(random, planes * oh * ow);
+            var results = new Tensor[2, 2];
+            BothBackends(isa, (backend, isReference) =>
+            {
+                int k = isReference ? 0 : 1;
+                var (y, dx) = (Tensor.Empty([planes * oh * ow]), Tensor.Empty([planes * h * w]));
+                backend.AdaptiveAvgPool2d(planes, h, w, oh, ow, x.Data, y.Data);
+                backend.AdaptiveAvgPool2dBackward(planes, h, w, oh, ow, dy.Data, dx.Data);
+                (results[k, 0], results[k, 1]) = (y, dx);
+            });
+            Close.Assert(results[0, 0], results[1, 0], 1e-6, $"adaptive pool y {planes}×{h}×{w} → {oh}×{ow}");
+            Close.Assert(results[0, 1], results[1, 1], 1e-6, $"adaptive pool dx {planes}×{h}×{w} → {oh}×{ow}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void BatchNormKernelsMatchReference(Isa isa)
+    {
+        var random = new Random(6);
+        for (int trial = 0; trial < 30; trial++)
+        {
+            int batch = random.Next(1, 5), channels = random.Next(1, 6), spatial = random.Next(1, 80);
+            bool batchStatistics = trial % 2 == 0, affine = trial % 3 != 0;
+            int count = batch * channels * spatial;
+            // An offset far from zero: the statistics must not lose the small variance to cancellation.
+            var x = Randn(random, count).Mul(0.5f).Add(3f);
+            var dy = Randn(random, count);
+            var w = affine ? Randn(random, channels) : null;
+            var b = affine ? Randn(random, channels) : null;
+            var mean = Tensor.Empty([channels]);
+            var variance = Tensor.Empty([channels]);
+            Reference.BatchNormStatistics(x.Data, mean.Data, variance.Data, batch, channels, spatial);
+            var rstd = variance.Add(1e-5f).Pow(-0.5f);
+            var results = new Tensor[2, 6];
+            BothBackends(isa, (backend, isReference) =>
+            {
+                int k = isReference ? 0 : 1;
+                var (m, v) = (Tensor.Empty([channels]), Tensor.Empty([channels]));
+                backend.BatchNormStatistics(x.Data, m.Data, v.Data, batch, channels, spatial);
+                var y = Tensor.Empty([count]);
+                backend.BatchNorm(x.Data, mean.Data, rstd.Data, w == null ? null : w.Data, b == null ? null : b.Data, y.Data, batch, channels, spatial);
+                var (dx, dw, db) = (Tensor.Empty([count]), Tensor.Empty([channels]), Tensor.Empty([channels]));
+                backend.BatchNormBackward(dy.Data, x.Data, mean.Data, rstd.Data, w == null ? null : w.Data, dx.Data, dw.Data, db.Data,
+                    batch, channels, spatial, batchStatistics);
+                (results[k, 0], results[k, 1], results[k, 2], results[k, 3], results[k, 4], results[k, 5]) = (m, v, y, dx, dw, db);
+            });
+            string what = $"batch norm ({batch}, {channels}, {spatial}) batch statistics {batchStatistics}";
+            string[] names = ["mean", "variance", "y", "dx", "dw", "db"];
+            for (int i = 0; i < names.Length; i++) Close.Assert(results[0, i], results[1, i], 1e-5, $"{what} {names[i]}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void Conv2dOpMatchesReferenceBackend(Isa isa)
+    {
+        var random = new Random(7);
+        for (int trial = 0; trial < 25; trial++)
+        {
+            var g = RandomGeometry(random, pooling: false);
+            int groups = new[] { 1, 1, 2, 3 }[random.Next(4)];
+            int inChannels = groups * random.Next(1, 4), outChannels = groups * random.Next(1, 4);
+            var gen = new Generator((ulong)trial);
+            var x = Tensor.Randn(gen, g.Batch, inChannels, g.Height, g.Width).RequiresGrad_();
+            var w = Tensor.Randn(gen, outChannels, inChannels / groups, g.KernelH, g.KernelW).RequiresGrad_();
+            var b = trial % 2 == 0 ? Tensor.Randn(gen, outChannels).RequiresGrad_() : null;
+            Tensor? dy = null;
+            Tensor[] Run()
+            {
+                x.Grad = w.Grad = null;
+                if (b != null) b.Grad = null;
+                var y = F.Conv2d(x, w, b, (g.StrideH, g.StrideW), (g.PadH, g.PadW), (g.DilationH, g.DilationW), groups);
+                dy ??= Tensor.Randn(gen, y.Shape.ToArray());
+                y.Backward(dy);
+                return b == null ? [y.Detach(), x.Grad!, w.Grad!] : [y.Detach(), x.Grad!, w.Grad!, b.Grad!];
+            }
+            Tensor[] expected;
+            using (Backend.Use(Reference)) expected = Run();
+            Tensor[] actual;
+            using (CpuFeatures.Limit(isa)) actual = Run();
+            string[] names = ["y", "dx", "dw", "db"];
+            for (int i = 0; i < expected.Length; i++)
+                Close.Assert(expected[i], actual[i], 1e-5, $"conv2d {names[i]} {g} in {inChannels} out {outChannels} groups {groups}");
+        }
+    }
+
+    /// <summary>Col2Im is the backward of the im2col patch view: the same numbers autograd gets by scattering the
+    /// gradient back through pad → Unfold → Unfold.</summary>
+    [Fact]
+    public void Col2ImIsTheBackwardOfThePatchView()
+    {
+        var random = new Random(8);
+        for (int trial = 0; trial < 10; trial++)
+        {
+            var g = RandomGeometry(random, pooling: false);
+            int spanH = g.DilationH * (g.KernelH - 1) + 1, spanW = g.DilationW * (g.KernelW - 1) + 1;
+            var x = Tensor.Randn(new Generator((ulong)trial), g.Batch, g.Channels, g.Height, g.Width).RequiresGrad_();
+            var patches = Pad(x, g).Unfold(2, spanH, g.StrideH).Unfold(3, spanW, g.StrideW)
+                .Slice(4, 0, spanH, g.DilationH).Slice(5, 0, spanW, g.DilationW).Permute(0, 1, 4, 5, 2, 3);
+            var col = Tensor.Randn(new Generator((ulong)trial + 100), patches.Shape.ToArray());
+            patches.Backward(col);
+            var dx = Tensor.Empty(x.Shape.ToArray());
+            Reference.Col2Im(g, col.Contiguous().Data, dx.Data);
+            Close.Assert(x.Grad!, dx, 1e-6, $"col2im vs view backward {g}");
+        }
+    }
+
+    /// <summary>Zero padding of H and W with autograd, from ops that record their backward (concatenation with zeros).</summary>
+    private static Tensor Pad(Tensor x, in Conv2dGeometry g)
+    {
+        int n = x.Size(0), c = x.Size(1);
+        var rows = Tensor.Concat([Tensor.Zeros(n, c, g.PadH, g.Width), x, Tensor.Zeros(n, c, g.PadH, g.Width)], 2);
+        return Tensor.Concat([Tensor.Zeros(n, c, g.PaddedHeight, g.PadW), rows, Tensor.Zeros(n, c, g.PaddedHeight, g.PadW)], 3);
+    }
+}
