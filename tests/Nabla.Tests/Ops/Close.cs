@@ -4,11 +4,12 @@ namespace Nabla.Tests.Ops;
 public static class Close
 {
     /// <summary>
-    /// Asserts |actual - expected| ≤ rtol·(|expected| + rms(expected)) element by element. The rms term makes the
-    /// tolerance relative to the tensor's scale for elements that are sums cancelling to nearly zero, whose own
-    /// magnitude says nothing about the rounding error they carry.
+    /// Asserts |actual - expected| ≤ rtol·(|expected| + rms(expected)) + atol element by element. The rms term makes
+    /// the tolerance relative to the tensor's scale for elements that are sums cancelling to nearly zero, whose own
+    /// magnitude says nothing about the rounding error they carry; atol covers tensors that are exactly zero in
+    /// exact arithmetic but not after rounding.
     /// </summary>
-    public static void Assert(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double rtol, string what)
+    public static void Assert(ReadOnlySpan<float> expected, ReadOnlySpan<float> actual, double rtol, string what, double atol = 0)
     {
         Xunit.Assert.Equal(expected.Length, actual.Length);
         double squares = 0;
@@ -20,14 +21,15 @@ public static class Close
         {
             double e = expected[i], a = actual[i];
             if (a == e || (double.IsNaN(e) && double.IsNaN(a))) continue;
-            if (!(Math.Abs(a - e) <= rtol * (Math.Abs(e) + rms)))
-                Xunit.Assert.Fail($"{what}[{i}]: expected {e:G9}, got {a:G9} (difference {Math.Abs(a - e):G3}, tolerance {rtol * (Math.Abs(e) + rms):G3})");
+            double tolerance = rtol * (Math.Abs(e) + rms) + atol;
+            if (!(Math.Abs(a - e) <= tolerance))
+                Xunit.Assert.Fail($"{what}[{i}]: expected {e:G9}, got {a:G9} (difference {Math.Abs(a - e):G3}, tolerance {tolerance:G3})");
         }
     }
 
-    public static void Assert(Tensor expected, Tensor actual, double rtol, string what)
+    public static void Assert(Tensor expected, Tensor actual, double rtol, string what, double atol = 0)
     {
         Xunit.Assert.True(expected.Shape.SequenceEqual(actual.Shape), $"{what}: expected shape {expected.ShapeString}, got {actual.ShapeString}");
-        Assert(expected.ToArray(), actual.ToArray(), rtol, what);
+        Assert(expected.ToArray(), actual.ToArray(), rtol, what, atol);
     }
 }

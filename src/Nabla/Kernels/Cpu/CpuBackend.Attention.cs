@@ -1,90 +1,430 @@
-using System.Numerics.Tensors;
+using System.Runtime.CompilerServices;
 
 namespace Nabla.Kernels.Cpu;
 
+// Flash-style attention on the CPU: queries and keys are taken in blocks, and a block of scores is computed, turned
+// into probabilities and used while it is hot in cache, so the Tq × Tk matrix never exists.
+//
+// Forward, one task per (batch, head, block of queries): for each block of keys, S = (scale·Q)·Kᵀ, then an online
+// softmax keeps for every query row the running maximum m, the running sum l of exp(s - m) and the output
+// accumulator, rescaled by exp(m_old - m_new) whenever the maximum grows; at the end o = acc / l and
+// lse = m + log l.
+//
+// Backward, one task per (batch, head), key blocks outermost (FlashAttention-2's order): for each pair of a key block
+// and a query block that sees it, the probabilities are recomputed from q, k and the saved lse, P = exp(S - lse), and
+// dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P∘(dP - D) with D_i = dO_i·o_i, dK += dSᵀ·(scale·Q), dQ += dS·K. dK and dV stay in
+// scratch for the key block; dQ for the whole head.
+//
+// The block products are small GEMMs written as register tiles over packed copies: Q, dO and K rows with the head
+// dimension padded to a multiple of 16 floats, and Kᵀ, Vᵀ with the keys contiguous, so scores are vectorised over
+// keys (broadcast one query element, multiply a vector of keys) and the P·V products over the head dimension. The
+// packing costs O(block·D) for O(block²·D) of arithmetic.
 public sealed unsafe partial class CpuBackend
 {
-    // Row-at-a-time attention: each query row computes its scores, softmax and weighted sum of values, with
-    // the work spread over (batch, head) pairs. Memory stays O(Tk) per thread (no T×T matrix).
+    /// <summary>Queries per forward task and per backward inner step.</summary>
+    private const int QueryBlock = 64;
+
+    /// <summary>Keys per block: a multiple of two vectors of every width (the score tile is 2 vectors wide).</summary>
+    private const int KeyBlock = 64;
 
     public void Attention(in AttentionLayout layout, float* q, float* k, float* v, float* o, float* lse)
     {
-        var l = layout;
-        int rowsPerTask = Math.Max(1, 4096 / Math.Max(1, l.Tk));
-        int blocks = (l.Tq + rowsPerTask - 1) / rowsPerTask;
-        int tasks = l.Batch * l.Heads * blocks;
-        WorkerPool.For(tasks, 1, (t0, t1) =>
-        {
-            var scratch = new float[l.Tk];
-            fixed (float* scores = scratch)
-                for (int t = t0; t < t1; t++)
-                {
-                    int bh = t / blocks, block = t % blocks, b = bh / l.Heads, h = bh % l.Heads;
-                    for (int i = block * rowsPerTask; i < Math.Min(l.Tq, (block + 1) * rowsPerTask); i++)
-                        AttentionRow(l, b, h, i, q, k, v, o, lse, scores);
-                }
-        });
-    }
-
-    private static void AttentionRow(in AttentionLayout l, int b, int h, int i, float* q, float* k, float* v, float* o, float* lse, float* scores)
-    {
-        int D = l.HeadDim, visible = l.VisibleKeys(i);
-        var qi = new ReadOnlySpan<float>(q + l.Q.Of(b, h, i), D);
-        var oi = new Span<float>(o + l.O.Of(b, h, i), D);
-        oi.Clear();
-        long lseAt = ((long)b * l.Heads + h) * l.Tq + i;
-        if (visible == 0) { lse[lseAt] = float.NegativeInfinity; return; }
-        for (int j = 0; j < visible; j++)
-            scores[j] = l.Scale * TensorPrimitives.Dot(qi, new ReadOnlySpan<float>(k + l.K.Of(b, h, j), D));
-        var row = new Span<float>(scores, visible);
-        float max = TensorPrimitives.Max(row);
-        TensorPrimitives.Subtract(row, max, row);
-        TensorPrimitives.Exp(row, row);
-        float sum = TensorPrimitives.Sum(row);
-        float inv = 1f / sum;
-        for (int j = 0; j < visible; j++)
-            TensorPrimitives.MultiplyAdd(new ReadOnlySpan<float>(v + l.V.Of(b, h, j), D), scores[j] * inv, oi, oi);
-        lse[lseAt] = max + MathF.Log(sum);
+        int queryBlocks = (layout.Tq + QueryBlock - 1) / QueryBlock;
+        AttentionTask.Launch(layout, forward: true, layout.Batch * layout.Heads * queryBlocks, q, k, v, o, lse, null, null, null, null);
     }
 
     public void AttentionBackward(in AttentionLayout layout, float* q, float* k, float* v, float* o, float* lse, float* dout,
-        float* dq, float* dk, float* dv)
+        float* dq, float* dk, float* dv) =>
+        AttentionTask.Launch(layout, forward: false, layout.Batch * layout.Heads, q, k, v, o, lse, dout, dq, dk, dv);
+
+    /// <summary>Head dimension rounded up to whole 64-byte lines: the row stride of the packed copies.</summary>
+    private static int PaddedHeadDim(int d) => (d + 15) & ~15;
+
+    private static int RoundUp(int n, int multiple) => (n + multiple - 1) / multiple * multiple;
+
+    /// <summary>One attention call's arguments, reused by every call from the same thread so calls allocate nothing.</summary>
+    private sealed class AttentionTask : IParallelTask
     {
-        var l = layout;
-        int D = l.HeadDim;
-        // dk and dv sum over all queries of a head, so one task owns a whole (batch, head).
-        WorkerPool.For(l.Batch * l.Heads, 1, (t0, t1) =>
+        [ThreadStatic] private static AttentionTask? _cached;
+
+        private AttentionLayout _layout;
+        private bool _forward;
+        private Isa _isa;
+        private float* _q, _k, _v, _o, _lse, _dout, _dq, _dk, _dv;
+
+        public static void Launch(in AttentionLayout layout, bool forward, int count, float* q, float* k, float* v, float* o, float* lse,
+            float* dout, float* dq, float* dk, float* dv)
         {
-            for (int t = t0; t < t1; t++)
+            var task = _cached ??= new AttentionTask();
+            (task._layout, task._forward, task._isa) = (layout, forward, CpuFeatures.Effective);
+            task._q = q; task._k = k; task._v = v; task._o = o; task._lse = lse;
+            task._dout = dout; task._dq = dq; task._dk = dk; task._dv = dv;
+            WorkerPool.Run(count, task);
+        }
+
+        public void Execute(int item)
+        {
+            switch (_isa)
             {
-                int b = t / l.Heads, h = t % l.Heads;
-                for (int j = 0; j < l.Tk; j++)
-                {
-                    new Span<float>(dk + l.K.Of(b, h, j), D).Clear();
-                    new Span<float>(dv + l.V.Of(b, h, j), D).Clear();
-                }
-                for (int i = 0; i < l.Tq; i++)
-                {
-                    var qi = new ReadOnlySpan<float>(q + l.Q.Of(b, h, i), D);
-                    var doi = new ReadOnlySpan<float>(dout + l.O.Of(b, h, i), D);
-                    var dqi = new Span<float>(dq + l.Q.Of(b, h, i), D);
-                    dqi.Clear();
-                    float rowLse = lse[((long)b * l.Heads + h) * l.Tq + i];
-                    float di = TensorPrimitives.Dot(doi, new ReadOnlySpan<float>(o + l.O.Of(b, h, i), D));
-                    for (int j = 0; j < l.VisibleKeys(i); j++)
-                    {
-                        var kj = new ReadOnlySpan<float>(k + l.K.Of(b, h, j), D);
-                        var vj = new ReadOnlySpan<float>(v + l.V.Of(b, h, j), D);
-                        float p = MathF.Exp(l.Scale * TensorPrimitives.Dot(qi, kj) - rowLse);
-                        float ds = p * (TensorPrimitives.Dot(doi, vj) - di) * l.Scale;
-                        TensorPrimitives.MultiplyAdd(kj, ds, dqi, dqi);
-                        var dkj = new Span<float>(dk + l.K.Of(b, h, j), D);
-                        TensorPrimitives.MultiplyAdd(qi, ds, dkj, dkj);
-                        var dvj = new Span<float>(dv + l.V.Of(b, h, j), D);
-                        TensorPrimitives.MultiplyAdd(doi, p, dvj, dvj);
-                    }
-                }
+                case Isa.Avx512: Execute<V512>(item); break;
+                case Isa.Avx2: Execute<V256>(item); break;
+                default: Execute<V1>(item); break;
             }
-        });
+        }
+
+        private void Execute<V>(int item) where V : struct, IVec<V>
+        {
+            ref readonly var l = ref _layout;
+            if (_forward)
+            {
+                int queryBlocks = (l.Tq + QueryBlock - 1) / QueryBlock;
+                int head = item / queryBlocks, block = item % queryBlocks;
+                AttentionForwardBlock<V>(l, head / l.Heads, head % l.Heads, block * QueryBlock, _q, _k, _v, _o, _lse);
+            }
+            else AttentionBackwardHead<V>(l, item / l.Heads, item % l.Heads, _q, _k, _v, _o, _lse, _dout, _dq, _dk, _dv);
+        }
+    }
+
+    // ---------------------------------------------------------------- forward
+
+    private static void AttentionForwardBlock<V>(in AttentionLayout l, int b, int h, int i0, float* q, float* k, float* v, float* o, float* lse)
+        where V : struct, IVec<V>
+    {
+        int D = l.HeadDim, Dp = PaddedHeadDim(D), rows = Math.Min(QueryBlock, l.Tq - i0), rows4 = RoundUp(rows, 4);
+        long qFloats = (long)QueryBlock * Dp, kFloats = (long)KeyBlock * Dp, sFloats = (long)QueryBlock * KeyBlock;
+        float* queries = ThreadScratch.Floats(2 * qFloats + 2 * kFloats + sFloats + 2 * QueryBlock);
+        float* keysT = queries + qFloats, values = keysT + kFloats, scores = values + kFloats, acc = scores + sFloats;
+        float* rowMax = acc + qFloats, rowSum = rowMax + QueryBlock;
+
+        PackRows(l.Q, b, h, i0, rows, rows4, D, Dp, q, l.Scale, queries);
+        new Span<float>(acc, rows4 * Dp).Clear();
+        for (int i = 0; i < rows; i++) { rowMax[i] = float.NegativeInfinity; rowSum[i] = 0; }
+
+        int keyEnd = l.VisibleKeys(i0 + rows - 1);
+        for (int j0 = 0; j0 < keyEnd; j0 += KeyBlock)
+        {
+            int kn = Math.Min(KeyBlock, keyEnd - j0), kWide = RoundUp(kn, 2 * V.Count);
+            PackTransposed(l.K, b, h, j0, kn, kWide, D, k, keysT);
+            PackRows(l.V, b, h, j0, kn, kn, D, Dp, v, 1f, values);
+            ScoreTiles<V>(queries, Dp, keysT, scores, rows4, kWide, D);
+            for (int i = 0; i < rows; i++)
+            {
+                float* s = scores + (long)i * KeyBlock;
+                int visible = Math.Clamp(l.VisibleKeys(i0 + i) - j0, 0, kn);
+                if (visible == 0) { new Span<float>(s, kn).Clear(); continue; }
+                float m = MathF.Max(rowMax[i], RowMax<V>(s, visible));
+                float rescale = MathF.Exp(rowMax[i] - m); // 0 on the first block: exp(-∞)
+                float sum = ExpRow<V>(s, visible, m);
+                new Span<float>(s + visible, kn - visible).Clear();
+                rowSum[i] = rowSum[i] * rescale + sum;
+                rowMax[i] = m;
+                if (rescale != 1f) ScaleRow<V>(acc + (long)i * Dp, rescale, Dp);
+            }
+            // Padding rows of the query block multiply zeros: give them zero probabilities.
+            new Span<float>(scores + (long)rows * KeyBlock, (rows4 - rows) * KeyBlock).Clear();
+            ProductTiles<V>(scores, KeyBlock, values, acc, rows4, kn, Dp);
+        }
+
+        for (int i = 0; i < rows; i++)
+        {
+            float* oi = o + l.O.Of(b, h, i0 + i);
+            long lseAt = ((long)b * l.Heads + h) * l.Tq + i0 + i;
+            if (rowSum[i] == 0)
+            {
+                new Span<float>(oi, D).Clear();
+                lse[lseAt] = float.NegativeInfinity;
+                continue;
+            }
+            float inverse = 1f / rowSum[i];
+            float* ai = acc + (long)i * Dp;
+            for (int d = 0; d < D; d++) oi[d] = ai[d] * inverse;
+            lse[lseAt] = rowMax[i] + MathF.Log(rowSum[i]);
+        }
+    }
+
+    // ---------------------------------------------------------------- backward
+
+    private static void AttentionBackwardHead<V>(in AttentionLayout l, int b, int h, float* q, float* k, float* v, float* o, float* lse,
+        float* dout, float* dq, float* dk, float* dv) where V : struct, IVec<V>
+    {
+        int D = l.HeadDim, Dp = PaddedHeadDim(D), Tq4 = RoundUp(l.Tq, 4);
+        long headFloats = (long)Tq4 * Dp, kFloats = (long)KeyBlock * Dp, sFloats = (long)QueryBlock * KeyBlock;
+        float* queries = ThreadScratch.Floats(3 * headFloats + ThreadScratch.Aligned(l.Tq) + 5 * kFloats + 2 * sFloats);
+        float* gradOut = queries + headFloats, gradQ = gradOut + headFloats, delta = gradQ + headFloats;
+        float* keysT = delta + ThreadScratch.Aligned(l.Tq), keys = keysT + kFloats, valuesT = keys + kFloats;
+        float* gradK = valuesT + kFloats, gradV = gradK + kFloats, probs = gradV + kFloats, gradS = probs + sFloats;
+
+        PackRows(l.Q, b, h, 0, l.Tq, Tq4, D, Dp, q, l.Scale, queries);
+        PackRows(l.O, b, h, 0, l.Tq, Tq4, D, Dp, dout, 1f, gradOut);
+        new Span<float>(gradQ, (int)headFloats).Clear();
+        // D_i = Σ_j P_ij·(dO_i·v_j) = dO_i·o_i
+        for (int i = 0; i < l.Tq; i++)
+            delta[i] = Dot<V>(dout + l.O.Of(b, h, i), o + l.O.Of(b, h, i), D);
+        float* headLse = lse + ((long)b * l.Heads + h) * l.Tq;
+
+        for (int j0 = 0; j0 < l.Tk; j0 += KeyBlock)
+        {
+            int kn = Math.Min(KeyBlock, l.Tk - j0), kWide = RoundUp(kn, 2 * V.Count), kn4 = RoundUp(kn, 4);
+            PackTransposed(l.K, b, h, j0, kn, kWide, D, k, keysT);
+            PackRows(l.K, b, h, j0, kn, kn, D, Dp, k, 1f, keys);
+            PackTransposed(l.V, b, h, j0, kn, kWide, D, v, valuesT);
+            new Span<float>(gradK, kn4 * Dp).Clear();
+            new Span<float>(gradV, kn4 * Dp).Clear();
+            // From the first query that sees key j0 (all of them without a mask), rounded down to the 4-row tiles of
+            // the packed queries; the rows before it see none of this block's keys and get zero probabilities.
+            int iStart = l.Causal ? Math.Max(0, j0 - (l.Tk - l.Tq)) & ~3 : 0;
+            for (int i0 = iStart; i0 < l.Tq; i0 += QueryBlock)
+            {
+                int rows = Math.Min(QueryBlock, l.Tq - i0), rows4 = RoundUp(rows, 4);
+                float* qBlock = queries + (long)i0 * Dp, doBlock = gradOut + (long)i0 * Dp;
+                ScoreTiles<V>(qBlock, Dp, keysT, probs, rows4, kWide, D);
+                ScoreTiles<V>(doBlock, Dp, valuesT, gradS, rows4, kWide, D);
+                for (int i = 0; i < rows4; i++)
+                {
+                    float* p = probs + (long)i * KeyBlock, ds = gradS + (long)i * KeyBlock;
+                    int visible = i < rows ? Math.Clamp(l.VisibleKeys(i0 + i) - j0, 0, kn) : 0;
+                    if (visible > 0) ProbabilitiesAndScoreGradients<V>(p, ds, visible, headLse[i0 + i], delta[i0 + i]);
+                    new Span<float>(p + visible, kn4 - visible).Clear();
+                    new Span<float>(ds + visible, kn4 - visible).Clear();
+                }
+                TransposedProductTiles<V>(probs, KeyBlock, doBlock, gradV, rows, kn4, Dp);   // dV += Pᵀ·dO
+                TransposedProductTiles<V>(gradS, KeyBlock, qBlock, gradK, rows, kn4, Dp);    // dK += dSᵀ·(scale·Q)
+                ProductTiles<V>(gradS, KeyBlock, keys, gradQ + (long)i0 * Dp, rows4, kn, Dp); // dQ += dS·K
+            }
+            for (int j = 0; j < kn; j++)
+            {
+                Buffer.MemoryCopy(gradK + (long)j * Dp, dk + l.K.Of(b, h, j0 + j), D * 4L, D * 4L);
+                Buffer.MemoryCopy(gradV + (long)j * Dp, dv + l.V.Of(b, h, j0 + j), D * 4L, D * 4L);
+            }
+        }
+        for (int i = 0; i < l.Tq; i++)
+        {
+            float* dqi = dq + l.Q.Of(b, h, i), gi = gradQ + (long)i * Dp;
+            for (int d = 0; d < D; d++) dqi[d] = gi[d] * l.Scale;
+        }
+    }
+
+    /// <summary>p = exp(s - lse) (the probabilities), then ds = p·(dp - delta) in place of dp, over [0, n).</summary>
+    private static void ProbabilitiesAndScoreGradients<V>(float* p, float* ds, int n, float lse, float delta) where V : struct, IVec<V>
+    {
+        int j = 0;
+        var lv = V.Splat(lse);
+        var dv = V.Splat(delta);
+        for (; j + V.Count <= n; j += V.Count)
+        {
+            var pv = V.Exp(V.Load(p + j) - lv);
+            V.Store(p + j, pv);
+            V.Store(ds + j, pv * (V.Load(ds + j) - dv));
+        }
+        for (; j < n; j++)
+        {
+            float pj = MathF.Exp(p[j] - lse);
+            p[j] = pj;
+            ds[j] = pj * (ds[j] - delta);
+        }
+    }
+
+    // ---------------------------------------------------------------- packing
+
+    /// <summary>Rows [t0, t0 + count) of one head into dst (rowsOut × Dp), times <paramref name="scale"/>; the padding
+    /// columns and rows are zero.</summary>
+    private static void PackRows(RowStrides strides, int b, int h, int t0, int count, int rowsOut, int D, int Dp, float* src, float scale, float* dst)
+    {
+        for (int t = 0; t < count; t++)
+        {
+            float* from = src + strides.Of(b, h, t0 + t), to = dst + (long)t * Dp;
+            if (scale == 1f) Buffer.MemoryCopy(from, to, D * 4L, D * 4L);
+            else for (int d = 0; d < D; d++) to[d] = from[d] * scale;
+            new Span<float>(to + D, Dp - D).Clear();
+        }
+        new Span<float>(dst + (long)count * Dp, (rowsOut - count) * Dp).Clear();
+    }
+
+    /// <summary>Rows [t0, t0 + count) of one head transposed into dst (D × KeyBlock, keys contiguous); columns from
+    /// count to <paramref name="width"/> are zero.</summary>
+    private static void PackTransposed(RowStrides strides, int b, int h, int t0, int count, int width, int D, float* src, float* dst)
+    {
+        // Four source rows at a time: each pass over d writes four neighbouring floats of a destination row.
+        int t = 0;
+        for (; t + 4 <= count; t += 4)
+        {
+            float* r0 = src + strides.Of(b, h, t0 + t), r1 = src + strides.Of(b, h, t0 + t + 1);
+            float* r2 = src + strides.Of(b, h, t0 + t + 2), r3 = src + strides.Of(b, h, t0 + t + 3);
+            for (int d = 0; d < D; d++)
+            {
+                float* to = dst + (long)d * KeyBlock + t;
+                to[0] = r0[d]; to[1] = r1[d]; to[2] = r2[d]; to[3] = r3[d];
+            }
+        }
+        for (; t < count; t++)
+        {
+            float* from = src + strides.Of(b, h, t0 + t);
+            for (int d = 0; d < D; d++) dst[(long)d * KeyBlock + t] = from[d];
+        }
+        if (width > count)
+            for (int d = 0; d < D; d++) new Span<float>(dst + (long)d * KeyBlock + count, width - count).Clear();
+    }
+
+    // ---------------------------------------------------------------- register-tiled block products
+
+    /// <summary>C (rows × cols, row stride KeyBlock) = A (rows × depth, row stride lda) · Bᵀ, where bt holds Bᵀ as
+    /// depth × KeyBlock. rows is a multiple of 4 and cols of 2 vectors: tiles of 4 rows × 2 vectors.</summary>
+    private static void ScoreTiles<V>(float* a, int lda, float* bt, float* c, int rows, int cols, int depth) where V : struct, IVec<V>
+    {
+        int w = V.Count;
+        for (int i = 0; i < rows; i += 4)
+        {
+            float* a0 = a + (long)i * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
+            for (int j = 0; j < cols; j += 2 * w)
+            {
+                V c00 = V.Splat(0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+                float* bp = bt + j;
+                for (int d = 0; d < depth; d++, bp += KeyBlock)
+                {
+                    var b0 = V.Load(bp);
+                    var b1 = V.Load(bp + w);
+                    var x = V.Splat(a0[d]); c00 = V.Fma(x, b0, c00); c01 = V.Fma(x, b1, c01);
+                    x = V.Splat(a1[d]); c10 = V.Fma(x, b0, c10); c11 = V.Fma(x, b1, c11);
+                    x = V.Splat(a2[d]); c20 = V.Fma(x, b0, c20); c21 = V.Fma(x, b1, c21);
+                    x = V.Splat(a3[d]); c30 = V.Fma(x, b0, c30); c31 = V.Fma(x, b1, c31);
+                }
+                float* cp = c + (long)i * KeyBlock + j;
+                V.Store(cp, c00); V.Store(cp + w, c01); cp += KeyBlock;
+                V.Store(cp, c10); V.Store(cp + w, c11); cp += KeyBlock;
+                V.Store(cp, c20); V.Store(cp + w, c21); cp += KeyBlock;
+                V.Store(cp, c30); V.Store(cp + w, c31);
+            }
+        }
+    }
+
+    /// <summary>C (rows × Dp, row stride Dp) += P (rows × inner, row stride ldp) · B (inner × Dp). rows is a multiple
+    /// of 4, Dp of 16: tiles of 4 rows × 2 vectors, and 4 rows × 1 vector for the last vector of an odd count.</summary>
+    private static void ProductTiles<V>(float* p, int ldp, float* b, float* c, int rows, int inner, int Dp) where V : struct, IVec<V>
+    {
+        int w = V.Count;
+        for (int i = 0; i < rows; i += 4)
+        {
+            float* p0 = p + (long)i * ldp, p1 = p0 + ldp, p2 = p1 + ldp, p3 = p2 + ldp;
+            float* c0 = c + (long)i * Dp, c1 = c0 + Dp, c2 = c1 + Dp, c3 = c2 + Dp;
+            int d = 0;
+            for (; d + 2 * w <= Dp; d += 2 * w)
+            {
+                V a00 = V.Load(c0 + d), a01 = V.Load(c0 + d + w), a10 = V.Load(c1 + d), a11 = V.Load(c1 + d + w);
+                V a20 = V.Load(c2 + d), a21 = V.Load(c2 + d + w), a30 = V.Load(c3 + d), a31 = V.Load(c3 + d + w);
+                float* bp = b + d;
+                for (int t = 0; t < inner; t++, bp += Dp)
+                {
+                    var b0 = V.Load(bp);
+                    var b1 = V.Load(bp + w);
+                    var x = V.Splat(p0[t]); a00 = V.Fma(x, b0, a00); a01 = V.Fma(x, b1, a01);
+                    x = V.Splat(p1[t]); a10 = V.Fma(x, b0, a10); a11 = V.Fma(x, b1, a11);
+                    x = V.Splat(p2[t]); a20 = V.Fma(x, b0, a20); a21 = V.Fma(x, b1, a21);
+                    x = V.Splat(p3[t]); a30 = V.Fma(x, b0, a30); a31 = V.Fma(x, b1, a31);
+                }
+                V.Store(c0 + d, a00); V.Store(c0 + d + w, a01); V.Store(c1 + d, a10); V.Store(c1 + d + w, a11);
+                V.Store(c2 + d, a20); V.Store(c2 + d + w, a21); V.Store(c3 + d, a30); V.Store(c3 + d + w, a31);
+            }
+            for (; d < Dp; d += w)
+            {
+                V a0 = V.Load(c0 + d), a1 = V.Load(c1 + d), a2 = V.Load(c2 + d), a3 = V.Load(c3 + d);
+                float* bp = b + d;
+                for (int t = 0; t < inner; t++, bp += Dp)
+                {
+                    var b0 = V.Load(bp);
+                    a0 = V.Fma(V.Splat(p0[t]), b0, a0);
+                    a1 = V.Fma(V.Splat(p1[t]), b0, a1);
+                    a2 = V.Fma(V.Splat(p2[t]), b0, a2);
+                    a3 = V.Fma(V.Splat(p3[t]), b0, a3);
+                }
+                V.Store(c0 + d, a0); V.Store(c1 + d, a1); V.Store(c2 + d, a2); V.Store(c3 + d, a3);
+            }
+        }
+    }
+
+    /// <summary>C (cols × Dp, row stride Dp) += Pᵀ·B for P (inner × cols, row stride ldp) and B (inner × Dp). cols is a
+    /// multiple of 4, Dp of 16: tiles of 4 rows of C × 2 vectors (or 1 for the last vector of an odd count).</summary>
+    private static void TransposedProductTiles<V>(float* p, int ldp, float* b, float* c, int inner, int cols, int Dp) where V : struct, IVec<V>
+    {
+        int w = V.Count;
+        for (int j = 0; j < cols; j += 4)
+        {
+            float* c0 = c + (long)j * Dp, c1 = c0 + Dp, c2 = c1 + Dp, c3 = c2 + Dp;
+            int d = 0;
+            for (; d + 2 * w <= Dp; d += 2 * w)
+            {
+                V a00 = V.Load(c0 + d), a01 = V.Load(c0 + d + w), a10 = V.Load(c1 + d), a11 = V.Load(c1 + d + w);
+                V a20 = V.Load(c2 + d), a21 = V.Load(c2 + d + w), a30 = V.Load(c3 + d), a31 = V.Load(c3 + d + w);
+                float* pp = p + j, bp = b + d;
+                for (int t = 0; t < inner; t++, pp += ldp, bp += Dp)
+                {
+                    var b0 = V.Load(bp);
+                    var b1 = V.Load(bp + w);
+                    var x = V.Splat(pp[0]); a00 = V.Fma(x, b0, a00); a01 = V.Fma(x, b1, a01);
+                    x = V.Splat(pp[1]); a10 = V.Fma(x, b0, a10); a11 = V.Fma(x, b1, a11);
+                    x = V.Splat(pp[2]); a20 = V.Fma(x, b0, a20); a21 = V.Fma(x, b1, a21);
+                    x = V.Splat(pp[3]); a30 = V.Fma(x, b0, a30); a31 = V.Fma(x, b1, a31);
+                }
+                V.Store(c0 + d, a00); V.Store(c0 + d + w, a01); V.Store(c1 + d, a10); V.Store(c1 + d + w, a11);
+                V.Store(c2 + d, a20); V.Store(c2 + d + w, a21); V.Store(c3 + d, a30); V.Store(c3 + d + w, a31);
+            }
+            for (; d < Dp; d += w)
+            {
+                V a0 = V.Load(c0 + d), a1 = V.Load(c1 + d), a2 = V.Load(c2 + d), a3 = V.Load(c3 + d);
+                float* pp = p + j, bp = b + d;
+                for (int t = 0; t < inner; t++, pp += ldp, bp += Dp)
+                {
+                    var b0 = V.Load(bp);
+                    a0 = V.Fma(V.Splat(pp[0]), b0, a0);
+                    a1 = V.Fma(V.Splat(pp[1]), b0, a1);
+                    a2 = V.Fma(V.Splat(pp[2]), b0, a2);
+                    a3 = V.Fma(V.Splat(pp[3]), b0, a3);
+                }
+                V.Store(c0 + d, a0); V.Store(c1 + d, a1); V.Store(c2 + d, a2); V.Store(c3 + d, a3);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- row helpers for the online softmax
+
+    private static float RowMax<V>(float* s, int n) where V : struct, IVec<V>
+    {
+        int j = 0;
+        float max = float.NegativeInfinity;
+        if (n >= V.Count)
+        {
+            var m = V.Load(s);
+            for (j = V.Count; j + V.Count <= n; j += V.Count) m = V.Max(m, V.Load(s + j));
+            max = V.MaxAcross(m);
+        }
+        for (; j < n; j++) max = MathF.Max(max, s[j]);
+        return max;
+    }
+
+    /// <summary>s[j] = exp(s[j] - max) over [0, n); returns their sum.</summary>
+    private static float ExpRow<V>(float* s, int n, float max) where V : struct, IVec<V>
+    {
+        var m = V.Splat(max);
+        var sum = V.Splat(0f);
+        int j = 0;
+        for (; j + V.Count <= n; j += V.Count)
+        {
+            var e = V.Exp(V.Load(s + j) - m);
+            V.Store(s + j, e);
+            sum += e;
+        }
+        float total = V.SumAcross(sum);
+        for (; j < n; j++)
+        {
+            s[j] = MathF.Exp(s[j] - max);
+            total += s[j];
+        }
+        return total;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void ScaleRow<V>(float* row, float factor, int n) where V : struct, IVec<V>
+    {
+        var f = V.Splat(factor);
+        for (int d = 0; d < n; d += V.Count) V.Store(row + d, V.Load(row + d) * f);
     }
 }
