@@ -47,7 +47,8 @@ public static unsafe partial class F
                 var dyc = dy.Contiguous();
                 Tensor? dx = x.RequiresGrad ? Tensor.Empty(x.Shape.ToArray()) : null;
                 Tensor? dw = weight.RequiresGrad ? Tensor.Empty(weight.Shape.ToArray()) : null;
-                Tensor? db = bias is { RequiresGrad: true } ? dyc.Sum([0, 2, 3]) : null;
+                // Σ over (N, OH·OW) as two reductions of contiguous blocks: Sum([0, 2, 3]) would copy dy into a permuted layout.
+                Tensor? db = bias is { RequiresGrad: true } ? dyc.View(g.Batch, g.OutChannels, -1).Sum(2).Sum(0) : null;
                 if (dyc.Count > 0 && (dx != null || dw != null))
                 {
                     if (IsDepthwise(g))

@@ -130,7 +130,8 @@ public sealed unsafe partial class CpuBackend
     // ---------------------------------------------------------------- padded, phase-split planes
 
     /// <summary>Layout of a padded plane in scratch: PaddedHeight rows of RowStride floats; padded column q of a row
-    /// sits at (q mod stride)·PhaseLength + q / stride.</summary>
+    /// sits at (q mod stride)·PhaseLength + q / stride. Phases are whole 64-byte lines, so a loop over a phase needs
+    /// no tail (the slack after the last column is padding too).</summary>
     private readonly struct PaddedPlane
     {
         public readonly int Rows, RowStride, PhaseLength, Stride;
@@ -138,7 +139,7 @@ public sealed unsafe partial class CpuBackend
         public PaddedPlane(in Conv2dGeometry g)
         {
             Stride = g.StrideW;
-            PhaseLength = (g.PaddedWidth + Stride - 1) / Stride;
+            PhaseLength = ((g.PaddedWidth + Stride - 1) / Stride + 15) & ~15;
             RowStride = Stride * PhaseLength;
             Rows = g.PaddedHeight;
         }
@@ -202,21 +203,6 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    /// <summary>dst[k] += scale·src[k] for k in [0, n): full vectors of V, then narrower ones for the tail.</summary>
-    private static void ScatterAdd<V>(float* dst, float* src, float scale, int n) where V : struct, IVec<V>
-    {
-        int k = ScatterAddSpan<V>(dst, src, scale, 0, n);
-        if (V.Count > V256.Count) k = ScatterAddSpan<V256>(dst, src, scale, k, n);
-        ScatterAddSpan<V1>(dst, src, scale, k, n);
-    }
-
-    private static int ScatterAddSpan<V>(float* dst, float* src, float scale, int k, int n) where V : struct, IVec<V>
-    {
-        var s = V.Splat(scale);
-        for (; k + V.Count <= n; k += V.Count) V.Store(dst + k, V.Fma(s, V.Load(src + k), V.Load(dst + k)));
-        return k;
-    }
-
     /// <summary>Σ a[k]·b[k] over [0, n).</summary>
     private static float Dot<V>(float* a, float* b, int n) where V : struct, IVec<V>
     {
@@ -244,10 +230,24 @@ public sealed unsafe partial class CpuBackend
         float* acc = ThreadScratch.Floats(p.Floats);
         new Span<float>(acc, (int)p.Floats).Clear();
         float* colPlane = col + (long)plane * taps * OH * OW;
+        // Tap by tap, so that consecutive vector stores never overlap the next loads (that would stall on
+        // store-to-load forwarding).
         for (int t = 0; t < taps; t++)
             for (int oh = 0; oh < OH; oh++)
-                ScatterAdd<V>(acc + (long)oh * g.StrideH * p.RowStride + tap[t], colPlane + ((long)t * OH + oh) * OW, 1f, OW);
+            {
+                float* dst = acc + (long)oh * g.StrideH * p.RowStride + tap[t], src = colPlane + ((long)t * OH + oh) * OW;
+                int ow = AddRow<V>(dst, src, 0, OW);
+                if (V.Count > V256.Count) ow = AddRow<V256>(dst, src, ow, OW);
+                AddRow<V1>(dst, src, ow, OW);
+            }
         Crop(g, p, acc, dx + (long)plane * g.Height * g.Width);
+    }
+
+    /// <summary>dst[k] += src[k] over [k, end), in vectors of V; returns where it stopped.</summary>
+    private static int AddRow<V>(float* dst, float* src, int k, int end) where V : struct, IVec<V>
+    {
+        for (; k + V.Count <= end; k += V.Count) V.Store(dst + k, V.Load(dst + k) + V.Load(src + k));
+        return k;
     }
 
     // One task per input plane (n, c), computing the Channels/OutChannels output planes that read it.
@@ -280,38 +280,94 @@ public sealed unsafe partial class CpuBackend
     {
         for (; ow + V.Count <= end; ow += V.Count)
         {
-            var acc = V.Splat(bias);
-            for (int t = 0; t < taps; t++) acc = V.Fma(V.Splat(w[t]), V.Load(rowBase + tap[t] + ow), acc);
-            V.Store(y + ow, acc);
+            // Four partial sums: one chain of dependent multiply-adds per tap would wait on each one's latency.
+            V acc0 = V.Splat(bias), acc1 = V.Splat(0f), acc2 = acc1, acc3 = acc1;
+            int t = 0;
+            for (; t + 4 <= taps; t += 4)
+            {
+                acc0 = V.Fma(V.Splat(w[t]), V.Load(rowBase + tap[t] + ow), acc0);
+                acc1 = V.Fma(V.Splat(w[t + 1]), V.Load(rowBase + tap[t + 1] + ow), acc1);
+                acc2 = V.Fma(V.Splat(w[t + 2]), V.Load(rowBase + tap[t + 2] + ow), acc2);
+                acc3 = V.Fma(V.Splat(w[t + 3]), V.Load(rowBase + tap[t + 3] + ow), acc3);
+            }
+            for (; t < taps; t++) acc0 = V.Fma(V.Splat(w[t]), V.Load(rowBase + tap[t] + ow), acc0);
+            V.Store(y + ow, (acc0 + acc1) + (acc2 + acc3));
         }
         return ow;
     }
 
-    // dx of input plane (n, c): the output planes that read it scatter w·dy back through each tap.
+    // dx of input plane (n, c) from the output planes that read it. Written as a gather: each padded input row, phase by
+    // phase, sums w·dy over the taps that land in it, reading a zero-padded copy of the dy row at the tap's shift, so
+    // each input vector is loaded and stored once per (output row, kernel row) whatever the number of taps.
     private static void DepthwiseBackwardInputPlane<V>(in Conv2dGeometry g, int plane, float* dy, float* w, float* dx) where V : struct, IVec<V>
     {
         var p = new PaddedPlane(g);
-        int OH = g.OutHeight, OW = g.OutWidth, taps = g.KernelH * g.KernelW, multiplier = g.OutChannels / g.Channels;
-        int* tap = stackalloc int[taps];
-        TapOffsets(g, p, tap);
-        float* acc = ThreadScratch.Floats(p.Floats);
-        new Span<float>(acc, (int)p.Floats).Clear();
+        int OH = g.OutHeight, OW = g.OutWidth, KW = g.KernelW, multiplier = g.OutChannels / g.Channels;
+        int* byPhase = stackalloc int[KW];
+        int* phaseStart = stackalloc int[p.Stride + 1];
+        int* shift = stackalloc int[KW];
+        int left = TapPhases(g, p, byPhase, phaseStart, shift);
+
+        long rowFloats = ThreadScratch.Aligned(left + p.PhaseLength + 16);
+        float* acc = ThreadScratch.Floats(p.Floats + rowFloats);
+        float* dyRow = acc + ThreadScratch.Aligned(p.Floats) + left;
+        new Span<float>(acc, (int)(ThreadScratch.Aligned(p.Floats) + rowFloats)).Clear();
         int n = plane / g.Channels, c = plane % g.Channels;
         for (int m = 0; m < multiplier; m++)
         {
             int o = c * multiplier + m;
-            float* wo = w + (long)o * taps, dyPlane = dy + ((long)n * g.OutChannels + o) * OH * OW;
+            float* dyPlane = dy + ((long)n * g.OutChannels + o) * OH * OW;
             for (int oh = 0; oh < OH; oh++)
             {
-                float* rowBase = acc + (long)oh * g.StrideH * p.RowStride;
-                for (int t = 0; t < taps; t++) ScatterAdd<V>(rowBase + tap[t], dyPlane + (long)oh * OW, wo[t], OW);
+                Buffer.MemoryCopy(dyPlane + (long)oh * OW, dyRow, OW * 4L, OW * 4L);
+                for (int i = 0; i < g.KernelH; i++)
+                {
+                    float* row = acc + (long)(oh * g.StrideH + i * g.DilationH) * p.RowStride;
+                    float* wRow = w + ((long)o * g.KernelH + i) * KW;
+                    for (int phase = 0; phase < p.Stride; phase++)
+                        GatherRow<V>(row + phase * p.PhaseLength, p.PhaseLength, dyRow, wRow, byPhase + phaseStart[phase],
+                            phaseStart[phase + 1] - phaseStart[phase], shift);
+                }
             }
         }
         Crop(g, p, acc, dx + (long)plane * g.Height * g.Width);
     }
 
+    /// <summary>Where the kernel columns' inputs lie in a phase-split row: tap column j reads phase (j·dw) mod sw, shifted by
+    /// (j·dw) / sw. Lists the columns by phase (byPhase[phaseStart[φ] .. phaseStart[φ + 1]]) and returns the largest
+    /// shift (how far a gather reads to the left of a row).</summary>
+    private static int TapPhases(in Conv2dGeometry g, in PaddedPlane p, int* byPhase, int* phaseStart, int* shift)
+    {
+        int next = 0;
+        for (int phase = 0; phase < p.Stride; phase++)
+        {
+            phaseStart[phase] = next;
+            for (int j = 0; j < g.KernelW; j++)
+                if (j * g.DilationW % p.Stride == phase) { byPhase[next++] = j; shift[j] = j * g.DilationW / p.Stride; }
+        }
+        phaseStart[p.Stride] = next;
+        return (g.KernelW - 1) * g.DilationW / p.Stride;
+    }
+
+    /// <summary>out[k] += Σ over the listed taps j of w[j]·src[k - shift[j]], for k in [0, length) (a multiple of 16).</summary>
+    private static void GatherRow<V>(float* output, int length, float* src, float* w, int* taps, int count, int* shift) where V : struct, IVec<V>
+    {
+        if (count == 0) return;
+        for (int k = 0; k < length; k += V.Count)
+        {
+            var acc = V.Load(output + k);
+            for (int t = 0; t < count; t++)
+            {
+                int j = taps[t];
+                acc = V.Fma(V.Splat(w[j]), V.Load(src + k - shift[j]), acc);
+            }
+            V.Store(output + k, acc);
+        }
+    }
+
     // dw of output channel o: for each tap, the dot product of dy with the inputs that tap read, over all images.
-    // Row sums go into double accumulators: a channel's sum can run over millions of products.
+    // Each tap keeps vector accumulators (one set per vector width, for the row tails) that are summed into double
+    // once per image: a channel's sum can run over millions of products.
     private static void DepthwiseBackwardWeightChannel<V>(in Conv2dGeometry g, int o, float* dy, float* x, float* dw) where V : struct, IVec<V>
     {
         var p = new PaddedPlane(g);
@@ -320,18 +376,43 @@ public sealed unsafe partial class CpuBackend
         TapOffsets(g, p, tap);
         double* sums = stackalloc double[taps];
         for (int t = 0; t < taps; t++) sums[t] = 0;
-        float* padded = ThreadScratch.Floats(p.Floats);
+        long accFloats = ThreadScratch.Aligned((long)taps * (V.Count + V256.Count + 1));
+        float* padded = ThreadScratch.Floats(p.Floats + accFloats);
+        float* accWide = padded + ThreadScratch.Aligned(p.Floats), accHalf = accWide + taps * V.Count, accScalar = accHalf + taps * V256.Count;
         for (int n = 0; n < g.Batch; n++)
         {
+            new Span<float>(accWide, (int)accFloats).Clear();
             Pad(g, p, x + ((long)n * g.Channels + c) * g.Height * g.Width, padded, 0f);
             float* dyPlane = dy + ((long)n * g.OutChannels + o) * OH * OW;
             for (int oh = 0; oh < OH; oh++)
             {
                 float* rowBase = padded + (long)oh * g.StrideH * p.RowStride, dyRow = dyPlane + (long)oh * OW;
-                for (int t = 0; t < taps; t++) sums[t] += Dot<V>(dyRow, rowBase + tap[t], OW);
+                int ow = TapDotsRow<V>(accWide, rowBase, tap, taps, dyRow, 0, OW);
+                if (V.Count > V256.Count) ow = TapDotsRow<V256>(accHalf, rowBase, tap, taps, dyRow, ow, OW);
+                TapDotsRow<V1>(accScalar, rowBase, tap, taps, dyRow, ow, OW);
+            }
+            for (int t = 0; t < taps; t++)
+            {
+                sums[t] += V.SumAcross(V.Load(accWide + t * V.Count)) + accScalar[t];
+                if (V.Count > V256.Count) sums[t] += V256.SumAcross(V256.Load(accHalf + t * V256.Count));
             }
         }
         for (int t = 0; t < taps; t++) dw[(long)o * taps + t] = (float)sums[t];
+    }
+
+    /// <summary>For one output row: acc[t] += dy·(the inputs tap t read), lane by lane (acc holds taps vectors of V).</summary>
+    private static int TapDotsRow<V>(float* acc, float* rowBase, int* tap, int taps, float* dy, int ow, int end) where V : struct, IVec<V>
+    {
+        for (; ow + V.Count <= end; ow += V.Count)
+        {
+            var d = V.Load(dy + ow);
+            for (int t = 0; t < taps; t++)
+            {
+                float* a = acc + t * V.Count;
+                V.Store(a, V.Fma(d, V.Load(rowBase + tap[t] + ow), V.Load(a)));
+            }
+        }
+        return ow;
     }
 
     // ---------------------------------------------------------------- pooling
@@ -448,22 +529,34 @@ public sealed unsafe partial class CpuBackend
         return ow;
     }
 
+    // Each output's gradient, divided by its window's divisor, goes to every input of its window: the depthwise
+    // backward's gather with all weights 1.
     private static void AvgPoolBackwardPlane<V>(in Conv2dGeometry g, int plane, bool countIncludePad, float* dy, float* dx) where V : struct, IVec<V>
     {
         var p = new PaddedPlane(g);
-        int OH = g.OutHeight, OW = g.OutWidth, taps = g.KernelH * g.KernelW;
-        int* tap = stackalloc int[taps];
-        TapOffsets(g, p, tap);
-        float* acc = ThreadScratch.Floats(p.Floats + ThreadScratch.Aligned(OW));
-        float* share = acc + ThreadScratch.Aligned(p.Floats);
-        new Span<float>(acc, (int)p.Floats).Clear();
+        int OH = g.OutHeight, OW = g.OutWidth, KW = g.KernelW;
+        int* byPhase = stackalloc int[KW];
+        int* phaseStart = stackalloc int[p.Stride + 1];
+        int* shift = stackalloc int[KW];
+        int left = TapPhases(g, p, byPhase, phaseStart, shift);
+        float* ones = stackalloc float[KW];
+        for (int j = 0; j < KW; j++) ones[j] = 1f;
+        long rowFloats = ThreadScratch.Aligned(left + p.PhaseLength + 16);
+        float* acc = ThreadScratch.Floats(p.Floats + rowFloats);
+        float* share = acc + ThreadScratch.Aligned(p.Floats) + left;
+        new Span<float>(acc, (int)(ThreadScratch.Aligned(p.Floats) + rowFloats)).Clear();
         float* dyPlane = dy + (long)plane * OH * OW;
         for (int oh = 0; oh < OH; oh++)
         {
             AvgPoolDivisors(g, oh, countIncludePad, share);
             for (int ow = 0; ow < OW; ow++) share[ow] = dyPlane[(long)oh * OW + ow] / share[ow];
-            float* rowBase = acc + (long)oh * g.StrideH * p.RowStride;
-            for (int t = 0; t < taps; t++) ScatterAdd<V>(rowBase + tap[t], share, 1f, OW);
+            for (int i = 0; i < g.KernelH; i++)
+            {
+                float* row = acc + (long)(oh * g.StrideH + i) * p.RowStride;
+                for (int phase = 0; phase < p.Stride; phase++)
+                    GatherRow<V>(row + phase * p.PhaseLength, p.PhaseLength, share, ones, byPhase + phaseStart[phase],
+                        phaseStart[phase + 1] - phaseStart[phase], shift);
+            }
         }
         Crop(g, p, acc, dx + (long)plane * g.Height * g.Width);
     }

@@ -1,0 +1,255 @@
+using System.Diagnostics;
+using System.Globalization;
+using Nabla.Kernels;
+using Nabla.Kernels.Cpu;
+using Nabla.Kernels.Reference;
+
+namespace Nabla.Bench;
+
+/// <summary>
+/// Attention and convolution steps (forward + backward through autograd) timed against PyTorch 1.13 in the same run:
+/// <list type="bullet">
+/// <item>causal attention, B=4, H=12, D=64, T = 64, 256, 1024: Nabla's tiled kernel, Nabla's reference kernel (T=64
+/// only; larger T extrapolated by T², and marked so), and PyTorch's softmax(q·kᵀ/√d + mask)·v with autograd;</item>
+/// <item>LeNet's first convolution (N=64, 1→6 channels, 28×28, 5×5) and a ResNet 3×3 convolution (N=8, 64→64, 56×56,
+/// padding 1), both with bias, gradients for input, weight and bias; PyTorch with its default oneDNN convolution
+/// and with oneDNN off (its own im2col + BLAS path, far faster for LeNet's single input channel).</item>
+/// </list>
+/// Rounds interleave the contenders (each round times every case for each of them in turn) so machine noise hits
+/// all of them alike; the report gives medians over all timed steps and the ratio to the faster PyTorch configuration. PyTorch runs in a peer process
+/// (bench/kernels_peer.py under /usr/bin/python3) with the same thread count.
+/// GFLOP/s count the useful work: attention 12·B·H·D per visible (query, key) pair (4 forward for q·kᵀ and P·v, 8
+/// backward for dV, dP, dK, dQ; the recomputation of P is not counted); a convolution 3 × its forward
+/// 2·N·O·OH·OW·C·kh·kw (forward, dX, dW).
+/// Usage: <c>kernels [--threads N] [--rounds R] [--no-torch] [--peer path/to/kernels_peer.py]</c>.
+/// </summary>
+public static class KernelBench
+{
+    private abstract record Case(string Name, double Flops);
+
+    private sealed record AttentionCase(int B, int H, int T, int D)
+        : Case($"attention B={B} H={H} T={T} D={D} causal", 12.0 * B * H * D * T * (T + 1) / 2);
+
+    private sealed record ConvCase(string Label, int N, int C, int H, int W, int O, int K, int Stride, int Padding)
+        : Case($"{Label} N={N} {C}→{O} {H}×{W} {K}×{K} s{Stride} p{Padding}",
+            3.0 * 2 * N * O * ((H + 2 * Padding - K) / Stride + 1) * ((W + 2 * Padding - K) / Stride + 1) * C * K * K);
+
+    /// <summary>One contender on one case: a step to time, or null where it does not run.</summary>
+    private sealed record Contender(string Name, Func<Case, Action?> Prepare);
+
+    /// <summary>Pause before each contender's turn, longer than idle worker threads spin before sleeping.</summary>
+    private const int SettleMs = 300;
+
+    private sealed class Samples
+    {
+        public readonly List<double> Ms = new();
+        public double Median => Ms.Count == 0 ? double.NaN : Ms.Order().ElementAt(Ms.Count / 2);
+    }
+
+    public static int Run(string[] args)
+    {
+        int threads = int.Parse(Option(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
+        int rounds = int.Parse(Option(args, "--rounds") ?? "7", CultureInfo.InvariantCulture);
+        bool torch = !args.Contains("--no-torch");
+        WorkerPool.Threads = threads;
+
+        Case[] cases =
+        [
+            new AttentionCase(4, 12, 64, 64),
+            new AttentionCase(4, 12, 256, 64),
+            new AttentionCase(4, 12, 1024, 64),
+            new ConvCase("LeNet conv1", 64, 1, 28, 28, 6, 5, 1, 0),
+            new ConvCase("ResNet conv3x3", 8, 64, 56, 56, 64, 3, 1, 1),
+        ];
+        using var peer = torch ? Peer.TryStart(Option(args, "--peer"), threads) : null;
+        var contenders = new List<Contender>
+        {
+            new("nabla", c => OurStep(c, CpuBackend.Instance)),
+            new("nabla reference", c => c is AttentionCase { T: 64 } ? OurStep(c, ReferenceBackend.Instance) : null),
+        };
+        if (peer != null)
+        {
+            contenders.Add(new("pytorch", c => peer.Step(c, "pytorch")));
+            contenders.Add(new("pytorch, oneDNN off", c => c is ConvCase ? peer.Step(c, "pytorch, oneDNN off") : null));
+        }
+
+        Console.WriteLine($"Kernel benchmark: forward + backward, {threads} thread(s), {rounds} interleaved rounds");
+        Console.WriteLine($"machine: {Environment.ProcessorCount} logical CPUs, {CpuFeatures.Effective}, .NET {Environment.Version}; load average at start {LoadAverage()}");
+        Console.WriteLine($"peer: {peer?.Description ?? "none"}");
+
+        var steps = new Dictionary<(Case, Contender), (Action Step, int Reps)>();
+        foreach (var c in cases)
+            foreach (var contender in contenders)
+                if (contender.Prepare(c) is { } step)
+                {
+                    // Warm up, then choose how many steps make a round of about 0.2 s.
+                    step();
+                    var watch = Stopwatch.StartNew();
+                    step();
+                    steps[(c, contender)] = (step, (int)Math.Clamp(200 / Math.Max(watch.Elapsed.TotalMilliseconds, 1e-3), 1, 50));
+                }
+
+        var samples = steps.Keys.ToDictionary(key => key, _ => new Samples());
+        for (int round = 0; round < rounds; round++)
+            foreach (var c in cases)
+                foreach (var contender in contenders)
+                {
+                    if (!steps.TryGetValue((c, contender), out var entry)) continue;
+                    // Idle threads of the previous contender spin for a while before they sleep (our worker pool,
+                    // OpenMP's): on two cores they would steal time from this one. Let them settle first.
+                    Thread.Sleep(SettleMs);
+                    if (contender.Name.StartsWith("pytorch")) { samples[(c, contender)].Ms.AddRange(peer!.Time(c, entry.Reps, contender.Name)); continue; }
+                    for (int r = 0; r < entry.Reps; r++)
+                    {
+                        var watch = Stopwatch.StartNew();
+                        entry.Step();
+                        samples[(c, contender)].Ms.Add(watch.Elapsed.TotalMilliseconds);
+                    }
+                }
+
+        Console.WriteLine($"load average at end {LoadAverage()}");
+        Console.WriteLine();
+        Console.WriteLine($"{"case",-48} {"contender",-24} {"median ms",10} {"GFLOP/s",9} {"vs best pytorch",16}");
+        foreach (var c in cases)
+        {
+            // The baseline is PyTorch's faster configuration for the case.
+            double torchMs = samples.Where(kv => kv.Key.Item1 == c && kv.Key.Item2.Name.StartsWith("pytorch"))
+                .Select(kv => kv.Value.Median).DefaultIfEmpty(double.NaN).Min();
+            foreach (var contender in contenders)
+            {
+                double ms;
+                string name = contender.Name;
+                if (samples.TryGetValue((c, contender), out var s)) ms = s.Median;
+                else if (contender.Name == "nabla reference" && c is AttentionCase a)
+                {
+                    // The reference is O(T²) like the others but far too slow to time at long T: scale the T=64 time.
+                    var measured = samples.First(kv => kv.Key.Item1 is AttentionCase { T: 64 } && kv.Key.Item2 == contender);
+                    ms = measured.Value.Median * ((double)a.T * (a.T + 1)) / (64.0 * 65);
+                    name += " (extrap.)";
+                }
+                else continue;
+                string ratio = contender.Name.StartsWith("pytorch") || double.IsNaN(torchMs) ? "" : $"{torchMs / ms:F2}× faster";
+                if (ratio.Length > 0 && torchMs < ms) ratio = $"{ms / torchMs:F2}× slower";
+                Console.WriteLine($"{c.Name,-48} {name,-24} {ms,10:F3} {c.Flops / ms / 1e6,9:F1} {ratio,16}");
+            }
+        }
+        return 0;
+    }
+
+    /// <summary>A forward + backward step of the case through Nabla's ops on <paramref name="backend"/>.</summary>
+    private static Action OurStep(Case c, IKernelBackend backend)
+    {
+        var g = new Generator(0);
+        switch (c)
+        {
+            case AttentionCase a:
+            {
+                var (q, k, v) = (Tensor.Randn(g, a.B, a.H, a.T, a.D).RequiresGrad_(), Tensor.Randn(g, a.B, a.H, a.T, a.D).RequiresGrad_(),
+                    Tensor.Randn(g, a.B, a.H, a.T, a.D).RequiresGrad_());
+                var grad = Tensor.Randn(g, a.B, a.H, a.T, a.D);
+                return () =>
+                {
+                    using var _ = Backend.Use(backend);
+                    q.Grad = k.Grad = v.Grad = null;
+                    F.ScaledDotProductAttention(q, k, v, causal: true).Backward(grad);
+                };
+            }
+            case ConvCase conv:
+            {
+                var x = Tensor.Randn(g, conv.N, conv.C, conv.H, conv.W).RequiresGrad_();
+                var w = Tensor.Randn(g, conv.O, conv.C, conv.K, conv.K).RequiresGrad_();
+                var b = Tensor.Randn(g, conv.O).RequiresGrad_();
+                int outSize(int size) => (size + 2 * conv.Padding - conv.K) / conv.Stride + 1;
+                var grad = Tensor.Randn(g, conv.N, conv.O, outSize(conv.H), outSize(conv.W));
+                return () =>
+                {
+                    using var _ = Backend.Use(backend);
+                    x.Grad = w.Grad = b.Grad = null;
+                    F.Conv2d(x, w, b, conv.Stride, conv.Padding).Backward(grad);
+                };
+            }
+            default: throw new ArgumentException($"Unknown case {c}.");
+        }
+    }
+
+    private static string? Option(string[] args, string name)
+    {
+        int i = Array.IndexOf(args, name);
+        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
+    }
+
+    private static string LoadAverage() =>
+        File.Exists("/proc/loadavg") ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
+
+    /// <summary>The PyTorch peer process (bench/kernels_peer.py), one request line and one answer line at a time.</summary>
+    private sealed class Peer : IDisposable
+    {
+        private readonly Process _process;
+        public string Description { get; }
+
+        private Peer(Process process, string description) => (_process, Description) = (process, description);
+
+        public static Peer? TryStart(string? script, int threads)
+        {
+            script ??= FindScript();
+            if (script == null || !File.Exists("/usr/bin/python3"))
+            {
+                Console.Error.WriteLine("kernels bench: bench/kernels_peer.py or /usr/bin/python3 not found; running without PyTorch (--peer PATH to point at the script).");
+                return null;
+            }
+            var process = Process.Start(new ProcessStartInfo("/usr/bin/python3", [script])
+            {
+                RedirectStandardInput = true,
+                RedirectStandardOutput = true,
+                UseShellExecute = false,
+            })!;
+            process.StandardInput.WriteLine($"threads {threads}");
+            var answer = process.StandardOutput.ReadLine()?.Split(' ');
+            if (answer is not ["ok", var torchThreads, var blasThreads, var version, var onednn])
+            {
+                Console.Error.WriteLine("kernels bench: the PyTorch peer did not start; running without it.");
+                process.Kill();
+                return null;
+            }
+            return new Peer(process, $"PyTorch {version}, {torchThreads} torch threads, {blasThreads} OpenBLAS threads, oneDNN {onednn}");
+        }
+
+        private static string? FindScript()
+        {
+            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+            {
+                var path = Path.Combine(dir.FullName, "bench", "kernels_peer.py");
+                if (File.Exists(path)) return path;
+            }
+            return null;
+        }
+
+        private static string Request(Case c, string contender) => c switch
+        {
+            AttentionCase a => $"attention {a.B} {a.H} {a.T} {a.D}",
+            ConvCase v => $"conv {v.N} {v.C} {v.H} {v.W} {v.O} {v.K} {v.K} {v.Stride} {v.Padding} {(contender.Contains("oneDNN off") ? 0 : 1)}",
+            _ => throw new ArgumentException($"Unknown case {c}."),
+        };
+
+        /// <summary>A warm-up request standing in for the first step (the peer warms each request up itself).</summary>
+        public Action Step(Case c, string contender) => () => Time(c, 1, contender);
+
+        public double[] Time(Case c, int reps, string contender)
+        {
+            _process.StandardInput.WriteLine($"{Request(c, contender)} {reps}");
+            var line = _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException("The PyTorch peer exited.");
+            return line.Split(' ').Select(w => double.Parse(w, CultureInfo.InvariantCulture)).ToArray();
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                _process.StandardInput.WriteLine("quit");
+                if (!_process.WaitForExit(5000)) _process.Kill();
+            }
+            catch (InvalidOperationException) { }
+            _process.Dispose();
+        }
+    }
+}

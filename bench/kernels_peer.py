@@ -1,0 +1,114 @@
+#!/usr/bin/python3
+"""PyTorch peer for the kernel benchmark (bench/Nabla.Bench/KernelBench.cs): runs the same attention and convolution
+steps as the C# harness, on request, so both sides are timed alternately under the same machine noise. Run with
+Debian's /usr/bin/python3 (python3-torch 1.13: convolutions go to oneDNN, matrix products to OpenBLAS).
+
+Line protocol on stdin/stdout, one request per line, one answer line each:
+  threads T                      -> "ok <torch threads> <OpenBLAS threads> <torch version> <oneDNN available>"
+  attention B H T D REPS         -> "<ms> ..." REPS wall times of a causal attention forward + backward
+  conv N C H W O KH KW S P ONEDNN REPS
+                                 -> "<ms> ..." REPS wall times of a conv2d forward + backward (input, weight, bias),
+                                    with oneDNN (torch's default CPU convolution) on or off (1/0); off, torch uses
+                                    its own im2col + BLAS convolution, much faster for one input channel
+  quit
+Each request runs one untimed warm-up step first. Torch 1.13 has no scaled_dot_product_attention, so attention is
+written as PyTorch users did: softmax(q·kᵀ/√d + mask)·v with autograd, the T×T matrices materialised.
+"""
+import ctypes
+import math
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+def set_threads(count):
+    """torch's own pool, and OpenBLAS's pthreads pool (Debian's torch calls the generic libblas.so.3) through its C API."""
+    torch.set_num_threads(count)
+    torch.mm(torch.ones(2, 2), torch.ones(2, 2))
+    with open("/proc/self/maps") as maps:
+        openblas = sorted({line.split()[-1] for line in maps if "libopenblas" in line})
+    blas_threads = "none"
+    if openblas:
+        library = ctypes.CDLL(openblas[0])
+        library.openblas_set_num_threads(count)
+        blas_threads = library.openblas_get_num_threads()
+    return torch.get_num_threads(), blas_threads
+
+
+_cache = {}
+
+
+def cached(key, make):
+    """The tensors of one case, made once (the harness asks for the same case round after round)."""
+    if key not in _cache:
+        torch.manual_seed(0)
+        _cache[key] = make()
+    return _cache[key]
+
+
+def attention_step(b, h, t, d):
+    q, k, v, grad, mask = cached(("attention", b, h, t, d), lambda: (
+        torch.randn(b, h, t, d, requires_grad=True), torch.randn(b, h, t, d, requires_grad=True),
+        torch.randn(b, h, t, d, requires_grad=True), torch.randn(b, h, t, d),
+        torch.full((t, t), float("-inf")).triu(1)))
+
+    def step():
+        for x in (q, k, v):
+            x.grad = None
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d) + mask
+        out = torch.softmax(scores, dim=-1) @ v
+        out.backward(grad)
+    return step
+
+
+def conv_step(n, c, hgt, wid, o, kh, kw, stride, padding, onednn):
+    x, w, bias, grad = cached(("conv", n, c, hgt, wid, o, kh, kw, stride, padding), lambda: (
+        torch.randn(n, c, hgt, wid, requires_grad=True), torch.randn(o, c, kh, kw, requires_grad=True),
+        torch.randn(o, requires_grad=True),
+        torch.randn(n, o, (hgt + 2 * padding - kh) // stride + 1, (wid + 2 * padding - kw) // stride + 1)))
+
+    def step():
+        for p in (x, w, bias):
+            p.grad = None
+        with torch.backends.mkldnn.flags(enabled=bool(onednn)):
+            F.conv2d(x, w, bias, stride=stride, padding=padding).backward(grad)
+    return step
+
+
+def timed(step, reps):
+    step()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def main():
+    for line in sys.stdin:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "quit":
+            break
+        if words[0] == "threads":
+            torch_threads, blas_threads = set_threads(int(words[1]))
+            print("ok", torch_threads, blas_threads, torch.__version__, torch.backends.mkldnn.is_available(), flush=True)
+            continue
+        numbers = [int(w) for w in words[1:]]
+        if words[0] == "attention":
+            step = attention_step(*numbers[:4])
+        elif words[0] == "conv":
+            step = conv_step(*numbers[:10])
+        else:
+            print(f"error unknown request {words[0]}", flush=True)
+            continue
+        print(" ".join(f"{t:.4f}" for t in timed(step, numbers[-1])), flush=True)
+
+
+if __name__ == "__main__":
+    main()
