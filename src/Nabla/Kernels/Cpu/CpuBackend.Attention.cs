@@ -5,8 +5,9 @@ namespace Nabla.Kernels.Cpu;
 // Flash-style attention on the CPU: queries and keys are taken in blocks, and a block of scores is computed, turned
 // into probabilities and used while it is hot in cache, so the Tq × Tk matrix never exists.
 //
-// Forward, one task per (batch, head, block of queries): for each block of keys, S = (scale·Q)·Kᵀ, then an online
-// softmax keeps for every query row the running maximum m, the running sum l of exp(s - m) and the output
+// Forward, one task per (batch, head) — or per part of a head's query blocks when there are fewer heads than threads
+// can use: Kᵀ and V are packed once for the task, then for each query block and each block of keys,
+// S = (scale·Q)·Kᵀ, and an online softmax keeps for every query row the running maximum m, the running sum l of exp(s - m) and the output
 // accumulator, rescaled by exp(m_old - m_new) whenever the maximum grows; at the end o = acc / l and
 // lse = m + log l.
 //
@@ -24,18 +25,22 @@ public sealed unsafe partial class CpuBackend
     /// <summary>Queries per forward task and per backward inner step.</summary>
     private const int QueryBlock = 64;
 
-    /// <summary>Keys per block: a multiple of two vectors of every width (the score tile is 2 vectors wide).</summary>
-    private const int KeyBlock = 64;
+    /// <summary>Keys per block: multiples of two vectors of every width (the score tile is 2 vectors wide). The forward
+    /// takes wide blocks, over which the per-row work of the online softmax (maximum, rescaling, sums) is spread; the
+    /// backward narrower ones, which waste less on the masked half of the causal diagonal.</summary>
+    private const int ForwardKeyBlock = 128, BackwardKeyBlock = 64;
 
     public void Attention(in AttentionLayout layout, float* q, float* k, float* v, float* o, float* lse)
     {
-        int queryBlocks = (layout.Tq + QueryBlock - 1) / QueryBlock;
-        AttentionTask.Launch(layout, forward: true, layout.Batch * layout.Heads * queryBlocks, q, k, v, o, lse, null, null, null, null);
+        // Enough tasks for every thread to have a few, but no more: each task packs Kᵀ and V for its queries.
+        int queryBlocks = (layout.Tq + QueryBlock - 1) / QueryBlock, heads = layout.Batch * layout.Heads;
+        int parts = Math.Clamp((2 * WorkerPool.Threads + heads - 1) / heads, 1, queryBlocks);
+        AttentionTask.Launch(layout, forward: true, parts, heads * parts, q, k, v, o, lse, null, null, null, null);
     }
 
     public void AttentionBackward(in AttentionLayout layout, float* q, float* k, float* v, float* o, float* lse, float* dout,
         float* dq, float* dk, float* dv) =>
-        AttentionTask.Launch(layout, forward: false, layout.Batch * layout.Heads, q, k, v, o, lse, dout, dq, dk, dv);
+        AttentionTask.Launch(layout, forward: false, 1, layout.Batch * layout.Heads, q, k, v, o, lse, dout, dq, dk, dv);
 
     /// <summary>Head dimension rounded up to whole 64-byte lines: the row stride of the packed copies.</summary>
     private static int PaddedHeadDim(int d) => (d + 15) & ~15;
@@ -49,14 +54,15 @@ public sealed unsafe partial class CpuBackend
 
         private AttentionLayout _layout;
         private bool _forward;
+        private int _partsPerHead;
         private Isa _isa;
         private float* _q, _k, _v, _o, _lse, _dout, _dq, _dk, _dv;
 
-        public static void Launch(in AttentionLayout layout, bool forward, int count, float* q, float* k, float* v, float* o, float* lse,
-            float* dout, float* dq, float* dk, float* dv)
+        public static void Launch(in AttentionLayout layout, bool forward, int partsPerHead, int count, float* q, float* k, float* v,
+            float* o, float* lse, float* dout, float* dq, float* dk, float* dv)
         {
             var task = _cached ??= new AttentionTask();
-            (task._layout, task._forward, task._isa) = (layout, forward, CpuFeatures.Effective);
+            (task._layout, task._forward, task._partsPerHead, task._isa) = (layout, forward, partsPerHead, CpuFeatures.Effective);
             task._q = q; task._k = k; task._v = v; task._o = o; task._lse = lse;
             task._dout = dout; task._dq = dq; task._dk = dk; task._dv = dv;
             WorkerPool.Run(count, task);
@@ -77,9 +83,12 @@ public sealed unsafe partial class CpuBackend
             ref readonly var l = ref _layout;
             if (_forward)
             {
+                // Part p of a head takes query blocks [p·blocks/parts, (p+1)·blocks/parts).
                 int queryBlocks = (l.Tq + QueryBlock - 1) / QueryBlock;
-                int head = item / queryBlocks, block = item % queryBlocks;
-                AttentionForwardBlock<V>(l, head / l.Heads, head % l.Heads, block * QueryBlock, _q, _k, _v, _o, _lse);
+                int head = item / _partsPerHead, part = item % _partsPerHead;
+                int first = part * queryBlocks / _partsPerHead, end = (part + 1) * queryBlocks / _partsPerHead;
+                AttentionForwardQueries<V>(l, head / l.Heads, head % l.Heads, first * QueryBlock, Math.Min(l.Tq, end * QueryBlock),
+                    _q, _k, _v, _o, _lse);
             }
             else AttentionBackwardHead<V>(l, item / l.Heads, item % l.Heads, _q, _k, _v, _o, _lse, _dout, _dq, _dk, _dv);
         }
@@ -87,42 +96,58 @@ public sealed unsafe partial class CpuBackend
 
     // ---------------------------------------------------------------- forward
 
-    private static void AttentionForwardBlock<V>(in AttentionLayout l, int b, int h, int i0, float* q, float* k, float* v, float* o, float* lse)
-        where V : struct, IVec<V>
+    /// <summary>Queries [i0, i1) of head (b, h): Kᵀ and V of every key they see packed once, then query block by query block.</summary>
+    private static void AttentionForwardQueries<V>(in AttentionLayout l, int b, int h, int i0, int i1, float* q, float* k, float* v,
+        float* o, float* lse) where V : struct, IVec<V>
     {
-        int D = l.HeadDim, Dp = PaddedHeadDim(D), rows = Math.Min(QueryBlock, l.Tq - i0), rows4 = RoundUp(rows, 4);
-        long qFloats = (long)QueryBlock * Dp, kFloats = (long)KeyBlock * Dp, sFloats = (long)QueryBlock * KeyBlock;
+        int D = l.HeadDim, Dp = PaddedHeadDim(D);
+        int keys = l.VisibleKeys(i1 - 1), keysWide = RoundUp(Math.Max(keys, 1), ForwardKeyBlock);
+        long qFloats = (long)QueryBlock * Dp, kFloats = (long)keysWide * Dp, sFloats = (long)QueryBlock * ForwardKeyBlock;
         float* queries = ThreadScratch.Floats(2 * qFloats + 2 * kFloats + sFloats + 2 * QueryBlock);
         float* keysT = queries + qFloats, values = keysT + kFloats, scores = values + kFloats, acc = scores + sFloats;
         float* rowMax = acc + qFloats, rowSum = rowMax + QueryBlock;
+        PackTransposed(l.K, b, h, 0, keys, keysWide, keysWide, D, k, keysT);
+        PackRows(l.V, b, h, 0, keys, keys, D, Dp, v, 1f, values);
+        for (int block = i0; block < i1; block += QueryBlock)
+            AttentionForwardBlock<V>(l, b, h, block, Math.Min(QueryBlock, i1 - block), q, o, lse, keysT, keysWide, values,
+                queries, scores, acc, rowMax, rowSum);
+    }
 
+    /// <summary>One block of <paramref name="rows"/> queries from <paramref name="i0"/> against the packed keys and values.</summary>
+    private static void AttentionForwardBlock<V>(in AttentionLayout l, int b, int h, int i0, int rows, float* q, float* o, float* lse,
+        float* keysT, int keysStride, float* values, float* queries, float* scores, float* acc, float* rowMax, float* rowSum)
+        where V : struct, IVec<V>
+    {
+        int D = l.HeadDim, Dp = PaddedHeadDim(D), rows4 = RoundUp(rows, 4);
         PackRows(l.Q, b, h, i0, rows, rows4, D, Dp, q, l.Scale, queries);
         new Span<float>(acc, rows4 * Dp).Clear();
         for (int i = 0; i < rows; i++) { rowMax[i] = float.NegativeInfinity; rowSum[i] = 0; }
 
         int keyEnd = l.VisibleKeys(i0 + rows - 1);
-        for (int j0 = 0; j0 < keyEnd; j0 += KeyBlock)
+        for (int j0 = 0; j0 < keyEnd; j0 += ForwardKeyBlock)
         {
-            int kn = Math.Min(KeyBlock, keyEnd - j0), kWide = RoundUp(kn, 2 * V.Count);
-            PackTransposed(l.K, b, h, j0, kn, kWide, D, k, keysT);
-            PackRows(l.V, b, h, j0, kn, kn, D, Dp, v, 1f, values);
-            ScoreTiles<V>(queries, Dp, keysT, scores, rows4, kWide, D);
+            int kn = Math.Min(ForwardKeyBlock, keyEnd - j0), kWide = RoundUp(kn, 2 * V.Count);
+            ScoreTiles<V>(queries, Dp, keysT + j0, keysStride, scores, ForwardKeyBlock, rows4, kWide, D);
             for (int i = 0; i < rows; i++)
             {
-                float* s = scores + (long)i * KeyBlock;
+                float* s = scores + (long)i * ForwardKeyBlock;
                 int visible = Math.Clamp(l.VisibleKeys(i0 + i) - j0, 0, kn);
                 if (visible == 0) { new Span<float>(s, kn).Clear(); continue; }
                 float m = MathF.Max(rowMax[i], RowMax<V>(s, visible));
-                float rescale = MathF.Exp(rowMax[i] - m); // 0 on the first block: exp(-∞)
-                float sum = ExpRow<V>(s, visible, m);
-                new Span<float>(s + visible, kn - visible).Clear();
-                rowSum[i] = rowSum[i] * rescale + sum;
-                rowMax[i] = m;
-                if (rescale != 1f) ScaleRow<V>(acc + (long)i * Dp, rescale, Dp);
+                if (m > rowMax[i])
+                {
+                    // A new maximum: rescale what was summed so far (by 0 on the first block: exp(-∞)).
+                    float rescale = MathF.Exp(rowMax[i] - m);
+                    rowSum[i] *= rescale;
+                    ScaleRow<V>(acc + (long)i * Dp, rescale, Dp);
+                    rowMax[i] = m;
+                }
+                rowSum[i] += ExpRow<V>(s, visible, m);
+                if (visible < kn) new Span<float>(s + visible, kn - visible).Clear();
             }
             // Padding rows of the query block multiply zeros: give them zero probabilities.
-            new Span<float>(scores + (long)rows * KeyBlock, (rows4 - rows) * KeyBlock).Clear();
-            ProductTiles<V>(scores, KeyBlock, values, acc, rows4, kn, Dp);
+            new Span<float>(scores + (long)rows * ForwardKeyBlock, (rows4 - rows) * ForwardKeyBlock).Clear();
+            ProductTiles<V>(scores, ForwardKeyBlock, values + (long)j0 * Dp, acc, rows4, kn, Dp);
         }
 
         for (int i = 0; i < rows; i++)
@@ -148,7 +173,7 @@ public sealed unsafe partial class CpuBackend
         float* dout, float* dq, float* dk, float* dv) where V : struct, IVec<V>
     {
         int D = l.HeadDim, Dp = PaddedHeadDim(D), Tq4 = RoundUp(l.Tq, 4);
-        long headFloats = (long)Tq4 * Dp, kFloats = (long)KeyBlock * Dp, sFloats = (long)QueryBlock * KeyBlock;
+        long headFloats = (long)Tq4 * Dp, kFloats = (long)BackwardKeyBlock * Dp, sFloats = (long)QueryBlock * BackwardKeyBlock;
         float* queries = ThreadScratch.Floats(3 * headFloats + ThreadScratch.Aligned(l.Tq) + 5 * kFloats + 2 * sFloats);
         float* gradOut = queries + headFloats, gradQ = gradOut + headFloats, delta = gradQ + headFloats;
         float* keysT = delta + ThreadScratch.Aligned(l.Tq), keys = keysT + kFloats, valuesT = keys + kFloats;
@@ -162,12 +187,12 @@ public sealed unsafe partial class CpuBackend
             delta[i] = Dot<V>(dout + l.O.Of(b, h, i), o + l.O.Of(b, h, i), D);
         float* headLse = lse + ((long)b * l.Heads + h) * l.Tq;
 
-        for (int j0 = 0; j0 < l.Tk; j0 += KeyBlock)
+        for (int j0 = 0; j0 < l.Tk; j0 += BackwardKeyBlock)
         {
-            int kn = Math.Min(KeyBlock, l.Tk - j0), kWide = RoundUp(kn, 2 * V.Count), kn4 = RoundUp(kn, 4);
-            PackTransposed(l.K, b, h, j0, kn, kWide, D, k, keysT);
+            int kn = Math.Min(BackwardKeyBlock, l.Tk - j0), kWide = RoundUp(kn, 2 * V.Count), kn4 = RoundUp(kn, 4);
+            PackTransposed(l.K, b, h, j0, kn, kWide, BackwardKeyBlock, D, k, keysT);
             PackRows(l.K, b, h, j0, kn, kn, D, Dp, k, 1f, keys);
-            PackTransposed(l.V, b, h, j0, kn, kWide, D, v, valuesT);
+            PackTransposed(l.V, b, h, j0, kn, kWide, BackwardKeyBlock, D, v, valuesT);
             new Span<float>(gradK, kn4 * Dp).Clear();
             new Span<float>(gradV, kn4 * Dp).Clear();
             // From the first query that sees key j0 (all of them without a mask), rounded down to the 4-row tiles of
@@ -177,19 +202,19 @@ public sealed unsafe partial class CpuBackend
             {
                 int rows = Math.Min(QueryBlock, l.Tq - i0), rows4 = RoundUp(rows, 4);
                 float* qBlock = queries + (long)i0 * Dp, doBlock = gradOut + (long)i0 * Dp;
-                ScoreTiles<V>(qBlock, Dp, keysT, probs, rows4, kWide, D);
-                ScoreTiles<V>(doBlock, Dp, valuesT, gradS, rows4, kWide, D);
+                ScoreTiles<V>(qBlock, Dp, keysT, BackwardKeyBlock, probs, BackwardKeyBlock, rows4, kWide, D);
+                ScoreTiles<V>(doBlock, Dp, valuesT, BackwardKeyBlock, gradS, BackwardKeyBlock, rows4, kWide, D);
                 for (int i = 0; i < rows4; i++)
                 {
-                    float* p = probs + (long)i * KeyBlock, ds = gradS + (long)i * KeyBlock;
+                    float* p = probs + (long)i * BackwardKeyBlock, ds = gradS + (long)i * BackwardKeyBlock;
                     int visible = i < rows ? Math.Clamp(l.VisibleKeys(i0 + i) - j0, 0, kn) : 0;
                     if (visible > 0) ProbabilitiesAndScoreGradients<V>(p, ds, visible, headLse[i0 + i], delta[i0 + i]);
                     new Span<float>(p + visible, kn4 - visible).Clear();
                     new Span<float>(ds + visible, kn4 - visible).Clear();
                 }
-                TransposedProductTiles<V>(probs, KeyBlock, doBlock, gradV, rows, kn4, Dp);   // dV += Pᵀ·dO
-                TransposedProductTiles<V>(gradS, KeyBlock, qBlock, gradK, rows, kn4, Dp);    // dK += dSᵀ·(scale·Q)
-                ProductTiles<V>(gradS, KeyBlock, keys, gradQ + (long)i0 * Dp, rows4, kn, Dp); // dQ += dS·K
+                TransposedProductTiles<V>(probs, BackwardKeyBlock, doBlock, gradV, rows, kn4, Dp);   // dV += Pᵀ·dO
+                TransposedProductTiles<V>(gradS, BackwardKeyBlock, qBlock, gradK, rows, kn4, Dp);    // dK += dSᵀ·(scale·Q)
+                ProductTiles<V>(gradS, BackwardKeyBlock, keys, gradQ + (long)i0 * Dp, rows4, kn, Dp); // dQ += dS·K
             }
             for (int j = 0; j < kn; j++)
             {
@@ -212,7 +237,7 @@ public sealed unsafe partial class CpuBackend
         var dv = V.Splat(delta);
         for (; j + V.Count <= n; j += V.Count)
         {
-            var pv = V.Exp(V.Load(p + j) - lv);
+            var pv = FastExp.Exp(V.Load(p + j) - lv);
             V.Store(p + j, pv);
             V.Store(ds + j, pv * (V.Load(ds + j) - dv));
         }
@@ -240,9 +265,9 @@ public sealed unsafe partial class CpuBackend
         new Span<float>(dst + (long)count * Dp, (rowsOut - count) * Dp).Clear();
     }
 
-    /// <summary>Rows [t0, t0 + count) of one head transposed into dst (D × KeyBlock, keys contiguous); columns from
-    /// count to <paramref name="width"/> are zero.</summary>
-    private static void PackTransposed(RowStrides strides, int b, int h, int t0, int count, int width, int D, float* src, float* dst)
+    /// <summary>Rows [t0, t0 + count) of one head transposed into dst (D rows of <paramref name="stride"/> floats, keys
+    /// contiguous); columns from count to <paramref name="width"/> are zero.</summary>
+    private static void PackTransposed(RowStrides strides, int b, int h, int t0, int count, int width, int stride, int D, float* src, float* dst)
     {
         // Four source rows at a time: each pass over d writes four neighbouring floats of a destination row.
         int t = 0;
@@ -252,24 +277,24 @@ public sealed unsafe partial class CpuBackend
             float* r2 = src + strides.Of(b, h, t0 + t + 2), r3 = src + strides.Of(b, h, t0 + t + 3);
             for (int d = 0; d < D; d++)
             {
-                float* to = dst + (long)d * KeyBlock + t;
+                float* to = dst + (long)d * stride + t;
                 to[0] = r0[d]; to[1] = r1[d]; to[2] = r2[d]; to[3] = r3[d];
             }
         }
         for (; t < count; t++)
         {
             float* from = src + strides.Of(b, h, t0 + t);
-            for (int d = 0; d < D; d++) dst[(long)d * KeyBlock + t] = from[d];
+            for (int d = 0; d < D; d++) dst[(long)d * stride + t] = from[d];
         }
         if (width > count)
-            for (int d = 0; d < D; d++) new Span<float>(dst + (long)d * KeyBlock + count, width - count).Clear();
+            for (int d = 0; d < D; d++) new Span<float>(dst + (long)d * stride + count, width - count).Clear();
     }
 
     // ---------------------------------------------------------------- register-tiled block products
 
-    /// <summary>C (rows × cols, row stride KeyBlock) = A (rows × depth, row stride lda) · Bᵀ, where bt holds Bᵀ as
-    /// depth × KeyBlock. rows is a multiple of 4 and cols of 2 vectors: tiles of 4 rows × 2 vectors.</summary>
-    private static void ScoreTiles<V>(float* a, int lda, float* bt, float* c, int rows, int cols, int depth) where V : struct, IVec<V>
+    /// <summary>C (rows × cols, row stride ldc) = A (rows × depth, row stride lda) · Bᵀ, where bt holds Bᵀ as depth rows
+    /// of ldb floats. rows is a multiple of 4 and cols of 2 vectors: tiles of 4 rows × 2 vectors.</summary>
+    private static void ScoreTiles<V>(float* a, int lda, float* bt, int ldb, float* c, int ldc, int rows, int cols, int depth) where V : struct, IVec<V>
     {
         int w = V.Count;
         for (int i = 0; i < rows; i += 4)
@@ -279,7 +304,7 @@ public sealed unsafe partial class CpuBackend
             {
                 V c00 = V.Splat(0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
                 float* bp = bt + j;
-                for (int d = 0; d < depth; d++, bp += KeyBlock)
+                for (int d = 0; d < depth; d++, bp += ldb)
                 {
                     var b0 = V.Load(bp);
                     var b1 = V.Load(bp + w);
@@ -288,10 +313,10 @@ public sealed unsafe partial class CpuBackend
                     x = V.Splat(a2[d]); c20 = V.Fma(x, b0, c20); c21 = V.Fma(x, b1, c21);
                     x = V.Splat(a3[d]); c30 = V.Fma(x, b0, c30); c31 = V.Fma(x, b1, c31);
                 }
-                float* cp = c + (long)i * KeyBlock + j;
-                V.Store(cp, c00); V.Store(cp + w, c01); cp += KeyBlock;
-                V.Store(cp, c10); V.Store(cp + w, c11); cp += KeyBlock;
-                V.Store(cp, c20); V.Store(cp + w, c21); cp += KeyBlock;
+                float* cp = c + (long)i * ldc + j;
+                V.Store(cp, c00); V.Store(cp + w, c01); cp += ldc;
+                V.Store(cp, c10); V.Store(cp + w, c11); cp += ldc;
+                V.Store(cp, c20); V.Store(cp + w, c21); cp += ldc;
                 V.Store(cp, c30); V.Store(cp + w, c31);
             }
         }
@@ -408,7 +433,7 @@ public sealed unsafe partial class CpuBackend
         int j = 0;
         for (; j + V.Count <= n; j += V.Count)
         {
-            var e = V.Exp(V.Load(s + j) - m);
+            var e = FastExp.Exp(V.Load(s + j) - m);
             V.Store(s + j, e);
             sum += e;
         }
