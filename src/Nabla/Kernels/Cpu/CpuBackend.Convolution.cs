@@ -266,32 +266,64 @@ public sealed unsafe partial class CpuBackend
             float* wo = w + (long)o * taps;
             float b = bias == null ? 0f : bias[o];
             float* yPlane = y + ((long)n * g.OutChannels + o) * OH * OW;
-            for (int oh = 0; oh < OH; oh++)
+            long rowStep = (long)g.StrideH * p.RowStride;
+            int oh = 0;
+            for (; oh + 4 <= OH; oh += 4)
             {
-                float* rowBase = padded + (long)oh * g.StrideH * p.RowStride, yRow = yPlane + (long)oh * OW;
-                int ow = DepthwiseRow<V>(rowBase, tap, wo, taps, b, yRow, 0, OW);
-                if (V.Count > V256.Count) ow = DepthwiseRow<V256>(rowBase, tap, wo, taps, b, yRow, ow, OW);
-                DepthwiseRow<V1>(rowBase, tap, wo, taps, b, yRow, ow, OW);
+                float* rowBase = padded + oh * rowStep, yRow = yPlane + (long)oh * OW;
+                int ow = DepthwiseRows<V>(4, rowBase, rowStep, tap, wo, taps, b, yRow, OW, 0, OW);
+                if (V.Count > V256.Count) ow = DepthwiseRows<V256>(4, rowBase, rowStep, tap, wo, taps, b, yRow, OW, ow, OW);
+                DepthwiseRows<V1>(4, rowBase, rowStep, tap, wo, taps, b, yRow, OW, ow, OW);
+            }
+            for (; oh < OH; oh++)
+            {
+                float* rowBase = padded + oh * rowStep, yRow = yPlane + (long)oh * OW;
+                int ow = DepthwiseRows<V>(1, rowBase, rowStep, tap, wo, taps, b, yRow, OW, 0, OW);
+                if (V.Count > V256.Count) ow = DepthwiseRows<V256>(1, rowBase, rowStep, tap, wo, taps, b, yRow, OW, ow, OW);
+                DepthwiseRows<V1>(1, rowBase, rowStep, tap, wo, taps, b, yRow, OW, ow, OW);
             }
         }
     }
 
-    private static int DepthwiseRow<V>(float* rowBase, int* tap, float* w, int taps, float bias, float* y, int ow, int end) where V : struct, IVec<V>
+    /// <summary>Outputs [ow, end) of <paramref name="rows"/> (4 or 1) consecutive output rows. Four rows at a time, each
+    /// broadcast weight serves four multiply-adds, and the four sums are independent chains.</summary>
+    private static int DepthwiseRows<V>(int rows, float* rowBase, long rowStep, int* tap, float* w, int taps, float bias,
+        float* y, int yStride, int ow, int end) where V : struct, IVec<V>
     {
         for (; ow + V.Count <= end; ow += V.Count)
         {
-            // Four partial sums: one chain of dependent multiply-adds per tap would wait on each one's latency.
-            V acc0 = V.Splat(bias), acc1 = V.Splat(0f), acc2 = acc1, acc3 = acc1;
-            int t = 0;
-            for (; t + 4 <= taps; t += 4)
+            float* r0 = rowBase + ow;
+            if (rows == 4)
             {
-                acc0 = V.Fma(V.Splat(w[t]), V.Load(rowBase + tap[t] + ow), acc0);
-                acc1 = V.Fma(V.Splat(w[t + 1]), V.Load(rowBase + tap[t + 1] + ow), acc1);
-                acc2 = V.Fma(V.Splat(w[t + 2]), V.Load(rowBase + tap[t + 2] + ow), acc2);
-                acc3 = V.Fma(V.Splat(w[t + 3]), V.Load(rowBase + tap[t + 3] + ow), acc3);
+                float* r1 = r0 + rowStep, r2 = r1 + rowStep, r3 = r2 + rowStep;
+                V a0 = V.Splat(bias), a1 = a0, a2 = a0, a3 = a0;
+                for (int t = 0; t < taps; t++)
+                {
+                    var wt = V.Splat(w[t]);
+                    int at = tap[t];
+                    a0 = V.Fma(wt, V.Load(r0 + at), a0);
+                    a1 = V.Fma(wt, V.Load(r1 + at), a1);
+                    a2 = V.Fma(wt, V.Load(r2 + at), a2);
+                    a3 = V.Fma(wt, V.Load(r3 + at), a3);
+                }
+                V.Store(y + ow, a0);
+                V.Store(y + yStride + ow, a1);
+                V.Store(y + 2 * yStride + ow, a2);
+                V.Store(y + 3 * yStride + ow, a3);
             }
-            for (; t < taps; t++) acc0 = V.Fma(V.Splat(w[t]), V.Load(rowBase + tap[t] + ow), acc0);
-            V.Store(y + ow, (acc0 + acc1) + (acc2 + acc3));
+            else
+            {
+                // Two partial sums: a single chain would wait on each multiply-add's latency.
+                V a0 = V.Splat(bias), a1 = V.Splat(0f);
+                int t = 0;
+                for (; t + 2 <= taps; t += 2)
+                {
+                    a0 = V.Fma(V.Splat(w[t]), V.Load(r0 + tap[t]), a0);
+                    a1 = V.Fma(V.Splat(w[t + 1]), V.Load(r0 + tap[t + 1]), a1);
+                }
+                if (t < taps) a0 = V.Fma(V.Splat(w[t]), V.Load(r0 + tap[t]), a0);
+                V.Store(y + ow, a0 + a1);
+            }
         }
         return ow;
     }
@@ -308,25 +340,29 @@ public sealed unsafe partial class CpuBackend
         int* shift = stackalloc int[KW];
         int left = TapPhases(g, p, byPhase, phaseStart, shift);
 
+        // Four zero-padded dy rows: output rows are taken four at a time, like the forward.
         long rowFloats = ThreadScratch.Aligned(left + p.PhaseLength + 16);
-        float* acc = ThreadScratch.Floats(p.Floats + rowFloats);
-        float* dyRow = acc + ThreadScratch.Aligned(p.Floats) + left;
-        new Span<float>(acc, (int)(ThreadScratch.Aligned(p.Floats) + rowFloats)).Clear();
+        float* acc = ThreadScratch.Floats(p.Floats + 4 * rowFloats);
+        float* dyRows = acc + ThreadScratch.Aligned(p.Floats) + left;
+        new Span<float>(acc, (int)(ThreadScratch.Aligned(p.Floats) + 4 * rowFloats)).Clear();
+        long rowStep = (long)g.StrideH * p.RowStride;
         int n = plane / g.Channels, c = plane % g.Channels;
         for (int m = 0; m < multiplier; m++)
         {
             int o = c * multiplier + m;
             float* dyPlane = dy + ((long)n * g.OutChannels + o) * OH * OW;
-            for (int oh = 0; oh < OH; oh++)
+            for (int oh = 0; oh < OH; oh += OH - oh >= 4 ? 4 : 1)
             {
-                Buffer.MemoryCopy(dyPlane + (long)oh * OW, dyRow, OW * 4L, OW * 4L);
+                int rows = OH - oh >= 4 ? 4 : 1;
+                for (int k = 0; k < rows; k++)
+                    Buffer.MemoryCopy(dyPlane + (long)(oh + k) * OW, dyRows + k * rowFloats, OW * 4L, OW * 4L);
                 for (int i = 0; i < g.KernelH; i++)
                 {
-                    float* row = acc + (long)(oh * g.StrideH + i * g.DilationH) * p.RowStride;
+                    float* row = acc + (oh * rowStep + (long)i * g.DilationH * p.RowStride);
                     float* wRow = w + ((long)o * g.KernelH + i) * KW;
                     for (int phase = 0; phase < p.Stride; phase++)
-                        GatherRow<V>(row + phase * p.PhaseLength, p.PhaseLength, dyRow, wRow, byPhase + phaseStart[phase],
-                            phaseStart[phase + 1] - phaseStart[phase], shift);
+                        GatherRows<V>(rows, row + phase * p.PhaseLength, rowStep, p.PhaseLength, dyRows, rowFloats, wRow,
+                            byPhase + phaseStart[phase], phaseStart[phase + 1] - phaseStart[phase], shift);
                 }
             }
         }
@@ -349,19 +385,39 @@ public sealed unsafe partial class CpuBackend
         return (g.KernelW - 1) * g.DilationW / p.Stride;
     }
 
-    /// <summary>out[k] += Σ over the listed taps j of w[j]·src[k - shift[j]], for k in [0, length) (a multiple of 16).</summary>
-    private static void GatherRow<V>(float* output, int length, float* src, float* w, int* taps, int count, int* shift) where V : struct, IVec<V>
+    /// <summary>For <paramref name="rows"/> (4 or 1) rows r, <paramref name="rowStep"/> apart in output and srcStep apart in
+    /// src: out_r[k] += Σ over the listed taps j of w[j]·src_r[k - shift[j]], for k in [0, length) (a multiple of 16).</summary>
+    private static void GatherRows<V>(int rows, float* output, long rowStep, int length, float* src, long srcStep, float* w,
+        int* taps, int count, int* shift) where V : struct, IVec<V>
     {
         if (count == 0) return;
         for (int k = 0; k < length; k += V.Count)
         {
-            var acc = V.Load(output + k);
+            float* o0 = output + k, s0 = src + k;
+            if (rows == 1)
+            {
+                var acc = V.Load(o0);
+                for (int t = 0; t < count; t++)
+                {
+                    int j = taps[t];
+                    acc = V.Fma(V.Splat(w[j]), V.Load(s0 - shift[j]), acc);
+                }
+                V.Store(o0, acc);
+                continue;
+            }
+            float* o1 = o0 + rowStep, o2 = o1 + rowStep, o3 = o2 + rowStep;
+            float* s1 = s0 + srcStep, s2 = s1 + srcStep, s3 = s2 + srcStep;
+            V a0 = V.Load(o0), a1 = V.Load(o1), a2 = V.Load(o2), a3 = V.Load(o3);
             for (int t = 0; t < count; t++)
             {
-                int j = taps[t];
-                acc = V.Fma(V.Splat(w[j]), V.Load(src + k - shift[j]), acc);
+                int j = taps[t], back = shift[j];
+                var wj = V.Splat(w[j]);
+                a0 = V.Fma(wj, V.Load(s0 - back), a0);
+                a1 = V.Fma(wj, V.Load(s1 - back), a1);
+                a2 = V.Fma(wj, V.Load(s2 - back), a2);
+                a3 = V.Fma(wj, V.Load(s3 - back), a3);
             }
-            V.Store(output + k, acc);
+            V.Store(o0, a0); V.Store(o1, a1); V.Store(o2, a2); V.Store(o3, a3);
         }
     }
 
@@ -384,12 +440,14 @@ public sealed unsafe partial class CpuBackend
             new Span<float>(accWide, (int)accFloats).Clear();
             Pad(g, p, x + ((long)n * g.Channels + c) * g.Height * g.Width, padded, 0f);
             float* dyPlane = dy + ((long)n * g.OutChannels + o) * OH * OW;
-            for (int oh = 0; oh < OH; oh++)
+            long rowStep = (long)g.StrideH * p.RowStride;
+            for (int oh = 0; oh < OH; oh += OH - oh >= 4 ? 4 : 1)
             {
-                float* rowBase = padded + (long)oh * g.StrideH * p.RowStride, dyRow = dyPlane + (long)oh * OW;
-                int ow = TapDotsRow<V>(accWide, rowBase, tap, taps, dyRow, 0, OW);
-                if (V.Count > V256.Count) ow = TapDotsRow<V256>(accHalf, rowBase, tap, taps, dyRow, ow, OW);
-                TapDotsRow<V1>(accScalar, rowBase, tap, taps, dyRow, ow, OW);
+                int rows = OH - oh >= 4 ? 4 : 1;
+                float* rowBase = padded + oh * rowStep, dyRow = dyPlane + (long)oh * OW;
+                int ow = TapDotsRows<V>(rows, accWide, rowBase, rowStep, tap, taps, dyRow, OW, 0, OW);
+                if (V.Count > V256.Count) ow = TapDotsRows<V256>(rows, accHalf, rowBase, rowStep, tap, taps, dyRow, OW, ow, OW);
+                TapDotsRows<V1>(rows, accScalar, rowBase, rowStep, tap, taps, dyRow, OW, ow, OW);
             }
             for (int t = 0; t < taps; t++)
             {
@@ -400,16 +458,32 @@ public sealed unsafe partial class CpuBackend
         for (int t = 0; t < taps; t++) dw[(long)o * taps + t] = (float)sums[t];
     }
 
-    /// <summary>For one output row: acc[t] += dy·(the inputs tap t read), lane by lane (acc holds taps vectors of V).</summary>
-    private static int TapDotsRow<V>(float* acc, float* rowBase, int* tap, int taps, float* dy, int ow, int end) where V : struct, IVec<V>
+    /// <summary>For <paramref name="rows"/> (4 or 1) consecutive output rows: acc[t] += Σ_rows dy·(the inputs tap t read),
+    /// lane by lane (acc holds taps vectors of V). The dy vectors stay in registers across the taps.</summary>
+    private static int TapDotsRows<V>(int rows, float* acc, float* rowBase, long rowStep, int* tap, int taps, float* dy, int dyStride,
+        int ow, int end) where V : struct, IVec<V>
     {
         for (; ow + V.Count <= end; ow += V.Count)
         {
-            var d = V.Load(dy + ow);
+            float* r0 = rowBase + ow;
+            var d0 = V.Load(dy + ow);
+            if (rows == 1)
+            {
+                for (int t = 0; t < taps; t++)
+                {
+                    float* a = acc + t * V.Count;
+                    V.Store(a, V.Fma(d0, V.Load(r0 + tap[t]), V.Load(a)));
+                }
+                continue;
+            }
+            V d1 = V.Load(dy + dyStride + ow), d2 = V.Load(dy + 2 * dyStride + ow), d3 = V.Load(dy + 3 * dyStride + ow);
+            float* r1 = r0 + rowStep, r2 = r1 + rowStep, r3 = r2 + rowStep;
             for (int t = 0; t < taps; t++)
             {
                 float* a = acc + t * V.Count;
-                V.Store(a, V.Fma(d, V.Load(rowBase + tap[t] + ow), V.Load(a)));
+                int at = tap[t];
+                var pair = V.Fma(d2, V.Load(r2 + at), d3 * V.Load(r3 + at));
+                V.Store(a, V.Fma(d0, V.Load(r0 + at), V.Fma(d1, V.Load(r1 + at), V.Load(a))) + pair);
             }
         }
         return ow;
@@ -554,7 +628,7 @@ public sealed unsafe partial class CpuBackend
             {
                 float* row = acc + (long)(oh * g.StrideH + i) * p.RowStride;
                 for (int phase = 0; phase < p.Stride; phase++)
-                    GatherRow<V>(row + phase * p.PhaseLength, p.PhaseLength, share, ones, byPhase + phaseStart[phase],
+                    GatherRows<V>(1, row + phase * p.PhaseLength, 0, p.PhaseLength, share, 0, ones, byPhase + phaseStart[phase],
                         phaseStart[phase + 1] - phaseStart[phase], shift);
             }
         }
