@@ -7,7 +7,8 @@ namespace Nabla.Tests.Ops;
 /// <summary>
 /// The tiled (flash-style) CPU attention kernel against the reference on the sizes where blocking goes wrong: one
 /// query, one short of, exactly, and one past a 64-row block, long sequences, odd head dimensions, fewer queries
-/// than keys, and interleaved (B, T, H, D) layouts, under each instruction set.
+/// than keys (and the row-at-a-time path for decoding), and interleaved (B, T, H, D) layouts, under each
+/// instruction set.
 /// </summary>
 public unsafe class AttentionKernelTests
 {
@@ -57,6 +58,8 @@ public unsafe class AttentionKernelTests
     [InlineData(1, 2, 5, 130, 64, true)]     // queries are the last 5 of 130 positions
     [InlineData(1, 1, 67, 130, 32, true)]    // query blocks that start mid key block
     [InlineData(2, 1, 3, 100, 33, false)]
+    [InlineData(1, 2, 7, 7, 16, true)]       // the most queries the row-at-a-time (decoding) path takes
+    [InlineData(1, 1, 5, 3, 8, true)]        // more queries than keys: the first two see nothing
     public void TiledKernelMatchesReference(int batch, int heads, int tq, int tk, int d, bool causal)
     {
         foreach (bool interleaved in new[] { false, true })

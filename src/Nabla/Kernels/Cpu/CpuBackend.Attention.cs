@@ -25,6 +25,10 @@ public sealed unsafe partial class CpuBackend
     /// <summary>Queries per forward task and per backward inner step.</summary>
     private const int QueryBlock = 64;
 
+    /// <summary>Below this many queries (decoding with a KV cache) the forward reads K and V rows as they lie: packing
+    /// Kᵀ would cost more than the few rows of arithmetic it speeds up.</summary>
+    private const int FewQueries = 8;
+
     /// <summary>Keys per block: multiples of two vectors of every width (the score tile is 2 vectors wide). The forward
     /// takes wide blocks, over which the per-row work of the online softmax (maximum, rescaling, sums) is spread; the
     /// backward narrower ones, which waste less on the masked half of the causal diagonal.</summary>
@@ -87,8 +91,11 @@ public sealed unsafe partial class CpuBackend
                 int queryBlocks = (l.Tq + QueryBlock - 1) / QueryBlock;
                 int head = item / _partsPerHead, part = item % _partsPerHead;
                 int first = part * queryBlocks / _partsPerHead, end = (part + 1) * queryBlocks / _partsPerHead;
-                AttentionForwardQueries<V>(l, head / l.Heads, head % l.Heads, first * QueryBlock, Math.Min(l.Tq, end * QueryBlock),
-                    _q, _k, _v, _o, _lse);
+                if (l.Tq < FewQueries)
+                    for (int i = 0; i < l.Tq; i++) AttentionForwardRow<V>(l, head / l.Heads, head % l.Heads, i, _q, _k, _v, _o, _lse);
+                else
+                    AttentionForwardQueries<V>(l, head / l.Heads, head % l.Heads, first * QueryBlock, Math.Min(l.Tq, end * QueryBlock),
+                        _q, _k, _v, _o, _lse);
             }
             else AttentionBackwardHead<V>(l, item / l.Heads, item % l.Heads, _q, _k, _v, _o, _lse, _dout, _dq, _dk, _dv);
         }
@@ -111,6 +118,50 @@ public sealed unsafe partial class CpuBackend
         for (int block = i0; block < i1; block += QueryBlock)
             AttentionForwardBlock<V>(l, b, h, block, Math.Min(QueryBlock, i1 - block), q, o, lse, keysT, keysWide, values,
                 queries, scores, acc, rowMax, rowSum);
+    }
+
+    /// <summary>Query i of head (b, h) on its own: scores by dot products with the key rows, softmax, then the weighted
+    /// sum of value rows four at a time.</summary>
+    private static void AttentionForwardRow<V>(in AttentionLayout l, int b, int h, int i, float* q, float* k, float* v, float* o, float* lse)
+        where V : struct, IVec<V>
+    {
+        int D = l.HeadDim, Dp = PaddedHeadDim(D), visible = l.VisibleKeys(i);
+        float* oi = o + l.O.Of(b, h, i);
+        long lseAt = ((long)b * l.Heads + h) * l.Tq + i;
+        if (visible == 0)
+        {
+            new Span<float>(oi, D).Clear();
+            lse[lseAt] = float.NegativeInfinity;
+            return;
+        }
+        float* query = ThreadScratch.Floats(2 * Dp + ThreadScratch.Aligned(visible + 3));
+        float* acc = query + Dp, scores = acc + Dp;
+        PackRows(l.Q, b, h, i, 1, 1, D, Dp, q, l.Scale, query);
+        for (int j = 0; j < visible; j++) scores[j] = Dot<V>(query, k + l.K.Of(b, h, j), D);
+        float max = RowMax<V>(scores, visible);
+        float sum = ExpRow<V>(scores, visible, max);
+        new Span<float>(acc, Dp).Clear();
+        int jj = 0;
+        for (; jj + 4 <= visible; jj += 4)
+            WeightedRows<V>(acc, Dp, scores + jj, v + l.V.Of(b, h, jj), v + l.V.Of(b, h, jj + 1), v + l.V.Of(b, h, jj + 2), v + l.V.Of(b, h, jj + 3), D);
+        for (; jj < visible; jj++)
+        {
+            float* vj = v + l.V.Of(b, h, jj);
+            for (int d = 0; d < D; d++) acc[d] += scores[jj] * vj[d];
+        }
+        float inverse = 1f / sum;
+        for (int d = 0; d < D; d++) oi[d] = acc[d] * inverse;
+        lse[lseAt] = max + MathF.Log(sum);
+    }
+
+    /// <summary>acc[d] += Σ_t p[t]·row_t[d] over four rows, for d below D (full vectors, then the tail one by one).</summary>
+    private static void WeightedRows<V>(float* acc, int Dp, float* p, float* r0, float* r1, float* r2, float* r3, int D) where V : struct, IVec<V>
+    {
+        V p0 = V.Splat(p[0]), p1 = V.Splat(p[1]), p2 = V.Splat(p[2]), p3 = V.Splat(p[3]);
+        int d = 0;
+        for (; d + V.Count <= D; d += V.Count)
+            V.Store(acc + d, V.Fma(p0, V.Load(r0 + d), V.Fma(p1, V.Load(r1 + d), V.Fma(p2, V.Load(r2 + d), V.Fma(p3, V.Load(r3 + d), V.Load(acc + d))))));
+        for (; d < D; d++) acc[d] += p[0] * r0[d] + p[1] * r1[d] + p[2] * r2[d] + p[3] * r3[d];
     }
 
     /// <summary>One block of <paramref name="rows"/> queries from <paramref name="i0"/> against the packed keys and values.</summary>
