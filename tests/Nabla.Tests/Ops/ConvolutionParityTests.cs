@@ -10,6 +10,7 @@ namespace Nabla.Tests.Ops;
 /// the gradients of input, weight and bias for a random upstream gradient, on the optimised and the reference
 /// backend. Tolerances are relative to each tensor's scale (see <see cref="Close"/>).
 /// </summary>
+[Collection(nameof(KernelSettingsCollection))]
 public class ConvolutionParityTests
 {
     private static readonly Lazy<(Dictionary<string, Tensor> Tensors, Dictionary<string, string> Metadata)> Fixture = new(() =>

@@ -8,7 +8,7 @@ namespace Nabla.Tests.Ops;
 /// parallel tasks are reused objects and their scratch is per-thread native memory. Measured on one thread
 /// (allocations are counted per thread), under each instruction set.
 /// </summary>
-[Collection(nameof(WorkerPoolThreadsCollection))]
+[Collection(nameof(KernelSettingsCollection))]
 public unsafe class KernelAllocationTests
 {
     private static readonly IKernelBackend Cpu = CpuBackend.Instance;
@@ -84,7 +84,3 @@ public unsafe class KernelAllocationTests
         Assert.Equal(0, bytes);
     }
 }
-
-/// <summary>Tests that change <see cref="WorkerPool.Threads"/> run one at a time.</summary>
-[CollectionDefinition(nameof(WorkerPoolThreadsCollection), DisableParallelization = true)]
-public sealed class WorkerPoolThreadsCollection;
