@@ -6,8 +6,10 @@ namespace Nabla.Kernels.Cpu;
 // explicit (zeros, or -∞ for max pooling) and its columns split by phase: padded column q goes to phase q mod
 // stride, slot q / stride. Then, for every window tap, the inputs of consecutive outputs of a row are consecutive
 // floats, whatever the stride and dilation, so every inner loop is a plain vector loop with no bounds checks.
-// Backward kernels scatter-add into such a padded plane and crop it at the end. Work is spread over planes (or
-// channels), which never write to each other's memory.
+// Backward kernels accumulate into such a padded plane — col2im adds each tap's rows in turn; the depthwise and
+// average-pool backwards gather, for each padded row, the taps that land in it — and crop it at the end. Work is
+// spread over planes (or channels), which never write to each other's memory; output rows are taken four at a
+// time where one broadcast weight can serve four multiply-adds.
 public sealed unsafe partial class CpuBackend
 {
     public void Col2Im(in Conv2dGeometry g, float* col, float* dx) =>
@@ -84,15 +86,10 @@ public sealed unsafe partial class CpuBackend
             float* y = null, int* index = null, bool flag = false, float* mean = null, float* rstd = null, float* dy = null, float* dw = null)
         {
             var task = _cached ??= new PlaneTask();
-            _cached = null; // a kernel that calls another kernel must not reuse this instance
-            try
-            {
-                (task._op, task._isa, task._g, task._flag) = (op, CpuFeatures.Effective, g, flag);
-                task._x = x; task._w = w; task._b = b; task._y = y; task._index = index;
-                task._mean = mean; task._rstd = rstd; task._dy = dy; task._dw = dw;
-                WorkerPool.Run(count, task);
-            }
-            finally { _cached = task; }
+            (task._op, task._isa, task._g, task._flag) = (op, CpuFeatures.Effective, g, flag);
+            task._x = x; task._w = w; task._b = b; task._y = y; task._index = index;
+            task._mean = mean; task._rstd = rstd; task._dy = dy; task._dw = dw;
+            WorkerPool.Run(count, task);
         }
 
         public void Execute(int item)
@@ -680,26 +677,26 @@ public sealed unsafe partial class CpuBackend
     {
         int spatial = g.Height;
         double sum = 0;
-        for (int n = 0; n < g.Batch; n++) sum += Sum<V>(x + ((long)n * g.Channels + c) * spatial, spatial, 0f);
+        for (int n = 0; n < g.Batch; n++) sum += Sum<V>(x + ((long)n * g.Channels + c) * spatial, spatial);
         double count = (double)g.Batch * spatial, m = sum / count, squares = 0;
         for (int n = 0; n < g.Batch; n++) squares += SquaredDeviations<V>(x + ((long)n * g.Channels + c) * spatial, spatial, (float)m);
         mean[c] = (float)m;
         variance[c] = (float)(squares / count);
     }
 
-    /// <summary>Σ (x[k] - shift) over [0, n).</summary>
-    private static float Sum<V>(float* x, int n, float shift) where V : struct, IVec<V>
+    /// <summary>Σ x[k] over [0, n).</summary>
+    private static float Sum<V>(float* x, int n) where V : struct, IVec<V>
     {
-        V acc0 = V.Splat(0f), acc1 = acc0, s = V.Splat(shift);
+        V acc0 = V.Splat(0f), acc1 = acc0;
         int k = 0;
         for (; k + 2 * V.Count <= n; k += 2 * V.Count)
         {
-            acc0 += V.Load(x + k) - s;
-            acc1 += V.Load(x + k + V.Count) - s;
+            acc0 += V.Load(x + k);
+            acc1 += V.Load(x + k + V.Count);
         }
-        for (; k + V.Count <= n; k += V.Count) acc0 += V.Load(x + k) - s;
+        for (; k + V.Count <= n; k += V.Count) acc0 += V.Load(x + k);
         float sum = V.SumAcross(acc0 + acc1);
-        for (; k < n; k++) sum += x[k] - shift;
+        for (; k < n; k++) sum += x[k];
         return sum;
     }
 
@@ -755,7 +752,7 @@ public sealed unsafe partial class CpuBackend
         for (int n = 0; n < g.Batch; n++)
         {
             long at = ((long)n * g.Channels + c) * spatial;
-            dySum += Sum<V>(dy + at, spatial, 0f);
+            dySum += Sum<V>(dy + at, spatial);
             dyCenteredSum += DotCentered<V>(dy + at, x + at, m, spatial);
         }
         if (dw != null) dw[c] = (float)(dyCenteredSum * r);
