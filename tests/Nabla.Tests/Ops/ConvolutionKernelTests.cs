@@ -249,6 +249,37 @@ public unsafe class ConvolutionKernelTests
         }
     }
 
+    /// <summary>A batch whose column matrix exceeds one chunk (3 images of 64 channels × 3×3 × 64×64 per chunk) gives
+    /// what the images give one at a time: outputs and input gradients image by image, the weight gradient summed.</summary>
+    [Fact]
+    public void Conv2dOverSeveralImageChunksEqualsOneImageAtATime()
+    {
+        var g = new Generator(13);
+        var x = Tensor.Randn(g, 4, 64, 64, 64).RequiresGrad_();
+        var w = Tensor.Randn(g, 2, 64, 3, 3).Mul(0.05f).RequiresGrad_();
+        var b = Tensor.Randn(g, 2).RequiresGrad_();
+        var dy = Tensor.Randn(g, 4, 2, 64, 64);
+        F.Conv2d(x, w, b, padding: 1).Backward(dy);
+        var (dx, dw, db) = (x.Grad!, w.Grad!, b.Grad!);
+        Tensor dwSum = Tensor.Zeros(w.Shape.ToArray()), dbSum = Tensor.Zeros(2);
+        for (int n = 0; n < 4; n++)
+        {
+            var xn = x.Detach().Narrow(0, n, 1).Contiguous().RequiresGrad_();
+            w.Grad = b.Grad = null;
+            var yn = F.Conv2d(xn, w, b, padding: 1);
+            yn.Backward(dy.Narrow(0, n, 1).Contiguous());
+            using (GradMode.NoGrad())
+            {
+                Close.Assert(yn, F.Conv2d(x.Detach(), w.Detach(), b.Detach(), padding: 1).Narrow(0, n, 1), 1e-6, $"y[{n}]");
+                Close.Assert(xn.Grad!, dx.Narrow(0, n, 1), 1e-6, $"dx[{n}]");
+                dwSum = dwSum.Add(w.Grad!);
+                dbSum = dbSum.Add(b.Grad!);
+            }
+        }
+        Close.Assert(dwSum, dw, 1e-5, "dw");
+        Close.Assert(dbSum, db, 1e-5, "db");
+    }
+
     /// <summary>Col2Im is the backward of the im2col patch view: the same numbers autograd gets by scattering the
     /// gradient back through pad → Unfold → Unfold.</summary>
     [Fact]
