@@ -191,10 +191,11 @@ public static class KernelBench
 
         public static Peer? TryStart(string? script, int threads)
         {
-            script ??= FindScript();
-            if (script == null || !File.Exists("/usr/bin/python3"))
+            // The bench project copies bench/*.py next to its binary.
+            script ??= Path.Combine(AppContext.BaseDirectory, "kernels_peer.py");
+            if (!File.Exists(script) || !File.Exists("/usr/bin/python3"))
             {
-                Console.Error.WriteLine("kernels bench: bench/kernels_peer.py or /usr/bin/python3 not found; running without PyTorch (--peer PATH to point at the script).");
+                Console.Error.WriteLine($"kernels bench: the PyTorch peer needs /usr/bin/python3 and {script} (--peer PATH); running without it.");
                 return null;
             }
             var process = Process.Start(new ProcessStartInfo("/usr/bin/python3", [script])
@@ -212,16 +213,6 @@ public static class KernelBench
                 return null;
             }
             return new Peer(process, $"PyTorch {version}, {torchThreads} torch threads, {blasThreads} OpenBLAS threads, oneDNN {onednn}");
-        }
-
-        private static string? FindScript()
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
-            {
-                var path = Path.Combine(dir.FullName, "bench", "kernels_peer.py");
-                if (File.Exists(path)) return path;
-            }
-            return null;
         }
 
         private static string Request(Case c, string contender) => c switch

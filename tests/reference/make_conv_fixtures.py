@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_mlp_fixture import write_safetensors  # noqa: E402
+from safetensors_io import write_safetensors  # noqa: E402
 
 CONV_CASES = {
     # name: input shape, weight shape, settings

@@ -10,7 +10,7 @@ namespace Nabla.Tests.Ops;
 /// than keys (and the row-at-a-time path for decoding), and interleaved (B, T, H, D) layouts, under each
 /// instruction set.
 /// </summary>
-[Collection(nameof(KernelSettingsCollection))]
+[Collection(Nabla.Tests.Kernels.KernelSettingsCollection.Name)]
 public unsafe class AttentionKernelTests
 {
     private static readonly Isa[] AllIsas = [Isa.Avx512, Isa.Avx2, Isa.Scalar];

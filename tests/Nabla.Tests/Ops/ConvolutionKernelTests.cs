@@ -9,7 +9,7 @@ namespace Nabla.Tests.Ops;
 /// The optimised convolution, pooling and batch-norm kernels against the reference kernels on random shapes
 /// (strides, paddings, dilations, odd widths that leave vector tails), under each instruction set.
 /// </summary>
-[Collection(nameof(KernelSettingsCollection))]
+[Collection(Nabla.Tests.Kernels.KernelSettingsCollection.Name)]
 public unsafe class ConvolutionKernelTests
 {
     public static TheoryData<Isa> Isas => new() { Isa.Avx512, Isa.Avx2, Isa.Scalar };

@@ -1,7 +1,9 @@
 using System.Text.Json;
 using Nabla.IO;
 using Nabla.Kernels;
+using Nabla.Kernels.Cpu;
 using Nabla.Kernels.Reference;
+using Nabla.NN;
 
 namespace Nabla.Tests.Ops;
 
@@ -10,7 +12,7 @@ namespace Nabla.Tests.Ops;
 /// the gradients of input, weight and bias for a random upstream gradient, on the optimised and the reference
 /// backend. Tolerances are relative to each tensor's scale (see <see cref="Close"/>).
 /// </summary>
-[Collection(nameof(KernelSettingsCollection))]
+[Collection(Nabla.Tests.Kernels.KernelSettingsCollection.Name)]
 public class ConvolutionParityTests
 {
     private static readonly Lazy<(Dictionary<string, Tensor> Tensors, Dictionary<string, string> Metadata)> Fixture = new(() =>
@@ -45,7 +47,7 @@ public class ConvolutionParityTests
     }
 
     private static IDisposable UseBackend(string backend) =>
-        Backend.Use(backend == "reference" ? ReferenceBackend.Instance : Kernels.Cpu.CpuBackend.Instance);
+        Backend.Use(backend == "reference" ? ReferenceBackend.Instance : CpuBackend.Instance);
 
     [Theory]
     [MemberData(nameof(ConvCases))]
@@ -98,7 +100,7 @@ public class ConvolutionParityTests
     {
         using var _ = UseBackend(backend);
         var settings = Settings(name);
-        var module = new NN.BatchNorm2d(3, eps: settings.GetProperty("eps").GetSingle(), momentum: settings.GetProperty("momentum").GetSingle());
+        var module = new BatchNorm2d(3, eps: settings.GetProperty("eps").GetSingle(), momentum: settings.GetProperty("momentum").GetSingle());
         module.LoadStateDict(new Dictionary<string, Tensor>
         {
             ["weight"] = Get(name + "/w"), ["bias"] = Get(name + "/b"),

@@ -8,7 +8,7 @@ namespace Nabla.Tests.Ops;
 /// parallel tasks are reused objects and their scratch is per-thread native memory. Measured on one thread
 /// (allocations are counted per thread), under each instruction set.
 /// </summary>
-[Collection(nameof(KernelSettingsCollection))]
+[Collection(Nabla.Tests.Kernels.KernelSettingsCollection.Name)]
 public unsafe class KernelAllocationTests
 {
     private static readonly IKernelBackend Cpu = CpuBackend.Instance;
