@@ -51,6 +51,24 @@ public sealed unsafe partial class CpuBackend
 
     private static int RoundUp(int n, int multiple) => (n + multiple - 1) / multiple * multiple;
 
+    /// <summary>
+    /// How many keys of a key block each row of a query block sees: row i sees the first Keys(i) of the block's
+    /// Limit keys. Without a mask that is all of them; with one it grows by one key per row. The block products use
+    /// it to skip tiles that lie wholly in the masked part of a diagonal block (about half of it).
+    /// </summary>
+    private readonly record struct KeyVisibility(int AtRow0, int Growth, int Limit)
+    {
+        /// <summary>For the block of queries from i0 and the <paramref name="keys"/> keys from j0 (query i sees keys
+        /// up to i + Tk - Tq under the mask).</summary>
+        public static KeyVisibility Of(in AttentionLayout l, int i0, int j0, int keys) =>
+            l.Causal ? new(i0 + l.Tk - l.Tq + 1 - j0, 1, keys) : new(keys, 0, keys);
+
+        public int Keys(int i) => Math.Clamp(AtRow0 + Growth * i, 0, Limit);
+
+        /// <summary>The first row that sees key <paramref name="key"/> of the block (rows before it see only earlier keys).</summary>
+        public int FirstRowSeeing(int key) => Growth == 0 ? 0 : Math.Max(0, key - AtRow0 + 1);
+    }
+
     /// <summary>One attention call's arguments, reused by every call from the same thread so calls allocate nothing.</summary>
     private sealed class AttentionTask : IParallelTask
     {
@@ -178,7 +196,8 @@ public sealed unsafe partial class CpuBackend
         for (int j0 = 0; j0 < keyEnd; j0 += ForwardKeyBlock)
         {
             int kn = Math.Min(ForwardKeyBlock, keyEnd - j0), kWide = RoundUp(kn, 2 * V.Count);
-            ScoreTiles<V>(queries, Dp, keysT + j0, keysStride, scores, ForwardKeyBlock, rows4, kWide, D);
+            var seen = KeyVisibility.Of(l, i0, j0, kn);
+            ScoreTiles<V>(queries, Dp, keysT + j0, keysStride, scores, ForwardKeyBlock, rows4, kWide, D, seen);
             for (int i = 0; i < rows; i++)
             {
                 float* s = scores + (long)i * ForwardKeyBlock;
@@ -198,7 +217,7 @@ public sealed unsafe partial class CpuBackend
             }
             // Padding rows of the query block multiply zeros: give them zero probabilities.
             new Span<float>(scores + (long)rows * ForwardKeyBlock, (rows4 - rows) * ForwardKeyBlock).Clear();
-            ProductTiles<V>(scores, ForwardKeyBlock, values + (long)j0 * Dp, acc, rows4, kn, Dp);
+            ProductTiles<V>(scores, ForwardKeyBlock, values + (long)j0 * Dp, acc, rows4, Dp, seen);
         }
 
         for (int i = 0; i < rows; i++)
@@ -253,8 +272,9 @@ public sealed unsafe partial class CpuBackend
             {
                 int rows = Math.Min(QueryBlock, l.Tq - i0), rows4 = RoundUp(rows, 4);
                 float* qBlock = queries + (long)i0 * Dp, doBlock = gradOut + (long)i0 * Dp;
-                ScoreTiles<V>(qBlock, Dp, keysT, BackwardKeyBlock, probs, BackwardKeyBlock, rows4, kWide, D);
-                ScoreTiles<V>(doBlock, Dp, valuesT, BackwardKeyBlock, gradS, BackwardKeyBlock, rows4, kWide, D);
+                var seen = KeyVisibility.Of(l, i0, j0, kn);
+                ScoreTiles<V>(qBlock, Dp, keysT, BackwardKeyBlock, probs, BackwardKeyBlock, rows4, kWide, D, seen);
+                ScoreTiles<V>(doBlock, Dp, valuesT, BackwardKeyBlock, gradS, BackwardKeyBlock, rows4, kWide, D, seen);
                 for (int i = 0; i < rows4; i++)
                 {
                     float* p = probs + (long)i * BackwardKeyBlock, ds = gradS + (long)i * BackwardKeyBlock;
@@ -263,9 +283,9 @@ public sealed unsafe partial class CpuBackend
                     new Span<float>(p + visible, kn4 - visible).Clear();
                     new Span<float>(ds + visible, kn4 - visible).Clear();
                 }
-                TransposedProductTiles<V>(probs, BackwardKeyBlock, doBlock, gradV, rows, kn4, Dp);   // dV += Pᵀ·dO
-                TransposedProductTiles<V>(gradS, BackwardKeyBlock, qBlock, gradK, rows, kn4, Dp);    // dK += dSᵀ·(scale·Q)
-                ProductTiles<V>(gradS, BackwardKeyBlock, keys, gradQ + (long)i0 * Dp, rows4, kn, Dp); // dQ += dS·K
+                TransposedProductTiles<V>(probs, BackwardKeyBlock, doBlock, gradV, rows, kn4, Dp, seen);   // dV += Pᵀ·dO
+                TransposedProductTiles<V>(gradS, BackwardKeyBlock, qBlock, gradK, rows, kn4, Dp, seen);    // dK += dSᵀ·(scale·Q)
+                ProductTiles<V>(gradS, BackwardKeyBlock, keys, gradQ + (long)i0 * Dp, rows4, Dp, seen);    // dQ += dS·K
             }
             for (int j = 0; j < kn; j++)
             {
@@ -344,14 +364,17 @@ public sealed unsafe partial class CpuBackend
     // ---------------------------------------------------------------- register-tiled block products
 
     /// <summary>C (rows × cols, row stride ldc) = A (rows × depth, row stride lda) · Bᵀ, where bt holds Bᵀ as depth rows
-    /// of ldb floats. rows is a multiple of 4 and cols of 2 vectors: tiles of 4 rows × 2 vectors.</summary>
-    private static void ScoreTiles<V>(float* a, int lda, float* bt, int ldb, float* c, int ldc, int rows, int cols, int depth) where V : struct, IVec<V>
+    /// of ldb floats. rows is a multiple of 4 and cols of 2 vectors: tiles of 4 rows × 2 vectors. Columns that no row
+    /// of a tile sees are left unwritten.</summary>
+    private static void ScoreTiles<V>(float* a, int lda, float* bt, int ldb, float* c, int ldc, int rows, int cols, int depth,
+        in KeyVisibility seen) where V : struct, IVec<V>
     {
         int w = V.Count;
         for (int i = 0; i < rows; i += 4)
         {
             float* a0 = a + (long)i * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-            for (int j = 0; j < cols; j += 2 * w)
+            int tileCols = Math.Min(cols, RoundUp(seen.Keys(i + 3), 2 * w));
+            for (int j = 0; j < tileCols; j += 2 * w)
             {
                 V c00 = V.Splat(0f), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
                 float* bp = bt + j;
@@ -373,13 +396,15 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    /// <summary>C (rows × Dp, row stride Dp) += P (rows × inner, row stride ldp) · B (inner × Dp). rows is a multiple
-    /// of 4, Dp of 16: tiles of 4 rows × 2 vectors, and 4 rows × 1 vector for the last vector of an odd count.</summary>
-    private static void ProductTiles<V>(float* p, int ldp, float* b, float* c, int rows, int inner, int Dp) where V : struct, IVec<V>
+    /// <summary>C (rows × Dp, row stride Dp) += P (rows × keys, row stride ldp) · B (keys × Dp), where a tile of rows
+    /// stops at the last key it sees (P is zero beyond). rows is a multiple of 4, Dp of 16: tiles of 4 rows × 2
+    /// vectors, and 4 rows × 1 vector for the last vector of an odd count.</summary>
+    private static void ProductTiles<V>(float* p, int ldp, float* b, float* c, int rows, int Dp, in KeyVisibility seen) where V : struct, IVec<V>
     {
         int w = V.Count;
         for (int i = 0; i < rows; i += 4)
         {
+            int inner = seen.Keys(i + 3);
             float* p0 = p + (long)i * ldp, p1 = p0 + ldp, p2 = p1 + ldp, p3 = p2 + ldp;
             float* c0 = c + (long)i * Dp, c1 = c0 + Dp, c2 = c1 + Dp, c3 = c2 + Dp;
             int d = 0;
@@ -417,21 +442,24 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    /// <summary>C (cols × Dp, row stride Dp) += Pᵀ·B for P (inner × cols, row stride ldp) and B (inner × Dp). cols is a
-    /// multiple of 4, Dp of 16: tiles of 4 rows of C × 2 vectors (or 1 for the last vector of an odd count).</summary>
-    private static void TransposedProductTiles<V>(float* p, int ldp, float* b, float* c, int inner, int cols, int Dp) where V : struct, IVec<V>
+    /// <summary>C (cols × Dp, row stride Dp) += Pᵀ·B for P (inner × cols, row stride ldp) and B (inner × Dp), where a
+    /// tile of keys starts at the first row that sees it (P is zero above). cols is a multiple of 4, Dp of 16: tiles of
+    /// 4 rows of C × 2 vectors (or 1 for the last vector of an odd count).</summary>
+    private static void TransposedProductTiles<V>(float* p, int ldp, float* b, float* c, int inner, int cols, int Dp, in KeyVisibility seen)
+        where V : struct, IVec<V>
     {
         int w = V.Count;
         for (int j = 0; j < cols; j += 4)
         {
+            int first = Math.Min(seen.FirstRowSeeing(j), inner);
             float* c0 = c + (long)j * Dp, c1 = c0 + Dp, c2 = c1 + Dp, c3 = c2 + Dp;
             int d = 0;
             for (; d + 2 * w <= Dp; d += 2 * w)
             {
                 V a00 = V.Load(c0 + d), a01 = V.Load(c0 + d + w), a10 = V.Load(c1 + d), a11 = V.Load(c1 + d + w);
                 V a20 = V.Load(c2 + d), a21 = V.Load(c2 + d + w), a30 = V.Load(c3 + d), a31 = V.Load(c3 + d + w);
-                float* pp = p + j, bp = b + d;
-                for (int t = 0; t < inner; t++, pp += ldp, bp += Dp)
+                float* pp = p + (long)first * ldp + j, bp = b + (long)first * Dp + d;
+                for (int t = first; t < inner; t++, pp += ldp, bp += Dp)
                 {
                     var b0 = V.Load(bp);
                     var b1 = V.Load(bp + w);
@@ -446,8 +474,8 @@ public sealed unsafe partial class CpuBackend
             for (; d < Dp; d += w)
             {
                 V a0 = V.Load(c0 + d), a1 = V.Load(c1 + d), a2 = V.Load(c2 + d), a3 = V.Load(c3 + d);
-                float* pp = p + j, bp = b + d;
-                for (int t = 0; t < inner; t++, pp += ldp, bp += Dp)
+                float* pp = p + (long)first * ldp + j, bp = b + (long)first * Dp + d;
+                for (int t = first; t < inner; t++, pp += ldp, bp += Dp)
                 {
                     var b0 = V.Load(bp);
                     a0 = V.Fma(V.Splat(pp[0]), b0, a0);
