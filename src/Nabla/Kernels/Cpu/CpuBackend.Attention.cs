@@ -1,4 +1,6 @@
+using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Nabla.Kernels.Cpu;
 
@@ -168,7 +170,7 @@ public sealed unsafe partial class CpuBackend
             for (int d = 0; d < D; d++) acc[d] += scores[jj] * vj[d];
         }
         float inverse = 1f / sum;
-        for (int d = 0; d < D; d++) oi[d] = acc[d] * inverse;
+        TensorPrimitives.Multiply(new ReadOnlySpan<float>(acc, D), inverse, new Span<float>(oi, D));
         lse[lseAt] = max + MathF.Log(sum);
     }
 
@@ -232,7 +234,7 @@ public sealed unsafe partial class CpuBackend
             }
             float inverse = 1f / rowSum[i];
             float* ai = acc + (long)i * Dp;
-            for (int d = 0; d < D; d++) oi[d] = ai[d] * inverse;
+            TensorPrimitives.Multiply(new ReadOnlySpan<float>(ai, D), inverse, new Span<float>(oi, D));
             lse[lseAt] = rowMax[i] + MathF.Log(rowSum[i]);
         }
     }
@@ -296,7 +298,7 @@ public sealed unsafe partial class CpuBackend
         for (int i = 0; i < l.Tq; i++)
         {
             float* dqi = dq + l.Q.Of(b, h, i), gi = gradQ + (long)i * Dp;
-            for (int d = 0; d < D; d++) dqi[d] = gi[d] * l.Scale;
+            TensorPrimitives.Multiply(new ReadOnlySpan<float>(gi, D), l.Scale, new Span<float>(dqi, D));
         }
     }
 
@@ -330,7 +332,7 @@ public sealed unsafe partial class CpuBackend
         {
             float* from = src + strides.Of(b, h, t0 + t), to = dst + (long)t * Dp;
             if (scale == 1f) Buffer.MemoryCopy(from, to, D * 4L, D * 4L);
-            else for (int d = 0; d < D; d++) to[d] = from[d] * scale;
+            else TensorPrimitives.Multiply(new ReadOnlySpan<float>(from, D), scale, new Span<float>(to, D));
             new Span<float>(to + D, Dp - D).Clear();
         }
         new Span<float>(dst + (long)count * Dp, (rowsOut - count) * Dp).Clear();
@@ -340,8 +342,18 @@ public sealed unsafe partial class CpuBackend
     /// contiguous); columns from count to <paramref name="width"/> are zero.</summary>
     private static void PackTransposed(RowStrides strides, int b, int h, int t0, int count, int width, int stride, int D, float* src, float* dst)
     {
-        // Four source rows at a time: each pass over d writes four neighbouring floats of a destination row.
         int t = 0;
+        if (CpuFeatures.UseAvx2)
+            for (; t + 8 <= count; t += 8)
+            {
+                float* r0 = src + strides.Of(b, h, t0 + t);
+                long rowStride = strides.T;
+                int d = 0;
+                for (; d + 8 <= D; d += 8) Transpose8x8(r0 + d, rowStride, dst + (long)d * stride + t, stride);
+                for (; d < D; d++)
+                    for (int k = 0; k < 8; k++) dst[(long)d * stride + t + k] = r0[k * rowStride + d];
+            }
+        // Four source rows at a time: each pass over d writes four neighbouring floats of a destination row.
         for (; t + 4 <= count; t += 4)
         {
             float* r0 = src + strides.Of(b, h, t0 + t), r1 = src + strides.Of(b, h, t0 + t + 1);
@@ -359,6 +371,32 @@ public sealed unsafe partial class CpuBackend
         }
         if (width > count)
             for (int d = 0; d < D; d++) new Span<float>(dst + (long)d * stride + count, width - count).Clear();
+    }
+
+    /// <summary>The 8 × 8 block at src (rows srcStride apart) transposed to dst (rows dstStride apart), in registers:
+    /// interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.</summary>
+    private static void Transpose8x8(float* src, long srcStride, float* dst, long dstStride)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + srcStride);
+        var r2 = Avx.LoadVector256(src + 2 * srcStride); var r3 = Avx.LoadVector256(src + 3 * srcStride);
+        var r4 = Avx.LoadVector256(src + 4 * srcStride); var r5 = Avx.LoadVector256(src + 5 * srcStride);
+        var r6 = Avx.LoadVector256(src + 6 * srcStride); var r7 = Avx.LoadVector256(src + 7 * srcStride);
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var u0 = Avx.Shuffle(t0, t2, 0x44); var u1 = Avx.Shuffle(t0, t2, 0xEE);
+        var u2 = Avx.Shuffle(t1, t3, 0x44); var u3 = Avx.Shuffle(t1, t3, 0xEE);
+        var u4 = Avx.Shuffle(t4, t6, 0x44); var u5 = Avx.Shuffle(t4, t6, 0xEE);
+        var u6 = Avx.Shuffle(t5, t7, 0x44); var u7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(u0, u4, 0x20));
+        Avx.Store(dst + dstStride, Avx.Permute2x128(u1, u5, 0x20));
+        Avx.Store(dst + 2 * dstStride, Avx.Permute2x128(u2, u6, 0x20));
+        Avx.Store(dst + 3 * dstStride, Avx.Permute2x128(u3, u7, 0x20));
+        Avx.Store(dst + 4 * dstStride, Avx.Permute2x128(u0, u4, 0x31));
+        Avx.Store(dst + 5 * dstStride, Avx.Permute2x128(u1, u5, 0x31));
+        Avx.Store(dst + 6 * dstStride, Avx.Permute2x128(u2, u6, 0x31));
+        Avx.Store(dst + 7 * dstStride, Avx.Permute2x128(u3, u7, 0x31));
     }
 
     // ---------------------------------------------------------------- register-tiled block products
