@@ -9,9 +9,10 @@ namespace Nabla.Kernels.Cpu;
 //
 // Forward, one task per (batch, head) — or per part of a head's query blocks when there are fewer heads than threads
 // can use: Kᵀ and V are packed once for the task, then for each query block and each block of keys,
-// S = (scale·Q)·Kᵀ, and an online softmax keeps for every query row the running maximum m, the running sum l of exp(s - m) and the output
-// accumulator, rescaled by exp(m_old - m_new) whenever the maximum grows; at the end o = acc / l and
-// lse = m + log l.
+// S = (scale·Q)·Kᵀ, and an online softmax keeps for every query row the running maximum m, the running sum l of
+// exp(s - m) and the output accumulator, rescaled by exp(m_old - m_new) whenever the maximum grows; at the end
+// o = acc / l and lse = m + log l. With fewer than 8 queries (decoding) each row is done on its own from the K and V
+// rows as they lie.
 //
 // Backward, one task per (batch, head), key blocks outermost (FlashAttention-2's order): for each pair of a key block
 // and a query block that sees it, the probabilities are recomputed from q, k and the saved lse, P = exp(S - lse), and
@@ -21,7 +22,8 @@ namespace Nabla.Kernels.Cpu;
 // The block products are small GEMMs written as register tiles over packed copies: Q, dO and K rows with the head
 // dimension padded to a multiple of 16 floats, and Kᵀ, Vᵀ with the keys contiguous, so scores are vectorised over
 // keys (broadcast one query element, multiply a vector of keys) and the P·V products over the head dimension. The
-// packing costs O(block·D) for O(block²·D) of arithmetic.
+// packing costs O(block·D) for O(block²·D) of arithmetic. Tiles wholly under the causal mask are skipped, and the
+// exponentials use FastExp (Vector512.Exp costs as much as a 64³ block product).
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Queries per forward task and per backward inner step.</summary>
@@ -111,11 +113,10 @@ public sealed unsafe partial class CpuBackend
                 int queryBlocks = (l.Tq + QueryBlock - 1) / QueryBlock;
                 int head = item / _partsPerHead, part = item % _partsPerHead;
                 int first = part * queryBlocks / _partsPerHead, end = (part + 1) * queryBlocks / _partsPerHead;
+                int i0 = first * QueryBlock, i1 = Math.Min(l.Tq, end * QueryBlock);
                 if (l.Tq < FewQueries)
-                    for (int i = 0; i < l.Tq; i++) AttentionForwardRow<V>(l, head / l.Heads, head % l.Heads, i, _q, _k, _v, _o, _lse);
-                else
-                    AttentionForwardQueries<V>(l, head / l.Heads, head % l.Heads, first * QueryBlock, Math.Min(l.Tq, end * QueryBlock),
-                        _q, _k, _v, _o, _lse);
+                    for (int i = i0; i < i1; i++) AttentionForwardRow<V>(l, head / l.Heads, head % l.Heads, i, _q, _k, _v, _o, _lse);
+                else AttentionForwardQueries<V>(l, head / l.Heads, head % l.Heads, i0, i1, _q, _k, _v, _o, _lse);
             }
             else AttentionBackwardHead<V>(l, item / l.Heads, item % l.Heads, _q, _k, _v, _o, _lse, _dout, _dq, _dk, _dv);
         }
