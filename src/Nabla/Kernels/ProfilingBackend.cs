@@ -87,4 +87,42 @@ public sealed unsafe class ProfilingBackend(IKernelBackend inner) : IKernelBacke
 
     public void AdamW(float* p, float* g, float* m, float* v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
     { using var _ = Time("AdamW"); inner.AdamW(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step); }
+
+    public void Col2Im(in Conv2dGeometry g, float* col, float* dx) { using var _ = Time("Col2Im"); inner.Col2Im(g, col, dx); }
+
+    public void DepthwiseConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
+    { using var _ = Time("DepthwiseConv2d"); inner.DepthwiseConv2d(g, x, w, bias, y); }
+
+    public void DepthwiseConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx)
+    { using var _ = Time("DepthwiseConv2d backward input"); inner.DepthwiseConv2dBackwardInput(g, dy, w, dx); }
+
+    public void DepthwiseConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw)
+    { using var _ = Time("DepthwiseConv2d backward weight"); inner.DepthwiseConv2dBackwardWeight(g, dy, x, dw); }
+
+    public void MaxPool2d(in Conv2dGeometry g, float* x, float* y, int* argmax) { using var _ = Time("MaxPool2d"); inner.MaxPool2d(g, x, y, argmax); }
+
+    public void MaxPool2dBackward(in Conv2dGeometry g, float* dy, int* argmax, float* dx)
+    { using var _ = Time("MaxPool2d backward"); inner.MaxPool2dBackward(g, dy, argmax, dx); }
+
+    public void AvgPool2d(in Conv2dGeometry g, bool countIncludePad, float* x, float* y)
+    { using var _ = Time("AvgPool2d"); inner.AvgPool2d(g, countIncludePad, x, y); }
+
+    public void AvgPool2dBackward(in Conv2dGeometry g, bool countIncludePad, float* dy, float* dx)
+    { using var _ = Time("AvgPool2d backward"); inner.AvgPool2dBackward(g, countIncludePad, dy, dx); }
+
+    public void AdaptiveAvgPool2d(int planes, int height, int width, int outHeight, int outWidth, float* x, float* y)
+    { using var _ = Time("AdaptiveAvgPool2d"); inner.AdaptiveAvgPool2d(planes, height, width, outHeight, outWidth, x, y); }
+
+    public void AdaptiveAvgPool2dBackward(int planes, int height, int width, int outHeight, int outWidth, float* dy, float* dx)
+    { using var _ = Time("AdaptiveAvgPool2d backward"); inner.AdaptiveAvgPool2dBackward(planes, height, width, outHeight, outWidth, dy, dx); }
+
+    public void BatchNormStatistics(float* x, float* mean, float* variance, int batch, int channels, int spatial)
+    { using var _ = Time("BatchNorm statistics"); inner.BatchNormStatistics(x, mean, variance, batch, channels, spatial); }
+
+    public void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* y, int batch, int channels, int spatial)
+    { using var _ = Time("BatchNorm"); inner.BatchNorm(x, mean, rstd, w, b, y, batch, channels, spatial); }
+
+    public void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* dx, float* dw, float* db,
+        int batch, int channels, int spatial, bool batchStatistics)
+    { using var _ = Time("BatchNorm backward"); inner.BatchNormBackward(dy, x, mean, rstd, w, dx, dw, db, batch, channels, spatial, batchStatistics); }
 }
