@@ -120,7 +120,8 @@ internal static unsafe class GemmBenchmark
     }
 
     /// <summary>
-    /// Measures a shape once a short FMA probe shows the machine fully available, probing again after every round. When other processes took more than --max-others percent of the
+    /// Measures a shape once other processes are quiet and a short FMA probe shows the machine fully available,
+    /// probing again after every round. When other processes took more than --max-others percent of the
     /// machine meanwhile, or a probe found less than 90% of the best FMA rate seen (the host taking a core away
     /// unseen), waits and measures again, up to --retries times, keeping the quietest attempt. Both sides (ours and
     /// PyTorch) always come from the same attempt. Returns the rows and the lowest probe.
@@ -131,6 +132,7 @@ internal static unsafe class GemmBenchmark
         (Result[] Rows, double Probe, double Badness)? quietest = null;
         for (int attempt = 0; attempt <= options.Retries; attempt++)
         {
+            WaitForQuiet(load, options.MaxOthersPercent, TimeSpan.FromSeconds(120));
             peaks[threads] = Math.Max(peaks[threads], FmaPeak.WaitForCapacity(threads, TimeSpan.FromSeconds(60)));
             var probes = new List<double> { FmaPeak.Measure(threads, 2_000_000, 3) };
             var rows = Measure(shape, threads, peer, load, options.Rounds, () => probes.Add(FmaPeak.Measure(threads, 2_000_000, 3))).ToArray();
@@ -144,6 +146,19 @@ internal static unsafe class GemmBenchmark
             Thread.Sleep(TimeSpan.FromSeconds(5));
         }
         return (quietest!.Value.Rows, quietest.Value.Probe);
+    }
+
+    /// <summary>Waits (up to <paramref name="timeout"/>) for a second in which other processes use at most
+    /// <paramref name="maxOthersPercent"/> of the machine.</summary>
+    private static void WaitForQuiet(MachineLoad load, double maxOthersPercent, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        do
+        {
+            load.Start();
+            Thread.Sleep(1000);
+        }
+        while (load.OthersPercent() > maxOthersPercent && clock.Elapsed < timeout);
     }
 
     private static IEnumerable<Result> Measure(GemmShape shape, int threads, TorchPeer? peer, MachineLoad load, int rounds, Action afterRound)
