@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Nabla.Kernels.Cpu;
 using Nabla.Kernels.Reference;
@@ -103,7 +104,9 @@ internal static unsafe class GemmBenchmark
                 fmaPeakGflops = peaks.ToDictionary(p => p.Key.ToString(), p => Math.Round(p.Value, 1)),
                 results,
             };
-            Console.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+            // Relaxed escaping keeps the × and · of the shape names readable.
+            var json = new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+            Console.WriteLine(JsonSerializer.Serialize(document, json));
             return;
         }
         Console.WriteLine($"Machine: {CpuModel()}, {Environment.ProcessorCount} cores; .NET {Environment.Version}; peer: {peer?.Description ?? "none"}");
