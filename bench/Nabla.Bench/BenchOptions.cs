@@ -8,7 +8,7 @@ internal sealed record BenchOptions(bool Json, int[] Threads, string Shapes, boo
         bool json = false, torch = true;
         int[] threads = [1, 2];
         string shapes = "all";
-        int rounds = 5, retries = 3;
+        int rounds = 5, retries = 6;
         double maxOthers = 10;
         for (int i = 0; i < args.Length; i++)
         {

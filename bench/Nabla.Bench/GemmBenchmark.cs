@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using System.Text.Encodings.Web;
 using System.Text.Json;
 using Nabla.Kernels.Cpu;
 using Nabla.Kernels.Reference;
@@ -103,7 +104,9 @@ internal static unsafe class GemmBenchmark
                 fmaPeakGflops = peaks.ToDictionary(p => p.Key.ToString(), p => Math.Round(p.Value, 1)),
                 results,
             };
-            Console.WriteLine(JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }));
+            // Relaxed escaping keeps the × and · of the shape names readable.
+            var json = new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+            Console.WriteLine(JsonSerializer.Serialize(document, json));
             return;
         }
         Console.WriteLine($"Machine: {CpuModel()}, {Environment.ProcessorCount} cores; .NET {Environment.Version}; peer: {peer?.Description ?? "none"}");
@@ -120,7 +123,8 @@ internal static unsafe class GemmBenchmark
     }
 
     /// <summary>
-    /// Measures a shape once a short FMA probe shows the machine fully available, probing again after every round. When other processes took more than --max-others percent of the
+    /// Measures a shape once other processes are quiet and a short FMA probe shows the machine fully available,
+    /// probing again after every round. When other processes took more than --max-others percent of the
     /// machine meanwhile, or a probe found less than 90% of the best FMA rate seen (the host taking a core away
     /// unseen), waits and measures again, up to --retries times, keeping the quietest attempt. Both sides (ours and
     /// PyTorch) always come from the same attempt. Returns the rows and the lowest probe.
@@ -131,6 +135,7 @@ internal static unsafe class GemmBenchmark
         (Result[] Rows, double Probe, double Badness)? quietest = null;
         for (int attempt = 0; attempt <= options.Retries; attempt++)
         {
+            WaitForQuiet(load, options.MaxOthersPercent, TimeSpan.FromSeconds(120));
             peaks[threads] = Math.Max(peaks[threads], FmaPeak.WaitForCapacity(threads, TimeSpan.FromSeconds(60)));
             var probes = new List<double> { FmaPeak.Measure(threads, 2_000_000, 3) };
             var rows = Measure(shape, threads, peer, load, options.Rounds, () => probes.Add(FmaPeak.Measure(threads, 2_000_000, 3))).ToArray();
@@ -144,6 +149,19 @@ internal static unsafe class GemmBenchmark
             Thread.Sleep(TimeSpan.FromSeconds(5));
         }
         return (quietest!.Value.Rows, quietest.Value.Probe);
+    }
+
+    /// <summary>Waits (up to <paramref name="timeout"/>) for a second in which other processes use at most
+    /// <paramref name="maxOthersPercent"/> of the machine.</summary>
+    private static void WaitForQuiet(MachineLoad load, double maxOthersPercent, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        do
+        {
+            load.Start();
+            Thread.Sleep(1000);
+        }
+        while (load.OthersPercent() > maxOthersPercent && clock.Elapsed < timeout);
     }
 
     private static IEnumerable<Result> Measure(GemmShape shape, int threads, TorchPeer? peer, MachineLoad load, int rounds, Action afterRound)

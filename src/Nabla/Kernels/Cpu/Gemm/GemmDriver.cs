@@ -116,8 +116,8 @@ internal static unsafe class GemmDriver<TKernel> where TKernel : struct, IMicroK
         ~Team() => NativeMemory.AlignedFree(_shared);
     }
 
-    /// <summary>Block sizes of one call: k in equal blocks of at most KC (770 = 257 + 257 + 256, not 384 + 384 + 2),
-    /// and MC/NC for that k block size.</summary>
+    /// <summary>Block sizes of one call: k in equal blocks of at most KC (2050 = 684 + 684 + 682 for KC = 1024, not
+    /// 1024 + 1024 + 2), and MC/NC for that k block size.</summary>
     private readonly record struct BlockPlan(int KcStep, int Mc, int Nc)
     {
         public static BlockPlan For(in GemmProblem p, GemmBlocking blocking)
