@@ -35,6 +35,8 @@ internal static unsafe class GemmSteps
             Console.WriteLine();
             KBlockTable();
             Console.WriteLine();
+            SkinnyTable();
+            Console.WriteLine();
             Console.WriteLine($"FMA peak (best measured): {FmaPeak.WaitForCapacity(1, TimeSpan.Zero):F1} GFLOP/s on 1 thread, " +
                 $"{FmaPeak.WaitForCapacity(2, TimeSpan.Zero):F1} on 2. Load average at end: {MachineLoad.LoadAverage}.");
         }
@@ -244,6 +246,33 @@ internal static unsafe class GemmSteps
     }
 
     /// <summary>Steps 6 and 7: the library's SGEMM.</summary>
+    /// <summary>Decoding one token: x (1×K) times a weight stored (N, K), read transposed, on two threads — through the
+    /// packed driver, and through the library, which streams the weight without packing (SkinnyGemm).</summary>
+    private static void SkinnyTable()
+    {
+        (string Name, int K, int N)[] shapes = [("mlp.fc", 768, 3072), ("mlp.proj", 3072, 768), ("lm_head", 768, 50257)];
+        Console.WriteLine("| 1×K·(N×K)ᵀ, 2 threads | packed driver GB/s of weights | streamed (library) GB/s of weights |");
+        Console.WriteLine("|---|---:|---:|");
+        foreach (var (name, k, n) in shapes)
+        {
+            using var x = new Operands(1, k, 1);
+            using var w = new Operands(n, k, 1);
+            using var y = new Operands(1, n, 1);
+            var packed = new GemmProblem
+            {
+                M = 1, N = n, K = k, Batch = 1,
+                A = x.A, LaneStrideA = k, KStrideA = 1,
+                B = w.A, LaneStrideB = k, KStrideB = 1,
+                C = y.A, Ldc = n,
+            };
+            double bytes = 4.0 * n * k, flops = 2.0 * n * k;
+            WorkerPool.Threads = 2;
+            double viaDriver = Gflops(flops, () => GemmDriver<Avx512MicroKernel>.Run(in packed), 2) * 1e9 / flops * bytes / 1e9;
+            double streamed = Gflops(flops, () => CpuBackend.Instance.Gemm(false, true, 1, n, k, x.A, k, 0, w.A, k, 0, y.A, n, 0, 1, false, null), 2) * 1e9 / flops * bytes / 1e9;
+            Console.WriteLine($"| {name} 1×{k}·({n}×{k})ᵀ | {viaDriver:F1} | {streamed:F1} |");
+        }
+    }
+
     private static void Library(int m, int n, int k, float* a, float* b, float* c, int threads)
     {
         WorkerPool.Threads = threads;

@@ -27,8 +27,20 @@ public static class NablaCli
         root.Subcommands.Add(LanguageModelCommands.Tokenize());
         root.Subcommands.Add(LanguageModelCommands.DataPrepare());
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
+        root.Subcommands.Add(Bench());
         return root;
     }
 
     public static int Run(string[] args) => CliErrors.Invoke(Build(), args);
+
+    /// <summary>`nabla bench ...`: the benchmark harness of bench/Nabla.Bench, arguments passed through.</summary>
+    private static Command Bench()
+    {
+        var command = new Command("bench", "Benchmarks against PyTorch in the same run: gemm, gemm-steps, peak, gpt2, kernels, tokenizer (`nabla bench help`).")
+        {
+            TreatUnmatchedTokensAsErrors = false,
+        };
+        command.SetAction(p => Nabla.Bench.BenchMain.Run(p.UnmatchedTokens.ToArray()));
+        return command;
+    }
 }

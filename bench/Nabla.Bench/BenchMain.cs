@@ -1,0 +1,32 @@
+namespace Nabla.Bench;
+
+/// <summary>The benchmark commands, for this program's Main and for `nabla bench`. Each compares Nabla with
+/// PyTorch (a bench/*.py peer started as a child process) in the same run.</summary>
+public static class BenchMain
+{
+    public const string Usage =
+        "usage: bench gemm [--json] [--threads 1,2] [--shapes gpt2|squares|small|all] [--no-torch] [--rounds N] [--max-others PERCENT] [--retries N]\n" +
+        "       bench gemm-steps [--threads 1,2]      (every step of docs/optimization-log.md)\n" +
+        "       bench peak                            (the machine's FMA peak)\n" +
+        "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile]\n" +
+        "       bench kernels                         (attention and convolution, forward + backward)\n" +
+        "       bench tokenizer [--data DIR] [--runs N] [--mb N]";
+
+    public static int Run(string[] args)
+    {
+        var command = args.Length > 0 ? args[0] : "help";
+        var rest = args.Length > 0 ? args[1..] : [];
+        switch (command)
+        {
+            case "gemm": GemmBenchmark.Run(BenchOptions.Parse(rest)); return 0;
+            case "gemm-steps": GemmSteps.Run(BenchOptions.Parse(rest)); return 0;
+            case "peak": FmaPeak.Report(BenchOptions.Parse(rest).Threads); return 0;
+            case "gpt2": return Gpt2Bench.Run(rest);
+            case "kernels": return KernelBench.Run(rest);
+            case "tokenizer": return TokenizerBench.Run(rest);
+            default:
+                (command is "help" or "--help" or "-h" ? Console.Out : Console.Error).WriteLine(Usage);
+                return command is "help" or "--help" or "-h" ? 0 : 2;
+        }
+    }
+}
