@@ -74,37 +74,27 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <summary>One attention call's arguments, reused by every call from the same thread so calls allocate nothing.</summary>
-    private sealed class AttentionTask : IParallelTask
+    private sealed class AttentionTask : VectorTask
     {
         [ThreadStatic] private static AttentionTask? _cached;
 
         private AttentionLayout _layout;
         private bool _forward;
         private int _partsPerHead;
-        private Isa _isa;
         private float* _q, _k, _v, _o, _lse, _dout, _dq, _dk, _dv;
 
         public static void Launch(in AttentionLayout layout, bool forward, int partsPerHead, int count, float* q, float* k, float* v,
             float* o, float* lse, float* dout, float* dq, float* dk, float* dv)
         {
             var task = _cached ??= new AttentionTask();
-            (task._layout, task._forward, task._partsPerHead, task._isa) = (layout, forward, partsPerHead, CpuFeatures.Effective);
+            (task._layout, task._forward, task._partsPerHead) = (layout, forward, partsPerHead);
+            task.Capture();
             task._q = q; task._k = k; task._v = v; task._o = o; task._lse = lse;
             task._dout = dout; task._dq = dq; task._dk = dk; task._dv = dv;
             WorkerPool.Run(count, task);
         }
 
-        public void Execute(int item)
-        {
-            switch (_isa)
-            {
-                case Isa.Avx512: Execute<V512>(item); break;
-                case Isa.Avx2: Execute<V256>(item); break;
-                default: Execute<V1>(item); break;
-            }
-        }
-
-        private void Execute<V>(int item) where V : struct, IVec<V>
+        protected override void Execute<V>(int item)
         {
             ref readonly var l = ref _layout;
             if (_forward)

@@ -71,12 +71,11 @@ public sealed unsafe partial class CpuBackend
     /// One kernel call: its arguments, and <see cref="Execute"/> doing one plane (or channel) of it. Each calling thread
     /// keeps one instance and reuses it for every call, so a parallel kernel call allocates nothing.
     /// </summary>
-    private sealed class PlaneTask : IParallelTask
+    private sealed class PlaneTask : VectorTask
     {
         [ThreadStatic] private static PlaneTask? _cached;
 
         private PlaneOp _op;
-        private Isa _isa;
         private Conv2dGeometry _g;
         private float* _x, _w, _b, _y, _mean, _rstd, _dy, _dw;
         private int* _index;
@@ -86,23 +85,14 @@ public sealed unsafe partial class CpuBackend
             float* y = null, int* index = null, bool flag = false, float* mean = null, float* rstd = null, float* dy = null, float* dw = null)
         {
             var task = _cached ??= new PlaneTask();
-            (task._op, task._isa, task._g, task._flag) = (op, CpuFeatures.Effective, g, flag);
+            (task._op, task._g, task._flag) = (op, g, flag);
+            task.Capture();
             task._x = x; task._w = w; task._b = b; task._y = y; task._index = index;
             task._mean = mean; task._rstd = rstd; task._dy = dy; task._dw = dw;
             WorkerPool.Run(count, task);
         }
 
-        public void Execute(int item)
-        {
-            switch (_isa)
-            {
-                case Isa.Avx512: Execute<V512>(item); break;
-                case Isa.Avx2: Execute<V256>(item); break;
-                default: Execute<V1>(item); break;
-            }
-        }
-
-        private void Execute<V>(int item) where V : struct, IVec<V>
+        protected override void Execute<V>(int item)
         {
             ref readonly var g = ref _g;
             switch (_op)

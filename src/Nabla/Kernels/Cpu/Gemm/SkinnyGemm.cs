@@ -21,6 +21,7 @@ internal static unsafe class SkinnyGemm
     {
         if (p.M > MaxRows || (p.KStrideB != 1 && p.LaneStrideB != 1)) return false;
         var task = _task ??= new ColumnTask();
+        task.Capture();
         for (int batch = 0; batch < p.Batch; batch++)
         {
             task.P = p;
@@ -50,21 +51,14 @@ internal static unsafe class SkinnyGemm
         }
     }
 
-    private sealed class ColumnTask : IParallelTask
+    private sealed class ColumnTask : VectorTask
     {
         public GemmProblem P;
         public float* A, B, C;
 
-        public void Execute(int taskIndex)
+        protected override void Execute<V>(int taskIndex)
         {
             int j0 = taskIndex * ColumnsPerTask, j1 = Math.Min(P.N, j0 + ColumnsPerTask);
-            if (CpuFeatures.UseAvx512) Columns<V512>(j0, j1);
-            else if (CpuFeatures.UseAvx2) Columns<V256>(j0, j1);
-            else Columns<V1>(j0, j1);
-        }
-
-        private void Columns<V>(int j0, int j1) where V : struct, IVec<V>
-        {
             if (P.KStrideB == 1) DotColumns<V>(j0, j1);
             else RowSumColumns<V>(j0, j1);
         }
