@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Text.Encodings.Web;
+using System.Text.Json;
 using System.Globalization;
 using Nabla.Kernels;
 using Nabla.Kernels.Cpu;
@@ -107,9 +109,9 @@ public static class KernelBench
                     }
                 }
 
-        Console.WriteLine($"load average at end {LoadAverage()}");
-        Console.WriteLine();
-        Console.WriteLine($"{"case",-48} {"contender",-24} {"median ms",10} {"GFLOP/s",9} {"vs best pytorch",16}");
+        string loadAfter = LoadAverage();
+        double peak = FmaPeak.Measure(threads);
+        var records = new List<Record>();
         foreach (var c in cases)
         {
             // The baseline is PyTorch's faster configuration for the case.
@@ -125,16 +127,35 @@ public static class KernelBench
                     // The reference is O(T²) like the others but far too slow to time at long T: scale the T=64 time.
                     var measured = samples.First(kv => kv.Key.Item1 is AttentionCase { T: 64 } && kv.Key.Item2 == contender);
                     ms = measured.Value.Median * ((double)a.T * (a.T + 1)) / (64.0 * 65);
-                    name += " (extrap.)";
+                    name += " (extrapolated)";
                 }
                 else continue;
                 string ratio = contender.Name.StartsWith("pytorch") || double.IsNaN(torchMs) ? "" : $"{torchMs / ms:F2}× faster";
                 if (ratio.Length > 0 && torchMs < ms) ratio = $"{ms / torchMs:F2}× slower";
-                Console.WriteLine($"{c.Name,-48} {name,-24} {ms,10:F3} {c.Flops / ms / 1e6,9:F1} {ratio,16}");
+                double gflops = c.Flops / ms / 1e6;
+                records.Add(new Record(c is AttentionCase ? "attention fwd+bwd" : "conv2d fwd+bwd", c.Name, name, threads,
+                    Math.Round(ms, 3), Math.Round(gflops, 1), Math.Round(100 * gflops / peak, 1), ratio));
             }
         }
+        if (args.Contains("--json"))
+        {
+            Console.WriteLine(JsonSerializer.Serialize(records, new JsonSerializerOptions
+            {
+                WriteIndented = true, PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+            }));
+            return 0;
+        }
+        Console.WriteLine($"load average at end {loadAfter}; measured FMA peak on {threads} thread(s): {peak:F1} GFLOP/s");
+        Console.WriteLine();
+        Console.WriteLine("| case | contender | median ms | GFLOP/s | % of peak | vs best PyTorch |");
+        Console.WriteLine("|---|---|---:|---:|---:|---|");
+        foreach (var r in records)
+            Console.WriteLine($"| {r.Shape} | {r.Impl} | {r.MedianMs:F3} | {r.Gflops:F1} | {r.PercentOfPeak:F1} | {r.VsPytorch} |");
         return 0;
     }
+
+    /// <summary>One row of the results (also the --json record).</summary>
+    private sealed record Record(string Kernel, string Shape, string Impl, int Threads, double MedianMs, double Gflops, double PercentOfPeak, string VsPytorch);
 
     /// <summary>A forward + backward step of the case through Nabla's ops on <paramref name="backend"/>.</summary>
     private static Action OurStep(Case c, IKernelBackend backend)
