@@ -9,7 +9,7 @@ if [ -f "$dest/wine_data.csv" ] && [ -f "$dest/breast_cancer.csv" ]; then exit 0
 work="$(mktemp -d)"
 chmod 755 "$work" # apt-get download runs as the _apt user
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && apt-get download python3-sklearn >/dev/null)
+(cd "$work" && apt-get -o APT::Sandbox::User=root download python3-sklearn >/dev/null)
 dpkg-deb -x "$work"/python3-sklearn_*.deb "$work/x"
 mkdir -p "$dest"
 cp "$work"/x/usr/lib/python3/dist-packages/sklearn/datasets/data/*.csv* "$dest/"
