@@ -7,9 +7,10 @@ root="${NABLA_TEST_DATA:-$HOME/.cache/nabla-test-data}"
 dest="$root/sklearn"
 if [ -f "$dest/wine_data.csv" ] && [ -f "$dest/breast_cancer.csv" ]; then exit 0; fi
 work="$(mktemp -d)"
-chmod 755 "$work" # apt-get download runs as the _apt user
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && apt-get -o APT::Sandbox::User=root download python3-sklearn >/dev/null)
+# As root, apt-get would hand the download to its unprivileged _apt user, who cannot write into our temp dir.
+sandbox=(); if [ "$(id -u)" = 0 ]; then sandbox=(-o APT::Sandbox::User=root); fi
+(cd "$work" && apt-get "${sandbox[@]}" download python3-sklearn >/dev/null)
 dpkg-deb -x "$work"/python3-sklearn_*.deb "$work/x"
 mkdir -p "$dest"
 cp "$work"/x/usr/lib/python3/dist-packages/sklearn/datasets/data/*.csv* "$dest/"
