@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from peer_threads import set_threads
+
 
 class Block(nn.Module):
     def __init__(self, c, h):
@@ -116,8 +118,8 @@ def main():
         if not parts or parts[0] == "quit":
             break
         if parts[0] == "threads":
-            torch.set_num_threads(int(parts[1]))
-            answer = f"ok {torch.get_num_threads()} {torch.__version__}"
+            torch_threads, _, _ = set_threads(int(parts[1]))
+            answer = f"ok {torch_threads} {torch.__version__}"
         elif parts[0] == "model":
             answer = f"ok {build(*map(int, parts[1:6]))}"
         elif parts[0] == "train":

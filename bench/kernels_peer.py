@@ -14,28 +14,14 @@ Line protocol on stdin/stdout, one request per line, one answer line each:
 Each request runs one untimed warm-up step first. Torch 1.13 has no scaled_dot_product_attention, so attention is
 written as PyTorch users did: softmax(q·kᵀ/√d + mask)·v with autograd, the T×T matrices materialised.
 """
-import ctypes
 import math
-import os
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-
-def set_threads(count):
-    """torch's own pool, and OpenBLAS's pthreads pool (Debian's torch calls the generic libblas.so.3) through its C API."""
-    torch.set_num_threads(count)
-    torch.mm(torch.ones(2, 2), torch.ones(2, 2))
-    with open("/proc/self/maps") as maps:
-        openblas = sorted({line.split()[-1] for line in maps if "libopenblas" in line})
-    blas_threads = "none"
-    if openblas:
-        library = ctypes.CDLL(openblas[0])
-        library.openblas_set_num_threads(count)
-        blas_threads = library.openblas_get_num_threads()
-    return torch.get_num_threads(), blas_threads
+from peer_threads import set_threads
 
 
 _cache = {}
@@ -96,7 +82,7 @@ def main():
         if words[0] == "quit":
             break
         if words[0] == "threads":
-            torch_threads, blas_threads = set_threads(int(words[1]))
+            torch_threads, blas_threads, _ = set_threads(int(words[1]))
             print("ok", torch_threads, blas_threads, torch.__version__, torch.backends.mkldnn.is_available(), flush=True)
             continue
         numbers = [int(w) for w in words[1:]]

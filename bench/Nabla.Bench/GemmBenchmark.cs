@@ -279,9 +279,9 @@ internal static unsafe class GemmBenchmark
         public Operands(GemmShape shape)
         {
             _shape = shape;
-            _a = Allocate((long)shape.M * shape.K * shape.Batch, 1);
-            _b = Allocate((long)shape.K * shape.N * shape.Batch, 2);
-            _c = Allocate((long)shape.M * shape.N * shape.Batch, 3);
+            _a = RandomMatrix.Allocate((long)shape.M * shape.K * shape.Batch, 1);
+            _b = RandomMatrix.Allocate((long)shape.K * shape.N * shape.Batch, 2);
+            _c = RandomMatrix.Allocate((long)shape.M * shape.N * shape.Batch, 3);
             _lda = shape.TransA ? shape.M : shape.K;
             _ldb = shape.TransB ? shape.K : shape.N;
         }
@@ -299,14 +299,6 @@ internal static unsafe class GemmBenchmark
             double seconds = Time(() => ReferenceBackend.Instance.Gemm(_shape.TransA, _shape.TransB, rows, _shape.N, _shape.K,
                 _a, _lda, 0, _b, _ldb, 0, _c, _shape.N, 0, 1, false, null));
             return (seconds * 1e3 * _shape.M * _shape.Batch / rows, rows);
-        }
-
-        private static float* Allocate(long count, int seed)
-        {
-            var p = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
-            var random = new Random(seed);
-            for (long i = 0; i < count; i++) p[i] = (float)(random.NextDouble() * 2 - 1);
-            return p;
         }
 
         public void Dispose()

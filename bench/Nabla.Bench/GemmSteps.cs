@@ -314,9 +314,9 @@ internal static unsafe class GemmSteps
         public Operands(int m, int k, int n)
         {
             (_m, _k, _n) = (m, k, n);
-            A = Allocate((long)m * k, 1);
-            B = Allocate((long)k * n, 2);
-            C = Allocate((long)m * n, 3);
+            A = RandomMatrix.Allocate((long)m * k, 1);
+            B = RandomMatrix.Allocate((long)k * n, 2);
+            C = RandomMatrix.Allocate((long)m * n, 3);
         }
 
         public GemmProblem Problem() => new()
@@ -328,14 +328,6 @@ internal static unsafe class GemmSteps
         };
 
         public void RunLibrary() => CpuBackend.Instance.Gemm(false, false, _m, _n, _k, A, _k, 0, B, _n, 0, C, _n, 0, 1, false, null);
-
-        private static float* Allocate(long count, int seed)
-        {
-            var p = (float*)NativeMemory.AlignedAlloc((nuint)(count * sizeof(float)), 64);
-            var random = new Random(seed);
-            for (long i = 0; i < count; i++) p[i] = (float)(random.NextDouble() * 2 - 1);
-            return p;
-        }
 
         public void Dispose()
         {
