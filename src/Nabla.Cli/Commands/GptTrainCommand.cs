@@ -78,8 +78,15 @@ public static class GptTrainCommand
             {
                 if (p.GetValue(output) == null) throw new CliException("--resume needs --out: the run directory to continue.");
                 if (!File.Exists(configPath)) throw new CliException($"{configPath}: not found; there is no run to resume in {dir}.");
-                config = JsonSerializer.Deserialize<GptRunConfig>(File.ReadAllText(configPath), GptRunConfig.Json)
-                    ?? throw new CliException($"{configPath}: empty.");
+                try
+                {
+                    config = JsonSerializer.Deserialize<GptRunConfig>(File.ReadAllText(configPath), GptRunConfig.Json)
+                        ?? throw new CliException($"{configPath}: empty.");
+                }
+                catch (JsonException e)
+                {
+                    throw new CliException($"{configPath}: corrupt run configuration ({e.Message}).");
+                }
             }
             else
             {

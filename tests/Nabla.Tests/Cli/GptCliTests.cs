@@ -57,6 +57,17 @@ public class GptCliTests : IDisposable
         // resuming a finished run has nothing left to do but must not lose anything
         Ok(CliRunner.Run("train", "gpt", "--out", run, "--resume"));
         Assert.Contains("already holds a training run", CliRunner.Run("train", "gpt", "--data", data, "--out", run).Err);
+
+        // a damaged checkpoint or configuration is named, not a stack trace
+        var checkpoint = Path.Combine(run, "checkpoint", "optimizer.safetensors");
+        File.WriteAllBytes(checkpoint, File.ReadAllBytes(checkpoint)[..100]);
+        var damaged = CliRunner.Run("train", "gpt", "--out", run, "--resume");
+        Assert.Equal(1, damaged.Exit);
+        Assert.Contains("optimizer.safetensors", damaged.Err);
+        File.WriteAllText(Path.Combine(run, "config.json"), "{ not json");
+        var corrupt = CliRunner.Run("train", "gpt", "--out", run, "--resume");
+        Assert.Equal(1, corrupt.Exit);
+        Assert.Contains("config.json: corrupt run configuration", corrupt.Err);
     }
 
     [Fact]
