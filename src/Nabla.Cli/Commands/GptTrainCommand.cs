@@ -60,9 +60,21 @@ public static class GptTrainCommand
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps." };
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
         var seed = new Option<ulong>("--seed") { Description = "Seed for initial weights, data order and samples.", DefaultValueFactory = _ => 1337 };
-        foreach (var o in new[] { layers, heads, channels, context, batch, seqLen, steps, warmup, evalEvery, sampleEvery, checkpointEvery })
-            MlpCommands.Check(o, v => v is null or >= 0, $"{o.Name} must not be negative.");
-        MlpCommands.Check(accum, v => v >= 1, "--grad-accum must be at least 1.");
+        layers.Positive(1024);
+        heads.Positive(1024);
+        channels.Positive(1 << 16);
+        context.Positive(1 << 20);
+        batch.Positive(1 << 20);
+        seqLen.Positive(1 << 20);
+        accum.Positive(1 << 20);
+        steps.Positive(int.MaxValue);
+        lr.Positive(100);
+        minLr.NonNegative(100);
+        weightDecay.NonNegative(100);
+        clip.NonNegative(1e6);
+        digits.Within(1, 9);
+        foreach (var every in new[] { warmup, evalEvery, sampleEvery, checkpointEvery }) every.NonNegative(int.MaxValue);
+        evalBatches.NonNegative(1 << 20);
 
         var command = new Command("gpt", "Train a GPT-2: with no --data, a small model learns multi-digit addition in a few minutes.")
         {
@@ -149,8 +161,8 @@ public static class GptTrainCommand
             var trainFiles = Directory.Exists(config.Data) ? Directory.GetFiles(config.Data, "train_*.bin") : [];
             var valFiles = Directory.Exists(config.Data) ? Directory.GetFiles(config.Data, "val_*.bin") : [];
             if (trainFiles.Length == 0) throw new CliException($"{config.Data}: no train_*.bin shards (make them with `nabla data prepare`).");
-            train = TokenBatchLoader.FromShards(trainFiles, config.BatchSize, config.SequenceLength, config.Seed);
-            if (valFiles.Length > 0) validation = TokenBatchLoader.FromShards(valFiles, config.BatchSize, config.SequenceLength);
+            train = TokenBatchLoader.FromShards(trainFiles, config.BatchSize, config.SequenceLength, config.Seed, tokenizer.VocabSize);
+            if (valFiles.Length > 0) validation = TokenBatchLoader.FromShards(valFiles, config.BatchSize, config.SequenceLength, vocabularySize: tokenizer.VocabSize);
         }
 
         Gpt2Model model;

@@ -27,10 +27,10 @@ public static class LanguageModelCommands
         var topP = new Option<float>("--top-p") { Description = "Sample within the smallest set of tokens of total probability p.", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 42 };
         var stop = new Option<string[]>("--stop") { Description = "Stop when the output contains this text (repeatable); it is not printed.", AllowMultipleArgumentsPerToken = false };
-        MlpCommands.Check(maxTokens, v => v >= 0, "--max-tokens must not be negative.");
-        MlpCommands.Check(temperature, v => v >= 0, "--temperature must not be negative.");
-        MlpCommands.Check(topK, v => v >= 0, "--top-k must not be negative.");
-        MlpCommands.Check(topP, v => v is > 0 and <= 1, "--top-p must be in (0, 1].");
+        maxTokens.NonNegative(1_000_000);
+        temperature.NonNegative(100);
+        topK.NonNegative(int.MaxValue);
+        topP.Within(0, 1, minExclusive: true);
         var command = new Command("generate", "Continue a prompt with a GPT-2, streaming the tokens as they are produced (statistics go to stderr).")
         {
             model, vocab, prompt, maxTokens, temperature, topK, topP, seed, stop,
@@ -107,6 +107,9 @@ public static class LanguageModelCommands
         var context = new Option<int?>("--context") { Description = "Window length (default: the model's context)." };
         var stride = new Option<int?>("--stride") { Description = "Window step; each window scores only the tokens the previous one did not (default: half the window)." };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Score only the first N tokens of the text." };
+        context.Within(2, 1 << 20);
+        stride.Positive(1 << 20);
+        maxTokens.Positive(int.MaxValue);
         var command = new Command("perplexity", "Sliding-window perplexity of a GPT-2 on a text file.") { model, vocab, text, context, stride, maxTokens };
         command.SetAction(p =>
         {
@@ -133,8 +136,8 @@ public static class LanguageModelCommands
         var vocab = VocabOption();
         var valFraction = new Option<double>("--val-fraction") { Description = "Share of each document's tokens (its end) kept for validation.", DefaultValueFactory = _ => 0.05 };
         var shardTokens = new Option<int>("--shard-tokens") { Description = "Tokens per shard file.", DefaultValueFactory = _ => 100_000_000 };
-        MlpCommands.Check(valFraction, v => v is >= 0 and < 1, "--val-fraction must be in [0, 1).");
-        MlpCommands.Check(shardTokens, v => v > 0, "--shard-tokens must be positive.");
+        valFraction.Within(0, 1, maxExclusive: true);
+        shardTokens.Positive(int.MaxValue);
         var command = new Command("prepare", "Tokenize text files into llm.c-format token shards (train_*.bin, val_*.bin) for `nabla train gpt --data`.")
         {
             input, output, tokenizerKind, vocab, valFraction, shardTokens,
@@ -188,7 +191,7 @@ public static class LanguageModelCommands
         var input = new Option<string[]>("--input") { Description = "Text files to learn from (each one a document).", Required = true, AllowMultipleArgumentsPerToken = true };
         var output = new Option<string>("--out") { Description = "Directory for encoder.json and vocab.bpe.", Required = true };
         var vocabSize = new Option<int>("--vocab-size") { Description = "Vocabulary size, counting the 256 byte tokens and <|endoftext|>.", DefaultValueFactory = _ => 8192 };
-        MlpCommands.Check(vocabSize, v => v > 256, "--vocab-size must be larger than 256 (the byte tokens).");
+        vocabSize.Within(257, 1_000_000); // 256 byte tokens come first
         var command = new Command("train-tokenizer", "Learn a GPT-2-style byte-level BPE vocabulary from text (writes encoder.json + vocab.bpe).") { input, output, vocabSize };
         command.SetAction(p =>
         {

@@ -26,9 +26,7 @@ public sealed class MlpRun(string directory)
         if (!System.IO.Directory.Exists(Directory)) throw new CliException($"{Directory}: run directory not found.");
         var config = MlpRunConfig.Load(ConfigPath);
         if (!File.Exists(PreprocessorPath)) throw new CliException($"{PreprocessorPath}: not found; the run is incomplete.");
-        TabularPreprocessor prep;
-        try { prep = TabularPreprocessor.FromJson(File.ReadAllText(PreprocessorPath), PreprocessorPath); }
-        catch (JsonException e) { throw new CliException($"{PreprocessorPath}: corrupt ({e.Message})."); }
+        var prep = TabularPreprocessor.Load(PreprocessorPath);
         if (!File.Exists(CheckpointPath)) throw new CliException($"{CheckpointPath}: not found; the run has not finished an epoch.");
         var model = BuildModel(config, prep);
         model.Load(CheckpointPath);

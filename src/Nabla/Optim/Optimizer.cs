@@ -80,6 +80,10 @@ public abstract class Optimizer
     /// <summary>The update rule for one parameter: <paramref name="p"/> and its gradient, both contiguous.</summary>
     protected abstract void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state);
 
+    /// <summary>The state buffers <see cref="Update"/> keeps for each parameter, with this optimizer's settings;
+    /// loading a state dict requires all of them, so a file that lost a moment tensor is refused.</summary>
+    protected abstract IReadOnlyList<string> StateBufferNames { get; }
+
     private float[] _scratch = [];
 
     /// <summary>grad + weightDecay·p, the L2 form of weight decay that SGD, Adam and RMSProp use, in scratch slot 0.</summary>
@@ -134,24 +138,52 @@ public abstract class Optimizer
         return state;
     }
 
+    /// <summary>Restores state saved by <see cref="StateDict"/>. Everything is checked before anything changes:
+    /// the step counter, each entry's parameter, length and values, and that every parameter has all of its
+    /// buffers once a step has been taken.</summary>
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string? source = null)
     {
+        source ??= "optimizer state";
         if (!state.TryGetValue("step", out var step))
-            throw new IO.CheckpointException($"{source ?? "optimizer state"}: the step counter 'step' is missing.");
+            throw new IO.CheckpointException($"{source}: the step counter 'step' is missing.");
+        if (step.DType != DType.Int32 || step.Count != 1 || step.ToIntArray()[0] < 0)
+            throw new IO.CheckpointException($"{source}: 'step' must be one non-negative Int32, got {step.DType} of shape {step.ShapeString}.");
+        int stepCount = step.ToIntArray()[0];
         var parameters = Groups.SelectMany(g => g.Parameters).ToList();
+        var loaded = parameters.Select(_ => new Dictionary<string, Tensor>()).ToList();
         foreach (var (key, value) in state)
         {
             if (key == "step") continue;
             int dot = key.IndexOf('.');
             if (dot < 0 || !int.TryParse(key[..dot], out int i) || i < 0 || i >= parameters.Count)
-                throw new IO.CheckpointException($"{source ?? "optimizer state"}: unexpected entry '{key}' (the optimizer has {parameters.Count} parameters).");
+                throw new IO.CheckpointException($"{source}: unexpected entry '{key}' (the optimizer has {parameters.Count} parameters).");
             var p = parameters[i];
-            if (value.Count != p.Count)
-                throw new IO.CheckpointException($"{source ?? "optimizer state"}: '{key}' has {value.Count} values but parameter {i} ({p.Name ?? p.ShapeString}) has {p.Count}.");
-            if (!_state.TryGetValue(p, out var buffers)) _state[p] = buffers = new Dictionary<string, Tensor>();
-            buffers[key[(dot + 1)..]] = value.Reshape(-1).Clone();
+            var name = key[(dot + 1)..];
+            if (!StateBufferNames.Contains(name))
+                throw new IO.CheckpointException($"{source}: unexpected entry '{key}' ({GetType().Name} keeps {(StateBufferNames.Count == 0 ? "no buffers" : string.Join(", ", StateBufferNames))} with these settings).");
+            if (value.DType != DType.Float32 || value.Count != p.Count)
+                throw new IO.CheckpointException($"{source}: '{key}' is {value.DType} with {value.Count} values but parameter {i} ({p.Name ?? p.ShapeString}) is Float32 with {p.Count}.");
+            var copy = value.Reshape(-1).Clone();
+            if (!AllFinite(copy))
+                throw new IO.CheckpointException($"{source}: '{key}' holds NaN or infinite values.");
+            loaded[i][name] = copy;
         }
-        StepCount = step.ToIntArray()[0];
+        if (stepCount > 0)
+            for (int i = 0; i < parameters.Count; i++)
+                foreach (var name in StateBufferNames)
+                    if (!loaded[i].ContainsKey(name))
+                        throw new IO.CheckpointException($"{source}: '{i}.{name}' (parameter {parameters[i].Name ?? parameters[i].ShapeString}) is missing after {stepCount} steps; the file is incomplete.");
+        for (int i = 0; i < parameters.Count; i++)
+            if (loaded[i].Count > 0) _state[parameters[i]] = loaded[i];
+            else _state.Remove(parameters[i]);
+        StepCount = stepCount;
+    }
+
+    private static bool AllFinite(Tensor t)
+    {
+        foreach (float v in t.AsSpan())
+            if (!float.IsFinite(v)) return false;
+        return true;
     }
 }
 
@@ -174,6 +206,8 @@ public sealed class SGD : Optimizer
         Dampening = dampening;
         Nesterov = nesterov;
     }
+
+    protected override IReadOnlyList<string> StateBufferNames => Momentum != 0 ? ["momentum_buffer"] : [];
 
     protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {
@@ -216,6 +250,8 @@ public class Adam : Optimizer
         _decoupled = decoupled;
     }
 
+    protected override IReadOnlyList<string> StateBufferNames => ["exp_avg", "exp_avg_sq"];
+
     protected override unsafe void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {
         var m = state.Buffer("exp_avg");
@@ -253,6 +289,8 @@ public sealed class RMSProp : Optimizer
         Momentum = momentum;
         Centered = centered;
     }
+
+    protected override IReadOnlyList<string> StateBufferNames => ["square_avg", .. (Centered ? (string[])["grad_avg"] : []), .. (Momentum > 0 ? (string[])["momentum_buffer"] : [])];
 
     protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {
