@@ -235,46 +235,78 @@ public static class LanguageModelCommands
         return command;
     }
 
-    /// <summary>Official files of the published GPT-2 sizes. The tokenizer's hashes are pinned (the same as
-    /// tiktoken's); the weights are checked against the SHA-256 Hugging Face advertises for them.</summary>
+    /// <summary>The files of a published GPT-2, each with its SHA-256 pinned here: Hugging Face's config and
+    /// weights at a fixed revision, OpenAI's tokenizer files (the same as tiktoken's). Only gpt2 is pinned; the
+    /// larger sizes need a --manifest that lists their hashes, since a file that cannot be verified is refused.</summary>
     public static IReadOnlyList<RemoteFile> OfficialFiles(string name, string? baseUrl = null)
     {
+        const string gpt2Revision = "607a30d783dfa663caf39e06633721c8d4cfcd7e";
         var repo = name switch
         {
-            "gpt2" or "gpt2-medium" or "gpt2-large" or "gpt2-xl" => $"https://huggingface.co/openai-community/{name}/resolve/main/",
-            _ => throw new CliException($"Unknown model '{name}' (gpt2, gpt2-medium, gpt2-large, gpt2-xl)."),
+            "gpt2" => $"https://huggingface.co/openai-community/gpt2/resolve/{gpt2Revision}/",
+            "gpt2-medium" or "gpt2-large" or "gpt2-xl" => throw new CliException(
+                $"{name}: no pinned SHA-256 for its weights in this version of nabla; pass --manifest FILE listing name, url and sha256 of each file."),
+            _ => throw new CliException($"Unknown model '{name}' (gpt2; gpt2-medium, gpt2-large and gpt2-xl with --manifest)."),
         };
         const string openai = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/";
         return
         [
-            new("config.json", (baseUrl ?? repo) + "config.json"),
-            new("model.safetensors", (baseUrl ?? repo) + "model.safetensors"),
+            new("config.json", (baseUrl ?? repo) + "config.json", "0daed7749b4f02b8f76240d5444551d7b08712dab4d0adb8239c56ba823bb7b4"),
+            new("model.safetensors", (baseUrl ?? repo) + "model.safetensors", "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707"),
             new("encoder.json", (baseUrl ?? openai) + "encoder.json", "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"),
             new("vocab.bpe", (baseUrl ?? openai) + "vocab.bpe", "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"),
         ];
     }
 
+    /// <summary>Reads a --manifest: a JSON list of {name, url, sha256}; every entry is checked before anything is downloaded.</summary>
+    public static IReadOnlyList<RemoteFile> ReadManifest(string path)
+    {
+        List<RemoteFile?>? files;
+        try
+        {
+            files = JsonSerializer.Deserialize<List<RemoteFile?>>(BoundedFile.ReadAllText(path, 1 << 20, "a download manifest"),
+                new JsonSerializerOptions { PropertyNameCaseInsensitive = true });
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: not a manifest (a JSON list of {{\"name\", \"url\", \"sha256\"}}): {e.Message}");
+        }
+        if (files is not { Count: > 0 }) throw new CliException($"{path}: the manifest lists no files.");
+        var names = new HashSet<string>();
+        foreach (var file in files)
+        {
+            if (file is null) throw new CliException($"{path}: an entry of the manifest is null.");
+            try { Downloader.Validate(file, path); }
+            catch (DownloadException e) { throw new CliException(e.Message); }
+            if (!names.Add(file.Name)) throw new CliException($"{path}: {file.Name} is listed twice.");
+        }
+        return files!;
+    }
+
     public static Command ModelFetch()
     {
-        var name = new Argument<string>("name") { Description = "gpt2, gpt2-medium, gpt2-large or gpt2-xl." };
+        var name = new Argument<string>("name") { Description = "gpt2 (or with --manifest, the folder name under the cache)." };
         var cache = new Option<string?>("--cache") { Description = "Where to put it (default: $NABLA_DATA/models/NAME, or ~/.cache/nabla/models/NAME)." };
-        var baseUrl = new Option<string?>("--base-url") { Description = "Download from this mirror (one folder with all files) instead of the official hosts." };
-        var manifest = new Option<string?>("--manifest") { Description = "JSON list of {name, url, sha256} to fetch instead of the built-in list." };
-        var command = new Command("fetch", "Download a published GPT-2 (weights, config, tokenizer) and check every file's SHA-256.") { name, cache, baseUrl, manifest };
+        var baseUrl = new Option<string?>("--base-url") { Description = "Download from this mirror (one folder with all files) instead of the official hosts; the pinned hashes still apply." };
+        var manifest = new Option<string?>("--manifest") { Description = "JSON list of {name, url, sha256} to fetch instead of the built-in list; every file needs its sha256." };
+        var stallTimeout = new Option<double>("--stall-timeout") { Description = "Seconds without receiving data after which a download is abandoned.", DefaultValueFactory = _ => Downloader.DefaultStallTimeout.TotalSeconds };
+        stallTimeout.Positive(24 * 3600);
+        var command = new Command("fetch", "Download a published GPT-2 (weights, config, tokenizer) and check every file's SHA-256.") { name, cache, baseUrl, manifest, stallTimeout };
         command.SetAction(async (p, cancel) =>
         {
             var model = p.GetValue(name)!;
-            var files = p.GetValue(manifest) is { } m
-                ? JsonSerializer.Deserialize<List<RemoteFile>>(File.ReadAllText(m), new JsonSerializerOptions { PropertyNameCaseInsensitive = true }) ?? throw new CliException($"{m}: empty manifest.")
-                : OfficialFiles(model, p.GetValue(baseUrl));
+            var files = p.GetValue(manifest) is { } m ? ReadManifest(m) : OfficialFiles(model, p.GetValue(baseUrl));
+            if (p.GetValue(cache) == null && (model is "" or "." or ".." || model.IndexOfAny(['/', '\\']) >= 0))
+                throw new CliException($"'{model}' is not a plain name for a folder of the cache (give --cache DIR).");
             var dir = p.GetValue(cache) ?? Path.Combine(Downloader.CacheRoot, "models", model);
-            using var http = new HttpClient { Timeout = TimeSpan.FromHours(2) };
+            // No overall timeout: a large file on a slow line may take hours; a stall is caught by --stall-timeout.
+            using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
             foreach (var file in files)
             {
                 try
                 {
-                    var path = await Downloader.FetchAsync(file, dir, http, cancel: cancel);
-                    Console.WriteLine($"{file.Name}: ok ({new FileInfo(path).Length:N0} bytes, sha256 {(await File.ReadAllTextAsync(path + ".sha256", cancel)).Trim()})");
+                    var path = await Downloader.FetchAsync(file, dir, http, stallTimeout: TimeSpan.FromSeconds(p.GetValue(stallTimeout)), cancel: cancel);
+                    Console.WriteLine($"{file.Name}: ok ({new FileInfo(path).Length:N0} bytes, sha256 {file.Sha256})");
                 }
                 catch (DownloadException e)
                 {

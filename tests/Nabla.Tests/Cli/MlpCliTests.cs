@@ -54,7 +54,7 @@ public class MlpCliTests : IDisposable
     [InlineData("train mlp --val-fraction 1", "--val-fraction must be a number in (0, 1), got 1")]
     [InlineData("train mlp --hidden 100000000", "--hidden: '100000000' is not a layer size from 1 to 65536")]
     [InlineData("train gpt --lr NaN", "--lr must be a finite positive number")]
-    [InlineData("train gpt --layers 1000000", "--layers must be a positive integer no larger than 1,024, got 1000000")]
+    [InlineData("train gpt --layers 1000000", "--layers must be a positive integer no larger than 1024, got 1000000")]
     [InlineData("generate --model x --top-p 0", "--top-p must be a number in (0, 1], got 0")]
     [InlineData("generate --model x --temperature -Infinity", "--temperature must be a finite non-negative number")]
     [InlineData("train mlp --lr abc", "abc")]
