@@ -7,7 +7,7 @@ using Spectre.Console;
 namespace Nabla.Cli;
 
 /// <summary>A problem with the user's input the CLI reports in one line (exit code 1).</summary>
-public sealed class CliException(string message) : Exception(message);
+public sealed class CliException(string message) : Exception(ErrorText.OneLine(message));
 
 public static class CliErrors
 {
@@ -32,7 +32,7 @@ public static class CliErrors
         catch (Exception e) when (Environment.GetEnvironmentVariable("NABLA_DEBUG") != "1")
         {
             AnsiConsole.Console.Profile.Out.Writer.Flush();
-            Console.Error.WriteLine($"error: {OneLine(Describe(e))}");
+            Console.Error.WriteLine($"error: {ErrorText.OneLine(Describe(e))}");
             return 1;
         }
     }
@@ -55,6 +55,4 @@ public static class CliErrors
             _ => $"internal error: {inner.GetType().Name}: {inner.Message} (a bug in nabla; NABLA_DEBUG=1 shows the stack trace)",
         };
     }
-
-    private static string OneLine(string message) => string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
 }

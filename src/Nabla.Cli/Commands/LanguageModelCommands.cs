@@ -269,7 +269,7 @@ public static class LanguageModelCommands
         }
         catch (JsonException e)
         {
-            throw new CliException($"{path}: not a manifest (a JSON list of {{\"name\", \"url\", \"sha256\"}}): {e.Message}");
+            throw new CliException($"{path}: not a manifest (a JSON list of {{\"name\", \"url\", \"sha256\"}}): {ErrorText.Json(e)}.");
         }
         if (files is not { Count: > 0 }) throw new CliException($"{path}: the manifest lists no files.");
         var names = new HashSet<string>();

@@ -57,7 +57,7 @@ public sealed record MlpRunConfig
         }
         catch (JsonException e)
         {
-            throw new CliException($"{path}: corrupt config ({e.Message}).");
+            throw new CliException($"{path}: corrupt config ({ErrorText.Json(e)}).");
         }
         var problem = config.Problem();
         if (problem != null) throw new CliException($"{path}: {problem}; the run configuration is corrupt.");
@@ -67,7 +67,7 @@ public sealed record MlpRunConfig
     /// <summary>Widest hidden layer and most weights accepted, so a corrupt or mistyped size fails at once
     /// instead of allocating gigabytes.</summary>
     public const int MaxHiddenWidth = 1 << 16;
-    public const long MaxHiddenWeights = 1L << 28;
+    public const long MaxHiddenWeights = 1L << 26;
 
     /// <summary>What is wrong with the values (as a config.json or the command line may give them), or null.</summary>
     public string? Problem()

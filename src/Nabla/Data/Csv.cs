@@ -3,7 +3,7 @@ using System.Text;
 namespace Nabla.Data;
 
 /// <summary>A malformed data file or row: the message names the file and line.</summary>
-public sealed class DataFormatException(string message) : Exception(message);
+public sealed class DataFormatException(string message) : Exception(IO.ErrorText.OneLine(message));
 
 /// <summary>How to read a CSV file.</summary>
 public sealed record CsvOptions

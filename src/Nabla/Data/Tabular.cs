@@ -196,7 +196,7 @@ public sealed class TabularPreprocessor
         }
         catch (JsonException e)
         {
-            throw new DataFormatException($"{source}: corrupt preprocessor ({e.Message})");
+            throw new DataFormatException($"{source}: corrupt preprocessor ({IO.ErrorText.Json(e)}).");
         }
         prep.Validate(source);
         return prep;

@@ -6,7 +6,7 @@ namespace Nabla.IO;
 
 /// <summary>An input file that cannot be read as asked: missing, a directory, a device or pipe, unreadable, or
 /// larger than the reader allows. The message starts with the path.</summary>
-public sealed class InputFileException(string message, Exception? inner = null) : IOException(message, inner);
+public sealed class InputFileException(string message, Exception? inner = null) : IOException(ErrorText.OneLine(message), inner);
 
 /// <summary>
 /// Opens and reads input files with a size cap, so that a path to <c>/dev/zero</c>, a FIFO or a directory is an
@@ -33,8 +33,9 @@ public static partial class BoundedFile
         {
             throw new InputFileException($"{path}: cannot read {what} ({e.Message}).", e);
         }
-        // Pipes, sockets and terminals cannot seek; their "length" is meaningless and a read may never end.
-        if (!stream.CanSeek)
+        // Pipes, sockets and terminals cannot seek; character devices such as /dev/zero can, but report a size
+        // of 0 and then deliver data without end. Either way the size means nothing and a read may never stop.
+        if (!stream.CanSeek || stream.Length == 0 && DeliversData(stream))
         {
             stream.Dispose();
             throw new InputFileException($"{path}: not a regular file (a pipe or device), expected {what}.");
@@ -42,9 +43,22 @@ public static partial class BoundedFile
         return stream;
     }
 
-    /// <summary>The whole content, at most <paramref name="maxBytes"/> bytes. Only the bytes the file had when it
-    /// was opened are read: a device such as /dev/zero reports a size of 0 and so reads as empty instead of
-    /// never ending.</summary>
+    private static bool DeliversData(FileStream stream)
+    {
+        try
+        {
+            bool data = stream.ReadByte() >= 0;
+            stream.Position = 0;
+            return data;
+        }
+        catch (IOException)
+        {
+            return true;
+        }
+    }
+
+    /// <summary>The whole content, at most <paramref name="maxBytes"/> bytes; only the bytes the file had when it
+    /// was opened are read.</summary>
     public static byte[] ReadAllBytes(string path, long maxBytes, string what)
     {
         using var stream = OpenRead(path, what);

@@ -6,7 +6,7 @@ namespace Nabla.IO;
 public sealed record RemoteFile(string Name, string Url, string? Sha256 = null);
 
 /// <summary>A download that failed, stalled, was refused or did not match its checksum.</summary>
-public sealed class DownloadException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class DownloadException(string message, Exception? inner = null) : Exception(ErrorText.OneLine(message), inner);
 
 /// <summary>
 /// Downloads files into a cache directory. Every file must come with the SHA-256 of its content (pinned in

@@ -6,7 +6,7 @@ using System.Text.Json.Nodes;
 namespace Nabla.IO;
 
 /// <summary>A malformed, truncated or mismatched file: the message names the file and, where it applies, the tensor.</summary>
-public sealed class CheckpointException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class CheckpointException(string message, Exception? inner = null) : Exception(ErrorText.OneLine(message), inner);
 
 /// <summary>One tensor's entry in a safetensors header.</summary>
 public sealed record SafeTensorInfo(string Name, string DType, int[] Shape, long Begin, long End);
@@ -66,7 +66,7 @@ public static unsafe class SafeTensors
         }
         catch (JsonException e)
         {
-            throw new CheckpointException($"{path}: corrupt safetensors header (invalid JSON: {e.Message}).", e);
+            throw new CheckpointException($"{path}: corrupt safetensors header (invalid JSON, {ErrorText.Json(e)}).", e);
         }
 
         var metadata = new Dictionary<string, string>();

@@ -101,6 +101,7 @@ public sealed class CharTokenizer : ITokenizer
         byte[] content;
         try { content = IO.BoundedFile.ReadAllBytes(path, IO.BoundedFile.SmallFileLimit, "a character vocabulary"); }
         catch (IO.InputFileException e) { throw new TokenizerFileException(e.Message, e); }
+        TokenizerFileException.EnsureUtf8(path, content);
         string? type = null;
         List<string>? characters = null;
         var reader = new Utf8JsonReader(content);

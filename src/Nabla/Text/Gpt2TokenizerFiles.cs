@@ -52,6 +52,7 @@ internal static class Gpt2TokenizerFiles
     {
         ReadOnlySpan<byte> json = ReadAllBytes(path, "a GPT-2 vocabulary (encoder.json / vocab.json)");
         if (json.StartsWith(Encoding.UTF8.Preamble)) json = json[Encoding.UTF8.Preamble.Length..];
+        TokenizerFileException.EnsureUtf8(path, json);
         var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
         var reader = new Utf8JsonReader(json);
         try
@@ -82,6 +83,7 @@ internal static class Gpt2TokenizerFiles
     {
         ReadOnlySpan<byte> content = ReadAllBytes(path, "a GPT-2 merges file (vocab.bpe / merges.txt)");
         if (content.StartsWith(Encoding.UTF8.Preamble)) content = content[Encoding.UTF8.Preamble.Length..];
+        TokenizerFileException.EnsureUtf8(path, content);
         var text = Encoding.UTF8.GetString(content);
         var merges = new List<MergeLine>();
         int lineNumber = 0;
