@@ -240,6 +240,9 @@ public static class MlpCommands
             model.Eval();
             Tensor output;
             using (GradMode.NoGrad()) output = model.Forward(x);
+            int nonFinite = Array.FindIndex(output.ToArray(), v => !float.IsFinite(v));
+            if (nonFinite >= 0)
+                throw new CliException($"{table.Source}:{table.LineNumbers[nonFinite / prep.OutputCount]}: the model's output overflows for this row (its values are far outside the training data).");
             var sb = new StringBuilder();
             var inv = CultureInfo.InvariantCulture;
             if (prep.Task == TabularTask.Classification)

@@ -25,11 +25,14 @@ public sealed class MlpRun(string directory)
     {
         if (!System.IO.Directory.Exists(Directory)) throw new CliException($"{Directory}: run directory not found.");
         var config = MlpRunConfig.Load(ConfigPath);
-        if (!File.Exists(PreprocessorPath)) throw new CliException($"{PreprocessorPath}: not found; the run is incomplete.");
+        if (!Path.Exists(PreprocessorPath)) throw new CliException($"{PreprocessorPath}: not found; the run is incomplete.");
         var prep = TabularPreprocessor.Load(PreprocessorPath);
         if (!File.Exists(CheckpointPath)) throw new CliException($"{CheckpointPath}: not found; the run has not finished an epoch.");
         var model = BuildModel(config, prep);
         model.Load(CheckpointPath);
+        foreach (var (name, weights) in model.NamedParameters())
+            if (weights.ToArray().Any(v => !float.IsFinite(v)))
+                throw new CliException($"{CheckpointPath}: tensor '{name}' holds NaN or infinite values; the model is unusable (did training diverge?).");
         return (config, prep, model);
     }
 
