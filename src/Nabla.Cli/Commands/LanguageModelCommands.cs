@@ -39,7 +39,7 @@ public static class LanguageModelCommands
         {
             var (gpt, tokenizer) = LanguageModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
             var text = p.GetValue(prompt);
-            int[] ids = text is { Length: > 0 } ? tokenizer.Encode(text)
+            int[] ids = text is { Length: > 0 } ? Encode(tokenizer, text, "--prompt")
                 : tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? [eot]
                 : throw new CliException("This tokenizer has no end-of-text token; give a --prompt.");
             var stops = p.GetValue(stop) ?? [];
@@ -67,6 +67,22 @@ public static class LanguageModelCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>A text file given on the command line, read with a size cap (a device or pipe is an error naming it).</summary>
+    private static string ReadText(string path) => BoundedFile.ReadAllText(path, BoundedFile.TextFileLimit, "a text file");
+
+    /// <summary>The ids of <paramref name="text"/>; a character the vocabulary lacks is an error naming where the text came from.</summary>
+    private static int[] Encode(ITokenizer tokenizer, string text, string source)
+    {
+        try
+        {
+            return tokenizer.Encode(text);
+        }
+        catch (ArgumentException e) when (e.GetType() == typeof(ArgumentException))
+        {
+            throw new CliException($"{source}: {e.Message.Replace($" (Parameter '{e.ParamName}')", "")}");
+        }
     }
 
     /// <summary>Streams text but holds back what could be the start of a stop sequence, and cuts at one.</summary>
@@ -115,8 +131,7 @@ public static class LanguageModelCommands
         {
             var (gpt, tokenizer) = LanguageModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
             var path = p.GetValue(text)!;
-            if (!File.Exists(path)) throw new CliException($"{path}: file not found.");
-            var tokens = tokenizer.Encode(File.ReadAllText(path));
+            var tokens = Encode(tokenizer, ReadText(path), path);
             if (p.GetValue(maxTokens) is { } max && max < tokens.Length) tokens = tokens[..max];
             int window = Math.Min(p.GetValue(context) ?? gpt.Config.MaxSequenceLength, gpt.Config.MaxSequenceLength);
             int step = p.GetValue(stride) ?? Math.Max(1, window / 2);
@@ -145,10 +160,9 @@ public static class LanguageModelCommands
         command.SetAction(p =>
         {
             var files = p.GetValue(input)!;
-            foreach (var f in files) if (!File.Exists(f)) throw new CliException($"{f}: file not found.");
+            var texts = files.Select(ReadText).ToList();
             var dir = p.GetValue(output)!;
             Directory.CreateDirectory(dir);
-            var texts = files.Select(File.ReadAllText).ToList();
             ITokenizer tokenizer = p.GetValue(tokenizerKind)!.ToLowerInvariant() switch
             {
                 "char" => CharTokenizer.FromText(string.Concat(texts)),
@@ -158,9 +172,9 @@ public static class LanguageModelCommands
             var train = new List<int>();
             var val = new List<int>();
             int? separator = tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? eot : null;
-            foreach (var text in texts)
+            foreach (var (file, text) in files.Zip(texts))
             {
-                var ids = tokenizer.Encode(text);
+                var ids = Encode(tokenizer, text, file);
                 int cut = (int)(ids.Length * (1 - p.GetValue(valFraction)));
                 if (separator is { } s) { train.Add(s); val.Add(s); }
                 train.AddRange(ids[..cut]);
@@ -196,9 +210,9 @@ public static class LanguageModelCommands
         command.SetAction(p =>
         {
             var files = p.GetValue(input)!;
-            foreach (var f in files) if (!File.Exists(f)) throw new CliException($"{f}: file not found.");
+            var texts = files.Select(ReadText).ToList();
             var clock = Stopwatch.StartNew();
-            var tokenizer = new BpeTrainer(p.GetValue(vocabSize)).Train(files.Select(File.ReadAllText));
+            var tokenizer = new BpeTrainer(p.GetValue(vocabSize)).Train(texts);
             tokenizer.Save(p.GetValue(output)!);
             Console.WriteLine($"{p.GetValue(output)}: {tokenizer.VocabSize} tokens ({tokenizer.Merges.Count} merges) learned in {clock.Elapsed.TotalSeconds:F1} s");
             return 0;
@@ -219,7 +233,7 @@ public static class LanguageModelCommands
             string input = (p.GetValue(text), p.GetValue(file)) switch
             {
                 ({ } t, null) => t,
-                (null, { } f) => File.Exists(f) ? File.ReadAllText(f) : throw new CliException($"{f}: file not found."),
+                (null, { } f) => ReadText(f),
                 _ => throw new CliException("Give exactly one of --text and --file."),
             };
             if (p.GetValue(decode))
@@ -229,7 +243,7 @@ public static class LanguageModelCommands
                 Console.Write(tokenizer.Decode(ids));
                 Console.WriteLine();
             }
-            else Console.WriteLine(string.Join(' ', tokenizer is Gpt2Tokenizer bpe ? bpe.Encode(input, allowSpecialTokens: true) : tokenizer.Encode(input)));
+            else Console.WriteLine(string.Join(' ', tokenizer is Gpt2Tokenizer bpe ? bpe.Encode(input, allowSpecialTokens: true) : Encode(tokenizer, input, p.GetValue(file) ?? "--text")));
             return 0;
         });
         return command;

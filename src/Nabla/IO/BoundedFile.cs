@@ -19,6 +19,9 @@ public static partial class BoundedFile
     /// <summary>Cap for small JSON and text files: configs, vocabularies, manifests, run state.</summary>
     public const long SmallFileLimit = 64L << 20;
 
+    /// <summary>Cap for text corpora read whole (a .NET string holds at most about a billion characters).</summary>
+    public const long TextFileLimit = 512L << 20;
+
     /// <summary>Opens a regular file for reading; anything else (missing, directory, pipe, socket) is an error.</summary>
     public static FileStream OpenRead(string path, string what)
     {

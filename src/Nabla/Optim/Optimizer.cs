@@ -139,8 +139,7 @@ public abstract class Optimizer
     }
 
     /// <summary>Restores state saved by <see cref="StateDict"/>. Everything is checked before anything changes:
-    /// the step counter, each entry's parameter, length and values, and that every parameter has all of its
-    /// buffers once a step has been taken.</summary>
+    /// the step counter, each entry's parameter, length and values, and that no parameter lost some of its buffers.</summary>
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string? source = null)
     {
         source ??= "optimizer state";
@@ -168,11 +167,13 @@ public abstract class Optimizer
                 throw new IO.CheckpointException($"{source}: '{key}' holds NaN or infinite values.");
             loaded[i][name] = copy;
         }
-        if (stepCount > 0)
-            for (int i = 0; i < parameters.Count; i++)
-                foreach (var name in StateBufferNames)
-                    if (!loaded[i].ContainsKey(name))
-                        throw new IO.CheckpointException($"{source}: '{i}.{name}' (parameter {parameters[i].Name ?? parameters[i].ShapeString}) is missing after {stepCount} steps; the file is incomplete.");
+        // A parameter that never received a gradient has no state (as in PyTorch); one with some of its
+        // buffers lost the others, and a file with none at all after steps were taken lost them all.
+        for (int i = 0; i < parameters.Count; i++)
+            if (loaded[i].Count > 0 && StateBufferNames.FirstOrDefault(name => !loaded[i].ContainsKey(name)) is { } missing)
+                throw new IO.CheckpointException($"{source}: tensor '{i}.{missing}' is missing (parameter {i}, {parameters[i].Name ?? parameters[i].ShapeString}, has its other state); the file is incomplete.");
+        if (stepCount > 0 && StateBufferNames.Count > 0 && loaded.All(b => b.Count == 0))
+            throw new IO.CheckpointException($"{source}: no {string.Join(" / ", StateBufferNames)} tensors after {stepCount} steps; the file is incomplete.");
         for (int i = 0; i < parameters.Count; i++)
             if (loaded[i].Count > 0) _state[parameters[i]] = loaded[i];
             else _state.Remove(parameters[i]);

@@ -110,4 +110,31 @@ public class InputValidationCliTests : IDisposable
         Directory.CreateDirectory(preprocessor);
         OneLineError(CliRunner.Run("eval", "--run", run), preprocessor, "is a directory");
     }
+
+    [Fact]
+    public void TextInputsAreReadWithACapAndUnknownCharactersNameTheirSource()
+    {
+        var text = Path.Combine(_dir, "t.txt");
+        File.WriteAllText(text, string.Concat(Enumerable.Repeat("abc abc\n", 50)));
+        var data = Path.Combine(_dir, "data");
+        Assert.Equal(0, CliRunner.Run("data", "prepare", "--input", text, "--tokenizer", "char", "--out", data).Exit);
+        OneLineError(CliRunner.Run("data", "prepare", "--input", "/dev/zero", "--tokenizer", "char", "--out", data), "/dev/zero", "not a regular file");
+        OneLineError(CliRunner.Run("tokenize", "--vocab", data, "--file", _dir), _dir, "is a directory");
+        OneLineError(CliRunner.Run("tokenize", "--vocab", data, "--text", "abz"), "--text: character 'z' (U+007A) at position 2 is not in the vocabulary");
+    }
+
+    [Theory]
+    [InlineData("\"Layers\": 2", "\"Layers\": 1000000000", "model sizes (layers 1000000000")]
+    [InlineData("\"LearningRate\": 0.003", "\"LearningRate\": -1", "a learning rate, weight decay")]
+    [InlineData("\"Training\": {", "\"Training\": null, \"Unused\": {", "\"Training\" is missing")]
+    public void ACorruptGptRunConfigIsNamedOnResume(string find, string replace, string expected)
+    {
+        var run = Path.Combine(_dir, "gpt");
+        Assert.Equal(0, CliRunner.Run("train", "gpt", "--out", run, "--steps", "2", "--batch-size", "4", "--sample-every", "0", "--checkpoint-every", "1").Exit);
+        var config = Path.Combine(run, "config.json");
+        var json = File.ReadAllText(config);
+        Assert.Contains(find, json);
+        File.WriteAllText(config, json.Replace(find, replace));
+        OneLineError(CliRunner.Run("train", "gpt", "--out", run, "--resume"), config, expected);
+    }
 }
