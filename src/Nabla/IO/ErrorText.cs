@@ -6,10 +6,12 @@ namespace Nabla.IO;
 public static class ErrorText
 {
     /// <summary>The message on one line: line breaks and other control characters (which a parser may quote
-    /// from the damaged input) become spaces or are dropped.</summary>
-    public static string OneLine(string message) =>
-        string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-            .Where(c => !char.IsControl(c)).Aggregate(new System.Text.StringBuilder(), (b, c) => b.Append(c)).ToString();
+    /// from the damaged input) are dropped, line breaks become spaces.</summary>
+    public static string OneLine(string message)
+    {
+        var joined = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        return string.Concat(joined.Where(c => !char.IsControl(c)));
+    }
 
     /// <summary>A JSON parser's complaint, on one line, with the 1-based line where it stopped.</summary>
     public static string Json(JsonException e)
