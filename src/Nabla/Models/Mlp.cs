@@ -24,7 +24,9 @@ public sealed class Mlp : Module
         {
             Layers.Add(new Linear(width, h, generator: generator));
             Layers.Add(Activation(activation));
-            if (dropout > 0) Layers.Add(new Dropout(dropout, generator));
+            // Dropout draws from the default generator, which a Trainer seeds per step: masks then follow the
+            // step, not the history, so a resumed run matches an uninterrupted one. (The generator is for weights.)
+            if (dropout > 0) Layers.Add(new Dropout(dropout));
             width = h;
         }
         Layers.Add(new Linear(width, outputs, generator: generator));
