@@ -50,6 +50,7 @@ internal static unsafe class Engine
             if (t.RetainsGrad) { t.Grad = entry.Owned ? g : g.Clone(); entry.Owned = false; }
             var inputs = node.Inputs;
             var grads = fn(g);
+            if (AnomalyMode.IsEnabled) AnomalyMode.CheckBackward(node, grads);
             if (grads.Length != inputs.Length)
                 throw new InvalidOperationException($"{node} returned {grads.Length} gradients for {inputs.Length} inputs.");
             bool passedThrough = false;

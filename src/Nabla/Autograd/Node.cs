@@ -11,12 +11,15 @@ public sealed class Node
     public string Name { get; }
     internal Tensor?[] Inputs { get; private set; }
     internal Func<Tensor, Tensor?[]>? BackwardFn { get; private set; }
+    /// <summary>Dotted name of the sub-module that ran the op; recorded only in <see cref="AnomalyMode"/>.</summary>
+    internal string? ModulePath { get; private init; }
 
-    internal Node(string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward)
+    internal Node(string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward, string? modulePath = null)
     {
         Name = name;
         Inputs = inputs;
         BackwardFn = backward;
+        ModulePath = modulePath;
     }
 
     /// <summary>Whether input <paramref name="i"/> wants a gradient (so a backward can skip the others).</summary>
@@ -38,7 +41,14 @@ internal static class NodeExtensions
     /// <paramref name="inputs"/>. Call only when <see cref="GradMode.Needed(Tensor)"/> said so.</summary>
     internal static Tensor Record(this Tensor output, string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward)
     {
-        output.SetGradFn(new Node(name, inputs, backward));
+        if (!AnomalyMode.IsEnabled)
+        {
+            output.SetGradFn(new Node(name, inputs, backward));
+            return output;
+        }
+        var node = new Node(name, inputs, backward, ModuleContext.CurrentPath);
+        AnomalyMode.CheckForward(output, node);
+        output.SetGradFn(node);
         return output;
     }
 }

@@ -7,7 +7,7 @@ public static class GradientClipping
 {
     /// <summary>
     /// The global L2 norm of the parameters' gradients, with the squares summed in double: a float sum overflows
-    /// to ∞ once gradients pass ~1e19, long before they stop being finite.
+    /// to ∞ once gradients pass ~1.8e19, long before they stop being finite.
     /// </summary>
     public static double TotalNorm(IEnumerable<Tensor> parameters)
     {
@@ -37,17 +37,19 @@ public static class GradientClipping
         return (float)norm;
     }
 
-    private static double SumOfSquares(ReadOnlySpan<float> values)
+    /// <summary>Σ x² in double: squares of gradients above ~1.8e19 overflow float even when the norm itself is
+    /// representable.</summary>
+    internal static double SumOfSquares(ReadOnlySpan<float> values)
     {
-        var acc = Vector<double>.Zero;
+        var sum = Vector<double>.Zero;
         int i = 0;
-        for (; i <= values.Length - Vector<float>.Count; i += Vector<float>.Count)
+        for (; i + Vector<float>.Count <= values.Length; i += Vector<float>.Count)
         {
             Vector.Widen(new Vector<float>(values[i..]), out var low, out var high);
-            acc += low * low + high * high;
+            sum += low * low + high * high;
         }
-        double sum = Vector.Sum(acc);
-        for (; i < values.Length; i++) sum += (double)values[i] * values[i];
-        return sum;
+        double total = Vector.Sum(sum);
+        for (; i < values.Length; i++) total += (double)values[i] * values[i];
+        return total;
     }
 }
