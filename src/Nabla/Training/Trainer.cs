@@ -207,14 +207,43 @@ public sealed class Trainer
     public EvaluationResult Evaluate(IBatchSource source, int batches) => Evaluation.Run(Model, _loss, source, batches, Metrics);
 
     /// <summary>
-    /// Names the culprit of a divergence at the current step: a parameter that is already NaN/Inf, else the first
-    /// non-finite gradient, else <paramref name="what"/> alone.
+    /// Names the culprit of a divergence at the current step: a parameter that is already NaN/Inf; else the first op
+    /// that produces a NaN/Inf when the step's micro-batches are replayed under <see cref="AnomalyMode"/> (the
+    /// parameters are those the step started from, since the optimizer has not stepped, and the batches and dropout
+    /// masks are the same); else the first non-finite gradient.
     /// </summary>
     private TrainingDivergedException Diverged(string what)
     {
         int step = Step + 1;
-        var culprit = NonFinite.FirstParameter(Model, gradients: false) ?? NonFinite.FirstParameter(Model, gradients: true);
-        return new TrainingDivergedException($"step {step}: {what}{(culprit != null ? $" ({culprit})" : "")}. Lower the learning rate or check the data for NaN/Inf.");
+        const string advice = "Lower the learning rate or check the data for NaN/Inf.";
+        if (NonFinite.FirstParameter(Model, gradients: false) is { } parameter)
+            return new TrainingDivergedException($"step {step}: {what} ({parameter}). {advice}");
+        if (ReplayWithAnomalyChecks() is { } anomaly)
+            return new TrainingDivergedException($"step {step}: {anomaly.Message} ({what}). {advice}");
+        var gradient = NonFinite.FirstParameter(Model, gradients: true);
+        return new TrainingDivergedException($"step {step}: {what}{(gradient != null ? $" ({gradient})" : "")}. {advice}");
+    }
+
+    private NonFiniteValueException? ReplayWithAnomalyChecks()
+    {
+        Optimizer.ZeroGrad();
+        Model.Train();
+        try
+        {
+            using var _ = AnomalyMode.Enable();
+            int k = Options.GradientAccumulation;
+            for (int micro = 0; micro < k; micro++)
+            {
+                var (x, y) = MicroBatch(micro);
+                var loss = _loss(Model.Forward(x), y);
+                (k == 1 ? loss : loss.Mul(1f / k)).Backward();
+            }
+            return null;
+        }
+        catch (NonFiniteValueException e)
+        {
+            return e;
+        }
     }
 
     /// <summary>Writes a checkpoint of the current step (unless it already has one), e.g. when training is interrupted.</summary>
