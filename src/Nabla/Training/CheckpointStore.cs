@@ -92,6 +92,9 @@ public sealed class CheckpointStore(string runDirectory)
         return null;
     }
 
+    /// <summary>Whether the run has any checkpoint directory, complete or not.</summary>
+    public bool Any() => Candidates().Any();
+
     /// <summary>Checkpoint directories, newest step first and, within a step, the renamed one before its .tmp.</summary>
     private IEnumerable<(int Step, string Dir)> Newest() =>
         Candidates().OrderByDescending(c => c.Step).ThenBy(c => c.Dir.EndsWith(TmpSuffix, StringComparison.Ordinal));

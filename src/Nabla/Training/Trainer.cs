@@ -70,6 +70,7 @@ public sealed class Trainer
     private readonly MetricsLog? _metrics;
     private readonly IReadOnlyList<Tensor> _parameters;
     private int? _lastCheckpointStep;
+    private bool _resumeAttempted;
 
     public Trainer(Module model, Func<Tensor, Tensor, Tensor> loss, IBatchSource train, Optimizer optimizer, TrainerOptions options,
         LRScheduler? schedule = null, IBatchSource? validation = null, string? runDirectory = null)
@@ -127,6 +128,8 @@ public sealed class Trainer
     /// <summary>Runs the remaining steps (all of them, or those after a resumed checkpoint), stopping early when cancelled.</summary>
     public void Train(CancellationToken cancel = default)
     {
+        if (Step == 0 && !_resumeAttempted && _checkpoints?.Any() == true)
+            throw new InvalidOperationException($"{RunDirectory} already holds checkpoints: call TryResume() first, or train into another directory.");
         if (Step == 0) _metrics?.Clear();
         while (Step < Options.Steps && !cancel.IsCancellationRequested)
         {
@@ -275,6 +278,7 @@ public sealed class Trainer
     public ResumeInfo? TryResume()
     {
         if (_checkpoints == null) return null;
+        _resumeAttempted = true;
         var found = _checkpoints.Recover();
         if (found == null) return null;
         var statePath = Path.Combine(found.Directory, "trainer.json");

@@ -170,6 +170,15 @@ public class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void TrainingFromScratchIntoARunThatHasCheckpointsIsRefused()
+    {
+        var dir = Dir("run");
+        MlpTrainer(dir).Train();
+        var e = Assert.Throws<InvalidOperationException>(() => MlpTrainer(dir).Train());
+        Assert.Contains("call TryResume() first", e.Message);
+    }
+
+    [Fact]
     public void AnOptimizerStateMissingAMomentTensorIsRefusedNamingFileAndTensor()
     {
         var dir = Dir("run");
