@@ -216,10 +216,10 @@ public static class MlpCommands
                 accuracy += (r["accuracy"]?.GetValue<double>() ?? double.NaN) * n;
                 samples += n;
             }
-            if (r["val_loss"] is { } v)
+            if (r.ContainsKey("val_loss")) // null when the validation was not finite
             {
                 history.Add(new EpochSummary(r["step"]!.GetValue<int>() / stepsPerEpoch, loss / samples, accuracy / samples,
-                    v.GetValue<double>(), r["val_accuracy"]?.GetValue<double>() ?? double.NaN));
+                    r["val_loss"]?.GetValue<double>() ?? double.NaN, r["val_accuracy"]?.GetValue<double>() ?? double.NaN));
                 (loss, accuracy, samples) = (0, 0, 0);
             }
         }

@@ -78,6 +78,8 @@ public sealed class Trainer
         if (options.Steps < 0) throw new ArgumentOutOfRangeException(nameof(options), $"Steps must not be negative, got {options.Steps}.");
         if (options.GradientAccumulation < 1) throw new ArgumentOutOfRangeException(nameof(options), $"GradientAccumulation must be at least 1, got {options.GradientAccumulation}.");
         if (!(options.ClipGradNorm >= 0)) throw new ArgumentOutOfRangeException(nameof(options), $"ClipGradNorm must be 0 (off) or positive, got {options.ClipGradNorm}.");
+        if (options.EvalEvery < 0 || options.CheckpointEvery < 0 || options.EvalBatches < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), $"EvalEvery, EvalBatches and CheckpointEvery must not be negative (got {options.EvalEvery}, {options.EvalBatches}, {options.CheckpointEvery}).");
         if (schedule != null && schedule.Optimizer != optimizer) throw new ArgumentException("The schedule drives another optimizer than the trainer's.", nameof(schedule));
         Model = model;
         _loss = loss;
@@ -141,8 +143,8 @@ public sealed class Trainer
             {
                 var result = Evaluate(_validation, Options.EvalBatches);
                 var evaluation = new EvaluationRecord(Step, result.Loss, result.Metrics);
-                var json = new JsonObject { ["step"] = Step, ["val_loss"] = result.Loss };
-                foreach (var (name, value) in result.Metrics) json["val_" + name] = value;
+                var json = new JsonObject { ["step"] = Step, ["val_loss"] = Number(result.Loss) };
+                foreach (var (name, value) in result.Metrics) json["val_" + name] = Number(value);
                 _metrics?.Append(json);
                 AfterEvaluation?.Invoke(evaluation);
             }
@@ -202,9 +204,12 @@ public sealed class Trainer
             ["step"] = r.Step, ["loss"] = r.Loss, ["lr"] = r.LearningRate, ["grad_norm"] = r.GradNorm,
             ["samples"] = r.Samples, ["samples_per_second"] = r.SamplesPerSecond, ["ms"] = r.Milliseconds,
         };
-        foreach (var (name, value) in r.Metrics) json[name] = value;
+        foreach (var (name, value) in r.Metrics) json[name] = Number(value);
         return json;
     }
+
+    /// <summary>A value for metrics.jsonl: JSON has no NaN or infinity, so those (e.g. a validation that overflowed) are null.</summary>
+    private static JsonNode? Number(double value) => double.IsFinite(value) ? JsonValue.Create(value) : null;
 
     /// <summary>Loss and metrics over the first <paramref name="batches"/> batches of a source, without a graph.</summary>
     public EvaluationResult Evaluate(IBatchSource source, int batches) => Evaluation.Run(Model, _loss, source, batches, Metrics);
