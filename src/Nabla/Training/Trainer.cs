@@ -285,6 +285,9 @@ public sealed class Trainer
         if (_checkpoints == null) return null;
         _resumeAttempted = true;
         var found = _checkpoints.Recover();
+        var legacy = Path.Combine(RunDirectory!, "checkpoint");
+        if (found == null && Directory.Exists(legacy))
+            throw new CheckpointException($"{legacy}: a checkpoint in the layout of an earlier Nabla (no manifest to prove it complete); it is not resumed, so that training does not silently restart from step 0. Start a new run.");
         if (found == null) return null;
         var statePath = Path.Combine(found.Directory, "trainer.json");
         int step;
