@@ -1,5 +1,3 @@
-using Nabla.Autograd;
-
 namespace Nabla.Data;
 
 /// <summary>
