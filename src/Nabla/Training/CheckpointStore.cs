@@ -56,10 +56,11 @@ public sealed class CheckpointStore(string runDirectory)
     }
 
     /// <summary>
-    /// The newest complete checkpoint (null when there is none at all). Directories that are not complete are
-    /// passed over (and named in <see cref="RecoveredCheckpoint.Skipped"/>) only when an older complete one
-    /// exists; when checkpoints exist and none is complete this throws rather than restart from step 0.
-    /// Leftovers (temporary directories, older and damaged checkpoints) are removed after a complete one is found.
+    /// The newest complete checkpoint (null when there is no checkpoint directory at all). Newer directories that are
+    /// not complete are passed over — those whose manifest does not match their files are named in
+    /// <see cref="RecoveredCheckpoint.Skipped"/>, since that is damage, not a crash; when checkpoint directories
+    /// exist and none is complete this throws rather than restart from step 0. Leftovers (temporary directories,
+    /// older and damaged checkpoints) are removed once a complete one is found, and a complete .tmp is renamed into place.
     /// </summary>
     public RecoveredCheckpoint? Recover()
     {
