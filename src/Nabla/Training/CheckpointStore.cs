@@ -56,7 +56,7 @@ public sealed class CheckpointStore(string runDirectory)
     }
 
     /// <summary>
-    /// The newest complete checkpoint (null when there is no checkpoint directory at all). Newer directories that are
+    /// The newest complete checkpoint (null when there is none and nothing but torn .tmp directories). Newer ones that are
     /// not complete are passed over — those whose manifest does not match their files are named in
     /// <see cref="RecoveredCheckpoint.Skipped"/>, since that is damage, not a crash; when checkpoint directories
     /// exist and none is complete this throws rather than restart from step 0. Leftovers (temporary directories,
