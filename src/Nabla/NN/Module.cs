@@ -117,9 +117,14 @@ public abstract class Module
 
     /// <summary>The registered child at <paramref name="name"/> as a <typeparamref name="T"/>, with an error naming
     /// the path and both types if it was replaced by a module of another kind.</summary>
-    protected T Child<T>(string name) where T : Module =>
-        Resolve(name, name.AsSpan()) as T ?? throw new InvalidOperationException(
-            $"{GetType().Name}: sub-module '{name}' is a {Resolve(name, name.AsSpan()).GetType().Name}, but {GetType().Name} needs a {typeof(T).Name} there.");
+    protected T Child<T>(string name) where T : Module
+    {
+        var child = Resolve(name, name.AsSpan());
+        if (child is T typed) return typed;
+        // While a model runs, name the child by its full path from the model the caller ran.
+        var path = ModuleContext.CurrentPath is { } running ? running + "." + name : name;
+        throw new InvalidOperationException($"Sub-module '{path}' is a {child.GetType().Name}, but {GetType().Name} needs a {typeof(T).Name} there.");
+    }
 
     /// <summary>Runs the registered sub-module at <paramref name="name"/> (a child's name, or a dotted path such as
     /// "h.3") on <paramref name="input"/>. Models call their children this way: the child is looked up in the
