@@ -8,7 +8,9 @@ namespace Nabla.NN;
 /// buffers and sub-modules by name in its constructor, and gets <see cref="Parameters"/>,
 /// <see cref="NamedParameters"/>, <see cref="Train"/>/<see cref="Eval"/>, <see cref="StateDict"/> and
 /// <see cref="LoadStateDict"/> for free. Names are dotted paths ("layers.0.weight"), as in PyTorch, so state
-/// dicts map one to one onto checkpoints written by either.
+/// dicts map one to one onto checkpoints written by either. A module's Forward runs its children with
+/// <see cref="ForwardChild(string, Tensor)"/>, which looks them up in the registry, so sub-modules can be
+/// replaced by path (<see cref="SetSubmodule"/>) and <see cref="AnomalyMode"/> can name the one running.
 /// </summary>
 public abstract class Module
 {
