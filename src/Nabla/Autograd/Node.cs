@@ -42,7 +42,6 @@ internal static class NodeExtensions
     internal static Tensor Record(this Tensor output, string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward)
     {
         output.SetGradFn(new Node(name, inputs, backward));
-        if (AnomalyMode.IsEnabled) AnomalyMode.CheckRecorded(output);
         return output;
     }
 }
