@@ -101,7 +101,7 @@ public abstract class Module
         var name = target[(dot + 1)..];
         int i = parent._children.FindIndex(c => c.Name == name);
         if (i < 0)
-            throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {Describe(parent, target[..Math.Max(dot, 0)])} has no child '{name}'{ChildList(parent)}.");
+            throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {DescribeAt(parent, target[..Math.Max(dot, 0)])} has no child '{name}'{ChildList(parent)}.");
         parent._children[i] = (name, module);
     }
 
@@ -113,11 +113,8 @@ public abstract class Module
         return this;
     }
 
-    /// <summary>The registered child named <paramref name="name"/> (no dots), looked up on every call so a
-    /// replaced child is the one used.</summary>
-    protected Module Child(string name) => Resolve(name, name.AsSpan());
-
-    /// <summary>The registered child at <paramref name="name"/> as a <typeparamref name="T"/>, with an error naming
+    /// <summary>The registered sub-module at <paramref name="name"/> (a child's name or a dotted path) as a
+    /// <typeparamref name="T"/>, looked up on every call so that a replaced child is the one used; the error names
     /// the path and both types if it was replaced by a module of another kind.</summary>
     protected T Child<T>(string name) where T : Module
     {
@@ -165,7 +162,7 @@ public abstract class Module
             foreach (var (childName, child) in module._children)
                 if (name.SequenceEqual(childName)) { next = child; break; }
             if (next == null)
-                throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {Describe(module, target[..Math.Max(walked - 1, 0)])} has no child '{name}'{ChildList(module)}.");
+                throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {DescribeAt(module, target[..Math.Max(walked - 1, 0)])} has no child '{name}'{ChildList(module)}.");
             module = next;
             walked += name.Length + 1;
             path = dot < 0 ? default : path[(dot + 1)..];
@@ -173,7 +170,7 @@ public abstract class Module
         return module;
     }
 
-    private static string Describe(Module module, string path) =>
+    private static string DescribeAt(Module module, string path) =>
         path.Length == 0 ? $"the {module.GetType().Name} itself" : $"'{path}' ({module.GetType().Name})";
 
     private static string ChildList(Module module) =>
