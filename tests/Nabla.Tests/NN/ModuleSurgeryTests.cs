@@ -1,4 +1,5 @@
 using Nabla.Autograd;
+using Nabla.IO;
 using Nabla.Models;
 using Nabla.Models.Gpt2;
 using Nabla.NN;
@@ -31,6 +32,25 @@ public class ModuleSurgeryTests
         {
             Calls++;
             return ForwardChild("base", x).Add(F.Linear(F.Linear(x, A), B));
+        }
+    }
+
+    /// <summary>Adds a fixed vector to what the wrapped module computes.</summary>
+    private sealed class OffsetWrapper : Module
+    {
+        private readonly Tensor _offset;
+        public int Calls { get; private set; }
+
+        public OffsetWrapper(Module wrapped, Tensor offset)
+        {
+            RegisterModule("wrapped", wrapped);
+            _offset = offset;
+        }
+
+        public override Tensor Forward(Tensor x)
+        {
+            Calls++;
+            return ForwardChild("wrapped", x).Add(_offset);
         }
     }
 
@@ -102,6 +122,37 @@ public class ModuleSurgeryTests
         Assert.Contains("h.2.attn.c_attn.base.weight", names);
         Assert.Contains("h.2.attn.c_attn.lora_a", names);
         Assert.DoesNotContain("h.2.attn.c_attn.weight", names);
+    }
+
+    [Fact]
+    public void WrappingEveryCAttnOfAPyTorchTrainedGpt2ShiftsTheLogitsAsTheSameOffsetInItsBiasDoes()
+    {
+        var fixture = SafeTensors.Load(TestData.Fixture("gpt2_tiny.safetensors"), out var meta);
+        var weights = fixture.Where(kv => kv.Key.StartsWith("input/")).ToDictionary(kv => kv.Key["input/".Length..], kv => kv.Value);
+        var config = Gpt2Config.FromJson(meta["config"], "fixture");
+        var model = new Gpt2Model(config);
+        model.LoadStateDict(weights);
+        var folded = new Gpt2Model(config);
+        folded.LoadStateDict(weights);
+        var tokens = fixture["tokens"];
+
+        var wrappers = new List<OffsetWrapper>();
+        for (int l = 0; l < config.Layers; l++)
+        {
+            string path = $"h.{l}.attn.c_attn";
+            var offset = Tensor.Normal(new Generator((ulong)(30 + l)), 0, 0.5f, 3 * config.Channels);
+            var wrapper = new OffsetWrapper(model.GetSubmodule(path), offset);
+            model.SetSubmodule(path, wrapper);
+            wrappers.Add(wrapper);
+            var bias = ((Linear)folded.GetSubmodule(path)).Bias!;
+            var shifted = bias.ToArray().Zip(offset.ToArray(), (b, o) => b + o).ToArray();
+            using (GradMode.NoGrad()) bias.CopyFrom(Tensor.FromArray(shifted, bias.Shape.ToArray()));
+        }
+
+        var logits = model.Forward(tokens);
+        Assert.All(wrappers, w => Assert.Equal(1, w.Calls));
+        Assert.True(fixture["logits"].ToArray().Zip(logits.ToArray(), (x, y) => Math.Abs(x - y)).Max() > 0.05f, "the wrappers changed nothing");
+        Close.Assert(folded.Forward(tokens), logits, 1e-5, "logits with offsets");
     }
 
     [Fact]
