@@ -35,9 +35,12 @@ public static class AnomalyMode
         }
     }
 
-    /// <summary>Throws if <paramref name="output"/>, just produced by <paramref name="node"/>'s op, holds a NaN or an infinity.</summary>
-    internal static void CheckForward(Tensor output, Node node)
+    /// <summary>Notes which module ran the op that just recorded <paramref name="output"/> (for backward's
+    /// messages), and throws if the output holds a NaN or an infinity.</summary>
+    internal static void CheckRecorded(Tensor output)
     {
+        var node = output.GradFn!;
+        node.ModulePath = ModuleContext.CurrentPath;
         // A view (reshape, slice, ...) reads its input's memory, which was checked when it was produced.
         foreach (var input in node.Inputs)
             if (input != null && input.Storage == output.Storage) return;

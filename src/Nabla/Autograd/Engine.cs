@@ -50,9 +50,9 @@ internal static unsafe class Engine
             if (t.RetainsGrad) { t.Grad = entry.Owned ? g : g.Clone(); entry.Owned = false; }
             var inputs = node.Inputs;
             var grads = fn(g);
-            if (AnomalyMode.IsEnabled) AnomalyMode.CheckBackward(node, grads);
             if (grads.Length != inputs.Length)
                 throw new InvalidOperationException($"{node} returned {grads.Length} gradients for {inputs.Length} inputs.");
+            if (AnomalyMode.IsEnabled) AnomalyMode.CheckBackward(node, grads);
             bool passedThrough = false;
             for (int i = 0; i < inputs.Length; i++)
             {

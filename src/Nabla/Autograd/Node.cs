@@ -11,19 +11,19 @@ public sealed class Node
     public string Name { get; }
     internal Tensor?[] Inputs { get; private set; }
     internal Func<Tensor, Tensor?[]>? BackwardFn { get; private set; }
-    /// <summary>Dotted name of the sub-module that ran the op; recorded only in <see cref="AnomalyMode"/>.</summary>
-    internal string? ModulePath { get; private init; }
 
-    internal Node(string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward, string? modulePath = null)
+    internal Node(string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward)
     {
         Name = name;
         Inputs = inputs;
         BackwardFn = backward;
-        ModulePath = modulePath;
     }
 
     /// <summary>Whether input <paramref name="i"/> wants a gradient (so a backward can skip the others).</summary>
     public bool NeedsGrad(int i) => Inputs[i] is { RequiresGrad: true };
+
+    /// <summary>Dotted name of the sub-module that ran the op; recorded only in <see cref="AnomalyMode"/>.</summary>
+    internal string? ModulePath { get; set; }
 
     /// <summary>Drops the saved tensors once backward has run (unless the graph is retained).</summary>
     internal void Free()
@@ -41,14 +41,7 @@ internal static class NodeExtensions
     /// <paramref name="inputs"/>. Call only when <see cref="GradMode.Needed(Tensor)"/> said so.</summary>
     internal static Tensor Record(this Tensor output, string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward)
     {
-        if (!AnomalyMode.IsEnabled)
-        {
-            output.SetGradFn(new Node(name, inputs, backward));
-            return output;
-        }
-        var node = new Node(name, inputs, backward, ModuleContext.CurrentPath);
-        AnomalyMode.CheckForward(output, node);
-        output.SetGradFn(node);
+        output.SetGradFn(new Node(name, inputs, backward));
         return output;
     }
 }

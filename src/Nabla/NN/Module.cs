@@ -8,7 +8,9 @@ namespace Nabla.NN;
 /// buffers and sub-modules by name in its constructor, and gets <see cref="Parameters"/>,
 /// <see cref="NamedParameters"/>, <see cref="Train"/>/<see cref="Eval"/>, <see cref="StateDict"/> and
 /// <see cref="LoadStateDict"/> for free. Names are dotted paths ("layers.0.weight"), as in PyTorch, so state
-/// dicts map one to one onto checkpoints written by either.
+/// dicts map one to one onto checkpoints written by either. A module's Forward runs its children with
+/// <see cref="ForwardChild(string, Tensor)"/>, which looks them up in the registry, so sub-modules can be
+/// replaced by path (<see cref="SetSubmodule"/>) and <see cref="AnomalyMode"/> can name the one running.
 /// </summary>
 public abstract class Module
 {
@@ -99,7 +101,7 @@ public abstract class Module
         var name = target[(dot + 1)..];
         int i = parent._children.FindIndex(c => c.Name == name);
         if (i < 0)
-            throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {Describe(parent, target[..Math.Max(dot, 0)])} has no child '{name}'{ChildList(parent)}.");
+            throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {DescribeAt(parent, target[..Math.Max(dot, 0)])} has no child '{name}'{ChildList(parent)}.");
         parent._children[i] = (name, module);
     }
 
@@ -111,15 +113,17 @@ public abstract class Module
         return this;
     }
 
-    /// <summary>The registered child named <paramref name="name"/> (no dots), looked up on every call so a
-    /// replaced child is the one used.</summary>
-    protected Module Child(string name) => Resolve(name, name.AsSpan());
-
-    /// <summary>The registered child at <paramref name="name"/> as a <typeparamref name="T"/>, with an error naming
+    /// <summary>The registered sub-module at <paramref name="name"/> (a child's name or a dotted path) as a
+    /// <typeparamref name="T"/>, looked up on every call so that a replaced child is the one used; the error names
     /// the path and both types if it was replaced by a module of another kind.</summary>
-    protected T Child<T>(string name) where T : Module =>
-        Resolve(name, name.AsSpan()) as T ?? throw new InvalidOperationException(
-            $"{GetType().Name}: sub-module '{name}' is a {Resolve(name, name.AsSpan()).GetType().Name}, but {GetType().Name} needs a {typeof(T).Name} there.");
+    protected T Child<T>(string name) where T : Module
+    {
+        var child = Resolve(name, name.AsSpan());
+        if (child is T typed) return typed;
+        // While a model runs, name the child by its full path from the model the caller ran.
+        var path = ModuleContext.CurrentPath is { } running ? running + "." + name : name;
+        throw new InvalidOperationException($"Sub-module '{path}' is a {child.GetType().Name}, but {GetType().Name} needs a {typeof(T).Name} there.");
+    }
 
     /// <summary>Runs the registered sub-module at <paramref name="name"/> (a child's name, or a dotted path such as
     /// "h.3") on <paramref name="input"/>. Models call their children this way: the child is looked up in the
@@ -158,7 +162,7 @@ public abstract class Module
             foreach (var (childName, child) in module._children)
                 if (name.SequenceEqual(childName)) { next = child; break; }
             if (next == null)
-                throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {Describe(module, target[..Math.Max(walked - 1, 0)])} has no child '{name}'{ChildList(module)}.");
+                throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {DescribeAt(module, target[..Math.Max(walked - 1, 0)])} has no child '{name}'{ChildList(module)}.");
             module = next;
             walked += name.Length + 1;
             path = dot < 0 ? default : path[(dot + 1)..];
@@ -166,7 +170,7 @@ public abstract class Module
         return module;
     }
 
-    private static string Describe(Module module, string path) =>
+    private static string DescribeAt(Module module, string path) =>
         path.Length == 0 ? $"the {module.GetType().Name} itself" : $"'{path}' ({module.GetType().Name})";
 
     private static string ChildList(Module module) =>
