@@ -133,6 +133,7 @@ public static class LanguageModelCommands
             var path = p.GetValue(text)!;
             var tokens = Encode(tokenizer, ReadText(path), path);
             if (p.GetValue(maxTokens) is { } max && max < tokens.Length) tokens = tokens[..max];
+            if (tokens.Length < 2) throw new CliException($"{path}: {tokens.Length} token(s) to score; perplexity needs at least two.");
             int window = Math.Min(p.GetValue(context) ?? gpt.Config.MaxSequenceLength, gpt.Config.MaxSequenceLength);
             int step = p.GetValue(stride) ?? Math.Max(1, window / 2);
             if (window < 2 || step < 1 || step > window) throw new CliException($"--context must be at least 2 and --stride between 1 and the context ({window}).");
