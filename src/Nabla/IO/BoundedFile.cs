@@ -10,9 +10,9 @@ public sealed class InputFileException(string message, Exception? inner = null) 
 
 /// <summary>
 /// Opens and reads input files with a size cap, so that a path to <c>/dev/zero</c>, a FIFO or a directory is an
-/// error naming the path instead of a hang or an out-of-memory crash. Every reader of user-supplied files goes
-/// through here; <paramref name="what"/> in the methods below names the file's role in messages ("a run
-/// configuration", "a safetensors header").
+/// error naming the path instead of a hang or an out-of-memory crash. The readers of user-supplied files go
+/// through here; <c>what</c> in the methods below names the file's role in messages ("a run configuration",
+/// "a safetensors file").
 /// </summary>
 public static partial class BoundedFile
 {
