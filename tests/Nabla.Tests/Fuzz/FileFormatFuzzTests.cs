@@ -93,9 +93,9 @@ public sealed class FileFormatFuzzTests : IDisposable
                 return new("tokenizer.json", p => { CharTokenizer.FromText("the quick brown fox jumps over the lazy dog.\n").Save(p); return File.ReadAllBytes(p); },
                     p => CharTokenizer.Load(p));
             case "encoder.json":
-                return new("encoder.json", p => TokenizerFile(p, "encoder.json"), p => Gpt2Tokenizer.FromFiles(p, SmallBpe.MergesPath));
+                return new("encoder.json", p => TokenizerFile(p, "encoder.json"), p => Gpt2Tokenizer.FromFiles(p, BpePath("vocab.bpe")));
             case "vocab.bpe":
-                return new("vocab.bpe", p => TokenizerFile(p, "vocab.bpe"), p => Gpt2Tokenizer.FromFiles(SmallBpe.VocabularyPath, p));
+                return new("vocab.bpe", p => TokenizerFile(p, "vocab.bpe"), p => Gpt2Tokenizer.FromFiles(BpePath("encoder.json"), p));
             case "metrics.jsonl":
                 return new("metrics.jsonl", _ => Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(1, 20).Select(step =>
                     $"{{\"step\":{step},\"loss\":{3.0 / step:R},\"lr\":0.001{(step % 5 == 0 ? $",\"val_loss\":{2.9 / step:R}" : "")}}}\n"))),
@@ -131,27 +131,18 @@ public sealed class FileFormatFuzzTests : IDisposable
         return (model, optimizer);
     }
 
-    /// <summary>A small trained BPE tokenizer (a few hundred tokens), written once per test run.</summary>
-    private static class SmallBpe
+    /// <summary>A small trained BPE tokenizer (a few hundred tokens) in the test's directory; returns the
+    /// valid file <paramref name="name"/> (encoder.json or vocab.bpe), also copied to <paramref name="path"/>.</summary>
+    private byte[] TokenizerFile(string path, string name)
     {
-        private static readonly string Dir = CreateDirectory();
-        public static string VocabularyPath => Path.Combine(Dir, "encoder.json");
-        public static string MergesPath => Path.Combine(Dir, "vocab.bpe");
-
-        private static string CreateDirectory()
-        {
-            var dir = Path.Combine(Path.GetTempPath(), "nabla-fuzz-bpe-" + Environment.ProcessId);
-            new BpeTrainer(300).Train(string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 20))).Save(dir);
-            return dir;
-        }
-    }
-
-    private static byte[] TokenizerFile(string path, string name)
-    {
-        var bytes = File.ReadAllBytes(Path.Combine(Path.GetDirectoryName(SmallBpe.VocabularyPath)!, name));
+        if (!File.Exists(BpePath("encoder.json")))
+            new BpeTrainer(300).Train(string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog. ", 20))).Save(Path.Combine(_dir, "bpe"));
+        var bytes = File.ReadAllBytes(BpePath(name));
         File.WriteAllBytes(path, bytes);
         return bytes;
     }
+
+    private string BpePath(string name) => Path.Combine(_dir, "bpe", name);
 
     [Theory]
     [MemberData(nameof(Formats))]
@@ -280,6 +271,7 @@ public sealed class FileFormatFuzzTests : IDisposable
     public void DevicesDirectoriesFifosAndMissingFilesAreErrorsNamingThePath(string formatName)
     {
         var format = Make(formatName);
+        format.MakeValid(Path.Combine(_dir, "valid-" + format.FileName)); // and the files it is read with
         var paths = new List<string> { "/dev/zero", _dir };
         if (!format.MayBeMissing) paths.Add(Path.Combine(_dir, "missing", format.FileName));
         if (OperatingSystem.IsLinux())
