@@ -268,7 +268,7 @@ public sealed class FileFormatFuzzTests : IDisposable
 
     [Theory]
     [MemberData(nameof(Formats))]
-    public void DevicesDirectoriesFifosAndMissingFilesAreErrorsNamingThePath(string formatName)
+    public async Task DevicesDirectoriesFifosAndMissingFilesAreErrorsNamingThePath(string formatName)
     {
         var format = Make(formatName);
         format.MakeValid(Path.Combine(_dir, "valid-" + format.FileName)); // and the files it is read with
@@ -283,7 +283,7 @@ public sealed class FileFormatFuzzTests : IDisposable
         foreach (var path in paths)
         {
             var run = Task.Run(() => format.Read(path));
-            Assert.True(Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(10))).Result == run, $"{formatName}: reading {path} hangs");
+            Assert.True(await Task.WhenAny(run, Task.Delay(TimeSpan.FromSeconds(10))) == run, $"{formatName}: reading {path} hangs");
             var error = run.Exception?.InnerException;
             Assert.True(error != null, $"{formatName}: reading {path} succeeded");
             AssertClean(error!, path, $"{formatName} from {path}");
