@@ -18,8 +18,8 @@ public static class TokenizerFiles
     public const string CharVocabularyName = "char_vocab.json";
     public const string HuggingFaceTokenizerName = HuggingFaceTokenizerFile.FileName;
 
-    /// <summary>Largest tokenizer file read (GPT-2's tokenizer.json is 1.4 MB, the largest published ones ~20 MB).</summary>
-    private const long MaxJsonBytes = 256L << 20;
+    /// <summary>Largest tokenizer file read (GPT-2's tokenizer.json is 1.4 MB, the largest published ones ~35 MB).</summary>
+    private const long MaxJsonBytes = 128L << 20;
 
     /// <summary>The tokenizer in <paramref name="directory"/>; an error names the directory and the files it looked for.</summary>
     public static ITokenizer Load(string directory)
