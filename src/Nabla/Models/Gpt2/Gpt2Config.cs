@@ -90,13 +90,27 @@ public sealed record Gpt2Config
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    /// <summary>Reads a Hugging Face config.json (unknown keys are ignored); a bad value is reported with the file and key.</summary>
+    /// <summary>
+    /// Settings of transformers' GPT2Config that would make a model compute something else than this GPT-2, with the
+    /// value that matches it (null: the key may only be absent or null). Refused rather than silently ignored.
+    /// </summary>
+    private static readonly (string Key, object? Supported)[] FixedSettings =
+    [
+        ("model_type", "gpt2"), ("activation_function", "gelu_new"), ("scale_attn_weights", true),
+        ("scale_attn_by_inverse_layer_idx", false), ("reorder_and_upcast_attn", false), ("add_cross_attention", false),
+    ];
+
+    /// <summary>
+    /// Reads a Hugging Face config.json (keys that do not change the computation, such as dropout rates, are
+    /// ignored); a bad value is reported with the file and key.
+    /// </summary>
     public static Gpt2Config FromJson(string json, string source)
     {
         Gpt2Config config;
         try
         {
             config = JsonSerializer.Deserialize<Gpt2Config>(json, Json) ?? throw new CheckpointException($"{source}: empty config (null).");
+            CheckFixedSettings(json, source, config);
         }
         catch (JsonException e)
         {
@@ -114,6 +128,26 @@ public sealed record Gpt2Config
             throw new CheckpointException($"{source}: {e.Message}", e);
         }
         return config;
+    }
+
+    private static void CheckFixedSettings(string json, string source, Gpt2Config config)
+    {
+        using var document = JsonDocument.Parse(json);
+        var root = document.RootElement;
+        foreach (var (key, supported) in FixedSettings)
+        {
+            if (!root.TryGetProperty(key, out var value) || value.ValueKind == JsonValueKind.Null) continue;
+            bool same = supported switch
+            {
+                string text => value.ValueKind == JsonValueKind.String && (value.GetString() == text || key == "activation_function" && value.GetString() == "gelu_pytorch_tanh"),
+                bool flag => value.ValueKind == (flag ? JsonValueKind.True : JsonValueKind.False),
+                _ => false,
+            };
+            if (!same) throw new CheckpointException($"{source}: {key} is {value.GetRawText()}; only {JsonSerializer.Serialize(supported)} (GPT-2's) is supported.");
+        }
+        if (root.TryGetProperty("n_inner", out var inner) && inner.ValueKind != JsonValueKind.Null
+            && !(inner.ValueKind == JsonValueKind.Number && inner.TryGetInt64(out long hidden) && hidden == 4L * config.Channels))
+            throw new CheckpointException($"{source}: n_inner is {inner.GetRawText()}; only null or 4 × n_embd (GPT-2's MLP width) is supported.");
     }
 
     /// <summary>Reads a config.json file, refusing one too large to be a config before reading it.</summary>
