@@ -26,7 +26,8 @@ public static partial class Gpt2Checkpoints
     [GeneratedRegex(@"^h\.(\d+)\.")]
     private static partial Regex LayerIndex();
 
-    private const string LmHeadPrefix = "transformer.";
+    /// <summary>GPT2LMHeadModel keeps the body under this name; GPT2Model files have no prefix.</summary>
+    private const string LmHeadModelPrefix = "transformer.";
     private const string LmHeadWeight = "lm_head.weight";
 
     /// <summary>
@@ -60,32 +61,32 @@ public static partial class Gpt2Checkpoints
             var tensor = raw[stored[name].RawName];
             target.CopyFrom(Conv1DWeight().IsMatch(name) ? tensor.T : tensor);
         }
-        if (raw.TryGetValue(LmHeadWeight, out var lmHead) && !lmHead.ToArray().AsSpan().SequenceEqual(own["wte.weight"].ToArray()))
+        if (raw.TryGetValue(LmHeadWeight, out var lmHead) && !lmHead.Contiguous().AsSpan().SequenceEqual(own["wte.weight"].AsSpan()))
             throw new CheckpointException($"{file}: tensor '{LmHeadWeight}' differs from the token embedding; GPT-2 ties the two, and an untied head is not supported.");
         return model;
     }
 
     /// <summary>Nabla's name of each stored tensor, with the file's own name and shape; mask buffers left out.</summary>
-    private static Dictionary<string, (string RawName, int[] Shape)> OurNames(List<SafeTensorInfo> infos, string file)
+    private static Dictionary<string, (string RawName, int[] Shape, string DType)> OurNames(List<SafeTensorInfo> infos, string file)
     {
-        bool prefixed = infos.Any(t => t.Name.StartsWith(LmHeadPrefix, StringComparison.Ordinal));
-        var names = new Dictionary<string, (string, int[])>();
+        bool prefixed = infos.Any(t => t.Name.StartsWith(LmHeadModelPrefix, StringComparison.Ordinal));
+        var names = new Dictionary<string, (string, int[], string)>();
         foreach (var info in infos)
         {
             string name = info.Name;
             if (prefixed && name != LmHeadWeight)
             {
-                if (!name.StartsWith(LmHeadPrefix, StringComparison.Ordinal))
-                    throw new CheckpointException($"{file}: unexpected tensor '{name}': the other names carry GPT2LMHeadModel's '{LmHeadPrefix}' prefix.");
-                name = name[LmHeadPrefix.Length..];
+                if (!name.StartsWith(LmHeadModelPrefix, StringComparison.Ordinal))
+                    throw new CheckpointException($"{file}: unexpected tensor '{name}': the other names carry GPT2LMHeadModel's '{LmHeadModelPrefix}' prefix.");
+                name = name[LmHeadModelPrefix.Length..];
             }
             if (MaskBuffer().IsMatch(name)) continue;
-            names[name] = (info.Name, info.Shape);
+            names[name] = (info.Name, info.Shape, info.DType);
         }
         return names;
     }
 
-    private static void CheckNamesAndShapes(Dictionary<string, Tensor> own, Dictionary<string, (string RawName, int[] Shape)> stored, string file)
+    private static void CheckNamesAndShapes(Dictionary<string, Tensor> own, Dictionary<string, (string RawName, int[] Shape, string DType)> stored, string file)
     {
         var problems = new List<string>();
         foreach (var (name, target) in own)
@@ -96,7 +97,9 @@ public static partial class Gpt2Checkpoints
                 continue;
             }
             int[] expected = Conv1DWeight().IsMatch(name) ? target.Shape.ToArray().AsEnumerable().Reverse().ToArray() : target.Shape.ToArray();
-            if (!entry.Shape.SequenceEqual(expected))
+            if (!IsFloat(entry.DType))
+                problems.Add($"tensor '{entry.RawName}': dtype {entry.DType}, not a floating-point type");
+            else if (!entry.Shape.SequenceEqual(expected))
                 problems.Add($"tensor '{entry.RawName}': shape [{string.Join(", ", entry.Shape)}] in the file, [{string.Join(", ", expected)}] expected{(Conv1DWeight().IsMatch(name) ? " (Conv1D: in, out)" : "")}");
         }
         foreach (var (name, entry) in stored)
@@ -104,8 +107,8 @@ public static partial class Gpt2Checkpoints
             if (name == LmHeadWeight)
             {
                 int[] wte = own["wte.weight"].Shape.ToArray();
-                if (!entry.Shape.SequenceEqual(wte))
-                    problems.Add($"tensor '{LmHeadWeight}': shape [{string.Join(", ", entry.Shape)}], but GPT-2 ties it to wte [{string.Join(", ", wte)}]");
+                if (!entry.Shape.SequenceEqual(wte) || !IsFloat(entry.DType))
+                    problems.Add($"tensor '{LmHeadWeight}': {entry.DType} [{string.Join(", ", entry.Shape)}], but GPT-2 ties it to wte, F32 [{string.Join(", ", wte)}]");
             }
             else if (!own.ContainsKey(name)) problems.Add($"unexpected tensor '{entry.RawName}'");
         }
@@ -113,8 +116,10 @@ public static partial class Gpt2Checkpoints
             throw new CheckpointException($"{file}: does not fit the GPT-2 its config describes: {string.Join("; ", problems.Take(8))}{(problems.Count > 8 ? $"; and {problems.Count - 8} more" : "")}.");
     }
 
+    private static bool IsFloat(string dtype) => dtype is "F32" or "F16" or "BF16" or "F64";
+
     /// <summary>Sizes from the tensor shapes when there is no config.json (heads: 64 channels each, as in every GPT-2).</summary>
-    private static Gpt2Config InferConfig(Dictionary<string, (string RawName, int[] Shape)> stored, string file)
+    private static Gpt2Config InferConfig(Dictionary<string, (string RawName, int[] Shape, string DType)> stored, string file)
     {
         if (!stored.TryGetValue("wte.weight", out var wte) || !stored.TryGetValue("wpe.weight", out var wpe) || wte.Shape.Length != 2 || wpe.Shape.Length != 2)
             throw new CheckpointException($"{file}: no 2-D 'wte.weight' / 'wpe.weight' tensors, so this is not a GPT-2 checkpoint (and there is no {ConfigFileName} beside it).");
