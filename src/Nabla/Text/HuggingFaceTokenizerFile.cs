@@ -132,9 +132,10 @@ internal static class HuggingFaceTokenizerFile
 
     private static string Where(JsonElement parent, string key) => parent.TryGetProperty("vocab", out _) ? $"model.{key}" : key;
 
+    /// <summary>A value as it stands in the file, on one line and cut short for a message.</summary>
     private static string Short(JsonElement value)
     {
-        string text = value.GetRawText();
+        string text = string.Join(' ', value.GetRawText().Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
         return text.Length <= 80 ? text : text[..77] + "...";
     }
 }

@@ -89,6 +89,13 @@ public static class TokenizerFiles
         {
             throw new TokenizerFileException($"{path}: cannot read ({e.Message}).", e);
         }
+        // JsonDocument accepts invalid UTF-8 inside strings and fails only when one is read: check it all first.
+        for (int offset = 0; offset < content.Length;)
+        {
+            if (System.Text.Rune.DecodeFromUtf8(content.AsSpan(offset), out _, out int length) != System.Buffers.OperationStatus.Done)
+                throw TokenizerFileException.At(path, content, offset, $"invalid UTF-8 (byte 0x{content[offset]:X2})");
+            offset += length;
+        }
         try
         {
             return JsonDocument.Parse(content, new JsonDocumentOptions { MaxDepth = 64 });

@@ -192,6 +192,37 @@ public sealed class HuggingFaceDirectoryTests : IDisposable
     }
 
     [Fact]
+    public void AConfigFarLargerThanTheWeightsIsRefusedBeforeItsModelIsAllocated()
+    {
+        var dir = CopyOf("base");
+        var config = Path.Combine(dir, "config.json");
+        var json = JsonNode.Parse(File.ReadAllText(config))!.AsObject();
+        json["n_layer"] = 100;   // 315M parameters: within every limit, 1.3 GB to allocate
+        json["n_embd"] = 512;
+        json["n_head"] = 8;
+        File.WriteAllText(config, json.ToJsonString());
+        var clock = Stopwatch.StartNew();
+        var error = LoadError(dir);
+        Assert.True(clock.ElapsedMilliseconds < 2000, $"{clock.ElapsedMilliseconds} ms to refuse the config");
+        Assert.Contains("model.safetensors: holds ", error);
+        Assert.Contains($"but {config} describes a GPT-2 of 315,", error);
+    }
+
+    [Fact]
+    public void InvalidUtf8InTokenizerJsonIsNamedWithItsLine()
+    {
+        var dir = CopyOf("base");
+        var path = Path.Combine(dir, "tokenizer.json");
+        var bytes = File.ReadAllBytes(path);
+        int at = Array.IndexOf(bytes, (byte)'"', 200);
+        bytes[at + 1] = 0xC3; // a lead byte followed by an ASCII byte
+        File.WriteAllBytes(path, bytes);
+        int line = bytes[..at].Count(b => b == '\n') + 1;
+        var error = Assert.Throws<TokenizerFileException>(() => TokenizerFiles.Load(dir)).Message;
+        Assert.StartsWith($"{path}:{line}: invalid UTF-8 (byte 0xC3)", error);
+    }
+
+    [Fact]
     public void SizesWithinEachLimitButTooManyParametersInTotalAreRefused()
     {
         var config = Path.Combine(_dir, "config.json");

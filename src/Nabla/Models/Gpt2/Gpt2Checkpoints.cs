@@ -50,6 +50,12 @@ public static partial class Gpt2Checkpoints
         var (infos, _, _) = SafeTensors.ReadHeader(file);
         var stored = OurNames(infos, file);
         var config = File.Exists(configPath) ? Gpt2Config.Load(configPath) : InferConfig(stored, file);
+        // A config describing a model far larger than the file is refused before that model is allocated; within
+        // twice the file's size, allocating costs no more than reading the file, and the check below names each tensor.
+        long storedParameters = stored.Where(t => t.Key != LmHeadWeight).Sum(t => t.Value.Shape.Aggregate(1L, (n, d) => n * d));
+        if (config.ParameterCount() > 2 * (Int128)storedParameters + (1 << 20))
+            throw new CheckpointException($"{file}: holds {storedParameters:N0} values, but {(File.Exists(configPath) ? configPath : "the sizes inferred from its tensors")} describes a GPT-2 of {config.ParameterCount():N0} parameters " +
+                $"(n_layer = {config.Layers}, n_embd = {config.Channels}, vocab_size = {config.VocabSize}, n_positions = {config.MaxSequenceLength}).");
         var model = new Gpt2Model(config, new Generator(0));
         var own = model.StateDict();
         CheckNamesAndShapes(own, stored, file);

@@ -114,10 +114,12 @@ public sealed record Gpt2Config
         }
         catch (JsonException e)
         {
-            // e.Path is the key ("$.n_layer") when the value has the wrong type or does not fit an int.
+            // e.Path is the key ("$.n_layer") when the value has the wrong type or does not fit an int. The reader's
+            // own message may quote the bad text, newlines included: keep its first words on one line.
             string where = e.Path is { Length: > 2 } path ? $" at {path[2..]}" : "";
-            string problem = e.InnerException?.Message ?? e.Message.Split(" Path:")[0];
-            throw new CheckpointException($"{source}: corrupt config{where} ({problem}).", e);
+            string problem = e.Message.Split([" Path:", " LineNumber:"], StringSplitOptions.None)[0].ReplaceLineEndings(" ");
+            if (problem.Length > 100) problem = problem[..100] + "…";
+            throw new CheckpointException($"{source}: corrupt config{where}, line {e.LineNumber + 1} ({problem}).", e);
         }
         try
         {
