@@ -29,16 +29,12 @@ public static class TokenizerFiles
         if (File.Exists(charVocabulary)) return CharTokenizer.Load(charVocabulary);
         var tokenizerJson = Path.Combine(directory, HuggingFaceTokenizerName);
         if (File.Exists(tokenizerJson)) return LoadTokenizerJson(tokenizerJson);
-        try
-        {
-            return Gpt2Tokenizer.FromDirectory(directory);
-        }
-        catch (TokenizerFileException e) when (e.Message.StartsWith(directory + ": no GPT-2 tokenizer files", StringComparison.Ordinal))
-        {
-            throw new TokenizerFileException(
-                $"{directory}: no tokenizer; expected {CharVocabularyName} (Nabla's character vocabulary), {HuggingFaceTokenizerName} (Hugging Face's), " +
-                "vocab.json + merges.txt (Hugging Face's BPE files) or encoder.json + vocab.bpe (OpenAI's).", e);
-        }
+        string[] bpeFiles = [Gpt2TokenizerFiles.HuggingFaceVocabularyName, Gpt2TokenizerFiles.HuggingFaceMergesName,
+                             Gpt2TokenizerFiles.OpenAIVocabularyName, Gpt2TokenizerFiles.OpenAIMergesName];
+        if (bpeFiles.Any(name => File.Exists(Path.Combine(directory, name)))) return Gpt2Tokenizer.FromDirectory(directory);
+        throw new TokenizerFileException(
+            $"{directory}: no tokenizer; expected {CharVocabularyName} (Nabla's character vocabulary), {HuggingFaceTokenizerName} (Hugging Face's), " +
+            "vocab.json + merges.txt (Hugging Face's BPE files) or encoder.json + vocab.bpe (OpenAI's).");
     }
 
     /// <summary>A file named tokenizer.json: Hugging Face's tokenizers file, or the character vocabulary that earlier

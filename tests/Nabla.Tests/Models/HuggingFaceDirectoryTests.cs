@@ -62,6 +62,24 @@ public sealed class HuggingFaceDirectoryTests : IDisposable
     }
 
     [Fact]
+    public void TheCliTokenizesAndPreparesDataWithTokenizerJsonAlone()
+    {
+        var vocab = Path.Combine(_dir, "gpt2-tokenizer-json");
+        Directory.CreateDirectory(vocab);
+        File.Copy(Nabla.Tests.Text.TextTestData.PathOf("gpt2-hf/tokenizer.json"), Path.Combine(vocab, "tokenizer.json"));
+        var ids = CliRunner.Run("tokenize", "--vocab", vocab, "--text", "Hello world, it's 2026!<|endoftext|>");
+        Assert.True(ids.Exit == 0, ids.Err);
+        Assert.Equal("15496 995 11 340 338 1160 2075 0 50256", ids.Out.Trim());
+
+        var text = Path.Combine(_dir, "text.txt");
+        File.WriteAllText(text, "In the beginning God created the heaven and the earth.");
+        var data = Path.Combine(_dir, "data");
+        var prepared = CliRunner.Run("data", "prepare", "--input", text, "--vocab", vocab, "--out", data, "--val-fraction", "0");
+        Assert.True(prepared.Exit == 0, prepared.Err);
+        Assert.Contains("vocabulary 50257", prepared.Out);
+    }
+
+    [Fact]
     public void TokenizerJsonAgreesWithVocabAndMergesOfTheSameDirectory()
     {
         foreach (var variant in new[] { "lm_head", "base" })

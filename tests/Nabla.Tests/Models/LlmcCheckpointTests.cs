@@ -49,6 +49,15 @@ public sealed class LlmcCheckpointTests : IDisposable
         AssertClose(Reference.Value["logits_fp32"].ToArray(), logits, 0.05, "version 5 vs PyTorch on the float32 weights");
     }
 
+    [Fact]
+    public void ATokenizerLargerThanTheModelIsRefusedNamingBoth()
+    {
+        var model = TestData.Fixture("llmc/gpt2_tiny_fp32.bin");
+        var tokenizer = TestData.Fixture("hf_gpt2/base");
+        var error = Assert.Throws<CheckpointException>(() => Gpt2ModelFiles.Load(model, tokenizer)).Message;
+        Assert.Equal($"{model}: the tokenizer in {tokenizer} has 335 tokens, but the model only 203.", error);
+    }
+
     private string WithHeader(int length, params (int Index, int Value)[] fields)
     {
         var bytes = File.ReadAllBytes(TestData.Fixture("llmc/gpt2_tiny_fp32.bin"));
