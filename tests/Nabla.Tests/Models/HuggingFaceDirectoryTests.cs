@@ -191,7 +191,7 @@ public sealed class HuggingFaceDirectoryTests : IDisposable
     [InlineData("n_layer", "1e40", "corrupt config at n_layer")]
     [InlineData("n_layer", "\"two\"", "corrupt config at n_layer")]
     [InlineData("layer_norm_epsilon", "-1", "layer_norm_epsilon = -1")]
-    [InlineData("activation_function", "\"relu\"", "activation_function is \"relu\"; only \"gelu_new\" (GPT-2's) is supported")]
+    [InlineData("activation_function", "\"relu\"", "activation_function is \"relu\"; only \"gelu_new\" or \"gelu_pytorch_tanh\" (GPT-2's) is supported")]
     [InlineData("n_inner", "100", "n_inner is 100; only null or 4 × n_embd")]
     [InlineData("model_type", "\"llama\"", "model_type is \"llama\"")]
     [InlineData("scale_attn_by_inverse_layer_idx", "true", "scale_attn_by_inverse_layer_idx is true")]

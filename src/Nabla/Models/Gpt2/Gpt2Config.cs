@@ -90,14 +90,16 @@ public sealed record Gpt2Config
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    /// <summary>
-    /// Settings of transformers' GPT2Config that would make a model compute something else than this GPT-2, with the
-    /// value that matches it (null: the key may only be absent or null). Refused rather than silently ignored.
-    /// </summary>
-    private static readonly (string Key, object? Supported)[] FixedSettings =
+    // Settings of transformers' GPT2Config that would make a model compute something else than this GPT-2,
+    // with the values that match it: refused rather than silently ignored. ("gelu_pytorch_tanh" is the same
+    // tanh approximation as "gelu_new", computed by a fused kernel.)
+    private static readonly (string Key, string[] Values)[] TextSettings =
     [
-        ("model_type", "gpt2"), ("activation_function", "gelu_new"), ("scale_attn_weights", true),
-        ("scale_attn_by_inverse_layer_idx", false), ("reorder_and_upcast_attn", false), ("add_cross_attention", false),
+        ("model_type", ["gpt2"]), ("activation_function", ["gelu_new", "gelu_pytorch_tanh"]),
+    ];
+    private static readonly (string Key, bool Value)[] FlagSettings =
+    [
+        ("scale_attn_weights", true), ("scale_attn_by_inverse_layer_idx", false), ("add_cross_attention", false),
     ];
 
     /// <summary>
@@ -136,20 +138,16 @@ public sealed record Gpt2Config
     {
         using var document = JsonDocument.Parse(json);
         var root = document.RootElement;
-        foreach (var (key, supported) in FixedSettings)
-        {
-            if (!root.TryGetProperty(key, out var value) || value.ValueKind == JsonValueKind.Null) continue;
-            bool same = supported switch
-            {
-                string text => value.ValueKind == JsonValueKind.String && (value.GetString() == text || key == "activation_function" && value.GetString() == "gelu_pytorch_tanh"),
-                bool flag => value.ValueKind == (flag ? JsonValueKind.True : JsonValueKind.False),
-                _ => false,
-            };
-            if (!same) throw new CheckpointException($"{source}: {key} is {value.GetRawText()}; only {JsonSerializer.Serialize(supported)} (GPT-2's) is supported.");
-        }
+        foreach (var (key, values) in TextSettings)
+            if (root.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null
+                && !(value.ValueKind == JsonValueKind.String && values.Contains(value.GetString())))
+                throw new CheckpointException($"{source}: {key} is {value.GetRawText().ReplaceLineEndings(" ")}; only \"{string.Join("\" or \"", values)}\" (GPT-2's) is supported.");
+        foreach (var (key, flag) in FlagSettings)
+            if (root.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null && value.ValueKind != (flag ? JsonValueKind.True : JsonValueKind.False))
+                throw new CheckpointException($"{source}: {key} is {value.GetRawText().ReplaceLineEndings(" ")}; only {(flag ? "true" : "false")} (GPT-2's) is supported.");
         if (root.TryGetProperty("n_inner", out var inner) && inner.ValueKind != JsonValueKind.Null
             && !(inner.ValueKind == JsonValueKind.Number && inner.TryGetInt64(out long hidden) && hidden == 4L * config.Channels))
-            throw new CheckpointException($"{source}: n_inner is {inner.GetRawText()}; only null or 4 × n_embd (GPT-2's MLP width) is supported.");
+            throw new CheckpointException($"{source}: n_inner is {inner.GetRawText().ReplaceLineEndings(" ")}; only null or 4 × n_embd (GPT-2's MLP width) is supported.");
     }
 
     /// <summary>Reads a config.json file, refusing one too large to be a config before reading it.</summary>
