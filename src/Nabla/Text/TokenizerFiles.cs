@@ -98,7 +98,8 @@ public static class TokenizerFiles
         }
         catch (JsonException e)
         {
-            throw TokenizerFileException.CorruptJson(path, e);
+            // The reader's message may quote the bad text, line breaks and all: keep the error on one line.
+            throw new TokenizerFileException(TokenizerFileException.CorruptJson(path, e).Message.ReplaceLineEndings(" "), e);
         }
     }
 }
