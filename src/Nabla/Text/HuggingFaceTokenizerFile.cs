@@ -26,12 +26,12 @@ internal static class HuggingFaceTokenizerFile
 
         if (model.TryGetProperty("type", out var type) && !(type.ValueKind == JsonValueKind.String && type.GetString() == "BPE"))
             throw Problem($"model.type is {Short(type)}; only \"BPE\" (GPT-2's byte-level BPE) is supported");
-        RequireAbsentOrNull(model, "dropout", "model.dropout makes BPE random", Problem);
+        RequireAbsentOrNull(model, "dropout", "model.dropout", "it makes BPE random", Problem);
         RequireEmpty(model, "continuing_subword_prefix", Problem);
         RequireEmpty(model, "end_of_word_suffix", Problem);
         RequireAbsentOrFalse(model, "byte_fallback", Problem);
         RequireAbsentOrFalse(model, "ignore_merges", Problem);
-        RequireAbsentOrNull(root, "normalizer", "a normalizer changes the text before GPT-2's byte-level BPE sees it", Problem);
+        RequireAbsentOrNull(root, "normalizer", "normalizer", "it changes the text before GPT-2's byte-level BPE sees it", Problem);
         RequireByteLevel(root, "pre_tokenizer", nullAllowed: false, Problem);
         RequireByteLevel(root, "decoder", nullAllowed: true, Problem);
         RequireByteLevel(root, "post_processor", nullAllowed: true, Problem);
@@ -92,10 +92,10 @@ internal static class HuggingFaceTokenizerFile
         return null;
     }
 
-    private static void RequireAbsentOrNull(JsonElement parent, string key, string why, Func<string, TokenizerFileException> problem)
+    private static void RequireAbsentOrNull(JsonElement parent, string key, string label, string why, Func<string, TokenizerFileException> problem)
     {
         if (parent.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null)
-            throw problem($"{Where(parent, key)} is {Short(value)}, which is not supported ({why})");
+            throw problem($"{label} is {Short(value)}, which is not supported ({why})");
     }
 
     private static void RequireEmpty(JsonElement model, string key, Func<string, TokenizerFileException> problem)
@@ -129,8 +129,6 @@ internal static class HuggingFaceTokenizerFile
         if (component.TryGetProperty("use_regex", out var regex) && regex.ValueKind == JsonValueKind.False)
             throw problem("pre_tokenizer.use_regex is false; GPT-2 splits with its pattern (not supported)");
     }
-
-    private static string Where(JsonElement parent, string key) => parent.TryGetProperty("vocab", out _) ? $"model.{key}" : key;
 
     /// <summary>A value as it stands in the file, on one line and cut short for a message.</summary>
     private static string Short(JsonElement value)
