@@ -45,6 +45,7 @@ public sealed class Gpt2FilesFuzzTests(ITestOutputHelper output) : IDisposable
             try
             {
                 if (llmc) Gpt2Checkpoints.LoadLlmc(target);
+                else if (format == "tokenizer.json") TokenizerFiles.Load(_dir);
                 else Gpt2ModelFiles.Load(_dir);
                 loaded++;
             }
