@@ -21,6 +21,10 @@ public sealed record ImageClassificationData(Tensor Images, Tensor Labels, IRead
 /// </summary>
 public sealed class IdxDataset
 {
+    // (Before the datasets below: static fields initialise in order.)
+    private static readonly string[] FileNames =
+        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+
     /// <summary>Fashion-MNIST (Xiao, Rasul and Vollgraf, 2017): 28×28 grey-scale photos of 10 kinds of clothing,
     /// 60,000 for training and 10,000 for testing. MIT licence.</summary>
     public static IdxDataset FashionMnist { get; } = new("fashion-mnist",
@@ -41,9 +45,6 @@ public sealed class IdxDataset
         ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
         new Normalization([0.1307f], [0.3081f]),
         []);
-
-    private static readonly string[] FileNames =
-        ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
 
     public string Name { get; }
     public IReadOnlyList<string> Classes { get; }
