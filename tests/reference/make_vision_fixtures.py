@@ -15,7 +15,7 @@ vision_models.safetensors: state dicts (PyTorch's names, num_batches_tracked as 
     those of torchvision's VisionTransformer class with the same configuration, renamed; the script checks both
     give the same logits, so the timm layout written here is pinned to an independent implementation.
 Every parameter and batch-norm statistic is random (not the initialisers' ones and zeros), the models are in
-evaluation mode, and each has an input batch and its logits. The ResNet-18 also records a training-mode forward
+evaluation mode, and each has an input batch and its logits (the ViT also the gradients of a few parameters for a random upstream gradient). The ResNet-18 also records a training-mode forward
 and backward: logits, a few gradients, and the running statistics after the step.
 
 Run with Debian's python3-torch and python3-torchvision:  /usr/bin/python3 tests/reference/make_vision_fixtures.py
@@ -249,6 +249,13 @@ def models():
     assert torch.allclose(logits, expected, atol=1e-5), "the timm-layout ViT differs from torchvision's"
     record_state("vit", vit.state_dict())
     tensors["vit/x"], tensors["vit/logits"] = array(x), array(logits)
+    # The backward through the whole encoder (non-causal attention, exact GELU, layer norms, class token).
+    logits = vit(x)
+    dy = torch.randn(logits.shape, generator=gen)
+    logits.backward(dy)
+    tensors["vit/dy"] = array(dy)
+    for name in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.1.mlp.fc1.bias", "norm.weight"):
+        tensors[f"vit/grad/{name}"] = array(vit.get_parameter(name).grad)
     metadata["vit"] = json.dumps(config)
     return tensors, metadata
 

@@ -60,14 +60,19 @@ public class VisionParityTests
     }
 
     [Fact]
-    public void TimmVitLoadsStrictlyAndGivesItsLogits()
+    public void TimmVitLoadsStrictlyAndGivesItsLogitsAndGradients()
     {
         var c = Fixture.Meta("vit");
         int Get(string key) => c.GetProperty(key).GetInt32();
         var model = new VisionTransformer(Get("image"), Get("patch"), Get("dim"), Get("depth"), Get("heads"), Get("classes"), mlpHidden: Get("hidden"));
         model.LoadTimmStateDict(State("vit"), strict: true, source: "vit");
         model.Eval();
-        Close.Assert(Fixture["vit/logits"], model.Forward(Fixture["vit/x"]), 1e-4, "ViT logits");
+        var logits = model.Forward(Fixture["vit/x"]);
+        Close.Assert(Fixture["vit/logits"], logits, 1e-4, "ViT logits");
+        logits.Backward(Fixture["vit/dy"]);
+        var parameters = model.NamedParameters().ToDictionary(p => p.Name, p => p.Parameter);
+        foreach (var name in new[] { "cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.1.mlp.fc1.bias", "norm.weight" })
+            Close.Assert(Fixture["vit/grad/" + name], parameters[VisionTransformer.FromTimmName(name)].Grad!, 1e-3, "gradient of " + name);
     }
 
     [Fact]
