@@ -6,9 +6,10 @@ namespace Nabla.Data;
 /// ahead of use (<c>prefetch</c> batches) so the model never waits for them.
 /// Batch i is a pure function of (seed, i): it belongs to epoch i / <see cref="BatchesPerEpoch"/>, whose order is
 /// drawn from (seed, epoch), and each image's augmentation is drawn from (seed, epoch, image index). So a run is
-/// reproducible, a resumed run sees what an uninterrupted one would, and prefetching changes nothing but timing.
+/// reproducible, a resumed run sees what an uninterrupted one would (it is the <see cref="IBatchSource"/> of a
+/// <see cref="Training.Trainer"/>), and prefetching changes nothing but timing.
 /// </summary>
-public sealed class ImageLoader : IDisposable
+public sealed class ImageLoader : IBatchSource, IDisposable
 {
     private readonly Tensor _images;
     private readonly int[] _labels;
@@ -56,15 +57,15 @@ public sealed class ImageLoader : IDisposable
     /// <summary>Time the caller spent waiting for a prefetched batch (near zero when the loader keeps up).</summary>
     public TimeSpan Waited => _prefetcher?.Waited ?? TimeSpan.Zero;
 
-    /// <summary>Batch <paramref name="index"/> of the endless sequence of epochs: images (B, C, H, W), labels (B).</summary>
-    public (Tensor Images, Tensor Labels) Batch(long index)
+    /// <summary>Batch <paramref name="index"/> of the endless sequence of epochs: images (B, C, H, W) and labels (B).</summary>
+    public (Tensor Inputs, Tensor Targets) Batch(long index)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
         return _prefetcher != null ? _prefetcher.Get(index) : Make(index);
     }
 
     /// <summary>The batches of one epoch, in order.</summary>
-    public IEnumerable<(Tensor Images, Tensor Labels)> Epoch(int epoch)
+    public IEnumerable<(Tensor Inputs, Tensor Targets)> Epoch(int epoch)
     {
         for (int b = 0; b < BatchesPerEpoch; b++) yield return Batch((long)epoch * BatchesPerEpoch + b);
     }

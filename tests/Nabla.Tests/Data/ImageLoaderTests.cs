@@ -65,7 +65,7 @@ public class ImageLoaderTests
             Assert.NotEqual(Enumerable.Range(0, N), seen); // shuffled
         }
         using var ordered = new ImageLoader(images, labels, 10);
-        Assert.Equal(images.Narrow(0, 20, 3).ToArray(), ordered.Batch(2).Images.ToArray()); // unshuffled, short last batch
+        Assert.Equal(images.Narrow(0, 20, 3).ToArray(), ordered.Batch(2).Inputs.ToArray()); // unshuffled, short last batch
     }
 
     [Fact]
@@ -73,7 +73,7 @@ public class ImageLoaderTests
     {
         var (images, labels) = Data();
         using var loader = new ImageLoader(images, labels, N, augmentation: new ImageAugmentation { CropPadding = 2, HorizontalFlip = true }, prefetch: 0);
-        var batch = loader.Batch(0).Images;
+        var batch = loader.Batch(0).Inputs;
         var source = images.ToArray();
         var shifts = new HashSet<(int, int, bool)>();
         for (int n = 0; n < N; n++)
@@ -113,7 +113,7 @@ public class ImageLoaderTests
         var normalization = new Normalization([0.25f], [0.5f]); // 0.5 → 0.5
         using var loader = new ImageLoader(images, labels, n, augmentation: new ImageAugmentation { ErasingProbability = 0.5f },
             normalization: normalization, prefetch: 0);
-        var batch = loader.Batch(0).Images.ToArray();
+        var batch = loader.Batch(0).Inputs.ToArray();
         int erased = 0;
         for (int i = 0; i < n; i++)
         {

@@ -3,13 +3,14 @@ using Nabla.Data;
 using Nabla.Models.Vision;
 using Nabla.Optim;
 using Nabla.Tests.Data;
+using Nabla.Training;
 using Xunit.Abstractions;
 
 namespace Nabla.Tests.Models;
 
 /// <summary>
-/// LeNet-5 learns real Fashion-MNIST: one epoch on 6,000 training images (batches of 16, flipped, through the prefetching
-/// loader) must reach well above chance (10 %) on 2,000 test images. Any broken forward or backward of convolution,
+/// LeNet-5 learns real Fashion-MNIST: one epoch of the Trainer on 6,000 training images (batches of 16, flipped, from the
+/// prefetching loader) must reach well above chance (10 %) on 2,000 test images. Any broken forward or backward of convolution,
 /// pooling, linear layers, cross-entropy or the optimizer keeps it near chance, so this cannot pass by accident.
 /// </summary>
 public class LeNetTrainingTests(ITestOutputHelper output)
@@ -26,15 +27,8 @@ public class LeNetTrainingTests(ITestOutputHelper output)
         var optimizer = new Adam(model.Parameters(), learningRate: 2e-3f);
         using var loader = new ImageLoader(train.Images.Narrow(0, 0, 6000), train.Labels.Narrow(0, 0, 6000), 16, shuffleSeed: 1,
             augmentation: new ImageAugmentation { HorizontalFlip = true }, normalization: statistics, augmentationSeed: 2);
-        model.Train();
-        foreach (var (images, labels) in loader.Epoch(0))
-        {
-            var loss = F.CrossEntropy(model.Forward(images), labels);
-            optimizer.ZeroGrad();
-            loss.Backward();
-            optimizer.Step();
-        }
-
+        new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), loader, optimizer,
+            new TrainerOptions { Steps = loader.BatchesPerEpoch, Seed = 1 }).Train();
         output.WriteLine($"trained at {clock.Elapsed.TotalSeconds:F1} s; waited {loader.Waited.TotalSeconds:F2} s for batches");
         model.Eval();
         using var evaluation = new ImageLoader(test.Images.Narrow(0, 0, 2000), test.Labels.Narrow(0, 0, 2000), 500, normalization: statistics);
