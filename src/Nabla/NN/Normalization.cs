@@ -4,7 +4,8 @@ namespace Nabla.NN;
 /// Batch normalisation over the channels (dimension 1) of a batch. Training normalises with the batch's statistics
 /// and moves running_mean and running_var (buffers) towards them by <see cref="Momentum"/>; evaluation uses the
 /// running statistics. weight (ones) and bias (zeros) are learned when <c>affine</c>. num_batches_tracked counts
-/// the training batches, as in PyTorch, so PyTorch's BatchNorm state dicts load strictly (its int64 loads as Int32).
+/// the training batches, as in PyTorch, so PyTorch's BatchNorm state dicts load strictly (its int64 loads as Int32);
+/// like PyTorch, a checkpoint without it (written before it existed) loads too, counting from 0.
 /// </summary>
 public abstract unsafe class BatchNorm : Module
 {
@@ -31,7 +32,7 @@ public abstract unsafe class BatchNorm : Module
         }
         RunningMean = RegisterBuffer("running_mean", Tensor.Zeros(numFeatures));
         RunningVar = RegisterBuffer("running_var", Tensor.Ones(numFeatures));
-        NumBatchesTracked = RegisterBuffer("num_batches_tracked", Tensor.FromArray([0]).Reshape());
+        NumBatchesTracked = RegisterBuffer("num_batches_tracked", Tensor.FromArray([0]).Reshape(), optional: true);
     }
 
     /// <summary>Whether an input of this rank is what the layer normalises, and how to describe that input.</summary>

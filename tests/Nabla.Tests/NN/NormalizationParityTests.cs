@@ -61,6 +61,22 @@ public class NormalizationParityTests
     }
 
     [Fact]
+    public void CheckpointsWithoutNumBatchesTrackedLoadStrictlyAsInPyTorch()
+    {
+        var bn = new BatchNorm2d(2);
+        bn.Train().Forward(Tensor.Randn(new Generator(1), 3, 2, 2, 2));
+        Assert.Equal([1], bn.NumBatchesTracked.ToIntArray());
+        bn.LoadStateDict(new Dictionary<string, Tensor>
+        {
+            ["weight"] = Tensor.Ones(2), ["bias"] = Tensor.Zeros(2), ["running_mean"] = Tensor.Zeros(2), ["running_var"] = Tensor.Ones(2),
+        });
+        Assert.Equal([0], bn.NumBatchesTracked.ToIntArray()); // reset, as PyTorch 1.13 does (it was 1)
+        var e = Assert.Throws<Nabla.IO.CheckpointException>(() => bn.LoadStateDict(new Dictionary<string, Tensor> { ["weight"] = Tensor.Ones(2) }));
+        Assert.DoesNotContain("num_batches_tracked", e.Message);
+        Assert.Contains("missing tensor 'running_mean'", e.Message);
+    }
+
+    [Fact]
     public void NormalizationLayersNameTheExpectedInput()
     {
         Assert.Equal("BatchNorm1d: input must be (batch, channels) or (batch, channels, length), got [2, 3, 4, 5].",
