@@ -55,14 +55,25 @@ public sealed class IdxDataset
     private readonly string[] _mirrors;
     private readonly string[] _offlineDirectories;
 
-    private IdxDataset(string name, string[] mirrors, string[] sha256, string[] classes, Normalization statistics, string[] offlineDirectories)
+    /// <summary>Describes a dataset of four IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,
+    /// t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) such as KMNIST or EMNIST.</summary>
+    /// <param name="mirrors">Base URLs ending in '/', the official one first; each is tried in turn.</param>
+    /// <param name="sha256">The SHA-256 of the four gzipped files, in the order above.</param>
+    /// <param name="statistics">Mean and standard deviation of the training images, per channel.</param>
+    /// <param name="offlineDirectories">Where a system package installs the files, if anywhere.</param>
+    public IdxDataset(string name, IReadOnlyList<string> mirrors, IReadOnlyList<string> sha256, IReadOnlyList<string> classes,
+        Normalization statistics, IReadOnlyList<string>? offlineDirectories = null)
     {
+        if (mirrors.Count == 0 || mirrors.Any(m => !m.EndsWith('/')))
+            throw new ArgumentException($"{name}: give at least one base URL, each ending in '/'.");
+        if (sha256.Count != FileNames.Length || sha256.Any(h => h.Length != 64 || !h.All(Uri.IsHexDigit)))
+            throw new ArgumentException($"{name}: give the SHA-256 (64 hex digits) of each of the {FileNames.Length} files.");
         Name = name;
-        _mirrors = mirrors;
-        Files = FileNames.Select((f, i) => new RemoteFile(f + ".gz", mirrors[0] + f + ".gz", sha256[i])).ToArray();
-        Classes = classes;
+        _mirrors = mirrors.ToArray();
+        Files = FileNames.Select((f, i) => new RemoteFile(f + ".gz", _mirrors[0] + f + ".gz", sha256[i].ToLowerInvariant())).ToArray();
+        Classes = classes.ToArray();
         Statistics = statistics;
-        _offlineDirectories = offlineDirectories;
+        _offlineDirectories = offlineDirectories?.ToArray() ?? [];
     }
 
     /// <summary>Where <see cref="DownloadAsync"/> puts the files: NABLA_DATA (or ~/.cache/nabla)/datasets/NAME.</summary>
