@@ -12,6 +12,7 @@ namespace Nabla.Models.Vision;
 public sealed class BasicBlock : Module
 {
     public const int Expansion = 1;
+    private readonly bool _projectShortcut;
 
     public BasicBlock(int inChannels, int planes, int stride = 1)
     {
@@ -19,15 +20,15 @@ public sealed class BasicBlock : Module
         RegisterModule("bn1", new BatchNorm2d(planes));
         RegisterModule("conv2", new Conv2d(planes, planes, 3, padding: 1, bias: false));
         RegisterModule("bn2", new BatchNorm2d(planes));
-        if (stride != 1 || inChannels != planes * Expansion)
-            RegisterModule("downsample", ResNet.Shortcut(inChannels, planes * Expansion, stride));
+        _projectShortcut = stride != 1 || inChannels != planes * Expansion;
+        if (_projectShortcut) RegisterModule("downsample", ResNet.Shortcut(inChannels, planes * Expansion, stride));
     }
 
     public override Tensor Forward(Tensor x)
     {
         var y = ForwardChild("bn1", ForwardChild("conv1", x)).Relu();
         y = ForwardChild("bn2", ForwardChild("conv2", y));
-        var identity = NamedChildren().Any(c => c.Name == "downsample") ? ForwardChild("downsample", x) : x;
+        var identity = _projectShortcut ? ForwardChild("downsample", x) : x;
         return y.Add(identity).Relu();
     }
 }
@@ -41,6 +42,7 @@ public sealed class BasicBlock : Module
 public sealed class Bottleneck : Module
 {
     public const int Expansion = 4;
+    private readonly bool _projectShortcut;
 
     public Bottleneck(int inChannels, int planes, int stride = 1)
     {
@@ -50,8 +52,8 @@ public sealed class Bottleneck : Module
         RegisterModule("bn2", new BatchNorm2d(planes));
         RegisterModule("conv3", new Conv2d(planes, planes * Expansion, 1, bias: false));
         RegisterModule("bn3", new BatchNorm2d(planes * Expansion));
-        if (stride != 1 || inChannels != planes * Expansion)
-            RegisterModule("downsample", ResNet.Shortcut(inChannels, planes * Expansion, stride));
+        _projectShortcut = stride != 1 || inChannels != planes * Expansion;
+        if (_projectShortcut) RegisterModule("downsample", ResNet.Shortcut(inChannels, planes * Expansion, stride));
     }
 
     public override Tensor Forward(Tensor x)
@@ -59,7 +61,7 @@ public sealed class Bottleneck : Module
         var y = ForwardChild("bn1", ForwardChild("conv1", x)).Relu();
         y = ForwardChild("bn2", ForwardChild("conv2", y)).Relu();
         y = ForwardChild("bn3", ForwardChild("conv3", y));
-        var identity = NamedChildren().Any(c => c.Name == "downsample") ? ForwardChild("downsample", x) : x;
+        var identity = _projectShortcut ? ForwardChild("downsample", x) : x;
         return y.Add(identity).Relu();
     }
 }
