@@ -43,7 +43,7 @@ public static class Downloader
 
     /// <summary>Ensures <paramref name="file"/> is in <paramref name="directory"/> with the right content; returns its path.</summary>
     public static async Task<string> FetchAsync(RemoteFile file, string directory, HttpClient http,
-        IProgress<(long Done, long? Total)>? progress = null, TimeSpan? stallTimeout = null, CancellationToken cancel = default)
+        IProgress<(long Done, long? Total)>? progress = null, CancellationToken cancel = default, TimeSpan? stallTimeout = null)
     {
         Validate(file, file.Url);
         var expected = file.Sha256!;
