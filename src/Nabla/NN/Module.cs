@@ -37,6 +37,7 @@ public abstract class Module
     protected Tensor RegisterBuffer(string name, Tensor value)
     {
         CheckName(name);
+        MemoryScope.Keep(value);
         _buffers.Add((name, value));
         return value;
     }
@@ -113,7 +114,7 @@ public abstract class Module
     /// <summary>Clears the gradient of every parameter.</summary>
     public void ZeroGrad()
     {
-        foreach (var p in Parameters()) p.Grad = null;
+        foreach (var p in Parameters()) p.DropGrad();
     }
 
     /// <summary>Parameters and buffers by dotted name (the tensors themselves, not copies).</summary>

@@ -76,6 +76,8 @@ public sealed class LanguageModelTrainer
     {
         while (Step < _options.Steps && !cancel.IsCancellationRequested)
         {
+            // Each step's activations go back to the pool when it ends, whenever the collector runs.
+            using var memory = MemoryScope.Begin();
             var clock = Stopwatch.StartNew();
             _optimizer.ZeroGrad();
             float lossSum = 0;
@@ -128,6 +130,7 @@ public sealed class LanguageModelTrainer
         double sum = 0;
         for (int i = 0; i < batches; i++)
         {
+            using var memory = MemoryScope.Begin();
             var (x, y) = source.Batch(i);
             sum += Gpt2Model.Loss(_model.Forward(x), y).Item();
         }

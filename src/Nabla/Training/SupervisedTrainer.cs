@@ -43,6 +43,8 @@ public sealed class SupervisedTrainer(Module model, Optimizer optimizer, bool cl
         int stepInEpoch = 0;
         foreach (var (x, y) in loader)
         {
+            // Each step's activations go back to the pool when it ends, whenever the collector runs.
+            using var memory = MemoryScope.Begin();
             var output = Model.Forward(x);
             var loss = Loss(output, y);
             float lossValue = loss.Item();
@@ -81,6 +83,7 @@ public sealed class SupervisedTrainer(Module model, Optimizer optimizer, bool cl
         int n = x.Size(0);
         foreach (var (bx, by) in new DataLoader(x, y, batchSize, shuffle: false))
         {
+            using var memory = MemoryScope.Begin();
             var output = Model.Forward(bx);
             lossSum += (double)Loss(output, by).Item() * bx.Size(0);
             if (classification) correct += CountCorrect(output, by);
