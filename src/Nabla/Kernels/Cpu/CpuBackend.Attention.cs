@@ -560,4 +560,20 @@ public sealed unsafe partial class CpuBackend
         var f = V.Splat(factor);
         for (int d = 0; d < n; d += V.Count) V.Store(row + d, V.Load(row + d) * f);
     }
+
+    /// <summary>Σ a[k]·b[k] over [0, n).</summary>
+    private static float Dot<V>(float* a, float* b, int n) where V : struct, IVec<V>
+    {
+        var acc = V.Splat(0f);
+        int k = 0;
+        for (; k + V.Count <= n; k += V.Count) acc = V.Fma(V.Load(a + k), V.Load(b + k), acc);
+        float sum = V.SumAcross(acc);
+        if (V.Count > V256.Count && k + V256.Count <= n)
+        {
+            sum += V256.SumAcross(V256.Load(a + k) * V256.Load(b + k));
+            k += V256.Count;
+        }
+        for (; k < n; k++) sum += a[k] * b[k];
+        return sum;
+    }
 }
