@@ -23,6 +23,7 @@ namespace Nabla
         public Tensor Silu() => Unary<Functions.Silu>();
         public Tensor Sigmoid() => Unary<Functions.Sigmoid>();
         public Tensor Tanh() => Unary<Functions.Tanh>();
+        public Tensor Softplus() => Unary<Functions.Softplus>();
     }
 }
 
@@ -137,5 +138,35 @@ namespace Nabla.Functions
             var s = VectorMath.Sigmoid(x);
             return dy * s * V.Fma(x, V.Splat(1f) - s, V.Splat(1f));
         }
+    }
+
+    /// <summary>log(1 + eˣ), a smooth ReLU (the positive part of Mish, and the step size of state-space models); x itself
+    /// above 20, as PyTorch's default (beta 1, threshold 20). Its derivative is sigmoid(x).</summary>
+    public struct Softplus : IUnaryFunction
+    {
+        private const double Threshold = 20;
+
+        public static string Name => "Softplus";
+        public static double Forward(double x, double alpha) => x > Threshold ? x : Log1p(Math.Exp(x));
+        public static double Derivative(double x, double y, double alpha) => x > Threshold ? 1 : 1 / (1 + Math.Exp(-x));
+
+        /// <summary>log(1 + u) without losing a small u to the rounding of 1 + u (Goldberg's trick; .NET has no Log1p).</summary>
+        private static double Log1p(double u)
+        {
+            double w = 1 + u;
+            return w == 1 ? u : Math.Log(w) * u / (w - 1);
+        }
+
+        public static V Forward<V>(V x, V alpha) where V : struct, IVec<V>
+        {
+            var one = V.Splat(1f);
+            var u = V.Exp(x);
+            var w = one + u;
+            var log1p = V.Select(V.Equal(w, one), u, V.Log(w) * u / (w - one));
+            return V.Select(V.Greater(x, V.Splat((float)Threshold)), x, log1p);
+        }
+
+        public static V Backward<V>(V x, V y, V dy, V alpha) where V : struct, IVec<V> =>
+            dy * V.Select(V.Greater(x, V.Splat((float)Threshold)), V.Splat(1f), VectorMath.Sigmoid(x));
     }
 }
