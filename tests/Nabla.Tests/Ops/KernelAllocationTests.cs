@@ -14,11 +14,10 @@ namespace Nabla.Tests.Ops;
 [Collection(Nabla.Tests.Kernels.KernelSettingsCollection.Name)]
 public unsafe class KernelAllocationTests(ITestOutputHelper output)
 {
-    private static readonly IKernelBackend Cpu = CpuBackend.Instance;
     private const int Threads = 2;
 
-    /// <summary>Operands for every kernel, made once (tensors stay reachable through this object).</summary>
-    private sealed class Operands
+    /// <summary>A call of every kernel of a backend, on operands made once (they stay reachable through this object).</summary>
+    internal sealed class Operands
     {
         private readonly Generator _g = new(5);
         private Tensor Floats(int n) => Tensor.Randn(_g, n);
@@ -26,104 +25,105 @@ public unsafe class KernelAllocationTests(ITestOutputHelper output)
 
         public readonly Dictionary<string, Action> Cases = new();
 
-        public Operands()
+        public Operands(IKernelBackend? backend = null)
         {
+            var kernels = backend ?? CpuBackend.Instance;
             const int N = 100_000; // three chunks of the element-wise grain
             var (a, b, c, d) = (Floats(N), Floats(N), Floats(N), Floats(N));
             var positive = Floats(N).Abs().Add(0.1f);
             int[] shape = [250, 400], contiguous = [400, 1], transposed = [1, 250], broadcastRow = [0, 1];
-            Cases["Fill"] = () => Cpu.Fill(a.Data, 1.5f, N);
+            Cases["Fill"] = () => kernels.Fill(a.Data, 1.5f, N);
             Cases["Copy"] = () =>
             {
-                Cpu.Copy(b.Data, transposed, c.Data, contiguous, shape, accumulate: false);
-                Cpu.Copy(b.Data, contiguous, c.Data, contiguous, shape, accumulate: true);
+                kernels.Copy(b.Data, transposed, c.Data, contiguous, shape, accumulate: false);
+                kernels.Copy(b.Data, contiguous, c.Data, contiguous, shape, accumulate: true);
             };
             var unary = UnaryFunctions().Select(f => (Action)typeof(Operands).GetMethod(nameof(UnaryCalls), BindingFlags.NonPublic | BindingFlags.Static)!
-                .MakeGenericMethod(f).Invoke(null, [positive, b, c, d, N])!).ToArray();
+                .MakeGenericMethod(f).Invoke(null, [kernels, positive, b, c, d, N])!).ToArray();
             Cases["Unary"] = () => { foreach (var call in unary) call(); };
             Cases["UnaryBackward"] = Cases["Unary"];
             var binaryOps = Enum.GetValues<BinaryOp>();
             Cases["Binary"] = () =>
             {
                 foreach (var op in binaryOps)
-                    Cpu.Binary(op, a.Data, contiguous, b.Data, broadcastRow, c.Data, shape);
-                Cpu.Binary(BinaryOp.Add, a.Data, transposed, b.Data, contiguous, c.Data, shape);
+                    kernels.Binary(op, a.Data, contiguous, b.Data, broadcastRow, c.Data, shape);
+                kernels.Binary(BinaryOp.Add, a.Data, transposed, b.Data, contiguous, c.Data, shape);
             };
             Cases["Sum"] = () =>
             {
-                Cpu.Sum(a.Data, d.Data, 1, N, 1);           // one long row
-                Cpu.Sum(a.Data, d.Data, 100, 1000, 1);      // rows
-                Cpu.Sum(a.Data, d.Data, 10, 100, 100);      // blocks
-                Cpu.Sum(a.Data, d.Data, 1, 100, 1000);      // columns of one block
+                kernels.Sum(a.Data, d.Data, 1, N, 1);           // one long row
+                kernels.Sum(a.Data, d.Data, 100, 1000, 1);      // rows
+                kernels.Sum(a.Data, d.Data, 10, 100, 100);      // blocks
+                kernels.Sum(a.Data, d.Data, 1, 100, 1000);      // columns of one block
             };
             var argmax = Ints(N, 1);
             Cases["Max"] = () =>
             {
-                Cpu.Max(a.Data, d.Data, argmax.IntData, 100, 1000, 1);
-                Cpu.Max(a.Data, d.Data, argmax.IntData, 10, 100, 100);
+                kernels.Max(a.Data, d.Data, argmax.IntData, 100, 1000, 1);
+                kernels.Max(a.Data, d.Data, argmax.IntData, 10, 100, 100);
             };
             const int Rows = 64, Cols = 1500;
             var targets = Ints(Rows, Cols);
-            Cases["Softmax"] = () => Cpu.Softmax(a.Data, b.Data, Rows, Cols, log: false);
-            Cases["SoftmaxBackward"] = () => Cpu.SoftmaxBackward(b.Data, c.Data, d.Data, Rows, Cols, log: true);
-            Cases["CrossEntropy"] = () => Cpu.CrossEntropy(a.Data, targets.IntData, d.Data, Rows, Cols, -100, 0.1f);
-            Cases["CrossEntropyBackward"] = () => Cpu.CrossEntropyBackward(a.Data, targets.IntData, b.Data, c.Data, Rows, Cols, -100, 0.1f);
+            Cases["Softmax"] = () => kernels.Softmax(a.Data, b.Data, Rows, Cols, log: false);
+            Cases["SoftmaxBackward"] = () => kernels.SoftmaxBackward(b.Data, c.Data, d.Data, Rows, Cols, log: true);
+            Cases["CrossEntropy"] = () => kernels.CrossEntropy(a.Data, targets.IntData, d.Data, Rows, Cols, -100, 0.1f);
+            Cases["CrossEntropyBackward"] = () => kernels.CrossEntropyBackward(a.Data, targets.IntData, b.Data, c.Data, Rows, Cols, -100, 0.1f);
             var (w, bias, mean, rstd, dw, db) = (Floats(Cols), Floats(Cols), Floats(Rows), positive, Floats(Cols), Floats(Cols));
-            Cases["LayerNorm"] = () => Cpu.LayerNorm(a.Data, w.Data, bias.Data, b.Data, mean.Data, rstd.Data, Rows, Cols, 1e-5f);
-            Cases["LayerNormBackward"] = () => Cpu.LayerNormBackward(c.Data, a.Data, w.Data, mean.Data, rstd.Data, d.Data, dw.Data, db.Data, Rows, Cols);
+            Cases["LayerNorm"] = () => kernels.LayerNorm(a.Data, w.Data, bias.Data, b.Data, mean.Data, rstd.Data, Rows, Cols, 1e-5f);
+            Cases["LayerNormBackward"] = () => kernels.LayerNormBackward(c.Data, a.Data, w.Data, mean.Data, rstd.Data, d.Data, dw.Data, db.Data, Rows, Cols);
             Cases["Gemm"] = () =>
             {
-                Cpu.Gemm(false, true, 128, 128, 128, a.Data, 128, 0, b.Data, 128, 0, c.Data, 128, 0, 1, false, bias.Data);
-                Cpu.Gemm(true, false, 64, 96, 80, a.Data, 64, 64 * 80, b.Data, 96, 80 * 96, c.Data, 96, 64 * 96, 4, true, null);
+                kernels.Gemm(false, true, 128, 128, 128, a.Data, 128, 0, b.Data, 128, 0, c.Data, 128, 0, 1, false, bias.Data);
+                kernels.Gemm(true, false, 64, 96, 80, a.Data, 64, 64 * 80, b.Data, 96, 80 * 96, c.Data, 96, 64 * 96, 4, true, null);
             };
             var table = Floats(1000 * 64);
             var indices = Ints(1000, 1000);
-            Cases["Embedding"] = () => Cpu.Embedding(table.Data, indices.IntData, a.Data, 1000, 64, 1000);
-            Cases["EmbeddingBackward"] = () => Cpu.EmbeddingBackward(b.Data, indices.IntData, table.Data, 1000, 64);
+            Cases["Embedding"] = () => kernels.Embedding(table.Data, indices.IntData, a.Data, 1000, 64, 1000);
+            Cases["EmbeddingBackward"] = () => kernels.EmbeddingBackward(b.Data, indices.IntData, table.Data, 1000, 64);
             var (m, v) = (Floats(N), positive);
-            Cases["AdamW"] = () => Cpu.AdamW(a.Data, b.Data, m.Data, v.Data, N, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
+            Cases["AdamW"] = () => kernels.AdamW(a.Data, b.Data, m.Data, v.Data, N, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 3);
 
             int B = 2, H = 2, T = 100, D = 40;
             var rows = new RowStrides((long)H * T * D, (long)T * D, D);
             var layout = new AttentionLayout(B, H, T, T, D, 0.125f, true, rows, rows, rows, rows);
             var (q, k, vv, o, dout, dq, dk, dv, lse) = (Floats(B * H * T * D), Floats(B * H * T * D), Floats(B * H * T * D), Floats(B * H * T * D),
                 Floats(B * H * T * D), Floats(B * H * T * D), Floats(B * H * T * D), Floats(B * H * T * D), Floats(B * H * T));
-            Cases["Attention"] = () => Cpu.Attention(layout, q.Data, k.Data, vv.Data, o.Data, lse.Data);
+            Cases["Attention"] = () => kernels.Attention(layout, q.Data, k.Data, vv.Data, o.Data, lse.Data);
             Cases["AttentionBackward"] = () =>
-                Cpu.AttentionBackward(layout, q.Data, k.Data, vv.Data, o.Data, lse.Data, dout.Data, dq.Data, dk.Data, dv.Data);
+                kernels.AttentionBackward(layout, q.Data, k.Data, vv.Data, o.Data, lse.Data, dout.Data, dq.Data, dk.Data, dv.Data);
 
             var conv = new Conv2dGeometry(2, 3, 11, 37, 6, 3, 3, 2, 1, 1, 1, 1, 2, 3);
             var pool = Conv2dGeometry.Pooling(2, 3, 11, 37, 3, 2, 2, 2, 1, 1);
             var col = Floats(conv.Planes * 9 * conv.OutHeight * conv.OutWidth);
             var poolArgmax = Ints(pool.Planes * pool.OutHeight * pool.OutWidth, 11 * 37);
-            Cases["Col2Im"] = () => Cpu.Col2Im(conv, col.Data, a.Data);
-            Cases["DepthwiseConv2d"] = () => Cpu.DepthwiseConv2d(conv, a.Data, w.Data, bias.Data, b.Data);
-            Cases["DepthwiseConv2dBackwardInput"] = () => Cpu.DepthwiseConv2dBackwardInput(conv, b.Data, w.Data, c.Data);
-            Cases["DepthwiseConv2dBackwardWeight"] = () => Cpu.DepthwiseConv2dBackwardWeight(conv, b.Data, a.Data, dw.Data);
-            Cases["MaxPool2d"] = () => Cpu.MaxPool2d(pool, a.Data, b.Data, poolArgmax.IntData);
-            Cases["MaxPool2dBackward"] = () => Cpu.MaxPool2dBackward(pool, b.Data, poolArgmax.IntData, c.Data);
-            Cases["AvgPool2d"] = () => Cpu.AvgPool2d(pool, false, a.Data, b.Data);
-            Cases["AvgPool2dBackward"] = () => Cpu.AvgPool2dBackward(pool, true, b.Data, c.Data);
-            Cases["AdaptiveAvgPool2d"] = () => Cpu.AdaptiveAvgPool2d(6, 11, 37, 3, 4, a.Data, b.Data);
-            Cases["AdaptiveAvgPool2dBackward"] = () => Cpu.AdaptiveAvgPool2dBackward(6, 11, 37, 3, 4, b.Data, c.Data);
-            Cases["BatchNormStatistics"] = () => Cpu.BatchNormStatistics(a.Data, mean.Data, dw.Data, 2, 3, 11 * 37);
-            Cases["BatchNorm"] = () => Cpu.BatchNorm(a.Data, mean.Data, rstd.Data, null, bias.Data, b.Data, 2, 3, 11 * 37);
+            Cases["Col2Im"] = () => kernels.Col2Im(conv, col.Data, a.Data);
+            Cases["DepthwiseConv2d"] = () => kernels.DepthwiseConv2d(conv, a.Data, w.Data, bias.Data, b.Data);
+            Cases["DepthwiseConv2dBackwardInput"] = () => kernels.DepthwiseConv2dBackwardInput(conv, b.Data, w.Data, c.Data);
+            Cases["DepthwiseConv2dBackwardWeight"] = () => kernels.DepthwiseConv2dBackwardWeight(conv, b.Data, a.Data, dw.Data);
+            Cases["MaxPool2d"] = () => kernels.MaxPool2d(pool, a.Data, b.Data, poolArgmax.IntData);
+            Cases["MaxPool2dBackward"] = () => kernels.MaxPool2dBackward(pool, b.Data, poolArgmax.IntData, c.Data);
+            Cases["AvgPool2d"] = () => kernels.AvgPool2d(pool, false, a.Data, b.Data);
+            Cases["AvgPool2dBackward"] = () => kernels.AvgPool2dBackward(pool, true, b.Data, c.Data);
+            Cases["AdaptiveAvgPool2d"] = () => kernels.AdaptiveAvgPool2d(6, 11, 37, 3, 4, a.Data, b.Data);
+            Cases["AdaptiveAvgPool2dBackward"] = () => kernels.AdaptiveAvgPool2dBackward(6, 11, 37, 3, 4, b.Data, c.Data);
+            Cases["BatchNormStatistics"] = () => kernels.BatchNormStatistics(a.Data, mean.Data, dw.Data, 2, 3, 11 * 37);
+            Cases["BatchNorm"] = () => kernels.BatchNorm(a.Data, mean.Data, rstd.Data, null, bias.Data, b.Data, 2, 3, 11 * 37);
             Cases["BatchNormBackward"] = () =>
-                Cpu.BatchNormBackward(c.Data, a.Data, mean.Data, rstd.Data, w.Data, d.Data, dw.Data, db.Data, 2, 3, 11 * 37, true);
+                kernels.BatchNormBackward(c.Data, a.Data, mean.Data, rstd.Data, w.Data, d.Data, dw.Data, db.Data, 2, 3, 11 * 37, true);
         }
 
-        private static Action UnaryCalls<F>(Tensor x, Tensor y, Tensor dy, Tensor dx, int n) where F : struct, IUnaryFunction => () =>
+        private static Action UnaryCalls<F>(IKernelBackend kernels, Tensor x, Tensor y, Tensor dy, Tensor dx, int n) where F : struct, IUnaryFunction => () =>
         {
-            Cpu.Unary<F>(0.5f, x.Data, y.Data, n);
-            Cpu.UnaryBackward<F>(0.5f, x.Data, y.Data, dy.Data, dx.Data, n);
+            kernels.Unary<F>(0.5f, x.Data, y.Data, n);
+            kernels.UnaryBackward<F>(0.5f, x.Data, y.Data, dy.Data, dx.Data, n);
         };
     }
 
-    private static IEnumerable<Type> UnaryFunctions() => typeof(IUnaryFunction).Assembly.GetTypes()
+    internal static IEnumerable<Type> UnaryFunctions() => typeof(IUnaryFunction).Assembly.GetTypes()
         .Where(t => t.IsValueType && typeof(IUnaryFunction).IsAssignableFrom(t));
 
     /// <summary>The kernels of the interface: its methods other than property accessors.</summary>
-    private static IEnumerable<string> KernelNames() =>
+    internal static IEnumerable<string> KernelNames() =>
         typeof(IKernelBackend).GetMethods().Where(m => !m.IsSpecialName).Select(m => m.Name).Distinct();
 
     [Fact]
