@@ -1,4 +1,4 @@
-using System.Numerics.Tensors;
+using System.Numerics;
 using Nabla.Autograd;
 
 namespace Nabla.Optim;
@@ -14,7 +14,7 @@ public static class GradientClipping
     {
         var grads = parameters.Where(p => p.Grad != null).Select(p => p.Grad!).ToList();
         double sumSquares = 0;
-        foreach (var g in grads) sumSquares += TensorPrimitives.SumOfSquares(g.Contiguous().AsSpan());
+        foreach (var g in grads) sumSquares += SumOfSquares(g.Contiguous().AsSpan());
         float norm = (float)Math.Sqrt(sumSquares);
         if (!float.IsFinite(norm)) return norm;
         float scale = maxNorm / (norm + 1e-6f);
@@ -24,5 +24,21 @@ public static class GradientClipping
             foreach (var g in grads) g.MulInPlace(scale);
         }
         return norm;
+    }
+
+    /// <summary>Σ x² in double: squares of gradients above ~1.8e19 overflow float even when the norm itself is
+    /// representable.</summary>
+    internal static double SumOfSquares(ReadOnlySpan<float> values)
+    {
+        var sum = Vector<double>.Zero;
+        int i = 0;
+        for (; i + Vector<float>.Count <= values.Length; i += Vector<float>.Count)
+        {
+            Vector.Widen(new Vector<float>(values[i..]), out var low, out var high);
+            sum += low * low + high * high;
+        }
+        double total = Vector.Sum(sum);
+        for (; i < values.Length; i++) total += (double)values[i] * values[i];
+        return total;
     }
 }

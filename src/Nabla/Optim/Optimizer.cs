@@ -38,8 +38,6 @@ public abstract class Optimizer
         Groups = groups.ToList();
         if (Groups.Sum(g => g.Parameters.Count) == 0) throw new ArgumentException("The optimizer got no parameters.");
         if (learningRate < 0) throw new ArgumentOutOfRangeException(nameof(learningRate), "The learning rate must not be negative.");
-        foreach (var p in Groups.SelectMany(g => g.Parameters))
-            if (!p.RequiresGrad) throw new ArgumentException($"Parameter {p.Name ?? p.ShapeString} does not require grad.");
         LearningRate = learningRate;
         WeightDecay = weightDecay;
     }
@@ -59,7 +57,9 @@ public abstract class Optimizer
         foreach (var p in Groups.SelectMany(g => g.Parameters)) p.DropGrad();
     }
 
-    /// <summary>Applies one update to every parameter that has a gradient.</summary>
+    /// <summary>Applies one update to every parameter that requires grad and has a gradient; frozen parameters
+    /// (<see cref="NN.Module.RequiresGrad_"/>) and parameters backward did not reach are left as they are, as in
+    /// PyTorch.</summary>
     public void Step()
     {
         StepCount++;
@@ -70,7 +70,7 @@ public abstract class Optimizer
             float wd = group.WeightDecay ?? WeightDecay;
             foreach (var p in group.Parameters)
             {
-                if (p.Grad is not { } grad) continue;
+                if (!p.RequiresGrad || p.Grad is not { } grad) continue;
                 if (!p.IsContiguous) throw new InvalidOperationException($"Parameter {p.Name ?? p.ShapeString} is not contiguous.");
                 Update(p.AsSpan(), grad.Contiguous().AsSpan(), lr, wd, State(p));
             }
