@@ -7,7 +7,9 @@ namespace Nabla.Kernels.Cpu;
 /// <summary>
 /// The optimised CPU kernels: vectorised (AVX-512, AVX2 or scalar, see <see cref="CpuFeatures"/>) and spread
 /// over <see cref="WorkerPool"/> where the work is large enough to pay for it. Each method computes exactly
-/// what the same method of <see cref="ReferenceBackend"/> computes; the tests hold them to it.
+/// what the same method of <see cref="ReferenceBackend"/> computes; the tests hold them to it. Each kernel's
+/// work is a small struct of its own (its arguments, by name) run by <see cref="ParallelKernel"/>, so no call
+/// allocates once warm. Families of kernels have files of their own: attention, convolution, pooling, batch norm.
 /// </summary>
 public sealed unsafe partial class CpuBackend : IKernelBackend
 {
