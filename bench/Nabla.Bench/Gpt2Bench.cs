@@ -10,7 +10,8 @@ namespace Nabla.Bench;
 /// <summary>
 /// GPT-2 124M end to end, side by side with PyTorch (bench/gpt2_peer.py) in the same run: one training step
 /// (forward, backward, AdamW) at B = 4, T = 64, and greedy generation with a KV cache. Interleaved rounds,
-/// medians; peak memory and managed allocations per step for ours.
+/// medians; peak memory and managed allocations per step for ours, and a step's peak tensor memory with and
+/// without a forced GC before it.
 ///   dotnet run -c Release --project bench/Nabla.Bench -- gpt2 [--rounds 5] [--threads 2] [--no-torch] [--layers 12] [--profile]
 /// </summary>
 public static class Gpt2Bench

@@ -30,6 +30,7 @@ Console.WriteLine($"{tokens.Length:N0} characters, vocabulary {tokenizer.VocabSi
 
 for (int step = 0; step < steps; step++)
 {
+    using var memory = MemoryScope.Begin();                    // the step's tensors go back to the pool at its end
     var (x, y) = loader.Batch(step);                           // (B, T) inputs and next-character targets
     var loss = Gpt2Model.Loss(model.Forward(x), y);
     optimizer.ZeroGrad();

@@ -251,7 +251,9 @@ public sealed unsafe partial class Tensor
         GC.KeepAlive(this);
     }
 
-    /// <summary>The elements as a span; only for contiguous float tensors (call <see cref="Contiguous"/> first).</summary>
+    /// <summary>The elements as a span; only for contiguous float tensors (call <see cref="Contiguous"/> first). The span
+    /// points into the tensor's memory: use it only while that memory is the tensor's (not past the end of the
+    /// <see cref="MemoryScope"/> the tensor was made in).</summary>
     public Span<float> AsSpan()
     {
         if (!IsContiguous) throw new InvalidOperationException("AsSpan() needs a contiguous tensor; call Contiguous() first.");
