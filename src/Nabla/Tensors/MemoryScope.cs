@@ -33,7 +33,9 @@ namespace Nabla;
 /// parameter's gradient (which belongs to the parameter until <c>ZeroGrad()</c> releases it), and whatever is passed
 /// to <see cref="Keep"/>. Memory is per storage: views share their storage, keeping any view keeps all of it, and a
 /// view of a released storage is released too. Reading a released tensor throws an error saying why it was
-/// released — never stale data. Scopes nest (the inner one ends first); kept storage outlives all of them.
+/// released — never stale data. Scopes nest (the inner one ends first); kept storage outlives all of them. With
+/// gradient accumulation, give each micro-batch a scope of its own (gradients outlive it), so that k micro-batches
+/// never hold k batches' activations at once.
 /// </para>
 /// </summary>
 public sealed class MemoryScope : IDisposable

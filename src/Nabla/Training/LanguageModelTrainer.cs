@@ -84,6 +84,8 @@ public sealed class LanguageModelTrainer
             long tokens = 0;
             for (int micro = 0; micro < _options.GradientAccumulation; micro++)
             {
+                // One scope per micro-batch: accumulating k batches must not hold k batches' activations at once.
+                using var microBatch = MemoryScope.Begin();
                 var (x, y) = _train.Batch((long)Step * _options.GradientAccumulation + micro);
                 _model.Train();
                 var loss = Gpt2Model.Loss(_model.Forward(x), y);
