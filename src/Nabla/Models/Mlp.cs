@@ -25,7 +25,9 @@ public sealed class Mlp : Module
         {
             layers.Add(new Linear(width, h, generator: generator));
             layers.Add(Activation(activation));
-            if (dropout > 0) layers.Add(new Dropout(dropout, generator));
+            // Dropout draws from the default generator, which a Trainer seeds per step: masks then follow the
+            // step, not the history, so a resumed run matches an uninterrupted one. (The generator is for weights.)
+            if (dropout > 0) layers.Add(new Dropout(dropout));
             width = h;
         }
         layers.Add(new Linear(width, outputs, generator: generator));

@@ -139,6 +139,7 @@ public abstract class Optimizer
         if (!state.TryGetValue("step", out var step))
             throw new IO.CheckpointException($"{source ?? "optimizer state"}: the step counter 'step' is missing.");
         var parameters = Groups.SelectMany(g => g.Parameters).ToList();
+        var loaded = new Dictionary<int, Dictionary<string, Tensor>>();
         foreach (var (key, value) in state)
         {
             if (key == "step") continue;
@@ -148,9 +149,17 @@ public abstract class Optimizer
             var p = parameters[i];
             if (value.Count != p.Count)
                 throw new IO.CheckpointException($"{source ?? "optimizer state"}: '{key}' has {value.Count} values but parameter {i} ({p.Name ?? p.ShapeString}) has {p.Count}.");
-            if (!_state.TryGetValue(p, out var buffers)) _state[p] = buffers = new Dictionary<string, Tensor>();
+            if (!loaded.TryGetValue(i, out var buffers)) loaded[i] = buffers = new Dictionary<string, Tensor>();
             buffers[key[(dot + 1)..]] = MemoryScope.Keep(value.Reshape(-1).Clone());
         }
+        // Every parameter that has state has the same buffers (one never stepped has none), so a parameter
+        // holding only some of them lost the others.
+        var kinds = loaded.Values.SelectMany(b => b.Keys).ToHashSet();
+        foreach (var (i, buffers) in loaded.OrderBy(kv => kv.Key))
+            if (kinds.FirstOrDefault(k => !buffers.ContainsKey(k)) is { } missing)
+                throw new IO.CheckpointException($"{source ?? "optimizer state"}: tensor '{i}.{missing}' is missing (parameter {i}, {parameters[i].Name ?? parameters[i].ShapeString}, has its other state).");
+        _state.Clear();
+        foreach (var (i, buffers) in loaded) _state[parameters[i]] = buffers;
         StepCount = step.ToIntArray()[0];
     }
 }
