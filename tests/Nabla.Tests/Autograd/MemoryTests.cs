@@ -3,6 +3,7 @@ using Nabla.Data;
 using Nabla.Models.Gpt2;
 using Nabla.NN;
 using Nabla.Optim;
+using Nabla.Training;
 
 namespace Nabla.Tests.Autograd;
 
@@ -190,5 +191,32 @@ public class TrainingStepMemoryTests
         // Bounded: the step's activations and gradients, a small multiple of the model's own memory here.
         long modelBytes = model.ParameterCount * 4;
         Assert.InRange(all[0].Rise, modelBytes / 2, 8 * modelBytes);
+    }
+
+    [Fact]
+    public void GradientAccumulationHoldsOneMicroBatchOfActivationsAtATime()
+    {
+        var config = new Gpt2Config { VocabSize = 67, MaxSequenceLength = 16, Channels = 32, Layers = 2, Heads = 4 };
+        var tokens = Enumerable.Range(0, 4 * 17 * 8).Select(i => i * 31 % config.VocabSize).ToArray();
+        // Peak tensor memory of training two steps from scratch, above what was live before.
+        long PeakOfTraining(int accumulation)
+        {
+            var model = new Gpt2Model(config, new Generator(7));
+            var optimizer = new AdamW(model.Parameters(), 1e-3f);
+            var trainer = new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), new TokenBatchLoader(tokens, 4, 16), optimizer,
+                new TrainerOptions { Steps = 2, GradientAccumulation = accumulation });
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            long before = BufferPool.LiveBytes;
+            BufferPool.ResetPeak();
+            trainer.Train();
+            return BufferPool.PeakLiveBytes - before;
+        }
+
+        long single = PeakOfTraining(1), accumulated = PeakOfTraining(4);
+        // Each micro-batch's activations go back to the pool before the next one runs, so four micro-batches peak about
+        // as high as one (a little higher: a gradient being added into the one the first micro-batch made). Holding
+        // all four batches' activations would more than double the peak.
+        Assert.InRange(accumulated, single / 2, single + single / 4);
     }
 }
