@@ -71,7 +71,8 @@ public static class Gpt2Bench
         Console.WriteLine($"peak tensor memory {BufferPool.PeakLiveBytes / 1e6:F0} MB, process peak working set {Process.GetCurrentProcess().PeakWorkingSet64 / 1e6:F0} MB, managed allocations per step {allocated / 1024.0:F0} KiB");
 
         // A step's peak tensor memory with the collector left alone and with a full collection before each step: equal
-        // when every step returns its memory to the pool itself, larger without GC when activations wait for finalizers.
+        // when every step returns its memory to the pool itself; when memory waits for finalizers, they differ and
+        // change from run to run.
         long peakWithoutGc = PeakStepMemory(Step, 10, rounds, forceGc: false), peakWithGc = PeakStepMemory(Step, 20, rounds, forceGc: true);
         Console.WriteLine($"peak tensor memory of a step: {peakWithoutGc / 1e6:F0} MB without a forced GC, {peakWithGc / 1e6:F0} MB with a forced GC before each step");
 
