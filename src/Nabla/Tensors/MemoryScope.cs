@@ -64,6 +64,14 @@ public sealed class MemoryScope : IDisposable
         return tensor;
     }
 
+    /// <summary>Hands a tensor made on another thread (a prefetched batch), whose memory nobody else holds, to this
+    /// thread's innermost scope, as if it had been made here. Returns the tensor.</summary>
+    internal static Tensor Adopt(Tensor tensor)
+    {
+        if (!tensor.Storage.OutlivesScopes) _innermost?._created.Add(tensor.Storage);
+        return tensor;
+    }
+
     /// <summary>Called by every new storage: the innermost open scope on this thread takes note of it.</summary>
     internal static void Track(Storage storage) => _innermost?._created.Add(storage);
 

@@ -65,6 +65,18 @@ public class MemoryScopeTests
     }
 
     [Fact]
+    public void ABatchPrefetchedOnAnotherThreadBelongsToTheScopeThatTookIt()
+    {
+        var images = Tensor.Rand(new Generator(8), 6, 1, 4, 4);
+        var labels = Tensor.FromArray([0, 1, 2, 0, 1, 2]);
+        using var loader = new Nabla.Data.ImageLoader(images, labels, batchSize: 2, prefetch: 2);
+        Tensor batch;
+        using (MemoryScope.Begin()) (batch, _) = loader.Batch(0);
+        Assert.Throws<ObjectDisposedException>(() => batch.ToArray());
+        Assert.Equal(32, loader.Batch(1).Inputs.ToArray().Length); // the loader itself is unharmed
+    }
+
+    [Fact]
     public void ScopesEndInnermostFirst()
     {
         var outer = MemoryScope.Begin();
