@@ -10,7 +10,8 @@ namespace Nabla.Bench;
 /// <summary>
 /// GPT-2 124M end to end, side by side with PyTorch (bench/gpt2_peer.py) in the same run: one training step
 /// (forward, backward, AdamW) at B = 4, T = 64, and greedy generation with a KV cache. Interleaved rounds,
-/// medians; peak memory and managed allocations per step for ours.
+/// medians; peak memory and managed allocations per step for ours, and a step's peak tensor memory with and
+/// without a forced GC before it.
 ///   dotnet run -c Release --project bench/Nabla.Bench -- gpt2 [--rounds 5] [--threads 2] [--no-torch] [--layers 12] [--profile]
 /// </summary>
 public static class Gpt2Bench
@@ -32,6 +33,7 @@ public static class Gpt2Bench
         var data = new TokenBatchLoader(Enumerable.Range(0, batch * (time + 1) * 4).Select(i => (int)((i * 2654435761L) % config.VocabSize)).ToArray(), batch, time);
         double Step(long i)
         {
+            using var memory = MemoryScope.Begin(); // the step's activations go back to the pool at its end
             var clock = Stopwatch.StartNew();
             var (x, y) = data.Batch(i % 4);
             var loss = Gpt2Model.Loss(model.Forward(x), y);
@@ -56,7 +58,7 @@ public static class Gpt2Bench
         {
             var profiler = new Nabla.Kernels.ProfilingBackend(Nabla.Kernels.Backend.Current);
             double total;
-            using (Nabla.Kernels.Backend.Use(profiler)) total = Step(100);
+            using (Nabla.Kernels.Backend.Use(profiler.Timed)) total = Step(100);
             Console.WriteLine($"\nwhere one training step goes ({total:F0} ms in all; the rest of the time is outside the kernels):\n{profiler.Report()}");
         }
         double flops = TrainingFlops(config, model.ParameterCount, batch, time);
@@ -67,6 +69,12 @@ public static class Gpt2Bench
         if (theirs.Count > 0) Console.WriteLine($"| PyTorch ({peer!.Description}) | {Median(theirs):F0} | {flops / Median(theirs) / 1e6:F1} | 1.00× |");
         Console.WriteLine($"(FLOPs per step ≈ {flops / 1e9:F0} G: 6·N·tokens + attention; all runs: ours [{Join(ours)}] ms, PyTorch [{Join(theirs)}] ms)");
         Console.WriteLine($"peak tensor memory {BufferPool.PeakLiveBytes / 1e6:F0} MB, process peak working set {Process.GetCurrentProcess().PeakWorkingSet64 / 1e6:F0} MB, managed allocations per step {allocated / 1024.0:F0} KiB");
+
+        // A step's peak tensor memory with the collector left alone and with a full collection before each step: equal
+        // when every step returns its memory to the pool itself; when memory waits for finalizers, they differ and
+        // change from run to run.
+        long peakWithoutGc = PeakStepMemory(Step, 10, rounds, forceGc: false), peakWithGc = PeakStepMemory(Step, 20, rounds, forceGc: true);
+        Console.WriteLine($"peak tensor memory of a step: {peakWithoutGc / 1e6:F0} MB without a forced GC, {peakWithGc / 1e6:F0} MB with a forced GC before each step");
 
         var rates = new List<double>();
         var torchRates = new List<double>();
@@ -85,6 +93,25 @@ public static class Gpt2Bench
         if (torchRates.Count > 0) Console.WriteLine($"| PyTorch | {Median(torchRates):F1} | {Median(torchRates) * bytesPerToken / 1e9:F1} |");
         Console.WriteLine($"(all runs: ours [{Join(rates)}], PyTorch [{Join(torchRates)}] tokens/s; load after: {Load()})");
         return 0;
+    }
+
+    /// <summary>Largest <see cref="BufferPool.PeakLiveBytes"/> over <paramref name="steps"/> training steps.</summary>
+    private static long PeakStepMemory(Func<long, double> step, long first, int steps, bool forceGc)
+    {
+        long worst = 0;
+        for (int i = 0; i < steps; i++)
+        {
+            if (forceGc)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                GC.Collect();
+            }
+            BufferPool.ResetPeak();
+            step(first + i);
+            worst = Math.Max(worst, BufferPool.PeakLiveBytes);
+        }
+        return worst;
     }
 
     /// <summary>Tokens per second of the decoding loop after the prompt is in the cache.</summary>

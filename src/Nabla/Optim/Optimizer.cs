@@ -54,7 +54,7 @@ public abstract class Optimizer
     /// <summary>Clears every parameter's gradient.</summary>
     public void ZeroGrad()
     {
-        foreach (var p in Groups.SelectMany(g => g.Parameters)) p.Grad = null;
+        foreach (var p in Groups.SelectMany(g => g.Parameters)) p.DropGrad();
     }
 
     /// <summary>Applies one update to every parameter that requires grad and has a gradient; frozen parameters
@@ -116,7 +116,7 @@ public abstract class Optimizer
 
         public Span<float> Buffer(string name)
         {
-            if (!buffers.TryGetValue(name, out var t)) buffers[name] = t = Tensor.Zeros(count);
+            if (!buffers.TryGetValue(name, out var t)) buffers[name] = t = MemoryScope.Keep(Tensor.Zeros(count));
             return t.AsSpan();
         }
     }
@@ -162,7 +162,7 @@ public abstract class Optimizer
                 throw new IO.CheckpointException($"{source}: unexpected entry '{key}' ({GetType().Name} keeps {(StateBufferNames.Count == 0 ? "no buffers" : string.Join(", ", StateBufferNames))} with these settings).");
             if (value.DType != DType.Float32 || value.Count != p.Count)
                 throw new IO.CheckpointException($"{source}: '{key}' is {value.DType} with {value.Count} values but parameter {i} ({p.Name ?? p.ShapeString}) is Float32 with {p.Count}.");
-            var copy = value.Reshape(-1).Clone();
+            var copy = MemoryScope.Keep(value.Reshape(-1).Clone());
             if (!AllFinite(copy))
                 throw new IO.CheckpointException($"{source}: '{key}' holds NaN or infinite values.");
             loaded[i][name] = copy;
