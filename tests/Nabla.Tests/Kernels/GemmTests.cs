@@ -20,7 +20,7 @@ public sealed class GemmCollection;
 [Collection(nameof(GemmCollection))]
 public sealed unsafe class GemmTests
 {
-    private static readonly Isa[] Isas = [.. new[] { Isa.Avx512, Isa.Avx2, Isa.Scalar }.Where(i => i <= CpuFeatures.Detected)];
+    private static IReadOnlyList<Isa> Isas => TestIsas.Available;
     private static readonly int[] ThreadCounts = [1, 2];
 
     /// <summary>Blocks of 3 slivers of A and of B, 16 k steps deep, for every kernel until disposed.</summary>
