@@ -26,8 +26,10 @@ internal static unsafe class GemmSteps
         int savedThreads = WorkerPool.Threads;
         try
         {
-            Console.WriteLine($"Load average at start: {MachineLoad.LoadAverage}. Each measurement waits until a short FMA probe shows the");
-            Console.WriteLine("machine fully available (the host sometimes takes a core away unseen by the guest).");
+            _gate = new QuietGate(new MachineLoad(() => TimeSpan.Zero), options.MaxOthersPercent, TimeSpan.FromSeconds(options.WaitBudgetSeconds));
+            Console.WriteLine($"GEMM steps on {MachineInfo.Line}; load average at start: {MachineLoad.LoadAverage}.");
+            Console.WriteLine($"Each measurement first waits for a quiet machine (within a total budget of {options.WaitBudgetSeconds:F0} s; the host");
+            Console.WriteLine("sometimes takes a core away unseen by the guest), and is repeated if an FMA probe right after finds a core gone.");
             Console.WriteLine();
             StoryTable();
             Console.WriteLine();
@@ -37,8 +39,8 @@ internal static unsafe class GemmSteps
             Console.WriteLine();
             SkinnyTable();
             Console.WriteLine();
-            Console.WriteLine($"FMA peak (best measured): {FmaPeak.WaitForCapacity(1, TimeSpan.Zero):F1} GFLOP/s on 1 thread, " +
-                $"{FmaPeak.WaitForCapacity(2, TimeSpan.Zero):F1} on 2. Load average at end: {MachineLoad.LoadAverage}.");
+            Console.WriteLine($"FMA peak ({FmaPeak.Method}, best measured): {FmaPeak.Peak(1):F1} GFLOP/s on 1 thread, " +
+                $"{FmaPeak.Peak(2):F1} on 2. {_gate.Waited.TotalSeconds:F0} s spent waiting for a quiet machine. Load average at end: {MachineLoad.LoadAverage}.");
         }
         finally
         {
@@ -48,7 +50,7 @@ internal static unsafe class GemmSteps
 
     private delegate void Step(int m, int n, int k, float* a, float* b, float* c);
 
-    private static readonly TimeSpan CapacityTimeout = TimeSpan.FromSeconds(60);
+    private static QuietGate _gate = null!;
 
     private static void StoryTable()
     {
@@ -281,15 +283,15 @@ internal static unsafe class GemmSteps
 
     /// <summary>
     /// GFLOP/s of <paramref name="action"/>: the median of as many runs as fit in ~0.3 s (at least 3, after a warm-up
-    /// run), taken once a short FMA probe shows the machine fully available; measured again (up to 3 times) if a probe
-    /// right after finds a core gone.
+    /// run), taken once the machine is quiet (or the wait budget is spent); measured again (up to 3 times) if a probe
+    /// right after finds a core gone while the budget lasts.
     /// </summary>
     private static double Gflops(double flops, Action action, int threads)
     {
         double best = 0;
         for (int attempt = 0; attempt < 3; attempt++)
         {
-            double peak = FmaPeak.WaitForCapacity(threads, CapacityTimeout);
+            bool quiet = _gate.Wait(threads, "a step");
             action();
             var times = new List<double>();
             long start = Stopwatch.GetTimestamp();
@@ -301,7 +303,7 @@ internal static unsafe class GemmSteps
             }
             times.Sort();
             best = Math.Max(best, flops / times[times.Count / 2] / 1e9);
-            if (FmaPeak.Measure(threads, 2_000_000, 3) >= 0.9 * peak) break;
+            if (!quiet || FmaPeak.Probe(threads) >= QuietGate.ProbeThreshold * FmaPeak.Peak(threads)) break;
         }
         return best;
     }

@@ -15,6 +15,11 @@ internal sealed class TorchPeer : IDisposable
 
     private TorchPeer(Process process) => _process = process;
 
+    /// <summary>", OPENBLAS_CORETYPE=X" when that variable picks OpenBLAS's kernels (e.g. Haswell: its AVX2 ones on an
+    /// AVX-512 machine, the honest peer for Nabla's AVX2 path), else empty.</summary>
+    public static string CoreType =>
+        Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } core ? $" (OPENBLAS_CORETYPE={core})" : "";
+
     public TimeSpan ProcessorTime => _process.HasExited ? TimeSpan.Zero : _process.TotalProcessorTime;
 
     /// <summary>Starts the peer, or returns null (with the reason on stderr) when Python or torch is missing.</summary>
@@ -52,7 +57,7 @@ internal sealed class TorchPeer : IDisposable
     {
         var answer = Ask($"threads {threads}").Split(' ');
         if (answer[0] != "ok") throw new InvalidOperationException($"torch_peer.py: {string.Join(' ', answer)}");
-        Description = $"torch {answer[3]}, {Path.GetFileName(answer[4])} ({answer[1]} torch / {answer[2]} BLAS threads)";
+        Description = $"torch {answer[3]}, {Path.GetFileName(answer[4])}{CoreType} ({answer[1]} torch / {answer[2]} BLAS threads)";
     }
 
     /// <summary>Wall times in milliseconds of <paramref name="reps"/> calls of torch.mm (torch.bmm for a batch).</summary>
