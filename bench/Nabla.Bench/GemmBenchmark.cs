@@ -2,7 +2,9 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Nabla.Kernels;
 using Nabla.Kernels.Cpu;
+using Nabla.Kernels.Cpu.Gemm;
 using Nabla.Kernels.Reference;
 
 namespace Nabla.Bench;
@@ -26,7 +28,12 @@ internal static unsafe class GemmBenchmark
     internal sealed record Row(string Kernel, string Dims, string Op, int Threads,
         double OursMs, double OursGflops, double OursPercentOfPeak,
         double? TorchMs, double? TorchGflops, double? TorchPercentOfPeak, double? OursSpeedup,
-        double? NaiveGflops, string? NaiveNote, double OthersCpuPercent, double ProbePercent, bool Noisy, int Samples);
+        double? NaiveGflops, string? NaiveNote, double OthersCpuPercent, double ProbePercent, bool Noisy, int Samples,
+        double? PreviousMs = null, double? OursVsPrevious = null);
+
+    /// <summary>`--previous`: the AVX2 kernel with the blocking it had before docs/optimization-log.md step 9 (k blocks
+    /// streamed from L2, as the AVX-512 kernel's), timed as a third contender in the same rounds.</summary>
+    private static readonly GemmBlocking PreviousAvx2Blocking = GemmBlocking.StreamedFromL2(Avx2MicroKernel.MR, Avx2MicroKernel.NR);
 
     /// <summary>GPT-2 124M linear layers at B·T = 256 tokens (C = 768) with their two backward products, square
     /// matrices, and a small attention-projection-sized product.</summary>
@@ -119,17 +126,24 @@ internal static unsafe class GemmBenchmark
         Console.WriteLine($"GEMM on {MachineInfo.Line}; peer: {peer?.Description ?? "none"}");
         Console.WriteLine($"FMA peak ({FmaPeak.Method}, best seen in this run): " +
             string.Join(", ", options.Threads.Select(t => $"{FmaPeak.Peak(t):F1} GFLOP/s on {t} thread(s)")));
+        if (options.CpuTime && options.Threads.Contains(1))
+            Console.WriteLine("1-thread rows: both sides timed by thread CPU time (--cpu-time), the cost of the work whatever share of a core the machine left.");
         Console.WriteLine($"Medians of {options.Rounds} rounds, ours and PyTorch alternating; load average before/after {loadBefore} / {loadAfter}; " +
             $"{gate.Waited.TotalSeconds:F0} s spent waiting for a quiet machine; {clock.Elapsed.TotalSeconds:F0} s in all.");
         Console.WriteLine("'vs PyTorch' = PyTorch's time / ours (> 1: ours faster). 'noisy' = other processes used more than " +
             $"{options.MaxOthersPercent:F0}% of the machine, or an FMA probe between rounds found < {100 * QuietGate.ProbeThreshold:F0}% of the peak, while the row was timed.");
         Console.WriteLine("naive = ReferenceBackend (one thread, double accumulators); for large shapes it runs on the first m' rows and is scaled by m/m' (marked ~).");
+        bool withPrevious = rows.Any(r => r.PreviousMs != null);
+        if (withPrevious)
+            Console.WriteLine("'previous' = the AVX2 kernel with its blocking before optimization-log step 9 (k blocks streamed from L2), timed in the same rounds; 'vs previous' = its time / ours.");
         Console.WriteLine();
-        Console.WriteLine("| kernel | M×K×N | op | threads | Nabla ms | Nabla GFLOP/s | Nabla % of peak | PyTorch ms | PyTorch GFLOP/s | PyTorch % of peak | vs PyTorch | naive GFLOP/s | noisy |");
-        Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        Console.WriteLine("| kernel | M×K×N | op | threads | Nabla ms | Nabla GFLOP/s | Nabla % of peak | PyTorch ms | PyTorch GFLOP/s | PyTorch % of peak | vs PyTorch | " +
+            (withPrevious ? "previous ms | vs previous | " : "") + "naive GFLOP/s | noisy |");
+        Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + (withPrevious ? "---:|---:|" : "") + "---:|---|");
         foreach (var r in rows)
             Console.WriteLine($"| {r.Kernel} | {r.Dims} | {r.Op} | {r.Threads} | {r.OursMs:F3} | {r.OursGflops:F1} | {r.OursPercentOfPeak:F0}% | " +
                 $"{Cell(r.TorchMs, "F3")} | {Cell(r.TorchGflops, "F1")} | {Cell(r.TorchPercentOfPeak, "F0", "%")} | {Cell(r.OursSpeedup, "F2", "×")} | " +
+                (withPrevious ? $"{Cell(r.PreviousMs, "F3")} | {Cell(r.OursVsPrevious, "F2", "×")} | " : "") +
                 $"{Cell(r.NaiveGflops, "F1")}{r.NaiveNote} | {(r.Noisy ? $"noisy (others {r.OthersCpuPercent:F0}%, probe {r.ProbePercent:F0}%)" : "")} |");
         foreach (int threads in options.Threads)
         {
@@ -137,6 +151,9 @@ internal static unsafe class GemmBenchmark
             if (ratios.Length > 0)
                 Console.WriteLine($"\n{threads} thread(s): ours vs PyTorch geometric mean {Math.Exp(ratios.Average(Math.Log)):F2}×, " +
                     $"lowest {ratios.Min():F2}×, {ratios.Count(x => x >= 1)} of {ratios.Length} shapes ≥ 1×.");
+            var gains = rows.Where(r => r.Threads == threads && r.OursVsPrevious != null).Select(r => r.OursVsPrevious!.Value).ToArray();
+            if (gains.Length > 0)
+                Console.WriteLine($"{threads} thread(s): ours vs the previous AVX2 blocking geometric mean {Math.Exp(gains.Average(Math.Log)):F2}×, lowest {gains.Min():F2}×.");
         }
     }
 
@@ -155,7 +172,8 @@ internal static unsafe class GemmBenchmark
         {
             bool waitedForQuiet = gate.Wait(threads, $"{shape.Kernel} {shape.Dims} on {threads} thread(s)");
             var probes = new List<double> { FmaPeak.Probe(threads) };
-            var row = Measure(shape, threads, peer, load, options.Rounds, () => probes.Add(FmaPeak.Probe(threads)));
+            bool cpuTime = options.CpuTime && threads == 1;
+            var row = Measure(shape, threads, peer, load, options.Rounds, options.Previous, cpuTime, () => probes.Add(FmaPeak.Probe(threads)));
             double probeShare = probes.Min() / FmaPeak.Peak(threads);
             // Distance from acceptable, in percent of the machine: others' share above the limit, or the probe's shortfall.
             double badness = Math.Max(row.OthersCpuPercent - options.MaxOthersPercent, 100 * (QuietGate.ProbeThreshold - probeShare));
@@ -166,7 +184,7 @@ internal static unsafe class GemmBenchmark
         return quietest!.Value.Row;
     }
 
-    private static Row Measure(GemmShape shape, int threads, TorchPeer? peer, MachineLoad load, int rounds, Action afterRound)
+    private static Row Measure(GemmShape shape, int threads, TorchPeer? peer, MachineLoad load, int rounds, bool previous, bool cpuTime, Action afterRound)
     {
         using var operands = new Operands(shape);
         operands.RunOurs();
@@ -174,24 +192,32 @@ internal static unsafe class GemmBenchmark
         int reps = (int)Math.Clamp(0.15 / estimate, 3, 40);
         var ours = new List<double>();
         var torch = new List<double>();
+        var before = new List<double>();
         var others = new LoadShare(load);
+        // Contenders: 0 ours, 1 PyTorch, 2 ours with the previous AVX2 blocking.
+        int[] contenders = [0, .. peer != null ? new[] { 1 } : [], .. previous && CpuFeatures.Effective == Isa.Avx2 ? new[] { 2 } : []];
         for (int round = 0; round < rounds; round++)
         {
-            // Alternate who goes first, so neither side always runs right after the other.
-            for (int turn = 0; turn < 2; turn++)
+            // Rotate who goes first, so no side always runs right after another.
+            for (int turn = 0; turn < contenders.Length; turn++)
             {
-                bool oursTurn = (round + turn) % 2 == 0;
-                if (!oursTurn && peer == null) continue;
+                int contender = contenders[(round + turn) % contenders.Length];
                 others.Begin();
-                if (oursTurn)
-                {
-                    WarmUp(operands.RunOurs);
-                    for (int i = 0; i < reps; i++) ours.Add(Time(operands.RunOurs) * 1e3);
-                }
+                if (contender == 1)
+                    torch.AddRange(peer!.Gemm(shape.TransA, shape.TransB, shape.M, shape.N, shape.K, shape.Batch, reps, cpuTime));
                 else
-                    torch.AddRange(peer!.Gemm(shape.TransA, shape.TransB, shape.M, shape.N, shape.K, shape.Batch, reps));
+                {
+                    var library = GemmDriver<Avx2MicroKernel>.Blocking;
+                    if (contender == 2) GemmDriver<Avx2MicroKernel>.Blocking = PreviousAvx2Blocking;
+                    try
+                    {
+                        WarmUp(operands.RunOurs);
+                        for (int i = 0; i < reps; i++) (contender == 0 ? ours : before).Add((cpuTime ? CpuClock.ThreadSeconds(operands.RunOurs) : Time(operands.RunOurs)) * 1e3);
+                    }
+                    finally { GemmDriver<Avx2MicroKernel>.Blocking = library; }
+                }
                 others.End();
-                // Let this side's spinning worker threads go to sleep before the other side is timed.
+                // Let this side's spinning worker threads go to sleep before the next one is timed.
                 Thread.Sleep(150);
             }
             afterRound();
@@ -208,7 +234,8 @@ internal static unsafe class GemmBenchmark
         }
         return new Row(shape.Kernel, shape.Dims, shape.Op, threads, oursMs, shape.Flops / (oursMs * 1e-3) / 1e9, 0,
             torchMs, torchMs is { } t ? shape.Flops / (t * 1e-3) / 1e9 : null, null, torchMs / oursMs,
-            naiveGflops, naiveNote, others.Percent, 0, false, ours.Count);
+            naiveGflops, naiveNote, others.Percent, 0, false, ours.Count,
+            before.Count > 0 ? Median(before) : null, before.Count > 0 ? Median(before) / oursMs : null);
     }
 
     /// <summary>

@@ -33,7 +33,7 @@ internal static unsafe class GemmSteps
             Console.WriteLine("sometimes takes a core away unseen by the guest), and is repeated if an FMA probe right after finds a core gone.");
             Console.WriteLine();
             // On an AVX2 machine (or under NABLA_ISA=avx2) the Vector512 steps would run emulated: show the AVX2 choices.
-            if (CpuFeatures.Usable == Isa.Avx2) Avx2Tables();
+            if (CpuFeatures.Usable == Isa.Avx2) Avx2Tables(options.Threads);
             else
             {
                 StoryTable();
@@ -151,18 +151,19 @@ internal static unsafe class GemmSteps
     ];
 
     /// <summary>AVX2 micro-kernel tiles and k blocks, each table's candidates timed interleaved round by round.</summary>
-    private static void Avx2Tables()
+    private static void Avx2Tables(int[] threadCounts)
     {
         var library = GemmDriver<Avx2MicroKernel>.Blocking;
         var tiles = new (string Name, Action<GemmProblem> Run)[]
         {
             ($"{Avx2MicroKernel.MR}×{Avx2MicroKernel.NR} — the library's", p => GemmDriver<Avx2MicroKernel>.Run(in p)),
             ("6×16 (12 ymm accumulators)", p => GemmDriver<Tile256<Six, Two>>.Run(in p)),
+            ("6×16, k loop unrolled ×2", p => GemmDriver<Unrolled6x16>.Run(in p)),
             ("4×24 (12)", p => GemmDriver<Tile256<Four, Three>>.Run(in p)),
             ("4×16 (8)", p => GemmDriver<Tile256<Four, Two>>.Run(in p)),
             ("8×8 (8)", p => GemmDriver<Tile256<Eight, One>>.Run(in p)),
         };
-        foreach (int threads in new[] { 1, 2 })
+        foreach (int threads in threadCounts)
         {
             WorkerPool.Threads = threads;
             Console.WriteLine($"| AVX2 micro-kernel MR×NR, {threads} thread(s), library blocking | " + string.Join(" | ", Avx2Shapes.Select(s => $"{s.Name} {s.M}×{s.K}×{s.N} GFLOP/s")) + " |");
@@ -179,7 +180,7 @@ internal static unsafe class GemmSteps
         }
 
         int[] kcs = [128, 256, 384, 512, 1024];
-        foreach (int threads in new[] { 1, 2 })
+        foreach (int threads in threadCounts)
         {
             WorkerPool.Threads = threads;
             Console.WriteLine($"| KC (k block) × MC rows, {Avx2MicroKernel.MR}×{Avx2MicroKernel.NR} kernel, {threads} thread(s) | " + string.Join(" | ", Avx2Shapes.Select(s => $"{s.Name} GFLOP/s")) + " |");
@@ -208,7 +209,8 @@ internal static unsafe class GemmSteps
 
     /// <summary>
     /// GFLOP/s of each variant of one product, timed interleaved so machine noise hits all alike: every round runs each
-    /// variant 3 times (after one untimed run) and keeps its fastest; the result is the median over the rounds.
+    /// variant 3 times (after one untimed run) and keeps its fastest; the result is the median over the rounds. On one
+    /// thread the time is the thread's CPU time (robust on a busy machine), on more the wall time.
     /// </summary>
     private static double[] Interleaved(double flops, Action[] variants, int threads, int rounds = 7)
     {
@@ -223,8 +225,8 @@ internal static unsafe class GemmSteps
                 for (int rep = 0; rep < 3; rep++)
                 {
                     long t0 = Stopwatch.GetTimestamp();
-                    variants[v]();
-                    fastest = Math.Min(fastest, Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                    double cpu = threads == 1 ? CpuClock.ThreadSeconds(variants[v]) : 0;
+                    fastest = Math.Min(fastest, threads == 1 ? cpu : Stopwatch.GetElapsedTime(t0).TotalSeconds);
                 }
                 best[v].Add(flops / fastest / 1e9);
             }
@@ -573,6 +575,87 @@ internal static unsafe class GemmSteps
             v0.Store(row);
             if (vectors > 1) v1.Store(row + 8);
             if (vectors > 2) v2.Store(row + 16);
+        }
+    }
+
+    /// <summary>The library's 6 × 16 kernel with the k loop unrolled twice (half the loop overhead per FMA).</summary>
+    private readonly struct Unrolled6x16 : IMicroKernel
+    {
+        public static int MR => 6;
+        public static int NR => 16;
+        public static GemmBlocking TunedBlocking => GemmBlocking.L1ResidentB(MR, NR);
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Run(int kc, float* a, float* b, float* c, long ldc, bool addC, float* bias)
+        {
+            Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+                c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+            int p = 0;
+            for (; p + 2 <= kc; p += 2)
+            {
+                var b0 = Vector256.Load(b);
+                var b1 = Vector256.Load(b + 8);
+                var x = Vector256.Create(a[0]);
+                c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+                x = Vector256.Create(a[1]);
+                c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+                x = Vector256.Create(a[2]);
+                c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+                x = Vector256.Create(a[3]);
+                c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                x = Vector256.Create(a[4]);
+                c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+                x = Vector256.Create(a[5]);
+                c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+                b0 = Vector256.Load(b + 16);
+                b1 = Vector256.Load(b + 24);
+                x = Vector256.Create(a[6]);
+                c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+                x = Vector256.Create(a[7]);
+                c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+                x = Vector256.Create(a[8]);
+                c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+                x = Vector256.Create(a[9]);
+                c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                x = Vector256.Create(a[10]);
+                c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+                x = Vector256.Create(a[11]);
+                c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+                a += 12;
+                b += 32;
+            }
+            if (p < kc)
+            {
+                var b0 = Vector256.Load(b);
+                var b1 = Vector256.Load(b + 8);
+                var x = Vector256.Create(a[0]);
+                c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+                x = Vector256.Create(a[1]);
+                c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+                x = Vector256.Create(a[2]);
+                c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+                x = Vector256.Create(a[3]);
+                c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                x = Vector256.Create(a[4]);
+                c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+                x = Vector256.Create(a[5]);
+                c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+            }
+            StoreRow(c, c00, c01, addC, bias);
+            StoreRow(c + ldc, c10, c11, addC, bias);
+            StoreRow(c + 2 * ldc, c20, c21, addC, bias);
+            StoreRow(c + 3 * ldc, c30, c31, addC, bias);
+            StoreRow(c + 4 * ldc, c40, c41, addC, bias);
+            StoreRow(c + 5 * ldc, c50, c51, addC, bias);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void StoreRow(float* row, Vector256<float> lo, Vector256<float> hi, bool addC, float* bias)
+        {
+            if (bias != null) { lo += Vector256.Load(bias); hi += Vector256.Load(bias + 8); }
+            if (addC) { lo += Vector256.Load(row); hi += Vector256.Load(row + 8); }
+            lo.Store(row);
+            hi.Store(row + 8);
         }
     }
 }

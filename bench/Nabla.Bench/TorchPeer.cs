@@ -60,9 +60,10 @@ internal sealed class TorchPeer : IDisposable
         Description = $"torch {answer[3]}, {Path.GetFileName(answer[4])}{CoreType} ({answer[1]} torch / {answer[2]} BLAS threads)";
     }
 
-    /// <summary>Wall times in milliseconds of <paramref name="reps"/> calls of torch.mm (torch.bmm for a batch).</summary>
-    public double[] Gemm(bool transA, bool transB, int m, int n, int k, int batch, int reps) =>
-        Ask($"gemm {(transA ? 1 : 0)} {(transB ? 1 : 0)} {m} {n} {k} {reps} {batch}")
+    /// <summary>Wall times in milliseconds of <paramref name="reps"/> calls of torch.mm (torch.bmm for a batch), or the
+    /// calling thread's CPU time with <paramref name="cpuTime"/>.</summary>
+    public double[] Gemm(bool transA, bool transB, int m, int n, int k, int batch, int reps, bool cpuTime = false) =>
+        Ask($"{(cpuTime ? "gemmcpu" : "gemm")} {(transA ? 1 : 0)} {(transB ? 1 : 0)} {m} {n} {k} {reps} {batch}")
             .Split(' ', StringSplitOptions.RemoveEmptyEntries)
             .Select(t => double.Parse(t, CultureInfo.InvariantCulture)).ToArray();
 
