@@ -54,6 +54,8 @@ public static class Gpt2Bench
             ours.Add(Step(2 + r));
             allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
             if (peer != null) theirs.AddRange(peer.Ask($"train {batch} {time} 1"));
+            // A short FMA probe per round: on a busy machine the best rate seen over the run is the truest peak.
+            FmaPeak.Probe(threads);
         }
         if (args.Contains("--profile"))
         {
