@@ -3,13 +3,15 @@
 //   dotnet run -c Release --project examples/02-gpt-char                 # a short built-in text
 //   dotnet run -c Release --project examples/02-gpt-char -- kjv.txt 2000  # any text file, 2000 steps
 //
-// The same loop as examples/01: model, optimizer, ZeroGrad / Backward / Step — only the model and the
-// data change. (For real runs use `nabla train gpt`, which adds checkpoints, resume, validation and charts.)
+// The loop of examples/01 — ZeroGrad / Backward / Step — now run by Nabla's Trainer, which adds gradient
+// clipping, the schedule, accumulation, validation, metrics.jsonl and crash-safe checkpoints (give it a run
+// directory) and stops on NaN naming the op at fault. (`nabla train gpt` is this plus a progress bar and charts.)
 using Nabla;
 using Nabla.Data;
 using Nabla.Models.Gpt2;
 using Nabla.Optim;
 using Nabla.Text;
+using Nabla.Training;
 
 var text = args.Length > 0 ? File.ReadAllText(args[0]) : string.Concat(Enumerable.Repeat(
     "In the beginning was the Word, and the Word was with God, and the Word was God.\n" +
@@ -28,17 +30,13 @@ var optimizer = new AdamW([new ParamGroup(decay, weightDecay: 0.1f), new ParamGr
 var schedule = new CosineWithWarmup(optimizer, warmupSteps: 30, totalSteps: steps, minLearningRate: 3e-4f);
 Console.WriteLine($"{tokens.Length:N0} characters, vocabulary {tokenizer.VocabSize}, model {model.ParameterCount:N0} parameters");
 
-for (int step = 0; step < steps; step++)
+var trainer = new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), loader, optimizer,
+    new TrainerOptions { Steps = steps, ClipGradNorm = 1f }, schedule);     // batch i of the loader is a function of i alone
+trainer.AfterStep += s =>
 {
-    var (x, y) = loader.Batch(step);                           // (B, T) inputs and next-character targets
-    var loss = Gpt2Model.Loss(model.Forward(x), y);
-    optimizer.ZeroGrad();
-    loss.Backward();
-    GradientClipping.ClipGradNorm(model.Parameters(), 1f);
-    optimizer.Step();
-    schedule.Step();
-    if (step % 50 == 0 || step == steps - 1) Console.WriteLine($"step {step,4}: loss {loss.Item():F3}");
-}
+    if (s.Step % 50 == 1 || s.Step == steps) Console.WriteLine($"step {s.Step,4}: loss {s.Loss:F3}");
+};
+trainer.Train();
 
 var prompt = tokenizer.Encode(text[..1]);
 var sample = Sampler.Generate(model, prompt, new SamplingOptions { Temperature = 0.8f, MaxNewTokens = 200 }, new Generator(2));

@@ -120,7 +120,7 @@ public static class GptTrainCommand
                         CheckpointEvery = p.GetValue(checkpointEvery) ?? (addition ? 300 : 200),
                     },
                 };
-                if (Directory.Exists(Path.Combine(dir, "checkpoint")))
+                if (File.Exists(configPath))
                     throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
                 Directory.CreateDirectory(dir);
                 AtomicFile.WriteAllText(configPath, JsonSerializer.Serialize(config, GptRunConfig.Json));
@@ -170,27 +170,32 @@ public static class GptTrainCommand
             }, new Generator(config.Seed));
         }
 
-        var trainer = new LanguageModelTrainer(model, train, validation, config.Training, dir);
-        int? resumed = trainer.TryResume();
+        var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir);
+        var resumed = trainer.TryResume();
         var steps = config.Training.Steps;
-        int tokensPerStep = config.BatchSize * (addition?.SequenceLength ?? config.SequenceLength) * config.Training.GradientAccumulation;
+        int sequenceLength = addition?.SequenceLength ?? config.SequenceLength;
+        int tokensPerStep = config.BatchSize * sequenceLength * config.Training.GradientAccumulation;
         Console.WriteLine($"model: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
             $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}: {model.ParameterCount:N0} parameters");
         Console.WriteLine(addition != null
             ? $"data: built-in addition of up to {config.MaxDigits}-digit numbers, {addition.HeldOut.Count} held-out problems; {steps} steps of {config.BatchSize} problems"
             : $"data: {config.Data}; {steps} steps of {tokensPerStep:N0} tokens");
-        if (resumed is { } r) Console.WriteLine($"resumed from the checkpoint at step {r}");
+        if (resumed != null)
+        {
+            foreach (var skipped in resumed.Skipped) Console.WriteLine($"warning: passed over a damaged checkpoint: {skipped}");
+            Console.WriteLine($"resumed from the checkpoint at step {resumed.Step}");
+        }
 
         var progress = new TrainingProgress(steps, "tokens");
         var sampleGenerator = new Generator(config.Seed + 1);
-        trainer.StepCompleted += s =>
+        trainer.AfterStep += s =>
         {
-            progress.Step(s.Step, $"loss {s.Loss:F4}  lr {s.LearningRate:0.0e+0}  norm {s.GradNorm:F2}", s.TokensPerSecond);
+            progress.Step(s.Step, $"loss {s.Loss:F4}  lr {s.LearningRate:0.0e+0}  norm {s.GradNorm:F2}", s.SamplesPerSecond * sequenceLength);
             if (config.SampleEvery > 0 && s.Step % config.SampleEvery == 0)
                 progress.Line($"step {s.Step}: sample: {Sample(model, tokenizer, addition, sampleGenerator)}");
         };
-        trainer.Evaluated += (step, loss) => progress.Line($"step {step}: validation loss {loss:F4}");
-        trainer.CheckpointSaved += step => WriteLossChart(dir);
+        trainer.AfterEvaluation += e => progress.Line($"step {e.Step}: validation loss {e.Loss:F4}");
+        trainer.AfterCheckpoint += _ => WriteLossChart(dir);
         using var interrupt = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupt.Cancel(); };
         Console.CancelKeyPress += onCancel;
@@ -214,7 +219,7 @@ public static class GptTrainCommand
         LanguageModelFiles.Save(model, tokenizer, Path.Combine(dir, "model"));
         WriteLossChart(dir);
         if (addition != null) ReportAddition(model, addition);
-        Console.WriteLine($"run saved to {dir} (config.json, checkpoint/, metrics.jsonl, loss.png, model/ for `nabla generate --model {Path.Combine(dir, "model")}`)");
+        Console.WriteLine($"run saved to {dir} (config.json, checkpoints/, metrics.jsonl, loss.png, model/ for `nabla generate --model {Path.Combine(dir, "model")}`)");
         return 0;
     }
 
@@ -234,43 +239,20 @@ public static class GptTrainCommand
         return text.Replace("\n", "⏎");
     }
 
-    /// <summary>Exact-match accuracy of greedy answers on the held-out problems, and a few examples.</summary>
-    public static double AdditionAccuracy(Gpt2Model model, AdditionDataset data, int show = 0)
-    {
-        int correct = 0, shown = 0;
-        foreach (var (a, b) in data.HeldOut)
-        {
-            var ids = Sampler.Generate(model, AdditionDataset.Encode(data.Question(a, b)),
-                new SamplingOptions { Temperature = 0, MaxNewTokens = data.MaxDigits + 2 }, new Generator(0), stopToken: 0).ToList();
-            var answer = AdditionDataset.Decode(ids);
-            bool right = answer + "\n" == data.Answer(a, b);
-            if (right) correct++;
-            if (shown < show)
-            {
-                Console.WriteLine($"  {data.Question(a, b)}{answer}  {(right ? "✓" : $"✗ (expected {(long)a + b})")}");
-                shown++;
-            }
-        }
-        model.Train();
-        return (double)correct / data.HeldOut.Count;
-    }
-
     private static void ReportAddition(Gpt2Model model, AdditionDataset data)
     {
         Console.WriteLine("samples (greedy decoding on held-out problems):");
-        double accuracy = AdditionAccuracy(model, data, show: 6);
-        Console.WriteLine($"exact-match accuracy on {data.HeldOut.Count} held-out problems: {100 * accuracy:F1}%");
+        var score = AdditionEvaluation.Score(model, data, examples: 6);
+        foreach (var e in score.Examples) Console.WriteLine($"  {e.Question}{e.Answer}  {(e.Correct ? "✓" : $"✗ (expected {e.Expected})")}");
+        Console.WriteLine($"exact-match accuracy on {data.HeldOut.Count} held-out problems: {100 * score.Accuracy:F1}%");
     }
 
     private static void WriteLossChart(string dir)
     {
-        var path = Path.Combine(dir, "metrics.jsonl");
-        if (!File.Exists(path)) return;
         var train = new List<(double, double)>();
         var val = new List<(double, double)>();
-        foreach (var line in File.ReadLines(path))
+        foreach (var node in MetricsLog.Read(Path.Combine(dir, "metrics.jsonl")))
         {
-            var node = JsonNode.Parse(line)!;
             double step = node["step"]!.GetValue<double>();
             if (node["loss"] is { } l) train.Add((step, l.GetValue<double>()));
             if (node["val_loss"] is { } v) val.Add((step, v.GetValue<double>()));

@@ -45,7 +45,7 @@ public static class LanguageModelCommands
             var stops = p.GetValue(stop) ?? [];
             var options = new SamplingOptions { Temperature = p.GetValue(temperature), TopK = p.GetValue(topK), TopP = p.GetValue(topP), MaxNewTokens = p.GetValue(maxTokens) };
             int? endOfText = tokenizer is Gpt2Tokenizer bpe ? bpe.EndOfTextId : null;
-            var decoder = new LanguageModelFiles.StreamingDecoder(tokenizer);
+            var decoder = new StreamingDecoder(tokenizer);
             var output = new StopSequenceFilter(stops);
             var stdout = Console.Out;
             var clock = Stopwatch.StartNew();

@@ -38,11 +38,12 @@ public static class MlpCommands
         var valFraction = new Option<double>("--val-fraction") { Description = "Share of rows held out for validation.", DefaultValueFactory = _ => defaults.ValidationFraction };
         var seed = new Option<ulong>("--seed") { Description = "Seed for the split, the initial weights and the shuffling.", DefaultValueFactory = _ => defaults.Seed };
         var output = new Option<string?>("--out") { Description = "Run directory (default: runs/mlp-<time>)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
 
         var command = new Command("mlp", "Train a multi-layer perceptron on a CSV file (classification or regression).")
         {
-            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, quiet,
+            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, resume, quiet,
         };
         Check(epochs, v => v > 0, "--epochs must be positive.");
         Check(batchSize, v => v > 0, "--batch-size must be positive.");
@@ -52,6 +53,12 @@ public static class MlpCommands
 
         command.SetAction(p =>
         {
+            if (p.GetValue(resume))
+            {
+                var runDir = p.GetValue(output) ?? throw new CliException("--resume needs --out: the run directory to continue.");
+                var run = new MlpRun(runDir);
+                return TrainMlp(MlpRunConfig.Load(run.ConfigPath), run, p.GetValue(quiet), resume: true);
+            }
             var csvPath = p.GetValue(csv);
             var config = new MlpRunConfig
             {
@@ -72,7 +79,10 @@ public static class MlpCommands
                 Seed = p.GetValue(seed),
             };
             var dir = p.GetValue(output) ?? Path.Combine("runs", $"mlp-{DateTime.Now:yyyyMMdd-HHmmss}");
-            return TrainMlp(config, new MlpRun(dir), p.GetValue(quiet));
+            var newRun = new MlpRun(dir);
+            if (File.Exists(newRun.ConfigPath))
+                throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
+            return TrainMlp(config, newRun, p.GetValue(quiet), resume: false);
         });
         return command;
     }
@@ -109,71 +119,115 @@ public static class MlpCommands
         _ => throw new CliException($"--optimizer: unknown optimizer '{config.Optimizer}' (adamw, adam, sgd, sgd-nesterov, rmsprop)."),
     };
 
-    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet)
+    /// <summary>One epoch's means, rebuilt from metrics.jsonl (so a resumed run charts its whole history).</summary>
+    private sealed record EpochSummary(int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy);
+
+    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet, bool resume)
     {
         var table = config.ReadTable();
         var (trainRows, valRows) = DataSplit.TrainValidation(table.Rows.Count, config.ValidationFraction, config.Seed);
-        var prep = TabularPreprocessor.Fit(table, config.Target, trainRows, config.Task);
+        var prep = resume ? run.LoadPreprocessor() : TabularPreprocessor.Fit(table, config.Target, trainRows, config.Task);
         var (trainX, trainY) = prep.Transform(table, trainRows);
         var (valX, valY) = prep.Transform(table, valRows);
+        if (trainY == null) throw new CliException($"{table.Source}: the target column '{prep.Target}' is missing.");
         bool classification = prep.Task == TabularTask.Classification;
 
         var model = MlpRun.BuildModel(config, prep, new Generator(config.Seed));
-        var optimizer = MakeOptimizer(config, model);
-        var trainer = new SupervisedTrainer(model, optimizer, classification);
-        var loader = new DataLoader(trainX, trainY!, config.BatchSize, shuffle: true, seed: config.Seed);
+        var train = new TensorBatchSource(trainX, trainY, config.BatchSize, shuffleSeed: config.Seed);
+        var validation = valRows.Count > 0 ? new TensorBatchSource(valX, valY!, EvalBatchSize) : null;
+        int stepsPerEpoch = train.BatchesPerEpoch;
+        var options = new TrainerOptions
+        {
+            Steps = config.Epochs * stepsPerEpoch, EvalEvery = stepsPerEpoch, EvalBatches = validation?.BatchesPerEpoch ?? 0,
+            CheckpointEvery = stepsPerEpoch, Seed = config.Seed,
+        };
+        var trainer = new Trainer(model, MlpRun.Loss(classification), train, MakeOptimizer(config, model), options, validation: validation, runDirectory: run.Directory);
+        foreach (var (name, metric) in MlpRun.Metrics(classification)) trainer.Metrics[name] = metric;
 
-        Directory.CreateDirectory(run.Directory);
-        AtomicFile.WriteAllText(run.ConfigPath, config.ToJson());
-        AtomicFile.WriteAllText(run.PreprocessorPath, prep.ToJson());
-        if (File.Exists(run.MetricsPath)) File.Delete(run.MetricsPath);
-
+        if (!resume)
+        {
+            AtomicFile.WriteAllText(run.ConfigPath, config.ToJson());
+            AtomicFile.WriteAllText(run.PreprocessorPath, prep.ToJson());
+        }
+        var resumed = trainer.TryResume();
         if (!quiet)
         {
             Console.WriteLine($"data: {config.Csv} — {trainRows.Count} training / {valRows.Count} validation rows, {prep.FeatureCount} features, " +
                 (classification ? $"{prep.Classes.Count} classes ({string.Join(", ", prep.Classes)})" : "regression"));
             Console.WriteLine($"model: MLP {prep.FeatureCount} → {string.Join(" → ", config.Hidden)} → {prep.OutputCount}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate}");
-        }
-
-        var history = new List<EpochMetrics>();
-        var progress = new TrainingProgress(config.Epochs * loader.BatchCount);
-        int epoch = 0;
-        trainer.StepCompleted += s =>
-        {
-            if (quiet) return;
-            var acc = classification ? $"acc {100 * s.RunningAccuracy:F1}%" : "";
-            progress.Step(s.Step, $"epoch {s.Epoch}/{config.Epochs}  loss {s.Loss:F4}  {acc}", s.SamplesPerSecond);
-        };
-        progress.Run(() =>
-        {
-            for (epoch = 1; epoch <= config.Epochs; epoch++)
+            if (resumed != null)
             {
-                var m = trainer.TrainEpoch(loader, epoch, (valX, valY!));
-                history.Add(m);
-                run.AppendMetrics(new
-                {
-                    epoch = m.Epoch, step = m.Step, train_loss = m.TrainLoss, train_accuracy = Finite(m.TrainAccuracy),
-                    val_loss = m.ValidationLoss, val_accuracy = Finite(m.ValidationAccuracy), lr = m.LearningRate,
-                    samples_per_second = m.SamplesPerSecond, seconds = m.Seconds,
-                });
-                model.Save(run.CheckpointPath, new Dictionary<string, string> { ["format"] = "nabla-mlp", ["epoch"] = m.Epoch.ToString() });
-                if (!quiet && (epoch == 1 || epoch == config.Epochs || epoch % Math.Max(1, config.Epochs / 10) == 0))
-                    progress.Line(classification
-                        ? $"epoch {m.Epoch,3}: train loss {m.TrainLoss:F4} acc {100 * m.TrainAccuracy:F1}% | val loss {m.ValidationLoss:F4} acc {100 * m.ValidationAccuracy:F1}%"
-                        : $"epoch {m.Epoch,3}: train mse {m.TrainLoss:F4} | val mse {m.ValidationLoss:F4} rmse {Math.Sqrt(m.ValidationLoss):F4}");
+                foreach (var skipped in resumed.Skipped) Console.WriteLine($"warning: passed over a damaged checkpoint: {skipped}");
+                Console.WriteLine($"resumed from the checkpoint at epoch {resumed.Step / stepsPerEpoch}");
             }
-        });
+        }
+        else if (resumed is { Skipped.Count: > 0 })
+            foreach (var skipped in resumed.Skipped) Console.Error.WriteLine($"warning: passed over a damaged checkpoint: {skipped}");
+
+        var progress = new TrainingProgress(options.Steps);
+        double epochLoss = 0, epochAccuracy = 0;
+        long epochSamples = 0;
+        trainer.AfterStep += s =>
+        {
+            epochLoss += s.Loss * s.Samples;
+            epochAccuracy += s.Metrics.GetValueOrDefault("accuracy") * s.Samples;
+            epochSamples += s.Samples;
+            if (quiet) return;
+            var acc = classification ? $"acc {100 * epochAccuracy / epochSamples:F1}%" : "";
+            progress.Step(s.Step, $"epoch {(s.Step - 1) / stepsPerEpoch + 1}/{config.Epochs}  loss {s.Loss:F4}  {acc}", s.SamplesPerSecond);
+        };
+        trainer.AfterEvaluation += e =>
+        {
+            int epoch = e.Step / stepsPerEpoch;
+            double trainLoss = epochLoss / Math.Max(1, epochSamples), trainAccuracy = epochAccuracy / Math.Max(1, epochSamples);
+            (epochLoss, epochAccuracy, epochSamples) = (0, 0, 0);
+            if (quiet || !(epoch == 1 || epoch == config.Epochs || epoch % Math.Max(1, config.Epochs / 10) == 0)) return;
+            progress.Line(classification
+                ? $"epoch {epoch,3}: train loss {trainLoss:F4} acc {100 * trainAccuracy:F1}% | val loss {e.Loss:F4} acc {100 * e.Metrics["accuracy"]:F1}%"
+                : $"epoch {epoch,3}: train mse {trainLoss:F4} | val mse {e.Loss:F4} rmse {Math.Sqrt(e.Loss):F4}");
+        };
+        // eval and predict read the model of the last finished epoch.
+        trainer.AfterCheckpoint += c =>
+            model.Save(run.CheckpointPath, new Dictionary<string, string> { ["format"] = "nabla-mlp", ["epoch"] = (c.Step / stepsPerEpoch).ToString(CultureInfo.InvariantCulture) });
+        progress.Run(() => trainer.Train());
+
+        var history = EpochHistory(trainer.MetricsPath!, stepsPerEpoch);
         WriteCharts(run, history, classification);
         var last = history[^1];
         if (classification) Console.WriteLine($"validation accuracy: {100 * last.ValidationAccuracy:F2}% ({valRows.Count} rows), loss {last.ValidationLoss:F4}");
         else Console.WriteLine($"validation rmse: {Math.Sqrt(last.ValidationLoss):F4} ({valRows.Count} rows)");
-        if (!quiet) Console.WriteLine($"run saved to {run.Directory} (config.json, preprocessor.json, model.safetensors, metrics.jsonl, loss.png{(classification ? ", accuracy.png" : "")})");
+        if (!quiet) Console.WriteLine($"run saved to {run.Directory} (config.json, preprocessor.json, model.safetensors, checkpoints/, metrics.jsonl, loss.png{(classification ? ", accuracy.png" : "")})");
         return 0;
     }
 
-    private static double? Finite(double v) => double.IsFinite(v) ? v : null;
+    private const int EvalBatchSize = 4096;
 
-    private static void WriteCharts(MlpRun run, List<EpochMetrics> history, bool classification)
+    /// <summary>Per-epoch means of the step records (weighted by their samples) and the epoch's validation.</summary>
+    private static List<EpochSummary> EpochHistory(string metricsPath, int stepsPerEpoch)
+    {
+        var history = new List<EpochSummary>();
+        double loss = 0, accuracy = 0, samples = 0;
+        foreach (var r in MetricsLog.Read(metricsPath))
+        {
+            if (r["loss"] is { } l)
+            {
+                double n = r["samples"]!.GetValue<double>();
+                loss += l.GetValue<double>() * n;
+                accuracy += (r["accuracy"]?.GetValue<double>() ?? double.NaN) * n;
+                samples += n;
+            }
+            if (r.ContainsKey("val_loss")) // null when the validation was not finite
+            {
+                history.Add(new EpochSummary(r["step"]!.GetValue<int>() / stepsPerEpoch, loss / samples, accuracy / samples,
+                    r["val_loss"]?.GetValue<double>() ?? double.NaN, r["val_accuracy"]?.GetValue<double>() ?? double.NaN));
+                (loss, accuracy, samples) = (0, 0, 0);
+            }
+        }
+        if (history.Count == 0) throw new CliException($"{metricsPath}: no epoch was validated (is the validation split empty? raise --val-fraction).");
+        return history;
+    }
+
+    private static void WriteCharts(MlpRun run, List<EpochSummary> history, bool classification)
     {
         var x = history.Select(h => (double)h.Epoch).ToArray();
         Charts.Line(Path.Combine(run.Directory, "loss.png"), "Loss", "epoch", classification ? "cross-entropy" : "mean squared error", x,
@@ -205,8 +259,9 @@ public static class MlpCommands
             var (x, y) = prep.Transform(table, rows);
             if (y == null) throw new CliException($"{table.Source}: the target column '{prep.Target}' is missing, so there is nothing to evaluate against (use `nabla predict`).");
             bool classification = prep.Task == TabularTask.Classification;
-            var trainer = new SupervisedTrainer(model, MakeOptimizer(config, model), classification);
-            var (loss, accuracy) = trainer.Evaluate(x, y);
+            var rowsSource = new TensorBatchSource(x, y, EvalBatchSize);
+            var result = Evaluation.Run(model, MlpRun.Loss(classification), rowsSource, rowsSource.BatchesPerEpoch, MlpRun.Metrics(classification));
+            double loss = result.Loss, accuracy = result.Metrics.GetValueOrDefault("accuracy", double.NaN);
             string scope = csvPath == null ? "validation split" : csvPath;
             if (!classification)
             {

@@ -1,4 +1,3 @@
-using System.Text;
 using Nabla.IO;
 using Nabla.Models.Gpt2;
 using Nabla.Text;
@@ -61,21 +60,6 @@ public static class LanguageModelFiles
         {
             case CharTokenizer chars: chars.Save(Path.Combine(dir, CharVocabularyFile)); break;
             case Gpt2Tokenizer bpe: bpe.Save(dir); break;
-        }
-    }
-
-    /// <summary>Turns ids into text as they arrive, holding back bytes of a character that is not complete yet.</summary>
-    public sealed class StreamingDecoder(ITokenizer tokenizer)
-    {
-        private readonly Decoder _utf8 = Encoding.UTF8.GetDecoder();
-
-        public string Next(int id)
-        {
-            if (tokenizer is not Gpt2Tokenizer bpe) return tokenizer.Decode([id]);
-            var bytes = bpe.DecodeBytes([id]);
-            var chars = new char[Encoding.UTF8.GetMaxCharCount(bytes.Length)];
-            int n = _utf8.GetChars(bytes, 0, bytes.Length, chars, 0, flush: false);
-            return new string(chars, 0, n);
         }
     }
 }

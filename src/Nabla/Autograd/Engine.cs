@@ -52,6 +52,7 @@ internal static unsafe class Engine
             var grads = fn(g);
             if (grads.Length != inputs.Length)
                 throw new InvalidOperationException($"{node} returned {grads.Length} gradients for {inputs.Length} inputs.");
+            if (AnomalyMode.IsEnabled) AnomalyMode.CheckBackward(node, grads);
             bool passedThrough = false;
             for (int i = 0; i < inputs.Length; i++)
             {

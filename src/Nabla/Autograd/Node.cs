@@ -22,6 +22,9 @@ public sealed class Node
     /// <summary>Whether input <paramref name="i"/> wants a gradient (so a backward can skip the others).</summary>
     public bool NeedsGrad(int i) => Inputs[i] is { RequiresGrad: true };
 
+    /// <summary>Dotted name of the sub-module that ran the op; recorded only in <see cref="AnomalyMode"/>.</summary>
+    internal string? ModulePath { get; set; }
+
     /// <summary>Drops the saved tensors once backward has run (unless the graph is retained).</summary>
     internal void Free()
     {

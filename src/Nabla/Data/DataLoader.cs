@@ -1,5 +1,3 @@
-using Nabla.Autograd;
-
 namespace Nabla.Data;
 
 /// <summary>
@@ -40,30 +38,8 @@ public sealed class DataLoader : IEnumerable<(Tensor Inputs, Tensor Targets)>
         for (int b = 0; b < BatchCount; b++)
         {
             int start = b * BatchSize, size = Math.Min(BatchSize, Count - start);
-            // Not a `using` around the yield: the no-grad scope would stay open while the caller trains.
-            yield return Batch(Tensor.FromArray(order[start..(start + size)]));
+            yield return TensorBatchSource.Rows(_inputs, _targets, _intTargets, order[start..(start + size)]);
         }
-    }
-
-    private (Tensor, Tensor) Batch(Tensor index)
-    {
-        using var _ = GradMode.NoGrad();
-        return (_inputs.IndexSelect(0, index).Contiguous(), Pick(_targets, index));
-    }
-
-    private Tensor Pick(Tensor t, Tensor index)
-    {
-        if (_intTargets is { } all)
-        {
-            int width = t.Count / Math.Max(1, t.Size(0));
-            var idx = index.ToIntArray();
-            var picked = new int[idx.Length * width];
-            for (int i = 0; i < idx.Length; i++) Array.Copy(all, idx[i] * width, picked, i * width, width);
-            var shape = t.Shape.ToArray();
-            shape[0] = idx.Length;
-            return Tensor.FromArray(picked, shape);
-        }
-        return t.IndexSelect(0, index).Contiguous();
     }
 
     System.Collections.IEnumerator System.Collections.IEnumerable.GetEnumerator() => GetEnumerator();

@@ -11,23 +11,26 @@ public sealed class Mlp : Module
     public int Inputs { get; }
     public IReadOnlyList<int> Hidden { get; }
     public int Outputs { get; }
-    public Sequential Layers { get; }
+    /// <summary>The registered layer stack ("layers.0", "layers.1", ...).</summary>
+    public Sequential Layers => Child<Sequential>("layers");
 
     public Mlp(int inputs, IReadOnlyList<int> hidden, int outputs, string activation = "relu", float dropout = 0f, Generator? generator = null)
     {
         Inputs = inputs;
         Hidden = hidden.ToArray();
         Outputs = outputs;
-        Layers = RegisterModule("layers", new Sequential());
+        var layers = RegisterModule("layers", new Sequential());
         int width = inputs;
         foreach (var h in hidden)
         {
-            Layers.Add(new Linear(width, h, generator: generator));
-            Layers.Add(Activation(activation));
-            if (dropout > 0) Layers.Add(new Dropout(dropout, generator));
+            layers.Add(new Linear(width, h, generator: generator));
+            layers.Add(Activation(activation));
+            // Dropout draws from the default generator, which a Trainer seeds per step: masks then follow the
+            // step, not the history, so a resumed run matches an uninterrupted one. (The generator is for weights.)
+            if (dropout > 0) layers.Add(new Dropout(dropout));
             width = h;
         }
-        Layers.Add(new Linear(width, outputs, generator: generator));
+        layers.Add(new Linear(width, outputs, generator: generator));
     }
 
     /// <summary>An activation module by name: relu, leaky_relu, gelu, gelu_tanh, silu, tanh, sigmoid.</summary>
@@ -44,7 +47,7 @@ public sealed class Mlp : Module
     };
 
     /// <summary>The linear layers, in order (for loading weights layer by layer).</summary>
-    public IEnumerable<Linear> LinearLayers => Enumerable.Range(0, Layers.Count).Select(i => Layers[i]).OfType<Linear>();
+    public IEnumerable<Linear> LinearLayers => Layers.Children().OfType<Linear>();
 
-    public override Tensor Forward(Tensor input) => Layers.Forward(input);
+    public override Tensor Forward(Tensor input) => ForwardChild("layers", input);
 }

@@ -2,7 +2,7 @@ namespace Nabla.NN;
 
 /// <summary>2-D convolution layer over (N, C, H, W) input. Weight (out, in/groups, kh, kw) and bias (out) are
 /// initialised as in PyTorch: U(-1/√fan_in, 1/√fan_in) with fan_in = in/groups·kh·kw.</summary>
-public sealed class Conv2d : Module
+public class Conv2d : Module
 {
     public int InChannels { get; }
     public int OutChannels { get; }

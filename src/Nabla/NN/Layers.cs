@@ -1,8 +1,9 @@
 namespace Nabla.NN;
 
 /// <summary>Fully connected layer y = x·Wᵀ + b, W: (out, in). Initialised as PyTorch does:
-/// W and b ~ U(-1/√in, 1/√in).</summary>
-public sealed class Linear : Module
+/// W and b ~ U(-1/√in, 1/√in). Not sealed: a subclass or a wrapper module holding a Linear can replace one in a
+/// model (<see cref="Module.SetSubmodule"/>).</summary>
+public class Linear : Module
 {
     public int InFeatures { get; }
     public int OutFeatures { get; }
@@ -25,11 +26,10 @@ public sealed class Linear : Module
     protected override string Describe() => $"in_features={InFeatures}, out_features={OutFeatures}, bias={Bias != null}";
 }
 
-/// <summary>Runs modules one after another.</summary>
+/// <summary>Runs its registered children "0", "1", ... one after another (replacing one with
+/// <see cref="Module.SetSubmodule"/> replaces that step).</summary>
 public sealed class Sequential : Module
 {
-    private readonly List<Module> _layers = new();
-
     public Sequential(params Module[] layers)
     {
         foreach (var layer in layers) Add(layer);
@@ -37,17 +37,16 @@ public sealed class Sequential : Module
 
     public Sequential Add(Module layer)
     {
-        RegisterModule(_layers.Count.ToString(), layer);
-        _layers.Add(layer);
+        RegisterModule(Count.ToString(), layer);
         return this;
     }
 
-    public Module this[int index] => _layers[index];
-    public int Count => _layers.Count;
+    public Module this[int index] => Children().ElementAt(index);
+    public int Count => Children().Count();
 
     public override Tensor Forward(Tensor input)
     {
-        foreach (var layer in _layers) input = layer.Forward(input);
+        foreach (var (name, layer) in NamedChildren()) input = RunChild(name, layer, input);
         return input;
     }
 }

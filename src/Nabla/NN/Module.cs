@@ -8,7 +8,9 @@ namespace Nabla.NN;
 /// buffers and sub-modules by name in its constructor, and gets <see cref="Parameters"/>,
 /// <see cref="NamedParameters"/>, <see cref="Train"/>/<see cref="Eval"/>, <see cref="StateDict"/> and
 /// <see cref="LoadStateDict"/> for free. Names are dotted paths ("layers.0.weight"), as in PyTorch, so state
-/// dicts map one to one onto checkpoints written by either.
+/// dicts map one to one onto checkpoints written by either. A module's Forward runs its children with
+/// <see cref="ForwardChild(string, Tensor)"/>, which looks them up in the registry, so sub-modules can be
+/// replaced by path (<see cref="SetSubmodule"/>) and <see cref="AnomalyMode"/> can name the one running.
 /// </summary>
 public abstract class Module
 {
@@ -66,7 +68,11 @@ public abstract class Module
         _parameters[i] = (name, value);
     }
 
+    /// <summary>The direct sub-modules with the names they are registered under.</summary>
     public IEnumerable<(string Name, Module Module)> NamedChildren() => _children;
+
+    /// <summary>The direct sub-modules.</summary>
+    public IEnumerable<Module> Children() => _children.Select(c => c.Module);
 
     /// <summary>This module and every sub-module, depth first, with dotted names ("" for this one).</summary>
     public IEnumerable<(string Name, Module Module)> NamedModules(string prefix = "")
@@ -76,6 +82,99 @@ public abstract class Module
             foreach (var item in child.NamedModules(prefix.Length == 0 ? name : prefix + "." + name))
                 yield return item;
     }
+
+    /// <summary>This module and every sub-module, depth first.</summary>
+    public IEnumerable<Module> Modules() => NamedModules().Select(m => m.Module);
+
+    /// <summary>The sub-module at a dotted path ("h.3.attn.c_attn"; "" is this module), like PyTorch's
+    /// <c>get_submodule</c>.</summary>
+    public Module GetSubmodule(string target) => Resolve(target, target.AsSpan());
+
+    /// <summary>Replaces the registered sub-module at a dotted path by <paramref name="module"/>, like PyTorch's
+    /// <c>set_submodule</c>. The parent runs whatever is registered, so the replacement takes effect in the next
+    /// forward pass (wrap a <see cref="Linear"/> to add a low-rank update, quantise it, ...).</summary>
+    public void SetSubmodule(string target, Module module)
+    {
+        ArgumentNullException.ThrowIfNull(module);
+        int dot = target.LastIndexOf('.');
+        var parent = dot < 0 ? this : GetSubmodule(target[..dot]);
+        var name = target[(dot + 1)..];
+        int i = parent._children.FindIndex(c => c.Name == name);
+        if (i < 0)
+            throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {DescribeAt(parent, target[..Math.Max(dot, 0)])} has no child '{name}'{ChildList(parent)}.");
+        parent._children[i] = (name, module);
+    }
+
+    /// <summary>Turns gradients on (or off: freezing) for every parameter of this module and its sub-modules,
+    /// like PyTorch's <c>module.requires_grad_(False)</c>. Optimizers skip frozen parameters.</summary>
+    public Module RequiresGrad_(bool requiresGrad = true)
+    {
+        foreach (var p in Parameters()) p.RequiresGrad = requiresGrad;
+        return this;
+    }
+
+    /// <summary>The registered sub-module at <paramref name="name"/> (a child's name or a dotted path) as a
+    /// <typeparamref name="T"/>, looked up on every call so that a replaced child is the one used; the error names
+    /// the path and both types if it was replaced by a module of another kind.</summary>
+    protected T Child<T>(string name) where T : Module
+    {
+        var child = Resolve(name, name.AsSpan());
+        if (child is T typed) return typed;
+        // While a model runs, name the child by its full path from the model the caller ran.
+        var path = ModuleContext.CurrentPath is { } running ? running + "." + name : name;
+        throw new InvalidOperationException($"Sub-module '{path}' is a {child.GetType().Name}, but {GetType().Name} needs a {typeof(T).Name} there.");
+    }
+
+    /// <summary>Runs the registered sub-module at <paramref name="name"/> (a child's name, or a dotted path such as
+    /// "h.3") on <paramref name="input"/>. Models call their children this way: the child is looked up in the
+    /// registry (so <see cref="SetSubmodule"/> takes effect) and is known to be running (so
+    /// <see cref="AnomalyMode"/> can name it).</summary>
+    protected Tensor ForwardChild(string name, Tensor input) => RunChild(name, Resolve(name, name.AsSpan()), input);
+
+    /// <summary>Runs the registered sub-module at <paramref name="name"/> through one of its own Forward
+    /// overloads (e.g. with a KV cache).</summary>
+    protected TResult ForwardChild<TChild, TResult>(string name, Func<TChild, TResult> forward) where TChild : Module
+    {
+        var child = Child<TChild>(name);
+        ModuleContext.Push(name);
+        try { return forward(child); }
+        finally { ModuleContext.Pop(); }
+    }
+
+    /// <summary>Runs <paramref name="child"/>, registered under <paramref name="name"/>, marking it as running.</summary>
+    private protected static Tensor RunChild(string name, Module child, Tensor input)
+    {
+        ModuleContext.Push(name);
+        try { return child.Forward(input); }
+        finally { ModuleContext.Pop(); }
+    }
+
+    /// <summary>Walks a dotted path through the registered children without allocating.</summary>
+    private Module Resolve(string target, ReadOnlySpan<char> path)
+    {
+        var module = this;
+        int walked = 0;
+        while (!path.IsEmpty)
+        {
+            int dot = path.IndexOf('.');
+            var name = dot < 0 ? path : path[..dot];
+            Module? next = null;
+            foreach (var (childName, child) in module._children)
+                if (name.SequenceEqual(childName)) { next = child; break; }
+            if (next == null)
+                throw new ArgumentException($"{GetType().Name} has no sub-module '{target}': {DescribeAt(module, target[..Math.Max(walked - 1, 0)])} has no child '{name}'{ChildList(module)}.");
+            module = next;
+            walked += name.Length + 1;
+            path = dot < 0 ? default : path[(dot + 1)..];
+        }
+        return module;
+    }
+
+    private static string DescribeAt(Module module, string path) =>
+        path.Length == 0 ? $"the {module.GetType().Name} itself" : $"'{path}' ({module.GetType().Name})";
+
+    private static string ChildList(Module module) =>
+        module._children.Count == 0 ? " (it has no sub-modules)" : $" (its children: {string.Join(", ", module._children.Select(c => c.Name))})";
 
     /// <summary>Every parameter with its dotted name. A tensor shared by two modules (tied weights) is listed once.</summary>
     public IEnumerable<(string Name, Tensor Parameter)> NamedParameters()
@@ -97,8 +196,11 @@ public abstract class Module
 
     private static string Join(string prefix, string name) => prefix.Length == 0 ? name : prefix + "." + name;
 
-    /// <summary>Total number of trainable scalars.</summary>
+    /// <summary>Number of parameter scalars, frozen or not (tied weights counted once).</summary>
     public long ParameterCount => Parameters().Sum(p => (long)p.Count);
+
+    /// <summary>Number of parameter scalars that require grad (what an optimizer updates).</summary>
+    public long TrainableParameterCount => Parameters().Where(p => p.RequiresGrad).Sum(p => (long)p.Count);
 
     /// <summary>Training mode on (or off) for this module and all sub-modules.</summary>
     public Module Train(bool on = true)

@@ -41,19 +41,22 @@ public sealed class KvCache
 }
 
 /// <summary>Multi-head self-attention with a causal mask, GPT-2 style: one projection to q, k, v (c_attn),
-/// fused attention, one output projection (c_proj).</summary>
+/// fused attention, one output projection (c_proj). The projections run as registered, so either can be
+/// replaced (<see cref="Module.SetSubmodule"/>) by any module mapping (B, T, C) to the same shape.</summary>
 public sealed class CausalSelfAttention : Module
 {
     public int Heads { get; }
-    public Linear CAttn { get; }
-    public Linear CProj { get; }
+    /// <summary>The registered c_attn, while it is a <see cref="Linear"/>.</summary>
+    public Linear CAttn => Child<Linear>("c_attn");
+    /// <summary>The registered c_proj, while it is a <see cref="Linear"/>.</summary>
+    public Linear CProj => Child<Linear>("c_proj");
 
     public CausalSelfAttention(int channels, int heads, bool bias = true)
     {
         if (channels % heads != 0) throw new ArgumentException($"{channels} channels do not split into {heads} heads.");
         Heads = heads;
-        CAttn = RegisterModule("c_attn", new Linear(channels, 3 * channels, bias));
-        CProj = RegisterModule("c_proj", new Linear(channels, channels, bias));
+        RegisterModule("c_attn", new Linear(channels, 3 * channels, bias));
+        RegisterModule("c_proj", new Linear(channels, channels, bias));
     }
 
     public override Tensor Forward(Tensor x) => Forward(x, null, 0);
@@ -61,54 +64,59 @@ public sealed class CausalSelfAttention : Module
     /// <summary>x: (B, T, C). With a cache, x holds the T new positions that follow the cached ones.</summary>
     public Tensor Forward(Tensor x, KvCache? cache, int layer)
     {
-        var qkv = CAttn.Forward(x);                                         // (B, T, 3C)
-        if (cache == null) return CProj.Forward(F.CausalSelfAttention(qkv, Heads));
+        var qkv = ForwardChild("c_attn", x);                                // (B, T, 3C)
+        if (cache == null) return ForwardChild("c_proj", F.CausalSelfAttention(qkv, Heads));
         int B = x.Size(0), T = x.Size(1), C = x.Size(2), D = C / Heads;
         Tensor Part(int i) => qkv.Narrow(2, i * C, C).View(B, T, Heads, D).Transpose(1, 2); // (B, H, T, D) views
         var (keys, values) = cache.Append(layer, Part(1), Part(2));
         var y = F.ScaledDotProductAttention(Part(0), keys, values, causal: true); // (B, H, T, D)
-        return CProj.Forward(y.Transpose(1, 2).Reshape(B, T, C));
+        return ForwardChild("c_proj", y.Transpose(1, 2).Reshape(B, T, C));
     }
 }
 
 /// <summary>The transformer's position-wise feed-forward network: Linear(C, 4C) → GELU → Linear(4C, C).</summary>
 public sealed class TransformerMlp : Module
 {
-    public Linear CFc { get; }
-    public Linear CProj { get; }
+    /// <summary>The registered c_fc, while it is a <see cref="Linear"/>.</summary>
+    public Linear CFc => Child<Linear>("c_fc");
+    /// <summary>The registered c_proj, while it is a <see cref="Linear"/>.</summary>
+    public Linear CProj => Child<Linear>("c_proj");
     private readonly GeluApproximation _gelu;
 
     public TransformerMlp(int channels, int hidden, GeluApproximation gelu = GeluApproximation.Tanh, bool bias = true)
     {
         _gelu = gelu;
-        CFc = RegisterModule("c_fc", new Linear(channels, hidden, bias));
-        CProj = RegisterModule("c_proj", new Linear(hidden, channels, bias));
+        RegisterModule("c_fc", new Linear(channels, hidden, bias));
+        RegisterModule("c_proj", new Linear(hidden, channels, bias));
     }
 
-    public override Tensor Forward(Tensor x) => CProj.Forward(CFc.Forward(x).Gelu(_gelu));
+    public override Tensor Forward(Tensor x) => ForwardChild("c_proj", ForwardChild("c_fc", x).Gelu(_gelu));
 }
 
 /// <summary>A pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).</summary>
 public sealed class TransformerBlock : Module
 {
-    public LayerNorm Ln1 { get; }
-    public CausalSelfAttention Attn { get; }
-    public LayerNorm Ln2 { get; }
-    public TransformerMlp Mlp { get; }
+    public LayerNorm Ln1 => Child<LayerNorm>("ln_1");
+    public CausalSelfAttention Attn => Child<CausalSelfAttention>("attn");
+    public LayerNorm Ln2 => Child<LayerNorm>("ln_2");
+    public TransformerMlp Mlp => Child<TransformerMlp>("mlp");
 
     public TransformerBlock(int channels, int heads, float layerNormEps = 1e-5f)
     {
-        Ln1 = RegisterModule("ln_1", new LayerNorm(channels, layerNormEps));
-        Attn = RegisterModule("attn", new CausalSelfAttention(channels, heads));
-        Ln2 = RegisterModule("ln_2", new LayerNorm(channels, layerNormEps));
-        Mlp = RegisterModule("mlp", new TransformerMlp(channels, 4 * channels));
+        RegisterModule("ln_1", new LayerNorm(channels, layerNormEps));
+        RegisterModule("attn", new CausalSelfAttention(channels, heads));
+        RegisterModule("ln_2", new LayerNorm(channels, layerNormEps));
+        RegisterModule("mlp", new TransformerMlp(channels, 4 * channels));
     }
 
     public override Tensor Forward(Tensor x) => Forward(x, null, 0);
 
     public Tensor Forward(Tensor x, KvCache? cache, int layer)
     {
-        x = x.Add(Attn.Forward(Ln1.Forward(x), cache, layer));
-        return x.Add(Mlp.Forward(Ln2.Forward(x)));
+        var normed = ForwardChild("ln_1", x);
+        x = x.Add(cache == null
+            ? ForwardChild("attn", normed)
+            : ForwardChild<CausalSelfAttention, Tensor>("attn", attn => attn.Forward(normed, cache, layer)));
+        return x.Add(ForwardChild("mlp", ForwardChild("ln_2", x)));
     }
 }

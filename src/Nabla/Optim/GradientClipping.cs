@@ -1,4 +1,4 @@
-using System.Numerics.Tensors;
+using System.Numerics;
 using Nabla.Autograd;
 
 namespace Nabla.Optim;
@@ -6,23 +6,50 @@ namespace Nabla.Optim;
 public static class GradientClipping
 {
     /// <summary>
+    /// The global L2 norm of the parameters' gradients, with the squares summed in double: a float sum overflows
+    /// to ∞ once gradients pass ~1.8e19, long before they stop being finite.
+    /// </summary>
+    public static double TotalNorm(IEnumerable<Tensor> parameters)
+    {
+        double sumSquares = 0;
+        foreach (var p in parameters)
+            if (p.Grad is { } g) sumSquares += SumOfSquares(g.Contiguous().AsSpan());
+        return Math.Sqrt(sumSquares);
+    }
+
+    /// <summary>
     /// Scales all gradients so that their global L2 norm is at most <paramref name="maxNorm"/> and returns the
     /// norm before clipping (like <c>clip_grad_norm_</c>). A NaN or infinite norm is returned as is and
-    /// nothing is scaled, so the caller can stop on it.
+    /// nothing is scaled, so the caller can stop on it. <paramref name="totalNorm"/> passes a norm already
+    /// measured by <see cref="TotalNorm"/> to save a pass over the gradients.
     /// </summary>
-    public static float ClipGradNorm(IEnumerable<Tensor> parameters, float maxNorm)
+    public static float ClipGradNorm(IEnumerable<Tensor> parameters, float maxNorm, double? totalNorm = null)
     {
         var grads = parameters.Where(p => p.Grad != null).Select(p => p.Grad!).ToList();
-        double sumSquares = 0;
-        foreach (var g in grads) sumSquares += TensorPrimitives.SumOfSquares(g.Contiguous().AsSpan());
-        float norm = (float)Math.Sqrt(sumSquares);
-        if (!float.IsFinite(norm)) return norm;
-        float scale = maxNorm / (norm + 1e-6f);
+        double norm = totalNorm ?? TotalNorm(parameters);
+        if (!double.IsFinite(norm)) return (float)norm;
+        double scale = maxNorm / (norm + 1e-6);
         if (scale < 1)
         {
             using var _ = GradMode.NoGrad();
-            foreach (var g in grads) g.MulInPlace(scale);
+            foreach (var g in grads) g.MulInPlace((float)scale);
         }
-        return norm;
+        return (float)norm;
+    }
+
+    /// <summary>Σ x² in double: squares of gradients above ~1.8e19 overflow float even when the norm itself is
+    /// representable.</summary>
+    internal static double SumOfSquares(ReadOnlySpan<float> values)
+    {
+        var sum = Vector<double>.Zero;
+        int i = 0;
+        for (; i + Vector<float>.Count <= values.Length; i += Vector<float>.Count)
+        {
+            Vector.Widen(new Vector<float>(values[i..]), out var low, out var high);
+            sum += low * low + high * high;
+        }
+        double total = Vector.Sum(sum);
+        for (; i < values.Length; i++) total += (double)values[i] * values[i];
+        return total;
     }
 }

@@ -38,8 +38,6 @@ public abstract class Optimizer
         Groups = groups.ToList();
         if (Groups.Sum(g => g.Parameters.Count) == 0) throw new ArgumentException("The optimizer got no parameters.");
         if (learningRate < 0) throw new ArgumentOutOfRangeException(nameof(learningRate), "The learning rate must not be negative.");
-        foreach (var p in Groups.SelectMany(g => g.Parameters))
-            if (!p.RequiresGrad) throw new ArgumentException($"Parameter {p.Name ?? p.ShapeString} does not require grad.");
         LearningRate = learningRate;
         WeightDecay = weightDecay;
     }
@@ -59,7 +57,9 @@ public abstract class Optimizer
         foreach (var p in Groups.SelectMany(g => g.Parameters)) p.Grad = null;
     }
 
-    /// <summary>Applies one update to every parameter that has a gradient.</summary>
+    /// <summary>Applies one update to every parameter that requires grad and has a gradient; frozen parameters
+    /// (<see cref="NN.Module.RequiresGrad_"/>) and parameters backward did not reach are left as they are, as in
+    /// PyTorch.</summary>
     public void Step()
     {
         StepCount++;
@@ -70,7 +70,7 @@ public abstract class Optimizer
             float wd = group.WeightDecay ?? WeightDecay;
             foreach (var p in group.Parameters)
             {
-                if (p.Grad is not { } grad) continue;
+                if (!p.RequiresGrad || p.Grad is not { } grad) continue;
                 if (!p.IsContiguous) throw new InvalidOperationException($"Parameter {p.Name ?? p.ShapeString} is not contiguous.");
                 Update(p.AsSpan(), grad.Contiguous().AsSpan(), lr, wd, State(p));
             }
@@ -139,6 +139,7 @@ public abstract class Optimizer
         if (!state.TryGetValue("step", out var step))
             throw new IO.CheckpointException($"{source ?? "optimizer state"}: the step counter 'step' is missing.");
         var parameters = Groups.SelectMany(g => g.Parameters).ToList();
+        var loaded = new Dictionary<int, Dictionary<string, Tensor>>();
         foreach (var (key, value) in state)
         {
             if (key == "step") continue;
@@ -148,9 +149,17 @@ public abstract class Optimizer
             var p = parameters[i];
             if (value.Count != p.Count)
                 throw new IO.CheckpointException($"{source ?? "optimizer state"}: '{key}' has {value.Count} values but parameter {i} ({p.Name ?? p.ShapeString}) has {p.Count}.");
-            if (!_state.TryGetValue(p, out var buffers)) _state[p] = buffers = new Dictionary<string, Tensor>();
+            if (!loaded.TryGetValue(i, out var buffers)) loaded[i] = buffers = new Dictionary<string, Tensor>();
             buffers[key[(dot + 1)..]] = value.Reshape(-1).Clone();
         }
+        // Every parameter that has state has the same buffers (one never stepped has none), so a parameter
+        // holding only some of them lost the others.
+        var kinds = loaded.Values.SelectMany(b => b.Keys).ToHashSet();
+        foreach (var (i, buffers) in loaded.OrderBy(kv => kv.Key))
+            if (kinds.FirstOrDefault(k => !buffers.ContainsKey(k)) is { } missing)
+                throw new IO.CheckpointException($"{source ?? "optimizer state"}: tensor '{i}.{missing}' is missing (parameter {i}, {parameters[i].Name ?? parameters[i].ShapeString}, has its other state).");
+        _state.Clear();
+        foreach (var (i, buffers) in loaded) _state[parameters[i]] = buffers;
         StepCount = step.ToIntArray()[0];
     }
 }

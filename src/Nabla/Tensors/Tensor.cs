@@ -146,6 +146,7 @@ public sealed unsafe partial class Tensor
     {
         GradFn = node;
         _requiresGrad = true;
+        if (AnomalyMode.IsEnabled) AnomalyMode.CheckRecorded(this);
     }
 
     /// <summary>Computes the gradient of this tensor with respect to every leaf that requires grad and adds it

@@ -24,7 +24,9 @@ public class MlpCliTests : IDisposable
         Assert.True(exit == 0, error);
         foreach (var file in new[] { "config.json", "preprocessor.json", "model.safetensors", "metrics.jsonl", "loss.png", "accuracy.png" })
             Assert.True(File.Exists(Path.Combine(run, file)), $"{file} missing from the run directory");
-        Assert.Equal(15, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length);
+        var metrics = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
+        Assert.Equal(15, metrics.Count(l => l.Contains("\"val_loss\"")));  // a validation per epoch
+        Assert.Equal(15 * 5, metrics.Count(l => l.Contains("\"loss\""))); // and a line per step: 142 training rows in batches of 32
         var trained = Accuracy(output);
         Assert.True(double.Parse(trained) >= 85, $"wine should train to at least 85% validation accuracy, got {trained}%");
 
@@ -43,6 +45,38 @@ public class MlpCliTests : IDisposable
         var (exit, output, error) = CliRunner.Run("train", "mlp", "--quiet", "--epochs", "40", "--out", Path.Combine(_dir, "iris"));
         Assert.True(exit == 0, error);
         Assert.True(double.Parse(Accuracy(output)) >= 90, output);
+    }
+
+    /// <summary>metrics.jsonl without the timing fields, which no two runs share.</summary>
+    private static List<string> Metrics(string run) => File.ReadAllLines(Path.Combine(run, "metrics.jsonl"))
+        .Select(l => Regex.Replace(l, @",""(samples_per_second|ms)"":[^,}]+", "")).ToList();
+
+    [Fact]
+    public void ResumeContinuesAStoppedRunToExactlyWhatAnUninterruptedRunGives()
+    {
+        var straight = Path.Combine(_dir, "straight");
+        var (exit, straightOut, error) = CliRunner.Run("train", "mlp", "--quiet", "--epochs", "6", "--dropout", "0.1", "--out", straight);
+        Assert.True(exit == 0, error);
+
+        // A run stopped after its third epoch: its config asks for 6, its last checkpoint is at epoch 3, and the
+        // crash tore the metrics line being written.
+        var run = Path.Combine(_dir, "stopped");
+        Assert.Equal(0, CliRunner.Run("train", "mlp", "--quiet", "--epochs", "3", "--dropout", "0.1", "--out", run).Exit);
+        var config = Path.Combine(run, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"Epochs\": 3", "\"Epochs\": 6"));
+        File.AppendAllText(Path.Combine(run, "metrics.jsonl"), "{\"step\":13,\"lo");
+
+        var (resumeExit, resumeOut, resumeErr) = CliRunner.Run("train", "mlp", "--out", run, "--resume");
+        Assert.True(resumeExit == 0, resumeErr);
+        Assert.Contains("resumed from the checkpoint at epoch 3", resumeOut);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(straight, "model.safetensors")), File.ReadAllBytes(Path.Combine(run, "model.safetensors")));
+        Assert.Equal(Metrics(straight), Metrics(run));
+        Assert.Equal(Accuracy(straightOut), Accuracy(resumeOut));
+
+        // A run directory is not trained over without --resume.
+        var again = CliRunner.Run("train", "mlp", "--out", run);
+        Assert.Equal(1, again.Exit);
+        Assert.Contains("already holds a training run", again.Err);
     }
 
     [Theory]

@@ -23,17 +23,17 @@ public class LanguageModelTrainingTests : IDisposable
         var data = new AdditionDataset(2, batchSize: 8, seed: 3);
         // Uninterrupted run.
         var straight = new Gpt2Model(Tiny, new Generator(7));
-        new LanguageModelTrainer(straight, data, data, Options, Path.Combine(_dir, "a")).Train();
+        LanguageModelTraining.CreateTrainer(straight, data, data, Options, Path.Combine(_dir, "a")).Train();
 
         // The same run, killed during step 5 (after the checkpoint of step 3), then resumed by a new process.
         var killed = new Gpt2Model(Tiny, new Generator(7));
-        var first = new LanguageModelTrainer(killed, data, data, Options, Path.Combine(_dir, "b"));
-        first.StepCompleted += s => { if (s.Step == 5) throw new KilledException(); };
+        var first = LanguageModelTraining.CreateTrainer(killed, data, data, Options, Path.Combine(_dir, "b"));
+        first.AfterStep += s => { if (s.Step == 5) throw new KilledException(); };
         Assert.Throws<KilledException>(() => first.Train());
 
         var resumed = new Gpt2Model(Tiny, new Generator(99)); // different init: everything must come from the checkpoint
-        var second = new LanguageModelTrainer(resumed, data, data, Options, Path.Combine(_dir, "b"));
-        Assert.Equal(3, second.TryResume());
+        var second = LanguageModelTraining.CreateTrainer(resumed, data, data, Options, Path.Combine(_dir, "b"));
+        Assert.Equal(3, second.TryResume()?.Step);
         second.Train();
         Assert.Equal(8, second.Step);
 
@@ -52,7 +52,7 @@ public class LanguageModelTrainingTests : IDisposable
         var model = new Gpt2Model(Tiny, new Generator(1));
         // A NaN weight poisons the forward pass.
         model.Blocks[1].Mlp.CFc.Weight.AsSpan()[5] = float.NaN;
-        var trainer = new LanguageModelTrainer(model, data, null, Options, null);
+        var trainer = LanguageModelTraining.CreateTrainer(model, data, null, Options, null);
         var e = Assert.Throws<TrainingDivergedException>(() => trainer.Train());
         Assert.Contains("step 1", e.Message);
         Assert.Contains("'h.1.mlp.c_fc.weight'", e.Message);

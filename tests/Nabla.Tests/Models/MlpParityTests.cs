@@ -27,7 +27,6 @@ public class MlpParityTests
         var model = new Mlp(prep.FeatureCount, hidden, prep.OutputCount);
         model.LoadStateDict(fixture.Where(kv => kv.Key.StartsWith("init/")).ToDictionary(kv => kv.Key["init/".Length..], kv => kv.Value));
         var optimizer = new AdamW(model.Parameters(), float.Parse(meta["lr"]), weightDecay: float.Parse(meta["weight_decay"]));
-        var trainer = new Nabla.Training.SupervisedTrainer(model, optimizer, classification: true);
 
         int epochs = int.Parse(meta["epochs"]), batch = int.Parse(meta["batch_size"]);
         var orders = fixture["batch_orders"];
@@ -41,12 +40,14 @@ public class MlpParityTests
             for (int start = 0; start < order.Length; start += batch)
             {
                 var rows = order[start..Math.Min(order.Length, start + batch)];
-                var loss = trainer.Loss(model.Forward(trainX.IndexSelect(0, Tensor.FromArray(rows))), Tensor.FromArray(rows.Select(i => trainLabels[i]).ToArray()));
+                var loss = F.CrossEntropy(model.Forward(trainX.IndexSelect(0, Tensor.FromArray(rows))), Tensor.FromArray(rows.Select(i => trainLabels[i]).ToArray()));
                 optimizer.ZeroGrad();
                 loss.Backward();
                 optimizer.Step();
             }
-            (valLoss, valAcc) = trainer.Evaluate(valX, valY!);
+            var validation = Nabla.Training.Evaluation.Run(model, (logits, labels) => F.CrossEntropy(logits, labels), new TensorBatchSource(valX, valY!, 4096), 1,
+                new Dictionary<string, Func<Tensor, Tensor, double>> { ["accuracy"] = Nabla.Training.Evaluation.Accuracy });
+            (valLoss, valAcc) = (validation.Loss, validation.Metrics["accuracy"]);
             Assert.True(Math.Abs(valLoss - torchValLoss[epoch]) <= 1e-3 * Math.Max(1, torchValLoss[epoch]),
                 $"epoch {epoch + 1}: validation loss {valLoss} vs PyTorch {torchValLoss[epoch]}");
         }

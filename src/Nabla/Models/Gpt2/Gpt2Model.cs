@@ -12,27 +12,23 @@ namespace Nabla.Models.Gpt2;
 public sealed class Gpt2Model : Module
 {
     public Gpt2Config Config { get; }
-    public Embedding Wte { get; }
-    public Embedding Wpe { get; }
-    public IReadOnlyList<TransformerBlock> Blocks { get; }
-    public LayerNorm LnF { get; }
+    public Embedding Wte => Child<Embedding>("wte");
+    public Embedding Wpe => Child<Embedding>("wpe");
+    /// <summary>The registered blocks h.0, h.1, ... (read from the registry on each access).</summary>
+    public IReadOnlyList<TransformerBlock> Blocks => _blockNames.Select(Child<TransformerBlock>).ToList();
+    public LayerNorm LnF => Child<LayerNorm>("ln_f");
+    private readonly string[] _blockNames; // "h.0", "h.1", ...: the paths the forward pass runs
 
     public Gpt2Model(Gpt2Config config, Generator? generator = null)
     {
         config.Validate();
         Config = config;
-        Wte = RegisterModule("wte", new Embedding(config.VocabSize, config.Channels));
-        Wpe = RegisterModule("wpe", new Embedding(config.MaxSequenceLength, config.Channels));
+        RegisterModule("wte", new Embedding(config.VocabSize, config.Channels));
+        RegisterModule("wpe", new Embedding(config.MaxSequenceLength, config.Channels));
         var h = RegisterModule("h", new Sequential());
-        var blocks = new List<TransformerBlock>();
-        for (int i = 0; i < config.Layers; i++)
-        {
-            var block = new TransformerBlock(config.Channels, config.Heads, config.LayerNormEps);
-            h.Add(block);
-            blocks.Add(block);
-        }
-        Blocks = blocks;
-        LnF = RegisterModule("ln_f", new LayerNorm(config.Channels, config.LayerNormEps));
+        for (int i = 0; i < config.Layers; i++) h.Add(new TransformerBlock(config.Channels, config.Heads, config.LayerNormEps));
+        _blockNames = Enumerable.Range(0, config.Layers).Select(i => $"h.{i}").ToArray();
+        RegisterModule("ln_f", new LayerNorm(config.Channels, config.LayerNormEps));
         InitializeWeights(generator ?? Generator.Default);
     }
 
@@ -59,11 +55,17 @@ public sealed class Gpt2Model : Module
         if (start + T > Config.MaxSequenceLength)
             throw new ArgumentException($"The sequence ({start + T} positions) is longer than the model's context of {Config.MaxSequenceLength}.");
         var positions = Tensor.FromArray(Enumerable.Range(start, T).ToArray());
-        var x = Wte.Forward(tokens).Add(Wpe.Forward(positions));             // (B, T, C)
-        for (int i = 0; i < Blocks.Count; i++) x = Blocks[i].Forward(x, cache, i);
+        var x = ForwardChild("wte", tokens).Add(ForwardChild("wpe", positions)); // (B, T, C)
+        for (int i = 0; i < _blockNames.Length; i++)
+        {
+            int layer = i;
+            x = cache == null
+                ? ForwardChild(_blockNames[i], x)
+                : ForwardChild<TransformerBlock, Tensor>(_blockNames[i], block => block.Forward(x, cache, layer));
+        }
         cache?.Advance(T);
-        x = LnF.Forward(x);
-        return F.Linear(x, Wte.Weight);                                       // (B, T, V), head tied to wte
+        x = ForwardChild("ln_f", x);
+        return F.Linear(x, Wte.Weight);                                          // (B, T, V), head tied to wte
     }
 
     public override Tensor Forward(Tensor tokens) => Forward(tokens, null);

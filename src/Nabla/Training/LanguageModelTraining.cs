@@ -1,0 +1,46 @@
+using Nabla.Data;
+using Nabla.Models.Gpt2;
+using Nabla.Optim;
+
+namespace Nabla.Training;
+
+/// <summary>The hyper-parameters of GPT-2 training (saved in a run's config.json by `nabla train gpt`).</summary>
+public sealed record LanguageModelTrainingOptions
+{
+    public int Steps { get; init; } = 1000;
+    /// <summary>Micro-batches summed into one optimisation step.</summary>
+    public int GradientAccumulation { get; init; } = 1;
+    public float LearningRate { get; init; } = 6e-4f;
+    public float MinLearningRate { get; init; } = 6e-5f;
+    public int WarmupSteps { get; init; } = 100;
+    public float WeightDecay { get; init; } = 0.1f;
+    public float Beta1 { get; init; } = 0.9f;
+    public float Beta2 { get; init; } = 0.95f;
+    public float ClipGradNorm { get; init; } = 1f;
+    /// <summary>Validation loss every this many steps (0: never).</summary>
+    public int EvalEvery { get; init; } = 100;
+    public int EvalBatches { get; init; } = 10;
+    /// <summary>Checkpoint every this many steps (0: only at the end).</summary>
+    public int CheckpointEvery { get; init; } = 200;
+}
+
+/// <summary>
+/// The GPT-2 pieces of a <see cref="Trainer"/>: next-token cross-entropy, AdamW with weight decay on matrices and
+/// embeddings only, and a linear warm-up then cosine decay of the learning rate.
+/// </summary>
+public static class LanguageModelTraining
+{
+    public static Trainer CreateTrainer(Gpt2Model model, IBatchSource train, IBatchSource? validation, LanguageModelTrainingOptions options, string? runDirectory)
+    {
+        var (decay, noDecay) = model.WeightDecayGroups();
+        var optimizer = new AdamW([new ParamGroup(decay, weightDecay: options.WeightDecay), new ParamGroup(noDecay, weightDecay: 0)],
+            options.LearningRate, options.Beta1, options.Beta2, 1e-8f);
+        var schedule = new CosineWithWarmup(optimizer, options.WarmupSteps, options.Steps, options.MinLearningRate);
+        var trainerOptions = new TrainerOptions
+        {
+            Steps = options.Steps, GradientAccumulation = options.GradientAccumulation, ClipGradNorm = options.ClipGradNorm,
+            EvalEvery = options.EvalEvery, EvalBatches = options.EvalBatches, CheckpointEvery = options.CheckpointEvery,
+        };
+        return new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), train, optimizer, trainerOptions, schedule, validation, runDirectory);
+    }
+}

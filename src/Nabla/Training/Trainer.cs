@@ -1,0 +1,332 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Nabla.Autograd;
+using Nabla.Data;
+using Nabla.IO;
+using Nabla.NN;
+using Nabla.Optim;
+
+namespace Nabla.Training;
+
+/// <summary>Training stopped because a loss or gradient stopped being a finite number.</summary>
+public sealed class TrainingDivergedException(string message) : Exception(message);
+
+/// <summary>How long and how a <see cref="Trainer"/> trains.</summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Optimisation steps in the whole run.</summary>
+    public int Steps { get; init; } = 1000;
+    /// <summary>Micro-batches whose gradients are summed (each scaled by 1/k) into one optimisation step.</summary>
+    public int GradientAccumulation { get; init; } = 1;
+    /// <summary>Clip the global gradient norm to this (0: no clipping; the norm is still measured and logged).</summary>
+    public float ClipGradNorm { get; init; }
+    /// <summary>Validation every this many steps and after the last one (0: never).</summary>
+    public int EvalEvery { get; init; }
+    /// <summary>Batches of the validation source per evaluation.</summary>
+    public int EvalBatches { get; init; } = 10;
+    /// <summary>Checkpoint every this many steps (0: only after the last one). Needs a run directory.</summary>
+    public int CheckpointEvery { get; init; }
+    /// <summary>Seeds the default generator before every micro-batch (from this, the step and the micro-batch),
+    /// so dropout masks are a function of the step: a resumed run draws the same ones as an uninterrupted run.</summary>
+    public ulong Seed { get; init; }
+}
+
+/// <summary>What one optimisation step did. <see cref="Metrics"/> are the trainer's extra metrics on the training micro-batches.</summary>
+public sealed record StepRecord(int Step, int TotalSteps, double Loss, double LearningRate, double GradNorm, long Samples, double Milliseconds,
+    IReadOnlyDictionary<string, double> Metrics)
+{
+    public double SamplesPerSecond => Samples / Math.Max(1e-9, Milliseconds / 1000);
+}
+
+/// <summary>A validation after step <see cref="Step"/>.</summary>
+public sealed record EvaluationRecord(int Step, double Loss, IReadOnlyDictionary<string, double> Metrics);
+
+/// <summary>A checkpoint written after step <see cref="Step"/> into <see cref="Directory"/>.</summary>
+public sealed record CheckpointRecord(int Step, string Directory);
+
+/// <summary>Where <see cref="Trainer.TryResume"/> continued from, and newer checkpoints it had to pass over as damaged.</summary>
+public sealed record ResumeInfo(int Step, IReadOnlyList<string> Skipped);
+
+/// <summary>
+/// The training loop every model uses: a model, a loss on its output, a batch source (batch i is a pure
+/// function of i, so a resumed or sharded run sees exactly the batches an uninterrupted one does), an
+/// optimizer and an optional learning-rate schedule. Each step sums the gradients of
+/// <see cref="TrainerOptions.GradientAccumulation"/> micro-batches, measures the global gradient norm in double
+/// and clips it, then steps the optimizer and the schedule. It validates periodically, appends every step and
+/// validation to metrics.jsonl, and writes checkpoints (model, optimizer, step) that survive a crash at any
+/// instant (<see cref="CheckpointStore"/>). A non-finite loss or gradient norm stops training with the step and
+/// the first culprit named.
+/// Hooks, in order within a step: <see cref="AfterBackward"/> (gradients complete, before clipping and the optimizer step:
+/// where a data-parallel all-reduce goes), <see cref="AfterStep"/>, <see cref="AfterEvaluation"/>, <see cref="AfterCheckpoint"/>.
+/// </summary>
+public sealed class Trainer
+{
+    private readonly Func<Tensor, Tensor, Tensor> _loss;
+    private readonly IBatchSource _train;
+    private readonly IBatchSource? _validation;
+    private readonly CheckpointStore? _checkpoints;
+    private readonly MetricsLog? _metrics;
+    private readonly IReadOnlyList<Tensor> _parameters;
+    private int? _lastCheckpointStep;
+    private bool _resumeAttempted;
+
+    public Trainer(Module model, Func<Tensor, Tensor, Tensor> loss, IBatchSource train, Optimizer optimizer, TrainerOptions options,
+        LRScheduler? schedule = null, IBatchSource? validation = null, string? runDirectory = null)
+    {
+        if (options.Steps < 0) throw new ArgumentOutOfRangeException(nameof(options), $"Steps must not be negative, got {options.Steps}.");
+        if (options.GradientAccumulation < 1) throw new ArgumentOutOfRangeException(nameof(options), $"GradientAccumulation must be at least 1, got {options.GradientAccumulation}.");
+        if (!(options.ClipGradNorm >= 0)) throw new ArgumentOutOfRangeException(nameof(options), $"ClipGradNorm must be 0 (off) or positive, got {options.ClipGradNorm}.");
+        if (options.EvalEvery < 0 || options.CheckpointEvery < 0 || options.EvalBatches < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), $"EvalEvery, EvalBatches and CheckpointEvery must not be negative (got {options.EvalEvery}, {options.EvalBatches}, {options.CheckpointEvery}).");
+        if (schedule != null && schedule.Optimizer != optimizer) throw new ArgumentException("The schedule drives another optimizer than the trainer's.", nameof(schedule));
+        Model = model;
+        _loss = loss;
+        _train = train;
+        Optimizer = optimizer;
+        Options = options;
+        Schedule = schedule;
+        _validation = validation;
+        _parameters = optimizer.Groups.SelectMany(g => g.Parameters).ToList();
+        RunDirectory = runDirectory;
+        if (runDirectory != null)
+        {
+            Directory.CreateDirectory(runDirectory);
+            _checkpoints = new CheckpointStore(runDirectory);
+            _metrics = new MetricsLog(Path.Combine(runDirectory, "metrics.jsonl"));
+        }
+    }
+
+    public Module Model { get; }
+    public Optimizer Optimizer { get; }
+    public LRScheduler? Schedule { get; }
+    public TrainerOptions Options { get; }
+    public string? RunDirectory { get; }
+    public string? MetricsPath => _metrics?.Path;
+    /// <summary>Optimisation steps completed.</summary>
+    public int Step { get; private set; }
+
+    /// <summary>Extra metrics computed on every training micro-batch and validation batch from (output, targets),
+    /// each a mean over the batch's rows (e.g. <see cref="Evaluation.Accuracy"/>). Logged and reported under their names.</summary>
+    public Dictionary<string, Func<Tensor, Tensor, double>> Metrics { get; } = new();
+
+    /// <summary>After the backward passes of a step, before the gradient norm, clipping and the optimizer step.</summary>
+    public event Action<Trainer>? AfterBackward;
+    public event Action<StepRecord>? AfterStep;
+    public event Action<EvaluationRecord>? AfterEvaluation;
+    public event Action<CheckpointRecord>? AfterCheckpoint;
+
+    /// <summary>Test-only: see <see cref="CheckpointStore.FaultPoint"/>; "metrics: repaired" is reached on resume too.</summary>
+    internal Action<string>? FaultPoint
+    {
+        get => _checkpoints?.FaultPoint;
+        set
+        {
+            if (_checkpoints != null) _checkpoints.FaultPoint = value;
+        }
+    }
+
+    /// <summary>Runs the remaining steps (all of them, or those after a resumed checkpoint), stopping early when cancelled.</summary>
+    public void Train(CancellationToken cancel = default)
+    {
+        if (Step == 0 && !_resumeAttempted && _checkpoints?.Any() == true)
+            throw new InvalidOperationException($"{RunDirectory} already holds checkpoints: call TryResume() first, or train into another directory.");
+        if (Step == 0) _metrics?.Clear();
+        while (Step < Options.Steps && !cancel.IsCancellationRequested)
+        {
+            var record = TrainStep();
+            _metrics?.Append(StepJson(record));
+            AfterStep?.Invoke(record);
+
+            if (_validation != null && Options.EvalEvery > 0 && (Step % Options.EvalEvery == 0 || Step == Options.Steps))
+            {
+                var result = Evaluate(_validation, Options.EvalBatches);
+                var evaluation = new EvaluationRecord(Step, result.Loss, result.Metrics);
+                var json = new JsonObject { ["step"] = Step, ["val_loss"] = Number(result.Loss) };
+                foreach (var (name, value) in result.Metrics) json["val_" + name] = Number(value);
+                _metrics?.Append(json);
+                AfterEvaluation?.Invoke(evaluation);
+            }
+            if (RunDirectory != null && ((Options.CheckpointEvery > 0 && Step % Options.CheckpointEvery == 0) || Step == Options.Steps))
+                SaveCheckpoint();
+        }
+    }
+
+    private StepRecord TrainStep()
+    {
+        var clock = Stopwatch.StartNew();
+        int k = Options.GradientAccumulation;
+        Optimizer.ZeroGrad();
+        Model.Train();
+        double lossSum = 0;
+        long samples = 0;
+        var metricSums = new Dictionary<string, double>();
+        for (int micro = 0; micro < k; micro++)
+        {
+            var (x, y) = MicroBatch(micro);
+            var output = Model.Forward(x);
+            var loss = _loss(output, y);
+            float value = loss.Item();
+            if (!float.IsFinite(value)) throw Diverged($"the loss became {value}");
+            (k == 1 ? loss : loss.Mul(1f / k)).Backward();
+            lossSum += value;
+            int n = x.Size(0);
+            samples += n;
+            if (Metrics.Count > 0)
+                using (GradMode.NoGrad())
+                    foreach (var (name, metric) in Metrics) metricSums[name] = metricSums.GetValueOrDefault(name) + metric(output, y) * n;
+        }
+        AfterBackward?.Invoke(this);
+        double norm = GradientClipping.TotalNorm(_parameters);
+        if (!double.IsFinite(norm)) throw Diverged($"the gradient norm became {norm}");
+        if (Options.ClipGradNorm > 0) GradientClipping.ClipGradNorm(_parameters, Options.ClipGradNorm, norm);
+        double lr = Optimizer.LearningRate;
+        Optimizer.Step();
+        Schedule?.Step();
+        Step++;
+        return new StepRecord(Step, Options.Steps, lossSum / k, lr, norm, samples, clock.Elapsed.TotalMilliseconds,
+            metricSums.ToDictionary(kv => kv.Key, kv => kv.Value / Math.Max(1, samples)));
+    }
+
+    /// <summary>Micro-batch <paramref name="micro"/> of the current step, with the default generator seeded for it.</summary>
+    private (Tensor X, Tensor Y) MicroBatch(int micro)
+    {
+        long index = (long)Step * Options.GradientAccumulation + micro;
+        Generator.ManualSeed(Options.Seed ^ (0x9E3779B97F4A7C15UL * (ulong)(index + 1)));
+        return _train.Batch(index);
+    }
+
+    private static JsonObject StepJson(StepRecord r)
+    {
+        var json = new JsonObject
+        {
+            ["step"] = r.Step, ["loss"] = r.Loss, ["lr"] = r.LearningRate, ["grad_norm"] = r.GradNorm,
+            ["samples"] = r.Samples, ["samples_per_second"] = r.SamplesPerSecond, ["ms"] = r.Milliseconds,
+        };
+        foreach (var (name, value) in r.Metrics) json[name] = Number(value);
+        return json;
+    }
+
+    /// <summary>A value for metrics.jsonl: JSON has no NaN or infinity, so those (e.g. a validation that overflowed) are null.</summary>
+    private static JsonNode? Number(double value) => double.IsFinite(value) ? JsonValue.Create(value) : null;
+
+    /// <summary>Loss and metrics over the first <paramref name="batches"/> batches of a source, without a graph.</summary>
+    public EvaluationResult Evaluate(IBatchSource source, int batches) => Evaluation.Run(Model, _loss, source, batches, Metrics);
+
+    /// <summary>
+    /// Names the culprit of a divergence at the current step: a parameter that is already NaN/Inf; else the first op
+    /// that produces a NaN/Inf when the step's micro-batches are replayed under <see cref="AnomalyMode"/> (the
+    /// parameters are those the step started from, since the optimizer has not stepped, and the batches and dropout
+    /// masks are the same); else the first non-finite gradient.
+    /// </summary>
+    private TrainingDivergedException Diverged(string what)
+    {
+        int step = Step + 1;
+        const string advice = "Lower the learning rate or check the data for NaN/Inf.";
+        if (NonFinite.FirstParameter(Model, gradients: false) is { } parameter)
+            return new TrainingDivergedException($"step {step}: {what} ({parameter}). {advice}");
+        if (ReplayWithAnomalyChecks() is { } anomaly)
+            return new TrainingDivergedException($"step {step}: {anomaly.Message} ({what}). {advice}");
+        var gradient = NonFinite.FirstParameter(Model, gradients: true);
+        return new TrainingDivergedException($"step {step}: {what}{(gradient != null ? $" ({gradient})" : "")}. {advice}");
+    }
+
+    private NonFiniteValueException? ReplayWithAnomalyChecks()
+    {
+        Optimizer.ZeroGrad();
+        Model.Train();
+        try
+        {
+            using var _ = AnomalyMode.Enable();
+            int k = Options.GradientAccumulation;
+            for (int micro = 0; micro < k; micro++)
+            {
+                var (x, y) = MicroBatch(micro);
+                var loss = _loss(Model.Forward(x), y);
+                (k == 1 ? loss : loss.Mul(1f / k)).Backward();
+            }
+            return null;
+        }
+        catch (NonFiniteValueException e)
+        {
+            return e;
+        }
+    }
+
+    /// <summary>Writes a checkpoint of the current step (unless it already has one), e.g. when training is interrupted.</summary>
+    public void SaveCheckpoint()
+    {
+        if (_checkpoints == null) throw new InvalidOperationException("The trainer has no run directory to write checkpoints into.");
+        if (_lastCheckpointStep == Step) return;
+        var dir = _checkpoints.Save(Step, WriteCheckpointFiles);
+        _lastCheckpointStep = Step;
+        AfterCheckpoint?.Invoke(new CheckpointRecord(Step, dir));
+    }
+
+    private void WriteCheckpointFiles(string dir)
+    {
+        Model.Save(Path.Combine(dir, "model.safetensors"), new Dictionary<string, string> { ["step"] = Step.ToString(CultureInfo.InvariantCulture) });
+        SafeTensors.Save(Path.Combine(dir, "optimizer.safetensors"), Optimizer.StateDict());
+        AtomicFile.WriteAllText(Path.Combine(dir, "trainer.json"), new JsonObject
+        {
+            ["step"] = Step,
+            ["options"] = JsonNode.Parse(JsonSerializer.Serialize(Options)),
+        }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    /// <summary>
+    /// Loads the run's newest complete checkpoint, if any, and continues from its step; metrics logged after it
+    /// (and a line torn by a crash) are dropped, since those steps run again. Returns null when the run has no
+    /// checkpoint; throws when it has some and none is complete.
+    /// </summary>
+    public ResumeInfo? TryResume()
+    {
+        if (_checkpoints == null) return null;
+        _resumeAttempted = true;
+        var found = _checkpoints.Recover();
+        var legacy = Path.Combine(RunDirectory!, "checkpoint");
+        if (found == null && Directory.Exists(legacy))
+            throw new CheckpointException($"{legacy}: a checkpoint in the layout of an earlier Nabla (no manifest to prove it complete); it is not resumed, so that training does not silently restart from step 0. Start a new run.");
+        if (found == null) return null;
+        var statePath = Path.Combine(found.Directory, "trainer.json");
+        int step;
+        try
+        {
+            step = JsonNode.Parse(File.ReadAllText(statePath))?["step"]?.GetValue<int>() ?? throw new CheckpointException($"{statePath}: no \"step\".");
+        }
+        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
+        {
+            throw new CheckpointException($"{statePath}: cannot read the trainer state ({e.Message}).", e);
+        }
+        if (step != found.Step) throw new CheckpointException($"{statePath}: step {step} in a checkpoint of step {found.Step}.");
+        Model.Load(Path.Combine(found.Directory, "model.safetensors"));
+        var optimizerPath = Path.Combine(found.Directory, "optimizer.safetensors");
+        Optimizer.LoadStateDict(SafeTensors.Load(optimizerPath), optimizerPath);
+        Step = step;
+        Schedule?.SetStep(step);
+        _lastCheckpointStep = step;
+        _metrics?.Repair(step);
+        FaultPoint?.Invoke("metrics: repaired");
+        return new ResumeInfo(step, found.Skipped);
+    }
+}
+
+/// <summary>Finds NaN and infinities in a model's tensors.</summary>
+public static class NonFinite
+{
+    /// <summary>"parameter 'name' is non-finite" (or "gradient of ...") for the first parameter or gradient holding NaN/Inf, else null.</summary>
+    public static string? FirstParameter(Module model, bool gradients)
+    {
+        foreach (var (name, p) in model.NamedParameters())
+        {
+            var t = gradients ? p.Grad : p;
+            if (t == null) continue;
+            var values = t.Contiguous().AsSpan();
+            if (float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum<float>(values))) continue; // a finite sum means finite values
+            foreach (var v in values)
+                if (!float.IsFinite(v)) return gradients ? $"first non-finite gradient: '{name}'" : $"first non-finite parameter: '{name}'";
+        }
+        return null;
+    }
+}
