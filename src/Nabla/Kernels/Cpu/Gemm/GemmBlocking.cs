@@ -46,7 +46,7 @@ internal readonly record struct GemmBlocking(int KC, long AFloats, long BFloats)
 {
     /// <summary>
     /// For the AVX-512 kernel: Zen 4 streams both slivers from L2 fast enough for the FMA units (one 64-byte load per
-    /// 8 FMAs), so kc is not held to L1 size but made long, which reloads the C tile less often: the B sliver takes
+    /// 12 FMAs), so kc is not held to L1 size but made long, which reloads the C tile less often: the B sliver takes
     /// 1/8 of L2.
     /// </summary>
     public static GemmBlocking StreamedFromL2(int mr, int nr)
@@ -56,9 +56,10 @@ internal readonly record struct GemmBlocking(int KC, long AFloats, long BFloats)
     }
 
     /// <summary>
-    /// For the AVX2 kernel (BLIS's choice for Zen): the B sliver stays in half of L1 while the A slivers stream past
-    /// it from L2 (kc = 256 on Zen 3's 32 KiB L1, 384 on a 48 KiB one). A 6 × 16 kernel needs 88 bytes per 12 FMAs;
-    /// with kc = 1024 (the streamed design on Zen 3's 512 KiB L2) both slivers would come from L2, half its bandwidth.
+    /// For the AVX2 kernel, as in BLIS's Zen 3 configuration (6 × 16, KC 256): the B sliver stays in half of L1 while
+    /// the A slivers stream past it from L2 (kc = 256 on Zen 3's 32 KiB L1, 384 on a 48 KiB one). A 6 × 16 kernel
+    /// needs 88 bytes per 12 FMAs; with kc = 1024 (the streamed design on Zen 3's 512 KiB L2) both slivers would come
+    /// from L2, at half its bandwidth.
     /// </summary>
     public static GemmBlocking L1ResidentB(int mr, int nr)
     {
