@@ -97,6 +97,24 @@ public sealed class Dropout : Module
     protected override string Describe() => $"p={P}";
 }
 
+/// <summary>Zeroes whole channels of (N, C, H, W) feature maps with probability p in training mode (scaling the
+/// rest by 1/(1-p)): see <see cref="F.Dropout2d"/>.</summary>
+public sealed class Dropout2d : Module
+{
+    public float P { get; }
+    private readonly Generator? _generator;
+
+    public Dropout2d(float p = 0.5f, Generator? generator = null)
+    {
+        if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"Dropout2d probability must be in [0, 1], got {p}.");
+        P = p;
+        _generator = generator;
+    }
+
+    public override Tensor Forward(Tensor input) => F.Dropout2d(input, P, Training, _generator);
+    protected override string Describe() => $"p={P}";
+}
+
 /// <summary>Layer normalisation over the last dimensions, with a learned scale (ones) and shift (zeros).</summary>
 public sealed class LayerNorm : Module
 {

@@ -16,6 +16,7 @@ public abstract class Module
 {
     private readonly List<(string Name, Tensor Tensor)> _parameters = new();
     private readonly List<(string Name, Tensor Tensor)> _buffers = new();
+    private readonly HashSet<string> _optionalBuffers = new(); // may be absent from a checkpoint, even a strict one
     private readonly List<(string Name, Module Module)> _children = new();
 
     /// <summary>True in training mode (dropout active), false after <see cref="Eval"/>.</summary>
@@ -35,11 +36,15 @@ public abstract class Module
         return value;
     }
 
-    /// <summary>Registers non-trainable state that belongs in the state dict (running statistics, masks).</summary>
-    protected Tensor RegisterBuffer(string name, Tensor value)
+    /// <summary>Registers non-trainable state that belongs in the state dict (running statistics, masks).
+    /// An <paramref name="optional"/> buffer may be absent from a checkpoint, even in a strict load, and is then
+    /// zeroed: state added to a layer after checkpoints without it were written, such as PyTorch's
+    /// num_batches_tracked, which PyTorch treats the same way.</summary>
+    protected Tensor RegisterBuffer(string name, Tensor value, bool optional = false)
     {
         CheckName(name);
         _buffers.Add((name, value));
+        if (optional) _optionalBuffers.Add(name);
         return value;
     }
 
@@ -234,12 +239,13 @@ public abstract class Module
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, bool strict = true, string? source = null)
     {
         var own = StateDict();
+        var optional = NamedModules().SelectMany(m => m.Module._optionalBuffers.Select(b => Join(m.Name, b))).ToHashSet();
         var problems = new List<string>();
         foreach (var (name, target) in own)
         {
             if (!state.TryGetValue(name, out var value))
             {
-                if (strict) problems.Add($"missing tensor '{name}' (expected shape {target.ShapeString})");
+                if (strict && !optional.Contains(name)) problems.Add($"missing tensor '{name}' (expected shape {target.ShapeString})");
                 continue;
             }
             if (!value.Shape.SequenceEqual(target.Shape))
@@ -255,6 +261,7 @@ public abstract class Module
         using var _ = GradMode.NoGrad();
         foreach (var (name, target) in own)
             if (state.TryGetValue(name, out var value)) target.CopyFrom(value);
+            else if (optional.Contains(name)) target.Zero(); // all bits zero: 0 in every dtype
     }
 
     /// <summary>Saves the state dict as safetensors (atomically).</summary>

@@ -40,41 +40,48 @@ public sealed class KvCache
     public void Clear() => Length = 0;
 }
 
-/// <summary>Multi-head self-attention with a causal mask, GPT-2 style: one projection to q, k, v (c_attn),
-/// fused attention, one output projection (c_proj). The projections run as registered, so either can be
+/// <summary>Multi-head self-attention, GPT-2 style: one projection to q, k, v (c_attn), fused attention, one
+/// output projection (c_proj). Causal (each position sees itself and the ones before: a decoder, GPT-2) or not
+/// (every position sees every other: an encoder, ViT). The projections run as registered, so either can be
 /// replaced (<see cref="Module.SetSubmodule"/>) by any module mapping (B, T, C) to the same shape.</summary>
-public sealed class CausalSelfAttention : Module
+public sealed class SelfAttention : Module
 {
     public int Heads { get; }
+    /// <summary>Whether each position attends only to itself and earlier positions.</summary>
+    public bool Causal { get; }
     /// <summary>The registered c_attn, while it is a <see cref="Linear"/>.</summary>
     public Linear CAttn => Child<Linear>("c_attn");
     /// <summary>The registered c_proj, while it is a <see cref="Linear"/>.</summary>
     public Linear CProj => Child<Linear>("c_proj");
 
-    public CausalSelfAttention(int channels, int heads, bool bias = true)
+    public SelfAttention(int channels, int heads, bool bias = true, bool causal = true)
     {
         if (channels % heads != 0) throw new ArgumentException($"{channels} channels do not split into {heads} heads.");
         Heads = heads;
+        Causal = causal;
         RegisterModule("c_attn", new Linear(channels, 3 * channels, bias));
         RegisterModule("c_proj", new Linear(channels, channels, bias));
     }
 
     public override Tensor Forward(Tensor x) => Forward(x, null, 0);
 
-    /// <summary>x: (B, T, C). With a cache, x holds the T new positions that follow the cached ones.</summary>
+    /// <summary>x: (B, T, C). With a cache (causal attention only), x holds the T new positions that follow the
+    /// cached ones.</summary>
     public Tensor Forward(Tensor x, KvCache? cache, int layer)
     {
+        if (cache != null && !Causal) throw new InvalidOperationException("A KV cache is for causal (decoder) attention; this attention is not causal.");
         var qkv = ForwardChild("c_attn", x);                                // (B, T, 3C)
-        if (cache == null) return ForwardChild("c_proj", F.CausalSelfAttention(qkv, Heads));
+        if (cache == null && Causal) return ForwardChild("c_proj", F.CausalSelfAttention(qkv, Heads));
         int B = x.Size(0), T = x.Size(1), C = x.Size(2), D = C / Heads;
         Tensor Part(int i) => qkv.Narrow(2, i * C, C).View(B, T, Heads, D).Transpose(1, 2); // (B, H, T, D) views
-        var (keys, values) = cache.Append(layer, Part(1), Part(2));
-        var y = F.ScaledDotProductAttention(Part(0), keys, values, causal: true); // (B, H, T, D)
+        var (keys, values) = cache == null ? (Part(1), Part(2)) : cache.Append(layer, Part(1), Part(2));
+        var y = F.ScaledDotProductAttention(Part(0), keys, values, causal: Causal); // (B, H, T, D)
         return ForwardChild("c_proj", y.Transpose(1, 2).Reshape(B, T, C));
     }
 }
 
-/// <summary>The transformer's position-wise feed-forward network: Linear(C, 4C) → GELU → Linear(4C, C).</summary>
+/// <summary>The transformer's position-wise feed-forward network: Linear(C, hidden) → GELU → Linear(hidden, C)
+/// (hidden = 4C in GPT-2 and ViT-Base).</summary>
 public sealed class TransformerMlp : Module
 {
     /// <summary>The registered c_fc, while it is a <see cref="Linear"/>.</summary>
@@ -93,20 +100,23 @@ public sealed class TransformerMlp : Module
     public override Tensor Forward(Tensor x) => ForwardChild("c_proj", ForwardChild("c_fc", x).Gelu(_gelu));
 }
 
-/// <summary>A pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)).</summary>
+/// <summary>A pre-norm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(x)). GPT-2's defaults (causal
+/// attention, an MLP of 4C with tanh-approximated GELU); an encoder such as ViT passes <c>causal: false</c>, its
+/// MLP width and exact GELU.</summary>
 public sealed class TransformerBlock : Module
 {
     public LayerNorm Ln1 => Child<LayerNorm>("ln_1");
-    public CausalSelfAttention Attn => Child<CausalSelfAttention>("attn");
+    public SelfAttention Attn => Child<SelfAttention>("attn");
     public LayerNorm Ln2 => Child<LayerNorm>("ln_2");
     public TransformerMlp Mlp => Child<TransformerMlp>("mlp");
 
-    public TransformerBlock(int channels, int heads, float layerNormEps = 1e-5f)
+    public TransformerBlock(int channels, int heads, float layerNormEps = 1e-5f, bool causal = true, int? mlpHidden = null,
+        GeluApproximation gelu = GeluApproximation.Tanh)
     {
         RegisterModule("ln_1", new LayerNorm(channels, layerNormEps));
-        RegisterModule("attn", new CausalSelfAttention(channels, heads));
+        RegisterModule("attn", new SelfAttention(channels, heads, causal: causal));
         RegisterModule("ln_2", new LayerNorm(channels, layerNormEps));
-        RegisterModule("mlp", new TransformerMlp(channels, 4 * channels));
+        RegisterModule("mlp", new TransformerMlp(channels, mlpHidden ?? 4 * channels, gelu));
     }
 
     public override Tensor Forward(Tensor x) => Forward(x, null, 0);
@@ -116,7 +126,7 @@ public sealed class TransformerBlock : Module
         var normed = ForwardChild("ln_1", x);
         x = x.Add(cache == null
             ? ForwardChild("attn", normed)
-            : ForwardChild<CausalSelfAttention, Tensor>("attn", attn => attn.Forward(normed, cache, layer)));
+            : ForwardChild<SelfAttention, Tensor>("attn", attn => attn.Forward(normed, cache, layer)));
         return x.Add(ForwardChild("mlp", ForwardChild("ln_2", x)));
     }
 }

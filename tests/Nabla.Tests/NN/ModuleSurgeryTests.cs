@@ -286,7 +286,7 @@ public class ModuleSurgeryTests
         Assert.Equal("Gpt2Model has no sub-module 'h.7.attn': 'h' (Sequential) has no child '7' (its children: 0, 1, 2).", e.Message);
 
         e = Assert.Throws<ArgumentException>(() => model.SetSubmodule("h.0.attn.q_proj", new Linear(16, 16)));
-        Assert.Equal("Gpt2Model has no sub-module 'h.0.attn.q_proj': 'h.0.attn' (CausalSelfAttention) has no child 'q_proj' (its children: c_attn, c_proj).", e.Message);
+        Assert.Equal("Gpt2Model has no sub-module 'h.0.attn.q_proj': 'h.0.attn' (SelfAttention) has no child 'q_proj' (its children: c_attn, c_proj).", e.Message);
 
         e = Assert.Throws<ArgumentException>(() => model.SetSubmodule("lm_head", new Linear(16, 23)));
         Assert.Equal("Gpt2Model has no sub-module 'lm_head': the Gpt2Model itself has no child 'lm_head' (its children: wte, wpe, h, ln_f).", e.Message);
@@ -303,6 +303,6 @@ public class ModuleSurgeryTests
         // without a cache any module of the right shapes will do; with one, the block needs real attention
         Assert.Equal(new[] { 2, 8, 23 }, model.Forward(Tokens()).Shape.ToArray());
         var e = Assert.Throws<InvalidOperationException>(() => model.Forward(Tokens(), model.NewCache(2, 12)));
-        Assert.Equal("Sub-module 'h.1.attn' is a Linear, but TransformerBlock needs a CausalSelfAttention there.", e.Message);
+        Assert.Equal("Sub-module 'h.1.attn' is a Linear, but TransformerBlock needs a SelfAttention there.", e.Message);
     }
 }
