@@ -7,7 +7,7 @@ using Spectre.Console;
 namespace Nabla.Cli;
 
 /// <summary>A problem with the user's input the CLI reports in one line (exit code 1).</summary>
-public sealed class CliException(string message) : Exception(message);
+public sealed class CliException(string message) : Exception(ErrorText.OneLine(message));
 
 public static class CliErrors
 {
@@ -31,16 +31,28 @@ public static class CliErrors
         }
         catch (Exception e) when (Environment.GetEnvironmentVariable("NABLA_DEBUG") != "1")
         {
-            var inner = e is AggregateException { InnerExceptions.Count: 1 } agg ? agg.InnerExceptions[0] : e;
-            string message = inner switch
-            {
-                CliException or DataFormatException or CheckpointException or TrainingDivergedException => inner.Message,
-                ArgumentException or InvalidOperationException or IOException or UnauthorizedAccessException => inner.Message,
-                _ => $"{inner.GetType().Name}: {inner.Message} (set NABLA_DEBUG=1 for the stack trace)",
-            };
             AnsiConsole.Console.Profile.Out.Writer.Flush();
-            Console.Error.WriteLine($"error: {message}");
+            Console.Error.WriteLine($"error: {ErrorText.OneLine(Describe(e))}");
             return 1;
         }
+    }
+
+    /// <summary>The message for a failure: the user's problem as the code that found it worded it (these
+    /// messages name the file, tensor, line or option), or, for anything unexpected, that it is an internal
+    /// error, so a bug is never mistaken for bad input.</summary>
+    public static string Describe(Exception e)
+    {
+        var inner = e is AggregateException { InnerExceptions.Count: 1 } agg ? agg.InnerExceptions[0] : e;
+        return inner switch
+        {
+            CliException or DataFormatException or CheckpointException or DownloadException or TrainingDivergedException => inner.Message,
+            // .NET's own file errors name the path; an end of stream names nothing, so it counts as a bug of the reader.
+            IOException and not EndOfStreamException or UnauthorizedAccessException => inner.Message,
+            // Thrown with a worded message by the library's argument checks; subclasses (out of range, null)
+            // come from indexing or framework code and are bugs.
+            _ when inner.GetType() == typeof(ArgumentException) || inner.GetType() == typeof(InvalidOperationException) => inner.Message,
+            OperationCanceledException => "cancelled.",
+            _ => $"internal error: {inner.GetType().Name}: {inner.Message} (a bug in nabla; NABLA_DEBUG=1 shows the stack trace)",
+        };
     }
 }

@@ -30,6 +30,23 @@ public sealed record GptRunConfig
     public ulong Seed { get; init; } = 1337;
 
     public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    /// <summary>What is wrong with a run configuration read back for --resume (the same ranges as the options), or null.</summary>
+    public string? Problem()
+    {
+        static bool Finite(float v, float min) => float.IsFinite(v) && v >= min;
+        if (Training is not { } t) return "\"Training\" is missing";
+        if (Layers is < 1 or > 1024 || Heads is < 1 or > 1024 || Channels is < 1 or > 1 << 16 || Context is < 1 or > 1 << 20)
+            return $"model sizes (layers {Layers}, heads {Heads}, channels {Channels}, context {Context}) are out of range";
+        if (BatchSize is < 1 or > 1 << 20 || SequenceLength is < 0 or > 1 << 20 || MaxDigits is < 1 or > 9 || SampleEvery < 0)
+            return $"batch size {BatchSize}, sequence length {SequenceLength}, digits {MaxDigits} or sample interval {SampleEvery} is out of range";
+        if (t.Steps < 1 || t.GradientAccumulation is < 1 or > 1 << 20 || t.WarmupSteps < 0 || t.EvalEvery < 0 || t.EvalBatches < 0 || t.CheckpointEvery < 0)
+            return $"training steps {t.Steps}, accumulation {t.GradientAccumulation} or an interval is out of range";
+        if (!Finite(t.LearningRate, float.Epsilon) || !Finite(t.MinLearningRate, 0) || !Finite(t.WeightDecay, 0) || !Finite(t.ClipGradNorm, 0)
+            || !Finite(t.Beta1, 0) || !Finite(t.Beta2, 0) || t.Beta1 >= 1 || t.Beta2 >= 1)
+            return "a learning rate, weight decay, clipping norm or beta is not a finite number in range";
+        return null;
+    }
 }
 
 /// <summary>`nabla train gpt`: GPT-2 training from scratch (or fine-tuning) with checkpoints and resume.</summary>
@@ -60,9 +77,21 @@ public static class GptTrainCommand
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps." };
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
         var seed = new Option<ulong>("--seed") { Description = "Seed for initial weights, data order and samples.", DefaultValueFactory = _ => 1337 };
-        foreach (var o in new[] { layers, heads, channels, context, batch, seqLen, steps, warmup, evalEvery, sampleEvery, checkpointEvery })
-            MlpCommands.Check(o, v => v is null or >= 0, $"{o.Name} must not be negative.");
-        MlpCommands.Check(accum, v => v >= 1, "--grad-accum must be at least 1.");
+        layers.Positive(1024);
+        heads.Positive(1024);
+        channels.Positive(1 << 16);
+        context.Positive(1 << 20);
+        batch.Positive(1 << 20);
+        seqLen.Positive(1 << 20);
+        accum.Positive(1 << 20);
+        steps.Positive(int.MaxValue);
+        lr.Positive(100);
+        minLr.NonNegative(100);
+        weightDecay.NonNegative(100);
+        clip.NonNegative(1e6);
+        digits.Within(1, 9);
+        foreach (var every in new[] { warmup, evalEvery, sampleEvery, checkpointEvery }) every.NonNegative(int.MaxValue);
+        evalBatches.NonNegative(1 << 20);
 
         var command = new Command("gpt", "Train a GPT-2: with no --data, a small model learns multi-digit addition in a few minutes.")
         {
@@ -80,13 +109,14 @@ public static class GptTrainCommand
                 if (!File.Exists(configPath)) throw new CliException($"{configPath}: not found; there is no run to resume in {dir}.");
                 try
                 {
-                    config = JsonSerializer.Deserialize<GptRunConfig>(File.ReadAllText(configPath), GptRunConfig.Json)
+                    config = JsonSerializer.Deserialize<GptRunConfig>(BoundedFile.ReadAllText(configPath, BoundedFile.SmallFileLimit, "a run configuration"), GptRunConfig.Json)
                         ?? throw new CliException($"{configPath}: empty.");
                 }
                 catch (JsonException e)
                 {
-                    throw new CliException($"{configPath}: corrupt run configuration ({e.Message}).");
+                    throw new CliException($"{configPath}: corrupt run configuration ({ErrorText.Json(e)}).");
                 }
+                if (config.Problem() is { } problem) throw new CliException($"{configPath}: {problem}; the run configuration is corrupt.");
             }
             else
             {
@@ -149,8 +179,8 @@ public static class GptTrainCommand
             var trainFiles = Directory.Exists(config.Data) ? Directory.GetFiles(config.Data, "train_*.bin") : [];
             var valFiles = Directory.Exists(config.Data) ? Directory.GetFiles(config.Data, "val_*.bin") : [];
             if (trainFiles.Length == 0) throw new CliException($"{config.Data}: no train_*.bin shards (make them with `nabla data prepare`).");
-            train = TokenBatchLoader.FromShards(trainFiles, config.BatchSize, config.SequenceLength, config.Seed);
-            if (valFiles.Length > 0) validation = TokenBatchLoader.FromShards(valFiles, config.BatchSize, config.SequenceLength);
+            train = TokenBatchLoader.FromShards(trainFiles, config.BatchSize, config.SequenceLength, config.Seed, tokenizer.VocabSize);
+            if (valFiles.Length > 0) validation = TokenBatchLoader.FromShards(valFiles, config.BatchSize, config.SequenceLength, vocabularySize: tokenizer.VocabSize);
         }
 
         Gpt2Model model;

@@ -27,10 +27,10 @@ public static class LanguageModelCommands
         var topP = new Option<float>("--top-p") { Description = "Sample within the smallest set of tokens of total probability p.", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 42 };
         var stop = new Option<string[]>("--stop") { Description = "Stop when the output contains this text (repeatable); it is not printed.", AllowMultipleArgumentsPerToken = false };
-        MlpCommands.Check(maxTokens, v => v >= 0, "--max-tokens must not be negative.");
-        MlpCommands.Check(temperature, v => v >= 0, "--temperature must not be negative.");
-        MlpCommands.Check(topK, v => v >= 0, "--top-k must not be negative.");
-        MlpCommands.Check(topP, v => v is > 0 and <= 1, "--top-p must be in (0, 1].");
+        maxTokens.NonNegative(1_000_000);
+        temperature.NonNegative(100);
+        topK.NonNegative(int.MaxValue);
+        topP.Within(0, 1, minExclusive: true);
         var command = new Command("generate", "Continue a prompt with a GPT-2, streaming the tokens as they are produced (statistics go to stderr).")
         {
             model, vocab, prompt, maxTokens, temperature, topK, topP, seed, stop,
@@ -39,7 +39,7 @@ public static class LanguageModelCommands
         {
             var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
             var text = p.GetValue(prompt);
-            int[] ids = text is { Length: > 0 } ? tokenizer.Encode(text)
+            int[] ids = text is { Length: > 0 } ? Encode(tokenizer, text, "--prompt")
                 : tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? [eot]
                 : throw new CliException("This tokenizer has no end-of-text token; give a --prompt.");
             var stops = p.GetValue(stop) ?? [];
@@ -67,6 +67,22 @@ public static class LanguageModelCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>A text file given on the command line, read with a size cap (a device or pipe is an error naming it).</summary>
+    private static string ReadText(string path) => BoundedFile.ReadAllText(path, BoundedFile.TextFileLimit, "a text file");
+
+    /// <summary>The ids of <paramref name="text"/>; a character the vocabulary lacks is an error naming where the text came from.</summary>
+    private static int[] Encode(ITokenizer tokenizer, string text, string source)
+    {
+        try
+        {
+            return tokenizer.Encode(text);
+        }
+        catch (ArgumentException e) when (e.GetType() == typeof(ArgumentException))
+        {
+            throw new CliException($"{source}: {e.Message.Replace($" (Parameter '{e.ParamName}')", "")}");
+        }
     }
 
     /// <summary>Streams text but holds back what could be the start of a stop sequence, and cuts at one.</summary>
@@ -107,14 +123,17 @@ public static class LanguageModelCommands
         var context = new Option<int?>("--context") { Description = "Window length (default: the model's context)." };
         var stride = new Option<int?>("--stride") { Description = "Window step; each window scores only the tokens the previous one did not (default: half the window)." };
         var maxTokens = new Option<int?>("--max-tokens") { Description = "Score only the first N tokens of the text." };
+        context.Within(2, 1 << 20);
+        stride.Positive(1 << 20);
+        maxTokens.Positive(int.MaxValue);
         var command = new Command("perplexity", "Sliding-window perplexity of a GPT-2 on a text file.") { model, vocab, text, context, stride, maxTokens };
         command.SetAction(p =>
         {
             var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
             var path = p.GetValue(text)!;
-            if (!File.Exists(path)) throw new CliException($"{path}: file not found.");
-            var tokens = tokenizer.Encode(File.ReadAllText(path));
+            var tokens = Encode(tokenizer, ReadText(path), path);
             if (p.GetValue(maxTokens) is { } max && max < tokens.Length) tokens = tokens[..max];
+            if (tokens.Length < 2) throw new CliException($"{path}: {tokens.Length} token(s) to score; perplexity needs at least two.");
             int window = Math.Min(p.GetValue(context) ?? gpt.Config.MaxSequenceLength, gpt.Config.MaxSequenceLength);
             int step = p.GetValue(stride) ?? Math.Max(1, window / 2);
             if (window < 2 || step < 1 || step > window) throw new CliException($"--context must be at least 2 and --stride between 1 and the context ({window}).");
@@ -133,8 +152,8 @@ public static class LanguageModelCommands
         var vocab = VocabOption();
         var valFraction = new Option<double>("--val-fraction") { Description = "Share of each document's tokens (its end) kept for validation.", DefaultValueFactory = _ => 0.05 };
         var shardTokens = new Option<int>("--shard-tokens") { Description = "Tokens per shard file.", DefaultValueFactory = _ => 100_000_000 };
-        MlpCommands.Check(valFraction, v => v is >= 0 and < 1, "--val-fraction must be in [0, 1).");
-        MlpCommands.Check(shardTokens, v => v > 0, "--shard-tokens must be positive.");
+        valFraction.Within(0, 1, maxExclusive: true);
+        shardTokens.Positive(int.MaxValue);
         var command = new Command("prepare", "Tokenize text files into llm.c-format token shards (train_*.bin, val_*.bin) for `nabla train gpt --data`.")
         {
             input, output, tokenizerKind, vocab, valFraction, shardTokens,
@@ -142,10 +161,9 @@ public static class LanguageModelCommands
         command.SetAction(p =>
         {
             var files = p.GetValue(input)!;
-            foreach (var f in files) if (!File.Exists(f)) throw new CliException($"{f}: file not found.");
+            var texts = files.Select(ReadText).ToList();
             var dir = p.GetValue(output)!;
             Directory.CreateDirectory(dir);
-            var texts = files.Select(File.ReadAllText).ToList();
             ITokenizer tokenizer = p.GetValue(tokenizerKind)!.ToLowerInvariant() switch
             {
                 "char" => CharTokenizer.FromText(string.Concat(texts)),
@@ -155,9 +173,9 @@ public static class LanguageModelCommands
             var train = new List<int>();
             var val = new List<int>();
             int? separator = tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? eot : null;
-            foreach (var text in texts)
+            foreach (var (file, text) in files.Zip(texts))
             {
-                var ids = tokenizer.Encode(text);
+                var ids = Encode(tokenizer, text, file);
                 int cut = (int)(ids.Length * (1 - p.GetValue(valFraction)));
                 if (separator is { } s) { train.Add(s); val.Add(s); }
                 train.AddRange(ids[..cut]);
@@ -188,14 +206,14 @@ public static class LanguageModelCommands
         var input = new Option<string[]>("--input") { Description = "Text files to learn from (each one a document).", Required = true, AllowMultipleArgumentsPerToken = true };
         var output = new Option<string>("--out") { Description = "Directory for encoder.json and vocab.bpe.", Required = true };
         var vocabSize = new Option<int>("--vocab-size") { Description = "Vocabulary size, counting the 256 byte tokens and <|endoftext|>.", DefaultValueFactory = _ => 8192 };
-        MlpCommands.Check(vocabSize, v => v > 256, "--vocab-size must be larger than 256 (the byte tokens).");
+        vocabSize.Within(257, 1_000_000); // 256 byte tokens come first
         var command = new Command("train-tokenizer", "Learn a GPT-2-style byte-level BPE vocabulary from text (writes encoder.json + vocab.bpe).") { input, output, vocabSize };
         command.SetAction(p =>
         {
             var files = p.GetValue(input)!;
-            foreach (var f in files) if (!File.Exists(f)) throw new CliException($"{f}: file not found.");
+            var texts = files.Select(ReadText).ToList();
             var clock = Stopwatch.StartNew();
-            var tokenizer = new BpeTrainer(p.GetValue(vocabSize)).Train(files.Select(File.ReadAllText));
+            var tokenizer = new BpeTrainer(p.GetValue(vocabSize)).Train(texts);
             tokenizer.Save(p.GetValue(output)!);
             Console.WriteLine($"{p.GetValue(output)}: {tokenizer.VocabSize} tokens ({tokenizer.Merges.Count} merges) learned in {clock.Elapsed.TotalSeconds:F1} s");
             return 0;
@@ -216,7 +234,7 @@ public static class LanguageModelCommands
             string input = (p.GetValue(text), p.GetValue(file)) switch
             {
                 ({ } t, null) => t,
-                (null, { } f) => File.Exists(f) ? File.ReadAllText(f) : throw new CliException($"{f}: file not found."),
+                (null, { } f) => ReadText(f),
                 _ => throw new CliException("Give exactly one of --text and --file."),
             };
             if (p.GetValue(decode))
@@ -226,52 +244,84 @@ public static class LanguageModelCommands
                 Console.Write(tokenizer.Decode(ids));
                 Console.WriteLine();
             }
-            else Console.WriteLine(string.Join(' ', tokenizer is Gpt2Tokenizer bpe ? bpe.Encode(input, allowSpecialTokens: true) : tokenizer.Encode(input)));
+            else Console.WriteLine(string.Join(' ', tokenizer is Gpt2Tokenizer bpe ? bpe.Encode(input, allowSpecialTokens: true) : Encode(tokenizer, input, p.GetValue(file) ?? "--text")));
             return 0;
         });
         return command;
     }
 
-    /// <summary>Official files of the published GPT-2 sizes. The tokenizer's hashes are pinned (the same as
-    /// tiktoken's); the weights are checked against the SHA-256 Hugging Face advertises for them.</summary>
+    /// <summary>The files of a published GPT-2, each with its SHA-256 pinned here: Hugging Face's config and
+    /// weights at a fixed revision, OpenAI's tokenizer files (the same as tiktoken's). Only gpt2 is pinned; the
+    /// larger sizes need a --manifest that lists their hashes, since a file that cannot be verified is refused.</summary>
     public static IReadOnlyList<RemoteFile> OfficialFiles(string name, string? baseUrl = null)
     {
+        const string gpt2Revision = "607a30d783dfa663caf39e06633721c8d4cfcd7e";
         var repo = name switch
         {
-            "gpt2" or "gpt2-medium" or "gpt2-large" or "gpt2-xl" => $"https://huggingface.co/openai-community/{name}/resolve/main/",
-            _ => throw new CliException($"Unknown model '{name}' (gpt2, gpt2-medium, gpt2-large, gpt2-xl)."),
+            "gpt2" => $"https://huggingface.co/openai-community/gpt2/resolve/{gpt2Revision}/",
+            "gpt2-medium" or "gpt2-large" or "gpt2-xl" => throw new CliException(
+                $"{name}: no pinned SHA-256 for its weights in this version of nabla; pass --manifest FILE listing name, url and sha256 of each file."),
+            _ => throw new CliException($"Unknown model '{name}' (gpt2; gpt2-medium, gpt2-large and gpt2-xl with --manifest)."),
         };
         const string openai = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/";
         return
         [
-            new("config.json", (baseUrl ?? repo) + "config.json"),
-            new("model.safetensors", (baseUrl ?? repo) + "model.safetensors"),
+            new("config.json", (baseUrl ?? repo) + "config.json", "0daed7749b4f02b8f76240d5444551d7b08712dab4d0adb8239c56ba823bb7b4"),
+            new("model.safetensors", (baseUrl ?? repo) + "model.safetensors", "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707"),
             new("encoder.json", (baseUrl ?? openai) + "encoder.json", "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"),
             new("vocab.bpe", (baseUrl ?? openai) + "vocab.bpe", "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"),
         ];
     }
 
+    /// <summary>Reads a --manifest: a JSON list of {name, url, sha256}; every entry is checked before anything is downloaded.</summary>
+    public static IReadOnlyList<RemoteFile> ReadManifest(string path)
+    {
+        List<RemoteFile?>? files;
+        try
+        {
+            files = JsonSerializer.Deserialize<List<RemoteFile?>>(BoundedFile.ReadAllText(path, 1 << 20, "a download manifest"),
+                new JsonSerializerOptions { PropertyNameCaseInsensitive = true });
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: not a manifest (a JSON list of {{\"name\", \"url\", \"sha256\"}}): {ErrorText.Json(e)}.");
+        }
+        if (files is not { Count: > 0 }) throw new CliException($"{path}: the manifest lists no files.");
+        var names = new HashSet<string>();
+        foreach (var file in files)
+        {
+            if (file is null) throw new CliException($"{path}: an entry of the manifest is null.");
+            try { Downloader.Validate(file, path); }
+            catch (DownloadException e) { throw new CliException(e.Message); }
+            if (!names.Add(file.Name)) throw new CliException($"{path}: {file.Name} is listed twice.");
+        }
+        return files!;
+    }
+
     public static Command ModelFetch()
     {
-        var name = new Argument<string>("name") { Description = "gpt2, gpt2-medium, gpt2-large or gpt2-xl." };
+        var name = new Argument<string>("name") { Description = "gpt2 (or with --manifest, the folder name under the cache)." };
         var cache = new Option<string?>("--cache") { Description = "Where to put it (default: $NABLA_DATA/models/NAME, or ~/.cache/nabla/models/NAME)." };
-        var baseUrl = new Option<string?>("--base-url") { Description = "Download from this mirror (one folder with all files) instead of the official hosts." };
-        var manifest = new Option<string?>("--manifest") { Description = "JSON list of {name, url, sha256} to fetch instead of the built-in list." };
-        var command = new Command("fetch", "Download a published GPT-2 (weights, config, tokenizer) and check every file's SHA-256.") { name, cache, baseUrl, manifest };
+        var baseUrl = new Option<string?>("--base-url") { Description = "Download from this mirror (one folder with all files) instead of the official hosts; the pinned hashes still apply." };
+        var manifest = new Option<string?>("--manifest") { Description = "JSON list of {name, url, sha256} to fetch instead of the built-in list; every file needs its sha256." };
+        var stallTimeout = new Option<double>("--stall-timeout") { Description = "Seconds without receiving data after which a download is abandoned.", DefaultValueFactory = _ => Downloader.DefaultStallTimeout.TotalSeconds };
+        stallTimeout.Positive(24 * 3600);
+        var command = new Command("fetch", "Download a published GPT-2 (weights, config, tokenizer) and check every file's SHA-256.") { name, cache, baseUrl, manifest, stallTimeout };
         command.SetAction(async (p, cancel) =>
         {
             var model = p.GetValue(name)!;
-            var files = p.GetValue(manifest) is { } m
-                ? JsonSerializer.Deserialize<List<RemoteFile>>(File.ReadAllText(m), new JsonSerializerOptions { PropertyNameCaseInsensitive = true }) ?? throw new CliException($"{m}: empty manifest.")
-                : OfficialFiles(model, p.GetValue(baseUrl));
+            var files = p.GetValue(manifest) is { } m ? ReadManifest(m) : OfficialFiles(model, p.GetValue(baseUrl));
+            if (p.GetValue(cache) == null && (model is "" or "." or ".." || model.IndexOfAny(['/', '\\']) >= 0))
+                throw new CliException($"'{model}' is not a plain name for a folder of the cache (give --cache DIR).");
             var dir = p.GetValue(cache) ?? Path.Combine(Downloader.CacheRoot, "models", model);
-            using var http = new HttpClient { Timeout = TimeSpan.FromHours(2) };
+            // No overall timeout: a large file on a slow line may take hours; a stall is caught by --stall-timeout.
+            using var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };
             foreach (var file in files)
             {
                 try
                 {
-                    var path = await Downloader.FetchAsync(file, dir, http, cancel: cancel);
-                    Console.WriteLine($"{file.Name}: ok ({new FileInfo(path).Length:N0} bytes, sha256 {(await File.ReadAllTextAsync(path + ".sha256", cancel)).Trim()})");
+                    var path = await Downloader.FetchAsync(file, dir, http, stallTimeout: TimeSpan.FromSeconds(p.GetValue(stallTimeout)), cancel: cancel);
+                    Console.WriteLine($"{file.Name}: ok ({new FileInfo(path).Length:N0} bytes, sha256 {file.Sha256})");
                 }
                 catch (DownloadException e)
                 {

@@ -45,11 +45,13 @@ public static class MlpCommands
         {
             csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, resume, quiet,
         };
-        Check(epochs, v => v > 0, "--epochs must be positive.");
-        Check(batchSize, v => v > 0, "--batch-size must be positive.");
-        Check(lr, v => v > 0, "--lr must be positive.");
-        Check(valFraction, v => v is > 0 and < 1, "--val-fraction must be between 0 and 1.");
-        Check(dropout, v => v is >= 0 and < 1, "--dropout must be in [0, 1).");
+        skipRows.NonNegative(int.MaxValue);
+        epochs.Positive(1_000_000);
+        batchSize.Positive(1 << 24);
+        lr.Positive(100);
+        weightDecay.NonNegative(100);
+        valFraction.Within(0, 1, minExclusive: true, maxExclusive: true);
+        dropout.Within(0, 1, maxExclusive: true);
 
         command.SetAction(p =>
         {
@@ -87,25 +89,14 @@ public static class MlpCommands
         return command;
     }
 
-    /// <summary>Adds a range check to an option (a value that does not even parse is reported by the parser).</summary>
-    internal static void Check<T>(Option<T> option, Func<T, bool> ok, string message) =>
-        option.Validators.Add(r =>
-        {
-            if (r.Tokens.Count == 0) return;
-            T value;
-            try { value = r.GetValueOrDefault<T>(); }
-            catch (InvalidOperationException) { return; }
-            if (!ok(value)) r.AddError(message);
-        });
-
     private static int[] ParseHidden(string text)
     {
         if (string.IsNullOrWhiteSpace(text)) return [];
         var parts = text.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         var sizes = new int[parts.Length];
         for (int i = 0; i < parts.Length; i++)
-            if (!int.TryParse(parts[i], out sizes[i]) || sizes[i] <= 0)
-                throw new CliException($"--hidden: '{parts[i]}' is not a positive layer size (expected e.g. 128,64).");
+            if (!int.TryParse(parts[i], out sizes[i]) || sizes[i] is <= 0 or > MlpRunConfig.MaxHiddenWidth)
+                throw new CliException($"--hidden: '{parts[i]}' is not a layer size from 1 to {MlpRunConfig.MaxHiddenWidth} (expected e.g. 128,64).");
         return sizes;
     }
 
@@ -304,6 +295,9 @@ public static class MlpCommands
             model.Eval();
             Tensor output;
             using (GradMode.NoGrad()) output = model.Forward(x);
+            int nonFinite = Array.FindIndex(output.ToArray(), v => !float.IsFinite(v));
+            if (nonFinite >= 0)
+                throw new CliException($"{table.Source}:{table.LineNumbers[nonFinite / prep.OutputCount]}: the model's output overflows for this row (its values are far outside the training data).");
             var sb = new StringBuilder();
             var inv = CultureInfo.InvariantCulture;
             if (prep.Task == TabularTask.Classification)

@@ -1,4 +1,3 @@
-using System.Text.Json;
 using Nabla.Data;
 using Nabla.IO;
 using Nabla.Models;
@@ -32,9 +31,8 @@ public sealed class MlpRun(string directory)
 
     public TabularPreprocessor LoadPreprocessor()
     {
-        if (!File.Exists(PreprocessorPath)) throw new CliException($"{PreprocessorPath}: not found; the run is incomplete.");
-        try { return TabularPreprocessor.FromJson(File.ReadAllText(PreprocessorPath), PreprocessorPath); }
-        catch (JsonException e) { throw new CliException($"{PreprocessorPath}: corrupt ({e.Message})."); }
+        if (!Path.Exists(PreprocessorPath)) throw new CliException($"{PreprocessorPath}: not found; the run is incomplete.");
+        return TabularPreprocessor.Load(PreprocessorPath);
     }
 
     /// <summary>The model, preprocessor and config of a finished (or interrupted) run.</summary>
@@ -46,6 +44,9 @@ public sealed class MlpRun(string directory)
         if (!File.Exists(CheckpointPath)) throw new CliException($"{CheckpointPath}: not found; the run has not finished an epoch.");
         var model = BuildModel(config, prep);
         model.Load(CheckpointPath);
+        foreach (var (name, weights) in model.NamedParameters())
+            if (weights.ToArray().Any(v => !float.IsFinite(v)))
+                throw new CliException($"{CheckpointPath}: tensor '{name}' holds NaN or infinite values; the model is unusable (did training diverge?).");
         return (config, prep, model);
     }
 }

@@ -2,6 +2,7 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Nabla.Data;
+using Nabla.IO;
 
 namespace Nabla.Cli.Runs;
 
@@ -48,13 +49,46 @@ public sealed record MlpRunConfig
     public static MlpRunConfig Load(string path)
     {
         if (!File.Exists(path)) throw new CliException($"{path}: not found (is this a run directory written by `nabla train mlp`?).");
+        MlpRunConfig config;
         try
         {
-            return JsonSerializer.Deserialize<MlpRunConfig>(File.ReadAllText(path), Json) ?? throw new CliException($"{path}: empty config.");
+            config = JsonSerializer.Deserialize<MlpRunConfig>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), Json)
+                ?? throw new CliException($"{path}: empty config.");
         }
         catch (JsonException e)
         {
-            throw new CliException($"{path}: corrupt config ({e.Message}).");
+            throw new CliException($"{path}: corrupt config ({ErrorText.Json(e)}).");
         }
+        var problem = config.Problem();
+        if (problem != null) throw new CliException($"{path}: {problem}; the run configuration is corrupt.");
+        return config;
+    }
+
+    /// <summary>Widest hidden layer and most weights accepted, so a corrupt or mistyped size fails at once
+    /// instead of allocating gigabytes.</summary>
+    public const int MaxHiddenWidth = 1 << 16;
+    public const long MaxHiddenWeights = 1L << 26;
+
+    /// <summary>What is wrong with the values (as a config.json or the command line may give them), or null.</summary>
+    public string? Problem()
+    {
+        if (string.IsNullOrEmpty(Csv)) return "\"Csv\" is missing";
+        if (string.IsNullOrEmpty(Target)) return "\"Target\" is missing";
+        if (Hidden is null) return "\"Hidden\" is missing";
+        if (Hidden.Any(h => h is <= 0 or > MaxHiddenWidth)) return $"hidden sizes [{string.Join(", ", Hidden)}] must each be between 1 and {MaxHiddenWidth}";
+        long weights = 0;
+        for (int i = 1; i < Hidden.Length; i++) weights += (long)Hidden[i - 1] * Hidden[i];
+        if (weights > MaxHiddenWeights) return $"hidden sizes [{string.Join(", ", Hidden)}] make {weights:N0} weights, more than the {MaxHiddenWeights:N0} allowed";
+        if (!Enum.IsDefined(Task)) return $"task {Task} is not classification, regression or auto";
+        if (Activation is null || Optimizer is null) return "\"Activation\" or \"Optimizer\" is missing";
+        if (SkipRows < 0) return $"skip rows {SkipRows} is negative";
+        if (!(Dropout is >= 0 and < 1)) return $"dropout {Dropout} is not in [0, 1)";
+        if (Epochs is <= 0 or > 1_000_000) return $"epochs {Epochs} is not between 1 and 1,000,000";
+        if (BatchSize is <= 0 or > 1 << 24) return $"batch size {BatchSize} is not between 1 and {1 << 24}";
+        if (!float.IsFinite(LearningRate) || LearningRate <= 0) return $"learning rate {LearningRate} is not a finite positive number";
+        if (!float.IsFinite(WeightDecay) || WeightDecay < 0) return $"weight decay {WeightDecay} is not a finite non-negative number";
+        if (!float.IsFinite(Momentum) || Momentum is < 0 or >= 1) return $"momentum {Momentum} is not in [0, 1)";
+        if (!(ValidationFraction is > 0 and < 1)) return $"validation fraction {ValidationFraction} is not between 0 and 1";
+        return null;
     }
 }

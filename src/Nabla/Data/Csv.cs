@@ -3,7 +3,7 @@ using System.Text;
 namespace Nabla.Data;
 
 /// <summary>A malformed data file or row: the message names the file and line.</summary>
-public sealed class DataFormatException(string message) : Exception(message);
+public sealed class DataFormatException(string message) : Exception(IO.ErrorText.OneLine(message));
 
 /// <summary>How to read a CSV file.</summary>
 public sealed record CsvOptions
@@ -40,11 +40,13 @@ public sealed class CsvTable
         throw new DataFormatException($"{Source}: no column '{nameOrIndex}' (columns: {string.Join(", ", Columns)}; an index like 0 or -1 also works).");
     }
 
+    /// <summary>Largest CSV file read: the table lives in memory as strings, several times the file's size.</summary>
+    public const long MaxFileBytes = 512L << 20;
+
     public static CsvTable Read(string path, CsvOptions? options = null)
     {
-        if (!File.Exists(path)) throw new DataFormatException($"{path}: file not found.");
-        using var reader = new StreamReader(path, Encoding.UTF8);
-        return Parse(reader, path, options ?? new CsvOptions());
+        var text = IO.BoundedFile.ReadAllText(path, MaxFileBytes, "a CSV file");
+        return Parse(new StringReader(text), path, options ?? new CsvOptions());
     }
 
     public static CsvTable Parse(TextReader reader, string source, CsvOptions options)

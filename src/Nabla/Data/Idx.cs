@@ -52,14 +52,10 @@ public static class Idx
     public static IdxArray Read(string path)
     {
         FileStream file;
-        try { file = File.OpenRead(path); }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new DataFormatException($"{path}: cannot open: {e.Message}");
-        }
+        try { file = IO.BoundedFile.OpenRead(path, "an IDX file"); }
+        catch (IO.InputFileException e) { throw new DataFormatException(e.Message); }
         using (file)
         {
-            if (!file.CanSeek) throw new DataFormatException($"{path}: not a regular file.");
             long length = file.Length;
             Span<byte> start = stackalloc byte[2];
             bool gzip = file.Read(start) == 2 && start[0] == 0x1F && start[1] == 0x8B;

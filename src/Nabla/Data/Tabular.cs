@@ -49,6 +49,18 @@ public sealed class TabularPreprocessor
 
     private const int MaxClassesForAuto = 20;
 
+    /// <summary>A number as a CSV cell writes it. NaN, Infinity and values beyond double's range parse in .NET
+    /// but would poison the standardisation (and every prediction) silently, so they are an error naming the cell.</summary>
+    private static bool TryParseNumber(CsvTable table, int row, int column, out double value)
+    {
+        var raw = table.Rows[row][column].Trim();
+        if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out value)) return false;
+        if (!double.IsFinite(value))
+            throw new DataFormatException($"{table.Source}:{table.LineNumbers[row]}: column '{table.Columns[column]}' (column {column + 1}) holds '{raw}', " +
+                "which is not a finite number; fill in a value or remove the row.");
+        return true;
+    }
+
     /// <summary>Learns encodings from the training rows of <paramref name="table"/>.</summary>
     public static TabularPreprocessor Fit(CsvTable table, string target, IReadOnlyList<int> trainRows, TabularTask task = TabularTask.Auto)
     {
@@ -63,10 +75,11 @@ public sealed class TabularPreprocessor
         var targetValues = trainRows.Select(r => table.Rows[r][t].Trim()).ToList();
         int missing = trainRows.FirstOrDefault(r => table.Rows[r][t].Trim().Length == 0, -1);
         if (missing >= 0) throw new DataFormatException($"{table.Source}:{table.LineNumbers[missing]}: the target column '{prep.Target}' is empty.");
-        bool numeric = targetValues.All(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out _));
+        var targetNumbers = trainRows.Select(r => TryParseNumber(table, r, t, out var d) ? d : (double?)null).ToList();
+        bool numeric = targetNumbers.All(d => d.HasValue);
         if (task == TabularTask.Auto)
         {
-            bool integral = numeric && targetValues.All(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) && d == Math.Floor(d));
+            bool integral = numeric && targetNumbers.All(d => d!.Value == Math.Floor(d.Value));
             task = !numeric || (integral && targetValues.Distinct().Count() <= MaxClassesForAuto) ? TabularTask.Classification : TabularTask.Regression;
         }
         if (task == TabularTask.Regression && !numeric)
@@ -88,20 +101,23 @@ public sealed class TabularPreprocessor
     {
         var name = table.Columns[c];
         var values = rows.Select(r => table.Rows[r][c].Trim()).ToList();
-        var present = values.Where(v => v.Length > 0).ToList();
-        var parsed = present.Select(v => double.TryParse(v, NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : (double?)null).ToList();
+        var presentRows = rows.Where(r => table.Rows[r][c].Trim().Length > 0).ToList();
+        var present = presentRows.Select(r => table.Rows[r][c].Trim()).ToList();
+        var parsed = presentRows.Select(r => TryParseNumber(table, r, c, out var d) ? d : (double?)null).ToList();
         int numericCount = parsed.Count(d => d.HasValue);
         if (present.Count > 0 && numericCount == present.Count)
         {
             var xs = parsed.Select(d => d!.Value).ToList();
             double mean = xs.Average();
             double std = Math.Sqrt(xs.Sum(x => (x - mean) * (x - mean)) / xs.Count);
+            if (!double.IsFinite(mean) || !double.IsFinite(std))
+                throw new DataFormatException($"{table.Source}: column '{name}' (column {c + 1}) has values too large to standardise (mean {mean}, standard deviation {std}).");
             return new ColumnEncoding { Name = name, Kind = "numeric", Mean = mean, Std = std > 0 ? std : 1 };
         }
         if (numericCount >= 0.9 * present.Count && present.Count >= 10)
         {
             // Mostly numbers with a few words is far more likely a corrupt row than a categorical column.
-            int bad = rows.First(r => table.Rows[r][c].Trim().Length > 0 && !double.TryParse(table.Rows[r][c].Trim(), NumberStyles.Float, CultureInfo.InvariantCulture, out _));
+            int bad = presentRows[parsed.FindIndex(d => !d.HasValue)];
             throw new DataFormatException($"{table.Source}:{table.LineNumbers[bad]}: column '{name}' is numeric in {numericCount} of {present.Count} rows but this row has '{table.Rows[bad][c]}'.");
         }
         var categories = values.Select(v => v.Length == 0 ? "<missing>" : v).Distinct().OrderBy(v => v, StringComparer.Ordinal).ToList();
@@ -125,7 +141,8 @@ public sealed class TabularPreprocessor
         var regressionLabels = new float[rows.Count];
         for (int n = 0; n < rows.Count; n++)
         {
-            var row = table.Rows[rows[n]];
+            int r = rows[n];
+            var row = table.Rows[r];
             int line = table.LineNumbers[rows[n]], f = n * FeatureCount;
             for (int c = 0; c < Columns.Count; c++)
             {
@@ -135,9 +152,12 @@ public sealed class TabularPreprocessor
                 {
                     double v;
                     if (raw.Length == 0) v = col.Mean; // a missing number takes the training mean (0 after standardising)
-                    else if (!double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out v))
-                        throw new DataFormatException($"{table.Source}:{line}: column '{col.Name}' should be a number but is '{raw}'.");
-                    x[f++] = (float)((v - col.Mean) / col.Std);
+                    else if (!TryParseNumber(table, r, index[c], out v))
+                        throw new DataFormatException($"{table.Source}:{line}: column '{col.Name}' (column {index[c] + 1}) should be a number but is '{raw}'.");
+                    float feature = (float)((v - col.Mean) / col.Std);
+                    if (!float.IsFinite(feature))
+                        throw new DataFormatException($"{table.Source}:{line}: column '{col.Name}' (column {index[c] + 1}) holds {raw}, far outside the training data's range (mean {col.Mean:G4}, standard deviation {col.Std:G4}).");
+                    x[f++] = feature;
                 }
                 else
                 {
@@ -154,8 +174,8 @@ public sealed class TabularPreprocessor
                 if (k < 0) throw new DataFormatException($"{table.Source}:{line}: class '{label}' of column '{Target}' was not in the training data (classes: {string.Join(", ", Classes)}).");
                 classLabels[n] = k;
             }
-            else if (double.TryParse(label, NumberStyles.Float, CultureInfo.InvariantCulture, out var y)) regressionLabels[n] = (float)y;
-            else throw new DataFormatException($"{table.Source}:{line}: target '{Target}' should be a number but is '{label}'.");
+            else if (TryParseNumber(table, r, targetIndex, out var y) && float.IsFinite((float)y)) regressionLabels[n] = (float)y;
+            else throw new DataFormatException($"{table.Source}:{line}: target '{Target}' should be a finite number but is '{label}'.");
         }
         var features = Tensor.FromArray(x, rows.Count, FeatureCount);
         if (targetIndex < 0) return (features, null);
@@ -166,8 +186,48 @@ public sealed class TabularPreprocessor
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    public static TabularPreprocessor FromJson(string json, string source) =>
-        JsonSerializer.Deserialize<TabularPreprocessor>(json, Json) ?? throw new DataFormatException($"{source}: empty preprocessor file.");
+    /// <summary>Reads a preprocessor saved by <see cref="ToJson"/>, checking every field it will compute with.</summary>
+    public static TabularPreprocessor FromJson(string json, string source)
+    {
+        TabularPreprocessor prep;
+        try
+        {
+            prep = JsonSerializer.Deserialize<TabularPreprocessor>(json, Json) ?? throw new DataFormatException($"{source}: empty preprocessor file.");
+        }
+        catch (JsonException e)
+        {
+            throw new DataFormatException($"{source}: corrupt preprocessor ({IO.ErrorText.Json(e)}).");
+        }
+        prep.Validate(source);
+        return prep;
+    }
+
+    /// <summary>Loads preprocessor.json from <paramref name="path"/>.</summary>
+    public static TabularPreprocessor Load(string path) =>
+        FromJson(IO.BoundedFile.ReadAllText(path, IO.BoundedFile.SmallFileLimit, "a preprocessor (preprocessor.json)"), path);
+
+    private void Validate(string source)
+    {
+        string Problem(string what) => $"{source}: {what}; the file is corrupt.";
+        if (string.IsNullOrEmpty(Target)) throw new DataFormatException(Problem("no \"Target\" column"));
+        if (!Enum.IsDefined(Task) || Task == TabularTask.Auto) throw new DataFormatException(Problem($"\"Task\" is {Task}, expected Classification or Regression"));
+        if (Columns is null) throw new DataFormatException(Problem("no \"Columns\""));
+        if (Classes is null) throw new DataFormatException(Problem("no \"Classes\""));
+        if (Task == TabularTask.Classification && (Classes.Count < 2 || Classes.Any(c => c is null)))
+            throw new DataFormatException(Problem($"a classifier needs at least two named classes, found {Classes.Count}"));
+        foreach (var (col, i) in Columns.Select((c, i) => (c, i)))
+        {
+            if (col is null || string.IsNullOrEmpty(col.Name)) throw new DataFormatException(Problem($"column {i} has no name"));
+            if (col.Kind == "numeric")
+            {
+                if (!double.IsFinite(col.Mean) || !double.IsFinite(col.Std) || col.Std <= 0)
+                    throw new DataFormatException(Problem($"column '{col.Name}' has mean {col.Mean} and standard deviation {col.Std} (both must be finite, the deviation positive)"));
+            }
+            else if (col.Kind != "categorical" || col.Categories is null || col.Categories.Any(c => c is null))
+                throw new DataFormatException(Problem($"column '{col.Name}' is neither numeric nor categorical with a list of categories"));
+        }
+        if (FeatureCount == 0) throw new DataFormatException(Problem("no input features"));
+    }
 }
 
 /// <summary>A seeded random split of row indices into training and validation sets.</summary>

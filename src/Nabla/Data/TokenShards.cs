@@ -28,21 +28,34 @@ public static class TokenShard
         AtomicFile.Write(path, s => s.Write(data));
     }
 
-    public static ushort[] Read(string path)
+    /// <summary>Reads a shard. With <paramref name="vocabularySize"/>, every token id is checked to be below it, so
+    /// a shard made with another tokenizer is refused at once, naming the file and the position.</summary>
+    public static ushort[] Read(string path, int? vocabularySize = null)
     {
-        if (!File.Exists(path)) throw new DataFormatException($"{path}: token shard not found.");
-        var bytes = File.ReadAllBytes(path);
-        if (bytes.Length < HeaderInts * 4) throw new DataFormatException($"{path}: truncated token shard ({bytes.Length} bytes; the header alone is {HeaderInts * 4}).");
-        int magic = BinaryPrimitives.ReadInt32LittleEndian(bytes);
-        int version = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(4));
-        int count = BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(8));
+        using var stream = BoundedFile.OpenRead(path, "a token shard");
+        long fileLength = stream.Length;
+        if (fileLength < HeaderInts * 4) throw new DataFormatException($"{path}: truncated token shard ({fileLength} bytes; the header alone is {HeaderInts * 4}).");
+        var header = new byte[HeaderInts * 4];
+        stream.ReadExactly(header);
+        int magic = BinaryPrimitives.ReadInt32LittleEndian(header);
+        int version = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(4));
+        int count = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8));
         if (magic != Magic) throw new DataFormatException($"{path}: not a token shard (magic {magic}, expected {Magic}).");
         if (version != Version) throw new DataFormatException($"{path}: token shard version {version} is not supported (expected {Version}: uint16 tokens).");
+        // Checked against the file's size before the tokens are allocated, so a corrupt count costs nothing.
         long expected = HeaderInts * 4L + 2L * count;
-        if (count < 0 || bytes.Length != expected)
-            throw new DataFormatException($"{path}: the header says {count} tokens ({expected} bytes) but the file has {bytes.Length} bytes; it is truncated or corrupt.");
+        if (count < 0 || fileLength != expected)
+            throw new DataFormatException($"{path}: the header says {count} tokens ({expected} bytes) but the file has {fileLength} bytes; it is truncated or corrupt.");
+        var bytes = new byte[2L * count];
+        try { stream.ReadExactly(bytes); }
+        catch (EndOfStreamException) { throw new DataFormatException($"{path}: the file ended before its {count} tokens (it changed while being read?)."); }
         var tokens = new ushort[count];
-        for (int i = 0; i < count; i++) tokens[i] = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(HeaderInts * 4 + 2 * i));
+        for (int i = 0; i < count; i++)
+        {
+            tokens[i] = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(2 * i));
+            if (tokens[i] >= vocabularySize)
+                throw new DataFormatException($"{path}: token {i} (byte {HeaderInts * 4L + 2L * i}) is id {tokens[i]}, outside the vocabulary of {vocabularySize}; was the shard made with another tokenizer?");
+        }
         return tokens;
     }
 }
@@ -79,12 +92,20 @@ public sealed class TokenBatchLoader : IBatchSource
             throw new DataFormatException($"{source}: {tokens.Length} tokens make {_windows} sequences of {sequenceLength + 1}, fewer than one batch of {batchSize}.");
     }
 
-    /// <summary>Loads llm.c shards (all files matching a glob like data/train_*.bin, in name order).</summary>
-    public static TokenBatchLoader FromShards(IEnumerable<string> files, int batchSize, int sequenceLength, ulong? shuffleSeed = null)
+    /// <summary>Loads llm.c shards (all files matching a glob like data/train_*.bin, in name order); with
+    /// <paramref name="vocabularySize"/> every token id is checked against it as each shard is read.</summary>
+    public static TokenBatchLoader FromShards(IEnumerable<string> files, int batchSize, int sequenceLength, ulong? shuffleSeed = null, int? vocabularySize = null)
     {
         var paths = files.OrderBy(f => f, StringComparer.Ordinal).ToList();
         if (paths.Count == 0) throw new DataFormatException("No token shards found.");
-        var tokens = paths.SelectMany(p => TokenShard.Read(p).Select(t => (int)t)).ToArray();
+        var shards = paths.Select(p => TokenShard.Read(p, vocabularySize)).ToList();
+        long total = shards.Sum(s => (long)s.Length);
+        if (total > Array.MaxLength)
+            throw new DataFormatException($"{string.Join(", ", paths)}: {total} tokens in all, more than one training stream can hold ({Array.MaxLength}).");
+        var tokens = new int[total];
+        int at = 0;
+        foreach (var shard in shards)
+            foreach (var t in shard) tokens[at++] = t;
         return new TokenBatchLoader(tokens, batchSize, sequenceLength, shuffleSeed, string.Join(", ", paths));
     }
 

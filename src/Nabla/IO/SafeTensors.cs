@@ -6,7 +6,7 @@ using System.Text.Json.Nodes;
 namespace Nabla.IO;
 
 /// <summary>A malformed, truncated or mismatched file: the message names the file and, where it applies, the tensor.</summary>
-public sealed class CheckpointException(string message, Exception? inner = null) : Exception(message, inner);
+public sealed class CheckpointException(string message, Exception? inner = null) : Exception(ErrorText.OneLine(message), inner);
 
 /// <summary>One tensor's entry in a safetensors header.</summary>
 public sealed record SafeTensorInfo(string Name, string DType, int[] Shape, long Begin, long End);
@@ -22,18 +22,30 @@ public static unsafe class SafeTensors
 {
     private const long MaxHeaderBytes = 100L << 20;
 
-    /// <summary>Reads the header: tensor entries (in file order) and metadata.</summary>
+    /// <summary>Reads the header: tensor entries (in file order) and metadata. Every size, dtype, shape and
+    /// offset is checked against the file before anything is allocated for the data.</summary>
     public static (List<SafeTensorInfo> Tensors, Dictionary<string, string> Metadata, long DataStart) ReadHeader(string path)
     {
-        if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found.");
-        using var stream = File.OpenRead(path);
+        using var stream = Open(path);
+        return ReadHeader(stream, path);
+    }
+
+    /// <summary>Opens a checkpoint; a missing file, a directory or a device is a <see cref="CheckpointException"/> like any other bad checkpoint.</summary>
+    private static FileStream Open(string path)
+    {
+        try { return BoundedFile.OpenRead(path, "a safetensors file"); }
+        catch (InputFileException e) { throw new CheckpointException(e.Message, e); }
+    }
+
+    private static (List<SafeTensorInfo> Tensors, Dictionary<string, string> Metadata, long DataStart) ReadHeader(FileStream stream, string path)
+    {
         long fileLength = stream.Length;
         if (fileLength < 8) throw new CheckpointException($"{path}: not a safetensors file (only {fileLength} bytes; the 8-byte header length is missing).");
         Span<byte> lenBytes = stackalloc byte[8];
         stream.ReadExactly(lenBytes);
         ulong headerLen = BinaryPrimitives.ReadUInt64LittleEndian(lenBytes);
         if (headerLen > (ulong)MaxHeaderBytes || (long)headerLen > fileLength - 8)
-            throw new CheckpointException($"{path}: corrupt or truncated safetensors file (header length {headerLen} does not fit in a file of {fileLength} bytes).");
+            throw new CheckpointException($"{path}: corrupt or truncated safetensors file (header length {headerLen} does not fit in a file of {fileLength} bytes, or exceeds the {MaxHeaderBytes >> 20} MiB limit).");
         var headerBytes = new byte[headerLen];
         stream.ReadExactly(headerBytes);
         long dataStart = 8 + (long)headerLen;
@@ -54,7 +66,7 @@ public static unsafe class SafeTensors
         }
         catch (JsonException e)
         {
-            throw new CheckpointException($"{path}: corrupt safetensors header (invalid JSON: {e.Message}).", e);
+            throw new CheckpointException($"{path}: corrupt safetensors header (invalid JSON, {ErrorText.Json(e)}).", e);
         }
 
         var metadata = new Dictionary<string, string>();
@@ -63,34 +75,50 @@ public static unsafe class SafeTensors
         {
             if (name == "__metadata__")
             {
+                if (node is not (JsonObject or null)) throw new CheckpointException($"{path}: \"__metadata__\" is not a JSON object of strings.");
                 if (node is JsonObject meta)
                     foreach (var (k, v) in meta) metadata[k] = v?.ToString() ?? "";
                 continue;
             }
             try
             {
-                var obj = node as JsonObject ?? throw new FormatException("entry is not an object");
-                string dtype = obj["dtype"]?.GetValue<string>() ?? throw new FormatException("missing dtype");
-                var shape = (obj["shape"] as JsonArray ?? throw new FormatException("missing shape"))
-                    .Select(d => checked((int)(d ?? throw new FormatException("null dimension in shape")).GetValue<long>())).ToArray();
-                var offsets = obj["data_offsets"] as JsonArray ?? throw new FormatException("missing data_offsets");
-                if (offsets.Count != 2) throw new FormatException("data_offsets must have two entries");
-                long begin = (offsets[0] ?? throw new FormatException("null data_offsets")).GetValue<long>();
-                long end = (offsets[1] ?? throw new FormatException("null data_offsets")).GetValue<long>();
-                if (shape.Any(d => d < 0)) throw new FormatException($"negative dimension in shape [{string.Join(", ", shape)}]");
-                long expected = checked(Kernels.ShapeMath.Count(shape) * ElementSize(dtype, path, name));
-                if (begin < 0 || end < begin || end > dataLength)
-                    throw new FormatException($"data_offsets [{begin}, {end}) fall outside the {dataLength} data bytes (the file is truncated or corrupt)");
-                if (end - begin != expected)
-                    throw new FormatException($"{end - begin} bytes stored for a {dtype} tensor of shape [{string.Join(", ", shape)}], which needs {expected}");
-                tensors.Add(new SafeTensorInfo(name, dtype, shape, begin, end));
+                tensors.Add(ParseEntry(node, path, name, dataLength));
             }
             catch (Exception e) when (e is FormatException or InvalidOperationException or OverflowException or JsonException)
             {
                 throw new CheckpointException($"{path}: tensor '{name}': {e.Message}.", e);
             }
         }
+        // Two tensors sharing bytes would alias each other's data (the reference reader refuses it too).
+        var byOffset = tensors.Where(t => t.End > t.Begin).OrderBy(t => t.Begin).ToList();
+        for (int i = 1; i < byOffset.Count; i++)
+            if (byOffset[i].Begin < byOffset[i - 1].End)
+                throw new CheckpointException($"{path}: tensors '{byOffset[i - 1].Name}' and '{byOffset[i].Name}' overlap " +
+                    $"(bytes [{byOffset[i - 1].Begin}, {byOffset[i - 1].End}) and [{byOffset[i].Begin}, {byOffset[i].End})); the header is corrupt.");
         return (tensors, metadata, dataStart);
+    }
+
+    private static SafeTensorInfo ParseEntry(JsonNode? node, string path, string name, long dataLength)
+    {
+        var obj = node as JsonObject ?? throw new FormatException("entry is not an object");
+        string dtype = (obj["dtype"] as JsonValue)?.GetValue<string>() ?? throw new FormatException("missing dtype");
+        int elementSize = ElementSize(dtype, path, name);
+        var shape = (obj["shape"] as JsonArray ?? throw new FormatException("missing shape"))
+            .Select(d => checked((int)(d as JsonValue ?? throw new FormatException("a dimension of the shape is not a number")).GetValue<long>())).ToArray();
+        var offsets = obj["data_offsets"] as JsonArray ?? throw new FormatException("missing data_offsets");
+        if (offsets.Count != 2) throw new FormatException("data_offsets must have two entries");
+        long begin = (offsets[0] as JsonValue ?? throw new FormatException("data_offsets are not numbers")).GetValue<long>();
+        long end = (offsets[1] as JsonValue ?? throw new FormatException("data_offsets are not numbers")).GetValue<long>();
+        if (shape.Any(d => d < 0)) throw new FormatException($"negative dimension in shape [{string.Join(", ", shape)}]");
+        long count = 1;
+        foreach (int d in shape) count = checked(count * d);
+        if (count > int.MaxValue) throw new FormatException($"shape [{string.Join(", ", shape)}] has {count} elements, more than a tensor can hold ({int.MaxValue})");
+        long expected = count * elementSize;
+        if (begin < 0 || end < begin || end > dataLength)
+            throw new FormatException($"data_offsets [{begin}, {end}) fall outside the {dataLength} data bytes (the file is truncated or corrupt)");
+        if (end - begin != expected)
+            throw new FormatException($"{end - begin} bytes stored for a {dtype} tensor of shape [{string.Join(", ", shape)}], which needs {expected}");
+        return new SafeTensorInfo(name, dtype, shape, begin, end);
     }
 
     private static int ElementSize(string dtype, string path, string name) => dtype switch
@@ -107,11 +135,11 @@ public static unsafe class SafeTensors
 
     public static Dictionary<string, Tensor> Load(string path, out Dictionary<string, string> metadata)
     {
-        var (infos, meta, dataStart) = ReadHeader(path);
+        using var stream = Open(path);
+        var (infos, meta, dataStart) = ReadHeader(stream, path);
         metadata = meta;
         var result = new Dictionary<string, Tensor>();
-        using var handle = File.OpenHandle(path);
-        foreach (var info in infos) result[info.Name] = ReadTensor(handle, path, info, dataStart);
+        foreach (var info in infos) result[info.Name] = ReadTensor(stream.SafeFileHandle, path, info, dataStart);
         return result;
     }
 
@@ -123,9 +151,17 @@ public static unsafe class SafeTensors
         if (bytes == 0) return t;
         if (info.DType is "F32" or "I32")
         {
-            ReadExactly(handle, path, info, new Span<byte>(t.Storage.Pointer.ToPointer(), checked((int)bytes)), dataStart + info.Begin);
+            // In chunks: a tensor may hold more than the 2 GiB one span can address.
+            for (long done = 0; done < bytes;)
+            {
+                int chunk = (int)Math.Min(bytes - done, 1 << 30);
+                ReadExactly(handle, path, info, new Span<byte>((byte*)t.Storage.Pointer + done, chunk), dataStart + info.Begin + done);
+                done += chunk;
+            }
             return t;
         }
+        if (bytes > Array.MaxLength)
+            throw new CheckpointException($"{path}: tensor '{info.Name}': {bytes} bytes of {info.DType} are too many to convert in one piece (store it as F32).");
         var raw = new byte[bytes];
         ReadExactly(handle, path, info, raw, dataStart + info.Begin);
         float* f = (float*)t.Storage.Pointer;
@@ -138,7 +174,12 @@ public static unsafe class SafeTensors
                 case "F16": f[k] = (float)BinaryPrimitives.ReadHalfLittleEndian(raw.AsSpan(2 * k)); break;
                 case "BF16": f[k] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(raw.AsSpan(2 * k)) << 16); break;
                 case "F64": f[k] = (float)BinaryPrimitives.ReadDoubleLittleEndian(raw.AsSpan(8 * k)); break;
-                case "I64": i[k] = checked((int)BinaryPrimitives.ReadInt64LittleEndian(raw.AsSpan(8 * k))); break;
+                case "I64":
+                    long wide = BinaryPrimitives.ReadInt64LittleEndian(raw.AsSpan(8 * k));
+                    if (wide is < int.MinValue or > int.MaxValue)
+                        throw new CheckpointException($"{path}: tensor '{info.Name}': I64 value {wide} at element {k} does not fit the Int32 it is loaded as.");
+                    i[k] = (int)wide;
+                    break;
                 case "I16": i[k] = BinaryPrimitives.ReadInt16LittleEndian(raw.AsSpan(2 * k)); break;
                 case "I8": i[k] = (sbyte)raw[k]; break;
                 default: i[k] = raw[k]; break; // U8, BOOL

@@ -80,6 +80,10 @@ public abstract class Optimizer
     /// <summary>The update rule for one parameter: <paramref name="p"/> and its gradient, both contiguous.</summary>
     protected abstract void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state);
 
+    /// <summary>The state buffers <see cref="Update"/> keeps for each parameter, with this optimizer's settings;
+    /// a parameter loaded with some of them must have them all, so a file that lost a moment tensor is refused.</summary>
+    protected abstract IReadOnlyList<string> StateBufferNames { get; }
+
     private float[] _scratch = [];
 
     /// <summary>grad + weightDecay·p, the L2 form of weight decay that SGD, Adam and RMSProp use, in scratch slot 0.</summary>
@@ -134,33 +138,53 @@ public abstract class Optimizer
         return state;
     }
 
+    /// <summary>Restores state saved by <see cref="StateDict"/>. Everything is checked before anything changes:
+    /// the step counter, each entry's parameter, length and values, and that no parameter lost some of its buffers.</summary>
     public void LoadStateDict(IReadOnlyDictionary<string, Tensor> state, string? source = null)
     {
+        source ??= "optimizer state";
         if (!state.TryGetValue("step", out var step))
-            throw new IO.CheckpointException($"{source ?? "optimizer state"}: the step counter 'step' is missing.");
+            throw new IO.CheckpointException($"{source}: the step counter 'step' is missing.");
+        if (step.DType != DType.Int32 || step.Count != 1 || step.ToIntArray()[0] < 0)
+            throw new IO.CheckpointException($"{source}: 'step' must be one non-negative Int32, got {step.DType} of shape {step.ShapeString}.");
+        int stepCount = step.ToIntArray()[0];
         var parameters = Groups.SelectMany(g => g.Parameters).ToList();
-        var loaded = new Dictionary<int, Dictionary<string, Tensor>>();
+        var loaded = parameters.Select(_ => new Dictionary<string, Tensor>()).ToList();
         foreach (var (key, value) in state)
         {
             if (key == "step") continue;
             int dot = key.IndexOf('.');
             if (dot < 0 || !int.TryParse(key[..dot], out int i) || i < 0 || i >= parameters.Count)
-                throw new IO.CheckpointException($"{source ?? "optimizer state"}: unexpected entry '{key}' (the optimizer has {parameters.Count} parameters).");
+                throw new IO.CheckpointException($"{source}: unexpected entry '{key}' (the optimizer has {parameters.Count} parameters).");
             var p = parameters[i];
-            if (value.Count != p.Count)
-                throw new IO.CheckpointException($"{source ?? "optimizer state"}: '{key}' has {value.Count} values but parameter {i} ({p.Name ?? p.ShapeString}) has {p.Count}.");
-            if (!loaded.TryGetValue(i, out var buffers)) loaded[i] = buffers = new Dictionary<string, Tensor>();
-            buffers[key[(dot + 1)..]] = MemoryScope.Keep(value.Reshape(-1).Clone());
+            var name = key[(dot + 1)..];
+            if (!StateBufferNames.Contains(name))
+                throw new IO.CheckpointException($"{source}: unexpected entry '{key}' ({GetType().Name} keeps {(StateBufferNames.Count == 0 ? "no buffers" : string.Join(", ", StateBufferNames))} with these settings).");
+            if (value.DType != DType.Float32 || value.Count != p.Count)
+                throw new IO.CheckpointException($"{source}: '{key}' is {value.DType} with {value.Count} values but parameter {i} ({p.Name ?? p.ShapeString}) is Float32 with {p.Count}.");
+            var copy = MemoryScope.Keep(value.Reshape(-1).Clone());
+            if (!AllFinite(copy))
+                throw new IO.CheckpointException($"{source}: '{key}' holds NaN or infinite values.");
+            loaded[i][name] = copy;
         }
-        // Every parameter that has state has the same buffers (one never stepped has none), so a parameter
-        // holding only some of them lost the others.
-        var kinds = loaded.Values.SelectMany(b => b.Keys).ToHashSet();
-        foreach (var (i, buffers) in loaded.OrderBy(kv => kv.Key))
-            if (kinds.FirstOrDefault(k => !buffers.ContainsKey(k)) is { } missing)
-                throw new IO.CheckpointException($"{source ?? "optimizer state"}: tensor '{i}.{missing}' is missing (parameter {i}, {parameters[i].Name ?? parameters[i].ShapeString}, has its other state).");
-        _state.Clear();
-        foreach (var (i, buffers) in loaded) _state[parameters[i]] = buffers;
-        StepCount = step.ToIntArray()[0];
+        // A parameter that never received a gradient has no state (as in PyTorch); one with some of its
+        // buffers lost the others, and a file with none at all after steps were taken lost them all.
+        for (int i = 0; i < parameters.Count; i++)
+            if (loaded[i].Count > 0 && StateBufferNames.FirstOrDefault(name => !loaded[i].ContainsKey(name)) is { } missing)
+                throw new IO.CheckpointException($"{source}: tensor '{i}.{missing}' is missing (parameter {i}, {parameters[i].Name ?? parameters[i].ShapeString}, has its other state); the file is incomplete.");
+        if (stepCount > 0 && StateBufferNames.Count > 0 && loaded.All(b => b.Count == 0))
+            throw new IO.CheckpointException($"{source}: no {string.Join(" / ", StateBufferNames)} tensors after {stepCount} steps; the file is incomplete.");
+        for (int i = 0; i < parameters.Count; i++)
+            if (loaded[i].Count > 0) _state[parameters[i]] = loaded[i];
+            else _state.Remove(parameters[i]);
+        StepCount = stepCount;
+    }
+
+    private static bool AllFinite(Tensor t)
+    {
+        foreach (float v in t.AsSpan())
+            if (!float.IsFinite(v)) return false;
+        return true;
     }
 }
 
@@ -183,6 +207,8 @@ public sealed class SGD : Optimizer
         Dampening = dampening;
         Nesterov = nesterov;
     }
+
+    protected override IReadOnlyList<string> StateBufferNames => Momentum != 0 ? ["momentum_buffer"] : [];
 
     protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {
@@ -225,6 +251,8 @@ public class Adam : Optimizer
         _decoupled = decoupled;
     }
 
+    protected override IReadOnlyList<string> StateBufferNames => ["exp_avg", "exp_avg_sq"];
+
     protected override unsafe void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {
         var m = state.Buffer("exp_avg");
@@ -262,6 +290,8 @@ public sealed class RMSProp : Optimizer
         Momentum = momentum;
         Centered = centered;
     }
+
+    protected override IReadOnlyList<string> StateBufferNames => ["square_avg", .. (Centered ? (string[])["grad_avg"] : []), .. (Momentum > 0 ? (string[])["momentum_buffer"] : [])];
 
     protected override void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state)
     {

@@ -98,7 +98,10 @@ public sealed class CharTokenizer : ITokenizer
     public static CharTokenizer Load(string path)
     {
         if (!File.Exists(path)) throw new TokenizerFileException($"{path}: file not found.");
-        byte[] content = File.ReadAllBytes(path);
+        byte[] content;
+        try { content = IO.BoundedFile.ReadAllBytes(path, IO.BoundedFile.SmallFileLimit, "a character vocabulary"); }
+        catch (IO.InputFileException e) { throw new TokenizerFileException(e.Message, e); }
+        TokenizerFileException.EnsureUtf8(path, content);
         string? type = null;
         List<string>? characters = null;
         var reader = new Utf8JsonReader(content);

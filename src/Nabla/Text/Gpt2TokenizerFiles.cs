@@ -50,8 +50,9 @@ internal static class Gpt2TokenizerFiles
     /// <summary>Reads a token → id JSON object, rejecting anything else with the file and line of the problem.</summary>
     public static Dictionary<string, int> ReadVocabulary(string path)
     {
-        ReadOnlySpan<byte> json = ReadAllBytes(path);
+        ReadOnlySpan<byte> json = ReadAllBytes(path, "a GPT-2 vocabulary (encoder.json / vocab.json)");
         if (json.StartsWith(Encoding.UTF8.Preamble)) json = json[Encoding.UTF8.Preamble.Length..];
+        TokenizerFileException.EnsureUtf8(path, json);
         var vocabulary = new Dictionary<string, int>(StringComparer.Ordinal);
         var reader = new Utf8JsonReader(json);
         try
@@ -80,25 +81,22 @@ internal static class Gpt2TokenizerFiles
     /// <summary>Reads the merges, in priority order; the optional "#version" first line and blank lines are skipped.</summary>
     public static List<MergeLine> ReadMerges(string path)
     {
-        if (!File.Exists(path)) throw new TokenizerFileException($"{path}: file not found.");
+        ReadOnlySpan<byte> content = ReadAllBytes(path, "a GPT-2 merges file (vocab.bpe / merges.txt)");
+        if (content.StartsWith(Encoding.UTF8.Preamble)) content = content[Encoding.UTF8.Preamble.Length..];
+        TokenizerFileException.EnsureUtf8(path, content);
+        var text = Encoding.UTF8.GetString(content);
         var merges = new List<MergeLine>();
         int lineNumber = 0;
-        try
+        using var lines = new StringReader(text);
+        while (lines.ReadLine() is { } line)
         {
-            foreach (string line in File.ReadLines(path, Encoding.UTF8))
-            {
-                lineNumber++;
-                if (line.Length == 0 || lineNumber == 1 && line.StartsWith("#version", StringComparison.Ordinal)) continue;
-                int space = line.IndexOf(' ');
-                if (space <= 0 || space == line.Length - 1 || line.IndexOf(' ', space + 1) >= 0)
-                    throw new TokenizerFileException(
-                        $"{path}:{lineNumber}: expected a merge as two tokens separated by one space, got \"{line}\".");
-                merges.Add(new MergeLine(line[..space], line[(space + 1)..], lineNumber));
-            }
-        }
-        catch (IOException e) when (e is not TokenizerFileException)
-        {
-            throw new TokenizerFileException($"{path}: cannot read ({e.Message}).", e);
+            lineNumber++;
+            if (line.Length == 0 || lineNumber == 1 && line.StartsWith("#version", StringComparison.Ordinal)) continue;
+            int space = line.IndexOf(' ');
+            if (space <= 0 || space == line.Length - 1 || line.IndexOf(' ', space + 1) >= 0)
+                throw new TokenizerFileException(
+                    $"{path}:{lineNumber}: expected a merge as two tokens separated by one space, got \"{(line.Length > 80 ? line[..80] + "…" : line)}\".");
+            merges.Add(new MergeLine(line[..space], line[(space + 1)..], lineNumber));
         }
         return merges;
     }
@@ -152,16 +150,16 @@ internal static class Gpt2TokenizerFiles
         json.Append('"');
     }
 
-    private static byte[] ReadAllBytes(string path)
+    private static byte[] ReadAllBytes(string path, string what)
     {
         if (!File.Exists(path)) throw new TokenizerFileException($"{path}: file not found.");
         try
         {
-            return File.ReadAllBytes(path);
+            return IO.BoundedFile.ReadAllBytes(path, IO.BoundedFile.SmallFileLimit, what);
         }
-        catch (IOException e)
+        catch (IO.InputFileException e)
         {
-            throw new TokenizerFileException($"{path}: cannot read ({e.Message}).", e);
+            throw new TokenizerFileException(e.Message, e);
         }
     }
 }

@@ -68,23 +68,8 @@ public static class TokenizerFiles
     {
         if (!File.Exists(path)) throw new TokenizerFileException($"{path}: file not found.");
         byte[] content;
-        try
-        {
-            using var stream = File.OpenRead(path);
-            using var buffer = new MemoryStream();
-            var chunk = new byte[1 << 16];
-            int read;
-            while ((read = stream.Read(chunk)) > 0)
-            {
-                buffer.Write(chunk, 0, read);
-                if (buffer.Length > MaxJsonBytes) throw new TokenizerFileException($"{path}: more than {MaxJsonBytes >> 20} MiB, too large for a tokenizer file.");
-            }
-            content = buffer.ToArray();
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException && e is not TokenizerFileException)
-        {
-            throw new TokenizerFileException($"{path}: cannot read ({e.Message}).", e);
-        }
+        try { content = IO.BoundedFile.ReadAllBytes(path, MaxJsonBytes, "a tokenizer file"); }
+        catch (IO.InputFileException e) { throw new TokenizerFileException(e.Message, e); }
         // JsonDocument accepts invalid UTF-8 inside strings and fails only when one is read: check it all first.
         for (int offset = 0; offset < content.Length;)
         {

@@ -27,15 +27,15 @@ public sealed class MetricsLog(string path)
     public static List<JsonObject> Read(string path)
     {
         var records = new List<JsonObject>();
-        if (!File.Exists(path)) return records;
-        var lines = File.ReadAllText(path).Split('\n');
+        if (!System.IO.Path.Exists(path)) return records;
+        var lines = BoundedFile.ReadAllText(path, BoundedFile.TextFileLimit, "a metrics log").Split('\n');
         // The text after the last newline is a line whose append did not finish: dropped whatever it holds.
         for (int i = 0; i < lines.Length - 1; i++)
         {
             if (lines[i].Length == 0) continue;
             try
             {
-                if (JsonNode.Parse(lines[i]) is JsonObject { } o && o["step"] is JsonValue step && step.TryGetValue<int>(out _))
+                if (JsonNode.Parse(lines[i], documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }) is JsonObject { } o && o["step"] is JsonValue step && step.TryGetValue<int>(out _))
                 {
                     records.Add(o);
                     continue;

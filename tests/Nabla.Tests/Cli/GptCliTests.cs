@@ -1,7 +1,7 @@
-using System.Net;
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
 using Nabla.Models.Gpt2;
+using Nabla.Tests.IO;
 
 namespace Nabla.Tests.Cli;
 
@@ -98,45 +98,6 @@ public class GptCliTests : IDisposable
         Assert.Contains("not a token id", CliRunner.Run("tokenize", "--vocab", vocab, "--decode", "--text", "15496 99999").Err);
     }
 
-    /// <summary>Serves files from a dictionary on 127.0.0.1, with Hugging Face's X-Linked-ETag (the SHA-256) on request.</summary>
-    private sealed class FileServer : IDisposable
-    {
-        private readonly HttpListener _listener = new();
-        public string Url { get; }
-
-        public FileServer(Func<string, (byte[] Body, string? Sha)?> files)
-        {
-            for (int attempt = 0; ; attempt++)
-            {
-                int port = Random.Shared.Next(20000, 60000);
-                Url = $"http://127.0.0.1:{port}/";
-                _listener.Prefixes.Clear();
-                _listener.Prefixes.Add(Url);
-                try { _listener.Start(); break; }
-                catch (HttpListenerException) when (attempt < 10) { }
-            }
-            Task.Run(async () =>
-            {
-                while (_listener.IsListening)
-                {
-                    HttpListenerContext ctx;
-                    try { ctx = await _listener.GetContextAsync(); } catch { return; }
-                    var file = files(ctx.Request.Url!.AbsolutePath.TrimStart('/'));
-                    if (file is not { } f) ctx.Response.StatusCode = 404;
-                    else
-                    {
-                        if (f.Sha != null) ctx.Response.AddHeader("X-Linked-ETag", $"\"{f.Sha}\"");
-                        ctx.Response.ContentLength64 = f.Body.Length;
-                        await ctx.Response.OutputStream.WriteAsync(f.Body);
-                    }
-                    ctx.Response.Close();
-                }
-            });
-        }
-
-        public void Dispose() => _listener.Stop();
-    }
-
     [Fact]
     public void ModelFetchDownloadsChecksAndRunsACheckpointFromALocalServer()
     {
@@ -146,19 +107,23 @@ public class GptCliTests : IDisposable
         File.Copy(TestData.File("gpt2/encoder.json"), Path.Combine(source, "encoder.json"));
         File.Copy(TestData.File("gpt2/vocab.bpe"), Path.Combine(source, "vocab.bpe"));
         bool corrupt = false;
-        using var server = new FileServer(name =>
+        using var server = new LocalHttpServer(LocalHttpServer.Files(name =>
         {
             var path = Path.Combine(source, name);
             if (!File.Exists(path)) return null;
             var body = File.ReadAllBytes(path);
-            var sha = name == "model.safetensors" ? Convert.ToHexStringLower(SHA256.HashData(body)) : null;
             if (corrupt && name == "model.safetensors") body[^1] ^= 0xFF;
-            return (body, sha);
-        });
+            return body;
+        }));
+        // The manifest pins each file's SHA-256, hashed here from the files as written (not by the downloader).
+        var files = new[] { "config.json", "model.safetensors", "encoder.json", "vocab.bpe" };
+        var manifest = Path.Combine(_dir, "manifest.json");
+        File.WriteAllText(manifest, "[" + string.Join(",", files.Select(f =>
+            $"{{\"name\": \"{f}\", \"url\": \"{server.Url}{f}\", \"sha256\": \"{Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(source, f))))}\"}}")) + "]");
         var cache = Path.Combine(_dir, "cache");
-        var fetch = CliRunner.Run("model", "fetch", "gpt2", "--base-url", server.Url, "--cache", cache);
+        var fetch = CliRunner.Run("model", "fetch", "tiny", "--manifest", manifest, "--cache", cache);
         Ok(fetch);
-        foreach (var f in new[] { "config.json", "model.safetensors", "encoder.json", "vocab.bpe" })
+        foreach (var f in files)
             Assert.True(File.Exists(Path.Combine(cache, f)), $"{f} was not downloaded");
         var gen = CliRunner.Run("generate", "--model", cache, "--prompt", "Hello", "--max-tokens", "5", "--temperature", "0");
         Ok(gen);
@@ -167,11 +132,49 @@ public class GptCliTests : IDisposable
         // A corrupted download is refused, and nothing half-written is left behind.
         corrupt = true;
         var other = Path.Combine(_dir, "cache2");
-        var bad = CliRunner.Run("model", "fetch", "gpt2", "--base-url", server.Url, "--cache", other);
+        var bad = CliRunner.Run("model", "fetch", "tiny", "--manifest", manifest, "--cache", other);
         Assert.Equal(1, bad.Exit);
         Assert.Contains("SHA-256 mismatch", bad.Err);
+        Assert.Contains($"{server.Url}model.safetensors", bad.Err);
         Assert.False(File.Exists(Path.Combine(other, "model.safetensors")));
-        Assert.False(File.Exists(Path.Combine(other, "model.safetensors.part")));
+        Assert.Empty(Directory.GetFiles(other, "*.part", SearchOption.AllDirectories));
+
+        // The official list through a mirror still checks the pinned hashes, which this tiny model cannot match.
+        var mirror = CliRunner.Run("model", "fetch", "gpt2", "--base-url", server.Url, "--cache", Path.Combine(_dir, "cache3"));
+        Assert.Equal(1, mirror.Exit);
+        Assert.Contains("SHA-256 mismatch", mirror.Err);
+    }
+
+    [Theory]
+    [InlineData("../escape", "not a plain file name")]
+    [InlineData("/etc/passwd", "not a plain file name")]
+    [InlineData("sub/file", "not a plain file name")]
+    [InlineData("..", "not a plain file name")]
+    public void ModelFetchManifestNamesStayInsideTheCache(string name, string expected)
+    {
+        var manifest = Path.Combine(_dir, "manifest.json");
+        File.WriteAllText(manifest, $"[{{\"name\": \"{name}\", \"url\": \"http://127.0.0.1:9/x\", \"sha256\": \"{new string('a', 64)}\"}}]");
+        var r = CliRunner.Run("model", "fetch", "x", "--manifest", manifest, "--cache", Path.Combine(_dir, "cache"));
+        Assert.Equal(1, r.Exit);
+        Assert.Contains(manifest, r.Err);
+        Assert.Contains(expected, r.Err);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "cache")), "nothing may be created before the manifest is checked");
+    }
+
+    [Theory]
+    [InlineData("{\"name\": \"model.safetensors\", \"url\": \"http://127.0.0.1:9/m\"}", "has no SHA-256; refusing")]
+    [InlineData("{\"name\": \"model.safetensors\", \"url\": \"http://127.0.0.1:9/m\", \"sha256\": \"abc\"}", "is not a SHA-256")]
+    [InlineData("{\"name\": \"model.safetensors\", \"url\": \"file:///etc/passwd\", \"sha256\": \"0000000000000000000000000000000000000000000000000000000000000000\"}", "is not an http(s) URL")]
+    [InlineData("{\"name\": 5}", "not a manifest")]
+    public void ModelFetchManifestEntriesNeedAHashAndAnHttpUrl(string entry, string expected)
+    {
+        var manifest = Path.Combine(_dir, "manifest.json");
+        File.WriteAllText(manifest, $"[{entry}]");
+        var r = CliRunner.Run("model", "fetch", "x", "--manifest", manifest, "--cache", Path.Combine(_dir, "cache"));
+        Assert.Equal(1, r.Exit);
+        Assert.Contains(manifest, r.Err);
+        Assert.Contains(expected, r.Err);
+        Assert.Single(r.Err.Trim().Split('\n'));
     }
 }
 

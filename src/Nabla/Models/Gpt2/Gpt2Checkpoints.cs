@@ -174,6 +174,12 @@ public static partial class Gpt2Checkpoints
         "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias",
     ];
 
+    private static FileStream OpenLlmc(string path)
+    {
+        try { return BoundedFile.OpenRead(path, "an llm.c checkpoint"); }
+        catch (InputFileException e) { throw new CheckpointException(e.Message, e); }
+    }
+
     /// <summary>
     /// Imports llm.c's gpt2_124M.bin (and the other sizes): a 256-int32 header (magic 20240326, version 3 for
     /// float32 or 5 for bfloat16, maxT, V, layers, heads, channels, padded V) followed by all parameters,
@@ -182,8 +188,7 @@ public static partial class Gpt2Checkpoints
     /// </summary>
     public static Gpt2Model LoadLlmc(string path)
     {
-        if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found.");
-        using var stream = File.OpenRead(path);
+        using var stream = OpenLlmc(path);
         var header = new byte[LlmcHeaderInts * 4];
         if (stream.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) != header.Length)
             throw new CheckpointException($"{path}: truncated llm.c checkpoint ({stream.Length} bytes; the 1024-byte header is incomplete).");

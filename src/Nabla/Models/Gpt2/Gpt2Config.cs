@@ -155,18 +155,9 @@ public sealed record Gpt2Config
     {
         const long MaxConfigBytes = 1 << 20;
         if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found.");
-        try
-        {
-            using var stream = File.OpenRead(path);
-            var buffer = new byte[MaxConfigBytes + 1];
-            int length = 0, read;
-            while (length < buffer.Length && (read = stream.Read(buffer, length, buffer.Length - length)) > 0) length += read;
-            if (length > MaxConfigBytes) throw new CheckpointException($"{path}: more than {MaxConfigBytes:N0} bytes, too large for a model config.");
-            return FromJson(System.Text.Encoding.UTF8.GetString(buffer, 0, length), path);
-        }
-        catch (IOException e)
-        {
-            throw new CheckpointException($"{path}: cannot read ({e.Message}).", e);
-        }
+        string json;
+        try { json = IO.BoundedFile.ReadAllText(path, MaxConfigBytes, "a model config"); }
+        catch (IO.InputFileException e) { throw new CheckpointException(e.Message, e); }
+        return FromJson(json, path);
     }
 }
