@@ -77,16 +77,7 @@ public static class GptTrainCommand
             if (p.GetValue(resume))
             {
                 if (p.GetValue(output) == null) throw new CliException("--resume needs --out: the run directory to continue.");
-                if (!File.Exists(configPath)) throw new CliException($"{configPath}: not found; there is no run to resume in {dir}.");
-                try
-                {
-                    config = JsonSerializer.Deserialize<GptRunConfig>(File.ReadAllText(configPath), GptRunConfig.Json)
-                        ?? throw new CliException($"{configPath}: empty.");
-                }
-                catch (JsonException e)
-                {
-                    throw new CliException($"{configPath}: corrupt run configuration ({e.Message}).");
-                }
+                config = RunConfigFile.Load<GptRunConfig>(configPath, GptRunConfig.Json, "`nabla train gpt`");
             }
             else
             {
@@ -123,7 +114,7 @@ public static class GptTrainCommand
                 if (File.Exists(configPath))
                     throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
                 Directory.CreateDirectory(dir);
-                AtomicFile.WriteAllText(configPath, JsonSerializer.Serialize(config, GptRunConfig.Json));
+                RunConfigFile.Save(configPath, config, GptRunConfig.Json);
             }
             return Task.FromResult(Train(config, dir, cancel));
         });
