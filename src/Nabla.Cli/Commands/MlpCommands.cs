@@ -166,10 +166,19 @@ public static class MlpCommands
 
     public static Command Eval()
     {
-        var command = new Command("eval", "Evaluate a trained MLP run: on its validation split, or on another CSV file.") { RunOption, CsvInput };
+        var command = new Command("eval", "Evaluate a trained run: an MLP on its validation split (or another CSV file), an image classifier on its test set.")
+        {
+            RunOption, CsvInput,
+        };
         command.SetAction(p =>
         {
-            var (config, prep, model) = new MlpRun(p.GetValue(RunOption)!).Load();
+            var runDir = p.GetValue(RunOption)!;
+            if (VisionRun.IsVisionRun(runDir))
+            {
+                if (p.GetValue(CsvInput) != null) throw new CliException($"--csv: {runDir} is an image-classifier run; it is evaluated on its dataset's test set.");
+                return VisionCommands.Evaluate(runDir);
+            }
+            var (config, prep, model) = new MlpRun(runDir).Load();
             var csvPath = p.GetValue(CsvInput);
             CsvTable table;
             IReadOnlyList<int> rows;
