@@ -37,6 +37,7 @@ public static class VisionCommands
         MlpCommands.Check(epochs, v => v > 0, "--epochs must be positive.");
         MlpCommands.Check(batchSize, v => v > 0, "--batch-size must be positive.");
         MlpCommands.Check(lr, v => v > 0 && float.IsFinite(v), "--lr must be positive.");
+        MlpCommands.Check(optimizer, Optimizers.IsKnown, $"--optimizer must be one of {Optimizers.Names}.");
         MlpCommands.Check(weightDecay, v => v >= 0 && float.IsFinite(v), "--weight-decay must not be negative.");
         MlpCommands.Check(augment, v => v is "on" or "off", "--augment must be on or off.");
         MlpCommands.Check(subset, v => v >= 0, "--subset must not be negative (0: all images).");
@@ -160,7 +161,8 @@ public static class VisionCommands
             table.AddRow(Markup.Escape(classes[c]), images == 0 ? "-" : $"{100.0 * confusion[c, c] / images:F1}%", $"{confusion[c, c]}/{images}",
                 confusion[c, mistaken] == 0 ? "" : Markup.Escape($"{classes[mistaken]} ({confusion[c, mistaken]})"));
         }
-        AnsiConsole.Write(table);
+        // To whatever Console.Out is now (the shared AnsiConsole keeps the writer it started with).
+        AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) }).Write(table);
         Charts.Confusion(run.ConfusionPath, "Confusion matrix (test set)", confusion, classes);
         Console.WriteLine($"confusion matrix: {run.ConfusionPath}");
     }

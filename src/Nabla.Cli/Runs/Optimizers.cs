@@ -8,6 +8,8 @@ public static class Optimizers
 {
     public const string Names = "adamw, adam, sgd, sgd-nesterov, rmsprop";
 
+    public static bool IsKnown(string name) => Names.Split(", ").Contains(name.ToLowerInvariant());
+
     /// <param name="momentum">For SGD (heavy-ball, or Nesterov's).</param>
     public static Optimizer Create(string name, Module model, float learningRate, float weightDecay, float momentum) => name switch
     {
