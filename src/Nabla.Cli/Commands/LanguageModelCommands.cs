@@ -37,7 +37,7 @@ public static class LanguageModelCommands
         };
         command.SetAction(p =>
         {
-            var (gpt, tokenizer) = LanguageModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
+            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
             var text = p.GetValue(prompt);
             int[] ids = text is { Length: > 0 } ? tokenizer.Encode(text)
                 : tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? [eot]
@@ -110,7 +110,7 @@ public static class LanguageModelCommands
         var command = new Command("perplexity", "Sliding-window perplexity of a GPT-2 on a text file.") { model, vocab, text, context, stride, maxTokens };
         command.SetAction(p =>
         {
-            var (gpt, tokenizer) = LanguageModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
+            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
             var path = p.GetValue(text)!;
             if (!File.Exists(path)) throw new CliException($"{path}: file not found.");
             var tokens = tokenizer.Encode(File.ReadAllText(path));
@@ -149,7 +149,7 @@ public static class LanguageModelCommands
             ITokenizer tokenizer = p.GetValue(tokenizerKind)!.ToLowerInvariant() switch
             {
                 "char" => CharTokenizer.FromText(string.Concat(texts)),
-                "gpt2" => p.GetValue(vocab) is { } v ? LanguageModelFiles.LoadTokenizer(v, "--vocab") : throw new CliException("--tokenizer gpt2 needs --vocab DIR (encoder.json + vocab.bpe, or vocab.json + merges.txt)."),
+                "gpt2" => p.GetValue(vocab) is { } v ? TokenizerFiles.Load(v) : throw new CliException("--tokenizer gpt2 needs --vocab DIR (tokenizer.json, vocab.json + merges.txt, or encoder.json + vocab.bpe)."),
                 var other => throw new CliException($"--tokenizer: unknown tokenizer '{other}' (gpt2, char)."),
             };
             var train = new List<int>();
@@ -173,7 +173,7 @@ public static class LanguageModelCommands
             }
             int trainShards = Write("train", train);
             int valShards = val.Count > 0 ? Write("val", val) : 0;
-            LanguageModelFiles.SaveTokenizer(tokenizer, dir);
+            TokenizerFiles.Save(tokenizer, dir);
             Console.WriteLine($"{dir}: {train.Count:N0} training tokens in {trainShards} shard(s), {val.Count:N0} validation tokens in {valShards}; vocabulary {tokenizer.VocabSize}");
             return 0;
         });
@@ -205,14 +205,14 @@ public static class LanguageModelCommands
 
     public static Command Tokenize()
     {
-        var vocab = new Option<string>("--vocab") { Description = "Directory with encoder.json + vocab.bpe (or vocab.json + merges.txt, or a char tokenizer.json).", Required = true };
+        var vocab = new Option<string>("--vocab") { Description = "Directory with a tokenizer: tokenizer.json, vocab.json + merges.txt, encoder.json + vocab.bpe, or char_vocab.json.", Required = true };
         var text = new Option<string?>("--text") { Description = "Text to tokenize (with --decode: space-separated ids)." };
         var file = new Option<string?>("--file") { Description = "File to tokenize (with --decode: a file of ids)." };
         var decode = new Option<bool>("--decode") { Description = "Turn ids back into text." };
         var command = new Command("tokenize", "Print the token ids of a text (one line, space-separated), or with --decode the text of ids.") { vocab, text, file, decode };
         command.SetAction(p =>
         {
-            var tokenizer = LanguageModelFiles.LoadTokenizer(p.GetValue(vocab)!, "--vocab");
+            var tokenizer = TokenizerFiles.Load(p.GetValue(vocab)!);
             string input = (p.GetValue(text), p.GetValue(file)) switch
             {
                 ({ } t, null) => t,

@@ -9,8 +9,8 @@ namespace Nabla.Text;
 /// <see cref="Gpt2PreTokenizer"/>, each pre-token's bytes merged pairwise by priority (rank) from the merges
 /// file until no listed pair remains; the resulting tokens' ids come from the vocabulary. Decoding
 /// concatenates the tokens' bytes and reads them as UTF-8. Loads OpenAI's <c>encoder.json</c> +
-/// <c>vocab.bpe</c> or Hugging Face's <c>vocab.json</c> + <c>merges.txt</c>, and is safe to use from several
-/// threads at once.
+/// <c>vocab.bpe</c>, Hugging Face's <c>vocab.json</c> + <c>merges.txt</c>, or Hugging Face's <c>tokenizer.json</c>,
+/// and is safe to use from several threads at once.
 /// </summary>
 public sealed class Gpt2Tokenizer : ITokenizer
 {
@@ -34,6 +34,8 @@ public sealed class Gpt2Tokenizer : ITokenizer
     private readonly int[] idOfByte = new int[256];
     private readonly Dictionary<long, MergeRule> mergeOfPair;
     private readonly (string Left, string Right)[] merges;
+    private readonly (string Text, int Id)[] specialTokens;
+    private readonly bool specialTokenHasWhitespace;
     private readonly ConcurrentDictionary<string, int[]> idsOfPreToken = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int[]>.AlternateLookup<ReadOnlySpan<char>> idsOfPreTokenSpan;
     private int cachedPreTokenCount;
@@ -48,12 +50,14 @@ public sealed class Gpt2Tokenizer : ITokenizer
     /// </summary>
     public Gpt2Tokenizer(IReadOnlyDictionary<string, int> vocabulary, IEnumerable<(string Left, string Right)> merges)
         : this(vocabulary, merges.Select((merge, index) => new MergeLine(merge.Left, merge.Right, index + 1)).ToList(),
-               vocabularySource: "vocabulary", mergeLocation: line => $"merge {line}")
+               vocabularySource: "vocabulary", mergeLocation: line => $"merge {line}", specialTokens: null)
     {
     }
 
+    /// <param name="specialTokens">Tokens that <see cref="Encode(string, bool)"/> recognises whole when special
+    /// tokens are allowed; null: &lt;|endoftext|&gt;, if the vocabulary has it.</param>
     private Gpt2Tokenizer(IReadOnlyDictionary<string, int> vocabulary, List<MergeLine> mergeLines,
-                          string vocabularySource, Func<int, string> mergeLocation)
+                          string vocabularySource, Func<int, string> mergeLocation, IReadOnlyList<string>? specialTokens)
     {
         tokenOfId = BuildTokenOfId(vocabulary, vocabularySource);
         bytesOfId = new byte[tokenOfId.Length][];
@@ -84,6 +88,10 @@ public sealed class Gpt2Tokenizer : ITokenizer
         }
 
         EndOfTextId = vocabulary.TryGetValue(EndOfTextToken, out int endOfText) ? endOfText : null;
+        this.specialTokens = (specialTokens ?? (EndOfTextId is null ? [] : [EndOfTextToken]))
+            .Select(text => (text, vocabulary.TryGetValue(text, out int id) ? id : throw new ArgumentException($"{vocabularySource}: special token \"{text}\" is not in the vocabulary.")))
+            .ToArray();
+        specialTokenHasWhitespace = this.specialTokens.Any(special => special.Text.Any(char.IsWhiteSpace));
         idsOfPreTokenSpan = idsOfPreToken.GetAlternateLookup<ReadOnlySpan<char>>();
     }
 
@@ -104,11 +112,43 @@ public sealed class Gpt2Tokenizer : ITokenizer
         var mergeLines = Gpt2TokenizerFiles.ReadMerges(mergesPath);
         try
         {
-            return new Gpt2Tokenizer(vocabulary, mergeLines, vocabularyPath, line => $"{mergesPath}:{line}");
+            return new Gpt2Tokenizer(vocabulary, mergeLines, vocabularyPath, line => $"{mergesPath}:{line}", specialTokens: null);
         }
         catch (ArgumentException e)
         {
             // The message already starts with the vocabulary's path or the merges file's "path:line".
+            throw new TokenizerFileException(e.Message, e);
+        }
+    }
+
+    /// <summary>
+    /// Loads Hugging Face's <c>tokenizer.json</c> of a byte-level BPE (GPT-2's kind): <c>model.vocab</c>,
+    /// <c>model.merges</c> in either form, and <c>added_tokens</c>, which become this tokenizer's special tokens
+    /// (recognised when special tokens are allowed; an added token missing from the vocabulary takes its id).
+    /// Settings that would tokenize differently from GPT-2 are refused with the key that says so.
+    /// </summary>
+    public static Gpt2Tokenizer FromTokenizerJson(string path)
+    {
+        using var document = TokenizerFiles.ReadJson(path);
+        return FromTokenizerJson(path, document.RootElement);
+    }
+
+    internal static Gpt2Tokenizer FromTokenizerJson(string path, System.Text.Json.JsonElement root)
+    {
+        var (vocabulary, mergeLines, addedTokens) = HuggingFaceTokenizerFile.Read(path, root);
+        for (int i = 0; i < addedTokens.Count; i++)
+        {
+            var (content, id) = addedTokens[i];
+            if (!vocabulary.TryAdd(content, id) && vocabulary[content] != id)
+                throw new TokenizerFileException($"{path}: added_tokens[{i}] \"{content}\" has id {id}, but model.vocab gives it {vocabulary[content]}.");
+        }
+        try
+        {
+            return new Gpt2Tokenizer(vocabulary, mergeLines, path, line => $"{path}: model.merges[{line - 1}]",
+                addedTokens.Select(token => token.Content).Distinct().ToList());
+        }
+        catch (ArgumentException e)
+        {
             throw new TokenizerFileException(e.Message, e);
         }
     }
@@ -125,6 +165,9 @@ public sealed class Gpt2Tokenizer : ITokenizer
 
     /// <summary>Id of <c>&lt;|endoftext|&gt;</c>, or null when the vocabulary has no such token.</summary>
     public int? EndOfTextId { get; }
+
+    /// <summary>The tokens recognised whole when special tokens are allowed (&lt;|endoftext|&gt;, or tokenizer.json's added tokens).</summary>
+    public IReadOnlyList<string> SpecialTokens => specialTokens.Select(special => special.Text).ToArray();
 
     /// <summary>The merges in priority order, as read (left and right token strings).</summary>
     public IReadOnlyList<(string Left, string Right)> Merges => Array.AsReadOnly(merges);
@@ -149,8 +192,8 @@ public sealed class Gpt2Tokenizer : ITokenizer
     public int[] Encode(string text) => Encode(text, allowSpecialTokens: false);
 
     /// <summary>
-    /// Encodes <paramref name="text"/>; with <paramref name="allowSpecialTokens"/>, each "&lt;|endoftext|&gt;" becomes
-    /// <see cref="EndOfTextId"/>. Unpaired surrogates are encoded as U+FFFD, as <see cref="Encoding.UTF8"/> does.
+    /// Encodes <paramref name="text"/>; with <paramref name="allowSpecialTokens"/>, each of the <see cref="SpecialTokens"/>
+    /// (e.g. "&lt;|endoftext|&gt;") becomes its id. Unpaired surrogates are encoded as U+FFFD, as <see cref="Encoding.UTF8"/> does.
     /// </summary>
     public int[] Encode(string text, bool allowSpecialTokens)
     {
@@ -187,10 +230,10 @@ public sealed class Gpt2Tokenizer : ITokenizer
     /// <summary>Encodes text whose unpaired surrogates (if any) are <see cref="SurrogateEscape"/> byte escapes.</summary>
     private int[] EncodeChars(string text, bool allowSpecialTokens)
     {
-        if (allowSpecialTokens && EndOfTextId is null)
-            throw new InvalidOperationException($"special tokens were allowed but the vocabulary has no {EndOfTextToken}.");
+        if (allowSpecialTokens && specialTokens.Length == 0)
+            throw new InvalidOperationException($"special tokens were allowed but the vocabulary has none (no {EndOfTextToken}).");
 
-        var chunks = ParallelChunks(text);
+        var chunks = allowSpecialTokens && specialTokenHasWhitespace ? [(0, text.Length)] : ParallelChunks(text);
         if (chunks.Count == 1)
         {
             var ids = new IdWriter(text.Length / 4 + 16);
@@ -218,7 +261,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
     /// <summary>
     /// Cuts a long text into pieces that encode independently: each cut is moved forward to the next
     /// whitespace-after-non-whitespace position, which is always a pre-token boundary, and cannot fall inside
-    /// "&lt;|endoftext|&gt;" (it has no whitespace). A short text, or one without such positions, stays whole.
+    /// a special token without whitespace such as "&lt;|endoftext|&gt;" (texts are not cut when one has whitespace). A short text, or one without such positions, stays whole.
     /// </summary>
     private List<(int Start, int Length)> ParallelChunks(string text)
     {
@@ -241,16 +284,23 @@ public sealed class Gpt2Tokenizer : ITokenizer
         return chunks;
     }
 
-    /// <summary>Encodes a stretch of text, splitting it at "&lt;|endoftext|&gt;" first when special tokens are allowed.</summary>
+    /// <summary>Encodes a stretch of text, splitting it at special tokens first when they are allowed.</summary>
     private void EncodeSegment(ReadOnlySpan<char> text, bool allowSpecialTokens, ref IdWriter ids)
     {
         while (allowSpecialTokens)
         {
-            int special = text.IndexOf(EndOfTextToken, StringComparison.Ordinal);
-            if (special < 0) break;
-            EncodeOrdinary(text[..special], ref ids);
-            ids.Add(EndOfTextId!.Value);
-            text = text[(special + EndOfTextToken.Length)..];
+            // The earliest special token; of two starting at the same place, the longer.
+            int at = -1, which = -1;
+            for (int i = 0; i < specialTokens.Length; i++)
+            {
+                int found = text.IndexOf(specialTokens[i].Text, StringComparison.Ordinal);
+                if (found >= 0 && (at < 0 || found < at || found == at && specialTokens[i].Text.Length > specialTokens[which].Text.Length))
+                    (at, which) = (found, i);
+            }
+            if (at < 0) break;
+            EncodeOrdinary(text[..at], ref ids);
+            ids.Add(specialTokens[which].Id);
+            text = text[(at + specialTokens[which].Text.Length)..];
         }
         EncodeOrdinary(text, ref ids);
     }

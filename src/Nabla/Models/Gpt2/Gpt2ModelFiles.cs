@@ -1,0 +1,66 @@
+using Nabla.IO;
+using Nabla.Text;
+
+namespace Nabla.Models.Gpt2;
+
+/// <summary>
+/// Finds a GPT-2 and its tokenizer on disk, in any of the layouts people have:
+/// <list type="bullet">
+/// <item>a Hugging Face directory as the hub serves it (config.json, model.safetensors, and tokenizer.json and/or
+/// vocab.json + merges.txt; generation_config.json and tokenizer_config.json are not needed), or with OpenAI's
+/// encoder.json + vocab.bpe;</item>
+/// <item>a run directory of <c>nabla train gpt</c> (its model/ folder is such a directory);</item>
+/// <item>an llm.c .bin file, its tokenizer beside it or in <c>tokenizerDirectory</c>.</item>
+/// </list>
+/// Errors name the directory or file and what is missing.
+/// </summary>
+public static class Gpt2ModelFiles
+{
+    /// <summary>The sub-folder of a training run that holds its final model.</summary>
+    public const string RunModelFolder = "model";
+
+    /// <summary>Loads the model at <paramref name="path"/> and its tokenizer (from <paramref name="tokenizerDirectory"/>
+    /// when given, else from beside the model).</summary>
+    public static (Gpt2Model Model, ITokenizer Tokenizer) Load(string path, string? tokenizerDirectory = null)
+    {
+        Gpt2Model model;
+        string directory;
+        if (File.Exists(path))
+        {
+            model = path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase) ? Gpt2Checkpoints.LoadLlmc(path) : Gpt2Checkpoints.LoadHuggingFace(path);
+            directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
+        }
+        else if (Directory.Exists(path))
+        {
+            directory = ModelDirectory(path);
+            model = Gpt2Checkpoints.LoadHuggingFace(directory);
+        }
+        else
+        {
+            throw new CheckpointException($"{path}: no such model directory or file (expected a Hugging Face GPT-2 directory, a run directory of `nabla train gpt`, or an llm.c .bin).");
+        }
+
+        var tokenizer = TokenizerFiles.Load(tokenizerDirectory ?? directory);
+        if (tokenizer.VocabSize > model.Config.VocabSize)
+            throw new CheckpointException($"{path}: the tokenizer in {tokenizerDirectory ?? directory} has {tokenizer.VocabSize} tokens, but the model only {model.Config.VocabSize}.");
+        return (model, tokenizer);
+    }
+
+    /// <summary>The directory that holds the weights: <paramref name="directory"/> itself, or a run's model/ folder.</summary>
+    private static string ModelDirectory(string directory)
+    {
+        if (File.Exists(Path.Combine(directory, Gpt2Checkpoints.WeightsFileName))) return directory;
+        var runModel = Path.Combine(directory, RunModelFolder);
+        if (File.Exists(Path.Combine(runModel, Gpt2Checkpoints.WeightsFileName))) return runModel;
+        throw new CheckpointException(Directory.Exists(runModel)
+            ? $"{directory}: a run directory whose {RunModelFolder}/ has no {Gpt2Checkpoints.WeightsFileName} (has the run finished?)."
+            : $"{directory}: no {Gpt2Checkpoints.WeightsFileName} (a Hugging Face GPT-2 directory holds {Gpt2Checkpoints.ConfigFileName} and {Gpt2Checkpoints.WeightsFileName}; a run directory, {RunModelFolder}/ with them).");
+    }
+
+    /// <summary>Writes the model (Hugging Face's layout) and its tokenizer into <paramref name="directory"/>, ready for <see cref="Load"/>.</summary>
+    public static void Save(Gpt2Model model, ITokenizer tokenizer, string directory)
+    {
+        Gpt2Checkpoints.SaveHuggingFace(model, directory);
+        TokenizerFiles.Save(tokenizer, directory);
+    }
+}
