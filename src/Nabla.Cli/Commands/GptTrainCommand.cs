@@ -77,7 +77,16 @@ public static class GptTrainCommand
             if (p.GetValue(resume))
             {
                 if (p.GetValue(output) == null) throw new CliException("--resume needs --out: the run directory to continue.");
-                config = RunConfigFile.Load<GptRunConfig>(configPath, GptRunConfig.Json, "`nabla train gpt`");
+                if (!File.Exists(configPath)) throw new CliException($"{configPath}: not found; there is no run to resume in {dir}.");
+                try
+                {
+                    config = JsonSerializer.Deserialize<GptRunConfig>(File.ReadAllText(configPath), GptRunConfig.Json)
+                        ?? throw new CliException($"{configPath}: empty.");
+                }
+                catch (JsonException e)
+                {
+                    throw new CliException($"{configPath}: corrupt run configuration ({e.Message}).");
+                }
             }
             else
             {
@@ -114,7 +123,7 @@ public static class GptTrainCommand
                 if (File.Exists(configPath))
                     throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
                 Directory.CreateDirectory(dir);
-                RunConfigFile.Save(configPath, config, GptRunConfig.Json);
+                AtomicFile.WriteAllText(configPath, JsonSerializer.Serialize(config, GptRunConfig.Json));
             }
             return Task.FromResult(Train(config, dir, cancel));
         });

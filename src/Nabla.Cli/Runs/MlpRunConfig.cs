@@ -45,5 +45,16 @@ public sealed record MlpRunConfig
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    public static MlpRunConfig Load(string path) => RunConfigFile.Load<MlpRunConfig>(path, Json, "`nabla train mlp`");
+    public static MlpRunConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new CliException($"{path}: not found (is this a run directory written by `nabla train mlp`?).");
+        try
+        {
+            return JsonSerializer.Deserialize<MlpRunConfig>(File.ReadAllText(path), Json) ?? throw new CliException($"{path}: empty config.");
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: corrupt config ({e.Message}).");
+        }
+    }
 }

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Nabla.Data;
+using Nabla.IO;
 using Nabla.Models.Vision;
 using Nabla.NN;
 
@@ -41,6 +42,21 @@ public sealed record VisionRunConfig
     };
 
     public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    public void Save(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json));
+
+    public static VisionRunConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new CliException($"{path}: not found (is this a run directory written by `nabla train lenet|vgg|resnet|vit`?).");
+        try
+        {
+            return JsonSerializer.Deserialize<VisionRunConfig>(File.ReadAllText(path), Json) ?? throw new CliException($"{path}: empty config.");
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: corrupt config ({e.Message}).");
+        }
+    }
 }
 
 /// <summary>
@@ -51,14 +67,14 @@ public sealed record VisionRunConfig
 public sealed class VisionRun(string directory)
 {
     public string Directory { get; } = directory;
-    public string ConfigPath => Path.Combine(Directory, RunConfigFile.Name);
+    public string ConfigPath => Path.Combine(Directory, "config.json");
     public string ModelPath => Path.Combine(Directory, "model.safetensors");
     public string ConfusionPath => Path.Combine(Directory, "confusion.png");
 
     /// <summary>Whether <paramref name="directory"/> holds a run of `nabla train lenet|vgg|resnet|vit` (its config names an architecture).</summary>
     public static bool IsVisionRun(string directory)
     {
-        var path = Path.Combine(directory, RunConfigFile.Name);
+        var path = Path.Combine(directory, "config.json");
         if (!File.Exists(path)) return false;
         try { return JsonNode.Parse(File.ReadAllText(path)) is JsonObject o && o.ContainsKey(nameof(VisionRunConfig.Architecture)); }
         catch (JsonException) { return false; }
@@ -103,7 +119,7 @@ public sealed class VisionRun(string directory)
     public (VisionRunConfig Config, Module Model) Load()
     {
         if (!System.IO.Directory.Exists(Directory)) throw new CliException($"{Directory}: run directory not found.");
-        var config = RunConfigFile.Load<VisionRunConfig>(ConfigPath, VisionRunConfig.Json, "`nabla train lenet|vgg|resnet|vit`");
+        var config = VisionRunConfig.Load(ConfigPath);
         if (!File.Exists(ModelPath)) throw new CliException($"{ModelPath}: not found; the run has not finished an epoch.");
         var model = BuildModel(config, Dataset(config).Classes.Count);
         model.Load(ModelPath);
