@@ -6,6 +6,8 @@ Line protocol on stdin/stdout, one request per line, one answer line each:
   threads T                    -> "ok <torch threads> <OpenBLAS threads> <torch version> <BLAS library path>"
   gemm TA TB M N K REPS BATCH  -> "<ms> <ms> ..." (REPS wall times of torch.mm(a, b, out=c), or of torch.bmm for a
                                   batch of BATCH products, after 20 ms of warm-up calls)
+  gemmcpu TA TB M N K REPS BATCH -> the same, timed by this thread's CPU time (time.thread_time): with one thread
+                                  the cost of the work itself, whatever share of a core a busy machine leaves it
   quit
 TA/TB are 0/1: the operand is stored transposed and passed as a .t() view, which torch hands to BLAS as a
 transpose flag without copying, as the C# kernel reads it through strides.
@@ -37,7 +39,7 @@ def operands(trans_a, trans_b, m, n, k, batch):
 WARM_UP_SECONDS = 0.02
 
 
-def gemm(trans_a, trans_b, m, n, k, reps, batch):
+def gemm(trans_a, trans_b, m, n, k, reps, batch, clock=time.perf_counter):
     a, b, c = operands(trans_a, trans_b, m, n, k, batch)
     multiply = torch.mm if batch == 1 else torch.bmm
     # Warm up for 20 ms, as the C# side does: threads woken from sleep take milliseconds to run at full speed.
@@ -48,9 +50,9 @@ def gemm(trans_a, trans_b, m, n, k, reps, batch):
             break
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock()
         multiply(a, b, out=c)
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((clock() - start) * 1e3)
     return times
 
 
@@ -64,9 +66,10 @@ def main():
         if words[0] == "threads":
             torch_threads, blas_threads, blas = set_threads(int(words[1]))
             print("ok", torch_threads, blas_threads, torch.__version__, blas, flush=True)
-        elif words[0] == "gemm":
+        elif words[0] in ("gemm", "gemmcpu"):
             ta, tb, m, n, k, reps, batch = (int(w) for w in words[1:8])
-            print(" ".join(f"{t:.4f}" for t in gemm(ta, tb, m, n, k, reps, batch)), flush=True)
+            clock = time.thread_time if words[0] == "gemmcpu" else time.perf_counter
+            print(" ".join(f"{t:.4f}" for t in gemm(ta, tb, m, n, k, reps, batch, clock)), flush=True)
         else:
             print("error unknown request", line.strip(), flush=True)
 

@@ -5,9 +5,12 @@ namespace Nabla.Bench;
 public static class BenchMain
 {
     public const string Usage =
-        "usage: bench gemm [--json] [--threads 1,2] [--shapes gpt2|squares|small|all] [--no-torch] [--rounds N] [--max-others PERCENT] [--retries N]\n" +
-        "       bench gemm-steps [--threads 1,2]      (every step of docs/optimization-log.md)\n" +
-        "       bench peak                            (the machine's FMA peak)\n" +
+        "usage: bench gemm [--json] [--threads 1,2] [--shapes gpt2|squares|small|all] [--no-torch] [--rounds N] [--max-others PERCENT]\n" +
+        "                  [--retries N] [--wait-budget SECONDS]   (total time spent waiting for a quiet machine; then rows are marked noisy)\n" +
+        "                  [--previous]   (AVX2 path: also time the AVX2 kernel with its previous blocking, in the same rounds)\n" +
+        "                  [--cpu-time]   (1 thread: time both sides by thread CPU time, the cost of the work on a busy machine)\n" +
+        "       bench gemm-steps [--threads 1,2] [--wait-budget SECONDS]   (every step of docs/optimization-log.md; on the AVX2 path, step 9's tables)\n" +
+        "       bench peak [--threads 1,2]            (the FMA peak with the widest vectors the kernels may use)\n" +
         "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile]\n" +
         "       bench kernels                         (attention and convolution, forward + backward)\n" +
         "       bench tokenizer [--data DIR] [--runs N] [--mb N]";

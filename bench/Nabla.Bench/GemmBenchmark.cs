@@ -2,7 +2,9 @@ using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using Nabla.Kernels;
 using Nabla.Kernels.Cpu;
+using Nabla.Kernels.Cpu.Gemm;
 using Nabla.Kernels.Reference;
 
 namespace Nabla.Bench;
@@ -21,8 +23,17 @@ internal static unsafe class GemmBenchmark
         public double Flops => 2.0 * M * N * K * Batch;
     }
 
-    internal sealed record Result(string Kernel, string Dims, string Op, string Impl, int Threads, double MedianMs,
-        double Gflops, double PercentOfPeak, double OthersCpuPercent, double ProbePercent, int Samples);
+    /// <summary>One shape on one thread count: ours and PyTorch's medians side by side (from the same interleaved
+    /// rounds), the naive reference for scale (1 thread), and how noisy the machine was meanwhile.</summary>
+    internal sealed record Row(string Kernel, string Dims, string Op, int Threads,
+        double OursMs, double OursGflops, double OursPercentOfPeak,
+        double? TorchMs, double? TorchGflops, double? TorchPercentOfPeak, double? OursSpeedup,
+        double? NaiveGflops, string? NaiveNote, double OthersCpuPercent, double ProbePercent, bool Noisy, int Samples,
+        double? PreviousMs = null, double? OursVsPrevious = null);
+
+    /// <summary>`--previous`: the AVX2 kernel with the blocking it had before docs/optimization-log.md step 9 (k blocks
+    /// streamed from L2, as the AVX-512 kernel's), timed as a third contender in the same rounds.</summary>
+    private static readonly GemmBlocking PreviousAvx2Blocking = GemmBlocking.StreamedFromL2(Avx2MicroKernel.MR, Avx2MicroKernel.NR);
 
     /// <summary>GPT-2 124M linear layers at B·T = 256 tokens (C = 768) with their two backward products, square
     /// matrices, and a small attention-projection-sized product.</summary>
@@ -61,110 +72,119 @@ internal static unsafe class GemmBenchmark
     {
         using var peer = options.Torch ? TorchPeer.TryStart() : null;
         var load = new MachineLoad(() => peer?.ProcessorTime ?? TimeSpan.Zero);
-        var results = new List<Result>();
-        var peaks = new Dictionary<int, double>();
+        var gate = new QuietGate(load, options.MaxOthersPercent, TimeSpan.FromSeconds(options.WaitBudgetSeconds));
+        var rows = new List<Row>();
         string loadBefore = MachineLoad.LoadAverage;
+        var shapes = Shapes(options.Shapes);
         int savedThreads = WorkerPool.Threads;
+        var clock = Stopwatch.StartNew();
+        Console.Error.WriteLine($"bench gemm: {shapes.Count} shapes × threads {string.Join(",", options.Threads)}, {options.Rounds} interleaved rounds; {MachineInfo.Line}");
         try
         {
             foreach (int threads in options.Threads)
             {
                 WorkerPool.Threads = threads;
                 peer?.SetThreads(threads);
-                // The peak is re-measured around every shape (see MeasureQuietly) and the highest value kept: on a shared
-                // machine a single measurement may catch another process running.
-                peaks[threads] = FmaPeak.Measure(threads);
-                var measured = new List<(Result Row, double Probe)>();
-                foreach (var shape in Shapes(options.Shapes))
+                Console.Error.WriteLine($"  FMA peak on {threads} thread(s): {FmaPeak.Measure(threads):F1} GFLOP/s ({FmaPeak.Method})");
+                for (int s = 0; s < shapes.Count; s++)
                 {
-                    var (rows, probe) = MeasureQuietly(shape, threads, peer, load, options, peaks);
-                    measured.AddRange(rows.Select(r => (r, probe)));
-                    if (!options.Json) Console.Error.Write('.');
+                    var row = MeasureQuietly(shapes[s], threads, peer, load, gate, options);
+                    rows.Add(row);
+                    Console.Error.WriteLine($"  [{s + 1}/{shapes.Count}, {threads} thr, {clock.Elapsed.TotalSeconds:F0} s] {row.Kernel} {row.Dims}: " +
+                        $"ours {row.OursGflops:F1} GFLOP/s" + (row.TorchGflops is { } t ? $", PyTorch {t:F1} ({row.OursSpeedup:F2}×)" : "") +
+                        (row.Noisy ? " [noisy]" : ""));
                 }
-                results.AddRange(measured.Select(m => m.Row with
-                {
-                    PercentOfPeak = 100 * m.Row.Gflops / peaks[threads],
-                    ProbePercent = 100 * m.Probe / peaks[threads],
-                }));
             }
         }
         finally
         {
             WorkerPool.Threads = savedThreads;
         }
-        if (!options.Json) Console.Error.WriteLine();
+        // Every share of the peak against the best FMA rate seen in the whole run.
+        rows = [.. rows.Select(r => r with
+        {
+            OursPercentOfPeak = 100 * r.OursGflops / FmaPeak.Peak(r.Threads),
+            TorchPercentOfPeak = r.TorchGflops is { } t ? 100 * t / FmaPeak.Peak(r.Threads) : null,
+            ProbePercent = 100 * r.ProbePercent / FmaPeak.Peak(r.Threads),
+        })];
         string loadAfter = MachineLoad.LoadAverage;
 
         if (options.Json)
         {
             var document = new
             {
-                machine = CpuModel(), cores = Environment.ProcessorCount, peer = peer?.Description ?? "none",
-                loadAverageBefore = loadBefore, loadAverageAfter = loadAfter,
-                fmaPeakGflops = peaks.ToDictionary(p => p.Key.ToString(), p => Math.Round(p.Value, 1)),
-                results,
+                machine = MachineInfo.Cpu, path = MachineInfo.Path, peer = peer?.Description ?? "none",
+                loadAverageBefore = loadBefore, loadAverageAfter = loadAfter, fmaPeakMethod = FmaPeak.Method,
+                fmaPeakGflops = options.Threads.ToDictionary(t => t.ToString(), t => Math.Round(FmaPeak.Peak(t), 1)),
+                quietWaitSeconds = Math.Round(gate.Waited.TotalSeconds), rows,
             };
             // Relaxed escaping keeps the × and · of the shape names readable.
             var json = new JsonSerializerOptions { WriteIndented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
             Console.WriteLine(JsonSerializer.Serialize(document, json));
             return;
         }
-        Console.WriteLine($"Machine: {CpuModel()}, {Environment.ProcessorCount} cores; .NET {Environment.Version}; peer: {peer?.Description ?? "none"}");
-        Console.WriteLine($"Measured FMA peak (best of the measurements taken between shapes): {string.Join(", ", peaks.Select(p => $"{p.Value:F1} GFLOP/s on {p.Key} thread(s)"))}");
-        Console.WriteLine($"Load average before/after: {loadBefore} / {loadAfter}. 'others %' = share of all cores used by other processes while that row was timed;");
-        Console.WriteLine("'probe %' = lowest FMA rate measured before the shape and after each round, as a share of the peak (the host");
-        Console.WriteLine("sometimes takes a core away without the guest seeing it; rows are re-measured, up to --retries times, until probe ≥ 90%).");
+        Console.WriteLine($"GEMM on {MachineInfo.Line}; peer: {peer?.Description ?? "none"}");
+        Console.WriteLine($"FMA peak ({FmaPeak.Method}, best seen in this run): " +
+            string.Join(", ", options.Threads.Select(t => $"{FmaPeak.Peak(t):F1} GFLOP/s on {t} thread(s)")));
+        if (options.CpuTime && options.Threads.Contains(1))
+            Console.WriteLine("1-thread rows: both sides timed by thread CPU time (--cpu-time), the cost of the work whatever share of a core the machine left.");
+        Console.WriteLine($"Medians of {options.Rounds} rounds, ours and PyTorch alternating; load average before/after {loadBefore} / {loadAfter}; " +
+            $"{gate.Waited.TotalSeconds:F0} s spent waiting for a quiet machine; {clock.Elapsed.TotalSeconds:F0} s in all.");
+        Console.WriteLine("'vs PyTorch' = PyTorch's time / ours (> 1: ours faster). 'noisy' = other processes used more than " +
+            $"{options.MaxOthersPercent:F0}% of the machine, or an FMA probe between rounds found < {100 * QuietGate.ProbeThreshold:F0}% of the peak, while the row was timed.");
         Console.WriteLine("naive = ReferenceBackend (one thread, double accumulators); for large shapes it runs on the first m' rows and is scaled by m/m' (marked ~).");
+        bool withPrevious = rows.Any(r => r.PreviousMs != null);
+        if (withPrevious)
+            Console.WriteLine("'previous' = the AVX2 kernel with its blocking before optimization-log step 9 (k blocks streamed from L2), timed in the same rounds; 'vs previous' = its time / ours.");
         Console.WriteLine();
-        Console.WriteLine("| kernel | M×K×N | op | impl | threads | median ms | GFLOP/s | % of peak | others % | probe % |");
-        Console.WriteLine("|---|---|---|---|---:|---:|---:|---:|---:|---:|");
-        foreach (var r in results)
-            Console.WriteLine($"| {r.Kernel} | {r.Dims} | {r.Op} | {r.Impl} | {r.Threads} | {r.MedianMs:F3} | {r.Gflops:F1} | {r.PercentOfPeak:F0}% | {r.OthersCpuPercent:F0} | {r.ProbePercent:F0} |");
+        Console.WriteLine("| kernel | M×K×N | op | threads | Nabla ms | Nabla GFLOP/s | Nabla % of peak | PyTorch ms | PyTorch GFLOP/s | PyTorch % of peak | vs PyTorch | " +
+            (withPrevious ? "previous ms | vs previous | " : "") + "naive GFLOP/s | noisy |");
+        Console.WriteLine("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + (withPrevious ? "---:|---:|" : "") + "---:|---|");
+        foreach (var r in rows)
+            Console.WriteLine($"| {r.Kernel} | {r.Dims} | {r.Op} | {r.Threads} | {r.OursMs:F3} | {r.OursGflops:F1} | {r.OursPercentOfPeak:F0}% | " +
+                $"{Cell(r.TorchMs, "F3")} | {Cell(r.TorchGflops, "F1")} | {Cell(r.TorchPercentOfPeak, "F0", "%")} | {Cell(r.OursSpeedup, "F2", "×")} | " +
+                (withPrevious ? $"{Cell(r.PreviousMs, "F3")} | {Cell(r.OursVsPrevious, "F2", "×")} | " : "") +
+                $"{Cell(r.NaiveGflops, "F1")}{r.NaiveNote} | {(r.Noisy ? $"noisy (others {r.OthersCpuPercent:F0}%, probe {r.ProbePercent:F0}%)" : "")} |");
+        foreach (int threads in options.Threads)
+        {
+            var ratios = rows.Where(r => r.Threads == threads && r.OursSpeedup != null).Select(r => r.OursSpeedup!.Value).ToArray();
+            if (ratios.Length > 0)
+                Console.WriteLine($"\n{threads} thread(s): ours vs PyTorch geometric mean {Math.Exp(ratios.Average(Math.Log)):F2}×, " +
+                    $"lowest {ratios.Min():F2}×, {ratios.Count(x => x >= 1)} of {ratios.Length} shapes ≥ 1×.");
+            var gains = rows.Where(r => r.Threads == threads && r.OursVsPrevious != null).Select(r => r.OursVsPrevious!.Value).ToArray();
+            if (gains.Length > 0)
+                Console.WriteLine($"{threads} thread(s): ours vs the previous AVX2 blocking geometric mean {Math.Exp(gains.Average(Math.Log)):F2}×, lowest {gains.Min():F2}×.");
+        }
     }
+
+    private static string Cell(double? value, string format, string suffix = "") =>
+        value is { } v ? v.ToString(format, System.Globalization.CultureInfo.InvariantCulture) + suffix : "-";
 
     /// <summary>
-    /// Measures a shape once other processes are quiet and a short FMA probe shows the machine fully available,
-    /// probing again after every round. When other processes took more than --max-others percent of the
-    /// machine meanwhile, or a probe found less than 90% of the best FMA rate seen (the host taking a core away
-    /// unseen), waits and measures again, up to --retries times, keeping the quietest attempt. Both sides (ours and
-    /// PyTorch) always come from the same attempt. Returns the rows and the lowest probe.
+    /// Measures a shape after waiting (within the command's budget) for a quiet machine, probing the FMA rate again
+    /// after every round. A noisy attempt is measured again while the budget lasts, up to --retries times, keeping
+    /// the quietest; both sides (ours and PyTorch) always come from the same attempt.
     /// </summary>
-    private static (Result[] Rows, double Probe) MeasureQuietly(GemmShape shape, int threads, TorchPeer? peer, MachineLoad load,
-        BenchOptions options, Dictionary<int, double> peaks)
+    private static Row MeasureQuietly(GemmShape shape, int threads, TorchPeer? peer, MachineLoad load, QuietGate gate, BenchOptions options)
     {
-        (Result[] Rows, double Probe, double Badness)? quietest = null;
+        (Row Row, double Badness)? quietest = null;
         for (int attempt = 0; attempt <= options.Retries; attempt++)
         {
-            WaitForQuiet(load, options.MaxOthersPercent, TimeSpan.FromSeconds(120));
-            peaks[threads] = Math.Max(peaks[threads], FmaPeak.WaitForCapacity(threads, TimeSpan.FromSeconds(60)));
-            var probes = new List<double> { FmaPeak.Measure(threads, 2_000_000, 3) };
-            var rows = Measure(shape, threads, peer, load, options.Rounds, () => probes.Add(FmaPeak.Measure(threads, 2_000_000, 3))).ToArray();
-            peaks[threads] = Math.Max(peaks[threads], probes.Max());
-            double probe = probes.Min();
-            double others = rows.Max(r => r.OthersCpuPercent);
+            bool waitedForQuiet = gate.Wait(threads, $"{shape.Kernel} {shape.Dims} on {threads} thread(s)");
+            var probes = new List<double> { FmaPeak.Probe(threads) };
+            bool cpuTime = options.CpuTime && threads == 1;
+            var row = Measure(shape, threads, peer, load, options.Rounds, options.Previous, cpuTime, () => probes.Add(FmaPeak.Probe(threads)));
+            double probeShare = probes.Min() / FmaPeak.Peak(threads);
             // Distance from acceptable, in percent of the machine: others' share above the limit, or the probe's shortfall.
-            double badness = Math.Max(others - options.MaxOthersPercent, 90 - 100 * probe / peaks[threads]);
-            if (quietest == null || badness < quietest.Value.Badness) quietest = (rows, probe, badness);
-            if (badness <= 0) break;
-            Thread.Sleep(TimeSpan.FromSeconds(5));
+            double badness = Math.Max(row.OthersCpuPercent - options.MaxOthersPercent, 100 * (QuietGate.ProbeThreshold - probeShare));
+            row = row with { ProbePercent = probes.Min(), Noisy = badness > 0 };
+            if (quietest == null || badness < quietest.Value.Badness) quietest = (row, badness);
+            if (badness <= 0 || !waitedForQuiet) break;
         }
-        return (quietest!.Value.Rows, quietest.Value.Probe);
+        return quietest!.Value.Row;
     }
 
-    /// <summary>Waits (up to <paramref name="timeout"/>) for a second in which other processes use at most
-    /// <paramref name="maxOthersPercent"/> of the machine.</summary>
-    private static void WaitForQuiet(MachineLoad load, double maxOthersPercent, TimeSpan timeout)
-    {
-        var clock = Stopwatch.StartNew();
-        do
-        {
-            load.Start();
-            Thread.Sleep(1000);
-        }
-        while (load.OthersPercent() > maxOthersPercent && clock.Elapsed < timeout);
-    }
-
-    private static IEnumerable<Result> Measure(GemmShape shape, int threads, TorchPeer? peer, MachineLoad load, int rounds, Action afterRound)
+    private static Row Measure(GemmShape shape, int threads, TorchPeer? peer, MachineLoad load, int rounds, bool previous, bool cpuTime, Action afterRound)
     {
         using var operands = new Operands(shape);
         operands.RunOurs();
@@ -172,41 +192,50 @@ internal static unsafe class GemmBenchmark
         int reps = (int)Math.Clamp(0.15 / estimate, 3, 40);
         var ours = new List<double>();
         var torch = new List<double>();
-        var othersOurs = new LoadShare(load);
-        var othersTorch = new LoadShare(load);
+        var before = new List<double>();
+        var others = new LoadShare(load);
+        // Contenders: 0 ours, 1 PyTorch, 2 ours with the previous AVX2 blocking.
+        int[] contenders = [0, .. peer != null ? new[] { 1 } : [], .. previous && CpuFeatures.Effective == Isa.Avx2 ? new[] { 2 } : []];
         for (int round = 0; round < rounds; round++)
         {
-            // Alternate who goes first, so neither side always runs right after the other.
-            for (int turn = 0; turn < 2; turn++)
+            // Rotate who goes first, so no side always runs right after another.
+            for (int turn = 0; turn < contenders.Length; turn++)
             {
-                bool oursTurn = (round + turn) % 2 == 0;
-                if (!oursTurn && peer == null) continue;
-                var share = oursTurn ? othersOurs : othersTorch;
-                share.Begin();
-                if (oursTurn)
-                {
-                    WarmUp(operands.RunOurs);
-                    for (int i = 0; i < reps; i++) ours.Add(Time(operands.RunOurs) * 1e3);
-                }
+                int contender = contenders[(round + turn) % contenders.Length];
+                others.Begin();
+                if (contender == 1)
+                    torch.AddRange(peer!.Gemm(shape.TransA, shape.TransB, shape.M, shape.N, shape.K, shape.Batch, reps, cpuTime));
                 else
-                    torch.AddRange(peer!.Gemm(shape.TransA, shape.TransB, shape.M, shape.N, shape.K, shape.Batch, reps));
-                share.End();
-                // Let this side's spinning worker threads go to sleep before the other side is timed.
+                {
+                    var library = GemmDriver<Avx2MicroKernel>.Blocking;
+                    if (contender == 2) GemmDriver<Avx2MicroKernel>.Blocking = PreviousAvx2Blocking;
+                    try
+                    {
+                        WarmUp(operands.RunOurs);
+                        for (int i = 0; i < reps; i++) (contender == 0 ? ours : before).Add((cpuTime ? CpuClock.ThreadSeconds(operands.RunOurs) : Time(operands.RunOurs)) * 1e3);
+                    }
+                    finally { GemmDriver<Avx2MicroKernel>.Blocking = library; }
+                }
+                others.End();
+                // Let this side's spinning worker threads go to sleep before the next one is timed.
                 Thread.Sleep(150);
             }
             afterRound();
         }
-        yield return MakeResult(shape, "ours", threads, ours, othersOurs.Percent);
-        if (peer != null) yield return MakeResult(shape, "pytorch", threads, torch, othersTorch.Percent);
+        double oursMs = Median(ours);
+        double? torchMs = torch.Count > 0 ? Median(torch) : null;
+        double? naiveGflops = null;
+        string? naiveNote = null;
         if (threads == 1)
         {
-            var naiveShare = new LoadShare(load);
-            naiveShare.Begin();
             var (ms, rows) = operands.TimeNaive();
-            naiveShare.End();
-            string impl = rows == shape.M && shape.Batch == 1 ? "naive" : $"naive ~ (m'={rows})";
-            yield return MakeResult(shape, impl, 1, [ms], naiveShare.Percent);
+            naiveGflops = shape.Flops / (ms * 1e-3) / 1e9;
+            naiveNote = rows == shape.M && shape.Batch == 1 ? "" : $" ~ (m'={rows})";
         }
+        return new Row(shape.Kernel, shape.Dims, shape.Op, threads, oursMs, shape.Flops / (oursMs * 1e-3) / 1e9, 0,
+            torchMs, torchMs is { } t ? shape.Flops / (t * 1e-3) / 1e9 : null, null, torchMs / oursMs,
+            naiveGflops, naiveNote, others.Percent, 0, false, ours.Count,
+            before.Count > 0 ? Median(before) : null, before.Count > 0 ? Median(before) / oursMs : null);
     }
 
     /// <summary>
@@ -243,14 +272,6 @@ internal static unsafe class GemmBenchmark
         }
     }
 
-    /// <summary>A result row; its share of the peak is filled in once all peak measurements are in.</summary>
-    private static Result MakeResult(GemmShape shape, string impl, int threads, List<double> times, double others)
-    {
-        double median = Median(times);
-        double gflops = shape.Flops / (median * 1e-3) / 1e9;
-        return new Result(shape.Kernel, shape.Dims, shape.Op, impl, threads, median, gflops, 0, others, 0, times.Count);
-    }
-
     private static double Time(Action action)
     {
         long start = Stopwatch.GetTimestamp();
@@ -263,11 +284,6 @@ internal static unsafe class GemmBenchmark
         var sorted = values.Order().ToArray();
         return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
-
-    private static string CpuModel() =>
-        File.Exists("/proc/cpuinfo")
-            ? File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':', 2)[1].Trim() ?? "?"
-            : "?";
 
     /// <summary>A, B and C of one shape in 64-byte aligned native memory, stored as PyTorch's side stores them.</summary>
     private sealed class Operands : IDisposable

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Nabla.Kernels;
 using Nabla.Kernels.Cpu;
 using Nabla.Kernels.Cpu.Gemm;
 
@@ -26,19 +27,26 @@ internal static unsafe class GemmSteps
         int savedThreads = WorkerPool.Threads;
         try
         {
-            Console.WriteLine($"Load average at start: {MachineLoad.LoadAverage}. Each measurement waits until a short FMA probe shows the");
-            Console.WriteLine("machine fully available (the host sometimes takes a core away unseen by the guest).");
+            _gate = new QuietGate(new MachineLoad(() => TimeSpan.Zero), options.MaxOthersPercent, TimeSpan.FromSeconds(options.WaitBudgetSeconds));
+            Console.WriteLine($"GEMM steps on {MachineInfo.Line}; load average at start: {MachineLoad.LoadAverage}.");
+            Console.WriteLine($"Each measurement first waits for a quiet machine (within a total budget of {options.WaitBudgetSeconds:F0} s; the host");
+            Console.WriteLine("sometimes takes a core away unseen by the guest), and is repeated if an FMA probe right after finds a core gone.");
             Console.WriteLine();
-            StoryTable();
-            Console.WriteLine();
-            KernelShapeTable();
-            Console.WriteLine();
-            KBlockTable();
-            Console.WriteLine();
-            SkinnyTable();
-            Console.WriteLine();
-            Console.WriteLine($"FMA peak (best measured): {FmaPeak.WaitForCapacity(1, TimeSpan.Zero):F1} GFLOP/s on 1 thread, " +
-                $"{FmaPeak.WaitForCapacity(2, TimeSpan.Zero):F1} on 2. Load average at end: {MachineLoad.LoadAverage}.");
+            // On an AVX2 machine (or under NABLA_ISA=avx2) the Vector512 steps would run emulated: show the AVX2 choices.
+            if (CpuFeatures.Usable == Isa.Avx2) Avx2Tables(options.Threads);
+            else
+            {
+                StoryTable();
+                Console.WriteLine();
+                KernelShapeTable();
+                Console.WriteLine();
+                KBlockTable();
+                Console.WriteLine();
+                SkinnyTable();
+                Console.WriteLine();
+            }
+            Console.WriteLine($"FMA peak ({FmaPeak.Method}, best measured): {FmaPeak.Peak(1):F1} GFLOP/s on 1 thread, " +
+                $"{FmaPeak.Peak(2):F1} on 2. {_gate.Waited.TotalSeconds:F0} s spent waiting for a quiet machine. Load average at end: {MachineLoad.LoadAverage}.");
         }
         finally
         {
@@ -48,7 +56,7 @@ internal static unsafe class GemmSteps
 
     private delegate void Step(int m, int n, int k, float* a, float* b, float* c);
 
-    private static readonly TimeSpan CapacityTimeout = TimeSpan.FromSeconds(60);
+    private static QuietGate _gate = null!;
 
     private static void StoryTable()
     {
@@ -131,6 +139,99 @@ internal static unsafe class GemmSteps
         {
             GemmDriver<Avx512MicroKernel>.Blocking = library;
         }
+    }
+
+    // ------------------------------------------------------------------ the AVX2 path (docs/optimization-log.md, step 9)
+
+    /// <summary>GPT-2 124M products at B·T = 256 that the AVX2 tables compare on: a forward, a dX and a dW product.</summary>
+    private static readonly (string Name, bool TransA, bool TransB, int M, int K, int N)[] Avx2Shapes =
+    [
+        ("mlp.fc Y=X·W", false, false, 256, 768, 3072), ("attn.proj dX=dY·Wᵀ", false, true, 256, 768, 768),
+        ("mlp.proj dW=dYᵀ·X", true, false, 768, 256, 3072), ("lm_head Y=X·W (¼ of N)", false, false, 256, 768, 12576),
+    ];
+
+    /// <summary>AVX2 micro-kernel tiles and k blocks, each table's candidates timed interleaved round by round.</summary>
+    private static void Avx2Tables(int[] threadCounts)
+    {
+        var library = GemmDriver<Avx2MicroKernel>.Blocking;
+        var tiles = new (string Name, Action<GemmProblem> Run)[]
+        {
+            ($"{Avx2MicroKernel.MR}×{Avx2MicroKernel.NR} — the library's", p => GemmDriver<Avx2MicroKernel>.Run(in p)),
+            ("6×16 (12 ymm accumulators)", p => GemmDriver<Tile256<Six, Two>>.Run(in p)),
+            ("6×16, k loop unrolled ×2", p => GemmDriver<Unrolled6x16>.Run(in p)),
+            ("4×24 (12)", p => GemmDriver<Tile256<Four, Three>>.Run(in p)),
+            ("4×16 (8)", p => GemmDriver<Tile256<Four, Two>>.Run(in p)),
+            ("8×8 (8)", p => GemmDriver<Tile256<Eight, One>>.Run(in p)),
+        };
+        foreach (int threads in threadCounts)
+        {
+            WorkerPool.Threads = threads;
+            Console.WriteLine($"| AVX2 micro-kernel MR×NR, {threads} thread(s), library blocking | " + string.Join(" | ", Avx2Shapes.Select(s => $"{s.Name} {s.M}×{s.K}×{s.N} GFLOP/s")) + " |");
+            Console.WriteLine("|---|" + string.Concat(Avx2Shapes.Select(_ => "---:|")));
+            var cells = Avx2Shapes.Select(s =>
+            {
+                using var operands = new Operands(s.M, s.K, s.N);
+                var problem = operands.Problem(s.TransA, s.TransB);
+                return Interleaved(2.0 * s.M * s.N * s.K, [.. tiles.Select(t => (Action)(() => t.Run(problem)))], threads);
+            }).ToArray();
+            for (int t = 0; t < tiles.Length; t++)
+                Console.WriteLine($"| {tiles[t].Name} | {string.Join(" | ", cells.Select(c => c[t].ToString("F1")))} |");
+            Console.WriteLine();
+        }
+
+        int[] kcs = [128, 256, 384, 512, 1024];
+        foreach (int threads in threadCounts)
+        {
+            WorkerPool.Threads = threads;
+            Console.WriteLine($"| KC (k block) × MC rows, {Avx2MicroKernel.MR}×{Avx2MicroKernel.NR} kernel, {threads} thread(s) | " + string.Join(" | ", Avx2Shapes.Select(s => $"{s.Name} GFLOP/s")) + " |");
+            Console.WriteLine("|---|" + string.Concat(Avx2Shapes.Select(_ => "---:|")));
+            var blockings = kcs.Select(kc => library with { KC = kc }).Prepend(library).ToArray();
+            var cells = Avx2Shapes.Select(s =>
+            {
+                using var operands = new Operands(s.M, s.K, s.N);
+                var problem = operands.Problem(s.TransA, s.TransB);
+                try
+                {
+                    return Interleaved(2.0 * s.M * s.N * s.K, [.. blockings.Select(b => (Action)(() =>
+                    {
+                        GemmDriver<Avx2MicroKernel>.Blocking = b;
+                        GemmDriver<Avx2MicroKernel>.Run(in problem);
+                    }))], threads);
+                }
+                finally { GemmDriver<Avx2MicroKernel>.Blocking = library; }
+            }).ToArray();
+            for (int b = 0; b < blockings.Length; b++)
+                Console.WriteLine($"| {(b == 0 ? $"library: KC {library.KC}, MC {library.MC(library.KC, Avx2MicroKernel.MR)}" : $"KC {blockings[b].KC}, MC {blockings[b].MC(blockings[b].KC, Avx2MicroKernel.MR)}")} | " +
+                    $"{string.Join(" | ", cells.Select(c => c[b].ToString("F1")))} |");
+            Console.WriteLine();
+        }
+    }
+
+    /// <summary>
+    /// GFLOP/s of each variant of one product, timed interleaved so machine noise hits all alike: every round runs each
+    /// variant 3 times (after one untimed run) and keeps its fastest; the result is the median over the rounds. On one
+    /// thread the time is the thread's CPU time (robust on a busy machine), on more the wall time.
+    /// </summary>
+    private static double[] Interleaved(double flops, Action[] variants, int threads, int rounds = 7)
+    {
+        var best = variants.Select(_ => new List<double>()).ToArray();
+        for (int round = 0; round < rounds; round++)
+        {
+            _gate.Wait(threads, "a round");
+            for (int v = 0; v < variants.Length; v++)
+            {
+                variants[v]();
+                double fastest = double.MaxValue;
+                for (int rep = 0; rep < 3; rep++)
+                {
+                    long t0 = Stopwatch.GetTimestamp();
+                    double cpu = threads == 1 ? CpuClock.ThreadSeconds(variants[v]) : 0;
+                    fastest = Math.Min(fastest, threads == 1 ? cpu : Stopwatch.GetElapsedTime(t0).TotalSeconds);
+                }
+                best[v].Add(flops / fastest / 1e9);
+            }
+        }
+        return [.. best.Select(b => b.Order().ElementAt(b.Count / 2))];
     }
 
     // ------------------------------------------------------------------ the steps (C = A·B, all row-major)
@@ -281,15 +382,15 @@ internal static unsafe class GemmSteps
 
     /// <summary>
     /// GFLOP/s of <paramref name="action"/>: the median of as many runs as fit in ~0.3 s (at least 3, after a warm-up
-    /// run), taken once a short FMA probe shows the machine fully available; measured again (up to 3 times) if a probe
-    /// right after finds a core gone.
+    /// run), taken once the machine is quiet (or the wait budget is spent); measured again (up to 3 times) if a probe
+    /// right after finds a core gone while the budget lasts.
     /// </summary>
     private static double Gflops(double flops, Action action, int threads)
     {
         double best = 0;
         for (int attempt = 0; attempt < 3; attempt++)
         {
-            double peak = FmaPeak.WaitForCapacity(threads, CapacityTimeout);
+            bool quiet = _gate.Wait(threads, "a step");
             action();
             var times = new List<double>();
             long start = Stopwatch.GetTimestamp();
@@ -301,7 +402,7 @@ internal static unsafe class GemmSteps
             }
             times.Sort();
             best = Math.Max(best, flops / times[times.Count / 2] / 1e9);
-            if (FmaPeak.Measure(threads, 2_000_000, 3) >= 0.9 * peak) break;
+            if (!quiet || FmaPeak.Probe(threads) >= QuietGate.ProbeThreshold * FmaPeak.Peak(threads)) break;
         }
         return best;
     }
@@ -319,11 +420,12 @@ internal static unsafe class GemmSteps
             C = RandomMatrix.Allocate((long)m * n, 3);
         }
 
-        public GemmProblem Problem() => new()
+        /// <summary>C = op(A)·op(B) with A stored (m, k), or (k, m) when transposed, and B (k, n), or (n, k).</summary>
+        public GemmProblem Problem(bool transA = false, bool transB = false) => new()
         {
             M = _m, N = _n, K = _k, Batch = 1,
-            A = A, LaneStrideA = _k, KStrideA = 1,
-            B = B, LaneStrideB = 1, KStrideB = _n,
+            A = A, LaneStrideA = transA ? 1 : _k, KStrideA = transA ? _m : 1,
+            B = B, LaneStrideB = transB ? _k : 1, KStrideB = transB ? 1 : _n,
             C = C, Ldc = _n,
         };
 
@@ -358,6 +460,7 @@ internal static unsafe class GemmSteps
     {
         public static int MR => TRows.Count;
         public static int NR => 16 * TVectors.Count;
+        public static GemmBlocking TunedBlocking => GemmBlocking.StreamedFromL2(MR, NR);
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public static void Run(int kc, float* a, float* b, float* c, long ldc, bool addC, float* bias)
@@ -415,6 +518,144 @@ internal static unsafe class GemmSteps
             v0.Store(row);
             if (vectors > 1) v1.Store(row + 16);
             if (vectors > 2) v2.Store(row + 32);
+        }
+    }
+
+    /// <summary>
+    /// A TRows × (8·TVectors) AVX2 register tile (up to 8 rows, 3 vectors), compiled once per shape with the counts as
+    /// constants like <see cref="TileKernel{TRows, TVectors}"/>. AVX2 has 16 ymm registers: accumulators + vectors of B
+    /// + one broadcast must fit, so 6×16 and 4×24 (12 accumulators) are the largest tiles.
+    /// </summary>
+    private readonly struct Tile256<TRows, TVectors> : IMicroKernel where TRows : struct, ICount where TVectors : struct, ICount
+    {
+        public static int MR => TRows.Count;
+        public static int NR => 8 * TVectors.Count;
+        public static GemmBlocking TunedBlocking => GemmBlocking.L1ResidentB(MR, NR);
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Run(int kc, float* a, float* b, float* c, long ldc, bool addC, float* bias)
+        {
+            int rows = TRows.Count, vectors = TVectors.Count;
+            Vector256<float> c00 = default, c01 = default, c02 = default, c10 = default, c11 = default, c12 = default,
+                c20 = default, c21 = default, c22 = default, c30 = default, c31 = default, c32 = default,
+                c40 = default, c41 = default, c42 = default, c50 = default, c51 = default, c52 = default,
+                c60 = default, c61 = default, c62 = default, c70 = default, c71 = default, c72 = default;
+            for (int p = 0; p < kc; p++)
+            {
+                var b0 = Vector256.Load(b);
+                var b1 = vectors > 1 ? Vector256.Load(b + 8) : default;
+                var b2 = vectors > 2 ? Vector256.Load(b + 16) : default;
+                { var x = Vector256.Create(a[0]); c00 = Vector256.FusedMultiplyAdd(x, b0, c00); if (vectors > 1) c01 = Vector256.FusedMultiplyAdd(x, b1, c01); if (vectors > 2) c02 = Vector256.FusedMultiplyAdd(x, b2, c02); }
+                if (rows > 1) { var x = Vector256.Create(a[1]); c10 = Vector256.FusedMultiplyAdd(x, b0, c10); if (vectors > 1) c11 = Vector256.FusedMultiplyAdd(x, b1, c11); if (vectors > 2) c12 = Vector256.FusedMultiplyAdd(x, b2, c12); }
+                if (rows > 2) { var x = Vector256.Create(a[2]); c20 = Vector256.FusedMultiplyAdd(x, b0, c20); if (vectors > 1) c21 = Vector256.FusedMultiplyAdd(x, b1, c21); if (vectors > 2) c22 = Vector256.FusedMultiplyAdd(x, b2, c22); }
+                if (rows > 3) { var x = Vector256.Create(a[3]); c30 = Vector256.FusedMultiplyAdd(x, b0, c30); if (vectors > 1) c31 = Vector256.FusedMultiplyAdd(x, b1, c31); if (vectors > 2) c32 = Vector256.FusedMultiplyAdd(x, b2, c32); }
+                if (rows > 4) { var x = Vector256.Create(a[4]); c40 = Vector256.FusedMultiplyAdd(x, b0, c40); if (vectors > 1) c41 = Vector256.FusedMultiplyAdd(x, b1, c41); if (vectors > 2) c42 = Vector256.FusedMultiplyAdd(x, b2, c42); }
+                if (rows > 5) { var x = Vector256.Create(a[5]); c50 = Vector256.FusedMultiplyAdd(x, b0, c50); if (vectors > 1) c51 = Vector256.FusedMultiplyAdd(x, b1, c51); if (vectors > 2) c52 = Vector256.FusedMultiplyAdd(x, b2, c52); }
+                if (rows > 6) { var x = Vector256.Create(a[6]); c60 = Vector256.FusedMultiplyAdd(x, b0, c60); if (vectors > 1) c61 = Vector256.FusedMultiplyAdd(x, b1, c61); if (vectors > 2) c62 = Vector256.FusedMultiplyAdd(x, b2, c62); }
+                if (rows > 7) { var x = Vector256.Create(a[7]); c70 = Vector256.FusedMultiplyAdd(x, b0, c70); if (vectors > 1) c71 = Vector256.FusedMultiplyAdd(x, b1, c71); if (vectors > 2) c72 = Vector256.FusedMultiplyAdd(x, b2, c72); }
+                a += rows;
+                b += 8 * vectors;
+            }
+            StoreRow(c, c00, c01, c02, addC, bias);
+            if (rows > 1) StoreRow(c + ldc, c10, c11, c12, addC, bias);
+            if (rows > 2) StoreRow(c + 2 * ldc, c20, c21, c22, addC, bias);
+            if (rows > 3) StoreRow(c + 3 * ldc, c30, c31, c32, addC, bias);
+            if (rows > 4) StoreRow(c + 4 * ldc, c40, c41, c42, addC, bias);
+            if (rows > 5) StoreRow(c + 5 * ldc, c50, c51, c52, addC, bias);
+            if (rows > 6) StoreRow(c + 6 * ldc, c60, c61, c62, addC, bias);
+            if (rows > 7) StoreRow(c + 7 * ldc, c70, c71, c72, addC, bias);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void StoreRow(float* row, Vector256<float> v0, Vector256<float> v1, Vector256<float> v2, bool addC, float* bias)
+        {
+            int vectors = TVectors.Count;
+            if (bias != null) { v0 += Vector256.Load(bias); if (vectors > 1) v1 += Vector256.Load(bias + 8); if (vectors > 2) v2 += Vector256.Load(bias + 16); }
+            if (addC) { v0 += Vector256.Load(row); if (vectors > 1) v1 += Vector256.Load(row + 8); if (vectors > 2) v2 += Vector256.Load(row + 16); }
+            v0.Store(row);
+            if (vectors > 1) v1.Store(row + 8);
+            if (vectors > 2) v2.Store(row + 16);
+        }
+    }
+
+    /// <summary>The library's 6 × 16 kernel with the k loop unrolled twice (half the loop overhead per FMA).</summary>
+    private readonly struct Unrolled6x16 : IMicroKernel
+    {
+        public static int MR => 6;
+        public static int NR => 16;
+        public static GemmBlocking TunedBlocking => GemmBlocking.L1ResidentB(MR, NR);
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Run(int kc, float* a, float* b, float* c, long ldc, bool addC, float* bias)
+        {
+            Vector256<float> c00 = default, c01 = default, c10 = default, c11 = default, c20 = default, c21 = default,
+                c30 = default, c31 = default, c40 = default, c41 = default, c50 = default, c51 = default;
+            int p = 0;
+            for (; p + 2 <= kc; p += 2)
+            {
+                var b0 = Vector256.Load(b);
+                var b1 = Vector256.Load(b + 8);
+                var x = Vector256.Create(a[0]);
+                c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+                x = Vector256.Create(a[1]);
+                c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+                x = Vector256.Create(a[2]);
+                c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+                x = Vector256.Create(a[3]);
+                c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                x = Vector256.Create(a[4]);
+                c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+                x = Vector256.Create(a[5]);
+                c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+                b0 = Vector256.Load(b + 16);
+                b1 = Vector256.Load(b + 24);
+                x = Vector256.Create(a[6]);
+                c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+                x = Vector256.Create(a[7]);
+                c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+                x = Vector256.Create(a[8]);
+                c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+                x = Vector256.Create(a[9]);
+                c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                x = Vector256.Create(a[10]);
+                c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+                x = Vector256.Create(a[11]);
+                c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+                a += 12;
+                b += 32;
+            }
+            if (p < kc)
+            {
+                var b0 = Vector256.Load(b);
+                var b1 = Vector256.Load(b + 8);
+                var x = Vector256.Create(a[0]);
+                c00 = Vector256.FusedMultiplyAdd(x, b0, c00); c01 = Vector256.FusedMultiplyAdd(x, b1, c01);
+                x = Vector256.Create(a[1]);
+                c10 = Vector256.FusedMultiplyAdd(x, b0, c10); c11 = Vector256.FusedMultiplyAdd(x, b1, c11);
+                x = Vector256.Create(a[2]);
+                c20 = Vector256.FusedMultiplyAdd(x, b0, c20); c21 = Vector256.FusedMultiplyAdd(x, b1, c21);
+                x = Vector256.Create(a[3]);
+                c30 = Vector256.FusedMultiplyAdd(x, b0, c30); c31 = Vector256.FusedMultiplyAdd(x, b1, c31);
+                x = Vector256.Create(a[4]);
+                c40 = Vector256.FusedMultiplyAdd(x, b0, c40); c41 = Vector256.FusedMultiplyAdd(x, b1, c41);
+                x = Vector256.Create(a[5]);
+                c50 = Vector256.FusedMultiplyAdd(x, b0, c50); c51 = Vector256.FusedMultiplyAdd(x, b1, c51);
+            }
+            StoreRow(c, c00, c01, addC, bias);
+            StoreRow(c + ldc, c10, c11, addC, bias);
+            StoreRow(c + 2 * ldc, c20, c21, addC, bias);
+            StoreRow(c + 3 * ldc, c30, c31, addC, bias);
+            StoreRow(c + 4 * ldc, c40, c41, addC, bias);
+            StoreRow(c + 5 * ldc, c50, c51, addC, bias);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static void StoreRow(float* row, Vector256<float> lo, Vector256<float> hi, bool addC, float* bias)
+        {
+            if (bias != null) { lo += Vector256.Load(bias); hi += Vector256.Load(bias + 8); }
+            if (addC) { lo += Vector256.Load(row); hi += Vector256.Load(row + 8); }
+            lo.Store(row);
+            hi.Store(row + 8);
         }
     }
 }

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Nabla.Data;
+using Nabla.Kernels;
 using Nabla.Kernels.Cpu;
 using Nabla.Models.Gpt2;
 using Nabla.Optim;
@@ -10,7 +11,8 @@ namespace Nabla.Bench;
 /// <summary>
 /// GPT-2 124M end to end, side by side with PyTorch (bench/gpt2_peer.py) in the same run: one training step
 /// (forward, backward, AdamW) at B = 4, T = 64, and greedy generation with a KV cache. Interleaved rounds,
-/// medians; peak memory and managed allocations per step for ours.
+/// medians; peak memory and managed allocations per step for ours, and a step's peak tensor memory with and
+/// without a forced GC before it.
 ///   dotnet run -c Release --project bench/Nabla.Bench -- gpt2 [--rounds 5] [--threads 2] [--no-torch] [--layers 12] [--profile]
 /// </summary>
 public static class Gpt2Bench
@@ -24,6 +26,8 @@ public static class Gpt2Bench
         WorkerPool.Threads = threads;
         var config = Gpt2Config.Gpt2Small with { Layers = layers };
         Console.WriteLine($"GPT-2 {config.Layers} layers, {config.Channels} channels, vocabulary {config.VocabSize}; {threads} threads; load: {Load()}");
+        Console.WriteLine($"on {MachineInfo.Line}");
+        FmaPeak.Measure(threads);
 
         using var peer = torch ? Peer.TryStart(threads, config) : null;
         var model = new Gpt2Model(config, new Generator(0));
@@ -32,6 +36,7 @@ public static class Gpt2Bench
         var data = new TokenBatchLoader(Enumerable.Range(0, batch * (time + 1) * 4).Select(i => (int)((i * 2654435761L) % config.VocabSize)).ToArray(), batch, time);
         double Step(long i)
         {
+            using var memory = MemoryScope.Begin(); // the step's activations go back to the pool at its end
             var clock = Stopwatch.StartNew();
             var (x, y) = data.Batch(i % 4);
             var loss = Gpt2Model.Loss(model.Forward(x), y);
@@ -51,22 +56,38 @@ public static class Gpt2Bench
             ours.Add(Step(2 + r));
             allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
             if (peer != null) theirs.AddRange(peer.Ask($"train {batch} {time} 1"));
+            // A short FMA probe per round: on a busy machine the best rate seen over the run is the truest peak.
+            FmaPeak.Probe(threads);
         }
         if (args.Contains("--profile"))
         {
             var profiler = new Nabla.Kernels.ProfilingBackend(Nabla.Kernels.Backend.Current);
             double total;
-            using (Nabla.Kernels.Backend.Use(profiler)) total = Step(100);
+            using (Nabla.Kernels.Backend.Use(profiler.Timed)) total = Step(100);
             Console.WriteLine($"\nwhere one training step goes ({total:F0} ms in all; the rest of the time is outside the kernels):\n{profiler.Report()}");
         }
         double flops = TrainingFlops(config, model.ParameterCount, batch, time);
+        FmaPeak.Measure(threads);
+        double peak = FmaPeak.Peak(threads);
+        string path = MachineInfo.Name(CpuFeatures.Usable);
         Console.WriteLine();
-        Console.WriteLine($"| training step (B={batch}, T={time}) | median ms | GFLOP/s | vs PyTorch |");
-        Console.WriteLine("|---|---|---|---|");
-        Console.WriteLine($"| Nabla | {Median(ours):F0} | {flops / Median(ours) / 1e6:F1} | {(theirs.Count > 0 ? $"{Median(theirs) / Median(ours):F2}× faster" : "-")} |");
-        if (theirs.Count > 0) Console.WriteLine($"| PyTorch ({peer!.Description}) | {Median(theirs):F0} | {flops / Median(theirs) / 1e6:F1} | 1.00× |");
+        Console.WriteLine($"GPT-2 {config.Layers}-layer training step on {MachineInfo.Line}; FMA peak {peak:F1} GFLOP/s on {threads} thread(s) ({FmaPeak.Method}, best of the run)");
+        Console.WriteLine();
+        Console.WriteLine($"| training step (B={batch}, T={time}) | CPU | path | threads | median ms | GFLOP/s | % of FMA peak | vs PyTorch |");
+        Console.WriteLine("|---|---|---|---:|---:|---:|---:|---|");
+        Console.WriteLine($"| Nabla | {MachineInfo.Cpu} | {path} | {threads} | {Median(ours):F0} | {flops / Median(ours) / 1e6:F1} | {100 * flops / Median(ours) / 1e6 / peak:F0}% | " +
+            $"{(theirs.Count > 0 ? $"{Median(theirs) / Median(ours):F2}× faster" : "-")} |");
+        if (theirs.Count > 0)
+            Console.WriteLine($"| PyTorch ({peer!.Description}) | {MachineInfo.Cpu} | OpenBLAS{TorchPeer.CoreType} | {threads} | {Median(theirs):F0} | " +
+                $"{flops / Median(theirs) / 1e6:F1} | {100 * flops / Median(theirs) / 1e6 / peak:F0}% | 1.00× |");
         Console.WriteLine($"(FLOPs per step ≈ {flops / 1e9:F0} G: 6·N·tokens + attention; all runs: ours [{Join(ours)}] ms, PyTorch [{Join(theirs)}] ms)");
         Console.WriteLine($"peak tensor memory {BufferPool.PeakLiveBytes / 1e6:F0} MB, process peak working set {Process.GetCurrentProcess().PeakWorkingSet64 / 1e6:F0} MB, managed allocations per step {allocated / 1024.0:F0} KiB");
+
+        // A step's peak tensor memory with the collector left alone and with a full collection before each step: equal
+        // when every step returns its memory to the pool itself; when memory waits for finalizers, they differ and
+        // change from run to run.
+        long peakWithoutGc = PeakStepMemory(Step, 10, rounds, forceGc: false), peakWithGc = PeakStepMemory(Step, 20, rounds, forceGc: true);
+        Console.WriteLine($"peak tensor memory of a step: {peakWithoutGc / 1e6:F0} MB without a forced GC, {peakWithGc / 1e6:F0} MB with a forced GC before each step");
 
         var rates = new List<double>();
         var torchRates = new List<double>();
@@ -85,6 +106,25 @@ public static class Gpt2Bench
         if (torchRates.Count > 0) Console.WriteLine($"| PyTorch | {Median(torchRates):F1} | {Median(torchRates) * bytesPerToken / 1e9:F1} |");
         Console.WriteLine($"(all runs: ours [{Join(rates)}], PyTorch [{Join(torchRates)}] tokens/s; load after: {Load()})");
         return 0;
+    }
+
+    /// <summary>Largest <see cref="BufferPool.PeakLiveBytes"/> over <paramref name="steps"/> training steps.</summary>
+    private static long PeakStepMemory(Func<long, double> step, long first, int steps, bool forceGc)
+    {
+        long worst = 0;
+        for (int i = 0; i < steps; i++)
+        {
+            if (forceGc)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+                GC.Collect();
+            }
+            BufferPool.ResetPeak();
+            step(first + i);
+            worst = Math.Max(worst, BufferPool.PeakLiveBytes);
+        }
+        return worst;
     }
 
     /// <summary>Tokens per second of the decoding loop after the prompt is in the cache.</summary>

@@ -76,7 +76,7 @@ public static class KernelBench
         }
 
         Console.WriteLine($"Kernel benchmark: forward + backward, {threads} thread(s), {rounds} interleaved rounds");
-        Console.WriteLine($"machine: {Environment.ProcessorCount} logical CPUs, {CpuFeatures.Effective}, .NET {Environment.Version}; load average at start {LoadAverage()}");
+        Console.WriteLine($"machine: {MachineInfo.Line}; load average at start {LoadAverage()}");
         Console.WriteLine($"peer: {peer?.Description ?? "none"}");
 
         var steps = new Dictionary<(Case, Contender), (Action Step, int Reps)>();
@@ -145,7 +145,7 @@ public static class KernelBench
             }));
             return 0;
         }
-        Console.WriteLine($"load average at end {loadAfter}; measured FMA peak on {threads} thread(s): {peak:F1} GFLOP/s");
+        Console.WriteLine($"load average at end {loadAfter}; measured FMA peak on {threads} thread(s): {peak:F1} GFLOP/s ({FmaPeak.Method})");
         Console.WriteLine();
         Console.WriteLine("| case | contender | median ms | GFLOP/s | % of peak | vs best PyTorch |");
         Console.WriteLine("|---|---|---:|---:|---:|---|");

@@ -50,7 +50,7 @@ public static class TokenizerBench
         foreach (var warmUp in CreateContenders(encoderPath, mergesPath)) warmUp.Encode(text[..Math.Min(text.Length, 300_000)]);
         var contenders = CreateContenders(encoderPath, mergesPath);
         Console.WriteLine($"GPT-2 tokenizer encode: {textBytes / 1e6:F2} MB of text (KJV + Jargon File), {runs} timed runs after a JIT warm-up and a cold-cache run");
-        Console.WriteLine($"machine: {Environment.ProcessorCount} logical CPUs, load average {LoadAverage()} at start, .NET {Environment.Version}");
+        Console.WriteLine($"machine: {MachineInfo.Line}; load average {LoadAverage()} at start");
 
         // Cold-cache (first) runs, checking that every contender gives the same ids.
         int[]? expected = null;

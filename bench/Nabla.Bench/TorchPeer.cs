@@ -15,6 +15,11 @@ internal sealed class TorchPeer : IDisposable
 
     private TorchPeer(Process process) => _process = process;
 
+    /// <summary>", OPENBLAS_CORETYPE=X" when that variable picks OpenBLAS's kernels (e.g. Haswell: its AVX2 ones on an
+    /// AVX-512 machine, the honest peer for Nabla's AVX2 path), else empty.</summary>
+    public static string CoreType =>
+        Environment.GetEnvironmentVariable("OPENBLAS_CORETYPE") is { Length: > 0 } core ? $" (OPENBLAS_CORETYPE={core})" : "";
+
     public TimeSpan ProcessorTime => _process.HasExited ? TimeSpan.Zero : _process.TotalProcessorTime;
 
     /// <summary>Starts the peer, or returns null (with the reason on stderr) when Python or torch is missing.</summary>
@@ -52,12 +57,13 @@ internal sealed class TorchPeer : IDisposable
     {
         var answer = Ask($"threads {threads}").Split(' ');
         if (answer[0] != "ok") throw new InvalidOperationException($"torch_peer.py: {string.Join(' ', answer)}");
-        Description = $"torch {answer[3]}, {Path.GetFileName(answer[4])} ({answer[1]} torch / {answer[2]} BLAS threads)";
+        Description = $"torch {answer[3]}, {Path.GetFileName(answer[4])}{CoreType} ({answer[1]} torch / {answer[2]} BLAS threads)";
     }
 
-    /// <summary>Wall times in milliseconds of <paramref name="reps"/> calls of torch.mm (torch.bmm for a batch).</summary>
-    public double[] Gemm(bool transA, bool transB, int m, int n, int k, int batch, int reps) =>
-        Ask($"gemm {(transA ? 1 : 0)} {(transB ? 1 : 0)} {m} {n} {k} {reps} {batch}")
+    /// <summary>Wall times in milliseconds of <paramref name="reps"/> calls of torch.mm (torch.bmm for a batch), or the
+    /// calling thread's CPU time with <paramref name="cpuTime"/>.</summary>
+    public double[] Gemm(bool transA, bool transB, int m, int n, int k, int batch, int reps, bool cpuTime = false) =>
+        Ask($"{(cpuTime ? "gemmcpu" : "gemm")} {(transA ? 1 : 0)} {(transB ? 1 : 0)} {m} {n} {k} {reps} {batch}")
             .Split(' ', StringSplitOptions.RemoveEmptyEntries)
             .Select(t => double.Parse(t, CultureInfo.InvariantCulture)).ToArray();
 

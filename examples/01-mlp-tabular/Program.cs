@@ -26,6 +26,7 @@ for (int epoch = 1; epoch <= epochs; epoch++)
     float lastLoss = 0;
     foreach (var (x, y) in loader)
     {
+        using var memory = MemoryScope.Begin();                // the step's tensors go back to the pool at its end
         var loss = F.CrossEntropy(model.Forward(x), y);
         optimizer.ZeroGrad();
         loss.Backward();

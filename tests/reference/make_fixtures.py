@@ -171,6 +171,7 @@ OPS = {
     "silu": lambda v, a: F.silu(v[0]),
     "sigmoid": lambda v, a: torch.sigmoid(v[0]),
     "tanh": lambda v, a: torch.tanh(v[0]),
+    "softplus": lambda v, a: F.softplus(v[0]),
     # reductions
     "sum": lambda v, a: v[0].sum(dim=a["dims"], keepdim=a["keepdim"]),
     "sum_all": lambda v, a: v[0].sum(),
@@ -338,6 +339,7 @@ def elementwise():
         "silu": lambda r, s: normal(r, s, 4.0),
         "sigmoid": lambda r, s: normal(r, s, 6.0),
         "tanh": lambda r, s: normal(r, s, 3.0),
+        "softplus": lambda r, s: normal(r, s, 8.0),
     }
     for key, gen in unary.items():
         op, args = key, {}
@@ -354,7 +356,7 @@ def elementwise():
         fx.case(f"{key}/transposed", op, [(gen(r, (6, 5)), T)], args)
     # far tails: saturation and stability
     tails = np.array([-40, -20, -9, -5, -1e-3, 0, 1e-3, 5, 9, 20, 40], np.float32)
-    for key in ["sigmoid", "tanh", "silu", "gelu", "gelu_tanh"]:
+    for key in ["sigmoid", "tanh", "silu", "gelu", "gelu_tanh", "softplus"]:
         op = "gelu" if key.startswith("gelu") else key
         args = {"approximate": "tanh" if key == "gelu_tanh" else "none"} if op == "gelu" else {}
         fx.case(f"{key}/tails", op, [tails.copy()], args)

@@ -4,8 +4,10 @@ namespace Nabla.Autograd;
 
 /// <summary>
 /// Reverse-mode differentiation over the recorded graph: order the ops so each runs after everything that
-/// used its output, then walk them backwards, summing gradients where a tensor fed several ops. Gradient
-/// buffers the engine created are released to the pool as soon as their op has consumed them.
+/// used its output, then walk them backwards, summing gradients where a tensor fed several ops. The engine returns
+/// to the pool, as soon as it is done with it, the memory nobody else can see (see <see cref="MemoryScope"/>):
+/// gradient buffers it created, once their op has consumed them; what each backward function creates besides the
+/// gradients it returns; and the working memory each op saved for its backward alone (<see cref="Node.Saved"/>).
 /// </summary>
 internal static unsafe class Engine
 {
@@ -33,6 +35,7 @@ internal static unsafe class Engine
         using var noGrad = GradMode.NoGrad();
         var order = TopologicalOrder(root);
         var pending = new Dictionary<Tensor, Pending>(ReferenceEqualityComparer.Instance) { [root] = new Pending { Grad = gradient, Owned = owned } };
+        var working = MemoryScope.Working();
 
         for (int n = order.Count - 1; n >= 0; n--)
         {
@@ -49,7 +52,10 @@ internal static unsafe class Engine
                 $"Trying to backward through the graph a second time (at {node}); call Backward(retainGraph: true) the first time if you need to.");
             if (t.RetainsGrad) { t.Grad = entry.Owned ? g : g.Clone(); entry.Owned = false; }
             var inputs = node.Inputs;
-            var grads = fn(g);
+            working.EnterWorking();
+            Tensor?[]? grads = null;
+            try { grads = fn(g); }
+            finally { working.ExitWorking(grads); }
             if (grads.Length != inputs.Length)
                 throw new InvalidOperationException($"{node} returned {grads.Length} gradients for {inputs.Length} inputs.");
             if (AnomalyMode.IsEnabled) AnomalyMode.CheckBackward(node, grads);
@@ -68,8 +74,12 @@ internal static unsafe class Engine
                     if (j != i && grads[j] != null && grads[j]!.Storage == gi.Storage) fresh = false;
                 Add(pending, input, gi, fresh);
             }
-            if (!retainGraph) node.Free();
-            if (entry.Owned && !passedThrough) g.Storage.Release();
+            if (!retainGraph)
+            {
+                ReleaseSaved(node, grads, g);
+                node.Free();
+            }
+            if (entry.Owned && !passedThrough) g.Storage.Release(ReleaseReason.ConsumedGradient);
         }
     }
 
@@ -83,23 +93,36 @@ internal static unsafe class Engine
         if (existing.Owned && existing.Grad.IsContiguous)
         {
             existing.Grad.AddInPlaceUnchecked(g);
-            if (fresh) g.Storage.Release();
+            if (fresh) g.Storage.Release(ReleaseReason.ConsumedGradient);
             return;
         }
         var sum = existing.Grad.Add(g);
-        if (fresh) g.Storage.Release();
+        if (fresh) g.Storage.Release(ReleaseReason.ConsumedGradient);
         pending[input] = new Pending { Grad = sum, Owned = true };
+    }
+
+    /// <summary>Releases the working memory <paramref name="node"/> saved for its backward, which has now run (unless a
+    /// gradient it returned, or the one it received, is a view of it).</summary>
+    private static void ReleaseSaved(Node node, Tensor?[] grads, Tensor incoming)
+    {
+        foreach (var saved in node.Saved)
+        {
+            if (saved == null || ReferenceEquals(saved.Storage, incoming.Storage)) continue;
+            bool returned = false;
+            foreach (var gi in grads) returned |= gi != null && ReferenceEquals(gi.Storage, saved.Storage);
+            if (!returned) saved.Storage.Release(ReleaseReason.BackwardWorkingMemory);
+        }
     }
 
     private static void AccumulateLeaf(Tensor leaf, Tensor g, bool owned)
     {
         if (leaf.Grad == null)
         {
-            leaf.Grad = owned && g.IsContiguous ? g : g.Clone();
+            leaf.AdoptEngineGrad(owned && g.IsContiguous ? g : g.Clone());
             return;
         }
         leaf.Grad.AddInPlaceUnchecked(g);
-        if (owned) g.Storage.Release();
+        if (owned) g.Storage.Release(ReleaseReason.ConsumedGradient);
     }
 
     /// <summary>Tensors reachable from <paramref name="root"/> through recorded ops, inputs before users.</summary>

@@ -11,12 +11,16 @@ public sealed class Node
     public string Name { get; }
     internal Tensor?[] Inputs { get; private set; }
     internal Func<Tensor, Tensor?[]>? BackwardFn { get; private set; }
+    /// <summary>Tensors the op made for its backward alone and handed to no one (e.g. layer norm's mean and rstd): the
+    /// engine releases their memory once the backward has run.</summary>
+    internal Tensor?[] Saved { get; private set; }
 
-    internal Node(string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward)
+    internal Node(string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward, Tensor?[]? saved = null)
     {
         Name = name;
         Inputs = inputs;
         BackwardFn = backward;
+        Saved = saved ?? [];
     }
 
     /// <summary>Whether input <paramref name="i"/> wants a gradient (so a backward can skip the others).</summary>
@@ -30,6 +34,7 @@ public sealed class Node
     {
         BackwardFn = null;
         Inputs = [];
+        Saved = [];
     }
 
     public override string ToString() => $"<{Name}Backward>";
@@ -38,10 +43,16 @@ public sealed class Node
 internal static class NodeExtensions
 {
     /// <summary>Records <paramref name="output"/> as produced by op <paramref name="name"/> from
-    /// <paramref name="inputs"/>. Call only when <see cref="GradMode.Needed(Tensor)"/> said so.</summary>
-    internal static Tensor Record(this Tensor output, string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward)
+    /// <paramref name="inputs"/>. Call only when <see cref="GradMode.Needed(Tensor)"/> said so. <paramref name="saved"/>
+    /// lists tensors the op created for its backward alone and gave to no one else (not its output, not an input);
+    /// the engine returns their memory to the pool once the backward has run.</summary>
+    internal static Tensor Record(this Tensor output, string name, Tensor?[] inputs, Func<Tensor, Tensor?[]> backward, Tensor?[]? saved = null)
     {
-        output.SetGradFn(new Node(name, inputs, backward));
+        output.SetGradFn(new Node(name, inputs, backward, saved));
         return output;
     }
+
+    /// <summary><paramref name="copy"/> if it is a private copy of <paramref name="original"/> (Contiguous() made one),
+    /// else null: for the saved list of <see cref="Record"/>.</summary>
+    internal static Tensor? IfCopyOf(this Tensor copy, Tensor original) => ReferenceEquals(copy.Storage, original.Storage) ? null : copy;
 }

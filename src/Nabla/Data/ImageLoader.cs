@@ -61,7 +61,10 @@ public sealed class ImageLoader : IBatchSource, IDisposable
     public (Tensor Inputs, Tensor Targets) Batch(long index)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(index);
-        return _prefetcher != null ? _prefetcher.Get(index) : Make(index);
+        if (_prefetcher == null) return Make(index);
+        // Made on the prefetch thread, out of reach of the caller's memory scope: hand them to it (they are fresh).
+        var (inputs, targets) = _prefetcher.Get(index);
+        return (MemoryScope.Adopt(inputs), MemoryScope.Adopt(targets));
     }
 
     /// <summary>The batches of one epoch, in order.</summary>

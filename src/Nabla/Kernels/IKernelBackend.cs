@@ -19,11 +19,11 @@ public unsafe interface IKernelBackend
     /// elements (the backward of an unfold) every contribution is added.</summary>
     void Copy(float* src, ReadOnlySpan<int> srcStrides, float* dst, ReadOnlySpan<int> dstStrides, ReadOnlySpan<int> shape, bool accumulate);
 
-    /// <summary>y = f(x) over n contiguous elements.</summary>
-    void Unary(UnaryOp op, float alpha, float* x, float* y, long n);
+    /// <summary>y = F(x) over n contiguous elements (F's parameter, if any, is <paramref name="alpha"/>).</summary>
+    void Unary<F>(float alpha, float* x, float* y, long n) where F : struct, IUnaryFunction;
 
-    /// <summary>dx = dy · f'(x); <paramref name="y"/> is f(x) (some derivatives use it; it may be null for the others).</summary>
-    void UnaryBackward(UnaryOp op, float alpha, float* x, float* y, float* dy, float* dx, long n);
+    /// <summary>dx = dy · F'(x); <paramref name="y"/> is F(x) (some derivatives use it; it may be null for the others).</summary>
+    void UnaryBackward<F>(float alpha, float* x, float* y, float* dy, float* dx, long n) where F : struct, IUnaryFunction;
 
     /// <summary>y = a ∘ b over <paramref name="shape"/>; y is contiguous, a and b are strided (stride 0 = broadcast).</summary>
     void Binary(BinaryOp op, float* a, ReadOnlySpan<int> aStrides, float* b, ReadOnlySpan<int> bStrides, float* y, ReadOnlySpan<int> shape);

@@ -1,128 +1,197 @@
 using System.Diagnostics;
+using System.Reflection;
+using System.Reflection.Emit;
 
 namespace Nabla.Kernels;
 
 /// <summary>
-/// Wraps a backend and measures the time spent in each of its kernels, to show where a training step goes:
-/// <c>using (Backend.Use(profiler)) { ... } Console.Write(profiler.Report());</c>. Adds a timer read per kernel
-/// call (tens of nanoseconds), nothing else.
+/// Measures the time spent in each kernel of a backend, to show where a training step goes:
+/// <c>var profiler = new ProfilingBackend(Backend.Current); using (Backend.Use(profiler.Timed)) { ... }
+/// Console.Write(profiler.Report());</c>. Kernels are told apart by method, and by the function (for
+/// <c>Unary&lt;F&gt;</c>) or the enum argument (<c>Binary(BinaryOp.Add, ...)</c>) they run.
+/// <para>
+/// <see cref="Timed"/> is a class generated at run time from <see cref="IKernelBackend"/> itself: each method reads the
+/// clock, calls the same method of the inner backend with the same arguments, and adds the elapsed ticks to its
+/// tally. So a new kernel method needs no edit here, and the cost per call is two clock reads and a dictionary
+/// update — no boxing, no argument arrays (which is why not <c>DispatchProxy</c>: it cannot pass pointers or spans).
+/// </para>
 /// </summary>
-public sealed unsafe class ProfilingBackend(IKernelBackend inner) : IKernelBackend
+public sealed class ProfilingBackend
 {
-    private readonly Dictionary<string, (long Ticks, long Calls)> _totals = new();
+    private static readonly Lazy<(Type Type, MethodInfo[] Kernels)> Decorator = new(BuildDecorator);
 
-    public string Name => $"profiling({inner.Name})";
+    private readonly KernelTimings _timings = new();
 
-    public void Reset() => _totals.Clear();
+    public ProfilingBackend(IKernelBackend inner)
+    {
+        ArgumentNullException.ThrowIfNull(inner);
+        Timed = (IKernelBackend)Activator.CreateInstance(Decorator.Value.Type, inner, _timings)!;
+    }
+
+    /// <summary>The inner backend with every kernel call timed: install this one.</summary>
+    public IKernelBackend Timed { get; }
+
+    public void Reset() => _timings.Totals.Clear();
 
     /// <summary>Time per kernel, largest first, with its share of the total.</summary>
     public string Report()
     {
-        double total = _totals.Values.Sum(t => t.Ticks);
-        var lines = _totals.OrderByDescending(kv => kv.Value.Ticks).Select(kv =>
-            $"{kv.Key,-24} {kv.Value.Ticks * 1000.0 / Stopwatch.Frequency,10:F1} ms {100 * kv.Value.Ticks / Math.Max(total, 1),6:F1}% {kv.Value.Calls,8} calls");
+        var totals = _timings.Totals;
+        double total = totals.Values.Sum(t => t.Ticks);
+        var lines = totals.OrderByDescending(kv => kv.Value.Ticks).Select(kv =>
+            $"{_timings.NameOf(kv.Key, Decorator.Value.Kernels),-32} {kv.Value.Ticks * 1000.0 / Stopwatch.Frequency,10:F1} ms {100 * kv.Value.Ticks / Math.Max(total, 1),6:F1}% {kv.Value.Calls,8} calls");
         return string.Join(Environment.NewLine, lines) + Environment.NewLine;
     }
 
-    private readonly struct Timer(ProfilingBackend owner, string name) : IDisposable
+    /// <summary>
+    /// The tallies the generated class writes to (public only because generated code can call nothing else). A
+    /// kernel is keyed by its method's index in <see cref="IKernelBackend"/> in the high half and, in the low half,
+    /// its variant: the value of its first enum argument, or the number given to its type argument.
+    /// </summary>
+    public sealed class KernelTimings
     {
-        private readonly long _start = Stopwatch.GetTimestamp();
+        internal readonly Dictionary<long, (long Ticks, long Calls)> Totals = new();
 
-        public void Dispose()
+        internal KernelTimings() { }
+
+        public long Start() => Stopwatch.GetTimestamp();
+
+        public void Stop(int kernel, long start) => Add((long)kernel << 32, start);
+
+        public void Stop(int kernel, long start, int variant) => Add(((long)kernel << 32) | (uint)variant, start);
+
+        public void Stop<TFunction>(int kernel, long start) => Add(((long)kernel << 32) | (uint)TypeNumber<TFunction>.Value, start);
+
+        private void Add(long key, long start)
         {
-            long elapsed = Stopwatch.GetTimestamp() - _start;
-            owner._totals[name] = owner._totals.TryGetValue(name, out var t) ? (t.Ticks + elapsed, t.Calls + 1) : (elapsed, 1);
+            long elapsed = Stopwatch.GetTimestamp() - start;
+            Totals[key] = Totals.TryGetValue(key, out var t) ? (t.Ticks + elapsed, t.Calls + 1) : (elapsed, 1);
+        }
+
+        internal string NameOf(long key, MethodInfo[] kernels)
+        {
+            var method = kernels[(int)(key >> 32)];
+            int variant = (int)(key & 0xffffffff);
+            if (method.IsGenericMethodDefinition) return $"{method.Name} {TypeNumber.Types[variant].Name}";
+            var enumParameter = method.GetParameters().FirstOrDefault(p => p.ParameterType.IsEnum);
+            return enumParameter == null ? method.Name : $"{method.Name} {Enum.GetName(enumParameter.ParameterType, variant)}";
         }
     }
 
-    private Timer Time(string name) => new(this, name);
+    /// <summary>A small number per type argument a generic kernel was called with.</summary>
+    private static class TypeNumber
+    {
+        public static readonly List<Type> Types = [];
+    }
 
-    public void Fill(float* y, float value, long n) { using var _ = Time("Fill"); inner.Fill(y, value, n); }
+    private static class TypeNumber<T>
+    {
+        public static readonly int Value = Register();
 
-    public void Copy(float* src, ReadOnlySpan<int> srcStrides, float* dst, ReadOnlySpan<int> dstStrides, ReadOnlySpan<int> shape, bool accumulate)
-    { using var _ = Time(accumulate ? "Copy (accumulate)" : "Copy"); inner.Copy(src, srcStrides, dst, dstStrides, shape, accumulate); }
+        private static int Register()
+        {
+            lock (TypeNumber.Types)
+            {
+                TypeNumber.Types.Add(typeof(T));
+                return TypeNumber.Types.Count - 1;
+            }
+        }
+    }
 
-    public void Unary(UnaryOp op, float alpha, float* x, float* y, long n) { using var _ = Time(op.ToString()); inner.Unary(op, alpha, x, y, n); }
+    /// <summary>Emits <c>sealed class TimedBackend : IKernelBackend</c> with a constructor (inner, timings) and, for every
+    /// interface method, <c>long t = timings.Start(); [result =] inner.M(args); timings.Stop(index, t[, variant]); return [result];</c>.
+    /// Property getters (the name) are forwarded untimed.</summary>
+    private static (Type, MethodInfo[]) BuildDecorator()
+    {
+        var kernels = typeof(IKernelBackend).GetMethods();
+        var module = AssemblyBuilder.DefineDynamicAssembly(new AssemblyName("Nabla.Profiling"), AssemblyBuilderAccess.Run)
+            .DefineDynamicModule("Nabla.Profiling");
+        var type = module.DefineType("Nabla.Profiling.TimedBackend", TypeAttributes.Public | TypeAttributes.Sealed | TypeAttributes.Class);
+        type.AddInterfaceImplementation(typeof(IKernelBackend));
+        var inner = type.DefineField("_inner", typeof(IKernelBackend), FieldAttributes.Private | FieldAttributes.InitOnly);
+        var timings = type.DefineField("_timings", typeof(KernelTimings), FieldAttributes.Private | FieldAttributes.InitOnly);
 
-    public void UnaryBackward(UnaryOp op, float alpha, float* x, float* y, float* dy, float* dx, long n)
-    { using var _ = Time(op + " backward"); inner.UnaryBackward(op, alpha, x, y, dy, dx, n); }
+        var ctor = type.DefineConstructor(MethodAttributes.Public, CallingConventions.Standard, [typeof(IKernelBackend), typeof(KernelTimings)]);
+        var il = ctor.GetILGenerator();
+        il.Emit(OpCodes.Ldarg_0);
+        il.Emit(OpCodes.Call, typeof(object).GetConstructor(Type.EmptyTypes)!);
+        il.Emit(OpCodes.Ldarg_0);
+        il.Emit(OpCodes.Ldarg_1);
+        il.Emit(OpCodes.Stfld, inner);
+        il.Emit(OpCodes.Ldarg_0);
+        il.Emit(OpCodes.Ldarg_2);
+        il.Emit(OpCodes.Stfld, timings);
+        il.Emit(OpCodes.Ret);
 
-    public void Binary(BinaryOp op, float* a, ReadOnlySpan<int> aStrides, float* b, ReadOnlySpan<int> bStrides, float* y, ReadOnlySpan<int> shape)
-    { using var _ = Time(op.ToString()); inner.Binary(op, a, aStrides, b, bStrides, y, shape); }
+        var start = typeof(KernelTimings).GetMethod(nameof(KernelTimings.Start))!;
+        var stops = typeof(KernelTimings).GetMethods().Where(m => m.Name == nameof(KernelTimings.Stop)).ToArray();
+        var stop = stops.Single(m => !m.IsGenericMethodDefinition && m.GetParameters().Length == 2);
+        var stopVariant = stops.Single(m => !m.IsGenericMethodDefinition && m.GetParameters().Length == 3);
+        var stopGeneric = stops.Single(m => m.IsGenericMethodDefinition);
 
-    public void Sum(float* x, float* y, int outer, int r, int inner1) { using var _ = Time("Sum"); inner.Sum(x, y, outer, r, inner1); }
+        for (int index = 0; index < kernels.Length; index++)
+        {
+            var kernel = kernels[index];
+            var parameters = kernel.GetParameters();
+            var method = type.DefineMethod(kernel.Name,
+                MethodAttributes.Public | MethodAttributes.Virtual | MethodAttributes.Final | MethodAttributes.HideBySig | MethodAttributes.NewSlot,
+                CallingConventions.HasThis, kernel.ReturnType, null, null,
+                parameters.Select(p => p.ParameterType).ToArray(),
+                parameters.Select(p => p.GetRequiredCustomModifiers()).ToArray(),
+                parameters.Select(p => p.GetOptionalCustomModifiers()).ToArray());
+            MethodInfo target = kernel;
+            Type[] typeArguments = [];
+            if (kernel.IsGenericMethodDefinition)
+            {
+                var definitions = kernel.GetGenericArguments();
+                var builders = method.DefineGenericParameters(definitions.Select(d => d.Name).ToArray());
+                for (int g = 0; g < definitions.Length; g++)
+                {
+                    builders[g].SetGenericParameterAttributes(definitions[g].GenericParameterAttributes);
+                    var constraints = definitions[g].GetGenericParameterConstraints();
+                    if (constraints.FirstOrDefault(c => !c.IsInterface) is { } baseType) builders[g].SetBaseTypeConstraint(baseType);
+                    builders[g].SetInterfaceConstraints(constraints.Where(c => c.IsInterface).ToArray());
+                }
+                typeArguments = builders;
+                target = kernel.MakeGenericMethod(builders);
+            }
+            for (int p = 0; p < parameters.Length; p++) method.DefineParameter(p + 1, parameters[p].Attributes, parameters[p].Name);
 
-    public void Max(float* x, float* y, int* argmax, int outer, int r, int inner1) { using var _ = Time("Max"); inner.Max(x, y, argmax, outer, r, inner1); }
-
-    public void Softmax(float* x, float* y, int rows, int cols, bool log) { using var _ = Time("Softmax"); inner.Softmax(x, y, rows, cols, log); }
-
-    public void SoftmaxBackward(float* y, float* dy, float* dx, int rows, int cols, bool log)
-    { using var _ = Time("Softmax backward"); inner.SoftmaxBackward(y, dy, dx, rows, cols, log); }
-
-    public void CrossEntropy(float* logits, int* targets, float* loss, int rows, int classes, int ignoreIndex, float smoothing)
-    { using var _ = Time("CrossEntropy"); inner.CrossEntropy(logits, targets, loss, rows, classes, ignoreIndex, smoothing); }
-
-    public void CrossEntropyBackward(float* logits, int* targets, float* dloss, float* dlogits, int rows, int classes, int ignoreIndex, float smoothing)
-    { using var _ = Time("CrossEntropy backward"); inner.CrossEntropyBackward(logits, targets, dloss, dlogits, rows, classes, ignoreIndex, smoothing); }
-
-    public void LayerNorm(float* x, float* w, float* b, float* y, float* mean, float* rstd, int rows, int cols, float eps)
-    { using var _ = Time("LayerNorm"); inner.LayerNorm(x, w, b, y, mean, rstd, rows, cols, eps); }
-
-    public void LayerNormBackward(float* dy, float* x, float* w, float* mean, float* rstd, float* dx, float* dw, float* db, int rows, int cols)
-    { using var _ = Time("LayerNorm backward"); inner.LayerNormBackward(dy, x, w, mean, rstd, dx, dw, db, rows, cols); }
-
-    public void Gemm(bool transA, bool transB, int m, int n, int k, float* a, int lda, long strideA, float* b, int ldb, long strideB,
-        float* c, int ldc, long strideC, int batch, bool accumulate, float* bias)
-    { using var _ = Time("Gemm"); inner.Gemm(transA, transB, m, n, k, a, lda, strideA, b, ldb, strideB, c, ldc, strideC, batch, accumulate, bias); }
-
-    public void Attention(in AttentionLayout layout, float* q, float* k, float* v, float* o, float* lse)
-    { using var _ = Time("Attention"); inner.Attention(layout, q, k, v, o, lse); }
-
-    public void AttentionBackward(in AttentionLayout layout, float* q, float* k, float* v, float* o, float* lse, float* dout, float* dq, float* dk, float* dv)
-    { using var _ = Time("Attention backward"); inner.AttentionBackward(layout, q, k, v, o, lse, dout, dq, dk, dv); }
-
-    public void Embedding(float* table, int* idx, float* y, int n, int dim, int rows) { using var _ = Time("Embedding"); inner.Embedding(table, idx, y, n, dim, rows); }
-
-    public void EmbeddingBackward(float* dy, int* idx, float* dtable, int n, int dim) { using var _ = Time("Embedding backward"); inner.EmbeddingBackward(dy, idx, dtable, n, dim); }
-
-    public void AdamW(float* p, float* g, float* m, float* v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
-    { using var _ = Time("AdamW"); inner.AdamW(p, g, m, v, n, lr, beta1, beta2, eps, weightDecay, step); }
-
-    public void Col2Im(in Conv2dGeometry g, float* col, float* dx) { using var _ = Time("Col2Im"); inner.Col2Im(g, col, dx); }
-
-    public void DepthwiseConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
-    { using var _ = Time("DepthwiseConv2d"); inner.DepthwiseConv2d(g, x, w, bias, y); }
-
-    public void DepthwiseConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx)
-    { using var _ = Time("DepthwiseConv2d backward input"); inner.DepthwiseConv2dBackwardInput(g, dy, w, dx); }
-
-    public void DepthwiseConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw)
-    { using var _ = Time("DepthwiseConv2d backward weight"); inner.DepthwiseConv2dBackwardWeight(g, dy, x, dw); }
-
-    public void MaxPool2d(in Conv2dGeometry g, float* x, float* y, int* argmax) { using var _ = Time("MaxPool2d"); inner.MaxPool2d(g, x, y, argmax); }
-
-    public void MaxPool2dBackward(in Conv2dGeometry g, float* dy, int* argmax, float* dx)
-    { using var _ = Time("MaxPool2d backward"); inner.MaxPool2dBackward(g, dy, argmax, dx); }
-
-    public void AvgPool2d(in Conv2dGeometry g, bool countIncludePad, float* x, float* y)
-    { using var _ = Time("AvgPool2d"); inner.AvgPool2d(g, countIncludePad, x, y); }
-
-    public void AvgPool2dBackward(in Conv2dGeometry g, bool countIncludePad, float* dy, float* dx)
-    { using var _ = Time("AvgPool2d backward"); inner.AvgPool2dBackward(g, countIncludePad, dy, dx); }
-
-    public void AdaptiveAvgPool2d(int planes, int height, int width, int outHeight, int outWidth, float* x, float* y)
-    { using var _ = Time("AdaptiveAvgPool2d"); inner.AdaptiveAvgPool2d(planes, height, width, outHeight, outWidth, x, y); }
-
-    public void AdaptiveAvgPool2dBackward(int planes, int height, int width, int outHeight, int outWidth, float* dy, float* dx)
-    { using var _ = Time("AdaptiveAvgPool2d backward"); inner.AdaptiveAvgPool2dBackward(planes, height, width, outHeight, outWidth, dy, dx); }
-
-    public void BatchNormStatistics(float* x, float* mean, float* variance, int batch, int channels, int spatial)
-    { using var _ = Time("BatchNorm statistics"); inner.BatchNormStatistics(x, mean, variance, batch, channels, spatial); }
-
-    public void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* y, int batch, int channels, int spatial)
-    { using var _ = Time("BatchNorm"); inner.BatchNorm(x, mean, rstd, w, b, y, batch, channels, spatial); }
-
-    public void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* dx, float* dw, float* db,
-        int batch, int channels, int spatial, bool batchStatistics)
-    { using var _ = Time("BatchNorm backward"); inner.BatchNormBackward(dy, x, mean, rstd, w, dx, dw, db, batch, channels, spatial, batchStatistics); }
+            il = method.GetILGenerator();
+            bool timed = !kernel.IsSpecialName;
+            var clock = il.DeclareLocal(typeof(long));
+            var result = kernel.ReturnType == typeof(void) ? null : il.DeclareLocal(kernel.ReturnType);
+            if (timed)
+            {
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Ldfld, timings);
+                il.Emit(OpCodes.Call, start);
+                il.Emit(OpCodes.Stloc, clock);
+            }
+            il.Emit(OpCodes.Ldarg_0);
+            il.Emit(OpCodes.Ldfld, inner);
+            for (int p = 0; p < parameters.Length; p++) il.Emit(OpCodes.Ldarg, p + 1);
+            il.Emit(OpCodes.Callvirt, target);
+            if (result != null) il.Emit(OpCodes.Stloc, result);
+            if (timed)
+            {
+                il.Emit(OpCodes.Ldarg_0);
+                il.Emit(OpCodes.Ldfld, timings);
+                il.Emit(OpCodes.Ldc_I4, index);
+                il.Emit(OpCodes.Ldloc, clock);
+                int enumArgument = Array.FindIndex(parameters, p => p.ParameterType.IsEnum);
+                if (typeArguments.Length > 0) il.Emit(OpCodes.Call, stopGeneric.MakeGenericMethod(typeArguments[0]));
+                else if (enumArgument >= 0)
+                {
+                    il.Emit(OpCodes.Ldarg, enumArgument + 1);
+                    il.Emit(OpCodes.Call, stopVariant);
+                }
+                else il.Emit(OpCodes.Call, stop);
+            }
+            if (result != null) il.Emit(OpCodes.Ldloc, result);
+            il.Emit(OpCodes.Ret);
+            type.DefineMethodOverride(method, kernel);
+        }
+        return (type.CreateType(), kernels);
+    }
 }

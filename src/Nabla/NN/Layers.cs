@@ -68,6 +68,7 @@ public sealed class GELU(GeluApproximation approximate = GeluApproximation.None)
 public sealed class SiLU : Module { public override Tensor Forward(Tensor input) => input.Silu(); }
 public sealed class Sigmoid : Module { public override Tensor Forward(Tensor input) => input.Sigmoid(); }
 public sealed class Tanh : Module { public override Tensor Forward(Tensor input) => input.Tanh(); }
+public sealed class Softplus : Module { public override Tensor Forward(Tensor input) => input.Softplus(); }
 
 public sealed class Softmax(int dim = -1) : Module
 {

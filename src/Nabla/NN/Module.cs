@@ -43,6 +43,7 @@ public abstract class Module
     protected Tensor RegisterBuffer(string name, Tensor value, bool optional = false)
     {
         CheckName(name);
+        MemoryScope.Keep(value);
         _buffers.Add((name, value));
         if (optional) _optionalBuffers.Add(name);
         return value;
@@ -220,7 +221,7 @@ public abstract class Module
     /// <summary>Clears the gradient of every parameter.</summary>
     public void ZeroGrad()
     {
-        foreach (var p in Parameters()) p.Grad = null;
+        foreach (var p in Parameters()) p.DropGrad();
     }
 
     /// <summary>Parameters and buffers by dotted name (the tensors themselves, not copies).</summary>

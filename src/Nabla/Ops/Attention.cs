@@ -59,6 +59,10 @@ public static unsafe partial class F
         }, kOffset: C, vOffset: 2 * C);
     }
 
+    /// <summary><paramref name="t"/> if it is a copy the op made (no input shares its storage), else null.</summary>
+    private static Tensor? PrivateCopy(Tensor t, Tensor[] inputs) =>
+        Array.Exists(inputs, i => ReferenceEquals(i.Storage, t.Storage)) ? null : t;
+
     private static RowStrides Rows(Tensor t) => new(t.Strides[0], t.Strides[1], t.Strides[2]);
 
     /// <summary>Runs the attention kernel and records its backward. <paramref name="makeGrads"/> allocates the
@@ -80,7 +84,7 @@ public static unsafe partial class F
                         (float*)dq, (float*)dk, (float*)dv);
                 GC.KeepAlive(gc);
                 return grads;
-            });
+            }, saved: [lse, PrivateCopy(q, inputs), PrivateCopy(k, inputs), PrivateCopy(v, inputs)]);
         }
         GC.KeepAlive(q); GC.KeepAlive(k); GC.KeepAlive(v);
         return o;

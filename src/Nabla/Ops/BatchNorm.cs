@@ -74,7 +74,7 @@ public static unsafe partial class F
                 else { dw.Zero(); db.Zero(); }
                 GC.KeepAlive(dyc); GC.KeepAlive(xc); GC.KeepAlive(weight);
                 return [dx, weight is { RequiresGrad: true } ? dw : null, bias is { RequiresGrad: true } ? db : null];
-            });
+            }, saved: [mean, rstd, xc.IfCopyOf(x)]);
         }
         return y;
     }

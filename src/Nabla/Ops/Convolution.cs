@@ -65,7 +65,7 @@ public static unsafe partial class F
                 }
                 GC.KeepAlive(dyc); GC.KeepAlive(xc); GC.KeepAlive(wc);
                 return [dx, dw, db];
-            });
+            }, saved: [xc.IfCopyOf(x), wc.IfCopyOf(weight)]);
         }
         return y;
     }

@@ -185,40 +185,42 @@ public sealed unsafe partial class Tensor
 
     // ---------------------------------------------------------------- unary
 
-    /// <summary>y = f(x) through the kernel backend, with dy·f'(x) as backward.</summary>
-    internal Tensor Unary(UnaryOp op, float alpha = 0f)
+    /// <summary>y = F(x) element-wise through the kernel backend (F's parameter, if it has one, is
+    /// <paramref name="alpha"/>), recorded with dy·F'(x) as its backward. Any <see cref="IUnaryFunction"/> works,
+    /// including one defined outside the library.</summary>
+    public Tensor Unary<F>(float alpha = 0f) where F : struct, IUnaryFunction
     {
-        RequireFloat(op.ToString());
+        RequireFloat(F.Name);
         var x = Contiguous();
         var y = Empty(_shape.ToArray());
-        if (Count > 0) Backend.Current.Unary(op, alpha, x.Data, y.Data, Count);
+        if (Count > 0) Backend.Current.Unary<F>(alpha, x.Data, y.Data, Count);
         GC.KeepAlive(x);
         if (GradMode.Needed(this))
         {
-            y.Record(op.ToString(), [this], g =>
+            y.Record(F.Name, [this], g =>
             {
                 var gc = g.Contiguous();
                 var dx = Empty(x._shape.ToArray());
-                if (dx.Count > 0) Backend.Current.UnaryBackward(op, alpha, x.Data, y.Data, gc.Data, dx.Data, dx.Count);
+                if (dx.Count > 0) Backend.Current.UnaryBackward<F>(alpha, x.Data, y.Data, gc.Data, dx.Data, dx.Count);
                 GC.KeepAlive(gc);
                 return [dx];
-            });
+            }, saved: [x.IfCopyOf(this)]);
         }
         return y;
     }
 
-    public Tensor Neg() => Unary(UnaryOp.Neg);
-    public Tensor Exp() => Unary(UnaryOp.Exp);
-    public Tensor Log() => Unary(UnaryOp.Log);
-    public Tensor Sqrt() => Unary(UnaryOp.Sqrt);
-    public Tensor Abs() => Unary(UnaryOp.Abs);
+    public Tensor Neg() => Unary<Functions.Neg>();
+    public Tensor Exp() => Unary<Functions.Exp>();
+    public Tensor Log() => Unary<Functions.Log>();
+    public Tensor Sqrt() => Unary<Functions.Sqrt>();
+    public Tensor Abs() => Unary<Functions.Abs>();
     public Tensor Square() => Mul(this);
     /// <summary>Element-wise xᵖ for a constant exponent.</summary>
-    public Tensor Pow(float exponent) => Unary(UnaryOp.PowScalar, exponent);
+    public Tensor Pow(float exponent) => Unary<Functions.PowScalar>(exponent);
 
-    public Tensor Add(float value) => Unary(UnaryOp.Shift, value);
-    public Tensor Sub(float value) => Unary(UnaryOp.Shift, -value);
-    public Tensor Mul(float value) => Unary(UnaryOp.Scale, value);
+    public Tensor Add(float value) => Unary<Functions.Shift>(value);
+    public Tensor Sub(float value) => Unary<Functions.Shift>(-value);
+    public Tensor Mul(float value) => Unary<Functions.Scale>(value);
     public Tensor Div(float value) => Div(Scalar(value));
 
     public static Tensor operator +(Tensor a, Tensor b) => a.Add(b);
@@ -262,7 +264,7 @@ public sealed unsafe partial class Tensor
     {
         CheckMutable();
         var x = Contiguous();
-        Backend.Current.Unary(UnaryOp.Scale, value, x.Data, x.Data, Count);
+        Backend.Current.Unary<Functions.Scale>(value, x.Data, x.Data, Count);
         if (!ReferenceEquals(x, this)) CopyFromUnchecked(x, accumulate: false);
         return this;
     }

@@ -86,7 +86,7 @@ public static unsafe partial class F
                 if (rows > 0) Backend.Current.CrossEntropyBackward(z.Data, t.IntData, dRow.Data, dz.Data, rows, classes, ignoreIndex, labelSmoothing);
                 GC.KeepAlive(dRow);
                 return [dz];
-            });
+            }, saved: [z.IfCopyOf(logits), t.IfCopyOf(targets)]);
         }
         GC.KeepAlive(z);
         GC.KeepAlive(t);
@@ -167,7 +167,7 @@ public static unsafe partial class F
                         dw == null ? null : dw.Data, db == null ? null : db.Data, rows, cols);
                 GC.KeepAlive(gc);
                 return [dx, dw, db];
-            });
+            }, saved: [mean, rstd, xc.IfCopyOf(x), weight == null ? null : w!.IfCopyOf(weight)]);
         }
         return y;
     }
@@ -198,7 +198,7 @@ public static unsafe partial class F
                 GC.KeepAlive(gc);
                 GC.KeepAlive(idx);
                 return [dw];
-            });
+            }, saved: [idx.IfCopyOf(indices)]);
         }
         return y;
     }

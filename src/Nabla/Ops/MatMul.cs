@@ -146,7 +146,7 @@ public sealed unsafe partial class Tensor
                     x.RequiresGrad ? MatMulCore(g2, weight).Reshape(x._shape) : null,
                     weight.RequiresGrad ? MatMulCore(g2.T, x2) : null,
                     bias is { RequiresGrad: true } ? g2.Sum(0) : null];
-            });
+            }, saved: [x2.IfCopyOf(x)]);
         }
         return y;
     }

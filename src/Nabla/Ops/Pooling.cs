@@ -26,7 +26,7 @@ public static unsafe partial class F
                 GC.KeepAlive(dyc);
                 GC.KeepAlive(argmax);
                 return [dx];
-            });
+            }, saved: [argmax]);
         }
         return y;
     }

@@ -54,7 +54,7 @@ public abstract class Optimizer
     /// <summary>Clears every parameter's gradient.</summary>
     public void ZeroGrad()
     {
-        foreach (var p in Groups.SelectMany(g => g.Parameters)) p.Grad = null;
+        foreach (var p in Groups.SelectMany(g => g.Parameters)) p.DropGrad();
     }
 
     /// <summary>Applies one update to every parameter that requires grad and has a gradient; frozen parameters
@@ -112,7 +112,7 @@ public abstract class Optimizer
 
         public Span<float> Buffer(string name)
         {
-            if (!buffers.TryGetValue(name, out var t)) buffers[name] = t = Tensor.Zeros(count);
+            if (!buffers.TryGetValue(name, out var t)) buffers[name] = t = MemoryScope.Keep(Tensor.Zeros(count));
             return t.AsSpan();
         }
     }
@@ -150,7 +150,7 @@ public abstract class Optimizer
             if (value.Count != p.Count)
                 throw new IO.CheckpointException($"{source ?? "optimizer state"}: '{key}' has {value.Count} values but parameter {i} ({p.Name ?? p.ShapeString}) has {p.Count}.");
             if (!loaded.TryGetValue(i, out var buffers)) loaded[i] = buffers = new Dictionary<string, Tensor>();
-            buffers[key[(dot + 1)..]] = value.Reshape(-1).Clone();
+            buffers[key[(dot + 1)..]] = MemoryScope.Keep(value.Reshape(-1).Clone());
         }
         // Every parameter that has state has the same buffers (one never stepped has none), so a parameter
         // holding only some of them lost the others.

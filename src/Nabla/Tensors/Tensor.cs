@@ -115,11 +115,43 @@ public sealed unsafe partial class Tensor
             if (!IsLeaf && !value) throw new InvalidOperationException("RequiresGrad can only be cleared on leaf tensors; use Detach() for a non-leaf.");
             if (value && DType != DType.Float32) throw new InvalidOperationException($"Only Float32 tensors can require gradients (this one is {DType}).");
             _requiresGrad = value;
+            // A leaf that requires grad is a parameter (or an input being differentiated): it outlives memory scopes.
+            if (value) Storage.OutlivesScopes = true;
         }
     }
 
-    /// <summary>Gradient accumulated by <see cref="Backward"/> (leaves, and non-leaves that called <see cref="RetainGrad"/>).</summary>
-    public Tensor? Grad { get; set; }
+    private Tensor? _grad;
+    private bool _gradFromEngine;
+
+    /// <summary>Gradient accumulated by <see cref="Backward"/> (leaves, and non-leaves that called <see cref="RetainGrad"/>).
+    /// A leaf's gradient made by the engine belongs to the leaf: <c>ZeroGrad()</c> returns its memory to the pool.</summary>
+    public Tensor? Grad
+    {
+        get => _grad;
+        set
+        {
+            _grad = value;
+            _gradFromEngine = false;
+        }
+    }
+
+    /// <summary>Takes a gradient buffer the engine made (nobody else sees it) as this leaf's gradient: it outlives
+    /// memory scopes, and <see cref="DropGrad"/> releases it.</summary>
+    internal void AdoptEngineGrad(Tensor grad)
+    {
+        grad.Storage.OutlivesScopes = true;
+        _grad = grad;
+        _gradFromEngine = true;
+    }
+
+    /// <summary>What ZeroGrad() does to each parameter: forget the gradient, returning its memory to the pool at once
+    /// if the engine made it (so the next step's peak does not depend on when the collector runs).</summary>
+    internal void DropGrad()
+    {
+        if (_gradFromEngine) _grad?.Storage.Release(ReleaseReason.ClearedGradient);
+        _grad = null;
+        _gradFromEngine = false;
+    }
 
     /// <summary>The op that produced this tensor, if it was recorded for autograd.</summary>
     public Node? GradFn { get; internal set; }
@@ -219,7 +251,9 @@ public sealed unsafe partial class Tensor
         GC.KeepAlive(this);
     }
 
-    /// <summary>The elements as a span; only for contiguous float tensors (call <see cref="Contiguous"/> first).</summary>
+    /// <summary>The elements as a span; only for contiguous float tensors (call <see cref="Contiguous"/> first). The span
+    /// points into the tensor's memory: use it only while that memory is the tensor's (not past the end of the
+    /// <see cref="MemoryScope"/> the tensor was made in).</summary>
     public Span<float> AsSpan()
     {
         if (!IsContiguous) throw new InvalidOperationException("AsSpan() needs a contiguous tensor; call Contiguous() first.");

@@ -24,6 +24,7 @@ public static class Evaluation
         var sums = new Dictionary<string, double>();
         for (int i = 0; i < batches; i++)
         {
+            using var memory = MemoryScope.Begin();
             var (x, y) = source.Batch(i);
             var output = model.Forward(x);
             int n = x.Size(0);

@@ -135,6 +135,9 @@ public sealed class Trainer
         if (Step == 0) _metrics?.Clear();
         while (Step < Options.Steps && !cancel.IsCancellationRequested)
         {
+            // What a step makes (its evaluation and checkpoint included) goes back to the pool when it ends, whenever
+            // the garbage collector runs: parameters, gradients and optimizer state outlive the scope.
+            using var memory = MemoryScope.Begin();
             var record = TrainStep();
             _metrics?.Append(StepJson(record));
             AfterStep?.Invoke(record);
@@ -164,6 +167,8 @@ public sealed class Trainer
         var metricSums = new Dictionary<string, double>();
         for (int micro = 0; micro < k; micro++)
         {
+            // One scope per micro-batch: accumulating k batches must not hold k batches' activations at once.
+            using var microBatch = MemoryScope.Begin();
             var (x, y) = MicroBatch(micro);
             var output = Model.Forward(x);
             var loss = _loss(output, y);

@@ -20,7 +20,7 @@ public sealed class GemmCollection;
 [Collection(nameof(GemmCollection))]
 public sealed unsafe class GemmTests
 {
-    private static readonly Isa[] Isas = [.. new[] { Isa.Avx512, Isa.Avx2, Isa.Scalar }.Where(i => i <= CpuFeatures.Detected)];
+    private static IReadOnlyList<Isa> Isas => TestIsas.Available;
     private static readonly int[] ThreadCounts = [1, 2];
 
     /// <summary>Blocks of 3 slivers of A and of B, 16 k steps deep, for every kernel until disposed.</summary>
@@ -55,7 +55,9 @@ public sealed unsafe class GemmTests
             { 0, 5, 7 }, { 5, 0, 7 }, { 5, 7, 0 }, { 1, 1, 1 }, { 1, 13, 7 }, { 7, 1, 13 }, { 13, 31, 97 }, { 31, 97, 13 },
             { 7, 31, 5 }, { 8, 32, 8 }, { 9, 33, 9 },      // AVX-512 tile (8 × 32) ± 1
             { 5, 15, 3 }, { 6, 16, 4 }, { 7, 17, 2 },     // AVX2 tile (6 × 16) ± 1
+            { 8, 20, 19 }, { 10, 17, 33 }, { 11, 40, 24 }, { 12, 48, 16 }, // AVX2 6-lane A slivers: packed as 4 + 2 lanes, last one partial
             { 3, 3, 3 }, { 4, 4, 4 }, { 5, 5, 5 },         // scalar tile (4 × 4) ± 1
+            { 2, 70, 40 }, { 4, 300, 37 },                 // skinny path (m ≤ 4): several vectors along k and n, tails
             { 25, 65, 129 }, { 257, 129, 300 }, { 40, 70, 1031 }, { 3, 2100, 11 }, { 1100, 5, 3 },
         };
         return shapes;

@@ -13,7 +13,7 @@ namespace Nabla.Tests.Ops;
 [Collection(Nabla.Tests.Kernels.KernelSettingsCollection.Name)]
 public unsafe class AttentionKernelTests
 {
-    private static readonly Isa[] AllIsas = [Isa.Avx512, Isa.Avx2, Isa.Scalar];
+    private static IReadOnlyList<Isa> AllIsas => Nabla.Tests.Kernels.TestIsas.Available;
 
     /// <summary>Buffers for one attention problem, laid out (B, T, H, D) when <paramref name="interleaved"/>, else (B, H, T, D).</summary>
     private sealed class Problem

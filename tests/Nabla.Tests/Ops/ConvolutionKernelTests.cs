@@ -12,7 +12,7 @@ namespace Nabla.Tests.Ops;
 [Collection(Nabla.Tests.Kernels.KernelSettingsCollection.Name)]
 public unsafe class ConvolutionKernelTests
 {
-    public static TheoryData<Isa> Isas => new() { Isa.Avx512, Isa.Avx2, Isa.Scalar };
+    public static TheoryData<Isa> Isas => Nabla.Tests.Kernels.TestIsas.Theory();
 
     private static readonly IKernelBackend Cpu = CpuBackend.Instance, Reference = ReferenceBackend.Instance;
 

@@ -136,6 +136,7 @@ public static class OpCase
             "silu" => v[0].Silu(),
             "sigmoid" => v[0].Sigmoid(),
             "tanh" => v[0].Tanh(),
+            "softplus" => new Nabla.NN.Softplus().Forward(v[0]),
             "sum" => v[0].Sum(Dims(), B("keepdim")),
             "sum_all" => v[0].Sum(),
             "mean" => v[0].Mean(Dims(), B("keepdim")),

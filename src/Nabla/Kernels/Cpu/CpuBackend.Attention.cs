@@ -43,12 +43,36 @@ public sealed unsafe partial class CpuBackend
         // Enough tasks for every thread to have a few, but no more: each task packs Kᵀ and V for its queries.
         int queryBlocks = (layout.Tq + QueryBlock - 1) / QueryBlock, heads = layout.Batch * layout.Heads;
         int parts = Math.Clamp((2 * WorkerPool.Threads + heads - 1) / heads, 1, queryBlocks);
-        AttentionTask.Launch(layout, forward: true, parts, heads * parts, q, k, v, o, lse, null, null, null, null);
+        ParallelKernel.Items(heads * parts, new AttentionForwardParts(layout, parts, q, k, v, o, lse));
     }
 
     public void AttentionBackward(in AttentionLayout layout, float* q, float* k, float* v, float* o, float* lse, float* dout,
         float* dq, float* dk, float* dv) =>
-        AttentionTask.Launch(layout, forward: false, 1, layout.Batch * layout.Heads, q, k, v, o, lse, dout, dq, dk, dv);
+        ParallelKernel.Items(layout.Batch * layout.Heads, new AttentionBackwardHeads(layout, q, k, v, o, lse, dout, dq, dk, dv));
+
+    /// <summary>Item = part p of head (b, h): query blocks [p·blocks/parts, (p+1)·blocks/parts).</summary>
+    private readonly struct AttentionForwardParts(AttentionLayout l, int partsPerHead, float* q, float* k, float* v, float* o, float* lse)
+        : IKernelItems
+    {
+        public void Execute<V>(int item) where V : struct, IVec<V>
+        {
+            int queryBlocks = (l.Tq + QueryBlock - 1) / QueryBlock;
+            int head = item / partsPerHead, part = item % partsPerHead;
+            int first = part * queryBlocks / partsPerHead, end = (part + 1) * queryBlocks / partsPerHead;
+            int i0 = first * QueryBlock, i1 = Math.Min(l.Tq, end * QueryBlock);
+            if (l.Tq < FewQueries)
+                for (int i = i0; i < i1; i++) AttentionForwardRow<V>(l, head / l.Heads, head % l.Heads, i, q, k, v, o, lse);
+            else AttentionForwardQueries<V>(l, head / l.Heads, head % l.Heads, i0, i1, q, k, v, o, lse);
+        }
+    }
+
+    /// <summary>Item = head (b, h).</summary>
+    private readonly struct AttentionBackwardHeads(AttentionLayout l, float* q, float* k, float* v, float* o, float* lse, float* dout,
+        float* dq, float* dk, float* dv) : IKernelItems
+    {
+        public void Execute<V>(int item) where V : struct, IVec<V> =>
+            AttentionBackwardHead<V>(l, item / l.Heads, item % l.Heads, q, k, v, o, lse, dout, dq, dk, dv);
+    }
 
     /// <summary>Head dimension rounded up to whole 64-byte lines: the row stride of the packed copies.</summary>
     private static int PaddedHeadDim(int d) => (d + 15) & ~15;
@@ -71,45 +95,6 @@ public sealed unsafe partial class CpuBackend
 
         /// <summary>The first row that sees key <paramref name="key"/> of the block (rows before it see only earlier keys).</summary>
         public int FirstRowSeeing(int key) => Growth == 0 ? 0 : Math.Max(0, key - AtRow0 + 1);
-    }
-
-    /// <summary>One attention call's arguments, reused by every call from the same thread so calls allocate nothing.</summary>
-    private sealed class AttentionTask : VectorTask
-    {
-        [ThreadStatic] private static AttentionTask? _cached;
-
-        private AttentionLayout _layout;
-        private bool _forward;
-        private int _partsPerHead;
-        private float* _q, _k, _v, _o, _lse, _dout, _dq, _dk, _dv;
-
-        public static void Launch(in AttentionLayout layout, bool forward, int partsPerHead, int count, float* q, float* k, float* v,
-            float* o, float* lse, float* dout, float* dq, float* dk, float* dv)
-        {
-            var task = _cached ??= new AttentionTask();
-            (task._layout, task._forward, task._partsPerHead) = (layout, forward, partsPerHead);
-            task.Capture();
-            task._q = q; task._k = k; task._v = v; task._o = o; task._lse = lse;
-            task._dout = dout; task._dq = dq; task._dk = dk; task._dv = dv;
-            WorkerPool.Run(count, task);
-        }
-
-        protected override void Execute<V>(int item)
-        {
-            ref readonly var l = ref _layout;
-            if (_forward)
-            {
-                // Part p of a head takes query blocks [p·blocks/parts, (p+1)·blocks/parts).
-                int queryBlocks = (l.Tq + QueryBlock - 1) / QueryBlock;
-                int head = item / _partsPerHead, part = item % _partsPerHead;
-                int first = part * queryBlocks / _partsPerHead, end = (part + 1) * queryBlocks / _partsPerHead;
-                int i0 = first * QueryBlock, i1 = Math.Min(l.Tq, end * QueryBlock);
-                if (l.Tq < FewQueries)
-                    for (int i = i0; i < i1; i++) AttentionForwardRow<V>(l, head / l.Heads, head % l.Heads, i, _q, _k, _v, _o, _lse);
-                else AttentionForwardQueries<V>(l, head / l.Heads, head % l.Heads, i0, i1, _q, _k, _v, _o, _lse);
-            }
-            else AttentionBackwardHead<V>(l, item / l.Heads, item % l.Heads, _q, _k, _v, _o, _lse, _dout, _dq, _dk, _dv);
-        }
     }
 
     // ---------------------------------------------------------------- forward
@@ -559,5 +544,21 @@ public sealed unsafe partial class CpuBackend
     {
         var f = V.Splat(factor);
         for (int d = 0; d < n; d += V.Count) V.Store(row + d, V.Load(row + d) * f);
+    }
+
+    /// <summary>Σ a[k]·b[k] over [0, n).</summary>
+    private static float Dot<V>(float* a, float* b, int n) where V : struct, IVec<V>
+    {
+        var acc = V.Splat(0f);
+        int k = 0;
+        for (; k + V.Count <= n; k += V.Count) acc = V.Fma(V.Load(a + k), V.Load(b + k), acc);
+        float sum = V.SumAcross(acc);
+        if (V.Count > V256.Count && k + V256.Count <= n)
+        {
+            sum += V256.SumAcross(V256.Load(a + k) * V256.Load(b + k));
+            k += V256.Count;
+        }
+        for (; k < n; k++) sum += a[k] * b[k];
+        return sum;
     }
 }

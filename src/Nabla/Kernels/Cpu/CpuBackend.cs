@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using Nabla.Kernels.Reference;
@@ -8,7 +7,9 @@ namespace Nabla.Kernels.Cpu;
 /// <summary>
 /// The optimised CPU kernels: vectorised (AVX-512, AVX2 or scalar, see <see cref="CpuFeatures"/>) and spread
 /// over <see cref="WorkerPool"/> where the work is large enough to pay for it. Each method computes exactly
-/// what the same method of <see cref="ReferenceBackend"/> computes; the tests hold them to it.
+/// what the same method of <see cref="ReferenceBackend"/> computes; the tests hold them to it. Each kernel's
+/// work is a small struct of its own (its arguments, by name) run by <see cref="ParallelKernel"/>, so no call
+/// allocates once warm. Families of kernels have files of their own: attention, convolution, pooling, batch norm.
 /// </summary>
 public sealed unsafe partial class CpuBackend : IKernelBackend
 {
@@ -18,32 +19,32 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
     /// <summary>Element-wise work below this many elements runs on one thread.</summary>
     internal const int ParallelGrain = 1 << 15;
 
-    public void Fill(float* y, float value, long n)
-    {
-        Parallel(n, (s, e) => new Span<float>(y + s, (int)(e - s)).Fill(value));
-    }
+    public void Fill(float* y, float value, long n) => ParallelKernel.Range(n, ParallelGrain, 4, new FillRange(y, value));
 
-    /// <summary>Splits [0, n) into chunks of at least <see cref="ParallelGrain"/> elements over the worker pool.</summary>
-    private static void Parallel(long n, Action<long, long> body)
+    private readonly struct FillRange(float* y, float value) : IKernelRange
     {
-        if (n <= ParallelGrain) { if (n > 0) body(0, n); return; }
-        int chunks = (int)Math.Min(WorkerPool.Threads * 4L, (n + ParallelGrain - 1) / ParallelGrain);
-        WorkerPool.For(chunks, 1, (c0, c1) => body(n * c0 / chunks, n * c1 / chunks));
+        public void Execute<V>(long s, long e) where V : struct, IVec<V> => new Span<float>(y + s, (int)(e - s)).Fill(value);
     }
 
     // ---------------------------------------------------------------- copies
 
     public void Copy(float* src, ReadOnlySpan<int> srcStrides, float* dst, ReadOnlySpan<int> dstStrides, ReadOnlySpan<int> shape, bool accumulate)
     {
-        var g = StridedLoop.Coalesce(shape, srcStrides, dstStrides);
-        long count = g.Count;
-        if (count == 0) return;
-        int inner = g.InnerSize, ss = g.InnerStrideA, ds = g.InnerStrideB;
-        long rows = count / inner;
-        var geometry = g;
-        void Rows(long r0, long r1)
+        var loop = StridedLoop.Coalesce(shape, srcStrides, dstStrides);
+        if (loop.Count == 0) return;
+        long rows = loop.Count / loop.InnerSize;
+        var copy = new CopyRows(loop, src, dst, accumulate);
+        // Accumulating copies may overlap in the destination (unfold backward): keep them on one thread.
+        if (accumulate || loop.Count <= ParallelGrain) copy.Execute<V1>(0, rows);
+        else ParallelKernel.Range(rows, 1, 4, copy);
+    }
+
+    private readonly struct CopyRows(StridedLoop loop, float* src, float* dst, bool accumulate) : IKernelRange
+    {
+        public void Execute<V>(long r0, long r1) where V : struct, IVec<V>
         {
-            var it = geometry.Iterator(r0);
+            int inner = loop.InnerSize, ss = loop.InnerStrideA, ds = loop.InnerStrideB;
+            var it = loop.Iterator(r0);
             for (long r = r0; r < r1; r++, it.Next())
             {
                 float* s = src + it.OffsetA, d = dst + it.OffsetB;
@@ -56,100 +57,41 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                 else for (int i = 0; i < inner; i++) d[(long)i * ds] = s[(long)i * ss];
             }
         }
-        // Accumulating copies may overlap in the destination (unfold backward): keep them on one thread.
-        if (accumulate || count <= ParallelGrain) Rows(0, rows);
-        else
-        {
-            int chunks = (int)Math.Min(WorkerPool.Threads * 4L, rows);
-            WorkerPool.For(chunks, 1, (c0, c1) => Rows(rows * c0 / chunks, rows * c1 / chunks));
-        }
     }
 
     // ---------------------------------------------------------------- unary
 
-    public void Unary(UnaryOp op, float alpha, float* x, float* y, long n)
+    public void Unary<F>(float alpha, float* x, float* y, long n) where F : struct, IUnaryFunction =>
+        ParallelKernel.Range(n, ParallelGrain, 4, new UnaryRange<F>(x, y, alpha));
+
+    public void UnaryBackward<F>(float alpha, float* x, float* y, float* dy, float* dx, long n) where F : struct, IUnaryFunction =>
+        ParallelKernel.Range(n, ParallelGrain, 4, new UnaryBackwardRange<F>(x, y, dy, dx, alpha));
+
+    private readonly struct UnaryRange<F>(float* x, float* y, float alpha) : IKernelRange where F : struct, IUnaryFunction
     {
-        switch (op)
+        public void Execute<V>(long i, long n) where V : struct, IVec<V>
         {
-            // TensorPrimitives already vectorises these well (and Tanh/Pow accurately near the hard spots).
-            case UnaryOp.Exp: Parallel(n, (s, e) => TensorPrimitives.Exp(Span(x, s, e), Out(y, s, e))); break;
-            case UnaryOp.Log: Parallel(n, (s, e) => TensorPrimitives.Log(Span(x, s, e), Out(y, s, e))); break;
-            case UnaryOp.Tanh: Parallel(n, (s, e) => TensorPrimitives.Tanh(Span(x, s, e), Out(y, s, e))); break;
-            case UnaryOp.PowScalar: Parallel(n, (s, e) => TensorPrimitives.Pow(Span(x, s, e), alpha, Out(y, s, e))); break;
-            case UnaryOp.Neg: Map<NegFn>(x, y, n, alpha); break;
-            case UnaryOp.Sqrt: Map<SqrtFn>(x, y, n, alpha); break;
-            case UnaryOp.Abs: Map<AbsFn>(x, y, n, alpha); break;
-            case UnaryOp.Scale: Map<ScaleFn>(x, y, n, alpha); break;
-            case UnaryOp.Shift: Map<ShiftFn>(x, y, n, alpha); break;
-            case UnaryOp.Relu: Map<ReluFn>(x, y, n, alpha); break;
-            case UnaryOp.LeakyRelu: Map<LeakyReluFn>(x, y, n, alpha); break;
-            case UnaryOp.Sigmoid: Map<SigmoidFn>(x, y, n, alpha); break;
-            case UnaryOp.GeluExact: Map<GeluExactFn>(x, y, n, alpha); break;
-            case UnaryOp.GeluTanh: Map<GeluTanhFn>(x, y, n, alpha); break;
-            case UnaryOp.Silu: Map<SiluFn>(x, y, n, alpha); break;
-            default: throw new ArgumentOutOfRangeException(nameof(op));
+            if (F.TryForwardSpan(new ReadOnlySpan<float>(x + i, (int)(n - i)), alpha, new Span<float>(y + i, (int)(n - i)))) return;
+            var a = V.Splat(alpha);
+            for (; i + V.Count <= n; i += V.Count) V.Store(y + i, F.Forward(V.Load(x + i), a));
+            var a1 = V1.Splat(alpha);
+            for (; i < n; i++) V1.Store(y + i, F.Forward(V1.Load(x + i), a1));
         }
     }
 
-    public void UnaryBackward(UnaryOp op, float alpha, float* x, float* y, float* dy, float* dx, long n)
+    private readonly struct UnaryBackwardRange<F>(float* x, float* y, float* dy, float* dx, float alpha) : IKernelRange where F : struct, IUnaryFunction
     {
-        switch (op)
+        public void Execute<V>(long i, long n) where V : struct, IVec<V>
         {
-            case UnaryOp.Neg: MapBackward<NegFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Exp: MapBackward<ExpFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Log: MapBackward<LogFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Sqrt: MapBackward<SqrtFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Abs: MapBackward<AbsFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Scale: MapBackward<ScaleFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Shift: MapBackward<ShiftFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.PowScalar: MapBackward<PowScalarFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Relu: MapBackward<ReluFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.LeakyRelu: MapBackward<LeakyReluFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Sigmoid: MapBackward<SigmoidFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Tanh: MapBackward<TanhFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.GeluExact: MapBackward<GeluExactFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.GeluTanh: MapBackward<GeluTanhFn>(x, y, dy, dx, n, alpha); break;
-            case UnaryOp.Silu: MapBackward<SiluFn>(x, y, dy, dx, n, alpha); break;
-            default: throw new ArgumentOutOfRangeException(nameof(op));
+            // y is only read by derivatives that use it; callers may pass null for the others, so read a zero instead.
+            var a = V.Splat(alpha);
+            var zero = V.Splat(0f);
+            for (; i + V.Count <= n; i += V.Count)
+                V.Store(dx + i, F.Backward(V.Load(x + i), y == null ? zero : V.Load(y + i), V.Load(dy + i), a));
+            var a1 = V1.Splat(alpha);
+            for (; i < n; i++)
+                V1.Store(dx + i, F.Backward(V1.Load(x + i), y == null ? V1.Splat(0f) : V1.Load(y + i), V1.Load(dy + i), a1));
         }
-    }
-
-    private static ReadOnlySpan<float> Span(float* p, long s, long e) => new(p + s, (int)(e - s));
-    private static Span<float> Out(float* p, long s, long e) => new(p + s, (int)(e - s));
-
-    private static void Map<F>(float* x, float* y, long n, float alpha) where F : IUnaryFunction
-    {
-        if (CpuFeatures.UseAvx512) Parallel(n, (s, e) => MapRange<F, V512>(x, y, s, e, alpha));
-        else if (CpuFeatures.UseAvx2) Parallel(n, (s, e) => MapRange<F, V256>(x, y, s, e, alpha));
-        else Parallel(n, (s, e) => MapRange<F, V1>(x, y, s, e, alpha));
-    }
-
-    private static void MapRange<F, V>(float* x, float* y, long i, long n, float alpha) where F : IUnaryFunction where V : struct, IVec<V>
-    {
-        var a = V.Splat(alpha);
-        for (; i + V.Count <= n; i += V.Count) V.Store(y + i, F.Forward(V.Load(x + i), a));
-        var a1 = V1.Splat(alpha);
-        for (; i < n; i++) V1.Store(y + i, F.Forward(V1.Load(x + i), a1));
-    }
-
-    private static void MapBackward<F>(float* x, float* y, float* dy, float* dx, long n, float alpha) where F : IUnaryFunction
-    {
-        if (CpuFeatures.UseAvx512) Parallel(n, (s, e) => MapBackwardRange<F, V512>(x, y, dy, dx, s, e, alpha));
-        else if (CpuFeatures.UseAvx2) Parallel(n, (s, e) => MapBackwardRange<F, V256>(x, y, dy, dx, s, e, alpha));
-        else Parallel(n, (s, e) => MapBackwardRange<F, V1>(x, y, dy, dx, s, e, alpha));
-    }
-
-    private static void MapBackwardRange<F, V>(float* x, float* y, float* dy, float* dx, long i, long n, float alpha)
-        where F : IUnaryFunction where V : struct, IVec<V>
-    {
-        // y is only read by derivatives that use it; callers pass null for the others, so read a zero instead.
-        var a = V.Splat(alpha);
-        var zero = V.Splat(0f);
-        for (; i + V.Count <= n; i += V.Count)
-            V.Store(dx + i, F.Backward(V.Load(x + i), y == null ? zero : V.Load(y + i), V.Load(dy + i), a));
-        var a1 = V1.Splat(alpha);
-        for (; i < n; i++)
-            V1.Store(dx + i, F.Backward(V1.Load(x + i), y == null ? V1.Splat(0f) : V1.Load(y + i), V1.Load(dy + i), a1));
     }
 
     // ---------------------------------------------------------------- binary
@@ -175,29 +117,23 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
     private static void Binary<F>(float* a, ReadOnlySpan<int> aStrides, float* b, ReadOnlySpan<int> bStrides, float* y, ReadOnlySpan<int> shape)
         where F : IBinaryFunction
     {
-        var g = StridedLoop.Coalesce(shape, aStrides, bStrides);
-        if (g.Count == 0) return;
-        int inner = g.InnerSize;
-        long rows = g.Count / inner;
-        void Rows(long r0, long r1)
-        {
-            var it = g.Iterator(r0);
-            for (long r = r0; r < r1; r++, it.Next())
-                BinaryRow<F>(a + it.OffsetA, g.InnerStrideA, b + it.OffsetB, g.InnerStrideB, y + r * inner, inner);
-        }
-        if (g.Count <= ParallelGrain || rows == 1) Rows(0, rows);
-        else
-        {
-            int chunks = (int)Math.Min(WorkerPool.Threads * 4L, rows);
-            WorkerPool.For(chunks, 1, (c0, c1) => Rows(rows * c0 / chunks, rows * c1 / chunks));
-        }
+        var loop = StridedLoop.Coalesce(shape, aStrides, bStrides);
+        if (loop.Count == 0) return;
+        long rows = loop.Count / loop.InnerSize;
+        var body = new BinaryRows<F>(loop, a, b, y);
+        if (loop.Count <= ParallelGrain || rows == 1) ParallelKernel.Range(rows, rows, 1, body);
+        else ParallelKernel.Range(rows, 1, 4, body);
     }
 
-    private static void BinaryRow<F>(float* a, int sa, float* b, int sb, float* y, int n) where F : IBinaryFunction
+    private readonly struct BinaryRows<F>(StridedLoop loop, float* a, float* b, float* y) : IKernelRange where F : IBinaryFunction
     {
-        if (CpuFeatures.UseAvx512) BinaryRow<F, V512>(a, sa, b, sb, y, n);
-        else if (CpuFeatures.UseAvx2) BinaryRow<F, V256>(a, sa, b, sb, y, n);
-        else BinaryRow<F, V1>(a, sa, b, sb, y, n);
+        public void Execute<V>(long r0, long r1) where V : struct, IVec<V>
+        {
+            int inner = loop.InnerSize;
+            var it = loop.Iterator(r0);
+            for (long r = r0; r < r1; r++, it.Next())
+                BinaryRow<F, V>(a + it.OffsetA, loop.InnerStrideA, b + it.OffsetB, loop.InnerStrideB, y + r * inner, inner);
+        }
     }
 
     private static void BinaryRow<F, V>(float* a, int sa, float* b, int sb, float* y, int n) where F : IBinaryFunction where V : struct, IVec<V>
@@ -229,42 +165,55 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                 // One long row: partial sums per chunk, then add them up.
                 int chunks = Math.Min(WorkerPool.Threads * 4, r / ParallelGrain);
                 var partial = stackalloc float[chunks];
-                float* pp = partial;
-                WorkerPool.For(chunks, 1, (c0, c1) =>
-                {
-                    for (int c = c0; c < c1; c++)
-                    {
-                        long s = (long)r * c / chunks, e = (long)r * (c + 1) / chunks;
-                        pp[c] = TensorPrimitives.Sum(new ReadOnlySpan<float>(x + s, (int)(e - s)));
-                    }
-                });
+                ParallelKernel.Items(chunks, new SumChunks(x, r, chunks, partial));
                 float total = 0;
                 for (int c = 0; c < chunks; c++) total += partial[c];
                 *y = total;
                 return;
             }
-            WorkerPool.For(outer, Math.Max(1, ParallelGrain / Math.Max(r, 1)), (o0, o1) =>
-            {
-                for (int o = o0; o < o1; o++) y[o] = TensorPrimitives.Sum(new ReadOnlySpan<float>(x + (long)o * r, r));
-            });
+            ParallelKernel.Range(outer, Math.Max(1, ParallelGrain / Math.Max(r, 1)), 1, new SumRowsOf(x, y, r));
             return;
         }
         // Sum of rows: y[o, :] = Σ_k x[o, k, :]. Split over outer, or over columns when outer is small.
         if (outer >= WorkerPool.Threads || (long)r * inner < ParallelGrain)
-        {
-            WorkerPool.For(outer, Math.Max(1, ParallelGrain / Math.Max(r * inner, 1)), (o0, o1) =>
-            {
-                for (int o = o0; o < o1; o++) SumRows(x + (long)o * r * inner, inner, y + (long)o * inner, r, 0, inner);
-            });
-        }
+            ParallelKernel.Range(outer, Math.Max(1, ParallelGrain / Math.Max(r * inner, 1)), 1, new SumBlocks(x, y, r, inner));
         else
-        {
             for (int o = 0; o < outer; o++)
-            {
-                float* xo = x + (long)o * r * inner, yo = y + (long)o * inner;
-                WorkerPool.For(inner, 64, (c0, c1) => SumRows(xo, inner, yo, r, c0, c1));
-            }
+                ParallelKernel.Range(inner, 64, 1, new SumColumns(x + (long)o * r * inner, y + (long)o * inner, r, inner));
+    }
+
+    /// <summary>partial[c] = the sum of chunk c of one long row.</summary>
+    private readonly struct SumChunks(float* x, int r, int chunks, float* partial) : IKernelItems
+    {
+        public void Execute<V>(int c) where V : struct, IVec<V>
+        {
+            long s = (long)r * c / chunks, e = (long)r * (c + 1) / chunks;
+            partial[c] = TensorPrimitives.Sum(new ReadOnlySpan<float>(x + s, (int)(e - s)));
         }
+    }
+
+    /// <summary>y[o] = Σ of row o (r contiguous floats).</summary>
+    private readonly struct SumRowsOf(float* x, float* y, int r) : IKernelRange
+    {
+        public void Execute<V>(long o0, long o1) where V : struct, IVec<V>
+        {
+            for (long o = o0; o < o1; o++) y[o] = TensorPrimitives.Sum(new ReadOnlySpan<float>(x + o * r, r));
+        }
+    }
+
+    /// <summary>y[o, :] = Σ_k x[o, k, :] for whole blocks o.</summary>
+    private readonly struct SumBlocks(float* x, float* y, int r, int inner) : IKernelRange
+    {
+        public void Execute<V>(long o0, long o1) where V : struct, IVec<V>
+        {
+            for (long o = o0; o < o1; o++) SumRows(x + o * r * inner, inner, y + o * inner, r, 0, inner);
+        }
+    }
+
+    /// <summary>Columns [c0, c1) of one block's Σ_k x[k, :].</summary>
+    private readonly struct SumColumns(float* x, float* y, int r, int inner) : IKernelRange
+    {
+        public void Execute<V>(long c0, long c1) where V : struct, IVec<V> => SumRows(x, inner, y, r, (int)c0, (int)c1);
     }
 
     /// <summary>y[c] = Σ_k x[k·stride + c] for c in [c0, c1).</summary>
@@ -277,23 +226,22 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
             TensorPrimitives.Add(dst, new ReadOnlySpan<float>(x + (long)k * stride + c0, c1 - c0), dst);
     }
 
-    public void Max(float* x, float* y, int* argmax, int outer, int r, int inner)
+    public void Max(float* x, float* y, int* argmax, int outer, int r, int inner) =>
+        ParallelKernel.Range(outer, Math.Max(1, ParallelGrain / Math.Max(r * inner, 1)), 1, new MaxBlocks(x, y, argmax, r, inner));
+
+    private readonly struct MaxBlocks(float* x, float* y, int* argmax, int r, int inner) : IKernelRange
     {
-        WorkerPool.For(outer, Math.Max(1, ParallelGrain / Math.Max(r * inner, 1)), (o0, o1) =>
+        public void Execute<V>(long o0, long o1) where V : struct, IVec<V>
         {
-            for (int o = o0; o < o1; o++)
+            for (long o = o0; o < o1; o++)
             {
-                float* xo = x + (long)o * r * inner;
+                float* xo = x + o * r * inner;
                 if (inner == 1)
                 {
                     var row = new ReadOnlySpan<float>(xo, r);
                     float m = TensorPrimitives.Max(row);
                     y[o] = m;
-                    if (argmax != null)
-                    {
-                        int at = float.IsNaN(m) ? IndexOfNaN(row) : row.IndexOf(m);
-                        argmax[o] = at;
-                    }
+                    if (argmax != null) argmax[o] = float.IsNaN(m) ? IndexOfNaN(row) : row.IndexOf(m);
                     continue;
                 }
                 for (int i = 0; i < inner; i++)
@@ -305,11 +253,11 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                         float v = xo[(long)k * inner + i];
                         if (v > best || float.IsNaN(v)) { best = v; at = k; }
                     }
-                    y[(long)o * inner + i] = best;
-                    if (argmax != null) argmax[(long)o * inner + i] = at;
+                    y[o * inner + i] = best;
+                    if (argmax != null) argmax[o * inner + i] = at;
                 }
             }
-        });
+        }
     }
 
     private static int IndexOfNaN(ReadOnlySpan<float> row)
@@ -320,14 +268,20 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
 
     // ---------------------------------------------------------------- softmax and cross-entropy
 
-    public void Softmax(float* x, float* y, int rows, int cols, bool log)
+    /// <summary>Rows per chunk so that a chunk has about <see cref="ParallelGrain"/> elements.</summary>
+    private static long RowGrain(int cols) => Math.Max(1, ParallelGrain / Math.Max(cols, 1));
+
+    public void Softmax(float* x, float* y, int rows, int cols, bool log) =>
+        ParallelKernel.Range(rows, RowGrain(cols), 1, new SoftmaxRows(x, y, cols, log));
+
+    private readonly struct SoftmaxRows(float* x, float* y, int cols, bool log) : IKernelRange
     {
-        WorkerPool.For(rows, Math.Max(1, ParallelGrain / Math.Max(cols, 1)), (r0, r1) =>
+        public void Execute<V>(long r0, long r1) where V : struct, IVec<V>
         {
-            for (int r = r0; r < r1; r++)
+            for (long r = r0; r < r1; r++)
             {
-                var xr = new ReadOnlySpan<float>(x + (long)r * cols, cols);
-                var yr = new Span<float>(y + (long)r * cols, cols);
+                var xr = new ReadOnlySpan<float>(x + r * cols, cols);
+                var yr = new Span<float>(y + r * cols, cols);
                 float max = TensorPrimitives.Max(xr);
                 if (float.IsNegativeInfinity(max)) max = 0; // an all -inf row gives NaN, as in PyTorch
                 TensorPrimitives.Subtract(xr, max, yr);
@@ -342,18 +296,21 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                 }
                 else TensorPrimitives.Multiply(yr, 1f / sum, yr);
             }
-        });
+        }
     }
 
-    public void SoftmaxBackward(float* y, float* dy, float* dx, int rows, int cols, bool log)
+    public void SoftmaxBackward(float* y, float* dy, float* dx, int rows, int cols, bool log) =>
+        ParallelKernel.Range(rows, RowGrain(cols), 1, new SoftmaxBackwardRows(y, dy, dx, cols, log));
+
+    private readonly struct SoftmaxBackwardRows(float* y, float* dy, float* dx, int cols, bool log) : IKernelRange
     {
-        WorkerPool.For(rows, Math.Max(1, ParallelGrain / Math.Max(cols, 1)), (r0, r1) =>
+        public void Execute<V>(long r0, long r1) where V : struct, IVec<V>
         {
-            for (int r = r0; r < r1; r++)
+            for (long r = r0; r < r1; r++)
             {
-                var yr = new ReadOnlySpan<float>(y + (long)r * cols, cols);
-                var dyr = new ReadOnlySpan<float>(dy + (long)r * cols, cols);
-                var dxr = new Span<float>(dx + (long)r * cols, cols);
+                var yr = new ReadOnlySpan<float>(y + r * cols, cols);
+                var dyr = new ReadOnlySpan<float>(dy + r * cols, cols);
+                var dxr = new Span<float>(dx + r * cols, cols);
                 if (log)
                 {
                     float sum = TensorPrimitives.Sum(dyr);
@@ -367,41 +324,52 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                     TensorPrimitives.Multiply(dxr, yr, dxr);
                 }
             }
-        });
+        }
     }
 
     public void CrossEntropy(float* logits, int* targets, float* loss, int rows, int classes, int ignoreIndex, float smoothing)
     {
         for (int r = 0; r < rows; r++)
             if (targets[r] != ignoreIndex) ReferenceBackend.CheckTarget(targets[r], r, classes);
-        WorkerPool.For(rows, Math.Max(1, ParallelGrain / Math.Max(classes, 1)), (r0, r1) =>
+        ParallelKernel.Range(rows, RowGrain(classes), 1, new CrossEntropyRows(logits, targets, loss, classes, ignoreIndex, smoothing));
+    }
+
+    private readonly struct CrossEntropyRows(float* logits, int* targets, float* loss, int classes, int ignoreIndex, float smoothing) : IKernelRange
+    {
+        public void Execute<V>(long r0, long r1) where V : struct, IVec<V>
         {
-            for (int r = r0; r < r1; r++)
+            for (long r = r0; r < r1; r++)
             {
                 int t = targets[r];
                 if (t == ignoreIndex) { loss[r] = 0; continue; }
-                var z = new ReadOnlySpan<float>(logits + (long)r * classes, classes);
+                var z = new ReadOnlySpan<float>(logits + r * classes, classes);
                 float max = TensorPrimitives.Max(z);
-                float logSumExp = max + MathF.Log(SumExp(logits + (long)r * classes, classes, max));
+                float logSumExp = max + MathF.Log(SumExp(logits + r * classes, classes, max));
                 float nll = logSumExp - z[t];
                 loss[r] = smoothing == 0 ? nll
                     : (1 - smoothing) * nll + smoothing * (logSumExp - TensorPrimitives.Sum(z) / classes);
             }
-        });
+        }
     }
 
     public void CrossEntropyBackward(float* logits, int* targets, float* dloss, float* dlogits, int rows, int classes, int ignoreIndex, float smoothing)
     {
         for (int r = 0; r < rows; r++)
             if (targets[r] != ignoreIndex) ReferenceBackend.CheckTarget(targets[r], r, classes);
-        WorkerPool.For(rows, Math.Max(1, ParallelGrain / Math.Max(classes, 1)), (r0, r1) =>
+        ParallelKernel.Range(rows, RowGrain(classes), 1, new CrossEntropyBackwardRows(logits, targets, dloss, dlogits, classes, ignoreIndex, smoothing));
+    }
+
+    private readonly struct CrossEntropyBackwardRows(float* logits, int* targets, float* dloss, float* dlogits, int classes, int ignoreIndex, float smoothing)
+        : IKernelRange
+    {
+        public void Execute<V>(long r0, long r1) where V : struct, IVec<V>
         {
-            for (int r = r0; r < r1; r++)
+            for (long r = r0; r < r1; r++)
             {
-                var dz = new Span<float>(dlogits + (long)r * classes, classes);
+                var dz = new Span<float>(dlogits + r * classes, classes);
                 int t = targets[r];
                 if (t == ignoreIndex) { dz.Clear(); continue; }
-                var z = new ReadOnlySpan<float>(logits + (long)r * classes, classes);
+                var z = new ReadOnlySpan<float>(logits + r * classes, classes);
                 float max = TensorPrimitives.Max(z);
                 TensorPrimitives.Subtract(z, max, dz);
                 TensorPrimitives.Exp(dz, dz);
@@ -411,7 +379,7 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                 if (smoothing != 0) TensorPrimitives.Add(dz, -dloss[r] * smoothing / classes, dz);
                 dz[t] -= dloss[r] * (1 - smoothing);
             }
-        });
+        }
     }
 
     /// <summary>Σ exp(z[i] - max), without storing the exponentials.</summary>
@@ -440,14 +408,17 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
 
     // ---------------------------------------------------------------- layer norm
 
-    public void LayerNorm(float* x, float* w, float* b, float* y, float* mean, float* rstd, int rows, int cols, float eps)
+    public void LayerNorm(float* x, float* w, float* b, float* y, float* mean, float* rstd, int rows, int cols, float eps) =>
+        ParallelKernel.Range(rows, RowGrain(cols), 1, new LayerNormRows(x, w, b, y, mean, rstd, cols, eps));
+
+    private readonly struct LayerNormRows(float* x, float* w, float* b, float* y, float* mean, float* rstd, int cols, float eps) : IKernelRange
     {
-        WorkerPool.For(rows, Math.Max(1, ParallelGrain / Math.Max(cols, 1)), (r0, r1) =>
+        public void Execute<V>(long r0, long r1) where V : struct, IVec<V>
         {
-            for (int r = r0; r < r1; r++)
+            for (long r = r0; r < r1; r++)
             {
-                var xr = new ReadOnlySpan<float>(x + (long)r * cols, cols);
-                var yr = new Span<float>(y + (long)r * cols, cols);
+                var xr = new ReadOnlySpan<float>(x + r * cols, cols);
+                var yr = new Span<float>(y + r * cols, cols);
                 float m = TensorPrimitives.Sum(xr) / cols;
                 TensorPrimitives.Subtract(xr, m, yr);
                 float v = TensorPrimitives.SumOfSquares(yr) / cols;
@@ -458,59 +429,55 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                 mean[r] = m;
                 rstd[r] = s;
             }
-        });
+        }
     }
 
     public void LayerNormBackward(float* dy, float* x, float* w, float* mean, float* rstd, float* dx, float* dw, float* db, int rows, int cols)
     {
         int chunks = Math.Clamp(rows * cols / ParallelGrain, 1, WorkerPool.Threads);
-        // Each chunk of rows sums its own dw/db partials (scratch: n̂ row, g row, then 2 partial rows).
-        var pool = ArrayPool<float>.Shared;
-        var scratch = pool.Rent(chunks * 4 * cols);
-        try
+        // Each chunk of rows sums its own dw/db partials (scratch: n̂ row, g row, then 2 partial rows), in the calling
+        // thread's scratch (the chunks only write their own part of it; no other kernel runs meanwhile).
+        long chunkFloats = 4L * cols;
+        float* scratch = ThreadScratch.Floats(chunks * chunkFloats);
+        new Span<float>(scratch, (int)(chunks * chunkFloats)).Clear();
+        ParallelKernel.Items(chunks, new LayerNormBackwardChunks(dy, x, w, mean, rstd, dx, dw, db, rows, cols, chunks, scratch));
+        for (int c = 0; c < chunks; c++)
         {
-            fixed (float* sp = scratch)
+            float* pdw = scratch + c * chunkFloats + 2 * cols, pdb = pdw + cols;
+            if (dw != null) TensorPrimitives.Add(new ReadOnlySpan<float>(dw, cols), new ReadOnlySpan<float>(pdw, cols), new Span<float>(dw, cols));
+            if (db != null) TensorPrimitives.Add(new ReadOnlySpan<float>(db, cols), new ReadOnlySpan<float>(pdb, cols), new Span<float>(db, cols));
+        }
+    }
+
+    private readonly struct LayerNormBackwardChunks(float* dy, float* x, float* w, float* mean, float* rstd, float* dx, float* dw, float* db,
+        int rows, int cols, int chunks, float* scratch) : IKernelItems
+    {
+        public void Execute<V>(int c) where V : struct, IVec<V>
+        {
+            float* nh = scratch + (long)c * 4 * cols, g = nh + cols, pdw = g + cols, pdb = pdw + cols;
+            var nhs = new Span<float>(nh, cols);
+            var gs = new Span<float>(g, cols);
+            int r0 = (int)((long)rows * c / chunks), r1 = (int)((long)rows * (c + 1) / chunks);
+            for (int r = r0; r < r1; r++)
             {
-                float* scratchPtr = sp;
-                new Span<float>(sp, chunks * 4 * cols).Clear();
-                WorkerPool.For(chunks, 1, (c0, c1) =>
-                {
-                    for (int c = c0; c < c1; c++)
-                    {
-                        float* nh = scratchPtr + (long)c * 4 * cols, g = nh + cols, pdw = g + cols, pdb = pdw + cols;
-                        var nhs = new Span<float>(nh, cols);
-                        var gs = new Span<float>(g, cols);
-                        int r0 = (int)((long)rows * c / chunks), r1 = (int)((long)rows * (c + 1) / chunks);
-                        for (int r = r0; r < r1; r++)
-                        {
-                            var xr = new ReadOnlySpan<float>(x + (long)r * cols, cols);
-                            var dyr = new ReadOnlySpan<float>(dy + (long)r * cols, cols);
-                            var dxr = new Span<float>(dx + (long)r * cols, cols);
-                            float s = rstd[r];
-                            TensorPrimitives.Subtract(xr, mean[r], nhs);
-                            TensorPrimitives.Multiply(nhs, s, nhs);
-                            if (w != null) TensorPrimitives.Multiply(dyr, new ReadOnlySpan<float>(w, cols), gs);
-                            else dyr.CopyTo(gs);
-                            float gMean = TensorPrimitives.Sum(gs) / cols;
-                            float gnMean = TensorPrimitives.Dot(gs, nhs) / cols;
-                            // dx = rstd·(g - gMean - n̂·gnMean)
-                            TensorPrimitives.MultiplyAdd(nhs, -gnMean, gs, dxr);
-                            TensorPrimitives.Add(dxr, -gMean, dxr);
-                            TensorPrimitives.Multiply(dxr, s, dxr);
-                            if (dw != null) TensorPrimitives.MultiplyAdd(dyr, nhs, new ReadOnlySpan<float>(pdw, cols), new Span<float>(pdw, cols));
-                            if (db != null) TensorPrimitives.Add(dyr, new ReadOnlySpan<float>(pdb, cols), new Span<float>(pdb, cols));
-                        }
-                    }
-                });
-                for (int c = 0; c < chunks; c++)
-                {
-                    float* pdw = scratchPtr + (long)c * 4 * cols + 2 * cols, pdb = pdw + cols;
-                    if (dw != null) TensorPrimitives.Add(new ReadOnlySpan<float>(dw, cols), new ReadOnlySpan<float>(pdw, cols), new Span<float>(dw, cols));
-                    if (db != null) TensorPrimitives.Add(new ReadOnlySpan<float>(db, cols), new ReadOnlySpan<float>(pdb, cols), new Span<float>(db, cols));
-                }
+                var xr = new ReadOnlySpan<float>(x + (long)r * cols, cols);
+                var dyr = new ReadOnlySpan<float>(dy + (long)r * cols, cols);
+                var dxr = new Span<float>(dx + (long)r * cols, cols);
+                float s = rstd[r];
+                TensorPrimitives.Subtract(xr, mean[r], nhs);
+                TensorPrimitives.Multiply(nhs, s, nhs);
+                if (w != null) TensorPrimitives.Multiply(dyr, new ReadOnlySpan<float>(w, cols), gs);
+                else dyr.CopyTo(gs);
+                float gMean = TensorPrimitives.Sum(gs) / cols;
+                float gnMean = TensorPrimitives.Dot(gs, nhs) / cols;
+                // dx = rstd·(g - gMean - n̂·gnMean)
+                TensorPrimitives.MultiplyAdd(nhs, -gnMean, gs, dxr);
+                TensorPrimitives.Add(dxr, -gMean, dxr);
+                TensorPrimitives.Multiply(dxr, s, dxr);
+                if (dw != null) TensorPrimitives.MultiplyAdd(dyr, nhs, new ReadOnlySpan<float>(pdw, cols), new Span<float>(pdw, cols));
+                if (db != null) TensorPrimitives.Add(dyr, new ReadOnlySpan<float>(pdb, cols), new Span<float>(pdb, cols));
             }
         }
-        finally { pool.Return(scratch); }
     }
 
     // ---------------------------------------------------------------- embedding
@@ -520,54 +487,60 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
         for (int i = 0; i < n; i++)
             if ((uint)idx[i] >= (uint)rows)
                 throw new ArgumentOutOfRangeException("index", $"Index {idx[i]} at position {i} is outside the table's {rows} rows.");
-        WorkerPool.For(n, Math.Max(1, ParallelGrain / Math.Max(dim, 1)), (i0, i1) =>
-        {
-            for (int i = i0; i < i1; i++)
-                Buffer.MemoryCopy(table + (long)idx[i] * dim, y + (long)i * dim, dim * 4L, dim * 4L);
-        });
+        ParallelKernel.Range(n, RowGrain(dim), 1, new EmbeddingRows(table, idx, y, dim));
     }
 
-    public void EmbeddingBackward(float* dy, int* idx, float* dtable, int n, int dim)
+    private readonly struct EmbeddingRows(float* table, int* idx, float* y, int dim) : IKernelRange
     {
-        // Repeated indices add into the same row, so split the columns, not the rows, between threads.
-        WorkerPool.For(dim, Math.Max(16, ParallelGrain / Math.Max(n, 1)), (d0, d1) =>
+        public void Execute<V>(long i0, long i1) where V : struct, IVec<V>
         {
+            for (long i = i0; i < i1; i++) Buffer.MemoryCopy(table + (long)idx[i] * dim, y + i * dim, dim * 4L, dim * 4L);
+        }
+    }
+
+    // Repeated indices add into the same row, so split the columns, not the rows, between threads.
+    public void EmbeddingBackward(float* dy, int* idx, float* dtable, int n, int dim) =>
+        ParallelKernel.Range(dim, Math.Max(16, ParallelGrain / Math.Max(n, 1)), 1, new EmbeddingBackwardColumns(dy, idx, dtable, n, dim));
+
+    private readonly struct EmbeddingBackwardColumns(float* dy, int* idx, float* dtable, int n, int dim) : IKernelRange
+    {
+        public void Execute<V>(long d0, long d1) where V : struct, IVec<V>
+        {
+            int width = (int)(d1 - d0);
             for (int i = 0; i < n; i++)
             {
-                var row = new Span<float>(dtable + (long)idx[i] * dim + d0, d1 - d0);
-                TensorPrimitives.Add(row, new ReadOnlySpan<float>(dy + (long)i * dim + d0, d1 - d0), row);
+                var row = new Span<float>(dtable + (long)idx[i] * dim + d0, width);
+                TensorPrimitives.Add(row, new ReadOnlySpan<float>(dy + (long)i * dim + d0, width), row);
             }
-        });
+        }
     }
 
     // ---------------------------------------------------------------- optimizer
 
-    public void AdamW(float* p, float* g, float* m, float* v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
-    {
-        float bc1 = 1f - MathF.Pow(beta1, step), bc2 = 1f - MathF.Pow(beta2, step);
-        if (CpuFeatures.UseAvx512) Parallel(n, (s, e) => AdamWRange<V512>(p, g, m, v, s, e, lr, beta1, beta2, eps, weightDecay, bc1, bc2));
-        else if (CpuFeatures.UseAvx2) Parallel(n, (s, e) => AdamWRange<V256>(p, g, m, v, s, e, lr, beta1, beta2, eps, weightDecay, bc1, bc2));
-        else Parallel(n, (s, e) => AdamWRange<V1>(p, g, m, v, s, e, lr, beta1, beta2, eps, weightDecay, bc1, bc2));
-    }
+    public void AdamW(float* p, float* g, float* m, float* v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step) =>
+        ParallelKernel.Range(n, ParallelGrain, 4, new AdamWRange(p, g, m, v, lr, beta1, beta2, eps, weightDecay,
+            1f - MathF.Pow(beta1, step), 1f - MathF.Pow(beta2, step)));
 
-    private static void AdamWRange<V>(float* p, float* g, float* m, float* v, long i, long n,
-        float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2) where V : struct, IVec<V>
+    private readonly struct AdamWRange(float* p, float* g, float* m, float* v, float lr, float beta1, float beta2, float eps, float wd,
+        float bc1, float bc2) : IKernelRange
     {
-        for (; i + V.Count <= n; i += V.Count) AdamWLane<V>(p + i, g + i, m + i, v + i, lr, beta1, beta2, eps, wd, bc1, bc2);
-        for (; i < n; i++) AdamWLane<V1>(p + i, g + i, m + i, v + i, lr, beta1, beta2, eps, wd, bc1, bc2);
-    }
+        public void Execute<V>(long i, long n) where V : struct, IVec<V>
+        {
+            for (; i + V.Count <= n; i += V.Count) Lane<V>(i);
+            for (; i < n; i++) Lane<V1>(i);
+        }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void AdamWLane<V>(float* p, float* g, float* m, float* v,
-        float lr, float beta1, float beta2, float eps, float wd, float bc1, float bc2) where V : struct, IVec<V>
-    {
-        var gv = V.Load(g);
-        var mv = V.Fma(V.Splat(beta1), V.Load(m), V.Splat(1 - beta1) * gv);
-        var vv = V.Fma(V.Splat(beta2), V.Load(v), V.Splat(1 - beta2) * gv * gv);
-        V.Store(m, mv);
-        V.Store(v, vv);
-        var pv = V.Load(p);
-        var update = mv / (V.Splat(bc1) * (V.Sqrt(vv / V.Splat(bc2)) + V.Splat(eps)));
-        V.Store(p, pv - V.Splat(lr) * V.Fma(V.Splat(wd), pv, update));
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Lane<V>(long i) where V : struct, IVec<V>
+        {
+            var gv = V.Load(g + i);
+            var mv = V.Fma(V.Splat(beta1), V.Load(m + i), V.Splat(1 - beta1) * gv);
+            var vv = V.Fma(V.Splat(beta2), V.Load(v + i), V.Splat(1 - beta2) * gv * gv);
+            V.Store(m + i, mv);
+            V.Store(v + i, vv);
+            var pv = V.Load(p + i);
+            var update = mv / (V.Splat(bc1) * (V.Sqrt(vv / V.Splat(bc2)) + V.Splat(eps)));
+            V.Store(p + i, pv - V.Splat(lr) * V.Fma(V.Splat(wd), pv, update));
+        }
     }
 }

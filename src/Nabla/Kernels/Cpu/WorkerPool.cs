@@ -76,24 +76,6 @@ public static class WorkerPool
         }
     }
 
-    /// <summary>Splits [0, n) into one contiguous range per thread (ranges of at least <paramref name="grain"/>).</summary>
-    public static void For(int n, int grain, Action<int, int> body)
-    {
-        if (n <= 0) return;
-        int chunks = Math.Clamp(n / Math.Max(1, grain), 1, _threads);
-        if (chunks == 1) { body(0, n); return; }
-        Run(chunks, new RangeTask(n, chunks, body));
-    }
-
-    private sealed class RangeTask(int n, int chunks, Action<int, int> body) : IParallelTask
-    {
-        public void Execute(int i)
-        {
-            long start = (long)n * i / chunks, end = (long)n * (i + 1) / chunks;
-            body((int)start, (int)end);
-        }
-    }
-
     private static void Drain(long gen)
     {
         while (true)

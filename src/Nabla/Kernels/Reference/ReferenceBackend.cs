@@ -28,15 +28,15 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
         }
     }
 
-    public void Unary(UnaryOp op, float alpha, float* x, float* y, long n)
+    public void Unary<F>(float alpha, float* x, float* y, long n) where F : struct, IUnaryFunction
     {
-        for (long i = 0; i < n; i++) y[i] = ScalarMath.Forward(op, alpha, x[i]);
+        for (long i = 0; i < n; i++) y[i] = (float)F.Forward(x[i], alpha);
     }
 
-    public void UnaryBackward(UnaryOp op, float alpha, float* x, float* y, float* dy, float* dx, long n)
+    public void UnaryBackward<F>(float alpha, float* x, float* y, float* dy, float* dx, long n) where F : struct, IUnaryFunction
     {
         for (long i = 0; i < n; i++)
-            dx[i] = dy[i] * ScalarMath.Derivative(op, alpha, x[i], y == null ? 0f : y[i]);
+            dx[i] = (float)(dy[i] * F.Derivative(x[i], y == null ? 0f : y[i], alpha));
     }
 
     public void Binary(BinaryOp op, float* a, ReadOnlySpan<int> aStrides, float* b, ReadOnlySpan<int> bStrides, float* y, ReadOnlySpan<int> shape)

@@ -1,8 +1,9 @@
 namespace Nabla.Kernels.Reference;
 
 /// <summary>
-/// The definition of every element-wise function and its derivative, one scalar at a time. This is the spec
-/// the vectorised kernels are tested against; read it to learn what an op computes.
+/// Scalar definitions the element-wise specs share (the functions of one tensor are defined in their
+/// <see cref="IUnaryFunction"/> structs), and the binary functions, one scalar at a time: the spec the vectorised
+/// kernels are tested against.
 /// </summary>
 public static class ScalarMath
 {
@@ -25,69 +26,6 @@ public static class ScalarMath
 
     /// <summary>Standard normal CDF Φ(x) = 0.5·erfc(-x/√2).</summary>
     public static double NormalCdf(double x) => 0.5 * Erfc(-x * SqrtHalf);
-
-    public static float Forward(UnaryOp op, float alpha, float xf)
-    {
-        double x = xf;
-        return op switch
-        {
-            UnaryOp.Neg => -xf,
-            UnaryOp.Exp => (float)Math.Exp(x),
-            UnaryOp.Log => (float)Math.Log(x),
-            UnaryOp.Sqrt => (float)Math.Sqrt(x),
-            UnaryOp.Abs => Math.Abs(xf),
-            UnaryOp.Scale => xf * alpha,
-            UnaryOp.Shift => xf + alpha,
-            UnaryOp.PowScalar => (float)Math.Pow(x, alpha),
-            UnaryOp.Relu => xf > 0 ? xf : 0f,
-            UnaryOp.LeakyRelu => xf > 0 ? xf : alpha * xf,
-            UnaryOp.Sigmoid => (float)(1.0 / (1.0 + Math.Exp(-x))),
-            UnaryOp.Tanh => (float)Math.Tanh(x),
-            UnaryOp.GeluExact => (float)(x * NormalCdf(x)),
-            UnaryOp.GeluTanh => (float)(0.5 * x * (1.0 + Math.Tanh(SqrtTwoOverPi * (x + GeluTanhCoefficient * x * x * x)))),
-            UnaryOp.Silu => (float)(x / (1.0 + Math.Exp(-x))),
-            _ => throw new ArgumentOutOfRangeException(nameof(op)),
-        };
-    }
-
-    /// <summary>dy/dx at x, where y = Forward(x).</summary>
-    public static float Derivative(UnaryOp op, float alpha, float xf, float yf)
-    {
-        double x = xf, y = yf;
-        return op switch
-        {
-            UnaryOp.Neg => -1f,
-            UnaryOp.Exp => yf,
-            UnaryOp.Log => (float)(1.0 / x),
-            UnaryOp.Sqrt => (float)(0.5 / y),
-            UnaryOp.Abs => xf > 0 ? 1f : xf < 0 ? -1f : 0f,
-            UnaryOp.Scale => alpha,
-            UnaryOp.Shift => 1f,
-            UnaryOp.PowScalar => alpha == 0 ? 0f : (float)(alpha * Math.Pow(x, alpha - 1)),
-            UnaryOp.Relu => xf > 0 ? 1f : 0f,
-            UnaryOp.LeakyRelu => xf > 0 ? 1f : alpha,
-            UnaryOp.Sigmoid => (float)(y * (1 - y)),
-            UnaryOp.Tanh => (float)(1 - y * y),
-            UnaryOp.GeluExact => (float)(NormalCdf(x) + x * InvSqrtTwoPi * Math.Exp(-0.5 * x * x)),
-            UnaryOp.GeluTanh => GeluTanhDerivative(x),
-            UnaryOp.Silu => SiluDerivative(x),
-            _ => throw new ArgumentOutOfRangeException(nameof(op)),
-        };
-    }
-
-    private static float GeluTanhDerivative(double x)
-    {
-        double u = SqrtTwoOverPi * (x + GeluTanhCoefficient * x * x * x);
-        double t = Math.Tanh(u);
-        double du = SqrtTwoOverPi * (1 + 3 * GeluTanhCoefficient * x * x);
-        return (float)(0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du);
-    }
-
-    private static float SiluDerivative(double x)
-    {
-        double s = 1.0 / (1.0 + Math.Exp(-x));
-        return (float)(s * (1 + x * (1 - s)));
-    }
 
     public static float Binary(BinaryOp op, float a, float b) => op switch
     {

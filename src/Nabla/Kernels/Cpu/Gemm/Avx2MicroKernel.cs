@@ -13,6 +13,7 @@ internal readonly unsafe struct Avx2MicroKernel : IMicroKernel
 {
     public static int MR => 6;
     public static int NR => 16;
+    public static GemmBlocking TunedBlocking => GemmBlocking.L1ResidentB(MR, NR);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(int kc, float* a, float* b, float* c, long ldc, bool addC, float* bias)

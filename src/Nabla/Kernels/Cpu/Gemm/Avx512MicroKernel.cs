@@ -16,6 +16,7 @@ internal readonly unsafe struct Avx512MicroKernel : IMicroKernel
 {
     public static int MR => 8;
     public static int NR => 32;
+    public static GemmBlocking TunedBlocking => GemmBlocking.StreamedFromL2(MR, NR);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(int kc, float* a, float* b, float* c, long ldc, bool addC, float* bias)

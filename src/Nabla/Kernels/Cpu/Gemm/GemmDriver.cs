@@ -15,7 +15,7 @@ namespace Nabla.Kernels.Cpu.Gemm;
 internal static unsafe class GemmDriver<TKernel> where TKernel : struct, IMicroKernel
 {
     /// <summary>Cache blocking (settable so the benchmark can show the effect of other sizes).</summary>
-    internal static GemmBlocking Blocking { get; set; } = GemmBlocking.For(TKernel.MR, TKernel.NR);
+    internal static GemmBlocking Blocking { get; set; } = TKernel.TunedBlocking;
 
     /// <summary>Below this many multiply-adds a call stays on the calling thread: waking a worker costs more.</summary>
     private const long ParallelThreshold = 1 << 17;

@@ -47,7 +47,12 @@ internal static unsafe class GemmPacking
                 {
                     int l = 0;
                     if (useSimd)
+                    {
                         for (; l + 8 <= valid; l += 8) Vector256.Store(Vector256.Load(from + l), to + l);
+                        // The AVX2 kernel's 6-lane A slivers: 4 floats, then 2 as one 8-byte move.
+                        if (l + 4 <= valid) { Vector128.Store(Vector128.Load(from + l), to + l); l += 4; }
+                        if (l + 2 <= valid) { *(double*)(to + l) = *(double*)(from + l); l += 2; }
+                    }
                     for (; l < valid; l++) to[l] = from[l];
                     for (; l < width; l++) to[l] = 0f;
                 }
@@ -58,7 +63,7 @@ internal static unsafe class GemmPacking
     /// <summary>
     /// Steps contiguous in the source (A, or a transposed B): each lane is a row segment of kc floats. Four rows at a
     /// time are read 8 floats each and transposed in registers (unpack, then shuffle within 128-bit halves) into 8
-    /// steps of 4 lanes. The segments are short (a few cache lines) and far apart, too short for the hardware
+    /// steps of 4 lanes; two remaining rows (a 6-lane sliver) are interleaved by one unpack into 8 steps of 2. The segments are short (a few cache lines) and far apart, too short for the hardware
     /// prefetcher to ramp up, so the rows 8 lanes ahead are prefetched explicitly.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -111,6 +116,34 @@ internal static unsafe class GemmPacking
                     d[2] = s2[p];
                     d[3] = s3[p];
                 }
+            }
+            if (l + 2 <= valid)
+            {
+                // Two lanes left (the AVX2 kernel's 6 = 4 + 2): pairs of rows interleaved, 8 bytes per step.
+                float* s0 = src + (l0 + l) * laneStride, s1 = s0 + laneStride;
+                float* d = dst + l;
+                int p = 0;
+                for (; p + 8 <= kc; p += 8, d += 8 * width)
+                {
+                    var r0 = Avx.LoadVector256(s0 + p);
+                    var r1 = Avx.LoadVector256(s1 + p);
+                    var t0 = Avx.UnpackLow(r0, r1).AsDouble();   // (p0) (p1) | (p4) (p5), each pair r0 r1
+                    var t1 = Avx.UnpackHigh(r0, r1).AsDouble();  // (p2) (p3) | (p6) (p7)
+                    *(double*)d = t0.GetElement(0);
+                    *(double*)(d + width) = t0.GetElement(1);
+                    *(double*)(d + 2 * width) = t1.GetElement(0);
+                    *(double*)(d + 3 * width) = t1.GetElement(1);
+                    *(double*)(d + 4 * width) = t0.GetElement(2);
+                    *(double*)(d + 5 * width) = t0.GetElement(3);
+                    *(double*)(d + 6 * width) = t1.GetElement(2);
+                    *(double*)(d + 7 * width) = t1.GetElement(3);
+                }
+                for (; p < kc; p++, d += width)
+                {
+                    d[0] = s0[p];
+                    d[1] = s1[p];
+                }
+                l += 2;
             }
             for (; l < width; l++)
             {

@@ -14,6 +14,9 @@ internal unsafe interface IMicroKernel
     /// <summary>Columns of the register tile (floats of B loaded per k step).</summary>
     static abstract int NR { get; }
 
+    /// <summary>The cache blocking the kernel is tuned for (<see cref="GemmBlocking"/>).</summary>
+    static abstract GemmBlocking TunedBlocking { get; }
+
     /// <summary>
     /// tile = Σ_p a[p·MR + r] · b[p·NR + j] over p in [0, kc); then writes all MR × NR values to c (row stride ldc)
     /// as tile (+ c when <paramref name="addC"/>) (+ bias[j] when <paramref name="bias"/> is not null).

@@ -10,6 +10,7 @@ internal readonly unsafe struct ScalarMicroKernel : IMicroKernel
 {
     public static int MR => 4;
     public static int NR => 4;
+    public static GemmBlocking TunedBlocking => GemmBlocking.StreamedFromL2(MR, NR);
 
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void Run(int kc, float* a, float* b, float* c, long ldc, bool addC, float* bias)
