@@ -18,6 +18,7 @@ public static class NablaCli
         var train = new Command("train", "Train a model.");
         train.Subcommands.Add(MlpCommands.Train());
         train.Subcommands.Add(GptTrainCommand.Create());
+        foreach (var vision in VisionCommands.TrainCommands()) train.Subcommands.Add(vision);
         root.Subcommands.Add(train);
         var eval = MlpCommands.Eval();
         eval.Subcommands.Add(LanguageModelCommands.Perplexity());

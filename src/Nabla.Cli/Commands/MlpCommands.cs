@@ -100,19 +100,6 @@ public static class MlpCommands
         return sizes;
     }
 
-    public static Optimizer MakeOptimizer(MlpRunConfig config, Module model) => config.Optimizer switch
-    {
-        "adamw" => new AdamW(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay),
-        "adam" => new Adam(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay),
-        "sgd" => new SGD(model.Parameters(), config.LearningRate, momentum: config.Momentum, weightDecay: config.WeightDecay),
-        "sgd-nesterov" => new SGD(model.Parameters(), config.LearningRate, momentum: config.Momentum, weightDecay: config.WeightDecay, nesterov: true),
-        "rmsprop" => new RMSProp(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay),
-        _ => throw new CliException($"--optimizer: unknown optimizer '{config.Optimizer}' (adamw, adam, sgd, sgd-nesterov, rmsprop)."),
-    };
-
-    /// <summary>One epoch's means, rebuilt from metrics.jsonl (so a resumed run charts its whole history).</summary>
-    private sealed record EpochSummary(int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy);
-
     private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet, bool resume)
     {
         var table = config.ReadTable();
@@ -132,7 +119,8 @@ public static class MlpCommands
             Steps = config.Epochs * stepsPerEpoch, EvalEvery = stepsPerEpoch, EvalBatches = validation?.BatchesPerEpoch ?? 0,
             CheckpointEvery = stepsPerEpoch, Seed = config.Seed,
         };
-        var trainer = new Trainer(model, MlpRun.Loss(classification), train, MakeOptimizer(config, model), options, validation: validation, runDirectory: run.Directory);
+        var optimizer = Optimizers.Create(config.Optimizer, model, config.LearningRate, config.WeightDecay, config.Momentum);
+        var trainer = new Trainer(model, MlpRun.Loss(classification), train, optimizer, options, validation: validation, runDirectory: run.Directory);
         foreach (var (name, metric) in MlpRun.Metrics(classification)) trainer.Metrics[name] = metric;
 
         if (!resume)
@@ -146,44 +134,18 @@ public static class MlpCommands
             Console.WriteLine($"data: {config.Csv} — {trainRows.Count} training / {valRows.Count} validation rows, {prep.FeatureCount} features, " +
                 (classification ? $"{prep.Classes.Count} classes ({string.Join(", ", prep.Classes)})" : "regression"));
             Console.WriteLine($"model: MLP {prep.FeatureCount} → {string.Join(" → ", config.Hidden)} → {prep.OutputCount}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate}");
-            if (resumed != null)
-            {
-                foreach (var skipped in resumed.Skipped) Console.WriteLine($"warning: passed over a damaged checkpoint: {skipped}");
-                Console.WriteLine($"resumed from the checkpoint at epoch {resumed.Step / stepsPerEpoch}");
-            }
         }
-        else if (resumed is { Skipped.Count: > 0 })
-            foreach (var skipped in resumed.Skipped) Console.Error.WriteLine($"warning: passed over a damaged checkpoint: {skipped}");
+        EpochReport.PrintResume(resumed, stepsPerEpoch, quiet);
 
         var progress = new TrainingProgress(options.Steps);
-        double epochLoss = 0, epochAccuracy = 0;
-        long epochSamples = 0;
-        trainer.AfterStep += s =>
-        {
-            epochLoss += s.Loss * s.Samples;
-            epochAccuracy += s.Metrics.GetValueOrDefault("accuracy") * s.Samples;
-            epochSamples += s.Samples;
-            if (quiet) return;
-            var acc = classification ? $"acc {100 * epochAccuracy / epochSamples:F1}%" : "";
-            progress.Step(s.Step, $"epoch {(s.Step - 1) / stepsPerEpoch + 1}/{config.Epochs}  loss {s.Loss:F4}  {acc}", s.SamplesPerSecond);
-        };
-        trainer.AfterEvaluation += e =>
-        {
-            int epoch = e.Step / stepsPerEpoch;
-            double trainLoss = epochLoss / Math.Max(1, epochSamples), trainAccuracy = epochAccuracy / Math.Max(1, epochSamples);
-            (epochLoss, epochAccuracy, epochSamples) = (0, 0, 0);
-            if (quiet || !(epoch == 1 || epoch == config.Epochs || epoch % Math.Max(1, config.Epochs / 10) == 0)) return;
-            progress.Line(classification
-                ? $"epoch {epoch,3}: train loss {trainLoss:F4} acc {100 * trainAccuracy:F1}% | val loss {e.Loss:F4} acc {100 * e.Metrics["accuracy"]:F1}%"
-                : $"epoch {epoch,3}: train mse {trainLoss:F4} | val mse {e.Loss:F4} rmse {Math.Sqrt(e.Loss):F4}");
-        };
+        EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification, "val", quiet);
         // eval and predict read the model of the last finished epoch.
         trainer.AfterCheckpoint += c =>
             model.Save(run.CheckpointPath, new Dictionary<string, string> { ["format"] = "nabla-mlp", ["epoch"] = (c.Step / stepsPerEpoch).ToString(CultureInfo.InvariantCulture) });
         progress.Run(() => trainer.Train());
 
-        var history = EpochHistory(trainer.MetricsPath!, stepsPerEpoch);
-        WriteCharts(run, history, classification);
+        var history = EpochReport.History(trainer.MetricsPath!, stepsPerEpoch);
+        EpochReport.WriteCharts(run.Directory, history, classification, "validation");
         var last = history[^1];
         if (classification) Console.WriteLine($"validation accuracy: {100 * last.ValidationAccuracy:F2}% ({valRows.Count} rows), loss {last.ValidationLoss:F4}");
         else Console.WriteLine($"validation rmse: {Math.Sqrt(last.ValidationLoss):F4} ({valRows.Count} rows)");
@@ -193,47 +155,21 @@ public static class MlpCommands
 
     private const int EvalBatchSize = 4096;
 
-    /// <summary>Per-epoch means of the step records (weighted by their samples) and the epoch's validation.</summary>
-    private static List<EpochSummary> EpochHistory(string metricsPath, int stepsPerEpoch)
-    {
-        var history = new List<EpochSummary>();
-        double loss = 0, accuracy = 0, samples = 0;
-        foreach (var r in MetricsLog.Read(metricsPath))
-        {
-            if (r["loss"] is { } l)
-            {
-                double n = r["samples"]!.GetValue<double>();
-                loss += l.GetValue<double>() * n;
-                accuracy += (r["accuracy"]?.GetValue<double>() ?? double.NaN) * n;
-                samples += n;
-            }
-            if (r.ContainsKey("val_loss")) // null when the validation was not finite
-            {
-                history.Add(new EpochSummary(r["step"]!.GetValue<int>() / stepsPerEpoch, loss / samples, accuracy / samples,
-                    r["val_loss"]?.GetValue<double>() ?? double.NaN, r["val_accuracy"]?.GetValue<double>() ?? double.NaN));
-                (loss, accuracy, samples) = (0, 0, 0);
-            }
-        }
-        if (history.Count == 0) throw new CliException($"{metricsPath}: no epoch was validated (is the validation split empty? raise --val-fraction).");
-        return history;
-    }
-
-    private static void WriteCharts(MlpRun run, List<EpochSummary> history, bool classification)
-    {
-        var x = history.Select(h => (double)h.Epoch).ToArray();
-        Charts.Line(Path.Combine(run.Directory, "loss.png"), "Loss", "epoch", classification ? "cross-entropy" : "mean squared error", x,
-            ("train", history.Select(h => h.TrainLoss).ToArray()), ("validation", history.Select(h => h.ValidationLoss).ToArray()));
-        if (classification)
-            Charts.Line(Path.Combine(run.Directory, "accuracy.png"), "Accuracy", "epoch", "accuracy", x,
-                ("train", history.Select(h => h.TrainAccuracy).ToArray()), ("validation", history.Select(h => h.ValidationAccuracy).ToArray()));
-    }
-
     public static Command Eval()
     {
-        var command = new Command("eval", "Evaluate a trained MLP run: on its validation split, or on another CSV file.") { RunOption, CsvInput };
+        var command = new Command("eval", "Evaluate a trained run: an MLP on its validation split (or another CSV file), an image classifier on its test set.")
+        {
+            RunOption, CsvInput,
+        };
         command.SetAction(p =>
         {
-            var (config, prep, model) = new MlpRun(p.GetValue(RunOption)!).Load();
+            var runDir = p.GetValue(RunOption)!;
+            if (VisionRun.IsVisionRun(runDir))
+            {
+                if (p.GetValue(CsvInput) != null) throw new CliException($"--csv: {runDir} is an image-classifier run; it is evaluated on its dataset's test set.");
+                return VisionCommands.Evaluate(runDir);
+            }
+            var (config, prep, model) = new MlpRun(runDir).Load();
             var csvPath = p.GetValue(CsvInput);
             CsvTable table;
             IReadOnlyList<int> rows;

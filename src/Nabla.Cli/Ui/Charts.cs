@@ -23,4 +23,42 @@ public static class Charts
         plot.SavePng(tmp, 900, 540);
         File.Move(tmp, path, overwrite: true);
     }
+
+    /// <summary>A confusion matrix as a heat map (rows: true class, columns: predicted), each cell labelled with its count.</summary>
+    public static void Confusion(string path, string title, int[,] counts, IReadOnlyList<string> classes)
+    {
+        int n = classes.Count;
+        var plot = new ScottPlot.Plot();
+        // Shares of each true class, so that rare and common classes colour alike; the count is written on the cell.
+        var shares = new double[n, n];
+        for (int t = 0; t < n; t++)
+        {
+            double rowTotal = Math.Max(1, Enumerable.Range(0, n).Sum(p => counts[t, p]));
+            for (int p = 0; p < n; p++) shares[t, p] = counts[t, p] / rowTotal;
+        }
+        var heatmap = plot.Add.Heatmap(shares);
+        heatmap.Colormap = new ScottPlot.Colormaps.Viridis(); // dark (few) to yellow (most)
+        // Row 0 of the data is drawn at the top, so cell (t, p) is centred at x = p, y = n - 1 - t.
+        heatmap.Extent = new ScottPlot.CoordinateRect(-0.5, n - 0.5, -0.5, n - 0.5);
+        for (int t = 0; t < n; t++)
+            for (int p = 0; p < n; p++)
+            {
+                var label = plot.Add.Text(counts[t, p].ToString(System.Globalization.CultureInfo.InvariantCulture), p, n - 1 - t);
+                label.LabelAlignment = ScottPlot.Alignment.MiddleCenter;
+                label.LabelFontColor = shares[t, p] > 0.6 ? ScottPlot.Colors.Black : ScottPlot.Colors.White;
+            }
+        var positions = Enumerable.Range(0, n).Select(i => (double)i).ToArray();
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions, classes.ToArray());
+        plot.Axes.Left.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions, classes.Reverse().ToArray());
+        plot.Axes.Bottom.TickLabelStyle.Rotation = -45;
+        plot.Axes.Bottom.TickLabelStyle.Alignment = ScottPlot.Alignment.MiddleRight;
+        plot.Axes.Bottom.MinimumSize = 110; // room for the slanted class names
+        plot.Axes.SetLimits(-0.5, n - 0.5, -0.5, n - 0.5);
+        plot.Title(title);
+        plot.XLabel("predicted");
+        plot.YLabel("true class");
+        var tmp = path + ".tmp.png";
+        plot.SavePng(tmp, 760, 720);
+        File.Move(tmp, path, overwrite: true);
+    }
 }

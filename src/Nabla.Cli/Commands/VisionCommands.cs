@@ -1,0 +1,197 @@
+using System.CommandLine;
+using Nabla.Autograd;
+using Nabla.Cli.Runs;
+using Nabla.Cli.Ui;
+using Nabla.Data;
+using Nabla.NN;
+using Nabla.Optim;
+using Nabla.Training;
+using Spectre.Console;
+
+namespace Nabla.Cli.Commands;
+
+/// <summary>`nabla train lenet|vgg|resnet|vit`: an image classifier on Fashion-MNIST (or MNIST), and its test-set
+/// evaluation (also behind `nabla eval --run DIR`).</summary>
+public static class VisionCommands
+{
+    private const int TestBatchSize = 500;
+
+    public static IEnumerable<Command> TrainCommands() => VisionRunConfig.Architectures.Select(Train);
+
+    private static Command Train(string architecture)
+    {
+        var defaults = VisionRunConfig.Defaults(architecture);
+        var dataset = new Option<string>("--dataset") { Description = "fashion-mnist or mnist.", DefaultValueFactory = _ => defaults.Dataset };
+        var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => defaults.Epochs };
+        var batchSize = new Option<int>("--batch-size") { Description = "Images per step.", DefaultValueFactory = _ => defaults.BatchSize };
+        var lr = new Option<float>("--lr") { Description = "Peak learning rate (warm-up, then cosine decay to 0).", DefaultValueFactory = _ => defaults.LearningRate };
+        var optimizer = new Option<string>("--optimizer") { Description = $"{Optimizers.Names} (sgd: momentum 0.9).", DefaultValueFactory = _ => defaults.Optimizer };
+        var weightDecay = new Option<float>("--weight-decay") { Description = "Weight decay.", DefaultValueFactory = _ => defaults.WeightDecay };
+        var augment = new Option<string>("--augment") { Description = "on: random shifts, flips (not for digits) and erasing of training images; off: none.", DefaultValueFactory = _ => "on" };
+        var subset = new Option<int>("--subset") { Description = "Train on the first N training images only (0: all), for quick runs." };
+        var seed = new Option<ulong>("--seed") { Description = "Seed for the initial weights, the shuffling and the augmentation.", DefaultValueFactory = _ => defaults.Seed };
+        var output = new Option<string?>("--out") { Description = $"Run directory (default: runs/{architecture}-<time>)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
+        var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
+        Require(dataset, v => VisionRunConfig.Datasets.Contains(v), $"--dataset must be one of {string.Join(", ", VisionRunConfig.Datasets)}.");
+        Require(epochs, v => v > 0, "--epochs must be positive.");
+        Require(batchSize, v => v > 0, "--batch-size must be positive.");
+        Require(lr, v => v > 0 && float.IsFinite(v), "--lr must be positive.");
+        Require(optimizer, Optimizers.IsKnown, $"--optimizer must be one of {Optimizers.Names}.");
+        Require(weightDecay, v => v >= 0 && float.IsFinite(v), "--weight-decay must not be negative.");
+        Require(augment, v => v is "on" or "off", "--augment must be on or off.");
+        Require(subset, v => v >= 0, "--subset must not be negative (0: all images).");
+
+        var command = new Command(architecture, $"Train a {VisionRun.Describe(architecture)} image classifier on Fashion-MNIST (or MNIST).")
+        {
+            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, subset, seed, output, resume, quiet,
+        };
+        command.SetAction((p, cancel) =>
+        {
+            if (p.GetValue(resume))
+            {
+                var runDir = p.GetValue(output) ?? throw new CliException("--resume needs --out: the run directory to continue.");
+                var run = new VisionRun(runDir);
+                var saved = VisionRunConfig.Load(run.ConfigPath);
+                if (saved.Architecture != architecture)
+                    throw new CliException($"{runDir} is a {saved.Architecture} run; resume it with `nabla train {saved.Architecture} --out {runDir} --resume`.");
+                return Task.FromResult(TrainModel(saved, run, p.GetValue(quiet), resume: true, cancel));
+            }
+            var config = defaults with
+            {
+                Dataset = p.GetValue(dataset)!,
+                Epochs = p.GetValue(epochs),
+                BatchSize = p.GetValue(batchSize),
+                LearningRate = p.GetValue(lr),
+                Optimizer = p.GetValue(optimizer)!.ToLowerInvariant(),
+                WeightDecay = p.GetValue(weightDecay),
+                Augment = p.GetValue(augment) == "on",
+                Subset = p.GetValue(subset),
+                Seed = p.GetValue(seed),
+            };
+            var dir = p.GetValue(output) ?? Path.Combine("runs", $"{architecture}-{DateTime.Now:yyyyMMdd-HHmmss}");
+            var newRun = new VisionRun(dir);
+            if (File.Exists(newRun.ConfigPath))
+                throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
+            return Task.FromResult(TrainModel(config, newRun, p.GetValue(quiet), resume: false, cancel));
+        });
+        return command;
+    }
+
+    /// <summary>Adds a check of an option's value, reported by the parser as one line naming the option (a value
+    /// that does not even parse is the parser's own error). Numeric ranges can move to the CLI's shared range
+    /// checks once those exist.</summary>
+    private static void Require<T>(Option<T> option, Func<T, bool> ok, string message) =>
+        option.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 0) return;
+            T value;
+            try { value = r.GetValueOrDefault<T>(); }
+            catch (InvalidOperationException) { return; }
+            if (!ok(value)) r.AddError(message);
+        });
+
+    private static int TrainModel(VisionRunConfig config, VisionRun run, bool quiet, bool resume, CancellationToken cancel)
+    {
+        var dataset = VisionRun.Dataset(config);
+        var trainData = dataset.Load(DatasetSplit.Train);
+        var testData = dataset.Load(DatasetSplit.Test);
+        int count = config.Subset > 0 ? Math.Min(config.Subset, trainData.Count) : trainData.Count;
+
+        Generator.ManualSeed(config.Seed);
+        var model = VisionRun.BuildModel(config, dataset.Classes.Count);
+        using var train = new ImageLoader(trainData.Images.Narrow(0, 0, count), trainData.Labels.Narrow(0, 0, count), config.BatchSize,
+            shuffleSeed: config.Seed, augmentation: VisionRun.Augmentation(config), normalization: dataset.Statistics, augmentationSeed: config.Seed + 1);
+        using var test = TestLoader(dataset, testData);
+        int stepsPerEpoch = train.BatchesPerEpoch;
+        var options = new TrainerOptions
+        {
+            Steps = config.Epochs * stepsPerEpoch, EvalEvery = stepsPerEpoch, EvalBatches = test.BatchesPerEpoch,
+            CheckpointEvery = stepsPerEpoch, Seed = config.Seed,
+        };
+        var optimizer = Optimizers.Create(config.Optimizer, model, config.LearningRate, config.WeightDecay, config.Momentum);
+        // Warm-up (a few hundred steps at most) keeps SGD at lr 0.1 and AdamW on the ViT from blowing up in the first steps.
+        var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, Math.Min(stepsPerEpoch, options.Steps / 20)), totalSteps: options.Steps);
+        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), train, optimizer, options, schedule, test, run.Directory);
+        trainer.Metrics["accuracy"] = Evaluation.Accuracy;
+
+        if (!resume) config.Save(run.ConfigPath);
+        var resumed = trainer.TryResume();
+        if (!quiet)
+        {
+            Console.WriteLine($"data: {dataset.Name} — {count:N0} training images{(config.Augment ? " (augmented)" : "")}, {testData.Count:N0} test images, " +
+                $"{dataset.Classes.Count} classes");
+            Console.WriteLine($"model: {VisionRun.Describe(config.Architecture)}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate} " +
+                $"weight decay {config.WeightDecay}, {config.Epochs} epochs of {stepsPerEpoch} steps");
+        }
+        EpochReport.PrintResume(resumed, stepsPerEpoch, quiet);
+
+        var progress = new TrainingProgress(options.Steps, "images");
+        EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification: true, "test", quiet);
+        // eval reads the model of the last finished epoch.
+        trainer.AfterCheckpoint += c => run.SaveModel(model, config, c.Step / stepsPerEpoch);
+        progress.Run(() => trainer.Train(cancel));
+        if (trainer.Step < options.Steps)
+        {
+            trainer.SaveCheckpoint();
+            Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: nabla train {config.Architecture} --out {run.Directory} --resume");
+            return 130;
+        }
+
+        EpochReport.WriteCharts(run.Directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "test");
+        ReportTest(model, test, dataset.Classes, run);
+        if (!quiet) Console.WriteLine($"run saved to {run.Directory} (config.json, model.safetensors, checkpoints/, metrics.jsonl, loss.png, accuracy.png, confusion.png)");
+        return 0;
+    }
+
+    /// <summary>The test split in its order, normalised like the training images and not augmented.</summary>
+    private static ImageLoader TestLoader(IdxDataset dataset, ImageClassificationData test) =>
+        new(test.Images, test.Labels, TestBatchSize, normalization: dataset.Statistics);
+
+    /// <summary>`nabla eval --run DIR` for an image-classifier run: the model on its dataset's test set.</summary>
+    public static int Evaluate(string directory)
+    {
+        var run = new VisionRun(directory);
+        var (config, model) = run.Load();
+        var dataset = VisionRun.Dataset(config);
+        using var test = TestLoader(dataset, dataset.Load(DatasetSplit.Test));
+        ReportTest(model, test, dataset.Classes, run);
+        return 0;
+    }
+
+    /// <summary>Prints the test accuracy and a per-class table, and draws the confusion matrix into the run directory.</summary>
+    private static void ReportTest(Module model, ImageLoader test, IReadOnlyList<string> classes, VisionRun run)
+    {
+        var confusion = Confusion(model, test, classes.Count);
+        int total = test.Count, correct = Enumerable.Range(0, classes.Count).Sum(c => confusion[c, c]);
+        Console.WriteLine($"test accuracy: {100.0 * correct / total:F2}% ({correct:N0} of {total:N0} images)");
+        var table = new Table().AddColumn("class").AddColumn(new TableColumn("accuracy").RightAligned()).AddColumn(new TableColumn("correct").RightAligned())
+            .AddColumn("most often mistaken for");
+        for (int c = 0; c < classes.Count; c++)
+        {
+            int images = Enumerable.Range(0, classes.Count).Sum(p => confusion[c, p]);
+            int mistaken = Enumerable.Range(0, classes.Count).Where(p => p != c).MaxBy(p => confusion[c, p]);
+            table.AddRow(Markup.Escape(classes[c]), images == 0 ? "-" : $"{100.0 * confusion[c, c] / images:F1}%", $"{confusion[c, c]}/{images}",
+                confusion[c, mistaken] == 0 ? "" : Markup.Escape($"{classes[mistaken]} ({confusion[c, mistaken]})"));
+        }
+        // To whatever Console.Out is now (the shared AnsiConsole keeps the writer it started with).
+        AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) }).Write(table);
+        Charts.Confusion(run.ConfusionPath, "Confusion matrix (test set)", confusion, classes);
+        Console.WriteLine($"confusion matrix: {run.ConfusionPath}");
+    }
+
+    /// <summary>counts[true class, predicted class] over one pass of <paramref name="test"/>.</summary>
+    private static int[,] Confusion(Module model, ImageLoader test, int classes)
+    {
+        model.Eval();
+        using var _ = GradMode.NoGrad();
+        var counts = new int[classes, classes];
+        foreach (var (images, labels) in test.Epoch(0))
+        {
+            var predicted = model.Forward(images).ArgMax(-1).ToIntArray();
+            var truth = labels.ToIntArray();
+            for (int i = 0; i < truth.Length; i++) counts[truth[i], predicted[i]]++;
+        }
+        return counts;
+    }
+}

@@ -1,0 +1,128 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Nabla.Data;
+using Nabla.IO;
+using Nabla.Models.Vision;
+using Nabla.NN;
+
+namespace Nabla.Cli.Runs;
+
+/// <summary>Everything that defines an image-classifier training run; saved as config.json in the run directory
+/// (and in model.safetensors' metadata), so --resume and `nabla eval` rebuild the same model.</summary>
+public sealed record VisionRunConfig
+{
+    /// <summary>lenet, vgg, resnet (ResNet-20) or vit.</summary>
+    public string Architecture { get; init; } = "lenet";
+    /// <summary>fashion-mnist or mnist.</summary>
+    public string Dataset { get; init; } = "fashion-mnist";
+    public int Epochs { get; init; }
+    public int BatchSize { get; init; }
+    public float LearningRate { get; init; }
+    public string Optimizer { get; init; } = "adamw";
+    public float WeightDecay { get; init; }
+    public float Momentum { get; init; } = 0.9f;
+    public bool Augment { get; init; } = true;
+    /// <summary>Train on the first this many training images (0: all).</summary>
+    public int Subset { get; init; }
+    public ulong Seed { get; init; } = 1;
+
+    public static readonly string[] Architectures = ["lenet", "vgg", "resnet", "vit"];
+    public static readonly string[] Datasets = ["fashion-mnist", "mnist"];
+
+    /// <summary>Settings that train each model well on Fashion-MNIST: AdamW for the small LeNet, VGG and the ViT
+    /// (which needs more epochs and weight decay), SGD with momentum 0.9 and lr 0.1 for the ResNet, as in its paper.</summary>
+    public static VisionRunConfig Defaults(string architecture) => architecture switch
+    {
+        "lenet" => new() { Architecture = "lenet", Epochs = 15, BatchSize = 128, LearningRate = 2e-3f, Optimizer = "adamw", WeightDecay = 5e-4f },
+        "vgg" => new() { Architecture = "vgg", Epochs = 20, BatchSize = 128, LearningRate = 2e-3f, Optimizer = "adamw", WeightDecay = 5e-4f },
+        "resnet" => new() { Architecture = "resnet", Epochs = 15, BatchSize = 128, LearningRate = 0.1f, Optimizer = "sgd", WeightDecay = 5e-4f },
+        "vit" => new() { Architecture = "vit", Epochs = 30, BatchSize = 128, LearningRate = 1e-3f, Optimizer = "adamw", WeightDecay = 0.05f },
+        _ => throw new CliException($"unknown model '{architecture}' ({string.Join(", ", Architectures)})."),
+    };
+
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    public void Save(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, Json));
+
+    public static VisionRunConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new CliException($"{path}: not found (is this a run directory written by `nabla train lenet|vgg|resnet|vit`?).");
+        try
+        {
+            return JsonSerializer.Deserialize<VisionRunConfig>(File.ReadAllText(path), Json) ?? throw new CliException($"{path}: empty config.");
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: corrupt config ({e.Message}).");
+        }
+    }
+}
+
+/// <summary>
+/// An image-classifier run directory: config.json, model.safetensors (the model of the last finished epoch, its
+/// config in the metadata), checkpoints/ (for --resume), metrics.jsonl, loss.png, accuracy.png and
+/// confusion.png (test set).
+/// </summary>
+public sealed class VisionRun(string directory)
+{
+    public string Directory { get; } = directory;
+    public string ConfigPath => Path.Combine(Directory, "config.json");
+    public string ModelPath => Path.Combine(Directory, "model.safetensors");
+    public string ConfusionPath => Path.Combine(Directory, "confusion.png");
+
+    /// <summary>Whether <paramref name="directory"/> holds a run of `nabla train lenet|vgg|resnet|vit` (its config names an architecture).</summary>
+    public static bool IsVisionRun(string directory)
+    {
+        var path = Path.Combine(directory, "config.json");
+        if (!File.Exists(path)) return false;
+        try { return JsonNode.Parse(File.ReadAllText(path)) is JsonObject o && o.ContainsKey(nameof(VisionRunConfig.Architecture)); }
+        catch (JsonException) { return false; }
+    }
+
+    public static IdxDataset Dataset(VisionRunConfig config) => config.Dataset switch
+    {
+        "fashion-mnist" => IdxDataset.FashionMnist,
+        "mnist" => IdxDataset.Mnist,
+        _ => throw new CliException($"--dataset: unknown dataset '{config.Dataset}' ({string.Join(", ", VisionRunConfig.Datasets)})."),
+    };
+
+    /// <summary>Training augmentation: shifts, flips and erasing for clothes; no flips for digits (a mirrored 2 is no 2).</summary>
+    public static ImageAugmentation? Augmentation(VisionRunConfig config) =>
+        !config.Augment ? null : config.Dataset == "mnist" ? new ImageAugmentation { CropPadding = 2 } : ImageAugmentation.FashionMnist;
+
+    /// <summary>The untrained model the config describes, for 28×28 grey-scale images of <paramref name="classes"/> classes
+    /// (initial weights from the default generator, which the caller seeds).</summary>
+    public static Module BuildModel(VisionRunConfig config, int classes) => config.Architecture switch
+    {
+        "lenet" => new LeNet5(classes, inChannels: 1),
+        "vgg" => new Vgg(classes, inChannels: 1),
+        "resnet" => ResNet.ResNet20(classes, inChannels: 1),
+        "vit" => new VisionTransformer(imageSize: 28, patchSize: 7, dim: 64, depth: 6, heads: 4, numClasses: classes, inChannels: 1, mlpHidden: 128),
+        _ => throw new CliException($"unknown model '{config.Architecture}' ({string.Join(", ", VisionRunConfig.Architectures)})."),
+    };
+
+    /// <summary>A human name for the model ("ResNet-20").</summary>
+    public static string Describe(string architecture) => architecture switch
+    {
+        "lenet" => "LeNet-5", "vgg" => "VGG-style", "resnet" => "ResNet-20", "vit" => "ViT (7×7 patches, 6 blocks, width 64)", _ => architecture,
+    };
+
+    public void SaveModel(Module model, VisionRunConfig config, int epoch) => model.Save(ModelPath, new Dictionary<string, string>
+    {
+        ["format"] = "nabla-vision",
+        ["epoch"] = epoch.ToString(CultureInfo.InvariantCulture),
+        ["config"] = JsonSerializer.Serialize(config),
+    });
+
+    /// <summary>The config and the trained model of a finished (or interrupted) run.</summary>
+    public (VisionRunConfig Config, Module Model) Load()
+    {
+        if (!System.IO.Directory.Exists(Directory)) throw new CliException($"{Directory}: run directory not found.");
+        var config = VisionRunConfig.Load(ConfigPath);
+        if (!File.Exists(ModelPath)) throw new CliException($"{ModelPath}: not found; the run has not finished an epoch.");
+        var model = BuildModel(config, Dataset(config).Classes.Count);
+        model.Load(ModelPath);
+        return (config, model);
+    }
+}

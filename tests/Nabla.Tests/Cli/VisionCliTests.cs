@@ -1,0 +1,96 @@
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Nabla.Data;
+using Nabla.IO;
+using Nabla.Tests.Data;
+
+namespace Nabla.Tests.Cli;
+
+[Collection("Console")]
+public class VisionCliTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-vision-cli-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    private static string TestAccuracy(string output) => Regex.Match(output, @"test accuracy: (\d+\.\d+)%").Groups[1].Value;
+
+    private static bool IsPng(string path) => File.ReadAllBytes(path).AsSpan(0, 8).SequenceEqual(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A });
+
+    /// <summary>One run through the whole life of a vision run (kept in one test: each step reads the ~50 MB of images).</summary>
+    [FashionMnistFact]
+    public void TrainLeNetWritesARunThatEvalReproducesAndResumeContinues()
+    {
+        var run = Path.Combine(_dir, "lenet");
+        var (exit, output, error) = CliRunner.Run("train", "lenet", "--subset", "2000", "--epochs", "1", "--out", run);
+        Assert.True(exit == 0, error);
+        foreach (var file in new[] { "config.json", "model.safetensors", "metrics.jsonl", "loss.png", "accuracy.png", "confusion.png" })
+            Assert.True(File.Exists(Path.Combine(run, file)), $"{file} missing from the run directory");
+        foreach (var chart in new[] { "loss.png", "accuracy.png", "confusion.png" }) Assert.True(IsPng(Path.Combine(run, chart)), $"{chart} is not a PNG");
+        var metrics = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
+        Assert.Equal(16, metrics.Count(l => l.Contains("\"loss\""))); // 2000 images in batches of 128
+        Assert.Single(metrics, l => l.Contains("\"val_accuracy\""));   // the test set after the epoch
+
+        // The final test accuracy is the epoch's evaluation, well above chance (10 %) after 16 steps,
+        // and the per-class table names Fashion-MNIST's classes.
+        var trained = TestAccuracy(output);
+        double logged = JsonNode.Parse(metrics.Last(l => l.Contains("val_accuracy")))!["val_accuracy"]!.GetValue<double>();
+        Assert.Equal((100 * logged).ToString("F2", System.Globalization.CultureInfo.InvariantCulture), trained);
+        Assert.True(double.Parse(trained, System.Globalization.CultureInfo.InvariantCulture) > 35, $"LeNet should pass 35% after one short epoch, got {trained}%");
+        foreach (var name in IdxDataset.FashionMnist.Classes) Assert.Contains(name, output);
+
+        // The saved model carries its config, and eval rebuilds it to the same test accuracy.
+        var metadata = SafeTensors.ReadHeader(Path.Combine(run, "model.safetensors")).Metadata;
+        Assert.Equal("nabla-vision", metadata["format"]);
+        Assert.Contains("\"Architecture\":\"lenet\"", metadata["config"]);
+        File.Delete(Path.Combine(run, "confusion.png"));
+        var (evalExit, evalOut, evalErr) = CliRunner.Run("eval", "--run", run);
+        Assert.True(evalExit == 0, evalErr);
+        Assert.Equal(trained, TestAccuracy(evalOut));
+        Assert.True(File.Exists(Path.Combine(run, "confusion.png")));
+
+        // A run stopped after its first epoch (its config asks for 2; a crash tore the metrics line being written) continues.
+        var config = Path.Combine(run, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"Epochs\": 1", "\"Epochs\": 2"));
+        File.AppendAllText(Path.Combine(run, "metrics.jsonl"), "{\"step\":17,\"lo");
+        var (resumeExit, resumeOut, resumeErr) = CliRunner.Run("train", "lenet", "--out", run, "--resume");
+        Assert.True(resumeExit == 0, resumeErr);
+        Assert.Contains("resumed from the checkpoint at epoch 1", resumeOut);
+        metrics = File.ReadAllLines(Path.Combine(run, "metrics.jsonl"));
+        Assert.Equal(Enumerable.Range(1, 32), metrics.Where(l => l.Contains("\"loss\"")).Select(l => JsonNode.Parse(l)!["step"]!.GetValue<int>()));
+        Assert.Equal(2, metrics.Count(l => l.Contains("\"val_accuracy\"")));
+        Assert.Equal("2", SafeTensors.ReadHeader(Path.Combine(run, "model.safetensors")).Metadata["epoch"]);
+
+        // Resuming as another model, or training over the run, is refused in one line.
+        var wrongModel = CliRunner.Run("train", "resnet", "--out", run, "--resume");
+        Assert.Equal(1, wrongModel.Exit);
+        Assert.Contains("is a lenet run", wrongModel.Err);
+        var again = CliRunner.Run("train", "lenet", "--out", run);
+        Assert.Equal(1, again.Exit);
+        Assert.Contains("already holds a training run", again.Err);
+    }
+
+    [Theory]
+    [InlineData("train lenet --epochs 0", "--epochs must be positive")]
+    [InlineData("train vgg --batch-size -3", "--batch-size must be positive")]
+    [InlineData("train resnet --lr -0.1", "--lr must be positive")]
+    [InlineData("train vit --weight-decay -1", "--weight-decay must not be negative")]
+    [InlineData("train lenet --subset -5", "--subset must not be negative")]
+    [InlineData("train lenet --augment maybe", "--augment must be on or off")]
+    [InlineData("train lenet --dataset cifar10", "--dataset must be one of fashion-mnist, mnist")]
+    [InlineData("train resnet --optimizer lion", "--optimizer must be one of")]
+    [InlineData("train lenet --epochs many", "many")]
+    [InlineData("train lenet --resume", "--resume needs --out")]
+    public void BadOptionsGetOneClearLineNamingTheOption(string args, string expected)
+    {
+        var (exit, output, error) = CliRunner.Run(args.Split(' '));
+        Assert.NotEqual(0, exit);
+        Assert.Contains(expected, error);
+        Assert.Single(error.Split('\n'), l => l.StartsWith("error:"));
+        Assert.DoesNotContain("   at ", error); // no stack trace
+        Assert.DoesNotContain("Usage:", output + error);
+    }
+}
