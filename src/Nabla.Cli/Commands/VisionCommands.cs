@@ -34,13 +34,13 @@ public static class VisionCommands
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
         Require(dataset, v => VisionRunConfig.Datasets.Contains(v), $"--dataset must be one of {string.Join(", ", VisionRunConfig.Datasets)}.");
-        Require(epochs, v => v > 0, "--epochs must be positive.");
-        Require(batchSize, v => v > 0, "--batch-size must be positive.");
-        Require(lr, v => v > 0 && float.IsFinite(v), "--lr must be positive.");
+        epochs.Positive(1_000_000);
+        batchSize.Positive(1 << 24);
+        lr.Positive(100);
         Require(optimizer, Optimizers.IsKnown, $"--optimizer must be one of {Optimizers.Names}.");
-        Require(weightDecay, v => v >= 0 && float.IsFinite(v), "--weight-decay must not be negative.");
+        weightDecay.NonNegative(100);
         Require(augment, v => v is "on" or "off", "--augment must be on or off.");
-        Require(subset, v => v >= 0, "--subset must not be negative (0: all images).");
+        subset.NonNegative(int.MaxValue);
 
         var command = new Command(architecture, $"Train a {VisionRun.Describe(architecture)} image classifier on Fashion-MNIST (or MNIST).")
         {
@@ -78,9 +78,8 @@ public static class VisionCommands
         return command;
     }
 
-    /// <summary>Adds a check of an option's value, reported by the parser as one line naming the option (a value
-    /// that does not even parse is the parser's own error). Numeric ranges can move to the CLI's shared range
-    /// checks once those exist.</summary>
+    /// <summary>Adds a check of a string option's value, reported by the parser as one line naming the option
+    /// (numeric ranges use the shared checks of OptionValidation; AcceptOnlyFromAmong's error does not name the option).</summary>
     private static void Require<T>(Option<T> option, Func<T, bool> ok, string message) =>
         option.Validators.Add(r =>
         {

@@ -74,11 +74,11 @@ public class VisionCliTests : IDisposable
     }
 
     [Theory]
-    [InlineData("train lenet --epochs 0", "--epochs must be positive")]
-    [InlineData("train vgg --batch-size -3", "--batch-size must be positive")]
-    [InlineData("train resnet --lr -0.1", "--lr must be positive")]
-    [InlineData("train vit --weight-decay -1", "--weight-decay must not be negative")]
-    [InlineData("train lenet --subset -5", "--subset must not be negative")]
+    [InlineData("train lenet --epochs 0", "--epochs must be a positive integer")]
+    [InlineData("train vgg --batch-size -3", "--batch-size must be a positive integer")]
+    [InlineData("train resnet --lr -0.1", "--lr must be a finite positive number")]
+    [InlineData("train vit --weight-decay -1", "--weight-decay must be a finite non-negative number")]
+    [InlineData("train lenet --subset -5", "--subset must be a non-negative integer")]
     [InlineData("train lenet --augment maybe", "--augment must be on or off")]
     [InlineData("train lenet --dataset cifar10", "--dataset must be one of fashion-mnist, mnist")]
     [InlineData("train resnet --optimizer lion", "--optimizer must be one of")]
