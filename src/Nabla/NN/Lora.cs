@@ -210,8 +210,9 @@ public static class Lora
         AtomicFile.WriteAllText(Path.Combine(directory, ConfigFile), ConfigJson(config).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
-    // The keys PEFT 0.10's LoraConfig writes; those this library has no use for keep PEFT's defaults, so PEFT
-    // reads the file as the adapter it is.
+    // The keys PEFT 0.10 and 0.11's LoraConfig writes (as in published adapter_config.json files of those
+    // versions; newer versions add keys and read files without them); those this library has no use for keep
+    // PEFT's defaults, so PEFT reads the file as the adapter it is.
     private static JsonObject ConfigJson(LoraConfig c) => new()
     {
         ["alpha_pattern"] = new JsonObject(),
@@ -258,7 +259,7 @@ public static class Lora
             catch (Exception e) when (e is InvalidOperationException or FormatException)
             { throw new CheckpointException($"{path}: \"{key}\" is {node.ToJsonString()}, not a {typeof(T).Name}.", e); }
         }
-        bool IsEmpty(string key) => !json.TryGetPropertyValue(key, out var node) || node == null || node is JsonObject { Count: 0 };
+        bool IsEmpty(string key) => !json.TryGetPropertyValue(key, out var node) || node == null || node is JsonObject { Count: 0 } or JsonArray { Count: 0 };
 
         var peftType = Get("peft_type", "");
         if (peftType != "LORA") throw new CheckpointException($"{path}: peft_type is \"{peftType}\"; only LORA adapters are supported.");
@@ -266,7 +267,9 @@ public static class Lora
         if (Get("bias", "none") != "none") throw new CheckpointException($"{path}: bias is \"{Get("bias", "")}\"; only \"none\" is supported.");
         foreach (var key in new[] { "rank_pattern", "alpha_pattern" })
             if (!IsEmpty(key)) throw new CheckpointException($"{path}: \"{key}\" is set; per-layer ranks and alphas are not supported.");
-        foreach (var key in new[] { "layers_to_transform", "modules_to_save" })
+        if (Get("lora_bias", false)) throw new CheckpointException($"{path}: lora_bias is true; adapters with a trained lora_B bias are not supported.");
+        // Keys of newer PEFT versions too: each, when set, changes which weights the adapter holds or touches.
+        foreach (var key in new[] { "layers_to_transform", "modules_to_save", "layer_replication", "exclude_modules", "trainable_token_indices", "target_parameters" })
             if (!IsEmpty(key)) throw new CheckpointException($"{path}: \"{key}\" is set; it is not supported.");
         if (!json.TryGetPropertyValue("target_modules", out var targetNode) || targetNode is not JsonArray targetArray)
             throw new CheckpointException($"{path}: target_modules must be a list of module names{(targetNode is JsonValue ? " (a regex string is not supported)" : "")}.");

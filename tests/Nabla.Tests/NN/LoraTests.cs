@@ -163,6 +163,27 @@ public class LoraTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    [Theory]
+    [InlineData("use_dora", "true", "DoRA adapters are not supported")]
+    [InlineData("r", "0", "r is 0")]
+    [InlineData("target_modules", "\".*c_attn\"", "a regex string is not supported")]
+    [InlineData("peft_type", "\"IA3\"", "only LORA adapters")]
+    public void ConfigSettingsThisLibraryCannotHonourAreRejectedNamingTheFile(string key, string json, string expected)
+    {
+        var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
+        try
+        {
+            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(PythonAdapter, Lora.ConfigFile)))!.AsObject();
+            config[key] = JsonNode.Parse(json);
+            File.WriteAllText(Path.Combine(dir, Lora.ConfigFile), config.ToJsonString());
+            File.Copy(Path.Combine(PythonAdapter, Lora.WeightsFile), Path.Combine(dir, Lora.WeightsFile));
+            var error = Assert.Throws<CheckpointException>(() => Lora.LoadAdapter(LoadBase(), dir)).Message;
+            Assert.StartsWith(Path.Combine(dir, Lora.ConfigFile) + ":", error);
+            Assert.Contains(expected, error);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     [Fact]
     public void TargetsThatMatchNothingOrNoLinearAreErrors()
     {
