@@ -1,8 +1,8 @@
 using System.IO.Compression;
-using System.Net;
 using System.Security.Cryptography;
 using Nabla.Data;
 using Nabla.IO;
+using Nabla.Tests.IO;
 using Nabla.Tests.Parity;
 
 namespace Nabla.Tests.Data;
@@ -35,7 +35,7 @@ public class IdxDownloadTests : IDisposable
             ["good/train-images-idx3-ubyte.gz"] = images, ["good/train-labels-idx1-ubyte.gz"] = labels,
             ["good/t10k-images-idx3-ubyte.gz"] = images, ["good/t10k-labels-idx1-ubyte.gz"] = labels,
         };
-        using var server = new LocalServer(files);
+        using var server = new LocalHttpServer(LocalHttpServer.Files(files.GetValueOrDefault));
         string[] hashes = [.. new[] { images, labels, images, labels }.Select(b => Convert.ToHexStringLower(SHA256.HashData(b)))];
         var dataset = new IdxDataset("tiny", [server.Url + "missing/", server.Url + "good/"], hashes,
             [.. Enumerable.Range(0, 10).Select(i => i.ToString())], new Normalization([0.5f], [0.25f]));
@@ -61,41 +61,5 @@ public class IdxDownloadTests : IDisposable
         Assert.Equal(Path.Combine(Downloader.CacheRoot, "datasets", "fashion-mnist"), IdxDataset.FashionMnist.CacheDirectory);
         Assert.Throws<ArgumentException>(() => new IdxDataset("x", ["http://host/no-slash"], [.. Enumerable.Repeat(new string('a', 64), 4)], ["a"], new Normalization([0f], [1f])));
         Assert.Throws<ArgumentException>(() => new IdxDataset("x", ["http://host/"], ["abc"], ["a"], new Normalization([0f], [1f])));
-    }
-
-    /// <summary>Serves a dictionary of files on 127.0.0.1 (404 for anything else).</summary>
-    private sealed class LocalServer : IDisposable
-    {
-        private readonly HttpListener _listener = new();
-        public string Url { get; }
-
-        public LocalServer(IReadOnlyDictionary<string, byte[]> files)
-        {
-            for (int attempt = 0; ; attempt++)
-            {
-                Url = $"http://127.0.0.1:{Random.Shared.Next(20000, 60000)}/";
-                _listener.Prefixes.Clear();
-                _listener.Prefixes.Add(Url);
-                try { _listener.Start(); break; }
-                catch (HttpListenerException) when (attempt < 10) { }
-            }
-            Task.Run(async () =>
-            {
-                while (_listener.IsListening)
-                {
-                    HttpListenerContext context;
-                    try { context = await _listener.GetContextAsync(); } catch { return; }
-                    if (files.TryGetValue(context.Request.Url!.AbsolutePath.TrimStart('/'), out var body))
-                    {
-                        context.Response.ContentLength64 = body.Length;
-                        await context.Response.OutputStream.WriteAsync(body);
-                    }
-                    else context.Response.StatusCode = 404;
-                    context.Response.Close();
-                }
-            });
-        }
-
-        public void Dispose() => _listener.Stop();
     }
 }
