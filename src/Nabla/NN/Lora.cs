@@ -3,7 +3,6 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Nabla.Autograd;
 using Nabla.IO;
-using Nabla.Models.Gpt2;
 
 namespace Nabla.NN;
 
@@ -186,9 +185,9 @@ public static class Lora
         }
     }
 
-    /// <summary>The prefix PEFT puts before a parameter name of this model: "base_model.model." + the Hugging Face
-    /// name. Nabla's GPT-2 names are GPT2Model's, while PEFT wraps GPT2LMHeadModel, whose names add "transformer.".</summary>
-    public static string PeftPrefix(Module model) => model is Gpt2Model ? "base_model.model.transformer." : "base_model.model.";
+    /// <summary>The prefix PEFT puts before a parameter name of this model: "base_model.model." + the prefix of the
+    /// Hugging Face class PEFT wraps (for GPT-2, GPT2LMHeadModel's "transformer.": see <see cref="Module.HubNamePrefix"/>).</summary>
+    public static string PeftPrefix(Module model) => "base_model.model." + model.HubNamePrefix;
 
     /// <summary>Writes the model's adapters as PEFT's save_pretrained does: adapter_model.safetensors with only the
     /// A and B weights (A stored (r, in), B (out, r): PEFT's lora_A and lora_B are Linear layers whatever the base
