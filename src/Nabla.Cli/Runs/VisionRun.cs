@@ -50,11 +50,11 @@ public sealed record VisionRunConfig
         if (!File.Exists(path)) throw new CliException($"{path}: not found (is this a run directory written by `nabla train lenet|vgg|resnet|vit`?).");
         try
         {
-            return JsonSerializer.Deserialize<VisionRunConfig>(File.ReadAllText(path), Json) ?? throw new CliException($"{path}: empty config.");
+            return JsonSerializer.Deserialize<VisionRunConfig>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), Json) ?? throw new CliException($"{path}: empty config.");
         }
         catch (JsonException e)
         {
-            throw new CliException($"{path}: corrupt config ({e.Message}).");
+            throw new CliException($"{path}: corrupt config ({ErrorText.Json(e)}).");
         }
     }
 }
