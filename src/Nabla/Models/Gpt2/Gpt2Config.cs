@@ -116,12 +116,9 @@ public sealed record Gpt2Config
         }
         catch (JsonException e)
         {
-            // e.Path is the key ("$.n_layer") when the value has the wrong type or does not fit an int. The reader's
-            // own message may quote the bad text, newlines included: keep its first words on one line.
+            // e.Path is the key ("$.n_layer") when the value has the wrong type or does not fit an int.
             string where = e.Path is { Length: > 2 } path ? $" at {path[2..]}" : "";
-            string problem = e.Message.Split([" Path:", " LineNumber:"], StringSplitOptions.None)[0].ReplaceLineEndings(" ");
-            if (problem.Length > 100) problem = problem[..100] + "…";
-            throw new CheckpointException($"{source}: corrupt config{where}, line {e.LineNumber + 1} ({problem}).", e);
+            throw new CheckpointException($"{source}: corrupt config{where} ({ErrorText.Json(e)}).", e);
         }
         try
         {
