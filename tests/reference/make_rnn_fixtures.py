@@ -9,7 +9,7 @@ Each case builds torch.nn.RNN / LSTM / GRU with the case's settings and records 
   grad_x, grad_h0, grad_c0, grad/<name>   the gradients of that loss.
 The settings (mode, sizes, layers, lengths, ...) are JSON in the metadata under the case's name. Packed cases use
 pack_padded_sequence(enforce_sorted=False) with unsorted lengths, some shorter than T, so every padded position
-and the per-sequence start of the reverse direction are exercised.
+and the per-sequence start of the reverse direction are exercised. One LSTM case has a projection (proj_size).
 
 Run with Debian's python3-torch:
     /usr/bin/python3 tests/reference/make_rnn_fixtures.py
@@ -37,6 +37,7 @@ CASES = {
     "lstm_2layer_bidir_h0c0": ("LSTM", dict(num_layers=2, bidirectional=True), True, None),
     "lstm_packed_2layer_bidir_batchfirst": ("LSTM", dict(num_layers=2, bidirectional=True, batch_first=True), False, [3, 5, 1]),
     "lstm_packed_h0c0_nobias": ("LSTM", dict(bias=False), True, [2, 4, 3]),
+    "lstm_proj_2layer_bidir_packed_h0c0": ("LSTM", dict(num_layers=2, bidirectional=True, proj_size=2), True, [4, 5, 2]),
     "gru": ("GRU", dict(), False, None),
     "gru_2layer_bidir_batchfirst_h0": ("GRU", dict(num_layers=2, bidirectional=True, batch_first=True), True, None),
     "gru_packed_bidir_h0": ("GRU", dict(bidirectional=True), True, [4, 1, 3]),
@@ -61,7 +62,7 @@ def main():
         layers = settings.get("num_layers", 1) * (2 if settings.get("bidirectional") else 1)
         batch_first = settings.get("batch_first", False)
         x = torch.tensor(randn(rng, *((B, T, IN) if batch_first else (T, B, IN))), requires_grad=True)
-        h0 = torch.tensor(randn(rng, layers, B, H), requires_grad=True) if with_initial else None
+        h0 = torch.tensor(randn(rng, layers, B, settings.get("proj_size") or H), requires_grad=True) if with_initial else None
         c0 = torch.tensor(randn(rng, layers, B, H), requires_grad=True) if with_initial and mode == "LSTM" else None
         state = (h0, c0) if mode == "LSTM" and with_initial else h0
         if lengths is None:
@@ -94,7 +95,7 @@ def main():
         metadata[name] = json.dumps(dict(mode=mode, input_size=IN, hidden_size=H, nonlinearity=settings.get("nonlinearity", "tanh"),
                                          num_layers=settings.get("num_layers", 1), bias=settings.get("bias", True),
                                          batch_first=batch_first, bidirectional=settings.get("bidirectional", False),
-                                         lengths=lengths))
+                                         proj_size=settings.get("proj_size", 0), lengths=lengths))
 
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Nabla.Tests", "Fixtures", "rnn_layers.safetensors")
     write_safetensors(out, tensors, metadata)

@@ -21,10 +21,12 @@ public abstract class RecurrentBase : Module
     public bool BatchFirst { get; }
     public float Dropout { get; }
     public bool Bidirectional { get; }
+    /// <summary>The size of h: <see cref="HiddenSize"/>, or an LSTM's projection size when it has one.</summary>
+    protected int StateSize { get; }
     private int Directions => Bidirectional ? 2 : 1;
 
     /// <summary>The weights of one layer in one direction.</summary>
-    protected readonly record struct Cell(Tensor InputWeight, Tensor HiddenWeight, Tensor? InputBias, Tensor? HiddenBias)
+    protected readonly record struct Cell(Tensor InputWeight, Tensor HiddenWeight, Tensor? InputBias, Tensor? HiddenBias, Tensor? ProjectionWeight)
     {
         public Tensor ProjectHidden(Tensor hidden) => F.Linear(hidden, HiddenWeight, HiddenBias);
     }
@@ -34,12 +36,15 @@ public abstract class RecurrentBase : Module
     private readonly string _kind;
 
     protected RecurrentBase(string kind, int gates, int inputSize, int hiddenSize, int numLayers, bool bias, bool batchFirst,
-        float dropout, bool bidirectional, Generator? generator)
+        float dropout, bool bidirectional, Generator? generator, int projectionSize = 0)
     {
         if (inputSize <= 0 || hiddenSize <= 0 || numLayers <= 0)
             throw new ArgumentException($"{kind}({inputSize}, {hiddenSize}, num_layers={numLayers}): sizes and the number of layers must be positive.");
         if (dropout is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(dropout), $"{kind}: dropout must be in [0, 1], got {dropout}.");
+        if (projectionSize < 0 || (projectionSize > 0 && projectionSize >= hiddenSize))
+            throw new ArgumentException($"{kind}: proj_size must be in 0..{hiddenSize - 1} (below hidden_size), got {projectionSize}.");
         _kind = kind;
+        StateSize = projectionSize > 0 ? projectionSize : hiddenSize;
         InputSize = inputSize;
         HiddenSize = hiddenSize;
         NumLayers = numLayers;
@@ -53,13 +58,14 @@ public abstract class RecurrentBase : Module
             for (int direction = 0; direction < Directions; direction++)
             {
                 string suffix = $"_l{layer}" + (direction == 1 ? "_reverse" : "");
-                int layerInput = layer == 0 ? inputSize : hiddenSize * Directions;
+                int layerInput = layer == 0 ? inputSize : StateSize * Directions;
                 // Registered in PyTorch's order, so Parameters() lines up with torch's parameters().
                 var inputWeight = RegisterParameter("weight_ih" + suffix, Tensor.Zeros(gates * hiddenSize, layerInput));
-                var hiddenWeight = RegisterParameter("weight_hh" + suffix, Tensor.Zeros(gates * hiddenSize, hiddenSize));
+                var hiddenWeight = RegisterParameter("weight_hh" + suffix, Tensor.Zeros(gates * hiddenSize, StateSize));
                 var inputBias = bias ? RegisterParameter("bias_ih" + suffix, Tensor.Zeros(gates * hiddenSize)) : null;
                 var hiddenBias = bias ? RegisterParameter("bias_hh" + suffix, Tensor.Zeros(gates * hiddenSize)) : null;
-                _cells[layer * Directions + direction] = new Cell(inputWeight, hiddenWeight, inputBias, hiddenBias);
+                var projectionWeight = projectionSize > 0 ? RegisterParameter("weight_hr" + suffix, Tensor.Zeros(projectionSize, hiddenSize)) : null;
+                _cells[layer * Directions + direction] = new Cell(inputWeight, hiddenWeight, inputBias, hiddenBias, projectionWeight);
             }
         float bound = 1f / MathF.Sqrt(hiddenSize);
         foreach (var parameter in Parameters()) Init.Uniform(parameter, -bound, bound, generator);
@@ -85,9 +91,9 @@ public abstract class RecurrentBase : Module
         for (int k = 0; k < initial.Length; k++)
         {
             var given = initialStates[k];
-            int[] expected = [NumLayers * Directions, batch, HiddenSize];
+            int[] expected = [NumLayers * Directions, batch, k == 0 ? StateSize : HiddenSize];
             if (given != null && !given.Shape.SequenceEqual(expected))
-                throw new ArgumentException($"{_kind}: {stateNames[k]} must be (layers·directions, batch, hidden) = {Kernels.ShapeMath.Format(expected)}, got {Kernels.ShapeMath.Format(given.Shape)}.");
+                throw new ArgumentException($"{_kind}: {stateNames[k]} must be (layers·directions, batch, {(k == 0 ? "hidden or projection" : "hidden")}) = {Kernels.ShapeMath.Format(expected)}, got {Kernels.ShapeMath.Format(given.Shape)}.");
             initial[k] = given ?? Tensor.Zeros(expected);
         }
         var masks = lengths == null ? null : StepMasks(lengths, steps, batch);
@@ -176,21 +182,27 @@ public sealed class RNN : RecurrentBase
     protected override string Describe() => base.Describe() + $", nonlinearity={Nonlinearity}";
 }
 
-/// <summary>Long short-term memory, as torch.nn.LSTM (gate order i, f, g, o): c' = f∘c + i∘g, h' = o∘tanh(c').</summary>
+/// <summary>Long short-term memory, as torch.nn.LSTM (gate order i, f, g, o): c' = f∘c + i∘g, h' = o∘tanh(c'),
+/// or with <c>projSize</c> > 0, h' = W_hr (o∘tanh(c')) (h then has projSize features).</summary>
 public sealed class LSTM : RecurrentBase
 {
+    public int ProjSize { get; }
+
     public LSTM(int inputSize, int hiddenSize, int numLayers = 1, bool bias = true, bool batchFirst = false, float dropout = 0f,
-        bool bidirectional = false, Generator? generator = null)
-        : base("LSTM", 4, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator) { }
+        bool bidirectional = false, int projSize = 0, Generator? generator = null)
+        : base("LSTM", 4, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator, projSize) =>
+        ProjSize = projSize;
 
     public override Tensor Forward(Tensor input) => Forward(input, null, null).Output;
 
-    /// <summary>Output and the final hidden and cell states (layers·directions, B, H). h0 and c0 may each be null (zeros).</summary>
+    /// <summary>Output and the final hidden (layers·directions, B, H or projSize) and cell (layers·directions, B, H) states. h0 and c0 may each be null (zeros).</summary>
     public (Tensor Output, Tensor HiddenState, Tensor CellState) Forward(Tensor input, Tensor? h0, Tensor? c0, int[]? lengths = null)
     {
         var (output, finals) = Run(input, [h0, c0], lengths);
         return (output, finals[0], finals[1]);
     }
+
+    protected override string Describe() => base.Describe() + (ProjSize > 0 ? $", proj_size={ProjSize}" : "");
 
     protected override Tensor[] Step(Tensor inputGates, Tensor[] state, Cell cell)
     {
@@ -201,7 +213,8 @@ public sealed class LSTM : RecurrentBase
         var candidate = gates.Narrow(1, 2 * h, h).Tanh();
         var outputGate = gates.Narrow(1, 3 * h, h).Sigmoid();
         var cellState = forgetGate.Mul(state[1]).Add(inputGate.Mul(candidate));
-        return [outputGate.Mul(cellState.Tanh()), cellState];
+        var hidden = outputGate.Mul(cellState.Tanh());
+        return [cell.ProjectionWeight == null ? hidden : F.Linear(hidden, cell.ProjectionWeight), cellState];
     }
 }
 

@@ -36,7 +36,7 @@ public class RecurrentParityTests
             "RNN" => new RNN(inputSize, hiddenSize, numLayers,
                 settings.GetProperty("nonlinearity").GetString() == "relu" ? RnnNonlinearity.Relu : RnnNonlinearity.Tanh,
                 bias, batchFirst, 0f, bidirectional),
-            "LSTM" => new LSTM(inputSize, hiddenSize, numLayers, bias, batchFirst, 0f, bidirectional),
+            "LSTM" => new LSTM(inputSize, hiddenSize, numLayers, bias, batchFirst, 0f, bidirectional, settings.GetProperty("proj_size").GetInt32()),
             "GRU" => new GRU(inputSize, hiddenSize, numLayers, bias, batchFirst, 0f, bidirectional),
             _ => throw new InvalidOperationException(mode),
         };

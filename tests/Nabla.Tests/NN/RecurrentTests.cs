@@ -68,6 +68,8 @@ public class RecurrentTests
             Assert.Throws<ArgumentException>(() => gru.Forward(Tensor.Zeros(5, 2, 3), null, [3, 0])).Message);
         Assert.Equal("GRU: 1 lengths given for a batch of 2 sequences.",
             Assert.Throws<ArgumentException>(() => gru.Forward(Tensor.Zeros(5, 2, 3), null, [3])).Message);
+        Assert.Equal("LSTM: proj_size must be in 0..3 (below hidden_size), got 4.",
+            Assert.Throws<ArgumentException>(() => new LSTM(3, 4, projSize: 4)).Message);
         Assert.Throws<ArgumentException>(() => new RNN(0, 4));
         Assert.Throws<ArgumentOutOfRangeException>(() => new RNN(3, 4, dropout: 1.5f));
     }
