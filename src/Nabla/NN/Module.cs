@@ -271,6 +271,10 @@ public abstract class Module
     /// <summary>Loads a safetensors state dict written by <see cref="Save"/> (or by PyTorch with the same names).</summary>
     public void Load(string path, bool strict = true) => LoadStateDict(SafeTensors.Load(path), strict, path);
 
+    /// <summary>What the Hugging Face class that adapters and hub checkpoints wrap puts before this model's
+    /// parameter names ("" when the names are the same; GPT-2: GPT2LMHeadModel's "transformer.").</summary>
+    public virtual string HubNamePrefix => "";
+
     public override string ToString() => ToString(0);
 
     private string ToString(int indent)

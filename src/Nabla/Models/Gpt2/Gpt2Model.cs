@@ -12,6 +12,10 @@ namespace Nabla.Models.Gpt2;
 public sealed class Gpt2Model : Module
 {
     public Gpt2Config Config { get; }
+
+    /// <summary>Nabla's names are GPT2Model's; GPT2LMHeadModel (what the hub's checkpoints and PEFT adapters name)
+    /// puts its body under "transformer.".</summary>
+    public override string HubNamePrefix => "transformer.";
     public Embedding Wte => Child<Embedding>("wte");
     public Embedding Wpe => Child<Embedding>("wpe");
     /// <summary>The registered blocks h.0, h.1, ... (read from the registry on each access).</summary>

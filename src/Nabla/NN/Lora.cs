@@ -1,0 +1,332 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Nabla.Autograd;
+using Nabla.IO;
+
+namespace Nabla.NN;
+
+/// <summary>
+/// A <see cref="Linear"/> with a low-rank update (LoRA, Hu et al., 2021): y = base(x) + dropout(x)·Aᵀ·Bᵀ·s with
+/// A: (r, in) and B: (out, r), s = α/r (or α/√r with rsLoRA, Kalajdzievski, 2023). Laid out as PEFT's lora.Linear,
+/// so the state-dict names are PEFT's: the wrapped layer is the child "base_layer" (frozen), A and B are the
+/// bias-free linear layers "lora_A" and "lora_B". A starts Kaiming-uniform with a = √5 (U(-1/√in, 1/√in), what
+/// <see cref="Linear"/> draws) and B at zero, so a fresh adapter leaves the model's output unchanged.
+/// </summary>
+public sealed class LoraLinear : Module
+{
+    public int Rank { get; }
+    public float Alpha { get; }
+    public float DropoutP { get; }
+    public bool UseRsLora { get; }
+    /// <summary>The factor of B·A: α/r, or α/√r with rsLoRA.</summary>
+    public float Scaling { get; }
+    /// <summary>True while B·A·s is folded into the base weight (<see cref="Merge"/>); the forward pass then runs the base alone.</summary>
+    public bool Merged { get; private set; }
+
+    public Linear BaseLayer => Child<Linear>("base_layer");
+    public Linear LoraA => Child<Linear>("lora_A");
+    public Linear LoraB => Child<Linear>("lora_B");
+    private readonly Generator? _generator;
+
+    public LoraLinear(Linear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
+    {
+        ArgumentNullException.ThrowIfNull(baseLayer);
+        if (rank <= 0) throw new ArgumentOutOfRangeException(nameof(rank), $"LoRA rank must be positive, got {rank}.");
+        if (!float.IsFinite(alpha) || alpha <= 0) throw new ArgumentOutOfRangeException(nameof(alpha), $"LoRA alpha must be a positive number, got {alpha}.");
+        if (dropout is < 0 or >= 1 || float.IsNaN(dropout)) throw new ArgumentOutOfRangeException(nameof(dropout), $"LoRA dropout must be in [0, 1), got {dropout}.");
+        Rank = rank;
+        Alpha = alpha;
+        DropoutP = dropout;
+        UseRsLora = useRsLora;
+        Scaling = useRsLora ? alpha / MathF.Sqrt(rank) : alpha / rank;
+        _generator = generator;
+        baseLayer.RequiresGrad_(false);
+        RegisterModule("base_layer", baseLayer);
+        RegisterModule("lora_A", new Linear(baseLayer.InFeatures, rank, bias: false, generator));
+        Init.Zeros(RegisterModule("lora_B", new Linear(rank, baseLayer.OutFeatures, bias: false)).Weight);
+    }
+
+    public override Tensor Forward(Tensor x)
+    {
+        var y = ForwardChild("base_layer", x);
+        if (Merged) return y;
+        var adapterInput = DropoutP > 0 ? F.Dropout(x, DropoutP, Training, _generator) : x;
+        return y.Add(ForwardChild("lora_B", ForwardChild("lora_A", adapterInput)).Mul(Scaling));
+    }
+
+    /// <summary>ΔW = B·A·s, shaped like the base weight (out, in).</summary>
+    public Tensor DeltaWeight()
+    {
+        using var _ = GradMode.NoGrad();
+        return LoraB.Weight.MatMul(LoraA.Weight).Mul(Scaling);
+    }
+
+    /// <summary>Folds ΔW into the base weight, so inference runs one matmul per layer. Training a merged adapter
+    /// would not change the output the base now holds, so unmerge before training again.</summary>
+    public void Merge()
+    {
+        if (Merged) throw new InvalidOperationException("This LoRA layer is already merged.");
+        ApplyDelta(+1);
+        Merged = true;
+    }
+
+    /// <summary>Subtracts ΔW from the base weight again (recomputed from the unchanged A and B, so the base comes
+    /// back to within float rounding).</summary>
+    public void Unmerge()
+    {
+        if (!Merged) throw new InvalidOperationException("This LoRA layer is not merged.");
+        ApplyDelta(-1);
+        Merged = false;
+    }
+
+    private void ApplyDelta(float sign)
+    {
+        using var _ = GradMode.NoGrad();
+        var weight = BaseLayer.Weight;
+        weight.CopyFrom(weight.Add(DeltaWeight().Mul(sign)));
+    }
+
+    protected override string Describe() => $"r={Rank}, alpha={Alpha}, dropout={DropoutP}, scaling={Scaling}{(Merged ? ", merged" : "")}";
+}
+
+/// <summary>A LoRA adapter's settings, with the meaning and JSON names of PEFT's LoraConfig.</summary>
+public sealed record LoraConfig
+{
+    public int R { get; init; } = 8;
+    public float LoraAlpha { get; init; } = 8;
+    public float LoraDropout { get; init; }
+    /// <summary>Module names or name suffixes (PEFT's list form: a module matches a target it equals or ends with
+    /// "." + target); "*" matches within one name part ("mlp.*").</summary>
+    public IReadOnlyList<string> TargetModules { get; init; } = [];
+    public bool UseRsLora { get; init; }
+    /// <summary>True when the base model stores these layers' weights (in, out), as GPT-2's Conv1D does.</summary>
+    public bool FanInFanOut { get; init; }
+    public string? BaseModelNameOrPath { get; init; }
+    public string TaskType { get; init; } = "CAUSAL_LM";
+}
+
+/// <summary>What <see cref="Lora.Apply"/> wrapped, and the parameter counts after it.</summary>
+public sealed record LoraSummary(IReadOnlyList<string> WrappedModules, long TrainableParameters, long TotalParameters)
+{
+    public double TrainablePercent => 100.0 * TrainableParameters / Math.Max(1, TotalParameters);
+    /// <summary>PEFT's print_trainable_parameters line.</summary>
+    public override string ToString() =>
+        $"trainable params: {TrainableParameters:N0} || all params: {TotalParameters:N0} || trainable%: {TrainablePercent:0.####}";
+}
+
+/// <summary>
+/// Adds LoRA adapters to a model and reads and writes them as PEFT does (adapter_model.safetensors +
+/// adapter_config.json), so an adapter trained here loads in PEFT and one trained with PEFT loads here.
+/// </summary>
+public static class Lora
+{
+    public const string WeightsFile = "adapter_model.safetensors";
+    public const string ConfigFile = "adapter_config.json";
+    private const long MaxConfigBytes = 1 << 20;
+
+    /// <summary>Freezes the whole model, then wraps every <see cref="Linear"/> whose name matches a target in a
+    /// <see cref="LoraLinear"/> (only A and B train). A target that matches no module, or matches a module that is
+    /// not a Linear, is an error, as in PEFT.</summary>
+    public static LoraSummary Apply(Module model, IReadOnlyList<string> targets, int rank, float alpha, float dropout = 0f,
+        bool useRsLora = false, Generator? generator = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        if (targets.Count == 0) throw new ArgumentException("LoRA needs at least one target module name.");
+        var matchers = targets.Select(t => (Target: t, Pattern: TargetPattern(t))).ToList();
+        var selected = new List<(string Name, Linear Layer)>();
+        var used = new HashSet<string>();
+        foreach (var (name, module) in ModulesOutsideAdapters(model))
+        {
+            var hits = matchers.Where(m => m.Pattern.IsMatch(name)).Select(m => m.Target).ToList();
+            if (hits.Count == 0) continue;
+            if (module is not Linear linear)
+                throw new ArgumentException($"LoRA target '{hits[0]}' matches '{name}', a {module.GetType().Name}; only Linear layers can take an adapter.");
+            used.UnionWith(hits);
+            selected.Add((name, linear));
+        }
+        var unused = targets.Where(t => !used.Contains(t)).ToList();
+        if (unused.Count > 0)
+            throw new ArgumentException($"LoRA target{(unused.Count > 1 ? "s" : "")} {string.Join(", ", unused.Select(t => $"'{t}'"))} match no module of the {model.GetType().Name}.");
+
+        model.RequiresGrad_(false);
+        foreach (var (name, linear) in selected)
+            model.SetSubmodule(name, new LoraLinear(linear, rank, alpha, dropout, useRsLora, generator));
+        return new LoraSummary(selected.Select(s => s.Name).ToList(), model.TrainableParameterCount, model.ParameterCount);
+    }
+
+    /// <summary>The model's LoRA layers by name.</summary>
+    public static IEnumerable<(string Name, LoraLinear Layer)> Layers(Module model) =>
+        model.NamedModules().Where(m => m.Module is LoraLinear).Select(m => (m.Name, (LoraLinear)m.Module));
+
+    /// <summary>Folds every adapter into its base weight (<see cref="LoraLinear.Merge"/>).</summary>
+    public static void Merge(Module model) { foreach (var (_, layer) in Layers(model)) layer.Merge(); }
+
+    /// <summary>Takes every adapter out of its base weight again (<see cref="LoraLinear.Unmerge"/>).</summary>
+    public static void Unmerge(Module model) { foreach (var (_, layer) in Layers(model)) layer.Unmerge(); }
+
+    // PEFT's list-form target semantics (tuners_utils.check_target_module_exists): the full name equals the
+    // target or ends with "." + target. "*" is a convenience here and matches inside one name part.
+    private static Regex TargetPattern(string target)
+    {
+        if (string.IsNullOrWhiteSpace(target)) throw new ArgumentException("A LoRA target module name is empty.");
+        var body = string.Join("[^.]*", target.Split('*').Select(Regex.Escape));
+        return new Regex($"^(?:.*\\.)?{body}$", RegexOptions.CultureInvariant);
+    }
+
+    private static IEnumerable<(string Name, Module Module)> ModulesOutsideAdapters(Module model)
+    {
+        var adapters = new List<string>();
+        foreach (var (name, module) in model.NamedModules())
+        {
+            if (name.Length == 0 || adapters.Any(a => name.StartsWith(a + ".", StringComparison.Ordinal))) continue;
+            if (module is LoraLinear) { adapters.Add(name); continue; }
+            yield return (name, module);
+        }
+    }
+
+    /// <summary>The prefix PEFT puts before a parameter name of this model: "base_model.model." + the prefix of the
+    /// Hugging Face class PEFT wraps (for GPT-2, GPT2LMHeadModel's "transformer.": see <see cref="Module.HubNamePrefix"/>).</summary>
+    public static string PeftPrefix(Module model) => "base_model.model." + model.HubNamePrefix;
+
+    /// <summary>Writes the model's adapters as PEFT's save_pretrained does: adapter_model.safetensors with only the
+    /// A and B weights (A stored (r, in), B (out, r): PEFT's lora_A and lora_B are Linear layers whatever the base
+    /// layer, and fan_in_fan_out only transposes B·A when it is merged into a Conv1D weight) and adapter_config.json.</summary>
+    public static void SaveAdapter(Module model, string directory, LoraConfig config)
+    {
+        var layers = Layers(model).ToList();
+        if (layers.Count == 0) throw new ArgumentException($"The {model.GetType().Name} has no LoRA layers to save.");
+        if (layers.Any(l => l.Layer.Merged))
+            throw new InvalidOperationException("Unmerge the adapters before saving them (merged, the base weights hold them).");
+        var prefix = PeftPrefix(model);
+        var tensors = layers.SelectMany(l => new[]
+        {
+            new KeyValuePair<string, Tensor>($"{prefix}{l.Name}.lora_A.weight", l.Layer.LoraA.Weight),
+            new KeyValuePair<string, Tensor>($"{prefix}{l.Name}.lora_B.weight", l.Layer.LoraB.Weight),
+        });
+        Directory.CreateDirectory(directory);
+        SafeTensors.Save(Path.Combine(directory, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
+        AtomicFile.WriteAllText(Path.Combine(directory, ConfigFile), ConfigJson(config).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+    }
+
+    // The keys PEFT 0.10 and 0.11's LoraConfig writes (as in published adapter_config.json files of those
+    // versions; newer versions add keys and read files without them); those this library has no use for keep
+    // PEFT's defaults, so PEFT reads the file as the adapter it is.
+    private static JsonObject ConfigJson(LoraConfig c) => new()
+    {
+        ["alpha_pattern"] = new JsonObject(),
+        ["auto_mapping"] = null,
+        ["base_model_name_or_path"] = c.BaseModelNameOrPath,
+        ["bias"] = "none",
+        ["fan_in_fan_out"] = c.FanInFanOut,
+        ["inference_mode"] = true,
+        ["init_lora_weights"] = true,
+        ["layer_replication"] = null,
+        ["layers_pattern"] = null,
+        ["layers_to_transform"] = null,
+        ["loftq_config"] = new JsonObject(),
+        ["lora_alpha"] = c.LoraAlpha,
+        ["lora_dropout"] = c.LoraDropout,
+        ["megatron_config"] = null,
+        ["megatron_core"] = "megatron.core",
+        ["modules_to_save"] = null,
+        ["peft_type"] = "LORA",
+        ["r"] = c.R,
+        ["rank_pattern"] = new JsonObject(),
+        ["revision"] = null,
+        ["target_modules"] = new JsonArray(c.TargetModules.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray()),
+        ["task_type"] = c.TaskType,
+        ["use_dora"] = false,
+        ["use_rslora"] = c.UseRsLora,
+    };
+
+    /// <summary>Reads adapter_config.json, refusing settings that change what the adapter computes and that this
+    /// library does not implement (DoRA, trained biases, per-layer ranks, a regex target string).</summary>
+    public static LoraConfig LoadConfig(string directory)
+    {
+        var path = Path.Combine(directory, ConfigFile);
+        if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found (a PEFT adapter directory holds {ConfigFile} and {WeightsFile}).");
+        JsonObject json;
+        try { json = JsonNode.Parse(BoundedFile.ReadAllText(path, MaxConfigBytes, "an adapter config")) as JsonObject ?? throw new CheckpointException($"{path}: not a JSON object."); }
+        catch (InputFileException e) { throw new CheckpointException(e.Message, e); }
+        catch (JsonException e) { throw new CheckpointException($"{path}: not valid JSON ({e.Message}).", e); }
+
+        T Get<T>(string key, T fallback)
+        {
+            if (!json.TryGetPropertyValue(key, out var node) || node == null) return fallback;
+            try { return node.GetValue<T>(); }
+            catch (Exception e) when (e is InvalidOperationException or FormatException)
+            { throw new CheckpointException($"{path}: \"{key}\" is {node.ToJsonString()}, not a {typeof(T).Name}.", e); }
+        }
+        bool IsEmpty(string key) => !json.TryGetPropertyValue(key, out var node) || node == null || node is JsonObject { Count: 0 } or JsonArray { Count: 0 };
+
+        var peftType = Get("peft_type", "");
+        if (peftType != "LORA") throw new CheckpointException($"{path}: peft_type is \"{peftType}\"; only LORA adapters are supported.");
+        if (Get("use_dora", false)) throw new CheckpointException($"{path}: use_dora is true; DoRA adapters are not supported.");
+        if (Get("bias", "none") != "none") throw new CheckpointException($"{path}: bias is \"{Get("bias", "")}\"; only \"none\" is supported.");
+        foreach (var key in new[] { "rank_pattern", "alpha_pattern" })
+            if (!IsEmpty(key)) throw new CheckpointException($"{path}: \"{key}\" is set; per-layer ranks and alphas are not supported.");
+        if (Get("lora_bias", false)) throw new CheckpointException($"{path}: lora_bias is true; adapters with a trained lora_B bias are not supported.");
+        // Keys of newer PEFT versions too: each, when set, changes which weights the adapter holds or touches.
+        foreach (var key in new[] { "layers_to_transform", "modules_to_save", "layer_replication", "exclude_modules", "trainable_token_indices", "target_parameters" })
+            if (!IsEmpty(key)) throw new CheckpointException($"{path}: \"{key}\" is set; it is not supported.");
+        if (!json.TryGetPropertyValue("target_modules", out var targetNode) || targetNode is not JsonArray targetArray)
+            throw new CheckpointException($"{path}: target_modules must be a list of module names{(targetNode is JsonValue ? " (a regex string is not supported)" : "")}.");
+        var targets = targetArray.Select(t => t is JsonValue v && v.TryGetValue<string>(out var s) ? s
+            : throw new CheckpointException($"{path}: target_modules holds {t?.ToJsonString() ?? "null"}, not a name.")).ToList();
+
+        var config = new LoraConfig
+        {
+            R = Get("r", 0),
+            LoraAlpha = Get("lora_alpha", 0f),
+            LoraDropout = Get("lora_dropout", 0f),
+            TargetModules = targets,
+            UseRsLora = Get("use_rslora", false),
+            FanInFanOut = Get("fan_in_fan_out", false),
+            BaseModelNameOrPath = Get<string?>("base_model_name_or_path", null),
+            TaskType = Get("task_type", "CAUSAL_LM"),
+        };
+        if (config.R <= 0) throw new CheckpointException($"{path}: r is {config.R}; it must be a positive integer.");
+        if (!(config.LoraAlpha > 0) || !float.IsFinite(config.LoraAlpha)) throw new CheckpointException($"{path}: lora_alpha is {config.LoraAlpha}; it must be positive.");
+        if (config.LoraDropout is < 0 or >= 1 || float.IsNaN(config.LoraDropout)) throw new CheckpointException($"{path}: lora_dropout is {config.LoraDropout}; it must be in [0, 1).");
+        return config;
+    }
+
+    /// <summary>Reads a PEFT adapter directory, wraps the model's target layers as its config says and loads A and
+    /// B strictly: every adapter tensor of the model must be in the file with its shape, and nothing else.</summary>
+    public static (LoraConfig Config, LoraSummary Summary) LoadAdapter(Module model, string directory, Generator? generator = null)
+    {
+        var config = LoadConfig(directory);
+        var path = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found.");
+        var tensors = SafeTensors.Load(path);
+        LoraSummary summary;
+        try { summary = Apply(model, config.TargetModules, config.R, config.LoraAlpha, config.LoraDropout, config.UseRsLora, generator); }
+        catch (ArgumentException e) { throw new CheckpointException($"{Path.Combine(directory, ConfigFile)}: {e.Message}", e); }
+
+        var prefix = PeftPrefix(model);
+        var state = new Dictionary<string, Tensor>();
+        var problems = new List<string>();
+        var loads = new List<(Tensor Target, Tensor Value)>();
+        foreach (var (name, tensor) in tensors)
+        {
+            // PEFT drops the adapter name when saving; files from older versions may still hold ".default".
+            var key = name.Replace(".lora_A.default.", ".lora_A.").Replace(".lora_B.default.", ".lora_B.");
+            if (!key.StartsWith(prefix, StringComparison.Ordinal)) problems.Add($"tensor '{name}' does not start with '{prefix}'");
+            else state[key[prefix.Length..]] = tensor;
+        }
+        var own = Layers(model).SelectMany(l => new[] { ($"{l.Name}.lora_A.weight", l.Layer.LoraA.Weight), ($"{l.Name}.lora_B.weight", l.Layer.LoraB.Weight) }).ToList();
+        foreach (var (name, target) in own)
+        {
+            if (!state.Remove(name, out var value)) problems.Add($"missing tensor '{prefix}{name}' (expected shape {target.ShapeString})");
+            else if (!value.Shape.SequenceEqual(target.Shape)) problems.Add($"tensor '{prefix}{name}': shape {value.ShapeString} in the file, {target.ShapeString} expected");
+            else if (value.DType != DType.Float32) problems.Add($"tensor '{prefix}{name}' is {value.DType}, not a float tensor");
+            else loads.Add((target, value));
+        }
+        problems.AddRange(state.Keys.Select(k => $"unexpected tensor '{prefix}{k}'"));
+        if (problems.Count > 0) throw new CheckpointException($"{path} does not match the adapter its config describes: {string.Join("; ", problems)}.");
+        using var noGrad = GradMode.NoGrad();
+        foreach (var (target, value) in loads) target.CopyFrom(value);
+        return (config, summary);
+    }
+}

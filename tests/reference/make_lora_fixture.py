@@ -1,0 +1,145 @@
+#!/usr/bin/python3
+"""LoRA fixtures for tests/Nabla.Tests/NN/LoraTests.cs, following PEFT's LoRA (peft/tuners/lora/layer.py, model.py,
+config.py and utils/save_and_load.py) by hand, since PyPI's peft is not installable here:
+
+  Fixtures/lora/linear.safetensors  one wrapped nn.Linear: x, the base weight and bias, lora_A (r, in), lora_B
+                                    (out, r), scaling α/√r (use_rslora), the output y = base(x) + lora_B(lora_A(x))·s
+                                    and the gradients of sum(y·dy) w.r.t. x, lora_A and lora_B
+  Fixtures/lora/gpt2_adapter/       an adapter for the tiny GPT-2 of Fixtures/hf_gpt2/base, laid out as PEFT's
+                                    save_pretrained writes it: adapter_model.safetensors (names
+                                    "base_model.model.transformer.h.N.attn.c_attn.lora_A.weight": PEFT wraps the
+                                    GPT2LMHeadModel as base_model.model and drops the adapter name "default" when
+                                    saving; lora_A stored (r, in) and lora_B (out, r) although GPT-2's Conv1D base
+                                    weights are (in, out): PEFT's lora_A/lora_B are nn.Linear layers whatever the base,
+                                    and fan_in_fan_out only transposes B·A when merging into a Conv1D weight) and
+                                    adapter_config.json with the keys PEFT 0.10's LoraConfig writes
+  Fixtures/lora/gpt2_expected.safetensors  token ids and the logits of base + adapter (unmerged)
+
+Run with Debian's python3-torch:  /usr/bin/python3 tests/reference/make_lora_fixture.py
+"""
+import json
+import math
+import os
+import struct
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from gpt2_torch import GPT2LMHeadModel
+from safetensors_io import write_safetensors
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "..", "Nabla.Tests", "Fixtures")
+OUT = os.path.join(FIXTURES, "lora")
+BASE = os.path.join(FIXTURES, "hf_gpt2", "base")
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    dtypes = {"F32": np.float32, "I32": np.int32, "I64": np.int64, "U8": np.uint8}
+    return {name: torch.from_numpy(np.frombuffer(data[e["data_offsets"][0]:e["data_offsets"][1]],
+                                                 dtype=dtypes[e["dtype"]]).reshape(e["shape"]).copy())
+            for name, e in header.items() if name != "__metadata__"}
+
+
+class LoraLayer(nn.Module):
+    """PEFT's lora.Linear for one adapter: base_layer, lora_A = Linear(in, r, bias=False) initialised
+    kaiming_uniform_(a=√5), lora_B = Linear(r, out, bias=False) initialised to zeros, scaling α/r or α/√r
+    (use_rslora), result = base_layer(x) + lora_B(lora_A(dropout(x))) * scaling. For a Conv1D base
+    (fan_in_fan_out) in_features, out_features come from its (in, out) weight."""
+
+    def __init__(self, base_layer, r, alpha, use_rslora, fan_in_fan_out):
+        super().__init__()
+        self.base_layer = base_layer
+        in_features, out_features = base_layer.weight.shape if fan_in_fan_out else base_layer.weight.shape[::-1]
+        self.lora_A = nn.Linear(in_features, r, bias=False)
+        self.lora_B = nn.Linear(r, out_features, bias=False)
+        nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.lora_B.weight)
+        self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r
+
+    def forward(self, x):
+        return self.base_layer(x) + self.lora_B(self.lora_A(x)) * self.scaling
+
+
+def matches(name, targets):
+    """PEFT's check_target_module_exists for a list of targets: the name equals one or ends with "." + one."""
+    return any(name == t or name.endswith("." + t) for t in targets)
+
+
+def linear_case(gen):
+    r, alpha, n_in, n_out = 3, 5.0, 7, 6
+    layer = LoraLayer(nn.Linear(n_in, n_out), r, alpha, use_rslora=True, fan_in_fan_out=False)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))  # B nonzero, so that every gradient is
+    x = torch.randn(2, 4, n_in, generator=gen, requires_grad=True)
+    y = layer(x)
+    dy = torch.randn(y.shape, generator=gen)
+    (y * dy).sum().backward()
+    write_safetensors(os.path.join(OUT, "linear.safetensors"), {
+        "x": x.detach().numpy(), "weight": layer.base_layer.weight.detach().numpy(),
+        "bias": layer.base_layer.bias.detach().numpy(),
+        "lora_A": layer.lora_A.weight.detach().numpy(), "lora_B": layer.lora_B.weight.detach().numpy(),
+        "y": y.detach().numpy(), "dy": dy.numpy(), "dx": x.grad.numpy(),
+        "dlora_A": layer.lora_A.weight.grad.numpy(), "dlora_B": layer.lora_B.weight.grad.numpy(),
+    }, {"r": str(r), "lora_alpha": str(alpha), "use_rslora": "true"})
+
+
+def gpt2_case(gen):
+    config = json.load(open(os.path.join(BASE, "config.json")))
+    model = GPT2LMHeadModel(vocab_size=config["vocab_size"], n_positions=config["n_positions"], n_embd=config["n_embd"],
+                            n_layer=config["n_layer"], n_head=config["n_head"], eps=config["layer_norm_epsilon"])
+    missing, unexpected = model.transformer.load_state_dict(read_safetensors(os.path.join(BASE, "model.safetensors")), strict=False)
+    assert not unexpected and all(m.endswith("masked_bias") for m in missing), (missing, unexpected)
+    model.eval()
+
+    r, alpha, targets = 4, 8, ["c_attn", "attn.c_proj", "mlp.c_fc"]
+    peft_model = nn.Module()  # PeftModel.base_model (LoraModel).model = the GPT2LMHeadModel
+    peft_model.base_model = nn.Module()
+    peft_model.base_model.model = model
+    for name, module in list(model.named_modules()):
+        if matches(name, targets):
+            parent, child = name.rsplit(".", 1)
+            setattr(model.get_submodule(parent), child, LoraLayer(module, r, alpha, use_rslora=False, fan_in_fan_out=True))
+    adapter = {}
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if ".lora_" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))  # a trained-looking adapter: B no longer zero
+                adapter[name] = p.detach().numpy().copy()
+    assert len(adapter) == 2 * 3 * config["n_layer"]
+    directory = os.path.join(OUT, "gpt2_adapter")
+    os.makedirs(directory, exist_ok=True)
+    write_safetensors(os.path.join(directory, "adapter_model.safetensors"), adapter, {"format": "pt"})
+    adapter_config = {
+        "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": "hf_gpt2/base", "bias": "none",
+        "fan_in_fan_out": True, "inference_mode": True, "init_lora_weights": True, "layer_replication": None,
+        "layers_pattern": None, "layers_to_transform": None, "loftq_config": {}, "lora_alpha": alpha,
+        "lora_dropout": 0.0, "megatron_config": None, "megatron_core": "megatron.core", "modules_to_save": None,
+        "peft_type": "LORA", "r": r, "rank_pattern": {}, "revision": None, "target_modules": targets,
+        "task_type": "CAUSAL_LM", "use_dora": False, "use_rslora": False,
+    }
+    with open(os.path.join(directory, "adapter_config.json"), "w") as f:
+        json.dump(adapter_config, f, indent=2, sort_keys=True)
+
+    ids = torch.randint(0, config["vocab_size"], (2, 9), generator=gen)
+    with torch.no_grad():
+        logits = model(ids)
+    write_safetensors(os.path.join(OUT, "gpt2_expected.safetensors"),
+                      {"ids": ids.to(torch.int32).numpy(), "logits": logits.numpy()}, {})
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    gen = torch.Generator().manual_seed(20260)
+    linear_case(gen)
+    gpt2_case(gen)
+
+
+if __name__ == "__main__":
+    main()
