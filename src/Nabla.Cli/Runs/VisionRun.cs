@@ -76,8 +76,9 @@ public sealed class VisionRun(string directory)
     {
         var path = Path.Combine(directory, "config.json");
         if (!File.Exists(path)) return false;
-        try { return JsonNode.Parse(File.ReadAllText(path)) is JsonObject o && o.ContainsKey(nameof(VisionRunConfig.Architecture)); }
-        catch (JsonException) { return false; }
+        // Not readable as a config (a pipe, a huge file, bad JSON): not a vision run; the MLP reader then names the problem.
+        try { return JsonNode.Parse(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration")) is JsonObject o && o.ContainsKey(nameof(VisionRunConfig.Architecture)); }
+        catch (Exception e) when (e is JsonException or InputFileException) { return false; }
     }
 
     public static IdxDataset Dataset(VisionRunConfig config) => config.Dataset switch
