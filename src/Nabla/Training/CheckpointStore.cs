@@ -126,7 +126,7 @@ public sealed class CheckpointStore(string runDirectory)
         if (!File.Exists(manifestPath)) return $"{dir}: incomplete (no {ManifestFile})";
         try
         {
-            var manifest = JsonNode.Parse(File.ReadAllText(manifestPath)) as JsonObject ?? throw new JsonException("not an object");
+            var manifest = JsonNode.Parse(BoundedFile.ReadAllText(manifestPath, BoundedFile.SmallFileLimit, "a checkpoint manifest")) as JsonObject ?? throw new JsonException("not an object");
             if (manifest["step"]?.GetValue<int>() != step) return $"{manifestPath}: the manifest is for another step";
             if (manifest["files"] is not JsonArray { Count: > 0 } files) return $"{manifestPath}: lists no files";
             foreach (var entry in files)

@@ -298,7 +298,7 @@ public sealed class Trainer
         int step;
         try
         {
-            step = JsonNode.Parse(File.ReadAllText(statePath))?["step"]?.GetValue<int>() ?? throw new CheckpointException($"{statePath}: no \"step\".");
+            step = JsonNode.Parse(BoundedFile.ReadAllText(statePath, BoundedFile.SmallFileLimit, "a trainer state"))?["step"]?.GetValue<int>() ?? throw new CheckpointException($"{statePath}: no \"step\".");
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
