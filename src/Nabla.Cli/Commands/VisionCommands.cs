@@ -50,7 +50,7 @@ public static class VisionCommands
         {
             if (p.GetValue(resume))
             {
-                var runDir = p.GetValue(output) ?? throw new CliException("--resume needs --out: the run directory to continue.");
+                var runDir = RunDirectory.ToResume(p.GetValue(output));
                 var run = new VisionRun(runDir);
                 var saved = VisionRunConfig.Load(run.ConfigPath);
                 if (saved.Architecture != architecture)
@@ -69,10 +69,9 @@ public static class VisionCommands
                 Subset = p.GetValue(subset),
                 Seed = p.GetValue(seed),
             };
-            var dir = p.GetValue(output) ?? Path.Combine("runs", $"{architecture}-{DateTime.Now:yyyyMMdd-HHmmss}");
+            var dir = RunDirectory.ForNewRun(p.GetValue(output), architecture);
             var newRun = new VisionRun(dir);
-            if (File.Exists(newRun.ConfigPath))
-                throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
+            RunDirectory.RefuseExistingRun(dir, newRun.ConfigPath);
             return Task.FromResult(TrainModel(config, newRun, p.GetValue(quiet), resume: false, cancel));
         });
         return command;
