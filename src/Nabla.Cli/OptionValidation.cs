@@ -24,19 +24,32 @@ internal static class OptionValidation
         var type = Nullable.GetUnderlyingType(typeof(T)) ?? typeof(T);
         bool integer = type != typeof(float) && type != typeof(double) && type != typeof(decimal);
         string rule = Describe(integer, min, max, minExclusive, maxExclusive);
+        return option.Require(value =>
+        {
+            if (value is null) return true;
+            double v = Convert.ToDouble(value, CultureInfo.InvariantCulture);
+            return double.IsFinite(v) && (minExclusive ? v > min : v >= min) && (maxExclusive ? v < max : v <= max);
+        }, value => $"{option.Name} must be {rule}, got {Convert.ToString(value, CultureInfo.InvariantCulture)}.");
+    }
+
+    /// <summary>A check of the option's value, reported by the parser as the one line <paramref name="error"/>
+    /// (which should name the option: System.CommandLine's AcceptOnlyFromAmong does not). A value that does not
+    /// parse is the parser's own error; an absent option is not checked.</summary>
+    public static Option<T> Require<T>(this Option<T> option, Func<T, bool> ok, Func<T, string> error)
+    {
         option.Validators.Add(result =>
         {
             if (result.Tokens.Count == 0) return;
-            object? value;
+            T value;
             try { value = result.GetValueOrDefault<T>(); }
             catch (InvalidOperationException) { return; }
-            if (value is null) return;
-            double v = Convert.ToDouble(value, CultureInfo.InvariantCulture);
-            bool ok = double.IsFinite(v) && (minExclusive ? v > min : v >= min) && (maxExclusive ? v < max : v <= max);
-            if (!ok) result.AddError($"{option.Name} must be {rule}, got {Convert.ToString(value, CultureInfo.InvariantCulture)}.");
+            if (!ok(value)) result.AddError(error(value));
         });
         return option;
     }
+
+    /// <inheritdoc cref="Require{T}(Option{T}, Func{T, bool}, Func{T, string})"/>
+    public static Option<T> Require<T>(this Option<T> option, Func<T, bool> ok, string error) => option.Require(ok, _ => error);
 
     private static string Describe(bool integer, double min, double max, bool minExclusive, bool maxExclusive)
     {

@@ -100,12 +100,11 @@ public static class GptTrainCommand
         };
         command.SetAction((p, cancel) =>
         {
-            var dir = p.GetValue(output) ?? Path.Combine("runs", $"gpt-{DateTime.Now:yyyyMMdd-HHmmss}");
+            var dir = p.GetValue(resume) ? RunDirectory.ToResume(p.GetValue(output)) : RunDirectory.ForNewRun(p.GetValue(output), "gpt");
             GptRunConfig config;
             var configPath = Path.Combine(dir, "config.json");
             if (p.GetValue(resume))
             {
-                if (p.GetValue(output) == null) throw new CliException("--resume needs --out: the run directory to continue.");
                 if (!File.Exists(configPath)) throw new CliException($"{configPath}: not found; there is no run to resume in {dir}.");
                 try
                 {
@@ -150,8 +149,7 @@ public static class GptTrainCommand
                         CheckpointEvery = p.GetValue(checkpointEvery) ?? (addition ? 300 : 200),
                     },
                 };
-                if (File.Exists(configPath))
-                    throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
+                RunDirectory.RefuseExistingRun(dir, configPath);
                 Directory.CreateDirectory(dir);
                 AtomicFile.WriteAllText(configPath, JsonSerializer.Serialize(config, GptRunConfig.Json));
             }

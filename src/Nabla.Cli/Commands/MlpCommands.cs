@@ -57,7 +57,7 @@ public static class MlpCommands
         {
             if (p.GetValue(resume))
             {
-                var runDir = p.GetValue(output) ?? throw new CliException("--resume needs --out: the run directory to continue.");
+                var runDir = RunDirectory.ToResume(p.GetValue(output));
                 var run = new MlpRun(runDir);
                 return TrainMlp(MlpRunConfig.Load(run.ConfigPath), run, p.GetValue(quiet), resume: true);
             }
@@ -80,10 +80,9 @@ public static class MlpCommands
                 ValidationFraction = p.GetValue(valFraction),
                 Seed = p.GetValue(seed),
             };
-            var dir = p.GetValue(output) ?? Path.Combine("runs", $"mlp-{DateTime.Now:yyyyMMdd-HHmmss}");
+            var dir = RunDirectory.ForNewRun(p.GetValue(output), "mlp");
             var newRun = new MlpRun(dir);
-            if (File.Exists(newRun.ConfigPath))
-                throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
+            RunDirectory.RefuseExistingRun(dir, newRun.ConfigPath);
             return TrainMlp(config, newRun, p.GetValue(quiet), resume: false);
         });
         return command;

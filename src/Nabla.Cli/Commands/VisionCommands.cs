@@ -33,13 +33,13 @@ public static class VisionCommands
         var output = new Option<string?>("--out") { Description = $"Run directory (default: runs/{architecture}-<time>)." };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
-        Require(dataset, v => VisionRunConfig.Datasets.Contains(v), $"--dataset must be one of {string.Join(", ", VisionRunConfig.Datasets)}.");
+        dataset.Require(v => VisionRunConfig.Datasets.Contains(v), $"--dataset must be one of {string.Join(", ", VisionRunConfig.Datasets)}.");
         epochs.Positive(1_000_000);
         batchSize.Positive(1 << 24);
         lr.Positive(100);
-        Require(optimizer, Optimizers.IsKnown, $"--optimizer must be one of {Optimizers.Names}.");
+        optimizer.Require(Optimizers.IsKnown, $"--optimizer must be one of {Optimizers.Names}.");
         weightDecay.NonNegative(100);
-        Require(augment, v => v is "on" or "off", "--augment must be on or off.");
+        augment.Require(v => v is "on" or "off", "--augment must be on or off.");
         subset.NonNegative(int.MaxValue);
 
         var command = new Command(architecture, $"Train a {VisionRun.Describe(architecture)} image classifier on Fashion-MNIST (or MNIST).")
@@ -50,7 +50,7 @@ public static class VisionCommands
         {
             if (p.GetValue(resume))
             {
-                var runDir = p.GetValue(output) ?? throw new CliException("--resume needs --out: the run directory to continue.");
+                var runDir = RunDirectory.ToResume(p.GetValue(output));
                 var run = new VisionRun(runDir);
                 var saved = VisionRunConfig.Load(run.ConfigPath);
                 if (saved.Architecture != architecture)
@@ -69,26 +69,13 @@ public static class VisionCommands
                 Subset = p.GetValue(subset),
                 Seed = p.GetValue(seed),
             };
-            var dir = p.GetValue(output) ?? Path.Combine("runs", $"{architecture}-{DateTime.Now:yyyyMMdd-HHmmss}");
+            var dir = RunDirectory.ForNewRun(p.GetValue(output), architecture);
             var newRun = new VisionRun(dir);
-            if (File.Exists(newRun.ConfigPath))
-                throw new CliException($"{dir} already holds a training run; pass --resume to continue it or choose another --out.");
+            RunDirectory.RefuseExistingRun(dir, newRun.ConfigPath);
             return Task.FromResult(TrainModel(config, newRun, p.GetValue(quiet), resume: false, cancel));
         });
         return command;
     }
-
-    /// <summary>Adds a check of a string option's value, reported by the parser as one line naming the option
-    /// (numeric ranges use the shared checks of OptionValidation; AcceptOnlyFromAmong's error does not name the option).</summary>
-    private static void Require<T>(Option<T> option, Func<T, bool> ok, string message) =>
-        option.Validators.Add(r =>
-        {
-            if (r.Tokens.Count == 0) return;
-            T value;
-            try { value = r.GetValueOrDefault<T>(); }
-            catch (InvalidOperationException) { return; }
-            if (!ok(value)) r.AddError(message);
-        });
 
     private static int TrainModel(VisionRunConfig config, VisionRun run, bool quiet, bool resume, CancellationToken cancel)
     {

@@ -50,11 +50,11 @@ public sealed record VisionRunConfig
         if (!File.Exists(path)) throw new CliException($"{path}: not found (is this a run directory written by `nabla train lenet|vgg|resnet|vit`?).");
         try
         {
-            return JsonSerializer.Deserialize<VisionRunConfig>(File.ReadAllText(path), Json) ?? throw new CliException($"{path}: empty config.");
+            return JsonSerializer.Deserialize<VisionRunConfig>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), Json) ?? throw new CliException($"{path}: empty config.");
         }
         catch (JsonException e)
         {
-            throw new CliException($"{path}: corrupt config ({e.Message}).");
+            throw new CliException($"{path}: corrupt config ({ErrorText.Json(e)}).");
         }
     }
 }
@@ -76,8 +76,9 @@ public sealed class VisionRun(string directory)
     {
         var path = Path.Combine(directory, "config.json");
         if (!File.Exists(path)) return false;
-        try { return JsonNode.Parse(File.ReadAllText(path)) is JsonObject o && o.ContainsKey(nameof(VisionRunConfig.Architecture)); }
-        catch (JsonException) { return false; }
+        // Not readable as a config (a pipe, a huge file, bad JSON): not a vision run; the MLP reader then names the problem.
+        try { return JsonNode.Parse(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration")) is JsonObject o && o.ContainsKey(nameof(VisionRunConfig.Architecture)); }
+        catch (Exception e) when (e is JsonException or InputFileException) { return false; }
     }
 
     public static IdxDataset Dataset(VisionRunConfig config) => config.Dataset switch

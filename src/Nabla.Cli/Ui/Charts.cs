@@ -1,3 +1,5 @@
+using Nabla.IO;
+
 namespace Nabla.Cli.Ui;
 
 /// <summary>PNG line charts of training curves (ScottPlot, headless).</summary>
@@ -19,9 +21,7 @@ public static class Charts
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);
         plot.ShowLegend();
-        var tmp = path + ".tmp.png";
-        plot.SavePng(tmp, 900, 540);
-        File.Move(tmp, path, overwrite: true);
+        SavePng(plot, path, 900, 540);
     }
 
     /// <summary>A confusion matrix as a heat map (rows: true class, columns: predicted), each cell labelled with its count.</summary>
@@ -57,8 +57,13 @@ public static class Charts
         plot.Title(title);
         plot.XLabel("predicted");
         plot.YLabel("true class");
-        var tmp = path + ".tmp.png";
-        plot.SavePng(tmp, 760, 720);
-        File.Move(tmp, path, overwrite: true);
+        SavePng(plot, path, 760, 720);
+    }
+
+    /// <summary>Renders in memory and writes through <see cref="AtomicFile"/>, so a reader never sees half a chart.</summary>
+    private static void SavePng(ScottPlot.Plot plot, string path, int width, int height)
+    {
+        var png = plot.GetImageBytes(width, height, ScottPlot.ImageFormat.Png);
+        AtomicFile.Write(path, stream => stream.Write(png));
     }
 }

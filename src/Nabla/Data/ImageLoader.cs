@@ -107,18 +107,12 @@ public sealed class ImageLoader : IBatchSource, IDisposable
         return order;
     }
 
-    /// <summary>One seed from several numbers (each step a SplitMix64-style finaliser, so nearby inputs give unrelated seeds).</summary>
+    /// <summary>One seed from three numbers, each folded in by a SplitMix64 step (so nearby inputs give unrelated seeds).</summary>
     private static ulong Mix(ulong a, ulong b, ulong c)
     {
-        ulong h = a;
-        foreach (var v in new[] { b, c })
-        {
-            h = (h ^ v) + 0x9E3779B97F4A7C15UL;
-            h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9UL;
-            h = (h ^ (h >> 27)) * 0x94D049BB133111EBUL;
-            h ^= h >> 31;
-        }
-        return h;
+        ulong state = a ^ b;
+        state = Generator.SplitMix(ref state) ^ c;
+        return Generator.SplitMix(ref state);
     }
 
     public void Dispose() => _prefetcher?.Dispose();

@@ -106,6 +106,7 @@ public static class Downloader
         }
     }
 
+    /// <summary>The SHA-256 of a file, in lower-case hex (as manifests give it).</summary>
     public static string Hash(string path)
     {
         using var stream = File.OpenRead(path);

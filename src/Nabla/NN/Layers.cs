@@ -81,39 +81,33 @@ public sealed class Flatten(int startDim = 1, int endDim = -1) : Module
     public override Tensor Forward(Tensor input) => input.Flatten(startDim, endDim);
 }
 
-/// <summary>Randomly zeroes activations with probability p in training mode (scaling the rest by 1/(1-p)).</summary>
-public sealed class Dropout : Module
+/// <summary>What the dropout layers share: the probability p (checked once, here) and the random generator.</summary>
+public abstract class DropoutLayer : Module
 {
     public float P { get; }
-    private readonly Generator? _generator;
+    private protected readonly Generator? _generator;
 
-    public Dropout(float p = 0.5f, Generator? generator = null)
+    private protected DropoutLayer(float p, Generator? generator)
     {
-        if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"Dropout probability must be in [0, 1], got {p}.");
+        if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"{GetType().Name} probability must be in [0, 1], got {p}.");
         P = p;
         _generator = generator;
     }
 
-    public override Tensor Forward(Tensor input) => F.Dropout(input, P, Training, _generator);
     protected override string Describe() => $"p={P}";
+}
+
+/// <summary>Randomly zeroes activations with probability p in training mode (scaling the rest by 1/(1-p)).</summary>
+public sealed class Dropout(float p = 0.5f, Generator? generator = null) : DropoutLayer(p, generator)
+{
+    public override Tensor Forward(Tensor input) => F.Dropout(input, P, Training, _generator);
 }
 
 /// <summary>Zeroes whole channels of (N, C, H, W) feature maps with probability p in training mode (scaling the
 /// rest by 1/(1-p)): see <see cref="F.Dropout2d"/>.</summary>
-public sealed class Dropout2d : Module
+public sealed class Dropout2d(float p = 0.5f, Generator? generator = null) : DropoutLayer(p, generator)
 {
-    public float P { get; }
-    private readonly Generator? _generator;
-
-    public Dropout2d(float p = 0.5f, Generator? generator = null)
-    {
-        if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"Dropout2d probability must be in [0, 1], got {p}.");
-        P = p;
-        _generator = generator;
-    }
-
     public override Tensor Forward(Tensor input) => F.Dropout2d(input, P, Training, _generator);
-    protected override string Describe() => $"p={P}";
 }
 
 /// <summary>Layer normalisation over the last dimensions, with a learned scale (ones) and shift (zeros).</summary>

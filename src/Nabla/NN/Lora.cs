@@ -249,7 +249,7 @@ public static class Lora
         JsonObject json;
         try { json = JsonNode.Parse(BoundedFile.ReadAllText(path, MaxConfigBytes, "an adapter config")) as JsonObject ?? throw new CheckpointException($"{path}: not a JSON object."); }
         catch (InputFileException e) { throw new CheckpointException(e.Message, e); }
-        catch (JsonException e) { throw new CheckpointException($"{path}: not valid JSON ({e.Message}).", e); }
+        catch (JsonException e) { throw new CheckpointException($"{path}: not valid JSON ({ErrorText.Json(e)}).", e); }
 
         T Get<T>(string key, T fallback)
         {

@@ -27,27 +27,4 @@ public static partial class F
         if (bias != null) y = y.Add(bias.View(channelShape));
         return y;
     }
-
-    /// <summary>
-    /// Channel-wise dropout (PyTorch's Dropout2d): in training each channel of each sample of x (N, C, ...) is
-    /// zeroed as a whole with probability <paramref name="p"/> and the rest are scaled by 1/(1-p); the identity
-    /// otherwise. Neighbouring pixels of a feature map are strongly correlated, so dropping single pixels barely
-    /// regularises a convolutional network; dropping whole maps does (Tompson et al., 2015).
-    /// </summary>
-    public static Tensor Dropout2d(Tensor x, float p, bool training = true, Generator? generator = null)
-    {
-        if (p is < 0 or > 1) throw new ArgumentOutOfRangeException(nameof(p), $"Dropout2d probability must be in [0, 1], got {p}.");
-        if (x.Rank < 3) throw new ArgumentException($"Dropout2d: input must be (batch, channels, ...spatial), got {x.ShapeString}.");
-        if (!training || p == 0) return x;
-        if (p == 1) return x.Mul(0f);
-        var gen = generator ?? Generator.Default;
-        int N = x.Size(0), C = x.Size(1);
-        float keep = 1f / (1f - p);
-        var mask = new float[N * C];
-        for (int i = 0; i < mask.Length; i++) mask[i] = gen.NextFloat() >= p ? keep : 0f;
-        var maskShape = new int[x.Rank];
-        Array.Fill(maskShape, 1);
-        (maskShape[0], maskShape[1]) = (N, C);
-        return x.Mul(Tensor.FromArray(mask, maskShape)); // broadcast over the spatial dimensions
-    }
 }

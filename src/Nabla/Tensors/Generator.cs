@@ -27,7 +27,8 @@ public sealed class Generator
         _spareNormal = null;
     }
 
-    private static ulong SplitMix(ref ulong x)
+    /// <summary>One step of SplitMix64: advances <paramref name="x"/> and returns a well-mixed function of it.</summary>
+    internal static ulong SplitMix(ref ulong x)
     {
         ulong z = x += 0x9E3779B97F4A7C15UL;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;

@@ -54,8 +54,6 @@ public sealed unsafe partial class Tensor
         return new Tensor(storage, shape, ShapeMath.ContiguousStrides(shape), 0, dtype);
     }
 
-    internal static Tensor EmptyLike(Tensor t) => Empty(t._shape.ToArray(), t.DType);
-
     private static bool ComputeContiguous(int[] shape, int[] strides)
     {
         int expected = 1;

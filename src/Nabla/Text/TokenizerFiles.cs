@@ -83,8 +83,7 @@ public static class TokenizerFiles
         }
         catch (JsonException e)
         {
-            // The reader's message may quote the bad text, line breaks and all: keep the error on one line.
-            throw new TokenizerFileException(TokenizerFileException.CorruptJson(path, e).Message.ReplaceLineEndings(" "), e);
+            throw TokenizerFileException.CorruptJson(path, e); // on one line, like every TokenizerFileException
         }
     }
 }

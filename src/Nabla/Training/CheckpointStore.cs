@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Nabla.IO;
@@ -116,7 +115,7 @@ public sealed class CheckpointStore(string runDirectory)
     {
         var files = new JsonArray();
         foreach (var path in Directory.GetFiles(dir).Order(StringComparer.Ordinal))
-            files.Add(new JsonObject { ["name"] = Path.GetFileName(path), ["size"] = new FileInfo(path).Length, ["sha256"] = Sha256(path) });
+            files.Add(new JsonObject { ["name"] = Path.GetFileName(path), ["size"] = new FileInfo(path).Length, ["sha256"] = Downloader.Hash(path) });
         AtomicFile.WriteAllText(Path.Combine(dir, ManifestFile), new JsonObject { ["step"] = step, ["files"] = files }.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
     }
 
@@ -127,7 +126,7 @@ public sealed class CheckpointStore(string runDirectory)
         if (!File.Exists(manifestPath)) return $"{dir}: incomplete (no {ManifestFile})";
         try
         {
-            var manifest = JsonNode.Parse(File.ReadAllText(manifestPath)) as JsonObject ?? throw new JsonException("not an object");
+            var manifest = JsonNode.Parse(BoundedFile.ReadAllText(manifestPath, BoundedFile.SmallFileLimit, "a checkpoint manifest")) as JsonObject ?? throw new JsonException("not an object");
             if (manifest["step"]?.GetValue<int>() != step) return $"{manifestPath}: the manifest is for another step";
             if (manifest["files"] is not JsonArray { Count: > 0 } files) return $"{manifestPath}: lists no files";
             foreach (var entry in files)
@@ -138,7 +137,7 @@ public sealed class CheckpointStore(string runDirectory)
                 if (!File.Exists(path)) return $"{path}: missing";
                 long size = entry["size"]?.GetValue<long>() ?? throw new JsonException($"'{name}' without a size");
                 if (new FileInfo(path).Length != size) return $"{path}: {new FileInfo(path).Length} bytes, the manifest says {size}";
-                if (Sha256(path) != entry["sha256"]?.GetValue<string>()) return $"{path}: SHA-256 does not match the manifest (damaged)";
+                if (Downloader.Hash(path) != entry["sha256"]?.GetValue<string>()) return $"{path}: SHA-256 does not match the manifest (damaged)";
             }
             return null;
         }
@@ -146,12 +145,6 @@ public sealed class CheckpointStore(string runDirectory)
         {
             return $"{manifestPath}: unreadable manifest ({e.Message})";
         }
-    }
-
-    private static string Sha256(string path)
-    {
-        using var stream = File.OpenRead(path);
-        return Convert.ToHexStringLower(SHA256.HashData(stream));
     }
 
     /// <summary>Deletes a checkpoint directory, its manifest first so that a crash part-way leaves it visibly incomplete.</summary>

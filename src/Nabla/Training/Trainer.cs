@@ -298,7 +298,7 @@ public sealed class Trainer
         int step;
         try
         {
-            step = JsonNode.Parse(File.ReadAllText(statePath))?["step"]?.GetValue<int>() ?? throw new CheckpointException($"{statePath}: no \"step\".");
+            step = JsonNode.Parse(BoundedFile.ReadAllText(statePath, BoundedFile.SmallFileLimit, "a trainer state"))?["step"]?.GetValue<int>() ?? throw new CheckpointException($"{statePath}: no \"step\".");
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
         {
@@ -326,11 +326,8 @@ public static class NonFinite
         foreach (var (name, p) in model.NamedParameters())
         {
             var t = gradients ? p.Grad : p;
-            if (t == null) continue;
-            var values = t.Contiguous().AsSpan();
-            if (float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum<float>(values))) continue; // a finite sum means finite values
-            foreach (var v in values)
-                if (!float.IsFinite(v)) return gradients ? $"first non-finite gradient: '{name}'" : $"first non-finite parameter: '{name}'";
+            if (t != null && AnomalyMode.FirstNonFinite(t) != null)
+                return gradients ? $"first non-finite gradient: '{name}'" : $"first non-finite parameter: '{name}'";
         }
         return null;
     }

@@ -116,12 +116,9 @@ public sealed record Gpt2Config
         }
         catch (JsonException e)
         {
-            // e.Path is the key ("$.n_layer") when the value has the wrong type or does not fit an int. The reader's
-            // own message may quote the bad text, newlines included: keep its first words on one line.
+            // e.Path is the key ("$.n_layer") when the value has the wrong type or does not fit an int.
             string where = e.Path is { Length: > 2 } path ? $" at {path[2..]}" : "";
-            string problem = e.Message.Split([" Path:", " LineNumber:"], StringSplitOptions.None)[0].ReplaceLineEndings(" ");
-            if (problem.Length > 100) problem = problem[..100] + "…";
-            throw new CheckpointException($"{source}: corrupt config{where}, line {e.LineNumber + 1} ({problem}).", e);
+            throw new CheckpointException($"{source}: corrupt config{where} ({ErrorText.Json(e)}).", e);
         }
         try
         {
@@ -141,13 +138,13 @@ public sealed record Gpt2Config
         foreach (var (key, values) in TextSettings)
             if (root.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null
                 && !(value.ValueKind == JsonValueKind.String && values.Contains(value.GetString())))
-                throw new CheckpointException($"{source}: {key} is {value.GetRawText().ReplaceLineEndings(" ")}; only \"{string.Join("\" or \"", values)}\" (GPT-2's) is supported.");
+                throw new CheckpointException($"{source}: {key} is {value.GetRawText()}; only \"{string.Join("\" or \"", values)}\" (GPT-2's) is supported.");
         foreach (var (key, flag) in FlagSettings)
             if (root.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null && value.ValueKind != (flag ? JsonValueKind.True : JsonValueKind.False))
-                throw new CheckpointException($"{source}: {key} is {value.GetRawText().ReplaceLineEndings(" ")}; only {(flag ? "true" : "false")} (GPT-2's) is supported.");
+                throw new CheckpointException($"{source}: {key} is {value.GetRawText()}; only {(flag ? "true" : "false")} (GPT-2's) is supported.");
         if (root.TryGetProperty("n_inner", out var inner) && inner.ValueKind != JsonValueKind.Null
             && !(inner.ValueKind == JsonValueKind.Number && inner.TryGetInt64(out long hidden) && hidden == 4L * config.Channels))
-            throw new CheckpointException($"{source}: n_inner is {inner.GetRawText().ReplaceLineEndings(" ")}; only null or 4 × n_embd (GPT-2's MLP width) is supported.");
+            throw new CheckpointException($"{source}: n_inner is {inner.GetRawText()}; only null or 4 × n_embd (GPT-2's MLP width) is supported.");
     }
 
     /// <summary>Reads a config.json file, refusing one too large to be a config before reading it.</summary>
