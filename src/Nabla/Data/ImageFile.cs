@@ -1,3 +1,4 @@
+using Nabla.IO;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using SixLabors.ImageSharp.Processing;
@@ -24,37 +25,53 @@ public static class ImageFile
         if (channels is not (1 or 3)) throw new ArgumentException($"{path}: images are read with 1 (grey) or 3 (RGB) channels, not {channels}.");
         if (resize is <= 0 || centerCrop is <= 0) throw new ArgumentException($"{path}: resize ({resize}) and crop ({centerCrop}) sizes must be positive.");
         normalization?.Check(channels, path);
+        using var image = Decode(path);
+        if (resize is { } shorter)
+        {
+            // The shorter side becomes `shorter`, the longer one scales with it (torchvision's Resize(int)).
+            var (w, h) = image.Width <= image.Height
+                ? (shorter, (int)Math.Max(1, (long)shorter * image.Height / image.Width))
+                : ((int)Math.Max(1, (long)shorter * image.Width / image.Height), shorter);
+            image.Mutate(x => x.Resize(w, h, KnownResamplers.Triangle));
+        }
+        if (centerCrop is { } side)
+        {
+            if (side > image.Width || side > image.Height)
+                throw new ArgumentException($"{path}: a {side}×{side} centre crop does not fit the {image.Width}×{image.Height} image; resize it first.");
+            // torchvision's CenterCrop: the offset rounds to the nearest pixel.
+            int left = (int)Math.Round((image.Width - side) / 2.0), top = (int)Math.Round((image.Height - side) / 2.0);
+            image.Mutate(x => x.Crop(new Rectangle(left, top, side, side)));
+        }
+        return ToTensor(image, channels, normalization);
+    }
+
+    /// <summary>The decoded pixels, after checking the header's size. A damaged file makes the decoder throw all
+    /// kinds of exceptions (ArgumentOutOfRange on a truncated PNG, for one): each becomes one error naming the file.</summary>
+    private static Image<Rgb24> Decode(string path)
+    {
+        FileStream file;
+        // Opened through BoundedFile so a pipe or device is an error, not a read that never ends.
+        try { file = BoundedFile.OpenRead(path, "an image file"); }
+        catch (InputFileException e)
+        {
+            throw new DataFormatException($"{path}: cannot read: {(e.Message.StartsWith(path + ": ") ? e.Message[(path.Length + 2)..] : e.Message)}");
+        }
+        using var _ = file;
         try
         {
-            var info = Image.Identify(path) ?? throw new DataFormatException($"{path}: not an image file this reader knows (PNG, JPEG, BMP, GIF, TGA, TIFF, WebP, PBM).");
+            var info = Image.Identify(file) ?? throw new DataFormatException($"{path}: not an image file this reader knows (PNG, JPEG, BMP, GIF, TGA, TIFF, WebP, PBM).");
             if ((long)info.Width * info.Height > MaxPixels)
                 throw new DataFormatException($"{path}: {info.Width}×{info.Height} pixels is more than the {MaxPixels} this reader decodes.");
-            using var image = Image.Load<Rgb24>(path);
-            if (resize is { } shorter)
-            {
-                // The shorter side becomes `shorter`, the longer one scales with it (torchvision's Resize(int)).
-                var (w, h) = image.Width <= image.Height
-                    ? (shorter, (int)((long)shorter * image.Height / image.Width))
-                    : ((int)((long)shorter * image.Width / image.Height), shorter);
-                image.Mutate(x => x.Resize(w, h, KnownResamplers.Triangle));
-            }
-            if (centerCrop is { } side)
-            {
-                if (side > image.Width || side > image.Height)
-                    throw new ArgumentException($"{path}: a {side}×{side} centre crop does not fit the {image.Width}×{image.Height} image; resize it first.");
-                // torchvision's CenterCrop: the offset rounds to the nearest pixel.
-                int left = (int)Math.Round((image.Width - side) / 2.0), top = (int)Math.Round((image.Height - side) / 2.0);
-                image.Mutate(x => x.Crop(new Rectangle(left, top, side, side)));
-            }
-            return ToTensor(image, channels, normalization);
-        }
-        catch (Exception e) when (e is UnknownImageFormatException or InvalidImageContentException or ImageFormatException or NotSupportedException)
-        {
-            throw new DataFormatException($"{path}: cannot decode the image: {e.Message}");
+            file.Position = 0;
+            return Image.Load<Rgb24>(file);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             throw new DataFormatException($"{path}: cannot read: {e.Message}");
+        }
+        catch (Exception e) when (e is not (DataFormatException or OutOfMemoryException))
+        {
+            throw new DataFormatException($"{path}: cannot decode the image: {e.Message}");
         }
     }
 

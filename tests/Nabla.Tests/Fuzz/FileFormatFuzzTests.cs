@@ -49,7 +49,7 @@ public sealed class FileFormatFuzzTests : IDisposable
     private sealed record Format(string FileName, Func<string, byte[]> MakeValid, Action<string> Read, bool MayBeMissing = false);
 
     private static readonly string[] FormatNames =
-        ["safetensors", "optimizer", "token-shard", "csv", "preprocessor", "mlp-config", "char-vocab", "encoder.json", "vocab.bpe", "metrics.jsonl"];
+        ["safetensors", "optimizer", "token-shard", "csv", "preprocessor", "mlp-config", "char-vocab", "encoder.json", "vocab.bpe", "metrics.jsonl", "image"];
 
     public static TheoryData<string> Formats() => new(FormatNames);
 
@@ -100,6 +100,16 @@ public sealed class FileFormatFuzzTests : IDisposable
                 return new("metrics.jsonl", _ => Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(1, 20).Select(step =>
                     $"{{\"step\":{step},\"loss\":{3.0 / step:R},\"lr\":0.001{(step % 5 == 0 ? $",\"val_loss\":{2.9 / step:R}" : "")}}}\n"))),
                     p => MetricsLog.Read(p), MayBeMissing: true);
+            case "image":
+                return new("image.png", _ =>
+                {
+                    using var image = new SixLabors.ImageSharp.Image<SixLabors.ImageSharp.PixelFormats.Rgb24>(8, 6);
+                    for (int y = 0; y < 6; y++)
+                        for (int x = 0; x < 8; x++) image[x, y] = new((byte)(x * 30), (byte)(y * 40), (byte)(x * y));
+                    using var png = new MemoryStream();
+                    SixLabors.ImageSharp.ImageExtensions.SaveAsPng(image, png);
+                    return png.ToArray();
+                }, p => ImageFile.Load(p, resize: 4));
             default:
                 throw new ArgumentException(name);
         }
