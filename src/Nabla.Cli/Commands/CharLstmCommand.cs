@@ -167,7 +167,7 @@ public static class CharLstmCommand
 
         using var samples = new StringWriter();
         var generator = new Generator(config.Seed + 1);
-        var prompt = tokenizer.Encode(corpus[split..].Split('\n', 2)[0] is { Length: > 0 } line ? line[..Math.Min(line.Length, 20)] : corpus[..1]);
+        var prompt = tokenizer.Encode(SamplePrompt(tokenizer.Decode(ids[split..Math.Min(ids.Length, split + 1000)])));
         foreach (var temperature in config.Temperatures)
         {
             var generated = tokenizer.Decode(prompt.Concat(model.Generate(prompt, config.SampleLength, temperature, generator)));
@@ -178,6 +178,14 @@ public static class CharLstmCommand
         if (!quiet) Console.Write(samples.ToString());
         if (!quiet) Console.WriteLine($"run saved to {directory} (config.json, tokenizer.json, model.safetensors, checkpoints/, metrics.jsonl, bits.png, samples.txt)");
         return 0;
+    }
+
+    /// <summary>The start (up to 20 characters) of the first whole line of the held-out text, else its first character.</summary>
+    private static string SamplePrompt(string heldOut)
+    {
+        var lines = heldOut.Split('\n');
+        var line = lines.Length > 2 && lines[1].Length > 0 ? lines[1] : heldOut;
+        return line[..Math.Min(20, line.Length)];
     }
 
     /// <summary>bits.png: training and validation bits per character over the steps.</summary>
