@@ -28,6 +28,7 @@ public static class NablaCli
         root.Subcommands.Add(LanguageModelCommands.Tokenize());
         root.Subcommands.Add(LanguageModelCommands.DataPrepare());
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
+        root.Subcommands.Add(ExportCommands.Create());
         root.Subcommands.Add(Bench());
         return root;
     }
