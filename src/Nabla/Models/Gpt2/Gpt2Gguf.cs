@@ -40,19 +40,21 @@ public static class Gpt2Gguf
         throw new ArgumentException($"'{ours}' is not a GPT-2 parameter name.");
     }
 
-    /// <summary>Whether a file starts with GGUF's magic bytes.</summary>
+    /// <summary>Whether <paramref name="path"/> is meant as a GGUF file: named .gguf (its reader then reports any
+    /// problem), or a regular file that starts with GGUF's magic bytes.</summary>
     public static bool IsGguf(string path)
     {
+        if (path.EndsWith(".gguf", StringComparison.OrdinalIgnoreCase)) return true;
         if (!File.Exists(path)) return false;
         try
         {
-            using var stream = File.OpenRead(path);
+            using var stream = BoundedFile.OpenRead(path, "a model file");
             Span<byte> magic = stackalloc byte[4];
-            return stream.Length >= 4 && stream.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic.SequenceEqual("GGUF"u8);
+            return stream.ReadAtLeast(magic, 4, throwOnEndOfStream: false) == 4 && magic.SequenceEqual("GGUF"u8);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return false;
+            return false; // the loader the path is handed to instead reports it
         }
     }
 
