@@ -1,7 +1,8 @@
 // llama.cpp as a peer, through npm's node-llama-cpp 3.21.1 (which ships llama.cpp's prebuilt CPU library). Two uses:
 //
-//   node bench/llama_cpp_peer.mjs greedy MODEL.gguf '[ids]' N
-//       prints the N greedy tokens after the prompt ids as a JSON array (tests/Nabla.Tests/IO/GgufLlamaCppTests.cs)
+//   node bench/llama_cpp_peer.mjs greedy MODEL.gguf '[ids]' N [TEXT]
+//       prints {"greedy": the N greedy tokens after the prompt ids, "tokens": llama.cpp's tokenization of TEXT with the
+//       file's tokenizer} as JSON (tests/Nabla.Tests/IO/GgufLlamaCppTests.cs)
 //   node bench/llama_cpp_peer.mjs bench MODEL.gguf [--threads 2] [--prompt-tokens 512] [--decode-tokens 64] [--rounds 3]
 //       prints one JSON line per round: {"prefill_tokens_per_s", "decode_tokens_per_s", ...} (B = 1, greedy)
 //
@@ -28,7 +29,7 @@ const option = (name, fallback) => {
     return i >= 0 ? Number(rest[i + 1]) : fallback;
 };
 if (!["greedy", "bench"].includes(mode) || !modelPath) {
-    console.error("usage: llama_cpp_peer.mjs greedy MODEL.gguf '[ids]' N | bench MODEL.gguf [--threads T] [--prompt-tokens P] [--decode-tokens D] [--rounds R]");
+    console.error("usage: llama_cpp_peer.mjs greedy MODEL.gguf '[ids]' N [TEXT] | bench MODEL.gguf [--threads T] [--prompt-tokens P] [--decode-tokens D] [--rounds R]");
     process.exit(2);
 }
 const threads = option("--threads", 2);
@@ -46,7 +47,8 @@ if (mode === "greedy") {
             out.push(token);
             if (out.length >= count) break;
         }
-    console.log(JSON.stringify(out));
+    const text = rest[2];
+    console.log(JSON.stringify({greedy: out, tokens: text === undefined ? null : model.tokenize(text)}));
 } else {
     const promptTokens = option("--prompt-tokens", 512), decodeTokens = option("--decode-tokens", 64), rounds = option("--rounds", 3);
     const contextSize = promptTokens + decodeTokens + 8;

@@ -8,7 +8,8 @@ namespace Nabla.Tests.IO;
 /// <summary>
 /// A GGUF written by Nabla runs in llama.cpp itself: the tiny GPT-2 of Fixtures/hf_gpt2/base, exported at F32, is
 /// loaded by llama.cpp's CPU library (npm's node-llama-cpp 3.21.1, installed by tests/data/fetch-llama-cpp.sh) through
-/// bench/llama_cpp_peer.mjs, and must continue the prompt with the greedy tokens PyTorch computes.
+/// bench/llama_cpp_peer.mjs, and must continue the prompt with the greedy tokens PyTorch computes; llama.cpp's
+/// tokenizer, built from the file's tokenizer.ggml.* metadata, must split the prompt into Nabla's (and GPT-2's) ids.
 /// </summary>
 public sealed class GgufLlamaCppTests : IDisposable
 {
@@ -25,8 +26,11 @@ public sealed class GgufLlamaCppTests : IDisposable
         var path = Path.Combine(_dir, "tiny.gguf");
         Gpt2Gguf.Save(model, tokenizer, path, GgmlType.F32);
 
-        var tokens = RunPeer("greedy", path, JsonSerializer.Serialize(prompt), greedy.Length.ToString());
-        Assert.Equal(greedy, JsonSerializer.Deserialize<int[]>(tokens));
+        const string text = "The quick brown fox said: it's 2026, and the lazy dog's reply";
+        using var answer = JsonDocument.Parse(RunPeer("greedy", path, JsonSerializer.Serialize(prompt), greedy.Length.ToString(), text));
+        Assert.Equal(greedy, answer.RootElement.GetProperty("greedy").Deserialize<int[]>());
+        Assert.Equal(prompt, answer.RootElement.GetProperty("tokens").Deserialize<int[]>());
+        Assert.Equal(prompt, tokenizer.Encode(text));
     }
 
     /// <summary>Runs bench/llama_cpp_peer.mjs with node; fails with the fetch command when node-llama-cpp is missing.</summary>
