@@ -16,6 +16,7 @@
                               as gguf-py decodes them from gpt2_<type>.gguf
       greedy_<type>           24 greedy tokens after the prompt (float64; each choice wins by a margin > 1e-3)
       meta_<type>_source / meta_<type>_decoded  the tensors of metadata.gguf before encoding and as gguf-py decodes them
+                              (also q8_0_edges, q4_0_edges: zero blocks, values halfway between codes, a huge value)
 
 gguf-py is not on PyPI's reachable mirror here; it ships in llama.cpp's source, which npm's node-llama-cpp carries:
 
@@ -161,6 +162,9 @@ def write_metadata_file(path, gen):
         "f16": (torch.randn(2, 7, generator=gen).numpy(), Q.F16),
         "q8_0": (torch.randn(2, 64, generator=gen).numpy(), Q.Q8_0),
         "q4_0": (torch.randn(2, 3, 32, generator=gen).numpy(), Q.Q4_0),
+        # Blocks where rounding decides: all zeros (scale 0), values exactly halfway between two codes, one huge value.
+        "q8_0_edges": (np.array([[0.0] * 32, [127.0, 0.5, -0.5, 1.5, -2.5, 126.5] + [3.25] * 26, [1e30] + [1.0] * 31]), Q.Q8_0),
+        "q4_0_edges": (np.array([[0.0] * 32, [-8.0, 0.5, -0.5, 1.5, -2.5, 7.5, -7.5, 8.0] + [0.25] * 24, [8.0] + [-1.0] * 31]), Q.Q4_0),
     }
     expected = {}
     for name, (source, qtype) in tensors.items():

@@ -109,7 +109,9 @@ public sealed class GgufFile
             throw new CheckpointException($"{path}: not a GGUF file (it starts with 0x{magic:X8}, not \"GGUF\").");
         uint version = reader.UInt32("the version");
         if (version is not (2 or 3))
-            throw new CheckpointException($"{path}: GGUF version {version} is not supported (2 and 3 are).");
+            throw new CheckpointException(BinaryPrimitives.ReverseEndianness(version) is 2 or 3
+                ? $"{path}: a big-endian GGUF file; only little-endian ones are supported."
+                : $"{path}: GGUF version {version} is not supported (2 and 3 are).");
         ulong tensorCount = reader.UInt64("the tensor count");
         ulong metadataCount = reader.UInt64("the metadata count");
         // Each metadata entry takes at least 12 bytes (an empty key and a type) plus its value; each tensor entry 24.

@@ -59,13 +59,15 @@ public sealed class GgufTests : IDisposable
         Assert.Equal(new[] { 3 }, nested[1].Items);
     }
 
+    public static TheoryData<string> TensorCases => new("f32", "f16", "q8_0", "q4_0", "q8_0_edges", "q4_0_edges");
+
     [Theory]
-    [MemberData(nameof(Types))]
+    [MemberData(nameof(TensorCases))]
     public void DecodesEachTensorTypeAsGgufPyAndEncodesItsBytesExactly(string label)
     {
         var file = GgufFile.Open(Fixture("metadata.gguf"));
         var info = file.Tensor($"tensor_{label}")!;
-        Assert.Equal(TypeOf(label), info.Type);
+        Assert.Equal(TypeOf(label.Replace("_edges", "")), info.Type);
         Assert.Equal(0, info.Offset % 64);
         var decoded = Expected[$"meta_{label}_decoded"];
         Assert.Equal(decoded.Shape.ToArray(), info.Shape);
@@ -73,7 +75,7 @@ public sealed class GgufTests : IDisposable
 
         // Nabla's writer, given the same source values, must store the same bytes as gguf-py.
         var path = Path.Combine(_dir, "one.gguf");
-        new GgufWriter().AddTensor("t", Expected[$"meta_{label}_source"], TypeOf(label)).Write(path);
+        new GgufWriter().AddTensor("t", Expected[$"meta_{label}_source"], info.Type).Write(path);
         var written = GgufFile.Open(path);
         Assert.Equal(file.ReadRaw(info), written.ReadRaw(written.Tensor("t")!));
     }
