@@ -9,7 +9,7 @@ names, Conv1D weights (in, out)), as `Gpt2Checkpoints.SaveHuggingFace` writes it
 torch.onnx.export at opset 17 (LayerNormalization is a single op there).
 
 Graph inputs:  input_ids int64 (1, T); past_key_N, past_value_N float32 (1, H, P, D) for each layer N (P may be 0)
-Graph outputs: logits float32 (1, T, V); present_key_N, present_value_N (1, H, P + T, D)
+Graph outputs: logits float32 (1, 1, V) of the last position; present_key_N, present_value_N (1, H, P + T, D)
 Positions are P .. P+T-1, and the causal mask lets position P+i see keys 0 .. P+i.
 """
 import json
@@ -75,7 +75,8 @@ class Gpt2WithPast(torch.nn.Module):
             y = F.gelu(y @ self.w(h + "mlp.c_fc.weight") + self.w(h + "mlp.c_fc.bias"), approximate="tanh")
             x = x + y @ self.w(h + "mlp.c_proj.weight") + self.w(h + "mlp.c_proj.bias")
         x = F.layer_norm(x, (c,), self.w("ln_f.weight"), self.w("ln_f.bias"), self.eps)
-        return (x @ self.w("wte.weight").T, *presents)
+        # Generation needs the next token's logits only: the head runs on the last position (as llama.cpp's does).
+        return (x[:, -1:, :] @ self.w("wte.weight").T, *presents)
 
 
 def main():
@@ -88,7 +89,7 @@ def main():
     example_past = [torch.zeros(1, heads, 3, d) for _ in range(2 * config["n_layer"])]
     names = [f"past_{kind}_{layer}" for layer in range(config["n_layer"]) for kind in ("key", "value")]
     present = [n.replace("past_", "present_") for n in names]
-    axes = {"input_ids": {1: "T"}, "logits": {1: "T"}}
+    axes = {"input_ids": {1: "T"}}
     axes.update({n: {2: "P"} for n in names})
     axes.update({n: {2: "P+T"} for n in present})
     with torch.no_grad():

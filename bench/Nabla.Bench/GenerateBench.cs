@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using Nabla.Autograd;
 using Nabla.IO;
 using Nabla.Kernels.Cpu;
 using Nabla.Models.Gpt2;
@@ -11,7 +10,8 @@ namespace Nabla.Bench;
 /// <summary>
 /// Inference speed of a GPT-2 at B = 1, greedy, side by side with llama.cpp (node-llama-cpp 3.21.1; F32, Q8_0 and
 /// Q4_0 GGUF written by Nabla from the same weights) and ONNX Runtime 1.31.1 (fp32, the same weights exported by
-/// bench/onnx_gpt2_export.py): tokens/s of a P-token prompt run in one pass (prefill), and of greedy decoding after
+/// bench/onnx_gpt2_export.py): tokens/s of a P-token prompt run in one pass up to the next token's logits (prefill,
+/// as generation runs it: llama.cpp and the ONNX graph apply the head to the last position only), and of greedy decoding after
 /// a one-token prompt (the first token, which includes that prompt, is not counted). Medians of the rounds; every
 /// round is printed. Without --model, a randomly initialised GPT-2 124M (speed does not depend on the values).
 ///   dotnet run -c Release --project bench/Nabla.Bench -- generate [--model PATH] [--threads 2] [--prompt-tokens 512]
@@ -115,12 +115,11 @@ public static class GenerateBench
     private static (double PrefillSeconds, double DecodeTokensPerSecond, List<int> Tokens) MeasureNabla(Gpt2Model model, int[] prompt, int decodeTokens)
     {
         double prefill;
-        using (GradMode.NoGrad())
         using (MemoryScope.Begin())
         {
             var cache = model.NewCache(1, prompt.Length);
             var clock = Stopwatch.StartNew();
-            model.Forward(Tensor.FromArray(prompt, 1, prompt.Length), cache);
+            Sampler.NextLogits(model, prompt, cache); // what generation runs on a prompt
             prefill = clock.Elapsed.TotalSeconds;
         }
         var decodeClock = new Stopwatch();
