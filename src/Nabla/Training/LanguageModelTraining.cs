@@ -1,4 +1,5 @@
 using Nabla.Data;
+using Nabla.Distributed;
 using Nabla.Models.Gpt2;
 using Nabla.Optim;
 
@@ -30,7 +31,8 @@ public sealed record LanguageModelTrainingOptions
 /// </summary>
 public static class LanguageModelTraining
 {
-    public static Trainer CreateTrainer(Gpt2Model model, IBatchSource train, IBatchSource? validation, LanguageModelTrainingOptions options, string? runDirectory)
+    public static Trainer CreateTrainer(Gpt2Model model, IBatchSource train, IBatchSource? validation, LanguageModelTrainingOptions options, string? runDirectory,
+        ICommunicator? communicator = null)
     {
         var (decay, noDecay) = model.WeightDecayGroups();
         var optimizer = new AdamW([new ParamGroup(decay, weightDecay: options.WeightDecay), new ParamGroup(noDecay, weightDecay: 0)],
@@ -41,6 +43,6 @@ public static class LanguageModelTraining
             Steps = options.Steps, GradientAccumulation = options.GradientAccumulation, ClipGradNorm = options.ClipGradNorm,
             EvalEvery = options.EvalEvery, EvalBatches = options.EvalBatches, CheckpointEvery = options.CheckpointEvery,
         };
-        return new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), train, optimizer, trainerOptions, schedule, validation, runDirectory);
+        return new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), train, optimizer, trainerOptions, schedule, validation, runDirectory, communicator);
     }
 }
