@@ -68,7 +68,7 @@ public sealed record ResumeInfo(int Step, IReadOnlyList<string> Skipped);
 /// <para>Data parallel: given a communicator of several ranks (each running this same trainer, e.g. under mpirun),
 /// each rank trains on its share of every global batch (<see cref="ShardedBatchSource"/>), the gradients are averaged
 /// across the ranks in buckets while backward runs (<see cref="GradientBuckets"/>), the parameters start from rank 0's,
-/// every rank reports the global loss and metrics, and only rank 0 writes metrics.jsonl and checkpoints (all ranks
+/// every rank reports the global loss and metrics, only rank 0 validates and writes metrics.jsonl and checkpoints (all ranks
 /// read them to resume, so the run directory must be one they share). Every <see cref="TrainerOptions.ChecksumEvery"/>
 /// steps the ranks compare their parameters (<see cref="ParameterChecksum"/>).</para>
 /// </summary>
@@ -99,7 +99,7 @@ public sealed class Trainer
         Communicator = communicator ?? new SingleProcessCommunicator();
         bool parallel = Communicator.Size > 1;
         _train = parallel ? new ShardedBatchSource(train, Communicator.Rank, Communicator.Size) : train;
-        _validation = parallel && validation != null ? new ShardedBatchSource(validation, Communicator.Rank, Communicator.Size) : validation;
+        _validation = validation;
         Optimizer = optimizer;
         Options = options;
         Schedule = schedule;
@@ -166,7 +166,9 @@ public sealed class Trainer
             _metrics?.Append(StepJson(record));
             AfterStep?.Invoke(record);
 
-            if (_validation != null && Options.EvalEvery > 0 && (Step % Options.EvalEvery == 0 || Step == Options.Steps))
+            // With several ranks only rank 0 validates (on the whole validation set; the ranks hold the same model),
+            // since only it reports; the others wait for it at the next step's all-reduce.
+            if (IsWriter && _validation != null && Options.EvalEvery > 0 && (Step % Options.EvalEvery == 0 || Step == Options.Steps))
             {
                 var result = Evaluate(_validation, Options.EvalBatches);
                 var evaluation = new EvaluationRecord(Step, result.Loss, result.Metrics);
@@ -271,18 +273,7 @@ public sealed class Trainer
     private static JsonNode? Number(double value) => double.IsFinite(value) ? JsonValue.Create(value) : null;
 
     /// <summary>Loss and metrics over the first <paramref name="batches"/> batches of a source, without a graph.
-    /// With several ranks and the trainer's own validation source, each rank evaluates its share and the results are averaged.</summary>
-    public EvaluationResult Evaluate(IBatchSource source, int batches)
-    {
-        var result = Evaluation.Run(Model, _loss, source, batches, Metrics);
-        if (Communicator.Size == 1 || source != _validation) return result;
-        var names = result.Metrics.Keys.ToList();
-        var values = new float[1 + names.Count];
-        values[0] = (float)result.Loss;
-        for (int i = 0; i < names.Count; i++) values[1 + i] = (float)result.Metrics[names[i]];
-        Communicator.AllReduce(values, ReduceOp.Average);
-        return new EvaluationResult(values[0], names.Select((n, i) => (n, (double)values[1 + i])).ToDictionary(t => t.n, t => t.Item2));
-    }
+    public EvaluationResult Evaluate(IBatchSource source, int batches) => Evaluation.Run(Model, _loss, source, batches, Metrics);
 
     /// <summary>
     /// Names the culprit of a divergence at the current step: a parameter that is already NaN/Inf; else the first op
