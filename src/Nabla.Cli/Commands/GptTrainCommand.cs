@@ -78,6 +78,7 @@ public static class GptTrainCommand
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
         var seed = new Option<ulong>("--seed") { Description = "Seed for initial weights, data order and samples.", DefaultValueFactory = _ => 1337 };
         var ranks = DistributedRun.RanksOption();
+        var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only." };
         layers.Positive(1024);
         heads.Positive(1024);
         channels.Positive(1 << 16);
@@ -97,7 +98,7 @@ public static class GptTrainCommand
         var command = new Command("gpt", "Train a GPT-2: with no --data, a small model learns multi-digit addition in a few minutes.")
         {
             data, from, output, resume, layers, heads, channels, context, batch, seqLen, accum, steps, lr, minLr, warmup, weightDecay, clip,
-            evalEvery, evalBatches, sampleEvery, checkpointEvery, digits, seed, ranks,
+            evalEvery, evalBatches, sampleEvery, checkpointEvery, digits, seed, ranks, zero,
         };
         command.SetAction((p, cancel) =>
         {
@@ -158,6 +159,7 @@ public static class GptTrainCommand
                         EvalEvery = p.GetValue(evalEvery) ?? (addition ? 0 : 100),
                         EvalBatches = p.GetValue(evalBatches),
                         CheckpointEvery = p.GetValue(checkpointEvery) ?? (addition ? 300 : 200),
+                        ShardOptimizerState = p.GetValue(zero),
                     },
                 };
                 if (distributed.IsWriter)
@@ -220,7 +222,8 @@ public static class GptTrainCommand
         Console.WriteLine($"model: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
             $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}: {model.ParameterCount:N0} parameters");
         if (distributed.Size > 1)
-            Console.WriteLine($"data parallel: {distributed.Size} ranks, {config.BatchSize / distributed.Size} sequences of each batch per rank, {Nabla.Kernels.Cpu.WorkerPool.Threads} threads per rank");
+            Console.WriteLine($"data parallel: {distributed.Size} ranks, {config.BatchSize / distributed.Size} sequences of each batch per rank, {Nabla.Kernels.Cpu.WorkerPool.Threads} threads per rank" +
+                (config.Training.ShardOptimizerState ? ", optimizer state sharded (ZeRO-1)" : ""));
         Console.WriteLine(addition != null
             ? $"data: built-in addition of up to {config.MaxDigits}-digit numbers, {addition.HeldOut.Count} held-out problems; {steps} steps of {config.BatchSize} problems"
             : $"data: {config.Data}; {steps} steps of {tokensPerStep:N0} tokens");

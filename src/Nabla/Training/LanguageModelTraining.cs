@@ -23,6 +23,8 @@ public sealed record LanguageModelTrainingOptions
     public int EvalBatches { get; init; } = 10;
     /// <summary>Checkpoint every this many steps (0: only at the end).</summary>
     public int CheckpointEvery { get; init; } = 200;
+    /// <summary>With several ranks: ZeRO-1 (each rank keeps the optimizer state of its share of the parameters).</summary>
+    public bool ShardOptimizerState { get; init; }
 }
 
 /// <summary>
@@ -42,6 +44,7 @@ public static class LanguageModelTraining
         {
             Steps = options.Steps, GradientAccumulation = options.GradientAccumulation, ClipGradNorm = options.ClipGradNorm,
             EvalEvery = options.EvalEvery, EvalBatches = options.EvalBatches, CheckpointEvery = options.CheckpointEvery,
+            ShardOptimizerState = options.ShardOptimizerState,
         };
         return new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), train, optimizer, trainerOptions, schedule, validation, runDirectory, communicator);
     }

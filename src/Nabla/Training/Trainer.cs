@@ -36,6 +36,9 @@ public sealed record TrainerOptions
     public int ChecksumEvery { get; init; } = 100;
     /// <summary>With several ranks: gradients are averaged in buckets of about this many bytes (PyTorch DDP's 25 MiB).</summary>
     public long GradientBucketBytes { get; init; } = GradientBuckets.DefaultBucketBytes;
+    /// <summary>With several ranks: ZeRO-1, each rank keeps the optimizer state of its share of the parameters only
+    /// (<see cref="ShardedOptimizerState"/>) instead of all-reducing gradients into a full copy everywhere.</summary>
+    public bool ShardOptimizerState { get; init; }
 }
 
 /// <summary>What one optimisation step did. <see cref="Metrics"/> are the trainer's extra metrics on the training micro-batches.</summary>
@@ -81,6 +84,7 @@ public sealed class Trainer
     private readonly MetricsLog? _metrics;
     private readonly IReadOnlyList<Tensor> _parameters;
     private readonly GradientBuckets? _gradients;
+    private readonly ShardedOptimizerState? _sharded;
     private int? _lastCheckpointStep;
     private bool _resumeAttempted;
     private bool _parametersSynchronised;
@@ -104,7 +108,8 @@ public sealed class Trainer
         Options = options;
         Schedule = schedule;
         _parameters = optimizer.Groups.SelectMany(g => g.Parameters).ToList();
-        if (parallel) _gradients = new GradientBuckets(Communicator, _parameters, options.GradientBucketBytes);
+        if (parallel && options.ShardOptimizerState) _sharded = new ShardedOptimizerState(Communicator, optimizer);
+        else if (parallel) _gradients = new GradientBuckets(Communicator, _parameters, options.GradientBucketBytes);
         RunDirectory = runDirectory;
         if (runDirectory != null)
         {
@@ -221,13 +226,15 @@ public sealed class Trainer
                     foreach (var (name, metric) in Metrics) metricSums[name] = metricSums.GetValueOrDefault(name) + metric(output, y) * n;
         }
         _gradients?.Finish();
+        _sharded?.ReduceScatterGradients();
         if (Communicator.Size > 1) (lossSum, samples) = GlobalSums(lossSum, samples, metricSums);
         AfterBackward?.Invoke(this);
-        double norm = GradientClipping.TotalNorm(_parameters);
+        double norm = _sharded?.GlobalNorm() ?? GradientClipping.TotalNorm(_parameters);
         if (!double.IsFinite(norm)) throw Diverged($"the gradient norm became {norm}");
         if (Options.ClipGradNorm > 0) GradientClipping.ClipGradNorm(_parameters, Options.ClipGradNorm, norm);
         double lr = Optimizer.LearningRate;
         Optimizer.Step();
+        _sharded?.AllGatherParameters();
         Schedule?.Step();
         Step++;
         if (Communicator.Size > 1 && Options.ChecksumEvery > 0 && Step % Options.ChecksumEvery == 0)
@@ -321,15 +328,17 @@ public sealed class Trainer
         if (_checkpoints == null) throw new InvalidOperationException("The trainer has no run directory to write checkpoints into.");
         if (_lastCheckpointStep == Step) return;
         _lastCheckpointStep = Step;
+        // With ZeRO-1 every rank contributes its share of the optimizer state; the file holds all of it.
+        var optimizerState = _sharded?.ConsolidatedStateDict() ?? Optimizer.StateDict();
         if (!IsWriter) return; // the ranks hold the same model and optimizer state: rank 0's copy is the run's
-        var dir = _checkpoints.Save(Step, WriteCheckpointFiles);
+        var dir = _checkpoints.Save(Step, d => WriteCheckpointFiles(d, optimizerState));
         AfterCheckpoint?.Invoke(new CheckpointRecord(Step, dir));
     }
 
-    private void WriteCheckpointFiles(string dir)
+    private void WriteCheckpointFiles(string dir, Dictionary<string, Tensor> optimizerState)
     {
         Model.Save(Path.Combine(dir, "model.safetensors"), new Dictionary<string, string> { ["step"] = Step.ToString(CultureInfo.InvariantCulture) });
-        SafeTensors.Save(Path.Combine(dir, "optimizer.safetensors"), Optimizer.StateDict());
+        SafeTensors.Save(Path.Combine(dir, "optimizer.safetensors"), optimizerState);
         AtomicFile.WriteAllText(Path.Combine(dir, "trainer.json"), new JsonObject
         {
             ["step"] = Step,
@@ -380,7 +389,8 @@ public sealed class Trainer
         if (step != found.Step) throw new CheckpointException($"{statePath}: step {step} in a checkpoint of step {found.Step}.");
         Model.Load(Path.Combine(found.Directory, "model.safetensors"));
         var optimizerPath = Path.Combine(found.Directory, "optimizer.safetensors");
-        Optimizer.LoadStateDict(SafeTensors.Load(optimizerPath), optimizerPath);
+        var optimizerState = SafeTensors.Load(optimizerPath);
+        Optimizer.LoadStateDict(_sharded?.OwnShare(optimizerState) ?? optimizerState, optimizerPath);
         Step = step;
         Schedule?.SetStep(step);
         _lastCheckpointStep = step;

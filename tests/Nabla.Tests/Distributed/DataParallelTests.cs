@@ -40,7 +40,7 @@ public class DataParallelTests : IDisposable
 
     /// <summary>An MLP run with accumulation, clipping, AdamW, a schedule and buckets of 256 bytes (several per model).
     /// Each rank initialises with its own seed: the trainer must start every rank from rank 0's parameters.</summary>
-    private static Trainer MlpTrainer(ICommunicator? communicator, string? dir = null, int steps = 6)
+    private static Trainer MlpTrainer(ICommunicator? communicator, string? dir = null, int steps = 6, bool zero = false)
     {
         var (x, y) = Data(48, 1);
         var (vx, vy) = Data(24, 2);
@@ -49,7 +49,7 @@ public class DataParallelTests : IDisposable
         var options = new TrainerOptions
         {
             Steps = steps, GradientAccumulation = 2, ClipGradNorm = 0.5f, EvalEvery = 3, EvalBatches = 1, CheckpointEvery = 3, Seed = 11,
-            GradientBucketBytes = 256, ChecksumEvery = 2,
+            GradientBucketBytes = 256, ChecksumEvery = 2, ShardOptimizerState = zero,
         };
         var trainer = new Trainer(model, (o, t) => F.CrossEntropy(o, t), new TensorBatchSource(x, y, 12, shuffleSeed: 3), optimizer, options,
             new CosineWithWarmup(optimizer, 2, options.Steps, 1e-3f), new TensorBatchSource(vx, vy, 24), dir, communicator);
@@ -181,5 +181,49 @@ public class DataParallelTests : IDisposable
     {
         var errors = OnRanks(5, c => Assert.Throws<ArgumentException>(() => MlpTrainer(c).Train()).Message);
         Assert.All(errors, e => Assert.Equal("batch 0 has 12 rows, which the 5 ranks cannot share equally; choose a batch size divisible by the number of ranks.", e));
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(4)]
+    public void ZeroOneOnSeveralRanksMatchesOneRankAndKeepsOnlyItsShareOfTheState(int ranks)
+    {
+        var single = MlpTrainer(null);
+        single.Train();
+        long total = single.Optimizer.StateDict().Where(kv => kv.Key != "step").Sum(kv => (long)kv.Value.Count);
+        var results = OnRanks(ranks, c =>
+        {
+            var t = MlpTrainer(c, zero: true);
+            t.Train();
+            return (Parameters: Parameters(t), StateElements: t.Optimizer.StateDict().Where(kv => kv.Key != "step").Sum(kv => (long)kv.Value.Count));
+        });
+        foreach (var r in results) AssertClose(Parameters(single), r.Parameters);
+        Assert.Equal(total, results.Sum(r => r.StateElements));
+        Assert.All(results, r => Assert.True(r.StateElements < total * 3 / 4, $"a rank keeps {r.StateElements} of {total} state elements"));
+    }
+
+    [Fact]
+    public void ZeroOneCheckpointsHoldTheWholeStateAndResumeOnAnotherNumberOfRanks()
+    {
+        var reference = MlpTrainer(null);
+        reference.Train();
+        var referenceDir = Path.Combine(_root, "reference");
+        var referenceAt3 = MlpTrainer(null, referenceDir);
+        referenceAt3.Train(new CancelAfter(referenceAt3, 3).Token);
+        var dir = Path.Combine(_root, "zero");
+        OnRanks(2, c => { var t = MlpTrainer(c, dir, zero: true); t.Train(new CancelAfter(t, 3).Token); return 0; });
+        // The sharded run's optimizer file is what one unsharded optimizer writes.
+        var expected = Nabla.IO.SafeTensors.Load(Path.Combine(new CheckpointStore(referenceDir).PathOf(3), "optimizer.safetensors"));
+        var actual = Nabla.IO.SafeTensors.Load(Path.Combine(new CheckpointStore(dir).PathOf(3), "optimizer.safetensors"));
+        AssertClose(expected.ToDictionary(kv => kv.Key, kv => kv.Value.DType == DType.Int32 ? kv.Value.ToIntArray().Select(v => (float)v).ToArray() : kv.Value.ToArray()),
+            actual.ToDictionary(kv => kv.Key, kv => kv.Value.DType == DType.Int32 ? kv.Value.ToIntArray().Select(v => (float)v).ToArray() : kv.Value.ToArray()));
+        var resumed = OnRanks(3, c =>
+        {
+            var t = MlpTrainer(c, dir, zero: true);
+            Assert.Equal(3, t.TryResume()!.Step);
+            t.Train();
+            return Parameters(t);
+        });
+        foreach (var p in resumed) AssertClose(Parameters(reference), p);
     }
 }

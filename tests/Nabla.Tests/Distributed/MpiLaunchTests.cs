@@ -84,7 +84,8 @@ public class MpiLaunchTests : IDisposable
     private static Dictionary<string, float[]> Checkpoint(string run, string file = "model.safetensors")
     {
         var last = Directory.GetDirectories(Path.Combine(run, "checkpoints")).Order().Last();
-        return SafeTensors.Load(Path.Combine(last, file)).ToDictionary(kv => kv.Key, kv => kv.Value.ToArray());
+        return SafeTensors.Load(Path.Combine(last, file)).ToDictionary(kv => kv.Key,
+            kv => kv.Value.DType == DType.Int32 ? kv.Value.ToIntArray().Select(v => (float)v).ToArray() : kv.Value.ToArray());
     }
 
     private static void AssertClose(Dictionary<string, float[]> expected, Dictionary<string, float[]> actual, Func<string, int, bool>? ignore = null)
@@ -111,13 +112,17 @@ public class MpiLaunchTests : IDisposable
         Assert.True(one.Exit == 0, one.Err);
         var expected = Checkpoint(Dir("one"));
 
-        foreach (int ranks in new[] { 2, 4 })
+        foreach (var (ranks, zero) in new[] { (2, false), (4, false), (2, true) })
         {
-            var run = Run(ranks, Gpt(Dir($"ranks{ranks}")));
+            var dir = Dir($"ranks{ranks}{(zero ? "-zero" : "")}");
+            var run = Run(ranks, zero ? [.. Gpt(dir), "--zero"] : Gpt(dir));
             Assert.True(run.ExitCode == 0, run.Output);
             Assert.Contains($"data parallel: {ranks} ranks, {8 / ranks} sequences of each batch per rank", run.Output);
+            Assert.Equal(zero, run.Output.Contains("optimizer state sharded (ZeRO-1)"));
             Assert.Single(run.Output.Split('\n'), l => l.StartsWith("run saved to")); // rank 0 alone prints
-            AssertClose(expected, Checkpoint(Dir($"ranks{ranks}")), KeyBias);
+            AssertClose(expected, Checkpoint(Dir($"ranks{ranks}{(zero ? "-zero" : "")}")), KeyBias);
+            // The optimizer state in the checkpoint is whole, also when it was sharded.
+            AssertClose(Checkpoint(Dir("one"), "optimizer.safetensors"), Checkpoint(dir, "optimizer.safetensors"), KeyBias);
         }
 
         // Rank 1 dies (SIGKILL) after step 4; the checkpoint of step 3 is complete.
@@ -138,7 +143,7 @@ public class MpiLaunchTests : IDisposable
     public void MlpOnTwoRanksByRanksOptionAndFourByMpirunMatchesOneRank()
     {
         // Iris: 120 training rows, 15 batches of 8 per epoch, which 2 and 4 ranks share equally.
-        string[] Mlp(string dir) => ["train", "mlp", "--epochs", "2", "--batch-size", "8", "--hidden", "16", "--quiet", "--out", dir];
+        string[] Mlp(string dir) => ["train", "mlp", "--epochs", "1", "--batch-size", "8", "--hidden", "16", "--quiet", "--out", dir];
         var one = CliRunner.Run(Mlp(Dir("one")));
         Assert.True(one.Exit == 0, one.Err);
         var expected = Checkpoint(Dir("one"));
