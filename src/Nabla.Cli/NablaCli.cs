@@ -29,6 +29,7 @@ public static class NablaCli
         root.Subcommands.Add(LanguageModelCommands.DataPrepare());
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
         root.Subcommands.Add(Bench());
+        root.Subcommands.Add(DistributedCommands.Create());
         return root;
     }
 

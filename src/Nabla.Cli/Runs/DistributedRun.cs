@@ -101,9 +101,9 @@ internal sealed class DistributedRun : IDisposable
     }
 
     /// <summary>For --ranks N (N &gt; 1) outside mpirun: runs this same command line under `mpirun -np N` (with
-    /// <paramref name="runDirectory"/> as --out, so that every rank writes to the same run) and returns its exit code;
-    /// otherwise null, and the caller trains here.</summary>
-    public static int? Relaunch(ParseResult parse, Option<int> ranksOption, Option<string?> outOption, string runDirectory)
+    /// <paramref name="runDirectory"/> as <paramref name="outOption"/> when it was not given, so that every rank writes to
+    /// the same run) and returns its exit code; otherwise null, and the caller trains here.</summary>
+    public static int? Relaunch(ParseResult parse, Option<int> ranksOption, Option<string?>? outOption = null, string? runDirectory = null)
     {
         int ranks = parse.GetValue(ranksOption);
         if (ranks == 1) return null;
@@ -121,7 +121,7 @@ internal sealed class DistributedRun : IDisposable
             if (tokens[i].Type == TokenType.Option && ranksOption.Name == tokens[i].Value) { i++; continue; }
             arguments.Add(tokens[i].Value);
         }
-        if (parse.GetValue(outOption) == null) arguments.AddRange([outOption.Name, runDirectory]);
+        if (outOption != null && runDirectory != null && parse.GetValue(outOption) == null) arguments.AddRange([outOption.Name, runDirectory]);
         var start = new ProcessStartInfo(mpirun, arguments) { UseShellExecute = false };
         start.Environment["TERM"] = "dumb"; // mpirun's output is not a terminal the ranks can draw progress bars on
         using var child = Process.Start(start) ?? throw new CliException($"could not start {mpirun}.");

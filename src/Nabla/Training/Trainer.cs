@@ -39,6 +39,9 @@ public sealed record TrainerOptions
     /// <summary>With several ranks: ZeRO-1, each rank keeps the optimizer state of its share of the parameters only
     /// (<see cref="ShardedOptimizerState"/>) instead of all-reducing gradients into a full copy everywhere.</summary>
     public bool ShardOptimizerState { get; init; }
+    /// <summary>With several ranks: start each gradient bucket's all-reduce during backward (false: all after it, to
+    /// measure what the overlap hides).</summary>
+    public bool OverlapGradientCommunication { get; init; } = true;
 }
 
 /// <summary>What one optimisation step did. <see cref="Metrics"/> are the trainer's extra metrics on the training micro-batches.</summary>
@@ -109,7 +112,7 @@ public sealed class Trainer
         Schedule = schedule;
         _parameters = optimizer.Groups.SelectMany(g => g.Parameters).ToList();
         if (parallel && options.ShardOptimizerState) _sharded = new ShardedOptimizerState(Communicator, optimizer);
-        else if (parallel) _gradients = new GradientBuckets(Communicator, _parameters, options.GradientBucketBytes);
+        else if (parallel) _gradients = new GradientBuckets(Communicator, _parameters, options.GradientBucketBytes, options.OverlapGradientCommunication);
         RunDirectory = runDirectory;
         if (runDirectory != null)
         {
