@@ -17,11 +17,12 @@ public sealed class MpiUnavailableException(string message) : Exception(message)
 /// </summary>
 public sealed unsafe class MpiCommunicator : ICommunicator
 {
-    private const string LibraryName = "libmpi.so.40";
+    private const string DefaultLibrary = "libmpi.so.40";
     private const int ThreadFunneled = 1;
     // One MPI call moves at most int.MaxValue elements; larger buffers go in pieces of this many.
     private const int MaxElementsPerCall = 1 << 30;
 
+    private readonly string _libraryName;
     private readonly nint _library;
     private readonly nint _world, _float, _sum;
     private readonly delegate* unmanaged<int*, int> _initialized;
@@ -40,10 +41,14 @@ public sealed unsafe class MpiCommunicator : ICommunicator
     private bool _disposed;
 
     /// <summary>Loads libmpi and initialises MPI (under mpirun, as one rank of its job; otherwise as a single rank).</summary>
-    public MpiCommunicator()
+    public MpiCommunicator() : this(DefaultLibrary) { }
+
+    /// <param name="library">The MPI library to load (tests pass a missing one).</param>
+    internal MpiCommunicator(string library)
     {
-        if (!NativeLibrary.TryLoad(LibraryName, out _library))
-            throw new MpiUnavailableException($"{LibraryName} could not be loaded: install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev).");
+        _libraryName = library;
+        if (!NativeLibrary.TryLoad(library, out _library))
+            throw new MpiUnavailableException($"{library} could not be loaded: install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev).");
         _world = Export("ompi_mpi_comm_world");
         _float = Export("ompi_mpi_float");
         _sum = Export("ompi_mpi_op_sum");
@@ -81,7 +86,7 @@ public sealed unsafe class MpiCommunicator : ICommunicator
 
     private nint Export(string name) =>
         NativeLibrary.TryGetExport(_library, name, out var address) ? address
-            : throw new MpiUnavailableException($"{LibraryName} has no symbol {name}: Nabla needs Open MPI 4 or later (its handles are exported globals).");
+            : throw new MpiUnavailableException($"{_libraryName} has no symbol {name}: Nabla needs Open MPI 4 or later (its handles are exported globals).");
 
     private static void Check(int code, string call)
     {

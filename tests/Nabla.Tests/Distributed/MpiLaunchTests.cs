@@ -38,12 +38,13 @@ public class MpiLaunchTests : IDisposable
 
     /// <summary>Runs `mpirun -np N dotnet nabla ARGS` (or, with ranks 0, `dotnet nabla ARGS` itself). With a
     /// <paramref name="marker"/>, also how long the job lived after the first output line containing it.</summary>
-    private static Launch Run(int ranks, IEnumerable<string> args, Dictionary<string, string>? environment = null, string? marker = null)
+    private static Launch Run(int ranks, IEnumerable<string> args, Dictionary<string, string>? environment = null, string? marker = null,
+        string[]? mpirunOptions = null)
     {
         var start = ranks == 0 ? new ProcessStartInfo("dotnet") : new ProcessStartInfo("mpirun");
         if (ranks > 0)
         {
-            foreach (var a in new[] { "-np", ranks.ToString(), "--oversubscribe" }) start.ArgumentList.Add(a);
+            foreach (var a in new[] { "-np", ranks.ToString(), "--oversubscribe" }.Concat(mpirunOptions ?? [])) start.ArgumentList.Add(a);
             if (Environment.UserName == "root") start.ArgumentList.Add("--allow-run-as-root");
         }
         if (ranks > 0) start.ArgumentList.Add("dotnet");
@@ -157,5 +158,22 @@ public class MpiLaunchTests : IDisposable
         AssertClose(expected, Checkpoint(Dir("four")));
         // The ranks agree with rank 0's log: one line per step, written once.
         Assert.Equal(File.ReadAllLines(Path.Combine(Dir("one"), "metrics.jsonl")).Length, File.ReadAllLines(Path.Combine(Dir("four"), "metrics.jsonl")).Length);
+    }
+
+    [MpiFact]
+    public void CollectivesAreRightOverSharedMemoryAndTcpAndAFailingRankNamesItselfAndEndsTheJob()
+    {
+        var shared = Run(3, ["distributed", "check", "--megabytes", "1"]);
+        Assert.True(shared.ExitCode == 0, shared.Output);
+        Assert.Contains("3 rank(s): all-reduce, reduce-scatter, all-gather, broadcast and barrier gave the expected results.", shared.Output);
+        // Ranks talking TCP over loopback, as ranks on separate machines do.
+        var tcp = Run(2, ["distributed", "check", "--megabytes", "1"], mpirunOptions: ["--mca", "btl", "tcp,self"]);
+        Assert.True(tcp.ExitCode == 0, tcp.Output);
+        Assert.Contains("2 rank(s): all-reduce", tcp.Output);
+
+        // A batch of 8 cannot be shared by 3 ranks: each rank says so, naming itself, and the job ends (no hang).
+        var failing = Run(3, [.. Gpt(Dir("failing"))]);
+        Assert.NotEqual(0, failing.ExitCode);
+        Assert.Matches(@"error: rank \d of 3: batch 0 has 8 rows, which the 3 ranks cannot share equally; choose a batch size divisible by the number of ranks\.", failing.Output);
     }
 }

@@ -100,3 +100,13 @@ public class ThreadCommunicatorTests
         Assert.Contains("root rank 1 is not among the 1 ranks", Assert.Throws<ArgumentOutOfRangeException>(() => single.Broadcast(new float[3], 1)).Message);
     }
 }
+
+public class MpiCommunicatorTests
+{
+    [Fact]
+    public void AMissingMpiLibraryIsOneLineSayingWhatToInstall()
+    {
+        var e = Assert.Throws<MpiUnavailableException>(() => new MpiCommunicator("libmpi-not-installed.so.40"));
+        Assert.Equal("libmpi-not-installed.so.40 could not be loaded: install Open MPI (Debian: apt-get install openmpi-bin libopenmpi-dev).", e.Message);
+    }
+}
