@@ -165,7 +165,7 @@ public sealed class Trainer
             throw new InvalidOperationException($"{RunDirectory} already holds checkpoints: call TryResume() first, or train into another directory.");
         if (Step == 0) _metrics?.Clear();
         SynchroniseParameters();
-        while (Step < Options.Steps && !cancel.IsCancellationRequested)
+        while (Step < Options.Steps && !Cancelled(cancel))
         {
             // What a step makes (its evaluation and checkpoint included) goes back to the pool when it ends, whenever
             // the garbage collector runs: parameters, gradients and optimizer state outlive the scope.
@@ -188,6 +188,16 @@ public sealed class Trainer
             if (RunDirectory != null && ((Options.CheckpointEvery > 0 && Step % Options.CheckpointEvery == 0) || Step == Options.Steps))
                 SaveCheckpoint();
         }
+    }
+
+    /// <summary>Whether to stop before the next step. With several ranks they decide together (any rank's cancellation
+    /// stops all of them after the same step), since a rank that stopped alone would leave the others waiting in a collective.</summary>
+    private bool Cancelled(CancellationToken cancel)
+    {
+        if (Communicator.Size == 1) return cancel.IsCancellationRequested;
+        Span<float> requested = [cancel.IsCancellationRequested ? 1 : 0];
+        Communicator.AllReduce(requested, ReduceOp.Sum);
+        return requested[0] > 0;
     }
 
     /// <summary>Once per trainer: every rank takes rank 0's parameters and buffers (initialised or resumed), so the

@@ -135,7 +135,15 @@ public class DataParallelTests : IDisposable
         reference.Train();
         // Three steps on two ranks (checkpoint at 3), then the rest on three... the global batch of 12 shares as 4 rows each.
         var dir = Path.Combine(_root, "run");
-        OnRanks(2, c => { var t = MlpTrainer(c, dir, steps: 6); t.Train(new CancelAfter(t, 3).Token); t.SaveCheckpoint(); return 0; });
+        // Only rank 1 is cancelled: both ranks stop after the same step.
+        var stoppedAt = OnRanks(2, c =>
+        {
+            var t = MlpTrainer(c, dir, steps: 6);
+            t.Train(c.Rank == 1 ? new CancelAfter(t, 3).Token : default);
+            t.SaveCheckpoint();
+            return t.Step;
+        });
+        Assert.Equal([3, 3], stoppedAt);
         Assert.Equal(["checkpoints", "metrics.jsonl"], Directory.GetFileSystemEntries(dir).Select(Path.GetFileName).Order());
         Assert.Equal(3, File.ReadAllLines(Path.Combine(dir, "metrics.jsonl")).Count(l => l.Contains("\"loss\"")));
         var resumed = OnRanks(3, c =>
