@@ -68,7 +68,7 @@ public sealed class ShardedOptimizerState
             var target = Contiguous(p.Grad);
             var span = target.AsSpan();
             _mine.AsSpan(_offset[i], p.Count).CopyTo(span);
-            for (int j = 0; j < span.Length; j++) span[j] /= _communicator.Size;
+            System.Numerics.Tensors.TensorPrimitives.Divide(span, _communicator.Size, span);
             if (!ReferenceEquals(target, p.Grad)) p.Grad = target;
         }
     }
