@@ -32,6 +32,7 @@ public static class NablaCli
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
         root.Subcommands.Add(ExportCommands.Create());
         root.Subcommands.Add(Bench());
+        root.Subcommands.Add(DistributedCommands.Create());
         return root;
     }
 

@@ -77,6 +77,8 @@ public static class GptTrainCommand
         var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps." };
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
         var seed = new Option<ulong>("--seed") { Description = "Seed for initial weights, data order and samples.", DefaultValueFactory = _ => 1337 };
+        var ranks = DistributedRun.RanksOption();
+        var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only." };
         layers.Positive(1024);
         heads.Positive(1024);
         channels.Positive(1 << 16);
@@ -96,11 +98,21 @@ public static class GptTrainCommand
         var command = new Command("gpt", "Train a GPT-2: with no --data, a small model learns multi-digit addition in a few minutes.")
         {
             data, from, output, resume, layers, heads, channels, context, batch, seqLen, accum, steps, lr, minLr, warmup, weightDecay, clip,
-            evalEvery, evalBatches, sampleEvery, checkpointEvery, digits, seed,
+            evalEvery, evalBatches, sampleEvery, checkpointEvery, digits, seed, ranks, zero,
         };
         command.SetAction((p, cancel) =>
         {
             var dir = p.GetValue(resume) ? RunDirectory.ToResume(p.GetValue(output)) : RunDirectory.ForNewRun(p.GetValue(output), "gpt");
+            if (DistributedRun.Relaunch(p, ranks, output, dir) is { } exitCode) return Task.FromResult(exitCode);
+            using var distributed = DistributedRun.Join();
+            return Task.FromResult(distributed.Run(() => Configure(p, dir, distributed, cancel)));
+        });
+        return command;
+
+        int Configure(ParseResult p, string dir, DistributedRun distributed, CancellationToken cancel)
+        {
+            if (distributed.Size > 1 && p.GetValue(output) == null)
+                throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
             GptRunConfig config;
             var configPath = Path.Combine(dir, "config.json");
             if (p.GetValue(resume))
@@ -147,18 +159,21 @@ public static class GptTrainCommand
                         EvalEvery = p.GetValue(evalEvery) ?? (addition ? 0 : 100),
                         EvalBatches = p.GetValue(evalBatches),
                         CheckpointEvery = p.GetValue(checkpointEvery) ?? (addition ? 300 : 200),
+                        ShardOptimizerState = p.GetValue(zero),
                     },
                 };
-                RunDirectory.RefuseExistingRun(dir, configPath);
-                Directory.CreateDirectory(dir);
-                AtomicFile.WriteAllText(configPath, JsonSerializer.Serialize(config, GptRunConfig.Json));
+                if (distributed.IsWriter)
+                {
+                    RunDirectory.RefuseExistingRun(dir, configPath);
+                    Directory.CreateDirectory(dir);
+                    AtomicFile.WriteAllText(configPath, JsonSerializer.Serialize(config, GptRunConfig.Json));
+                }
             }
-            return Task.FromResult(Train(config, dir, cancel));
-        });
-        return command;
+            return Train(config, dir, distributed, cancel);
+        }
     }
 
-    private static int Train(GptRunConfig config, string dir, CancellationToken cancel)
+    private static int Train(GptRunConfig config, string dir, DistributedRun distributed, CancellationToken cancel)
     {
         Generator.ManualSeed(config.Seed);
         ITokenizer tokenizer;
@@ -198,13 +213,17 @@ public static class GptTrainCommand
             }, new Generator(config.Seed));
         }
 
-        var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir);
+        var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir, distributed.Communicator);
+        distributed.Attach(trainer);
         var resumed = trainer.TryResume();
         var steps = config.Training.Steps;
         int sequenceLength = addition?.SequenceLength ?? config.SequenceLength;
         int tokensPerStep = config.BatchSize * sequenceLength * config.Training.GradientAccumulation;
         Console.WriteLine($"model: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
             $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}: {model.ParameterCount:N0} parameters");
+        if (distributed.Size > 1)
+            Console.WriteLine($"data parallel: {distributed.Size} ranks, {config.BatchSize / distributed.Size} sequences of each batch per rank, {Nabla.Kernels.Cpu.WorkerPool.Threads} threads per rank" +
+                (config.Training.ShardOptimizerState ? ", optimizer state sharded (ZeRO-1)" : ""));
         Console.WriteLine(addition != null
             ? $"data: built-in addition of up to {config.MaxDigits}-digit numbers, {addition.HeldOut.Count} held-out problems; {steps} steps of {config.BatchSize} problems"
             : $"data: {config.Data}; {steps} steps of {tokensPerStep:N0} tokens");
@@ -219,7 +238,7 @@ public static class GptTrainCommand
         trainer.AfterStep += s =>
         {
             progress.Step(s.Step, $"loss {s.Loss:F4}  lr {s.LearningRate:0.0e+0}  norm {s.GradNorm:F2}", s.SamplesPerSecond * sequenceLength);
-            if (config.SampleEvery > 0 && s.Step % config.SampleEvery == 0)
+            if (config.SampleEvery > 0 && s.Step % config.SampleEvery == 0 && distributed.IsWriter)
                 progress.Line($"step {s.Step}: sample: {Sample(model, tokenizer, addition, sampleGenerator)}");
         };
         trainer.AfterEvaluation += e => progress.Line($"step {e.Step}: validation loss {e.Loss:F4}");
@@ -240,10 +259,11 @@ public static class GptTrainCommand
         {
             // Interrupted (Ctrl+C): keep everything done so far.
             trainer.SaveCheckpoint();
-            WriteLossChart(dir);
+            if (distributed.IsWriter) WriteLossChart(dir);
             Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: nabla train gpt --out {dir} --resume");
             return 130;
         }
+        if (!distributed.IsWriter) return 0;
         Gpt2ModelFiles.Save(model, tokenizer, Path.Combine(dir, Gpt2ModelFiles.RunModelFolder));
         WriteLossChart(dir);
         if (addition != null) ReportAddition(model, addition);
