@@ -9,8 +9,10 @@ public enum RnnNonlinearity { Tanh, Relu }
 /// backward direction, each (gates·hidden, in) or (gates·hidden), registered on the module itself so a PyTorch state
 /// dict loads strictly), their U(-1/√hidden, 1/√hidden) initialisation, and the unrolling over time, layers and
 /// directions with dropout between layers and PyTorch's packed-sequence semantics for variable lengths.
-/// <para>This is the plain version composed from autograd ops (one GEMM for the input projection of all steps,
-/// then per step a GEMM and the gate math as separate nodes); a fused recurrence kernel is a later step.</para>
+/// <para>Each layer and direction runs as one autograd node with fused per-step kernels (<see cref="FusedRecurrence"/>);
+/// with <see cref="UseFusedKernels"/> off it runs the plain version composed from autograd ops (one GEMM for the input
+/// projection of all steps, then per step a GEMM and the gate math as separate nodes), which is the fused path's
+/// test oracle.</para>
 /// </summary>
 public abstract class RecurrentBase : Module
 {
@@ -24,6 +26,10 @@ public abstract class RecurrentBase : Module
     /// <summary>The size of h: <see cref="HiddenSize"/>, or an LSTM's projection size when it has one.</summary>
     protected int StateSize { get; }
     private int Directions => Bidirectional ? 2 : 1;
+    /// <summary>Whether each layer and direction runs as one fused node (the default) or as the per-step graph of
+    /// autograd ops (the reference the fused path is tested against; slower, same results within rounding).</summary>
+    public bool UseFusedKernels { get; set; } = true;
+    private protected abstract RecurrentCellKind CellKind { get; }
 
     /// <summary>The weights of one layer in one direction.</summary>
     protected readonly record struct Cell(Tensor InputWeight, Tensor HiddenWeight, Tensor? InputBias, Tensor? HiddenBias, Tensor? ProjectionWeight)
@@ -96,7 +102,9 @@ public abstract class RecurrentBase : Module
                 throw new ArgumentException($"{_kind}: {stateNames[k]} must be (layers·directions, batch, {(k == 0 ? "hidden or projection" : "hidden")}) = {Kernels.ShapeMath.Format(expected)}, got {Kernels.ShapeMath.Format(given.Shape)}.");
             initial[k] = given ?? Tensor.Zeros(expected);
         }
-        var masks = lengths == null ? null : StepMasks(lengths, steps, batch);
+        if (steps == 0) throw new ArgumentException($"{_kind}: the input has no time steps.");
+        if (lengths != null) CheckLengths(lengths, steps, batch);
+        var masks = lengths == null || UseFusedKernels ? null : StepMasks(lengths, steps);
 
         var finals = new List<Tensor>[initial.Length];
         for (int k = 0; k < finals.Length; k++) finals[k] = new List<Tensor>();
@@ -108,6 +116,16 @@ public abstract class RecurrentBase : Module
             {
                 int index = layer * Directions + direction;
                 var cell = _cells[index];
+                if (UseFusedKernels)
+                {
+                    var (fusedOutput, hidden, cellState) = FusedRecurrence.Layer(CellKind, layerInput, cell.InputWeight, cell.InputBias, cell.HiddenWeight,
+                        cell.HiddenBias, cell.ProjectionWeight, initial[0].Select(0, index), initial.Length > 1 ? initial[1].Select(0, index) : null,
+                        lengths, reverse: direction == 1);
+                    directionOutputs[direction] = fusedOutput;
+                    finals[0].Add(hidden);
+                    if (cellState != null) finals[1].Add(cellState);
+                    continue;
+                }
                 var inputGates = F.Linear(layerInput, cell.InputWeight, cell.InputBias); // all steps in one GEMM
                 var state = initial.Select(s => s.Select(0, index)).ToArray();
                 var outputs = new Tensor[steps];
@@ -135,17 +153,21 @@ public abstract class RecurrentBase : Module
         return (output, finals.Select(f => Tensor.Stack(f, 0)).ToArray());
     }
 
-    /// <summary>Per time step a (batch, 1) tensor: 1 where the step is inside the sequence, 0 where it is padding.</summary>
-    private Tensor[] StepMasks(int[] lengths, int steps, int batch)
+    private void CheckLengths(int[] lengths, int steps, int batch)
     {
         if (lengths.Length != batch)
             throw new ArgumentException($"{_kind}: {lengths.Length} lengths given for a batch of {batch} sequences.");
         foreach (int length in lengths)
             if (length < 1 || length > steps)
                 throw new ArgumentException($"{_kind}: every length must be in 1..{steps} (the padded length), got {length}.");
+    }
+
+    /// <summary>Per time step a (batch, 1) tensor: 1 where the step is inside the sequence, 0 where it is padding.</summary>
+    private static Tensor[] StepMasks(int[] lengths, int steps)
+    {
         var masks = new Tensor[steps];
         for (int t = 0; t < steps; t++)
-            masks[t] = Tensor.FromArray(lengths.Select(length => t < length ? 1f : 0f).ToArray(), batch, 1);
+            masks[t] = Tensor.FromArray(lengths.Select(length => t < length ? 1f : 0f).ToArray(), lengths.Length, 1);
         return masks;
     }
 
@@ -162,6 +184,8 @@ public sealed class RNN : RecurrentBase
         bool batchFirst = false, float dropout = 0f, bool bidirectional = false, Generator? generator = null)
         : base("RNN", 1, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator) =>
         Nonlinearity = nonlinearity;
+
+    private protected override RecurrentCellKind CellKind => Nonlinearity == RnnNonlinearity.Tanh ? RecurrentCellKind.RnnTanh : RecurrentCellKind.RnnRelu;
 
     /// <summary>The output of every step (the last layer's, directions concatenated).</summary>
     public override Tensor Forward(Tensor input) => Forward(input, null).Output;
@@ -192,6 +216,8 @@ public sealed class LSTM : RecurrentBase
         bool bidirectional = false, int projSize = 0, Generator? generator = null)
         : base("LSTM", 4, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator, projSize) =>
         ProjSize = projSize;
+
+    private protected override RecurrentCellKind CellKind => RecurrentCellKind.Lstm;
 
     public override Tensor Forward(Tensor input) => Forward(input, null, null).Output;
 
@@ -225,6 +251,8 @@ public sealed class GRU : RecurrentBase
     public GRU(int inputSize, int hiddenSize, int numLayers = 1, bool bias = true, bool batchFirst = false, float dropout = 0f,
         bool bidirectional = false, Generator? generator = null)
         : base("GRU", 3, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator) { }
+
+    private protected override RecurrentCellKind CellKind => RecurrentCellKind.Gru;
 
     public override Tensor Forward(Tensor input) => Forward(input, null).Output;
 
