@@ -83,9 +83,10 @@ public abstract class RecurrentBase : Module
 
     /// <summary>Unrolls every layer and direction. <paramref name="initialStates"/>: one (layers·directions, batch, hidden)
     /// tensor per state (h, c), or null for zeros. <paramref name="lengths"/>: each sequence's real length (1..T) for a
-    /// padded batch, or null when all are T. Returns the last layer's output (both directions concatenated) and the
-    /// final states in PyTorch's layout.</summary>
-    protected (Tensor Output, Tensor[] FinalStates) Run(Tensor input, Tensor?[] initialStates, int[]? lengths)
+    /// padded batch, or null when all are T; or instead <paramref name="mask"/>, (batch, time) with 1 at each sequence's
+    /// steps and 0 at its padding. Returns the last layer's output (both directions concatenated) and the final states
+    /// in PyTorch's layout.</summary>
+    protected (Tensor Output, Tensor[] FinalStates) Run(Tensor input, Tensor?[] initialStates, int[]? lengths, Tensor? mask = null)
     {
         string layout = BatchFirst ? "(batch, time, features)" : "(time, batch, features)";
         if (input.Rank != 3 || input.Size(2) != InputSize)
@@ -103,6 +104,11 @@ public abstract class RecurrentBase : Module
             initial[k] = given ?? Tensor.Zeros(expected);
         }
         if (steps == 0) throw new ArgumentException($"{_kind}: the input has no time steps.");
+        if (mask != null)
+        {
+            if (lengths != null) throw new ArgumentException($"{_kind}: give the lengths or a mask, not both.");
+            lengths = LengthsOf(mask, steps, batch);
+        }
         if (lengths != null) CheckLengths(lengths, steps, batch);
         var masks = lengths == null || UseFusedKernels ? null : StepMasks(lengths, steps);
 
@@ -153,6 +159,25 @@ public abstract class RecurrentBase : Module
         return (output, finals.Select(f => Tensor.Stack(f, 0)).ToArray());
     }
 
+    /// <summary>Each row's length from a (batch, time) mask, which must be ones then zeros (packed sequences have no holes).</summary>
+    private int[] LengthsOf(Tensor mask, int steps, int batch)
+    {
+        if (mask.Rank != 2 || mask.Size(0) != batch || mask.Size(1) != steps)
+            throw new ArgumentException($"{_kind}: mask must be (batch, time) = [{batch}, {steps}], got {mask.ShapeString}.");
+        var values = mask.ToArray();
+        var lengths = new int[batch];
+        for (int b = 0; b < batch; b++)
+        {
+            var row = values.AsSpan(b * steps, steps);
+            if (row.ContainsAnyExcept(0f, 1f))
+                throw new ArgumentException($"{_kind}: mask row {b} holds a value other than 0 and 1.");
+            lengths[b] = row.IndexOf(0f) is var firstPad and >= 0 ? firstPad : steps;
+            if (row[lengths[b]..].Contains(1f))
+                throw new ArgumentException($"{_kind}: mask row {b} has a step after padding; padding must come after each sequence's last step.");
+        }
+        return lengths;
+    }
+
     private void CheckLengths(int[] lengths, int steps, int batch)
     {
         if (lengths.Length != batch)
@@ -190,10 +215,11 @@ public sealed class RNN : RecurrentBase
     /// <summary>The output of every step (the last layer's, directions concatenated).</summary>
     public override Tensor Forward(Tensor input) => Forward(input, null).Output;
 
-    /// <summary>Output (T, B, directions·H) or (B, T, ...) and the final hidden state (layers·directions, B, H).</summary>
-    public (Tensor Output, Tensor HiddenState) Forward(Tensor input, Tensor? h0, int[]? lengths = null)
+    /// <summary>Output (T, B, directions·H) or (B, T, ...) and the final hidden state (layers·directions, B, H).
+    /// Variable lengths: <paramref name="lengths"/> or a (B, T) <paramref name="mask"/> of ones then zeros.</summary>
+    public (Tensor Output, Tensor HiddenState) Forward(Tensor input, Tensor? h0, int[]? lengths = null, Tensor? mask = null)
     {
-        var (output, finals) = Run(input, [h0], lengths);
+        var (output, finals) = Run(input, [h0], lengths, mask);
         return (output, finals[0]);
     }
 
@@ -222,9 +248,9 @@ public sealed class LSTM : RecurrentBase
     public override Tensor Forward(Tensor input) => Forward(input, null, null).Output;
 
     /// <summary>Output and the final hidden (layers·directions, B, H or projSize) and cell (layers·directions, B, H) states. h0 and c0 may each be null (zeros).</summary>
-    public (Tensor Output, Tensor HiddenState, Tensor CellState) Forward(Tensor input, Tensor? h0, Tensor? c0, int[]? lengths = null)
+    public (Tensor Output, Tensor HiddenState, Tensor CellState) Forward(Tensor input, Tensor? h0, Tensor? c0, int[]? lengths = null, Tensor? mask = null)
     {
-        var (output, finals) = Run(input, [h0, c0], lengths);
+        var (output, finals) = Run(input, [h0, c0], lengths, mask);
         return (output, finals[0], finals[1]);
     }
 
@@ -256,9 +282,9 @@ public sealed class GRU : RecurrentBase
 
     public override Tensor Forward(Tensor input) => Forward(input, null).Output;
 
-    public (Tensor Output, Tensor HiddenState) Forward(Tensor input, Tensor? h0, int[]? lengths = null)
+    public (Tensor Output, Tensor HiddenState) Forward(Tensor input, Tensor? h0, int[]? lengths = null, Tensor? mask = null)
     {
-        var (output, finals) = Run(input, [h0], lengths);
+        var (output, finals) = Run(input, [h0], lengths, mask);
         return (output, finals[0]);
     }
 
