@@ -21,6 +21,8 @@ public sealed record AddingProblemConfig
     public int Steps { get; init; } = 500;
     public int BatchSize { get; init; } = 32;
     public float LearningRate { get; init; } = 0.01f;
+    /// <summary>adam, or sgd (plain gradient descent, whose step grows with the gradient: where exploding gradients bite).</summary>
+    public string Optimizer { get; init; } = "adam";
     /// <summary>Largest total gradient norm before each update; 0 leaves gradients unclipped.</summary>
     public float Clip { get; init; }
     public RecurrentInit RecurrentInit { get; init; } = RecurrentInit.Default;
@@ -56,7 +58,8 @@ public static class AddingProblemCommand
         var hidden = new Option<int>("--hidden") { Description = "Hidden size of every model.", DefaultValueFactory = _ => defaults.Hidden };
         var steps = new Option<int>("--steps") { Description = "Training steps per model and length (a fresh random batch each).", DefaultValueFactory = _ => defaults.Steps };
         var batchSize = new Option<int>("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => defaults.BatchSize };
-        var lr = new Option<float>("--lr") { Description = "Adam's learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
+        var lr = new Option<float>("--lr") { Description = "Learning rate.", DefaultValueFactory = _ => defaults.LearningRate };
+        var optimizer = new Option<string>("--optimizer") { Description = "adam, or sgd (its step grows with the gradient, so an exploding gradient wrecks it unless clipped).", DefaultValueFactory = _ => defaults.Optimizer };
         var clip = new Option<float>("--clip") { Description = "Clip the total gradient norm to this before each update (0: off).", DefaultValueFactory = _ => defaults.Clip };
         var init = new Option<RecurrentInit>("--recurrent-init") { Description = "default (PyTorch's uniform), orthogonal or identity, for W_hh.", DefaultValueFactory = _ => defaults.RecurrentInit };
         var gain = new Option<float>("--recurrent-gain") { Description = "Scale of the orthogonal or identity W_hh (above 1 makes the plain RNN explode).", DefaultValueFactory = _ => defaults.RecurrentGain };
@@ -70,11 +73,12 @@ public static class AddingProblemCommand
         clip.NonNegative(1e6);
         gain.Positive(100);
         models.Require(m => ParseList(m, s => s).All(name => name is "rnn" or "lstm" or "gru"), m => $"--models takes rnn, lstm and gru, got '{m}'.");
+        optimizer.Require(o => o is "adam" or "sgd", o => $"--optimizer takes adam or sgd, got '{o}'.");
         lengths.Require(l => TryParseLengths(l, out _), l => $"--lengths must be comma-separated integers in 2..100000, got '{l}'.");
 
         var command = new Command("adding-problem", "The vanishing/exploding-gradient demonstration: RNN, LSTM and GRU on the adding problem, with gradient-norm charts.")
         {
-            models, lengths, hidden, steps, batchSize, lr, clip, init, gain, nonlinearity, seed, output,
+            models, lengths, hidden, steps, batchSize, lr, optimizer, clip, init, gain, nonlinearity, seed, output,
         };
         command.SetAction(p =>
         {
@@ -87,6 +91,7 @@ public static class AddingProblemCommand
                 Steps = p.GetValue(steps),
                 BatchSize = p.GetValue(batchSize),
                 LearningRate = p.GetValue(lr),
+                Optimizer = p.GetValue(optimizer)!,
                 Clip = p.GetValue(clip),
                 RecurrentInit = p.GetValue(init),
                 RecurrentGain = p.GetValue(gain),
@@ -126,7 +131,7 @@ public static class AddingProblemCommand
         InitialiseRecurrentWeights(layer, config, generator);
         var head = new Linear(config.Hidden, 1, generator: generator);
         var parameters = layer.Parameters().Concat(head.Parameters()).ToArray();
-        var optimizer = new Adam(parameters, config.LearningRate);
+        Optimizer optimizer = config.Optimizer == "sgd" ? new SGD(parameters, config.LearningRate) : new Adam(parameters, config.LearningRate);
         var data = new Generator(config.Seed + 1000);
         Tensor Predict(Tensor x) => head.Forward(layer.Forward(x).Select(0, length - 1)); // (B, 1) from the last step
 
@@ -240,7 +245,7 @@ public static class AddingProblemCommand
         }
         var lines = new List<string>
         {
-            $"Adding problem: hidden {config.Hidden}, {config.Steps} steps of batch {config.BatchSize}, Adam lr {config.LearningRate}, clip {(config.Clip > 0 ? config.Clip.ToString(CultureInfo.InvariantCulture) : "off")}, " +
+            $"Adding problem: hidden {config.Hidden}, {config.Steps} steps of batch {config.BatchSize}, {config.Optimizer} lr {config.LearningRate}, clip {(config.Clip > 0 ? config.Clip.ToString(CultureInfo.InvariantCulture) : "off")}, " +
             $"W_hh init {config.RecurrentInit.ToString().ToLowerInvariant()} (gain {config.RecurrentGain}), RNN {config.Nonlinearity.ToString().ToLowerInvariant()}, seed {config.Seed}; " +
             $"final MSE on {TestSequences} fresh sequences (predicting the mean: {MeanBaseline:F3}).",
             "",
