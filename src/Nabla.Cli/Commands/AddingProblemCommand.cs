@@ -257,7 +257,7 @@ public static class AddingProblemCommand
     }
 
     /// <summary>The table's header: ratio = gradient norm at the first step / at the last step, before training.</summary>
-    public const string Header = "| model | T | final MSE | vs 0.167 | ‖g₀‖/‖g_T‖ at start | largest grad norm | NaN/∞ steps | seconds |";
+    public const string Header = "| model | T | final MSE | vs 0.167 | ‖g₁‖/‖g_T‖ at start | largest grad norm | NaN/∞ steps | seconds |";
 
     private static double[] Smooth(double[] values) =>
         values.Select((_, i) =>
