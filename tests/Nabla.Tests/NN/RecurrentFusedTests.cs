@@ -90,6 +90,48 @@ public class RecurrentFusedTests
         foreach (var (what, gradient) in expected.Gradients) Close.Assert(gradient, actual.Gradients[what], rtol, $"{name} grad {what}", atol);
     }
 
+    public static TheoryData<Isa, int> KernelSizes()
+    {
+        var data = new TheoryData<Isa, int>();
+        foreach (var isa in TestIsas.Available)
+            foreach (int hidden in new[] { 1, 7, 16, 17, 40 }) // below, at and around the 8- and 16-lane widths
+                data.Add(isa, hidden);
+        return data;
+    }
+
+    /// <summary>The four cell kernels of <see cref="Nabla.Kernels.Cpu.CpuBackend"/> against the reference backend's,
+    /// element by element, on random pre-activations large enough to reach the saturated ends of σ and tanh.</summary>
+    [Theory]
+    [MemberData(nameof(KernelSizes))]
+    public unsafe void CellKernelsMatchTheReference(Isa isa, int hidden)
+    {
+        const int batch = 5;
+        var g = new Generator((ulong)hidden);
+        Tensor Random(int gates, float scale = 3f) => Tensor.Randn(g, batch, gates * hidden).Mul(scale);
+        var (lstmGates, gruInput, gruHidden) = (Random(4), Random(3), Random(3));
+        var (cPrev, hPrev, dh, dc) = (Random(1), Random(1, 1f), Random(1, 1f), Random(1, 1f));
+
+        float[][] RunAll(IKernelBackend kernels)
+        {
+            var (gates, gi) = (lstmGates.Clone(), gruInput.Clone());
+            var (c, h, hg) = (Tensor.Zeros(batch, hidden), Tensor.Zeros(batch, hidden), Tensor.Zeros(batch, hidden));
+            var (dGates, dcPrev, dInput, dHidden, dhPrev) = (Tensor.Zeros(batch, 4 * hidden), Tensor.Zeros(batch, hidden),
+                Tensor.Zeros(batch, 3 * hidden), Tensor.Zeros(batch, 3 * hidden), Tensor.Zeros(batch, hidden));
+            kernels.LstmCell(gates.Data, cPrev.Data, c.Data, h.Data, batch, hidden);
+            kernels.LstmCellBackward(gates.Data, cPrev.Data, c.Data, dh.Data, dc.Data, dGates.Data, dcPrev.Data, batch, hidden);
+            kernels.GruCell(gi.Data, gruHidden.Data, hPrev.Data, hg.Data, batch, hidden);
+            kernels.GruCellBackward(gi.Data, gruHidden.Data, hPrev.Data, dh.Data, dInput.Data, dHidden.Data, dhPrev.Data, batch, hidden);
+            return [gates.ToArray(), c.ToArray(), h.ToArray(), dGates.ToArray(), dcPrev.ToArray(), gi.ToArray(), hg.ToArray(),
+                dInput.ToArray(), dHidden.ToArray(), dhPrev.ToArray()];
+        }
+
+        var expected = RunAll(ReferenceBackend.Instance);
+        float[][] actual;
+        using (CpuFeatures.Limit(isa)) actual = RunAll(Nabla.Kernels.Cpu.CpuBackend.Instance);
+        string[] names = ["LSTM gates", "LSTM c", "LSTM h", "LSTM dGates", "LSTM dcPrev", "GRU gates", "GRU h", "GRU dInputGates", "GRU dHiddenGates", "GRU dhPrev"];
+        for (int k = 0; k < names.Length; k++) Close.Assert(expected[k], actual[k], 1e-5, $"{names[k]} (hidden {hidden}, {isa})", 1e-6);
+    }
+
     [Fact]
     public void FusedKernelsOfTheReferenceBackendMatchTheCpuOnes()
     {
