@@ -212,6 +212,76 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
         }
     }
 
+    private static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
+
+    public void LstmCell(float* gates, float* cPrev, float* c, float* h, int batch, int hidden)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < hidden; j++)
+            {
+                float* g = gates + (long)b * 4 * hidden + j;
+                long k = (long)b * hidden + j;
+                g[0] = (float)Sigmoid(g[0]);
+                g[hidden] = (float)Sigmoid(g[hidden]);
+                g[2 * hidden] = (float)Math.Tanh(g[2 * hidden]);
+                g[3 * hidden] = (float)Sigmoid(g[3 * hidden]);
+                c[k] = (float)((double)g[hidden] * cPrev[k] + (double)g[0] * g[2 * hidden]);
+                h[k] = (float)(g[3 * hidden] * Math.Tanh(c[k]));
+            }
+    }
+
+    public void LstmCellBackward(float* gates, float* cPrev, float* c, float* dh, float* dc, float* dGates, float* dcPrev, int batch, int hidden)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < hidden; j++)
+            {
+                long k = (long)b * hidden + j, row = (long)b * 4 * hidden + j;
+                double i = gates[row], f = gates[row + hidden], g = gates[row + 2 * hidden], o = gates[row + 3 * hidden];
+                double tanhC = Math.Tanh(c[k]);
+                double dcTotal = dc[k] + dh[k] * o * (1 - tanhC * tanhC);
+                dGates[row] = (float)(dcTotal * g * i * (1 - i));
+                dGates[row + hidden] = (float)(dcTotal * cPrev[k] * f * (1 - f));
+                dGates[row + 2 * hidden] = (float)(dcTotal * i * (1 - g * g));
+                dGates[row + 3 * hidden] = (float)(dh[k] * tanhC * o * (1 - o));
+                dcPrev[k] = (float)(dcTotal * f);
+            }
+    }
+
+    public void GruCell(float* inputGates, float* hiddenGates, float* hPrev, float* h, int batch, int hidden)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < hidden; j++)
+            {
+                long k = (long)b * hidden + j, row = (long)b * 3 * hidden + j;
+                double r = Sigmoid((double)inputGates[row] + hiddenGates[row]);
+                double z = Sigmoid((double)inputGates[row + hidden] + hiddenGates[row + hidden]);
+                double n = Math.Tanh(inputGates[row + 2 * hidden] + r * hiddenGates[row + 2 * hidden]);
+                inputGates[row] = (float)r;
+                inputGates[row + hidden] = (float)z;
+                inputGates[row + 2 * hidden] = (float)n;
+                h[k] = (float)((1 - z) * n + z * hPrev[k]);
+            }
+    }
+
+    public void GruCellBackward(float* gates, float* hiddenGates, float* hPrev, float* dh, float* dInputGates, float* dHiddenGates, float* dhPrev,
+        int batch, int hidden)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < hidden; j++)
+            {
+                long k = (long)b * hidden + j, row = (long)b * 3 * hidden + j;
+                double r = gates[row], z = gates[row + hidden], n = gates[row + 2 * hidden];
+                double dnPre = dh[k] * (1 - z) * (1 - n * n);
+                double dzPre = dh[k] * (hPrev[k] - n) * z * (1 - z);
+                double drPre = dnPre * hiddenGates[row + 2 * hidden] * r * (1 - r);
+                dInputGates[row] = dHiddenGates[row] = (float)drPre;
+                dInputGates[row + hidden] = dHiddenGates[row + hidden] = (float)dzPre;
+                dInputGates[row + 2 * hidden] = (float)dnPre;
+                dHiddenGates[row + 2 * hidden] = (float)(dnPre * r);
+                dhPrev[k] = (float)(dh[k] * z);
+            }
+    }
+
     public void Gemm(bool transA, bool transB, int m, int n, int k,
         float* a, int lda, long strideA, float* b, int ldb, long strideB, float* c, int ldc, long strideC,
         int batch, bool accumulate, float* bias)
