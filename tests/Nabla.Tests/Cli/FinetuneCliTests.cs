@@ -55,6 +55,21 @@ public class FinetuneCliTests : IDisposable
     }
 
     [Fact]
+    public void FineTunesAClassifierInTheHubLayoutWithAGreyToRgbAdapter()
+    {
+        // A torchvision ResNet-18 (channels / 8, random weights) as `nabla model fetch resnet18` leaves one: ImageNet
+        // normalisation, 3 channels, so the adapter maps the grey digits to RGB; --image-size keeps it small.
+        var output = Path.Combine(_dir, "from-hub");
+        var (exit, stdout, stderr) = CliRunner.Run("finetune", "resnet", "--base", TestData.Fixture(Path.Combine("classify", "resnet")),
+            "--dataset", TestData.File("sklearn/digits.csv.gz"), "--examples-per-class", "5", "--image-size", "32", "--epochs", "1", "--unfreeze-last-stage", "--out", output);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("resized to 32×32", stdout);
+        var tuned = SafeTensors.Load(Path.Combine(output, "model.safetensors"));
+        Assert.Equal([3, 1, 1, 1], tuned["adapter.1.weight"].Shape.ToArray());
+        Assert.Equal([10, 64], tuned["head.weight"].Shape.ToArray());
+    }
+
+    [Fact]
     public void BadBasesAndDatasetsAreOneLine()
     {
         var missing = CliRunner.Run("finetune", "resnet", "--base", Path.Combine(_dir, "nowhere"), "--dataset", "digits");
