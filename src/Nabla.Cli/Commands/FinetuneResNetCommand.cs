@@ -29,7 +29,7 @@ public sealed record FinetuneRunConfig
     public int ImageSize { get; init; }
     public int Epochs { get; init; } = 30;
     public int BatchSize { get; init; } = 32;
-    public float LearningRate { get; init; } = 2e-3f;
+    public float LearningRate { get; init; } = 1e-2f;
     public float WeightDecay { get; init; } = 1e-4f;
     public ulong Seed { get; init; } = 1;
 
