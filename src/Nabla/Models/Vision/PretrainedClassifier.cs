@@ -85,7 +85,7 @@ public sealed class PretrainedClassifier
         var size = Read(cfg, "input_size", path, n => n.AsArray().Select(v => v!.GetValue<int>()).ToArray());
         float[] Floats(string key) => Read(cfg, key, path, n => n.AsArray().Select(v => v!.GetValue<float>()).ToArray());
         var (mean, std) = (Floats("mean"), Floats("std"));
-        double cropPct = cfg["crop_pct"] is { } pct ? Read(cfg, "crop_pct", path, n => n.GetValue<double>()) : 0.875;
+        double cropPct = cfg["crop_pct"] is null ? 0.875 : Read(cfg, "crop_pct", path, n => n.GetValue<double>()); // timm's default
         var interpolation = cfg["interpolation"]?.GetValue<string>() ?? "bilinear";
         if (size.Length != 3 || size[0] != mean.Length || mean.Length != std.Length || size[1] != size[2] || size[1] <= 0 || !(cropPct > 0 && cropPct <= 1))
             throw new CheckpointException($"{path}: pretrained_cfg needs input_size [channels, side, side], mean and std per channel and crop_pct in (0, 1].");
