@@ -34,6 +34,28 @@ public sealed record FinetuneRunConfig
     public ulong Seed { get; init; } = 1;
 
     public void Save(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, VisionRunConfig.Json));
+
+    public static FinetuneRunConfig Load(string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<FinetuneRunConfig>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), VisionRunConfig.Json)
+                ?? throw new CliException($"{path}: empty config.");
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: corrupt config ({ErrorText.Json(e)}).");
+        }
+    }
+
+    /// <summary>Whether <paramref name="directory"/> holds a `nabla finetune resnet` run (its config names a base).</summary>
+    public static bool IsFinetuneRun(string directory)
+    {
+        var path = Path.Combine(directory, "config.json");
+        if (!File.Exists(path)) return false;
+        try { return System.Text.Json.Nodes.JsonNode.Parse(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration")) is System.Text.Json.Nodes.JsonObject o && o.ContainsKey(nameof(Base)) && o.ContainsKey(nameof(ExamplesPerClass)); }
+        catch (Exception e) when (e is JsonException or InputFileException) { return false; }
+    }
 }
 
 /// <summary>
@@ -129,6 +151,23 @@ public static class FinetuneResNetCommand
             : throw new CliException($"--dataset {config.Dataset}: not digits, an image folder or a digits.csv(.gz) file.");
         var (train, test) = all.HoldOut(HoldOutEvery);
         return (config.ExamplesPerClass > 0 ? train.FirstPerClass(config.ExamplesPerClass) : train, test);
+    }
+
+    /// <summary>`nabla eval --run DIR` for a fine-tuning run: its model on its held-out images. The base must still be
+    /// where the run found it: it defines the body's architecture (the weights are the run's).</summary>
+    public static int Evaluate(string directory)
+    {
+        var run = new VisionRun(directory);
+        var config = FinetuneRunConfig.Load(run.ConfigPath);
+        if (!File.Exists(run.ModelPath)) throw new CliException($"{run.ModelPath}: not found; the run has not finished an epoch.");
+        var body = LoadBody(config.Base);
+        int imageSize = config.ImageSize > 0 ? config.ImageSize : body.ImageSize;
+        var (train, test) = LoadData(config, imageSize, body.Model.InChannels);
+        var model = new FineTunedClassifier(body.Model, train.Images.Size(1), imageSize, train.Classes.Count, body.Normalization);
+        model.Load(run.ModelPath);
+        using var testLoader = new ImageLoader(test.Images, test.Labels, 500);
+        VisionCommands.ReportTest(model, testLoader, train.Classes, run);
+        return 0;
     }
 
     private static int Run(FinetuneRunConfig config, VisionRun run, bool quiet, CancellationToken cancel)

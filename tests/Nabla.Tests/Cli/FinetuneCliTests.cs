@@ -52,6 +52,12 @@ public class FinetuneCliTests : IDisposable
             Assert.True(tensor.ToArray().AsSpan().SequenceEqual(tuned["body." + name].ToArray()), $"body.{name} changed");
         Assert.DoesNotContain(tuned.Keys, k => k.StartsWith("body.fc."));
         Assert.Contains("head.weight", tuned.Keys);
+
+        // eval rebuilds the model from the run and its base, to the same test accuracy.
+        string Accuracy(string text) => System.Text.RegularExpressions.Regex.Match(text, @"test accuracy: (\d+\.\d+)%").Groups[1].Value;
+        var (evalExit, evalOut, evalErr) = CliRunner.Run("eval", "--run", output);
+        Assert.True(evalExit == 0, evalErr);
+        Assert.Equal(Accuracy(stdout), Accuracy(evalOut));
     }
 
     [Fact]
