@@ -30,6 +30,8 @@ public static class NablaCli
         root.Subcommands.Add(LanguageModelCommands.Tokenize());
         root.Subcommands.Add(LanguageModelCommands.DataPrepare());
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
+        root.Subcommands.Add(ClassifyCommand.Create());
+        root.Subcommands.Add(FinetuneCommand.Create());
         root.Subcommands.Add(ExportCommands.Create());
         root.Subcommands.Add(new Command("demo", "Demonstrations that tell a story with charts.") { AddingProblemCommand.Create() });
         root.Subcommands.Add(Bench());
