@@ -102,7 +102,9 @@ public static class Nf4
         return data.ToArray();
     }
 
-    // torch.linspace's float32 steps: start + k·step for the first half, end − (n−1−k)·step for the second.
+    // torch.linspace's float32 formula: start + k·step for the first half, end − (n−1−k)·step for the second.
+    // (Its vectorised kernels round some of these differently, by an ulp, depending on the vector width of the
+    // build, so bitsandbytes' map itself differs by an ulp between machines; nearest-code choices do not.)
     private static float Linspace(float start, float end, int n, int k)
     {
         float step = (end - start) / (n - 1);
