@@ -100,15 +100,16 @@ public static class Gpt2Quantization
     public static bool IsQuantizedCheckpoint(string weightsFile) =>
         File.Exists(weightsFile) && SafeTensors.ReadHeader(weightsFile).Metadata.ContainsKey(FormatKey);
 
-    /// <summary>Loads a quantised GPT-2 directory (config.json + model.safetensors in this class's layout). Every
-    /// tensor's name, dtype and size is checked against the config; problems name the file and the tensor.</summary>
-    public static Gpt2Model Load(string directory)
+    /// <summary>Loads a quantised GPT-2: <paramref name="path"/> is its directory (config.json + model.safetensors in
+    /// this class's layout) or its model.safetensors. Every tensor's name, dtype and size is checked against the
+    /// config; problems name the file and the tensor.</summary>
+    public static Gpt2Model Load(string path)
     {
-        string file = Path.Combine(directory, Gpt2Checkpoints.WeightsFileName);
-        string configPath = Path.Combine(directory, Gpt2Checkpoints.ConfigFileName);
-        if (!File.Exists(configPath)) throw new CheckpointException($"{directory}: a quantised GPT-2 needs its {Gpt2Checkpoints.ConfigFileName} beside {Gpt2Checkpoints.WeightsFileName}.");
-        var config = Gpt2Config.Load(configPath);
+        string file = Directory.Exists(path) ? Path.Combine(path, Gpt2Checkpoints.WeightsFileName) : path;
         var (infos, metadata, dataStart) = SafeTensors.ReadHeader(file);
+        string configPath = Path.Combine(Path.GetDirectoryName(Path.GetFullPath(file))!, Gpt2Checkpoints.ConfigFileName);
+        if (!File.Exists(configPath)) throw new CheckpointException($"{file}: a quantised GPT-2 needs its {Gpt2Checkpoints.ConfigFileName} beside it.");
+        var config = Gpt2Config.Load(configPath);
         var byName = infos.ToDictionary(i => i.Name);
         var used = new HashSet<string>();
         SafeTensorInfo Entry(string name, string dtype, params int[] shape)
@@ -152,10 +153,10 @@ public static class Gpt2Quantization
         }
 
         var model = new Gpt2Model(config, new Generator(0));
-        foreach (var path in LinearPaths(config))
+        foreach (var layer in LinearPaths(config))
         {
-            var linear = (Linear)model.GetSubmodule(path);
-            model.SetSubmodule(path, new QuantizedLinear(Matrix(path + ".weight", linear.OutFeatures, linear.InFeatures), linear.Bias));
+            var linear = (Linear)model.GetSubmodule(layer);
+            model.SetSubmodule(layer, new QuantizedLinear(Matrix(layer + ".weight", linear.OutFeatures, linear.InFeatures), linear.Bias));
         }
         model.SetSubmodule("wte", new QuantizedEmbedding(Matrix("wte.weight", config.VocabSize, config.Channels)));
         var state = new Dictionary<string, Tensor>();

@@ -1,4 +1,5 @@
 using Nabla.Kernels;
+using Nabla.Kernels.Cpu;
 using Nabla.Quantization;
 using Nabla.Tests.Kernels;
 
@@ -83,6 +84,35 @@ public unsafe class QuantizedKernelTests
         {
             Assert.Equal(GgmlBlocks.Scale(expected.AsSpan(b * 34)), d[b]);
             for (int j = 0; j < 32; j++) Assert.Equal((sbyte)expected[b * 34 + 2 + j], q[b * 32 + j]);
+        }
+    }
+
+    /// <summary>Once its per-thread buffers exist, a call allocates no managed memory (checked on one thread, where
+    /// every task runs on the caller).</summary>
+    [Fact]
+    public void AWarmCallAllocatesNothing()
+    {
+        int threads = WorkerPool.Threads;
+        WorkerPool.Threads = 1;
+        try
+        {
+            foreach (var format in Enum.GetValues<QuantizationFormat>())
+                foreach (int m in new[] { 1, 9 })
+                {
+                    var (w, x, bias) = Operands(format, 64, 128, m, 7);
+                    var y = new float[m * 64];
+                    fixed (float* px = x, py = y, pb = bias)
+                    {
+                        QuantizedKernels.MatMul(w, px, m, py, pb);
+                        long before = GC.GetAllocatedBytesForCurrentThread();
+                        QuantizedKernels.MatMul(w, px, m, py, pb);
+                        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+                    }
+                }
+        }
+        finally
+        {
+            WorkerPool.Threads = threads;
         }
     }
 
