@@ -19,6 +19,8 @@ public static class NablaCli
         train.Subcommands.Add(MlpCommands.Train());
         train.Subcommands.Add(GptTrainCommand.Create());
         foreach (var vision in VisionCommands.TrainCommands()) train.Subcommands.Add(vision);
+        train.Subcommands.Add(TextClassifierCommand.Create());
+        train.Subcommands.Add(CharLstmCommand.Create());
         root.Subcommands.Add(train);
         var eval = MlpCommands.Eval();
         eval.Subcommands.Add(LanguageModelCommands.Perplexity());
