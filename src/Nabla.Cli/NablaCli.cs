@@ -27,6 +27,7 @@ public static class NablaCli
         root.Subcommands.Add(eval);
         root.Subcommands.Add(MlpCommands.Predict());
         root.Subcommands.Add(LanguageModelCommands.Generate());
+        root.Subcommands.Add(QuantizeCommand.Create());
         root.Subcommands.Add(LanguageModelCommands.Tokenize());
         root.Subcommands.Add(LanguageModelCommands.DataPrepare());
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
