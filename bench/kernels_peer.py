@@ -6,10 +6,11 @@ Debian's /usr/bin/python3 (python3-torch 1.13: convolutions go to oneDNN, matrix
 Line protocol on stdin/stdout, one request per line, one answer line each:
   threads T                      -> "ok <torch threads> <OpenBLAS threads> <torch version> <oneDNN available>"
   attention B H T D REPS         -> "<ms> ..." REPS wall times of a causal attention forward + backward
-  conv N C H W O KH KW S P ONEDNN REPS
+  conv N C H W O KH KW S P ONEDNN [BACKWARD] REPS
                                  -> "<ms> ..." REPS wall times of a conv2d forward + backward (input, weight, bias),
                                     with oneDNN (torch's default CPU convolution) on or off (1/0); off, torch uses
-                                    its own im2col + BLAS convolution, much faster for one input channel
+                                    its own im2col + BLAS convolution, much faster for one input channel;
+                                    BACKWARD 0 times the forward alone, under no_grad
   quit
 Each request runs one untimed warm-up step first. Torch 1.13 has no scaled_dot_product_attention, so attention is
 written as PyTorch users did: softmax(q·kᵀ/√d + mask)·v with autograd, the T×T matrices materialised.
@@ -50,7 +51,7 @@ def attention_step(b, h, t, d):
     return step
 
 
-def conv_step(n, c, hgt, wid, o, kh, kw, stride, padding, onednn):
+def conv_step(n, c, hgt, wid, o, kh, kw, stride, padding, onednn, backward=1):
     x, w, bias, grad = cached(("conv", n, c, hgt, wid, o, kh, kw, stride, padding), lambda: (
         torch.randn(n, c, hgt, wid, requires_grad=True), torch.randn(o, c, kh, kw, requires_grad=True),
         torch.randn(o, requires_grad=True),
@@ -61,7 +62,11 @@ def conv_step(n, c, hgt, wid, o, kh, kw, stride, padding, onednn):
             p.grad = None
         with torch.backends.mkldnn.flags(enabled=bool(onednn)):
             F.conv2d(x, w, bias, stride=stride, padding=padding).backward(grad)
-    return step
+
+    def forward():
+        with torch.no_grad(), torch.backends.mkldnn.flags(enabled=bool(onednn)):
+            F.conv2d(x, w, bias, stride=stride, padding=padding)
+    return step if backward else forward
 
 
 def timed(step, reps):
@@ -89,7 +94,7 @@ def main():
         if words[0] == "attention":
             step = attention_step(*numbers[:4])
         elif words[0] == "conv":
-            step = conv_step(*numbers[:10])
+            step = conv_step(*numbers[:-1])
         else:
             print(f"error unknown request {words[0]}", flush=True)
             continue

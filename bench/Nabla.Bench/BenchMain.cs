@@ -13,6 +13,7 @@ public static class BenchMain
         "       bench peak [--threads 1,2]            (the FMA peak with the widest vectors the kernels may use)\n" +
         "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile]\n" +
         "       bench kernels                         (attention and convolution, forward + backward)\n" +
+        "       bench conv [--rounds N] [--threads N] (the convolution layers of LeNet-5, ResNet-20, ResNet-18 vs PyTorch)\n" +
         "       bench tokenizer [--data DIR] [--runs N] [--mb N]";
 
     public static int Run(string[] args)
@@ -26,6 +27,7 @@ public static class BenchMain
             case "peak": FmaPeak.Report(BenchOptions.Parse(rest).Threads); return 0;
             case "gpt2": return Gpt2Bench.Run(rest);
             case "kernels": return KernelBench.Run(rest);
+            case "conv": return KernelBench.Run(rest, "conv");
             case "tokenizer": return TokenizerBench.Run(rest);
             default:
                 (command is "help" or "--help" or "-h" ? Console.Out : Console.Error).WriteLine(Usage);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Globalization;
+using Nabla.Autograd;
 using Nabla.Kernels;
 using Nabla.Kernels.Cpu;
 using Nabla.Kernels.Reference;
@@ -24,6 +25,11 @@ namespace Nabla.Bench;
 /// backward for dV, dP, dK, dQ; the recomputation of P is not counted); a convolution 3 × its forward
 /// 2·N·O·OH·OW·C·kh·kw (forward, dX, dW).
 /// Usage: <c>kernels [--threads N] [--rounds R] [--no-torch] [--peer path/to/kernels_peer.py]</c>.
+/// <para>
+/// <c>conv</c> runs the same harness over the convolution layers of LeNet-5 (on 28×28 Fashion-MNIST, batch 64),
+/// ResNet-20 (28×28, batch 64) and ResNet-18 (224×224, batch 8), each as forward only (no gradients recorded, on
+/// either side) and as forward + backward.
+/// </para>
 /// </summary>
 public static class KernelBench
 {
@@ -32,9 +38,32 @@ public static class KernelBench
     private sealed record AttentionCase(int B, int H, int T, int D)
         : Case($"attention B={B} H={H} T={T} D={D} causal", 12.0 * B * H * D * T * (T + 1) / 2);
 
-    private sealed record ConvCase(string Label, int N, int C, int H, int W, int O, int K, int Stride, int Padding)
-        : Case($"{Label} N={N} {C}→{O} {H}×{W} {K}×{K} s{Stride} p{Padding}",
-            3.0 * 2 * N * O * ((H + 2 * Padding - K) / Stride + 1) * ((W + 2 * Padding - K) / Stride + 1) * C * K * K);
+    private sealed record ConvCase(string Label, int N, int C, int H, int W, int O, int K, int Stride, int Padding, bool Backward = true)
+        : Case($"{Label} N={N} {C}→{O} {H}×{W} {K}×{K} s{Stride} p{Padding}{(Backward ? "" : " fwd")}",
+            (Backward ? 3.0 : 1.0) * 2 * N * O * ((H + 2 * Padding - K) / Stride + 1) * ((W + 2 * Padding - K) / Stride + 1) * C * K * K);
+
+    /// <summary>The convolutions of LeNet-5, ResNet-20 (both on 28×28 Fashion-MNIST) and ResNet-18 (224×224 ImageNet),
+    /// one row per distinct layer shape, forward only and forward + backward.</summary>
+    private static Case[] ConvolutionLayers() =>
+    [
+        .. new ConvCase[]
+        {
+            new("LeNet conv1", 64, 1, 28, 28, 6, 5, 1, 2),
+            new("LeNet conv2", 64, 6, 14, 14, 16, 5, 1, 0),
+            new("ResNet-20 stem", 64, 1, 28, 28, 16, 3, 1, 1),
+            new("ResNet-20 stage 1", 64, 16, 28, 28, 16, 3, 1, 1),
+            new("ResNet-20 stage 2 down", 64, 16, 28, 28, 32, 3, 2, 1),
+            new("ResNet-20 stage 2", 64, 32, 14, 14, 32, 3, 1, 1),
+            new("ResNet-20 stage 3", 64, 64, 7, 7, 64, 3, 1, 1),
+            new("ResNet-18 stem", 8, 3, 224, 224, 64, 7, 2, 3),
+            new("ResNet-18 layer1", 8, 64, 56, 56, 64, 3, 1, 1),
+            new("ResNet-18 layer2 down", 8, 64, 56, 56, 128, 3, 2, 1),
+            new("ResNet-18 layer2", 8, 128, 28, 28, 128, 3, 1, 1),
+            new("ResNet-18 layer3", 8, 256, 14, 14, 256, 3, 1, 1),
+            new("ResNet-18 layer4", 8, 512, 7, 7, 512, 3, 1, 1),
+            new("ResNet-18 shortcut 1×1", 8, 64, 56, 56, 128, 1, 2, 0),
+        }.SelectMany(c => new[] { c with { Backward = false }, c }),
+    ];
 
     /// <summary>One contender on one case: a step to time, or null where it does not run.</summary>
     private sealed record Contender(string Name, Func<Case, Action?> Prepare);
@@ -48,14 +77,15 @@ public static class KernelBench
         public double Median => Ms.Count == 0 ? double.NaN : Ms.Order().ElementAt(Ms.Count / 2);
     }
 
-    public static int Run(string[] args)
+    /// <summary><paramref name="suite"/>: "kernels" (attention and two convolutions) or "conv" (<see cref="ConvolutionLayers"/>).</summary>
+    public static int Run(string[] args, string suite = "kernels")
     {
         int threads = int.Parse(Option(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
         int rounds = int.Parse(Option(args, "--rounds") ?? "7", CultureInfo.InvariantCulture);
         bool torch = !args.Contains("--no-torch");
         WorkerPool.Threads = threads;
 
-        Case[] cases =
+        Case[] cases = suite == "conv" ? ConvolutionLayers() :
         [
             new AttentionCase(4, 12, 64, 64),
             new AttentionCase(4, 12, 256, 64),
@@ -75,7 +105,7 @@ public static class KernelBench
             contenders.Add(new("pytorch, oneDNN off", c => c is ConvCase ? peer.Step(c, "pytorch, oneDNN off") : null));
         }
 
-        Console.WriteLine($"Kernel benchmark: forward + backward, {threads} thread(s), {rounds} interleaved rounds");
+        Console.WriteLine($"Kernel benchmark ({suite}): {threads} thread(s), {rounds} interleaved rounds");
         Console.WriteLine($"machine: {MachineInfo.Line}; load average at start {LoadAverage()}");
         Console.WriteLine($"peer: {peer?.Description ?? "none"}");
 
@@ -133,7 +163,7 @@ public static class KernelBench
                 string ratio = contender.Name.StartsWith("pytorch") || double.IsNaN(torchMs) ? "" : $"{torchMs / ms:F2}× faster";
                 if (ratio.Length > 0 && torchMs < ms) ratio = $"{ms / torchMs:F2}× slower";
                 double gflops = c.Flops / ms / 1e6;
-                records.Add(new Record(c is AttentionCase ? "attention fwd+bwd" : "conv2d fwd+bwd", c.Name, name, threads,
+                records.Add(new Record(c switch { AttentionCase => "attention fwd+bwd", ConvCase { Backward: false } => "conv2d fwd", _ => "conv2d fwd+bwd" }, c.Name, name, threads,
                     Math.Round(ms, 3), Math.Round(gflops, 1), Math.Round(100 * gflops / peak, 1), ratio));
             }
         }
@@ -182,9 +212,19 @@ public static class KernelBench
                 var b = Tensor.Randn(g, conv.O).RequiresGrad_();
                 int outSize(int size) => (size + 2 * conv.Padding - conv.K) / conv.Stride + 1;
                 var grad = Tensor.Randn(g, conv.N, conv.O, outSize(conv.H), outSize(conv.W));
+                if (!conv.Backward)
+                    return () =>
+                    {
+                        using var _ = Backend.Use(backend);
+                        using var noGrad = GradMode.NoGrad();
+                        using var step = MemoryScope.Begin();
+                        F.Conv2d(x, w, b, conv.Stride, conv.Padding);
+                    };
                 return () =>
                 {
                     using var _ = Backend.Use(backend);
+                    // As in a training loop: the step's working memory goes back to the pool when it ends.
+                    using var step = MemoryScope.Begin();
                     x.Grad = w.Grad = b.Grad = null;
                     F.Conv2d(x, w, b, conv.Stride, conv.Padding).Backward(grad);
                 };
@@ -239,7 +279,7 @@ public static class KernelBench
         private static string Request(Case c, string contender) => c switch
         {
             AttentionCase a => $"attention {a.B} {a.H} {a.T} {a.D}",
-            ConvCase v => $"conv {v.N} {v.C} {v.H} {v.W} {v.O} {v.K} {v.K} {v.Stride} {v.Padding} {(contender.Contains("oneDNN off") ? 0 : 1)}",
+            ConvCase v => $"conv {v.N} {v.C} {v.H} {v.W} {v.O} {v.K} {v.K} {v.Stride} {v.Padding} {(contender.Contains("oneDNN off") ? 0 : 1)} {(v.Backward ? 1 : 0)}",
             _ => throw new ArgumentException($"Unknown case {c}."),
         };
 

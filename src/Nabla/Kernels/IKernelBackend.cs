@@ -104,6 +104,15 @@ public unsafe interface IKernelBackend
     /// = (A e Aᵀ)[ξ], e the 2×2 block of dy at row 2·th, column 2·tw (zeros past the edge). Writes dm.</summary>
     void WinogradOutputAdjoint(in Conv2dGeometry g, float* dy, float* dm);
 
+    /// <summary>Winograd kernel transform of a weight w (OutChannels, Channels, 3, 3): u (16, OutChannels, Channels)
+    /// [ξ, o, c] = (G w[o, c] Gᵀ)[ξ]; with <paramref name="inputGradient"/>, the kernels of the input gradient
+    /// instead, u (16, Channels, OutChannels)[ξ, c, o] from w[o, c] rotated by 180°. Writes u.</summary>
+    void WinogradKernels(in Conv2dGeometry g, float* w, float* u, bool inputGradient);
+
+    /// <summary>The adjoint of <see cref="WinogradKernels"/> (without rotation), for the weight gradient:
+    /// dw (OutChannels, Channels, 3, 3)[o, c] = Gᵀ du[·, o, c] G. Writes dw.</summary>
+    void WinogradKernelGradient(in Conv2dGeometry g, float* du, float* dw);
+
     /// <summary>Depthwise convolution (Groups = Channels, OutChannels = multiplier·Channels): output channel o
     /// filters input channel o / multiplier with its own KernelH × KernelW weights w (OutChannels, 1, KernelH,
     /// KernelW), plus bias[o] (bias may be null).</summary>

@@ -69,7 +69,7 @@ public static unsafe partial class F
     private static void WinogradForward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
     {
         using var u = new ConvWorkspace((long)Winograd.TileElements * g.OutChannels * g.Channels);
-        Winograd.TransformKernels(w.Data, g.OutChannels, g.Channels, u.Data, transposeFlip: false);
+        Backend.Current.WinogradKernels(g, w.Data, u.Data, inputGradient: false);
         WinogradConvolve(g, x.Data, u.Data, bias == null ? null : bias.Data, y.Data);
     }
 
@@ -78,7 +78,7 @@ public static unsafe partial class F
         if (dx != null)
         {
             using var u = new ConvWorkspace((long)Winograd.TileElements * g.Channels * g.OutChannels);
-            Winograd.TransformKernels(w.Data, g.OutChannels, g.Channels, u.Data, transposeFlip: true);
+            Backend.Current.WinogradKernels(g, w.Data, u.Data, inputGradient: true);
             WinogradConvolve(InputGradientGeometry(g), dy.Data, u.Data, null, dx.Data);
         }
         if (dw != null) WinogradWeightGradient(g, x, dy, dw);
@@ -105,6 +105,6 @@ public static unsafe partial class F
                 du.Data, g.Channels, (long)g.OutChannels * g.Channels,
                 Winograd.TileElements, accumulate: n0 > 0, bias: null);
         }
-        Winograd.KernelGradient(du.Data, g.OutChannels, g.Channels, dw.Data);
+        backend.WinogradKernelGradient(g, du.Data, dw.Data);
     }
 }

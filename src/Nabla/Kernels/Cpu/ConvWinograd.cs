@@ -16,6 +16,22 @@ public sealed unsafe partial class CpuBackend
     public void WinogradOutputAdjoint(in Conv2dGeometry g, float* dy, float* dm) =>
         ParallelKernel.Items(g.Batch * g.OutChannels, new WinogradOutputAdjointPlanes(g, dy, dm));
 
+    public void WinogradKernels(in Conv2dGeometry g, float* w, float* u, bool inputGradient) =>
+        ParallelKernel.Items(g.OutChannels, new WinogradKernelRows(g, w, u, inputGradient));
+
+    public void WinogradKernelGradient(in Conv2dGeometry g, float* du, float* dw) =>
+        ParallelKernel.Items(g.OutChannels, new WinogradKernelGradientRows(g, du, dw));
+
+    private readonly struct WinogradKernelRows(Conv2dGeometry g, float* w, float* u, bool inputGradient) : IKernelItems
+    {
+        public void Execute<V>(int o) where V : struct, IVec<V> => WinogradKernelRow(g, o, w, u, inputGradient);
+    }
+
+    private readonly struct WinogradKernelGradientRows(Conv2dGeometry g, float* du, float* dw) : IKernelItems
+    {
+        public void Execute<V>(int o) where V : struct, IVec<V> => WinogradKernelGradientRow(g, o, du, dw);
+    }
+
     private readonly struct WinogradInputPlanes(Conv2dGeometry g, float* x, float* v) : IKernelItems
     {
         public void Execute<V>(int plane) where V : struct, IVec<V> => WinogradInputPlane<V>(g, plane, x, v);
@@ -29,6 +45,60 @@ public sealed unsafe partial class CpuBackend
     private readonly struct WinogradOutputAdjointPlanes(Conv2dGeometry g, float* dy, float* dm) : IKernelItems
     {
         public void Execute<V>(int plane) where V : struct, IVec<V> => WinogradOutputAdjointPlane<V>(g, plane, dy, dm);
+    }
+
+    // G·(a, b, c) = (a, (a + b + c)/2, (a - b + c)/2, c), applied down the kernel's columns and then along its rows:
+    // 8 of G's 12 entries are ±½, so this is a handful of additions per (o, c) pair rather than a 4×3×3 product.
+    private static void WinogradKernelRow(in Conv2dGeometry g, int o, float* w, float* u, bool inputGradient)
+    {
+        int O = g.OutChannels, C = g.Channels;
+        long slice = (long)O * C;
+        float* t = stackalloc float[12];
+        float* k = stackalloc float[9];
+        for (int c = 0; c < C; c++)
+        {
+            float* src = w + ((long)o * C + c) * 9;
+            for (int i = 0; i < 9; i++) k[i] = inputGradient ? src[8 - i] : src[i];
+            for (int s = 0; s < 3; s++)
+            {
+                float a = k[s], b = k[3 + s], cc = k[6 + s];
+                t[s] = a; t[3 + s] = 0.5f * (a + b + cc); t[6 + s] = 0.5f * (a - b + cc); t[9 + s] = cc;
+            }
+            float* to = u + (inputGradient ? (long)c * O + o : (long)o * C + c);
+            for (int r = 0; r < 4; r++)
+            {
+                float a = t[r * 3], b = t[r * 3 + 1], cc = t[r * 3 + 2];
+                to[(4 * r) * slice] = a;
+                to[(4 * r + 1) * slice] = 0.5f * (a + b + cc);
+                to[(4 * r + 2) * slice] = 0.5f * (a - b + cc);
+                to[(4 * r + 3) * slice] = cc;
+            }
+        }
+    }
+
+    // Gᵀ·(p0, p1, p2, p3) = (p0 + (p1 + p2)/2, (p1 - p2)/2, (p1 + p2)/2 + p3), down the columns, then along the rows.
+    private static void WinogradKernelGradientRow(in Conv2dGeometry g, int o, float* du, float* dw)
+    {
+        int C = g.Channels;
+        long slice = (long)g.OutChannels * C;
+        float* t = stackalloc float[12];
+        for (int c = 0; c < C; c++)
+        {
+            float* from = du + (long)o * C + c;
+            for (int b = 0; b < 4; b++)
+            {
+                float p0 = from[b * slice], p1 = from[(4 + b) * slice], p2 = from[(8 + b) * slice], p3 = from[(12 + b) * slice];
+                t[b] = p0 + 0.5f * (p1 + p2); t[4 + b] = 0.5f * (p1 - p2); t[8 + b] = 0.5f * (p1 + p2) + p3;
+            }
+            float* to = dw + ((long)o * C + c) * 9;
+            for (int r = 0; r < 3; r++)
+            {
+                float p0 = t[4 * r], p1 = t[4 * r + 1], p2 = t[4 * r + 2], p3 = t[4 * r + 3];
+                to[3 * r] = p0 + 0.5f * (p1 + p2);
+                to[3 * r + 1] = 0.5f * (p1 - p2);
+                to[3 * r + 2] = 0.5f * (p1 + p2) + p3;
+            }
+        }
     }
 
     /// <summary>Copies a height × width plane into <paramref name="rows"/> rows of 2·<paramref name="half"/> floats, source

@@ -430,6 +430,41 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
                     }
     }
 
+    public void WinogradKernels(in Conv2dGeometry g, float* w, float* u, bool inputGradient)
+    {
+        var gm = Winograd.KernelMatrix;
+        int O = g.OutChannels, C = g.Channels;
+        for (int o = 0; o < O; o++)
+            for (int c = 0; c < C; c++)
+            {
+                float* k = w + ((long)o * C + c) * 9;
+                long at = inputGradient ? (long)c * O + o : (long)o * C + c;
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++)
+                    {
+                        double sum = 0;
+                        for (int r = 0; r < 3; r++)
+                            for (int s = 0; s < 3; s++) sum += gm[a, r] * k[inputGradient ? 8 - (r * 3 + s) : r * 3 + s] * gm[b, s];
+                        u[(a * 4 + b) * (long)O * C + at] = (float)sum;
+                    }
+            }
+    }
+
+    public void WinogradKernelGradient(in Conv2dGeometry g, float* du, float* dw)
+    {
+        var gm = Winograd.KernelMatrix;
+        long pairs = (long)g.OutChannels * g.Channels;
+        for (long pair = 0; pair < pairs; pair++)
+            for (int r = 0; r < 3; r++)
+                for (int s = 0; s < 3; s++)
+                {
+                    double sum = 0;
+                    for (int a = 0; a < 4; a++)
+                        for (int b = 0; b < 4; b++) sum += gm[a, r] * du[(a * 4 + b) * pairs + pair] * gm[b, s];
+                    dw[pair * 9 + r * 3 + s] = (float)sum;
+                }
+    }
+
     public void DepthwiseConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
     {
         int OH = g.OutHeight, OW = g.OutWidth, multiplier = g.OutChannels / g.Channels;
