@@ -13,7 +13,7 @@ public static class BenchMain
         "       bench peak [--threads 1,2]            (the FMA peak with the widest vectors the kernels may use)\n" +
         "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile]\n" +
         "       bench kernels                         (attention and convolution, forward + backward)\n" +
-        "       bench conv [--rounds N] [--threads N] (the convolution layers of LeNet-5, ResNet-20, ResNet-18 vs PyTorch)\n" +
+        "       bench conv [--rounds N] [--threads N] [--only TEXT]   (the convolution layers of LeNet-5, ResNet-20, ResNet-18)\n" +
         "       bench tokenizer [--data DIR] [--runs N] [--mb N]";
 
     public static int Run(string[] args)

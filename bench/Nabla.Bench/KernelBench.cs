@@ -24,7 +24,7 @@ namespace Nabla.Bench;
 /// GFLOP/s count the useful work: attention 12·B·H·D per visible (query, key) pair (4 forward for q·kᵀ and P·v, 8
 /// backward for dV, dP, dK, dQ; the recomputation of P is not counted); a convolution 3 × its forward
 /// 2·N·O·OH·OW·C·kh·kw (forward, dX, dW).
-/// Usage: <c>kernels [--threads N] [--rounds R] [--no-torch] [--peer path/to/kernels_peer.py]</c>.
+/// Usage: <c>kernels [--threads N] [--rounds R] [--no-torch] [--only TEXT] [--peer path/to/kernels_peer.py]</c>.
 /// <para>
 /// <c>conv</c> runs the same harness over the convolution layers of LeNet-5 (on 28×28 Fashion-MNIST, batch 64),
 /// ResNet-20 (28×28, batch 64) and ResNet-18 (224×224, batch 8), each as forward only (no gradients recorded, on
@@ -46,24 +46,26 @@ public static class KernelBench
     /// one row per distinct layer shape, forward only and forward + backward.</summary>
     private static Case[] ConvolutionLayers() =>
     [
-        .. new ConvCase[]
-        {
-            new("LeNet conv1", 64, 1, 28, 28, 6, 5, 1, 2),
-            new("LeNet conv2", 64, 6, 14, 14, 16, 5, 1, 0),
-            new("ResNet-20 stem", 64, 1, 28, 28, 16, 3, 1, 1),
-            new("ResNet-20 stage 1", 64, 16, 28, 28, 16, 3, 1, 1),
-            new("ResNet-20 stage 2 down", 64, 16, 28, 28, 32, 3, 2, 1),
-            new("ResNet-20 stage 2", 64, 32, 14, 14, 32, 3, 1, 1),
-            new("ResNet-20 stage 3", 64, 64, 7, 7, 64, 3, 1, 1),
-            new("ResNet-18 stem", 8, 3, 224, 224, 64, 7, 2, 3),
-            new("ResNet-18 layer1", 8, 64, 56, 56, 64, 3, 1, 1),
-            new("ResNet-18 layer2 down", 8, 64, 56, 56, 128, 3, 2, 1),
-            new("ResNet-18 layer2", 8, 128, 28, 28, 128, 3, 1, 1),
-            new("ResNet-18 layer3", 8, 256, 14, 14, 256, 3, 1, 1),
-            new("ResNet-18 layer4", 8, 512, 7, 7, 512, 3, 1, 1),
-            new("ResNet-18 shortcut 1×1", 8, 64, 56, 56, 128, 1, 2, 0),
-        }.SelectMany(c => new[] { c with { Backward = false }, c }),
+        .. Layer("LeNet conv1", 64, 1, 28, 28, 6, 5, 1, 2),
+        .. Layer("LeNet conv2", 64, 6, 14, 14, 16, 5, 1, 0),
+        .. Layer("ResNet-20 stem", 64, 1, 28, 28, 16, 3, 1, 1),
+        .. Layer("ResNet-20 stage 1", 64, 16, 28, 28, 16, 3, 1, 1),
+        .. Layer("ResNet-20 stage 2 down", 64, 16, 28, 28, 32, 3, 2, 1),
+        .. Layer("ResNet-20 stage 2", 64, 32, 14, 14, 32, 3, 1, 1),
+        .. Layer("ResNet-20 stage 3", 64, 64, 7, 7, 64, 3, 1, 1),
+        .. Layer("ResNet-18 stem", 8, 3, 224, 224, 64, 7, 2, 3),
+        .. Layer("ResNet-18 layer1", 8, 64, 56, 56, 64, 3, 1, 1),
+        .. Layer("ResNet-18 layer2 down", 8, 64, 56, 56, 128, 3, 2, 1),
+        .. Layer("ResNet-18 layer2", 8, 128, 28, 28, 128, 3, 1, 1),
+        .. Layer("ResNet-18 layer3", 8, 256, 14, 14, 256, 3, 1, 1),
+        .. Layer("ResNet-18 layer4", 8, 512, 7, 7, 512, 3, 1, 1),
+        .. Layer("ResNet-18 shortcut 1×1", 8, 64, 56, 56, 128, 1, 2, 0),
     ];
+
+    /// <summary>A layer as two cases, forward only and forward + backward (built apart: a record's <c>with</c> would
+    /// keep the name and FLOP count computed for the other).</summary>
+    private static ConvCase[] Layer(string label, int n, int c, int h, int w, int o, int k, int stride, int padding) =>
+        [new(label, n, c, h, w, o, k, stride, padding, Backward: false), new(label, n, c, h, w, o, k, stride, padding)];
 
     /// <summary>One contender on one case: a step to time, or null where it does not run.</summary>
     private sealed record Contender(string Name, Func<Case, Action?> Prepare);
@@ -93,11 +95,14 @@ public static class KernelBench
             new ConvCase("LeNet conv1", 64, 1, 28, 28, 6, 5, 1, 0),
             new ConvCase("ResNet conv3x3", 8, 64, 56, 56, 64, 3, 1, 1),
         ];
+        // --only TEXT keeps the cases whose name contains it (e.g. "ResNet-18 layer1").
+        if (Option(args, "--only") is { } only) cases = cases.Where(c => c.Name.Contains(only, StringComparison.OrdinalIgnoreCase)).ToArray();
         using var peer = torch ? Peer.TryStart(Option(args, "--peer"), threads) : null;
         var contenders = new List<Contender>
         {
             new("nabla", c => OurStep(c, CpuBackend.Instance)),
             new("nabla reference", c => c is AttentionCase { T: 64 } ? OurStep(c, ReferenceBackend.Instance) : null),
+            new("nabla, im2col + GEMM", Im2ColStep),
         };
         if (peer != null)
         {
@@ -231,6 +236,29 @@ public static class KernelBench
             }
             default: throw new ArgumentException($"Unknown case {c}.");
         }
+    }
+
+    /// <summary>The im2col + GEMM path the Winograd path replaced, on the cases that now take Winograd (the previous
+    /// version, timed in the same rounds). It calls the path's kernels directly, so it does without autograd's
+    /// bookkeeping and the bias gradient (a sum over dy): a little less work than the "nabla" row.</summary>
+    private static Action? Im2ColStep(Case c)
+    {
+        if (c is not ConvCase conv) return null;
+        var geometry = new Conv2dGeometry(conv.N, conv.C, conv.H, conv.W, conv.O, conv.K, conv.K, conv.Stride, conv.Stride,
+            conv.Padding, conv.Padding, 1, 1, 1);
+        if (!F.UsesWinograd(geometry)) return null;
+        var g = new Generator(0);
+        var x = Tensor.Randn(g, conv.N, conv.C, conv.H, conv.W);
+        var w = Tensor.Randn(g, conv.O, conv.C, conv.K, conv.K);
+        var b = Tensor.Randn(g, conv.O);
+        var dy = Tensor.Randn(g, conv.N, conv.O, geometry.OutHeight, geometry.OutWidth);
+        return () =>
+        {
+            using var noGrad = GradMode.NoGrad();
+            using var step = MemoryScope.Begin();
+            F.ConvolutionForward(geometry, x, w, b, Tensor.Empty([conv.N, conv.O, geometry.OutHeight, geometry.OutWidth]));
+            if (conv.Backward) F.ConvolutionBackward(geometry, x, w, dy, Tensor.Empty(x.Shape.ToArray()), Tensor.Empty(w.Shape.ToArray()));
+        };
     }
 
     private static string? Option(string[] args, string name)

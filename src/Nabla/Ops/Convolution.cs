@@ -110,7 +110,7 @@ public static unsafe partial class F
     }
 
     // y[n] (O, OH·OW) = W (O, C·kh·kw) · col[n] (C·kh·kw, OH·OW) for each group, one batched GEMM over the images.
-    private static void ConvolutionForward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    internal static void ConvolutionForward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
     {
         var backend = Backend.Current;
         int spatial = g.OutHeight * g.OutWidth, groupIn = g.Channels / g.Groups * g.KernelH * g.KernelW, groupOut = g.OutChannels / g.Groups;
@@ -148,7 +148,7 @@ public static unsafe partial class F
     // dW (O, C·kh·kw) = Σ over images and positions of dy · colᵀ: one GEMM per group and chunk with the images laid
     // side by side (channel-major dy and col), so the reduction over the batch happens inside the GEMM.
     // dcol[n] = Wᵀ · dy[n] (a batched GEMM), then col2im scatters it back onto dx.
-    private static void ConvolutionBackward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor dy, Tensor? dx, Tensor? dw)
+    internal static void ConvolutionBackward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor dy, Tensor? dx, Tensor? dw)
     {
         var backend = Backend.Current;
         int spatial = g.OutHeight * g.OutWidth, groupIn = g.Channels / g.Groups * g.KernelH * g.KernelW, groupOut = g.OutChannels / g.Groups;

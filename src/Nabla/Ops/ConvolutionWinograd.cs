@@ -14,7 +14,7 @@ public static unsafe partial class F
     /// products are too thin (their depth is the channel count, against 9× that for im2col).</summary>
     private const int WinogradMinChannels = 16;
 
-    private static bool UsesWinograd(in Conv2dGeometry g) =>
+    internal static bool UsesWinograd(in Conv2dGeometry g) =>
         g.SuitsWinograd && g.Channels >= WinogradMinChannels && g.OutChannels >= WinogradMinChannels;
 
     /// <summary>The geometry of the input gradient as a convolution: dy (N, O, OH, OW) with the rotated, transposed
