@@ -14,6 +14,7 @@ public static class BenchMain
         "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile]\n" +
         "       bench kernels                         (attention and convolution, forward + backward)\n" +
         "       bench conv [--rounds N] [--threads N] [--only TEXT]   (the convolution layers of LeNet-5, ResNet-20, ResNet-18)\n" +
+        "       bench vision [--rounds N] [--threads N]   (LeNet-5 and ResNet-20 training steps, images/s)\n" +
         "       bench tokenizer [--data DIR] [--runs N] [--mb N]";
 
     public static int Run(string[] args)
@@ -28,6 +29,7 @@ public static class BenchMain
             case "gpt2": return Gpt2Bench.Run(rest);
             case "kernels": return KernelBench.Run(rest);
             case "conv": return KernelBench.Run(rest, "conv");
+            case "vision": return KernelBench.Run(rest, "vision");
             case "tokenizer": return TokenizerBench.Run(rest);
             default:
                 (command is "help" or "--help" or "-h" ? Console.Out : Console.Error).WriteLine(Usage);

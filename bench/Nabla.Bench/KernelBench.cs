@@ -6,6 +6,9 @@ using Nabla.Autograd;
 using Nabla.Kernels;
 using Nabla.Kernels.Cpu;
 using Nabla.Kernels.Reference;
+using Nabla.Models.Vision;
+using Nabla.NN;
+using Nabla.Optim;
 
 namespace Nabla.Bench;
 
@@ -33,7 +36,20 @@ namespace Nabla.Bench;
 /// </summary>
 public static class KernelBench
 {
-    private abstract record Case(string Name, double Flops);
+    private abstract record Case(string Name, double Flops)
+    {
+        /// <summary>What the rate column counts: useful GFLOP/s for kernels, images/s for training steps.</summary>
+        public virtual string Unit => "GFLOP/s";
+        public virtual double Rate(double ms) => Flops / ms / 1e6;
+    }
+
+    /// <summary>A training step (forward, cross-entropy, backward, SGD with momentum) of a vision model on a batch of
+    /// random 1×28×28 images, in train mode (batch statistics): "lenet" (LeNet-5) or "resnet20" (ResNet-20, width 16).</summary>
+    private sealed record TrainCase(string Model, int Batch) : Case($"{Model} training step, batch {Batch}, 28×28", double.NaN)
+    {
+        public override string Unit => "images/s";
+        public override double Rate(double ms) => Batch / ms * 1e3;
+    }
 
     private sealed record AttentionCase(int B, int H, int T, int D)
         : Case($"attention B={B} H={H} T={T} D={D} causal", 12.0 * B * H * D * T * (T + 1) / 2);
@@ -87,7 +103,7 @@ public static class KernelBench
         bool torch = !args.Contains("--no-torch");
         WorkerPool.Threads = threads;
 
-        Case[] cases = suite == "conv" ? ConvolutionLayers() :
+        Case[] cases = suite == "conv" ? ConvolutionLayers() : suite == "vision" ? [new TrainCase("lenet", 64), new TrainCase("resnet20", 64)] :
         [
             new AttentionCase(4, 12, 64, 64),
             new AttentionCase(4, 12, 256, 64),
@@ -107,7 +123,7 @@ public static class KernelBench
         if (peer != null)
         {
             contenders.Add(new("pytorch", c => peer.Step(c, "pytorch")));
-            contenders.Add(new("pytorch, oneDNN off", c => c is ConvCase ? peer.Step(c, "pytorch, oneDNN off") : null));
+            contenders.Add(new("pytorch, oneDNN off", c => c is ConvCase or TrainCase ? peer.Step(c, "pytorch, oneDNN off") : null));
         }
 
         Console.WriteLine($"Kernel benchmark ({suite}): {threads} thread(s), {rounds} interleaved rounds");
@@ -167,9 +183,9 @@ public static class KernelBench
                 else continue;
                 string ratio = contender.Name.StartsWith("pytorch") || double.IsNaN(torchMs) ? "" : $"{torchMs / ms:F2}× faster";
                 if (ratio.Length > 0 && torchMs < ms) ratio = $"{ms / torchMs:F2}× slower";
-                double gflops = c.Flops / ms / 1e6;
-                records.Add(new Record(c switch { AttentionCase => "attention fwd+bwd", ConvCase { Backward: false } => "conv2d fwd", _ => "conv2d fwd+bwd" }, c.Name, name, threads,
-                    Math.Round(ms, 3), Math.Round(gflops, 1), Math.Round(100 * gflops / peak, 1), ratio));
+                double gflops = c.Rate(ms);
+                records.Add(new Record(c switch { AttentionCase => "attention fwd+bwd", TrainCase => "training step", ConvCase { Backward: false } => "conv2d fwd", _ => "conv2d fwd+bwd" }, c.Name, name, threads,
+                    Math.Round(ms, 3), Math.Round(gflops, 1), c is TrainCase ? null : Math.Round(100 * gflops / peak, 1), ratio));
             }
         }
         if (args.Contains("--json"))
@@ -182,15 +198,16 @@ public static class KernelBench
         }
         Console.WriteLine($"load average at end {loadAfter}; measured FMA peak on {threads} thread(s): {peak:F1} GFLOP/s ({FmaPeak.Method})");
         Console.WriteLine();
-        Console.WriteLine("| case | contender | median ms | GFLOP/s | % of peak | vs best PyTorch |");
+        Console.WriteLine($"| case | contender | median ms | {cases.FirstOrDefault()?.Unit ?? "GFLOP/s"} | % of peak | vs best PyTorch |");
         Console.WriteLine("|---|---|---:|---:|---:|---|");
         foreach (var r in records)
             Console.WriteLine($"| {r.Shape} | {r.Impl} | {r.MedianMs:F3} | {r.Gflops:F1} | {r.PercentOfPeak:F1} | {r.VsPytorch} |");
         return 0;
     }
 
-    /// <summary>One row of the results (also the --json record).</summary>
-    private sealed record Record(string Kernel, string Shape, string Impl, int Threads, double MedianMs, double Gflops, double PercentOfPeak, string VsPytorch);
+    /// <summary>One row of the results (also the --json record). Gflops holds the case's rate (images/s for training
+    /// steps, which have no share of the FMA peak).</summary>
+    private sealed record Record(string Kernel, string Shape, string Impl, int Threads, double MedianMs, double Gflops, double? PercentOfPeak, string VsPytorch);
 
     /// <summary>A forward + backward step of the case through Nabla's ops on <paramref name="backend"/>.</summary>
     private static Action OurStep(Case c, IKernelBackend backend)
@@ -232,6 +249,22 @@ public static class KernelBench
                     using var step = MemoryScope.Begin();
                     x.Grad = w.Grad = b.Grad = null;
                     F.Conv2d(x, w, b, conv.Stride, conv.Padding).Backward(grad);
+                };
+            }
+            case TrainCase train:
+            {
+                Module model = train.Model == "lenet" ? new LeNet5(generator: g) : ResNet.ResNet20();
+                var optimizer = new SGD(model.Parameters(), 0.01f, momentum: 0.9f);
+                var images = Tensor.Randn(g, train.Batch, 1, 28, 28);
+                var random = new Random(0);
+                var labels = Tensor.FromArray(Enumerable.Range(0, train.Batch).Select(_ => random.Next(10)).ToArray(), train.Batch);
+                return () =>
+                {
+                    using var _ = Backend.Use(backend);
+                    using var step = MemoryScope.Begin();
+                    optimizer.ZeroGrad();
+                    F.CrossEntropy(model.Forward(images), labels).Backward();
+                    optimizer.Step();
                 };
             }
             default: throw new ArgumentException($"Unknown case {c}.");
@@ -307,6 +340,7 @@ public static class KernelBench
         private static string Request(Case c, string contender) => c switch
         {
             AttentionCase a => $"attention {a.B} {a.H} {a.T} {a.D}",
+            TrainCase t => $"train {(t.Model == "lenet" ? 0 : 1)} {t.Batch} {(contender.Contains("oneDNN off") ? 0 : 1)}",
             ConvCase v => $"conv {v.N} {v.C} {v.H} {v.W} {v.O} {v.K} {v.K} {v.Stride} {v.Padding} {(contender.Contains("oneDNN off") ? 0 : 1)} {(v.Backward ? 1 : 0)}",
             _ => throw new ArgumentException($"Unknown case {c}."),
         };
