@@ -15,7 +15,9 @@ public static class BenchMain
         "       bench kernels                         (attention and convolution, forward + backward)\n" +
         "       bench conv [--rounds N] [--threads N] [--only TEXT]   (the convolution layers of LeNet-5, ResNet-20, ResNet-18)\n" +
         "       bench vision [--rounds N] [--threads N]   (LeNet-5 and ResNet-20 training steps, images/s)\n" +
-        "       bench tokenizer [--data DIR] [--runs N] [--mb N]";
+        "       bench tokenizer [--data DIR] [--runs N] [--mb N]\n" +
+        "       bench generate [--model PATH] [--threads 2] [--prompt-tokens 512] [--decode-tokens 64] [--rounds 3] [--layers N]\n" +
+        "                      [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0] [--bandwidth-gbs 28] [--work DIR]";
 
     public static int Run(string[] args)
     {
@@ -31,6 +33,7 @@ public static class BenchMain
             case "conv": return KernelBench.Run(rest, "conv");
             case "vision": return KernelBench.Run(rest, "vision");
             case "tokenizer": return TokenizerBench.Run(rest);
+            case "generate": return GenerateBench.Run(rest);
             default:
                 (command is "help" or "--help" or "-h" ? Console.Out : Console.Error).WriteLine(Usage);
                 return command is "help" or "--help" or "-h" ? 0 : 2;
