@@ -115,6 +115,28 @@ public unsafe interface IKernelBackend
     /// (entries that fall on padding are dropped). Writes dx.</summary>
     void Col2Im(in Conv2dGeometry g, float* col, float* dx);
 
+    /// <summary>Winograd F(2×2, 3×3) input transform (see <see cref="Winograd"/>; g must <see cref="Conv2dGeometry.SuitsWinograd"/>):
+    /// v (16, Channels, Tiles; slices <see cref="Winograd.SliceStride"/> apart)[ξ, c, p] = (Bᵀ d B)[ξ], d the 4×4 patch of x (Batch, Channels, Height, Width) at input row
+    /// 2·th - PadH, column 2·tw - PadW of image n (positions outside the input are zeros). Writes v.</summary>
+    void WinogradInput(in Conv2dGeometry g, float* x, float* v);
+
+    /// <summary>Winograd output transform: y (Batch, OutChannels, OutHeight, OutWidth) at row 2·th + i, column 2·tw + j
+    /// = (Aᵀ m A)[i, j] + bias[o] from m (16, OutChannels, Tiles), for the outputs inside the image (bias may be null).</summary>
+    void WinogradOutput(in Conv2dGeometry g, float* m, float* bias, float* y);
+
+    /// <summary>The adjoint of <see cref="WinogradOutput"/>, for the weight gradient: dm (16, OutChannels, Tiles)[ξ, o, p]
+    /// = (A e Aᵀ)[ξ], e the 2×2 block of dy at row 2·th, column 2·tw (zeros past the edge). Writes dm.</summary>
+    void WinogradOutputAdjoint(in Conv2dGeometry g, float* dy, float* dm);
+
+    /// <summary>Winograd kernel transform of a weight w (OutChannels, Channels, 3, 3): u (16, OutChannels, Channels)
+    /// [ξ, o, c] = (G w[o, c] Gᵀ)[ξ]; with <paramref name="inputGradient"/>, the kernels of the input gradient
+    /// instead, u (16, Channels, OutChannels)[ξ, c, o] from w[o, c] rotated by 180°. Writes u.</summary>
+    void WinogradKernels(in Conv2dGeometry g, float* w, float* u, bool inputGradient);
+
+    /// <summary>The adjoint of <see cref="WinogradKernels"/> (without rotation), for the weight gradient:
+    /// dw (OutChannels, Channels, 3, 3)[o, c] = Gᵀ du[·, o, c] G. Writes dw.</summary>
+    void WinogradKernelGradient(in Conv2dGeometry g, float* du, float* dw);
+
     /// <summary>Depthwise convolution (Groups = Channels, OutChannels = multiplier·Channels): output channel o
     /// filters input channel o / multiplier with its own KernelH × KernelW weights w (OutChannels, 1, KernelH,
     /// KernelW), plus bias[o] (bias may be null).</summary>

@@ -111,6 +111,13 @@ public unsafe class KernelAllocationTests(ITestOutputHelper output)
             Cases["DepthwiseConv2d"] = () => kernels.DepthwiseConv2d(conv, a.Data, w.Data, bias.Data, b.Data);
             Cases["DepthwiseConv2dBackwardInput"] = () => kernels.DepthwiseConv2dBackwardInput(conv, b.Data, w.Data, c.Data);
             Cases["DepthwiseConv2dBackwardWeight"] = () => kernels.DepthwiseConv2dBackwardWeight(conv, b.Data, a.Data, dw.Data);
+            var winograd = new Conv2dGeometry(2, 3, 11, 37, 4, 3, 3, 1, 1, 1, 2, 1, 1, 1);
+            var tiles = Floats((int)(Winograd.TileElements * Winograd.SliceStride(4, winograd.Tiles)));
+            Cases["WinogradInput"] = () => kernels.WinogradInput(winograd, a.Data, tiles.Data);
+            Cases["WinogradOutput"] = () => kernels.WinogradOutput(winograd, tiles.Data, bias.Data, b.Data);
+            Cases["WinogradOutputAdjoint"] = () => kernels.WinogradOutputAdjoint(winograd, a.Data, tiles.Data);
+            Cases["WinogradKernels"] = () => kernels.WinogradKernels(winograd, w.Data, c.Data, inputGradient: true);
+            Cases["WinogradKernelGradient"] = () => kernels.WinogradKernelGradient(winograd, c.Data, dw.Data);
             Cases["MaxPool2d"] = () => kernels.MaxPool2d(pool, a.Data, b.Data, poolArgmax.IntData);
             Cases["MaxPool2dBackward"] = () => kernels.MaxPool2dBackward(pool, b.Data, poolArgmax.IntData, c.Data);
             Cases["AvgPool2d"] = () => kernels.AvgPool2d(pool, false, a.Data, b.Data);
