@@ -45,7 +45,7 @@ public static class NablaCli
     /// <summary>`nabla bench ...`: the benchmark harness of bench/Nabla.Bench, arguments passed through.</summary>
     private static Command Bench()
     {
-        var command = new Command("bench", "Benchmarks against PyTorch (and llama.cpp, ONNX Runtime) in the same run: gemm, gemm-steps, peak, gpt2, kernels, rnn, tokenizer, generate (`nabla bench help`).")
+        var command = new Command("bench", "Benchmarks against PyTorch (and llama.cpp, ONNX Runtime) in the same run: gemm, gemm-steps, peak, gpt2, kernels, conv, vision, rnn, tokenizer, generate (`nabla bench help`).")
         {
             TreatUnmatchedTokensAsErrors = false,
         };
