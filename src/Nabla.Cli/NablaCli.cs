@@ -20,6 +20,8 @@ public static class NablaCli
         train.Subcommands.Add(GptTrainCommand.Create());
         foreach (var vision in VisionCommands.TrainCommands()) train.Subcommands.Add(vision);
         root.Subcommands.Add(train);
+        root.Subcommands.Add(FinetuneCommand.Create());
+        root.Subcommands.Add(LoraCommands.Create());
         var eval = MlpCommands.Eval();
         eval.Subcommands.Add(LanguageModelCommands.Perplexity());
         root.Subcommands.Add(eval);

@@ -165,6 +165,17 @@ public static class Lora
     /// <summary>Takes every adapter out of its base weight again (<see cref="LoraLinear.Unmerge"/>).</summary>
     public static void Unmerge(Module model) { foreach (var (_, layer) in Layers(model)) layer.Unmerge(); }
 
+    /// <summary>Folds every adapter into its base weight and puts the base layer back in the adapter's place (PEFT's
+    /// merge_and_unload): the model has its original layers and parameter names again, so it saves as a plain model.</summary>
+    public static void MergeAndUnload(Module model)
+    {
+        foreach (var (name, layer) in Layers(model).ToList())
+        {
+            if (!layer.Merged) layer.Merge();
+            model.SetSubmodule(name, layer.BaseLayer);
+        }
+    }
+
     // PEFT's list-form target semantics (tuners_utils.check_target_module_exists): the full name equals the
     // target or ends with "." + target. "*" is a convenience here and matches inside one name part.
     private static Regex TargetPattern(string target)
