@@ -22,6 +22,8 @@ public static class NablaCli
         root.Subcommands.Add(train);
         root.Subcommands.Add(FinetuneCommand.Create());
         root.Subcommands.Add(LoraCommands.Create());
+        root.Subcommands.Add(SweepCommand.Create());
+        root.Subcommands.Add(CompareCommand.Create());
         var eval = MlpCommands.Eval();
         eval.Subcommands.Add(LanguageModelCommands.Perplexity());
         root.Subcommands.Add(eval);
