@@ -101,9 +101,9 @@ public static class FinetuneGptCommand
                     // A rank-r adapter takes a larger step than the whole network can (LoRA paper; PEFT's examples use 1e-4 to 1e-3).
                     Training = shared.Training(p, steps: 500, learningRate: lora ? 1e-3f : 3e-4f, evalEvery: 50, checkpointEvery: 100),
                 };
-                RunConfigFile.WriteNew(dir, configPath, config);
+                RunDirectory.RefuseExistingRun(dir, configPath);
             }
-            return Task.FromResult(Finetune(config, dir, cancel));
+            return Task.FromResult(Finetune(config, dir, newRun: !resume, cancel));
         });
         return command;
     }
@@ -114,7 +114,9 @@ public static class FinetuneGptCommand
         return targets.Length > 0 ? targets : throw new CliException("--targets: give at least one module name (e.g. c_attn,c_proj).");
     }
 
-    private static int Finetune(GptFinetuneConfig config, string dir, CancellationToken cancel)
+    /// <param name="newRun">Write config.json once the base, the text and the targets have been checked, so a
+    /// mistyped option does not leave a run directory that only --resume would accept.</param>
+    private static int Finetune(GptFinetuneConfig config, string dir, bool newRun, CancellationToken cancel)
     {
         Generator.ManualSeed(config.Seed); // the adapter's initial A (drawn by Lora.Apply from the default generator)
         var (model, tokenizer) = Gpt2ModelFiles.Load(config.Model);
@@ -138,6 +140,7 @@ public static class FinetuneGptCommand
         }
         else summary = new LoraSummary([], model.TrainableParameterCount, model.ParameterCount);
 
+        if (newRun) RunConfigFile.WriteNew(dir, Path.Combine(dir, "config.json"), config);
         // Checkpoints hold the trainable parameters and the optimizer; the base comes from --model again on resume.
         var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir, checkpointTrainableOnly: true);
         var resumed = trainer.TryResume();

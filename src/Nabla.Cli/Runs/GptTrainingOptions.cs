@@ -12,7 +12,7 @@ internal sealed class GptTrainingOptions
 {
     private readonly string _runPrefix;
 
-    public Option<string?> Out { get; } = new("--out") { Description = "Run directory (default: runs/<kind>-<time>)." };
+    public Option<string?> Out { get; }
     public Option<bool> Resume { get; } = new("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
     public Option<int?> BatchSize { get; } = new("--batch-size") { Description = "Sequences per micro-batch." };
     public Option<int?> SequenceLength { get; } = new("--seq-len") { Description = "Tokens per training sequence." };
@@ -34,6 +34,7 @@ internal sealed class GptTrainingOptions
     public GptTrainingOptions(string runPrefix, float defaultWeightDecay)
     {
         _runPrefix = runPrefix;
+        Out = new("--out") { Description = $"Run directory (default: runs/{runPrefix}-<time>)." };
         WeightDecay = new("--weight-decay") { Description = "AdamW weight decay (matrices and embeddings only).", DefaultValueFactory = _ => defaultWeightDecay };
         BatchSize.Positive(1 << 20);
         SequenceLength.Positive(1 << 20);

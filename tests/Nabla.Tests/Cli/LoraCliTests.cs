@@ -176,6 +176,7 @@ public class LoraCliTests : IDisposable
     public void BadFinetuneOptionsAreOneLineNamingTheOption()
     {
         Assert.Contains("--targets: LoRA target 'q_proj' match no module", OneLineError(Finetune(Path.Combine(_dir, "a"), "--targets", "c_attn,q_proj")));
+        Assert.False(File.Exists(Path.Combine(_dir, "a", "config.json"))); // the corrected command can use the same --out
         Assert.Contains("--seq-len 100 is longer than the context", OneLineError(CliRunner.Run("finetune", "gpt", "--model", Base, "--text", Text(), "--out", Path.Combine(_dir, "b"), "--seq-len", "100")));
         Assert.Contains("--model is required", OneLineError(CliRunner.Run("finetune", "gpt", "--text", Text(), "--out", Path.Combine(_dir, "c"))));
         Assert.Contains("--resume needs --out", OneLineError(CliRunner.Run("finetune", "gpt", "--resume")));
