@@ -52,7 +52,8 @@ public sealed class LoraLinear : Module
         var y = ForwardChild("base_layer", x);
         if (Merged) return y;
         var adapterInput = DropoutP > 0 ? F.Dropout(x, DropoutP, Training, _generator) : x;
-        return y.Add(ForwardChild("lora_B", ForwardChild("lora_A", adapterInput)).Mul(Scaling));
+        // Scaled at rank r, not after B: the same product, without one more (…, out) activation per adapted layer.
+        return y.Add(ForwardChild("lora_B", ForwardChild("lora_A", adapterInput).Mul(Scaling)));
     }
 
     /// <summary>ΔW = B·A·s, shaped like the base weight (out, in).</summary>
