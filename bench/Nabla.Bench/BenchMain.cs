@@ -13,7 +13,9 @@ public static class BenchMain
         "       bench peak [--threads 1,2]            (the FMA peak with the widest vectors the kernels may use)\n" +
         "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile]\n" +
         "       bench kernels                         (attention and convolution, forward + backward)\n" +
-        "       bench tokenizer [--data DIR] [--runs N] [--mb N]";
+        "       bench tokenizer [--data DIR] [--runs N] [--mb N]\n" +
+        "       bench generate [--model PATH] [--threads 2] [--prompt-tokens 512] [--decode-tokens 64] [--rounds 3] [--layers N]\n" +
+        "                      [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0] [--bandwidth-gbs 28] [--work DIR]";
 
     public static int Run(string[] args)
     {
@@ -27,6 +29,7 @@ public static class BenchMain
             case "gpt2": return Gpt2Bench.Run(rest);
             case "kernels": return KernelBench.Run(rest);
             case "tokenizer": return TokenizerBench.Run(rest);
+            case "generate": return GenerateBench.Run(rest);
             default:
                 (command is "help" or "--help" or "-h" ? Console.Out : Console.Error).WriteLine(Usage);
                 return command is "help" or "--help" or "-h" ? 0 : 2;

@@ -32,6 +32,7 @@ public static class NablaCli
         root.Subcommands.Add(LanguageModelCommands.Tokenize());
         root.Subcommands.Add(LanguageModelCommands.DataPrepare());
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
+        root.Subcommands.Add(ExportCommands.Create());
         root.Subcommands.Add(Bench());
         return root;
     }
@@ -41,7 +42,7 @@ public static class NablaCli
     /// <summary>`nabla bench ...`: the benchmark harness of bench/Nabla.Bench, arguments passed through.</summary>
     private static Command Bench()
     {
-        var command = new Command("bench", "Benchmarks against PyTorch in the same run: gemm, gemm-steps, peak, gpt2, kernels, tokenizer (`nabla bench help`).")
+        var command = new Command("bench", "Benchmarks against PyTorch (and llama.cpp, ONNX Runtime) in the same run: gemm, gemm-steps, peak, gpt2, kernels, tokenizer, generate (`nabla bench help`).")
         {
             TreatUnmatchedTokensAsErrors = false,
         };

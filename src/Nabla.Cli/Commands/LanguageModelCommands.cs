@@ -14,7 +14,7 @@ namespace Nabla.Cli.Commands;
 /// <summary>`nabla generate`, `nabla eval perplexity`, `nabla data prepare`, `nabla tokenize` and `nabla model fetch`.</summary>
 public static class LanguageModelCommands
 {
-    private static Option<string> ModelOption() => new("--model") { Description = "A Hugging Face GPT-2 directory, a run directory of `nabla train gpt`, or an llm.c .bin.", Required = true };
+    private static Option<string> ModelOption() => new("--model") { Description = "A Hugging Face GPT-2 directory, a run directory of `nabla train gpt`, an llm.c .bin, or a GGUF file.", Required = true };
     private static Option<string?> VocabOption() => new("--vocab") { Description = "Directory with the tokenizer files, if they are not beside the model." };
     private static Option<string?> AdapterOption() => new("--adapter") { Description = "A LoRA adapter in PEFT's layout (adapter_model.safetensors + adapter_config.json, e.g. a `nabla finetune gpt` run) to apply, unmerged, to the model." };
 

@@ -49,7 +49,7 @@ public sealed class FileFormatFuzzTests : IDisposable
     private sealed record Format(string FileName, Func<string, byte[]> MakeValid, Action<string> Read, bool MayBeMissing = false);
 
     private static readonly string[] FormatNames =
-        ["safetensors", "optimizer", "token-shard", "csv", "preprocessor", "mlp-config", "char-vocab", "encoder.json", "vocab.bpe", "metrics.jsonl", "image"];
+        ["safetensors", "optimizer", "token-shard", "csv", "preprocessor", "mlp-config", "char-vocab", "encoder.json", "vocab.bpe", "metrics.jsonl", "image", "gguf", "gguf-q4_0"];
 
     public static TheoryData<string> Formats() => new(FormatNames);
 
@@ -110,6 +110,10 @@ public sealed class FileFormatFuzzTests : IDisposable
                     SixLabors.ImageSharp.ImageExtensions.SaveAsPng(image, png);
                     return png.ToArray();
                 }, p => ImageFile.Load(p, resize: 4));
+            case "gguf" or "gguf-q4_0":
+                // llama.cpp's gguf-py wrote these (tests/reference/make_gguf_fixture.py); the tokenizer travels inside.
+                return new("model.gguf", _ => File.ReadAllBytes(TestData.Fixture(name == "gguf" ? "gguf/gpt2_f32.gguf" : "gguf/gpt2_q4_0.gguf")),
+                    p => Nabla.Models.Gpt2.Gpt2ModelFiles.Load(p));
             default:
                 throw new ArgumentException(name);
         }

@@ -10,7 +10,8 @@ namespace Nabla.Models.Gpt2;
 /// vocab.json + merges.txt; generation_config.json and tokenizer_config.json are not needed), or with OpenAI's
 /// encoder.json + vocab.bpe;</item>
 /// <item>a run directory of <c>nabla train gpt</c> (its model/ folder is such a directory);</item>
-/// <item>an llm.c .bin file, its tokenizer beside it or in <c>tokenizerDirectory</c>.</item>
+/// <item>an llm.c .bin file, its tokenizer beside it or in <c>tokenizerDirectory</c>;</item>
+/// <item>a GGUF file of architecture gpt2 (llama.cpp's format), which carries its own tokenizer.</item>
 /// </list>
 /// Errors name the directory or file and what is missing.
 /// </summary>
@@ -25,6 +26,11 @@ public static class Gpt2ModelFiles
     {
         Gpt2Model model;
         string directory;
+        if (Gpt2Gguf.IsGguf(path))
+        {
+            var (gguf, embedded) = Gpt2Gguf.Load(path);
+            return tokenizerDirectory == null ? (gguf, embedded) : (gguf, CheckedTokenizer(path, gguf, tokenizerDirectory));
+        }
         if (File.Exists(path))
         {
             model = path.EndsWith(".bin", StringComparison.OrdinalIgnoreCase) ? Gpt2Checkpoints.LoadLlmc(path) : Gpt2Checkpoints.LoadHuggingFace(path);
@@ -37,13 +43,17 @@ public static class Gpt2ModelFiles
         }
         else
         {
-            throw new CheckpointException($"{path}: no such model directory or file (expected a Hugging Face GPT-2 directory, a run directory of `nabla train gpt`, or an llm.c .bin).");
+            throw new CheckpointException($"{path}: no such model directory or file (expected a Hugging Face GPT-2 directory, a run directory of `nabla train gpt`, an llm.c .bin or a GGUF file).");
         }
+        return (model, CheckedTokenizer(path, model, tokenizerDirectory ?? directory));
+    }
 
-        var tokenizer = TokenizerFiles.Load(tokenizerDirectory ?? directory);
+    private static ITokenizer CheckedTokenizer(string path, Gpt2Model model, string tokenizerDirectory)
+    {
+        var tokenizer = TokenizerFiles.Load(tokenizerDirectory);
         if (tokenizer.VocabSize > model.Config.VocabSize)
-            throw new CheckpointException($"{path}: the tokenizer in {tokenizerDirectory ?? directory} has {tokenizer.VocabSize} tokens, but the model only {model.Config.VocabSize}.");
-        return (model, tokenizer);
+            throw new CheckpointException($"{path}: the tokenizer in {tokenizerDirectory} has {tokenizer.VocabSize} tokens, but the model only {model.Config.VocabSize}.");
+        return tokenizer;
     }
 
     /// <summary>The directory that holds the weights: <paramref name="directory"/> itself, or a run's model/ folder.</summary>
