@@ -45,7 +45,7 @@ public static class CliErrors
         var inner = e is AggregateException { InnerExceptions.Count: 1 } agg ? agg.InnerExceptions[0] : e;
         return inner switch
         {
-            CliException or DataFormatException or CheckpointException or DownloadException or TrainingDivergedException => inner.Message,
+            CliException or DataFormatException or CheckpointException or DownloadException or TrainingDivergedException or Nabla.Distributed.RanksDivergedException => inner.Message,
             // .NET's own file errors name the path; an end of stream names nothing, so it counts as a bug of the reader.
             IOException and not EndOfStreamException or UnauthorizedAccessException => inner.Message,
             // Thrown with a worded message by the library's argument checks; subclasses (out of range, null)

@@ -19,6 +19,8 @@ public static class NablaCli
         train.Subcommands.Add(MlpCommands.Train());
         train.Subcommands.Add(GptTrainCommand.Create());
         foreach (var vision in VisionCommands.TrainCommands()) train.Subcommands.Add(vision);
+        train.Subcommands.Add(TextClassifierCommand.Create());
+        train.Subcommands.Add(CharLstmCommand.Create());
         root.Subcommands.Add(train);
         root.Subcommands.Add(FinetuneCommand.Create());
         root.Subcommands.Add(LoraCommands.Create());
@@ -34,6 +36,7 @@ public static class NablaCli
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
         root.Subcommands.Add(ExportCommands.Create());
         root.Subcommands.Add(Bench());
+        root.Subcommands.Add(DistributedCommands.Create());
         return root;
     }
 

@@ -7,6 +7,8 @@
 #                                         tests/reference/hf_tokenizer_files.py (standard-library Python)
 #     kjv.txt                             King James Bible, dumped by the `bible` tool of Debian's bible-kjv-text
 #     jargon.txt                          The Jargon File, from Debian's jargon-text
+#     NormalizationTest.txt               Unicode 15.0's normalisation conformance test, from Debian's unicode-data
+# The lemmatiser tests read WordNet 3.0 from /usr/share/wordnet (Debian's wordnet-base), installed here when missing.
 # Idempotent: files already present with the right content are left alone. Needs npm, and root (or sudo)
 # for apt-get when the Debian packages are missing.
 set -euo pipefail
@@ -89,6 +91,24 @@ else
   gzip -dc "$JARGON_GZ" > "$DATA_DIR/jargon.txt.tmp"
   mv "$DATA_DIR/jargon.txt.tmp" "$DATA_DIR/jargon.txt"
   echo "jargon.txt: written ($(wc -c < "$DATA_DIR/jargon.txt") bytes)"
+fi
+
+# --- Unicode normalisation conformance test ------------------------------------------------------
+NORMALIZATION_BZ2=/usr/share/unicode/NormalizationTest.txt.bz2
+if [ -s "$DATA_DIR/NormalizationTest.txt" ]; then
+  echo "NormalizationTest.txt: present"
+else
+  [ -f "$NORMALIZATION_BZ2" ] || apt_install unicode-data
+  bzcat "$NORMALIZATION_BZ2" > "$DATA_DIR/NormalizationTest.txt.tmp"
+  mv "$DATA_DIR/NormalizationTest.txt.tmp" "$DATA_DIR/NormalizationTest.txt"
+  echo "NormalizationTest.txt: written"
+fi
+
+# --- WordNet 3.0 (read in place) -----------------------------------------------------------------
+if [ -f /usr/share/wordnet/index.noun ]; then
+  echo "wordnet: present"
+else
+  apt_install wordnet-base
 fi
 
 echo "test data in $DATA_DIR"

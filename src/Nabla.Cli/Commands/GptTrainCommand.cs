@@ -65,6 +65,8 @@ public static class GptTrainCommand
         var channels = new Option<int?>("--channels") { Description = "Embedding width." };
         var context = new Option<int?>("--context") { Description = "Longest sequence the model handles." };
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
+        var ranks = DistributedRun.RanksOption();
+        var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only." };
         layers.Positive(1024);
         heads.Positive(1024);
         channels.Positive(1 << 16);
@@ -74,15 +76,25 @@ public static class GptTrainCommand
 
         var command = new Command("gpt", "Train a GPT-2: with no --data, a small model learns multi-digit addition in a few minutes.")
         {
-            data, from, layers, heads, channels, context, digits,
+            data, from, layers, heads, channels, context, digits, ranks, zero,
         };
         shared.AddTo(command);
         command.SetAction((p, cancel) =>
         {
-            var (dir, resume) = shared.RunDirectory(p);
-            var configPath = Path.Combine(dir, "config.json");
+            var (dir, _) = shared.RunDirectory(p);
+            if (DistributedRun.Relaunch(p, ranks, shared.Out, dir) is { } exitCode) return Task.FromResult(exitCode);
+            using var distributed = DistributedRun.Join();
+            return Task.FromResult(distributed.Run(() => Configure(p, dir, distributed, cancel)));
+        });
+        return command;
+
+        int Configure(ParseResult p, string dir, DistributedRun distributed, CancellationToken cancel)
+        {
+            if (distributed.Size > 1 && p.GetValue(shared.Out) == null)
+                throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
             GptRunConfig config;
-            if (resume) config = RunConfigFile.Read<GptRunConfig>(configPath, c => c.Problem());
+            var configPath = Path.Combine(dir, "config.json");
+            if (p.GetValue(shared.Resume)) config = RunConfigFile.Read<GptRunConfig>(configPath, c => c.Problem());
             else
             {
                 bool addition = p.GetValue(data) == null;
@@ -100,16 +112,15 @@ public static class GptTrainCommand
                     SampleEvery = p.GetValue(shared.SampleEvery) ?? (addition ? 300 : 200),
                     Seed = p.GetValue(shared.Seed),
                     Training = shared.Training(p, steps: addition ? 1200 : 1000, learningRate: addition ? 3e-3f : 6e-4f,
-                        evalEvery: addition ? 0 : 100, checkpointEvery: addition ? 300 : 200),
+                        evalEvery: addition ? 0 : 100, checkpointEvery: addition ? 300 : 200) with { ShardOptimizerState = p.GetValue(zero) },
                 };
-                RunConfigFile.WriteNew(dir, configPath, config);
+                if (distributed.IsWriter) RunConfigFile.WriteNew(dir, configPath, config);
             }
-            return Task.FromResult(Train(config, dir, cancel));
-        });
-        return command;
+            return Train(config, dir, distributed, cancel);
+        }
     }
 
-    private static int Train(GptRunConfig config, string dir, CancellationToken cancel)
+    private static int Train(GptRunConfig config, string dir, DistributedRun distributed, CancellationToken cancel)
     {
         Generator.ManualSeed(config.Seed);
         ITokenizer tokenizer;
@@ -149,21 +160,27 @@ public static class GptTrainCommand
             }, new Generator(config.Seed));
         }
 
-        var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir);
+        var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir, distributed.Communicator);
+        distributed.Attach(trainer);
         var resumed = trainer.TryResume();
         var steps = config.Training.Steps;
         int sequenceLength = addition?.SequenceLength ?? config.SequenceLength;
         int tokensPerStep = config.BatchSize * sequenceLength * config.Training.GradientAccumulation;
         Console.WriteLine($"model: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
             $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}: {model.ParameterCount:N0} parameters");
+        if (distributed.Size > 1)
+            Console.WriteLine($"data parallel: {distributed.Size} ranks, {config.BatchSize / distributed.Size} sequences of each batch per rank, {Nabla.Kernels.Cpu.WorkerPool.Threads} threads per rank" +
+                (config.Training.ShardOptimizerState ? ", optimizer state sharded (ZeRO-1)" : ""));
         Console.WriteLine(addition != null
             ? $"data: built-in addition of up to {config.MaxDigits}-digit numbers, {addition.HeldOut.Count} held-out problems; {steps} steps of {config.BatchSize} problems"
             : $"data: {config.Data}; {steps} steps of {tokensPerStep:N0} tokens");
         PrintResume(resumed);
 
         var sampleGenerator = new Generator(config.Seed + 1);
-        if (!RunTrainer(trainer, dir, sequenceLength, config.SampleEvery, () => Sample(model, tokenizer, addition, sampleGenerator), "nabla train gpt", cancel))
+        if (!RunTrainer(trainer, dir, sequenceLength, config.SampleEvery, () => Sample(model, tokenizer, addition, sampleGenerator), "nabla train gpt",
+                cancel, distributed.IsWriter))
             return 130;
+        if (!distributed.IsWriter) return 0;
         Gpt2ModelFiles.Save(model, tokenizer, Path.Combine(dir, Gpt2ModelFiles.RunModelFolder));
         WriteLossChart(dir);
         if (addition != null) ReportAddition(model, addition);
@@ -180,16 +197,17 @@ public static class GptTrainCommand
 
     /// <summary>Runs the trainer's remaining steps with a progress bar, samples every <paramref name="sampleEvery"/>
     /// steps, validation lines and a loss chart at every checkpoint. Ctrl+C stops after the current step, saves a
-    /// checkpoint and says how to continue (<paramref name="command"/> --out DIR --resume); returns false then.</summary>
+    /// checkpoint and says how to continue (<paramref name="command"/> --out DIR --resume); returns false then.
+    /// Of several data-parallel ranks only the <paramref name="writer"/> samples and draws.</summary>
     internal static bool RunTrainer(Trainer trainer, string dir, int sequenceLength, int sampleEvery, Func<string> sample, string command,
-        CancellationToken cancel)
+        CancellationToken cancel, bool writer = true)
     {
         int steps = trainer.Options.Steps;
         var progress = new TrainingProgress(steps, "tokens");
         trainer.AfterStep += s =>
         {
             progress.Step(s.Step, $"loss {s.Loss:F4}  lr {s.LearningRate:0.0e+0}  norm {s.GradNorm:F2}", s.SamplesPerSecond * sequenceLength);
-            if (sampleEvery > 0 && s.Step % sampleEvery == 0) progress.Line($"step {s.Step}: sample: {sample()}");
+            if (sampleEvery > 0 && s.Step % sampleEvery == 0 && writer) progress.Line($"step {s.Step}: sample: {sample()}");
         };
         trainer.AfterEvaluation += e => progress.Line($"step {e.Step}: validation loss {e.Loss:F4}");
         trainer.AfterCheckpoint += _ => WriteLossChart(dir);
@@ -208,7 +226,7 @@ public static class GptTrainCommand
         if (trainer.Step == steps) return true;
         // Interrupted (Ctrl+C): keep everything done so far.
         trainer.SaveCheckpoint();
-        WriteLossChart(dir);
+        if (writer) WriteLossChart(dir);
         Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: {command} --out {dir} --resume");
         return false;
     }

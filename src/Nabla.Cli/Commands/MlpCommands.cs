@@ -40,10 +40,11 @@ public static class MlpCommands
         var output = new Option<string?>("--out") { Description = "Run directory (default: runs/mlp-<time>)." };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
+        var ranks = DistributedRun.RanksOption();
 
         var command = new Command("mlp", "Train a multi-layer perceptron on a CSV file (classification or regression).")
         {
-            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, resume, quiet,
+            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, resume, quiet, ranks,
         };
         skipRows.NonNegative(int.MaxValue);
         epochs.Positive(1_000_000);
@@ -55,11 +56,21 @@ public static class MlpCommands
 
         command.SetAction(p =>
         {
+            var dir = p.GetValue(resume) ? RunDirectory.ToResume(p.GetValue(output)) : RunDirectory.ForNewRun(p.GetValue(output), "mlp");
+            if (DistributedRun.Relaunch(p, ranks, output, dir) is { } exitCode) return exitCode;
+            using var distributed = DistributedRun.Join();
+            if (distributed.Size > 1 && p.GetValue(output) == null)
+                throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
+            return distributed.Run(() => Configure(p, dir, distributed));
+        });
+        return command;
+
+        int Configure(ParseResult p, string dir, DistributedRun distributed)
+        {
             if (p.GetValue(resume))
             {
-                var runDir = RunDirectory.ToResume(p.GetValue(output));
-                var run = new MlpRun(runDir);
-                return TrainMlp(MlpRunConfig.Load(run.ConfigPath), run, p.GetValue(quiet), resume: true);
+                var run = new MlpRun(dir);
+                return TrainMlp(MlpRunConfig.Load(run.ConfigPath), run, p.GetValue(quiet), resume: true, distributed);
             }
             var csvPath = p.GetValue(csv);
             var config = new MlpRunConfig
@@ -80,12 +91,10 @@ public static class MlpCommands
                 ValidationFraction = p.GetValue(valFraction),
                 Seed = p.GetValue(seed),
             };
-            var dir = RunDirectory.ForNewRun(p.GetValue(output), "mlp");
             var newRun = new MlpRun(dir);
-            RunDirectory.RefuseExistingRun(dir, newRun.ConfigPath);
-            return TrainMlp(config, newRun, p.GetValue(quiet), resume: false);
-        });
-        return command;
+            if (distributed.IsWriter) RunDirectory.RefuseExistingRun(dir, newRun.ConfigPath);
+            return TrainMlp(config, newRun, p.GetValue(quiet), resume: false, distributed);
+        }
     }
 
     private static int[] ParseHidden(string text)
@@ -99,7 +108,7 @@ public static class MlpCommands
         return sizes;
     }
 
-    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet, bool resume)
+    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet, bool resume, DistributedRun distributed)
     {
         var table = config.ReadTable();
         var (trainRows, valRows) = DataSplit.TrainValidation(table.Rows.Count, config.ValidationFraction, config.Seed);
@@ -119,10 +128,12 @@ public static class MlpCommands
             CheckpointEvery = stepsPerEpoch, Seed = config.Seed,
         };
         var optimizer = Optimizers.Create(config.Optimizer, model, config.LearningRate, config.WeightDecay, config.Momentum);
-        var trainer = new Trainer(model, MlpRun.Loss(classification), train, optimizer, options, validation: validation, runDirectory: run.Directory);
+        var trainer = new Trainer(model, MlpRun.Loss(classification), train, optimizer, options, validation: validation, runDirectory: run.Directory,
+            communicator: distributed.Communicator);
+        distributed.Attach(trainer);
         foreach (var (name, metric) in MlpRun.Metrics(classification)) trainer.Metrics[name] = metric;
 
-        if (!resume)
+        if (!resume && distributed.IsWriter)
         {
             AtomicFile.WriteAllText(run.ConfigPath, config.ToJson());
             AtomicFile.WriteAllText(run.PreprocessorPath, prep.ToJson());
@@ -142,6 +153,7 @@ public static class MlpCommands
         trainer.AfterCheckpoint += c =>
             model.Save(run.CheckpointPath, new Dictionary<string, string> { ["format"] = "nabla-mlp", ["epoch"] = (c.Step / stepsPerEpoch).ToString(CultureInfo.InvariantCulture) });
         progress.Run(() => trainer.Train());
+        if (!distributed.IsWriter) return 0;
 
         var history = EpochReport.History(trainer.MetricsPath!, stepsPerEpoch);
         EpochReport.WriteCharts(run.Directory, history, classification, "validation");

@@ -36,6 +36,7 @@ public static class VisionCommands
         var output = new Option<string?>("--out") { Description = $"Run directory (default: runs/{architecture}-<time>)." };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
+        var ranks = DistributedRun.RanksOption();
         dataset.Require(v => VisionRunConfig.Datasets.Contains(v), $"--dataset must be one of {string.Join(", ", VisionRunConfig.Datasets)}.");
         epochs.Positive(1_000_000);
         batchSize.Positive(1 << 24);
@@ -52,18 +53,28 @@ public static class VisionCommands
 
         var command = new Command(architecture, $"Train a {VisionRun.Describe(architecture)} image classifier on Fashion-MNIST (or MNIST).")
         {
-            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, subset, width, depth, labelNoise, seed, output, resume, quiet,
+            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, subset, width, depth, labelNoise, seed, output, resume, quiet, ranks,
         };
         command.SetAction((p, cancel) =>
         {
+            var dir = p.GetValue(resume) ? RunDirectory.ToResume(p.GetValue(output)) : RunDirectory.ForNewRun(p.GetValue(output), architecture);
+            if (DistributedRun.Relaunch(p, ranks, output, dir) is { } exitCode) return Task.FromResult(exitCode);
+            using var distributed = DistributedRun.Join();
+            if (distributed.Size > 1 && p.GetValue(output) == null)
+                throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
+            return Task.FromResult(distributed.Run(() => Configure(p, dir, distributed, cancel)));
+        });
+        return command;
+
+        int Configure(ParseResult p, string runDir, DistributedRun distributed, CancellationToken cancel)
+        {
             if (p.GetValue(resume))
             {
-                var runDir = RunDirectory.ToResume(p.GetValue(output));
                 var run = new VisionRun(runDir);
                 var saved = VisionRunConfig.Load(run.ConfigPath);
                 if (saved.Architecture != architecture)
                     throw new CliException($"{runDir} is a {saved.Architecture} run; resume it with `nabla train {saved.Architecture} --out {runDir} --resume`.");
-                return Task.FromResult(TrainModel(saved, run, p.GetValue(quiet), resume: true, cancel));
+                return TrainModel(saved, run, p.GetValue(quiet), resume: true, distributed, cancel);
             }
             var config = defaults with
             {
@@ -80,15 +91,13 @@ public static class VisionCommands
                 LabelNoise = p.GetValue(labelNoise),
                 Seed = p.GetValue(seed),
             };
-            var dir = RunDirectory.ForNewRun(p.GetValue(output), architecture);
-            var newRun = new VisionRun(dir);
-            RunDirectory.RefuseExistingRun(dir, newRun.ConfigPath);
-            return Task.FromResult(TrainModel(config, newRun, p.GetValue(quiet), resume: false, cancel));
-        });
-        return command;
+            var newRun = new VisionRun(runDir);
+            if (distributed.IsWriter) RunDirectory.RefuseExistingRun(runDir, newRun.ConfigPath);
+            return TrainModel(config, newRun, p.GetValue(quiet), resume: false, distributed, cancel);
+        }
     }
 
-    private static int TrainModel(VisionRunConfig config, VisionRun run, bool quiet, bool resume, CancellationToken cancel)
+    private static int TrainModel(VisionRunConfig config, VisionRun run, bool quiet, bool resume, DistributedRun distributed, CancellationToken cancel)
     {
         var dataset = VisionRun.Dataset(config);
         var trainData = dataset.Load(DatasetSplit.Train);
@@ -112,10 +121,12 @@ public static class VisionCommands
         var optimizer = Optimizers.Create(config.Optimizer, model, config.LearningRate, config.WeightDecay, config.Momentum);
         // Warm-up (a few hundred steps at most) keeps SGD at lr 0.1 and AdamW on the ViT from blowing up in the first steps.
         var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, Math.Min(stepsPerEpoch, options.Steps / 20)), totalSteps: options.Steps);
-        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), train, optimizer, options, schedule, test, run.Directory);
+        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), train, optimizer, options, schedule, test, run.Directory,
+            distributed.Communicator);
+        distributed.Attach(trainer);
         trainer.Metrics["accuracy"] = Evaluation.Accuracy;
 
-        if (!resume) config.Save(run.ConfigPath);
+        if (!resume && distributed.IsWriter) config.Save(run.ConfigPath);
         var resumed = trainer.TryResume();
         if (!quiet)
         {
@@ -138,6 +149,7 @@ public static class VisionCommands
             Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: nabla train {config.Architecture} --out {run.Directory} --resume");
             return 130;
         }
+        if (!distributed.IsWriter) return 0;
 
         EpochReport.WriteCharts(run.Directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "test");
         ReportTest(model, test, dataset.Classes, run);

@@ -116,13 +116,15 @@ internal static unsafe class Engine
 
     private static void AccumulateLeaf(Tensor leaf, Tensor g, bool owned)
     {
-        if (leaf.Grad == null)
+        if (leaf.Grad == null) leaf.AdoptEngineGrad(owned && g.IsContiguous ? g : g.Clone());
+        else
         {
-            leaf.AdoptEngineGrad(owned && g.IsContiguous ? g : g.Clone());
-            return;
+            leaf.Grad.AddInPlaceUnchecked(g);
+            if (owned) g.Storage.Release(ReleaseReason.ConsumedGradient);
         }
-        leaf.Grad.AddInPlaceUnchecked(g);
-        if (owned) g.Storage.Release(ReleaseReason.ConsumedGradient);
+        // A leaf is reached once per backward, after every op that used it (its pending contributions were summed
+        // first), so its gradient is final for this backward here.
+        leaf.RunPostAccumulateGradHooks();
     }
 
     /// <summary>Tensors reachable from <paramref name="root"/> through recorded ops, inputs before users.</summary>

@@ -84,6 +84,9 @@ public abstract class Optimizer
     /// a parameter loaded with some of them must have them all, so a file that lost a moment tensor is refused.</summary>
     protected abstract IReadOnlyList<string> StateBufferNames { get; }
 
+    /// <summary><see cref="StateBufferNames"/> for the library (ZeRO-1 gathers the buffers of sharded state by name).</summary>
+    internal IReadOnlyList<string> BufferNames => StateBufferNames;
+
     private float[] _scratch = [];
 
     /// <summary>grad + weightDecay·p, the L2 form of weight decay that SGD, Adam and RMSProp use, in scratch slot 0.</summary>

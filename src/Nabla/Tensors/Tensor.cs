@@ -165,6 +165,27 @@ public sealed unsafe partial class Tensor
         return this;
     }
 
+    private Action<Tensor>? _postAccumulateGradHooks;
+
+    /// <summary>PyTorch's <c>register_post_accumulate_grad_hook</c>: on a leaf, <paramref name="hook"/> runs (with this
+    /// tensor) each time a backward pass has finished adding into its <see cref="Grad"/>, i.e. as soon as no later op
+    /// of that backward can change it. Data-parallel training starts a gradient all-reduce from here while backward
+    /// goes on. Dispose the result to remove the hook.</summary>
+    public IDisposable RegisterPostAccumulateGradHook(Action<Tensor> hook)
+    {
+        if (!IsLeaf) throw new InvalidOperationException("RegisterPostAccumulateGradHook() is for leaf tensors (parameters); this tensor was computed by an op.");
+        _postAccumulateGradHooks += hook;
+        return new HookHandle(() => _postAccumulateGradHooks -= hook);
+    }
+
+    internal void RunPostAccumulateGradHooks() => _postAccumulateGradHooks?.Invoke(this);
+
+    private sealed class HookHandle(Action remove) : IDisposable
+    {
+        private Action? _remove = remove;
+        public void Dispose() => Interlocked.Exchange(ref _remove, null)?.Invoke();
+    }
+
     /// <summary>Sets requires-grad and returns this tensor (fluent, for building leaves).</summary>
     public Tensor RequiresGrad_(bool requiresGrad = true)
     {

@@ -1,4 +1,5 @@
 using Nabla.Data;
+using Nabla.Distributed;
 using Nabla.Models.Gpt2;
 using Nabla.Optim;
 
@@ -22,6 +23,8 @@ public sealed record LanguageModelTrainingOptions
     public int EvalBatches { get; init; } = 10;
     /// <summary>Checkpoint every this many steps (0: only at the end).</summary>
     public int CheckpointEvery { get; init; } = 200;
+    /// <summary>With several ranks: ZeRO-1 (each rank keeps the optimizer state of its share of the parameters).</summary>
+    public bool ShardOptimizerState { get; init; }
 }
 
 /// <summary>
@@ -31,7 +34,7 @@ public sealed record LanguageModelTrainingOptions
 public static class LanguageModelTraining
 {
     public static Trainer CreateTrainer(Gpt2Model model, IBatchSource train, IBatchSource? validation, LanguageModelTrainingOptions options, string? runDirectory,
-        bool checkpointTrainableOnly = false)
+        ICommunicator? communicator = null, bool checkpointTrainableOnly = false)
     {
         // Frozen parameters (the base under a LoRA adapter) get no optimizer state: that is where an adapter saves memory.
         var (decay, noDecay) = model.WeightDecayGroups();
@@ -42,8 +45,9 @@ public static class LanguageModelTraining
         {
             Steps = options.Steps, GradientAccumulation = options.GradientAccumulation, ClipGradNorm = options.ClipGradNorm,
             EvalEvery = options.EvalEvery, EvalBatches = options.EvalBatches, CheckpointEvery = options.CheckpointEvery,
+            ShardOptimizerState = options.ShardOptimizerState,
             CheckpointTrainableOnly = checkpointTrainableOnly,
         };
-        return new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), train, optimizer, trainerOptions, schedule, validation, runDirectory);
+        return new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), train, optimizer, trainerOptions, schedule, validation, runDirectory, communicator);
     }
 }

@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Nabla.Autograd;
 using Nabla.Data;
+using Nabla.Distributed;
 using Nabla.IO;
 using Nabla.NN;
 using Nabla.Optim;
@@ -31,6 +32,16 @@ public sealed record TrainerOptions
     /// <summary>Seeds the default generator before every micro-batch (from this, the step and the micro-batch),
     /// so dropout masks are a function of the step: a resumed run draws the same ones as an uninterrupted run.</summary>
     public ulong Seed { get; init; }
+    /// <summary>With several ranks: compare the ranks' parameters every this many steps (0: never), stopping if they differ.</summary>
+    public int ChecksumEvery { get; init; } = 100;
+    /// <summary>With several ranks: gradients are averaged in buckets of about this many bytes (PyTorch DDP's 25 MiB).</summary>
+    public long GradientBucketBytes { get; init; } = GradientBuckets.DefaultBucketBytes;
+    /// <summary>With several ranks: ZeRO-1, each rank keeps the optimizer state of its share of the parameters only
+    /// (<see cref="ShardedOptimizerState"/>) instead of all-reducing gradients into a full copy everywhere.</summary>
+    public bool ShardOptimizerState { get; init; }
+    /// <summary>With several ranks: start each gradient bucket's all-reduce during backward (false: all after it, to
+    /// measure what the overlap hides).</summary>
+    public bool OverlapGradientCommunication { get; init; } = true;
     /// <summary>Checkpoints hold only the parameters that train (a LoRA adapter, a new head) and the optimizer: the
     /// frozen rest is the base model its caller loads again, so fine-tuning a large model writes small checkpoints
     /// and never a copy of the base. Resuming then requires exactly these parameters in the checkpoint.</summary>
@@ -63,7 +74,13 @@ public sealed record ResumeInfo(int Step, IReadOnlyList<string> Skipped);
 /// instant (<see cref="CheckpointStore"/>). A non-finite loss or gradient norm stops training with the step and
 /// the first culprit named.
 /// Hooks, in order within a step: <see cref="AfterBackward"/> (gradients complete, before clipping and the optimizer step:
-/// where a data-parallel all-reduce goes), <see cref="AfterStep"/>, <see cref="AfterEvaluation"/>, <see cref="AfterCheckpoint"/>.
+/// after the data-parallel all-reduce), <see cref="AfterStep"/>, <see cref="AfterEvaluation"/>, <see cref="AfterCheckpoint"/>.
+/// <para>Data parallel: given a communicator of several ranks (each running this same trainer, e.g. under mpirun),
+/// each rank trains on its share of every global batch (<see cref="ShardedBatchSource"/>), the gradients are averaged
+/// across the ranks in buckets while backward runs (<see cref="GradientBuckets"/>), the parameters start from rank 0's,
+/// every rank reports the global loss and metrics, only rank 0 validates and writes metrics.jsonl and checkpoints (all ranks
+/// read them to resume, so the run directory must be one they share). Every <see cref="TrainerOptions.ChecksumEvery"/>
+/// steps the ranks compare their parameters (<see cref="ParameterChecksum"/>).</para>
 /// </summary>
 public sealed class Trainer
 {
@@ -73,34 +90,48 @@ public sealed class Trainer
     private readonly CheckpointStore? _checkpoints;
     private readonly MetricsLog? _metrics;
     private readonly IReadOnlyList<Tensor> _parameters;
+    private readonly GradientBuckets? _gradients;
+    private readonly ShardedOptimizerState? _sharded;
     private int? _lastCheckpointStep;
     private bool _resumeAttempted;
+    private bool _parametersSynchronised;
 
     public Trainer(Module model, Func<Tensor, Tensor, Tensor> loss, IBatchSource train, Optimizer optimizer, TrainerOptions options,
-        LRScheduler? schedule = null, IBatchSource? validation = null, string? runDirectory = null)
+        LRScheduler? schedule = null, IBatchSource? validation = null, string? runDirectory = null, ICommunicator? communicator = null)
     {
         if (options.Steps < 0) throw new ArgumentOutOfRangeException(nameof(options), $"Steps must not be negative, got {options.Steps}.");
         if (options.GradientAccumulation < 1) throw new ArgumentOutOfRangeException(nameof(options), $"GradientAccumulation must be at least 1, got {options.GradientAccumulation}.");
         if (!(options.ClipGradNorm >= 0)) throw new ArgumentOutOfRangeException(nameof(options), $"ClipGradNorm must be 0 (off) or positive, got {options.ClipGradNorm}.");
-        if (options.EvalEvery < 0 || options.CheckpointEvery < 0 || options.EvalBatches < 0)
-            throw new ArgumentOutOfRangeException(nameof(options), $"EvalEvery, EvalBatches and CheckpointEvery must not be negative (got {options.EvalEvery}, {options.EvalBatches}, {options.CheckpointEvery}).");
+        if (options.EvalEvery < 0 || options.CheckpointEvery < 0 || options.EvalBatches < 0 || options.ChecksumEvery < 0)
+            throw new ArgumentOutOfRangeException(nameof(options), $"EvalEvery, EvalBatches, CheckpointEvery and ChecksumEvery must not be negative (got {options.EvalEvery}, {options.EvalBatches}, {options.CheckpointEvery}, {options.ChecksumEvery}).");
         if (schedule != null && schedule.Optimizer != optimizer) throw new ArgumentException("The schedule drives another optimizer than the trainer's.", nameof(schedule));
         Model = model;
         _loss = loss;
-        _train = train;
+        Communicator = communicator ?? new SingleProcessCommunicator();
+        bool parallel = Communicator.Size > 1;
+        _train = parallel ? new ShardedBatchSource(train, Communicator.Rank, Communicator.Size) : train;
+        _validation = validation;
         Optimizer = optimizer;
         Options = options;
         Schedule = schedule;
-        _validation = validation;
         _parameters = optimizer.Groups.SelectMany(g => g.Parameters).ToList();
+        if (parallel && options.ShardOptimizerState) _sharded = new ShardedOptimizerState(Communicator, optimizer);
+        else if (parallel) _gradients = new GradientBuckets(Communicator, _parameters, options.GradientBucketBytes, options.OverlapGradientCommunication);
         RunDirectory = runDirectory;
         if (runDirectory != null)
         {
-            Directory.CreateDirectory(runDirectory);
+            if (IsWriter) Directory.CreateDirectory(runDirectory);
             _checkpoints = new CheckpointStore(runDirectory);
-            _metrics = new MetricsLog(Path.Combine(runDirectory, "metrics.jsonl"));
+            if (IsWriter) _metrics = new MetricsLog(Path.Combine(runDirectory, "metrics.jsonl"));
         }
     }
+
+    /// <summary>The ranks this trainer trains with (a single-process one unless a communicator was given).</summary>
+    public ICommunicator Communicator { get; }
+    /// <summary>True on the rank that writes the run's files (rank 0).</summary>
+    public bool IsWriter => Communicator.Rank == 0;
+    /// <summary>With several ranks: milliseconds the last step waited for its gradient all-reduce after backward (the communication not overlapped).</summary>
+    public double ExposedCommunicationMilliseconds => _gradients?.ExposedMilliseconds ?? 0;
 
     public Module Model { get; }
     public Optimizer Optimizer { get; }
@@ -137,7 +168,8 @@ public sealed class Trainer
         if (Step == 0 && !_resumeAttempted && _checkpoints?.Any() == true)
             throw new InvalidOperationException($"{RunDirectory} already holds checkpoints: call TryResume() first, or train into another directory.");
         if (Step == 0) _metrics?.Clear();
-        while (Step < Options.Steps && !cancel.IsCancellationRequested)
+        SynchroniseParameters();
+        while (Step < Options.Steps && !Cancelled(cancel))
         {
             // What a step makes (its evaluation and checkpoint included) goes back to the pool when it ends, whenever
             // the garbage collector runs: parameters, gradients and optimizer state outlive the scope.
@@ -146,7 +178,9 @@ public sealed class Trainer
             _metrics?.Append(StepJson(record));
             AfterStep?.Invoke(record);
 
-            if (_validation != null && Options.EvalEvery > 0 && (Step % Options.EvalEvery == 0 || Step == Options.Steps))
+            // With several ranks only rank 0 validates (on the whole validation set; the ranks hold the same model),
+            // since only it reports; the others wait for it at the next step's all-reduce.
+            if (IsWriter && _validation != null && Options.EvalEvery > 0 && (Step % Options.EvalEvery == 0 || Step == Options.Steps))
             {
                 var result = Evaluate(_validation, Options.EvalBatches);
                 var evaluation = new EvaluationRecord(Step, result.Loss, result.Metrics);
@@ -158,6 +192,27 @@ public sealed class Trainer
             if (RunDirectory != null && ((Options.CheckpointEvery > 0 && Step % Options.CheckpointEvery == 0) || Step == Options.Steps))
                 SaveCheckpoint();
         }
+    }
+
+    /// <summary>Whether to stop before the next step. With several ranks they decide together (any rank's cancellation
+    /// stops all of them after the same step), since a rank that stopped alone would leave the others waiting in a collective.</summary>
+    private bool Cancelled(CancellationToken cancel)
+    {
+        if (Communicator.Size == 1) return cancel.IsCancellationRequested;
+        Span<float> requested = [cancel.IsCancellationRequested ? 1 : 0];
+        Communicator.AllReduce(requested, ReduceOp.Sum);
+        return requested[0] > 0;
+    }
+
+    /// <summary>Once per trainer: every rank takes rank 0's parameters and buffers (initialised or resumed), so the
+    /// ranks start as one model whatever their seeds.</summary>
+    private void SynchroniseParameters()
+    {
+        if (_parametersSynchronised || Communicator.Size == 1) return;
+        foreach (var (_, p) in Model.NamedParameters()) Communicator.Broadcast(p.AsSpan(), root: 0);
+        foreach (var (_, b) in Model.NamedBuffers())
+            if (b.DType == DType.Float32) Communicator.Broadcast(b.AsSpan(), root: 0);
+        _parametersSynchronised = true;
     }
 
     private StepRecord TrainStep()
@@ -178,6 +233,7 @@ public sealed class Trainer
             var loss = _loss(output, y);
             float value = loss.Item();
             if (!float.IsFinite(value)) throw Diverged($"the loss became {value}");
+            if (micro == k - 1) _gradients?.Arm();
             (k == 1 ? loss : loss.Mul(1f / k)).Backward();
             lossSum += value;
             int n = x.Size(0);
@@ -186,16 +242,36 @@ public sealed class Trainer
                 using (GradMode.NoGrad())
                     foreach (var (name, metric) in Metrics) metricSums[name] = metricSums.GetValueOrDefault(name) + metric(output, y) * n;
         }
+        _gradients?.Finish();
+        _sharded?.ReduceScatterGradients();
+        if (Communicator.Size > 1) (lossSum, samples) = GlobalSums(lossSum, samples, metricSums);
         AfterBackward?.Invoke(this);
-        double norm = GradientClipping.TotalNorm(_parameters);
+        double norm = _sharded?.GlobalNorm() ?? GradientClipping.TotalNorm(_parameters);
         if (!double.IsFinite(norm)) throw Diverged($"the gradient norm became {norm}");
         if (Options.ClipGradNorm > 0) GradientClipping.ClipGradNorm(_parameters, Options.ClipGradNorm, norm);
         double lr = Optimizer.LearningRate;
         Optimizer.Step();
+        _sharded?.AllGatherParameters();
         Schedule?.Step();
         Step++;
+        if (Communicator.Size > 1 && Options.ChecksumEvery > 0 && Step % Options.ChecksumEvery == 0)
+            ParameterChecksum.Verify(Communicator, Model.Parameters(), Step);
         return new StepRecord(Step, Options.Steps, lossSum / k, lr, norm, samples, clock.Elapsed.TotalMilliseconds,
             metricSums.ToDictionary(kv => kv.Key, kv => kv.Value / Math.Max(1, samples)));
+    }
+
+    /// <summary>The step's loss (the mean of the ranks' means), sample count and metric sums over all ranks; the metric
+    /// sums are replaced in <paramref name="metricSums"/>.</summary>
+    private (double LossSum, long Samples) GlobalSums(double lossSum, long samples, Dictionary<string, double> metricSums)
+    {
+        var names = Metrics.Keys.Where(metricSums.ContainsKey).ToList();
+        var values = new float[2 + names.Count];
+        values[0] = (float)lossSum;
+        values[1] = samples;
+        for (int i = 0; i < names.Count; i++) values[2 + i] = (float)metricSums[names[i]];
+        Communicator.AllReduce(values, ReduceOp.Sum);
+        for (int i = 0; i < names.Count; i++) metricSums[names[i]] = values[2 + i];
+        return ((double)values[0] / Communicator.Size, (long)values[1]);
     }
 
     /// <summary>Micro-batch <paramref name="micro"/> of the current step, with the default generator seeded for it.</summary>
@@ -220,7 +296,7 @@ public sealed class Trainer
     /// <summary>A value for metrics.jsonl: JSON has no NaN or infinity, so those (e.g. a validation that overflowed) are null.</summary>
     private static JsonNode? Number(double value) => double.IsFinite(value) ? JsonValue.Create(value) : null;
 
-    /// <summary>Loss and metrics over the first <paramref name="batches"/> batches of a source, without a graph.</summary>
+    /// <summary>Loss and metrics over the first <paramref name="batches"/> batches of a source, without a graph.
     public EvaluationResult Evaluate(IBatchSource source, int batches) => Evaluation.Run(Model, _loss, source, batches, Metrics);
 
     /// <summary>
@@ -268,18 +344,21 @@ public sealed class Trainer
     {
         if (_checkpoints == null) throw new InvalidOperationException("The trainer has no run directory to write checkpoints into.");
         if (_lastCheckpointStep == Step) return;
-        var dir = _checkpoints.Save(Step, WriteCheckpointFiles);
         _lastCheckpointStep = Step;
+        // With ZeRO-1 every rank contributes its share of the optimizer state; the file holds all of it.
+        var optimizerState = _sharded?.ConsolidatedStateDict() ?? Optimizer.StateDict();
+        if (!IsWriter) return; // the ranks hold the same model and optimizer state: rank 0's copy is the run's
+        var dir = _checkpoints.Save(Step, d => WriteCheckpointFiles(d, optimizerState));
         AfterCheckpoint?.Invoke(new CheckpointRecord(Step, dir));
     }
 
-    private void WriteCheckpointFiles(string dir)
+    private void WriteCheckpointFiles(string dir, Dictionary<string, Tensor> optimizerState)
     {
         var metadata = new Dictionary<string, string> { ["step"] = Step.ToString(CultureInfo.InvariantCulture) };
         var modelPath = Path.Combine(dir, "model.safetensors");
         if (Options.CheckpointTrainableOnly) SafeTensors.Save(modelPath, TrainableParameters(), metadata);
         else Model.Save(modelPath, metadata);
-        SafeTensors.Save(Path.Combine(dir, "optimizer.safetensors"), Optimizer.StateDict());
+        SafeTensors.Save(Path.Combine(dir, "optimizer.safetensors"), optimizerState);
         AtomicFile.WriteAllText(Path.Combine(dir, "trainer.json"), new JsonObject
         {
             ["step"] = Step,
@@ -296,7 +375,23 @@ public sealed class Trainer
     {
         if (_checkpoints == null) return null;
         _resumeAttempted = true;
-        var found = _checkpoints.Recover();
+        if (Communicator.Size == 1) return Resume();
+        // Rank 0 recovers first (it may repair or remove a checkpoint torn by a crash); the others then read what it left,
+        // and all must have found the same step.
+        ResumeInfo? info = IsWriter ? Resume() : null;
+        Communicator.Barrier();
+        if (!IsWriter) info = Resume();
+        Span<float> steps = [Step];
+        var all = new float[Communicator.Size];
+        Communicator.AllGather(steps, all);
+        if (all.Any(s => s != all[0]))
+            throw new CheckpointException($"{_checkpoints.Root}: rank {Communicator.Rank} resumed at step {Step}, rank 0 at step {all[0]}; every rank must see the run directory rank 0 writes (a shared file system when the ranks are on several machines).");
+        return info;
+    }
+
+    private ResumeInfo? Resume()
+    {
+        var found = _checkpoints!.Recover();
         var legacy = Path.Combine(RunDirectory!, "checkpoint");
         if (found == null && Directory.Exists(legacy))
             throw new CheckpointException($"{legacy}: a checkpoint in the layout of an earlier Nabla (no manifest to prove it complete); it is not resumed, so that training does not silently restart from step 0. Start a new run.");
@@ -314,7 +409,8 @@ public sealed class Trainer
         if (step != found.Step) throw new CheckpointException($"{statePath}: step {step} in a checkpoint of step {found.Step}.");
         LoadModelCheckpoint(Path.Combine(found.Directory, "model.safetensors"));
         var optimizerPath = Path.Combine(found.Directory, "optimizer.safetensors");
-        Optimizer.LoadStateDict(SafeTensors.Load(optimizerPath), optimizerPath);
+        var optimizerState = SafeTensors.Load(optimizerPath);
+        Optimizer.LoadStateDict(_sharded?.OwnShare(optimizerState) ?? optimizerState, optimizerPath);
         Step = step;
         Schedule?.SetStep(step);
         _lastCheckpointStep = step;
