@@ -13,6 +13,9 @@ public static class BenchMain
         "       bench peak [--threads 1,2]            (the FMA peak with the widest vectors the kernels may use)\n" +
         "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile]\n" +
         "       bench kernels                         (attention and convolution, forward + backward)\n" +
+        "       bench rnn [--threads N] [--rounds N] [--no-torch] [--no-graph]   (LSTM/GRU training step and inference step)\n" +
+        "       bench conv [--rounds N] [--threads N] [--only TEXT]   (the convolution layers of LeNet-5, ResNet-20, ResNet-18)\n" +
+        "       bench vision [--rounds N] [--threads N]   (LeNet-5 and ResNet-20 training steps, images/s)\n" +
         "       bench tokenizer [--data DIR] [--runs N] [--mb N]\n" +
         "       bench generate [--model PATH] [--threads 2] [--prompt-tokens 512] [--decode-tokens 64] [--rounds 3] [--layers N]\n" +
         "                      [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0] [--bandwidth-gbs 28] [--work DIR]";
@@ -28,6 +31,9 @@ public static class BenchMain
             case "peak": FmaPeak.Report(BenchOptions.Parse(rest).Threads); return 0;
             case "gpt2": return Gpt2Bench.Run(rest);
             case "kernels": return KernelBench.Run(rest);
+            case "rnn": return RnnBench.Run(rest);
+            case "conv": return KernelBench.Run(rest, "conv");
+            case "vision": return KernelBench.Run(rest, "vision");
             case "tokenizer": return TokenizerBench.Run(rest);
             case "generate": return GenerateBench.Run(rest);
             default:

@@ -3,19 +3,22 @@ using System.Globalization;
 using Nabla.IO;
 using Nabla.Kernels.Cpu;
 using Nabla.Models.Gpt2;
+using Nabla.Quantization;
 using Nabla.Text;
 
 namespace Nabla.Bench;
 
 /// <summary>
 /// Inference speed of a GPT-2 at B = 1, greedy, side by side with llama.cpp (node-llama-cpp 3.21.1; F32, Q8_0 and
-/// Q4_0 GGUF written by Nabla from the same weights) and ONNX Runtime 1.31.1 (fp32, the same weights exported by
+/// Q4_0 GGUF written by Nabla from the same weights; Nabla itself also on those weights quantised to q8_0, q4_0 and
+/// nf4) and ONNX Runtime 1.31.1 (fp32, the same weights exported by
 /// bench/onnx_gpt2_export.py): tokens/s of a P-token prompt run in one pass up to the next token's logits (prefill,
 /// as generation runs it: llama.cpp and the ONNX graph apply the head to the last position only), and of greedy decoding after
 /// a one-token prompt (the first token, which includes that prompt, is not counted). Medians of the rounds; every
 /// round is printed. Without --model, a randomly initialised GPT-2 124M (speed does not depend on the values).
 ///   dotnet run -c Release --project bench/Nabla.Bench -- generate [--model PATH] [--threads 2] [--prompt-tokens 512]
 ///       [--decode-tokens 64] [--rounds 3] [--layers N] [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0]
+///       [--nabla-formats q8_0,q4_0,nf4]
 ///       [--bandwidth-gbs 28] [--work DIR]
 /// </summary>
 public static class GenerateBench
@@ -29,6 +32,7 @@ public static class GenerateBench
         double bandwidth = double.Parse(StringArg(args, "--bandwidth-gbs", "28"), CultureInfo.InvariantCulture);
         var peers = StringArg(args, "--peers", "nabla,llama.cpp,onnx").Split(',');
         var llamaTypes = StringArg(args, "--llama-types", "f32,q8_0,q4_0").Split(',');
+        var nablaFormats = StringArg(args, "--nabla-formats", "q8_0,q4_0,nf4").Split(',', StringSplitOptions.RemoveEmptyEntries);
         WorkerPool.Threads = threads;
 
         Gpt2Model model;
@@ -81,6 +85,21 @@ public static class GenerateBench
                 Console.WriteLine($"greedy tokens: ONNX Runtime agrees with Nabla on {nablaTokens.Zip(ortTokens).TakeWhile(p => p.First == p.Second).Count()} of {nablaTokens.Count} (until the first difference)");
             if (nabla.Decode.Count > 0) rows.Add(nabla);
             if (ort.Decode.Count > 0) rows.Add(ort);
+            if (peers.Contains("nabla"))
+                foreach (var label in nablaFormats)
+                {
+                    if (!QuantizationFormats.TryParse(label, out var format)) throw new ArgumentException($"--nabla-formats: unknown format '{label}' (q8_0, q4_0, nf4)");
+                    // the same weights again (the same seed, or the same file), quantised
+                    var quantized = StringArg(args, "--model", "") is { Length: > 0 } again ? Gpt2ModelFiles.Load(again).Model : new Gpt2Model(c, new Generator(0));
+                    Gpt2Quantization.Quantize(quantized, format);
+                    var row = new Row("Nabla", label, WeightBytes(quantized), [], []);
+                    for (int r = 0; r <= rounds; r++) // round 0 warms up, as above
+                    {
+                        var (prefill, decode, _) = MeasureNabla(quantized, prompt, decodeTokens);
+                        if (r > 0) { row.Prefill.Add(promptTokens / prefill); row.Decode.Add(decode); }
+                    }
+                    rows.Add(row);
+                }
             if (peers.Contains("llama.cpp"))
                 foreach (var label in llamaTypes)
                 {
@@ -130,6 +149,14 @@ public static class GenerateBench
             if (tokens.Count == 1) decodeClock.Start();
         }
         return (prefill, (tokens.Count - 1) / decodeClock.Elapsed.TotalSeconds, tokens);
+    }
+
+    /// <summary>Bytes of a quantised model's weights as the fp32 row counts them (4 × parameters): the packed
+    /// matrices (with NF4's float scales), and 4 bytes for every float parameter and buffer left.</summary>
+    private static double WeightBytes(Gpt2Model model)
+    {
+        double bytes = model.Modules().Sum(m => m switch { QuantizedLinear q => q.Weight.ByteCount, QuantizedEmbedding e => e.Weight.ByteCount, _ => 0L });
+        return bytes + 4.0 * (model.ParameterCount + model.NamedBuffers().Sum(b => (long)b.Buffer.Count));
     }
 
     private static double Median(List<double> xs)

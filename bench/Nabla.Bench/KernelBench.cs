@@ -2,9 +2,13 @@ using System.Diagnostics;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 using System.Globalization;
+using Nabla.Autograd;
 using Nabla.Kernels;
 using Nabla.Kernels.Cpu;
 using Nabla.Kernels.Reference;
+using Nabla.Models.Vision;
+using Nabla.NN;
+using Nabla.Optim;
 
 namespace Nabla.Bench;
 
@@ -23,18 +27,61 @@ namespace Nabla.Bench;
 /// GFLOP/s count the useful work: attention 12·B·H·D per visible (query, key) pair (4 forward for q·kᵀ and P·v, 8
 /// backward for dV, dP, dK, dQ; the recomputation of P is not counted); a convolution 3 × its forward
 /// 2·N·O·OH·OW·C·kh·kw (forward, dX, dW).
-/// Usage: <c>kernels [--threads N] [--rounds R] [--no-torch] [--peer path/to/kernels_peer.py]</c>.
+/// Usage: <c>kernels [--threads N] [--rounds R] [--no-torch] [--only TEXT] [--peer path/to/kernels_peer.py]</c>.
+/// <para>
+/// <c>conv</c> runs the same harness over the convolution layers of LeNet-5 (on 28×28 Fashion-MNIST, batch 64),
+/// ResNet-20 (28×28, batch 64) and ResNet-18 (224×224, batch 8), each as forward only (no gradients recorded, on
+/// either side) and as forward + backward.
+/// </para>
 /// </summary>
 public static class KernelBench
 {
-    private abstract record Case(string Name, double Flops);
+    private abstract record Case(string Name, double Flops)
+    {
+        /// <summary>What the rate column counts: useful GFLOP/s for kernels, images/s for training steps.</summary>
+        public virtual string Unit => "GFLOP/s";
+        public virtual double Rate(double ms) => Flops / ms / 1e6;
+    }
+
+    /// <summary>A training step (forward, cross-entropy, backward, SGD with momentum) of a vision model on a batch of
+    /// random 1×28×28 images, in train mode (batch statistics): "lenet" (LeNet-5) or "resnet20" (ResNet-20, width 16).</summary>
+    private sealed record TrainCase(string Model, int Batch) : Case($"{Model} training step, batch {Batch}, 28×28", double.NaN)
+    {
+        public override string Unit => "images/s";
+        public override double Rate(double ms) => Batch / ms * 1e3;
+    }
 
     private sealed record AttentionCase(int B, int H, int T, int D)
         : Case($"attention B={B} H={H} T={T} D={D} causal", 12.0 * B * H * D * T * (T + 1) / 2);
 
-    private sealed record ConvCase(string Label, int N, int C, int H, int W, int O, int K, int Stride, int Padding)
-        : Case($"{Label} N={N} {C}→{O} {H}×{W} {K}×{K} s{Stride} p{Padding}",
-            3.0 * 2 * N * O * ((H + 2 * Padding - K) / Stride + 1) * ((W + 2 * Padding - K) / Stride + 1) * C * K * K);
+    private sealed record ConvCase(string Label, int N, int C, int H, int W, int O, int K, int Stride, int Padding, bool Backward = true)
+        : Case($"{Label} N={N} {C}→{O} {H}×{W} {K}×{K} s{Stride} p{Padding}{(Backward ? "" : " fwd")}",
+            (Backward ? 3.0 : 1.0) * 2 * N * O * ((H + 2 * Padding - K) / Stride + 1) * ((W + 2 * Padding - K) / Stride + 1) * C * K * K);
+
+    /// <summary>The convolutions of LeNet-5, ResNet-20 (both on 28×28 Fashion-MNIST) and ResNet-18 (224×224 ImageNet),
+    /// one row per distinct layer shape, forward only and forward + backward.</summary>
+    private static Case[] ConvolutionLayers() =>
+    [
+        .. Layer("LeNet conv1", 64, 1, 28, 28, 6, 5, 1, 2),
+        .. Layer("LeNet conv2", 64, 6, 14, 14, 16, 5, 1, 0),
+        .. Layer("ResNet-20 stem", 64, 1, 28, 28, 16, 3, 1, 1),
+        .. Layer("ResNet-20 stage 1", 64, 16, 28, 28, 16, 3, 1, 1),
+        .. Layer("ResNet-20 stage 2 down", 64, 16, 28, 28, 32, 3, 2, 1),
+        .. Layer("ResNet-20 stage 2", 64, 32, 14, 14, 32, 3, 1, 1),
+        .. Layer("ResNet-20 stage 3", 64, 64, 7, 7, 64, 3, 1, 1),
+        .. Layer("ResNet-18 stem", 8, 3, 224, 224, 64, 7, 2, 3),
+        .. Layer("ResNet-18 layer1", 8, 64, 56, 56, 64, 3, 1, 1),
+        .. Layer("ResNet-18 layer2 down", 8, 64, 56, 56, 128, 3, 2, 1),
+        .. Layer("ResNet-18 layer2", 8, 128, 28, 28, 128, 3, 1, 1),
+        .. Layer("ResNet-18 layer3", 8, 256, 14, 14, 256, 3, 1, 1),
+        .. Layer("ResNet-18 layer4", 8, 512, 7, 7, 512, 3, 1, 1),
+        .. Layer("ResNet-18 shortcut 1×1", 8, 64, 56, 56, 128, 1, 2, 0),
+    ];
+
+    /// <summary>A layer as two cases, forward only and forward + backward (built apart: a record's <c>with</c> would
+    /// keep the name and FLOP count computed for the other).</summary>
+    private static ConvCase[] Layer(string label, int n, int c, int h, int w, int o, int k, int stride, int padding) =>
+        [new(label, n, c, h, w, o, k, stride, padding, Backward: false), new(label, n, c, h, w, o, k, stride, padding)];
 
     /// <summary>One contender on one case: a step to time, or null where it does not run.</summary>
     private sealed record Contender(string Name, Func<Case, Action?> Prepare);
@@ -48,14 +95,15 @@ public static class KernelBench
         public double Median => Ms.Count == 0 ? double.NaN : Ms.Order().ElementAt(Ms.Count / 2);
     }
 
-    public static int Run(string[] args)
+    /// <summary><paramref name="suite"/>: "kernels" (attention and two convolutions) or "conv" (<see cref="ConvolutionLayers"/>).</summary>
+    public static int Run(string[] args, string suite = "kernels")
     {
         int threads = int.Parse(Option(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
         int rounds = int.Parse(Option(args, "--rounds") ?? "7", CultureInfo.InvariantCulture);
         bool torch = !args.Contains("--no-torch");
         WorkerPool.Threads = threads;
 
-        Case[] cases =
+        Case[] cases = suite == "conv" ? ConvolutionLayers() : suite == "vision" ? [new TrainCase("lenet", 64), new TrainCase("resnet20", 64)] :
         [
             new AttentionCase(4, 12, 64, 64),
             new AttentionCase(4, 12, 256, 64),
@@ -63,19 +111,22 @@ public static class KernelBench
             new ConvCase("LeNet conv1", 64, 1, 28, 28, 6, 5, 1, 0),
             new ConvCase("ResNet conv3x3", 8, 64, 56, 56, 64, 3, 1, 1),
         ];
+        // --only TEXT keeps the cases whose name contains it (e.g. "ResNet-18 layer1").
+        if (Option(args, "--only") is { } only) cases = cases.Where(c => c.Name.Contains(only, StringComparison.OrdinalIgnoreCase)).ToArray();
         using var peer = torch ? Peer.TryStart(Option(args, "--peer"), threads) : null;
         var contenders = new List<Contender>
         {
             new("nabla", c => OurStep(c, CpuBackend.Instance)),
             new("nabla reference", c => c is AttentionCase { T: 64 } ? OurStep(c, ReferenceBackend.Instance) : null),
+            new("nabla, im2col + GEMM", Im2ColStep),
         };
         if (peer != null)
         {
             contenders.Add(new("pytorch", c => peer.Step(c, "pytorch")));
-            contenders.Add(new("pytorch, oneDNN off", c => c is ConvCase ? peer.Step(c, "pytorch, oneDNN off") : null));
+            contenders.Add(new("pytorch, oneDNN off", c => c is ConvCase or TrainCase ? peer.Step(c, "pytorch, oneDNN off") : null));
         }
 
-        Console.WriteLine($"Kernel benchmark: forward + backward, {threads} thread(s), {rounds} interleaved rounds");
+        Console.WriteLine($"Kernel benchmark ({suite}): {threads} thread(s), {rounds} interleaved rounds");
         Console.WriteLine($"machine: {MachineInfo.Line}; load average at start {LoadAverage()}");
         Console.WriteLine($"peer: {peer?.Description ?? "none"}");
 
@@ -132,9 +183,9 @@ public static class KernelBench
                 else continue;
                 string ratio = contender.Name.StartsWith("pytorch") || double.IsNaN(torchMs) ? "" : $"{torchMs / ms:F2}× faster";
                 if (ratio.Length > 0 && torchMs < ms) ratio = $"{ms / torchMs:F2}× slower";
-                double gflops = c.Flops / ms / 1e6;
-                records.Add(new Record(c is AttentionCase ? "attention fwd+bwd" : "conv2d fwd+bwd", c.Name, name, threads,
-                    Math.Round(ms, 3), Math.Round(gflops, 1), Math.Round(100 * gflops / peak, 1), ratio));
+                double gflops = c.Rate(ms);
+                records.Add(new Record(c switch { AttentionCase => "attention fwd+bwd", TrainCase => "training step", ConvCase { Backward: false } => "conv2d fwd", _ => "conv2d fwd+bwd" }, c.Name, name, threads,
+                    Math.Round(ms, 3), Math.Round(gflops, 1), c is TrainCase ? null : Math.Round(100 * gflops / peak, 1), ratio));
             }
         }
         if (args.Contains("--json"))
@@ -147,15 +198,16 @@ public static class KernelBench
         }
         Console.WriteLine($"load average at end {loadAfter}; measured FMA peak on {threads} thread(s): {peak:F1} GFLOP/s ({FmaPeak.Method})");
         Console.WriteLine();
-        Console.WriteLine("| case | contender | median ms | GFLOP/s | % of peak | vs best PyTorch |");
+        Console.WriteLine($"| case | contender | median ms | {cases.FirstOrDefault()?.Unit ?? "GFLOP/s"} | % of peak | vs best PyTorch |");
         Console.WriteLine("|---|---|---:|---:|---:|---|");
         foreach (var r in records)
             Console.WriteLine($"| {r.Shape} | {r.Impl} | {r.MedianMs:F3} | {r.Gflops:F1} | {r.PercentOfPeak:F1} | {r.VsPytorch} |");
         return 0;
     }
 
-    /// <summary>One row of the results (also the --json record).</summary>
-    private sealed record Record(string Kernel, string Shape, string Impl, int Threads, double MedianMs, double Gflops, double PercentOfPeak, string VsPytorch);
+    /// <summary>One row of the results (also the --json record). Gflops holds the case's rate (images/s for training
+    /// steps, which have no share of the FMA peak).</summary>
+    private sealed record Record(string Kernel, string Shape, string Impl, int Threads, double MedianMs, double Gflops, double? PercentOfPeak, string VsPytorch);
 
     /// <summary>A forward + backward step of the case through Nabla's ops on <paramref name="backend"/>.</summary>
     private static Action OurStep(Case c, IKernelBackend backend)
@@ -182,15 +234,64 @@ public static class KernelBench
                 var b = Tensor.Randn(g, conv.O).RequiresGrad_();
                 int outSize(int size) => (size + 2 * conv.Padding - conv.K) / conv.Stride + 1;
                 var grad = Tensor.Randn(g, conv.N, conv.O, outSize(conv.H), outSize(conv.W));
+                if (!conv.Backward)
+                    return () =>
+                    {
+                        using var _ = Backend.Use(backend);
+                        using var noGrad = GradMode.NoGrad();
+                        using var step = MemoryScope.Begin();
+                        F.Conv2d(x, w, b, conv.Stride, conv.Padding);
+                    };
                 return () =>
                 {
                     using var _ = Backend.Use(backend);
+                    // As in a training loop: the step's working memory goes back to the pool when it ends.
+                    using var step = MemoryScope.Begin();
                     x.Grad = w.Grad = b.Grad = null;
                     F.Conv2d(x, w, b, conv.Stride, conv.Padding).Backward(grad);
                 };
             }
+            case TrainCase train:
+            {
+                Module model = train.Model == "lenet" ? new LeNet5(generator: g) : ResNet.ResNet20();
+                var optimizer = new SGD(model.Parameters(), 0.01f, momentum: 0.9f);
+                var images = Tensor.Randn(g, train.Batch, 1, 28, 28);
+                var random = new Random(0);
+                var labels = Tensor.FromArray(Enumerable.Range(0, train.Batch).Select(_ => random.Next(10)).ToArray(), train.Batch);
+                return () =>
+                {
+                    using var _ = Backend.Use(backend);
+                    using var step = MemoryScope.Begin();
+                    optimizer.ZeroGrad();
+                    F.CrossEntropy(model.Forward(images), labels).Backward();
+                    optimizer.Step();
+                };
+            }
             default: throw new ArgumentException($"Unknown case {c}.");
         }
+    }
+
+    /// <summary>The im2col + GEMM path the Winograd path replaced, on the cases that now take Winograd (the previous
+    /// version, timed in the same rounds). It calls the path's kernels directly, so it does without autograd's
+    /// bookkeeping and the bias gradient (a sum over dy): a little less work than the "nabla" row.</summary>
+    private static Action? Im2ColStep(Case c)
+    {
+        if (c is not ConvCase conv) return null;
+        var geometry = new Conv2dGeometry(conv.N, conv.C, conv.H, conv.W, conv.O, conv.K, conv.K, conv.Stride, conv.Stride,
+            conv.Padding, conv.Padding, 1, 1, 1);
+        if (!F.UsesWinograd(geometry)) return null;
+        var g = new Generator(0);
+        var x = Tensor.Randn(g, conv.N, conv.C, conv.H, conv.W);
+        var w = Tensor.Randn(g, conv.O, conv.C, conv.K, conv.K);
+        var b = Tensor.Randn(g, conv.O);
+        var dy = Tensor.Randn(g, conv.N, conv.O, geometry.OutHeight, geometry.OutWidth);
+        return () =>
+        {
+            using var noGrad = GradMode.NoGrad();
+            using var step = MemoryScope.Begin();
+            F.ConvolutionForward(geometry, x, w, b, Tensor.Empty([conv.N, conv.O, geometry.OutHeight, geometry.OutWidth]));
+            if (conv.Backward) F.ConvolutionBackward(geometry, x, w, dy, Tensor.Empty(x.Shape.ToArray()), Tensor.Empty(w.Shape.ToArray()));
+        };
     }
 
     private static string? Option(string[] args, string name)
@@ -239,7 +340,8 @@ public static class KernelBench
         private static string Request(Case c, string contender) => c switch
         {
             AttentionCase a => $"attention {a.B} {a.H} {a.T} {a.D}",
-            ConvCase v => $"conv {v.N} {v.C} {v.H} {v.W} {v.O} {v.K} {v.K} {v.Stride} {v.Padding} {(contender.Contains("oneDNN off") ? 0 : 1)}",
+            TrainCase t => $"train {(t.Model == "lenet" ? 0 : 1)} {t.Batch} {(contender.Contains("oneDNN off") ? 0 : 1)}",
+            ConvCase v => $"conv {v.N} {v.C} {v.H} {v.W} {v.O} {v.K} {v.K} {v.Stride} {v.Padding} {(contender.Contains("oneDNN off") ? 0 : 1)} {(v.Backward ? 1 : 0)}",
             _ => throw new ArgumentException($"Unknown case {c}."),
         };
 

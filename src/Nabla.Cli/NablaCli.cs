@@ -31,10 +31,13 @@ public static class NablaCli
         root.Subcommands.Add(eval);
         root.Subcommands.Add(MlpCommands.Predict());
         root.Subcommands.Add(LanguageModelCommands.Generate());
+        root.Subcommands.Add(QuantizeCommand.Create());
         root.Subcommands.Add(LanguageModelCommands.Tokenize());
         root.Subcommands.Add(LanguageModelCommands.DataPrepare());
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
+        root.Subcommands.Add(ClassifyCommand.Create());
         root.Subcommands.Add(ExportCommands.Create());
+        root.Subcommands.Add(new Command("demo", "Demonstrations that tell a story with charts.") { AddingProblemCommand.Create() });
         root.Subcommands.Add(Bench());
         root.Subcommands.Add(DistributedCommands.Create());
         return root;
@@ -45,7 +48,7 @@ public static class NablaCli
     /// <summary>`nabla bench ...`: the benchmark harness of bench/Nabla.Bench, arguments passed through.</summary>
     private static Command Bench()
     {
-        var command = new Command("bench", "Benchmarks against PyTorch (and llama.cpp, ONNX Runtime) in the same run: gemm, gemm-steps, peak, gpt2, kernels, tokenizer, generate (`nabla bench help`).")
+        var command = new Command("bench", "Benchmarks against PyTorch (and llama.cpp, ONNX Runtime) in the same run: gemm, gemm-steps, peak, gpt2, kernels, conv, vision, rnn, tokenizer, generate (`nabla bench help`).")
         {
             TreatUnmatchedTokensAsErrors = false,
         };

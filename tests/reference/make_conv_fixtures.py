@@ -35,6 +35,11 @@ CONV_CASES = {
     "conv_lenet_like": ((3, 1, 12, 12), (6, 1, 5, 5), dict()),
     "conv_odd": ((1, 3, 5, 11), (2, 3, 4, 2), dict(stride=(2, 3), padding=(0, 1))),
     "conv_wide_rows": ((1, 2, 5, 40), (3, 2, 3, 3), dict(padding=1)),
+    # Dense 3×3 stride-1 convolutions with 16+ channels take Nabla's Winograd path.
+    "conv_winograd_resnet": ((2, 16, 9, 10), (20, 16, 3, 3), dict(padding=1)),
+    "conv_winograd_pad0_wide": ((1, 17, 6, 37), (16, 17, 3, 3), dict(bias=False)),
+    "conv_winograd_pad21": ((2, 16, 5, 4), (16, 16, 3, 3), dict(padding=(2, 1))),
+    "conv_winograd_tiny": ((3, 16, 1, 2), (18, 16, 3, 3), dict(padding=1)),
 }
 
 POOL_CASES = {

@@ -18,6 +18,12 @@ Every parameter and batch-norm statistic is random (not the initialisers' ones a
 evaluation mode, and each has an input batch and its logits (the ViT also the gradients of a few parameters for a random upstream gradient). The ResNet-18 also records a training-mode forward
 and backward: logits, a few gradients, and the running statistics after the step.
 
+vision_layers.safetensors also holds bilinear resizing cases (F.interpolate, align_corners=False): input, output,
+upstream gradient and input gradient.
+
+classify/ (see classifiers()) and src/Nabla/Models/Vision/imagenet_classes.txt (torchvision's ImageNet class names)
+serve `nabla classify`.
+
 Run with Debian's python3-torch and python3-torchvision:  /usr/bin/python3 tests/reference/make_vision_fixtures.py
 """
 import json
@@ -84,6 +90,17 @@ def layers(rng):
         y.backward(dy)
         record(name, x=x, w=gn.weight, b=gn.bias, y=y, dy=dy, dx=x.grad, dw=gn.weight.grad, db=gn.bias.grad)
         metadata[name] = json.dumps(dict(groups=groups, eps=eps))
+
+    # Bilinear resizing (align_corners=False, no antialiasing): up by a non-integer factor (digits 8×8 → 28×28),
+    # down, mixed (one side up, one down), and to one pixel.
+    for name, shape, size in (("resize_up", (2, 1, 8, 8), (28, 28)), ("resize_down", (2, 3, 13, 11), (5, 4)),
+                              ("resize_mixed", (1, 2, 5, 7), (12, 3)), ("resize_to_one", (1, 1, 4, 6), (1, 1))):
+        x = randn(*shape).requires_grad_()
+        y = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        dy = randn(*y.shape)
+        y.backward(dy)
+        record(name, x=x, y=y, dy=dy, dx=x.grad)
+        metadata[name] = json.dumps(dict(size=size))
     return tensors, metadata
 
 
@@ -260,6 +277,84 @@ def models():
     return tensors, metadata
 
 
+IMAGENET_CLASSES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "Nabla", "Models", "Vision",
+                                "imagenet_classes.txt")
+
+
+def imagenet_classes():
+    """The 1000 ImageNet-1k class names in index order, from torchvision's own table (what `nabla classify` prints)."""
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+    assert len(_IMAGENET_CATEGORIES) == 1000
+    with open(IMAGENET_CLASSES, "w", encoding="utf-8") as f:
+        f.write("".join(name + "\n" for name in _IMAGENET_CATEGORIES))
+    print(f"wrote {IMAGENET_CLASSES}: {len(_IMAGENET_CATEGORIES)} class names (torchvision {__import__('torchvision').__version__})")
+
+
+def timm_config(architecture, interpolation, crop_pct, mean, std, model_args=None):
+    """A config.json as timm writes it next to model.safetensors on the Hugging Face hub (push_to_hf_hub):
+    the architecture, the class count and the pretrained_cfg that says how to preprocess images."""
+    config = {"architecture": architecture, "num_classes": 1000,
+              "pretrained_cfg": {"tag": "random_fixture", "input_size": [3, 224, 224], "interpolation": interpolation,
+                                 "crop_pct": crop_pct, "crop_mode": "center", "mean": mean, "std": std, "num_classes": 1000}}
+    if model_args:
+        config["model_args"] = model_args
+    return config
+
+
+def classifiers():
+    """classify/: ImageNet-shaped classifiers (1000 classes, 224×224 input) with random weights, each as a directory
+    in the hub's layout (model.safetensors + timm's config.json), a real PNG file, and what torchvision's
+    preprocessing (Resize(floor(224 / crop_pct)), CenterCrop(224), ToTensor, Normalize — timm's eval transform)
+    and the PyTorch model make of it. resnet: torchvision's ResNet-18 class (channels divided by 8), ImageNet
+    statistics, bilinear, crop_pct 0.875 (resnet18.tv_in1k's config); vit: torchvision's VisionTransformer
+    renamed to timm's layout (16×16 patches of a 224 image, width 24, 2 blocks of 3 heads), mean = std = 0.5,
+    bicubic, crop_pct 0.9 (vit_tiny_patch16_224.augreg_in21k_ft_in1k's config)."""
+    from PIL import Image
+    import torchvision.transforms as T
+
+    out = os.path.join(FIXTURES, "classify")
+    gen = torch.Generator().manual_seed(20261203)
+    rng = np.random.default_rng(20261203)
+    # 320×256: the shorter side is already the ResNet's 256, so its resize keeps every pixel.
+    y, x = np.mgrid[0:256, 0:320].astype(np.float32)
+    rgb = np.stack([x * 0.7 + 30 * np.sin(y / 9), y * 0.9, 128 + 100 * np.cos((x + y) / 23)], axis=-1)
+    rgb[60:140, 90:200] = (220, 40, 60)
+    rgb += rng.normal(0, 12, rgb.shape)
+    image_path = os.path.join(out, "image.png")
+    os.makedirs(out, exist_ok=True)
+    Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8), "RGB").save(image_path)
+    image = Image.open(image_path).convert("RGB")
+
+    tensors, metadata = {}, {"torch": torch.__version__, "source": "tests/reference/make_vision_fixtures.py"}
+    imagenet_mean, imagenet_std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    resnet = SlimResNet(BasicBlock, [2, 2, 2, 2], 8, num_classes=1000)
+    randomize(resnet, gen)
+    vit_args = dict(img_size=224, patch_size=16, embed_dim=24, depth=2, num_heads=3, mlp_ratio=2.0)
+    reference = VisionTransformer(image_size=224, patch_size=16, num_layers=2, num_heads=3, hidden_dim=24, mlp_dim=48,
+                                  num_classes=1000)
+    randomize(reference, gen)
+    vit = TimmViT(image=224, patch=16, dim=24, depth=2, heads=3, hidden=48, classes=1000)
+    vit.load_state_dict(torchvision_to_timm(reference.state_dict()), strict=True)
+    for name, model, config, interpolation in (
+            ("resnet", resnet, timm_config("resnet18", "bilinear", 0.875, imagenet_mean, imagenet_std), T.InterpolationMode.BILINEAR),
+            ("vit", vit, timm_config("vit_tiny_patch16_224", "bicubic", 0.9, [0.5] * 3, [0.5] * 3, vit_args), T.InterpolationMode.BICUBIC)):
+        model.eval()
+        directory = os.path.join(out, name)
+        os.makedirs(directory, exist_ok=True)
+        write_safetensors(os.path.join(directory, "model.safetensors"), {k: array(v) for k, v in model.state_dict().items()}, {"format": "pt"})
+        with open(os.path.join(directory, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        cfg = config["pretrained_cfg"]
+        transform = T.Compose([T.Resize(int(224 / cfg["crop_pct"]), interpolation=interpolation), T.CenterCrop(224),
+                               T.ToTensor(), T.Normalize(cfg["mean"], cfg["std"])])
+        x = transform(image)
+        with torch.no_grad():
+            logits = model(x.unsqueeze(0))
+        tensors[f"{name}/input"], tensors[f"{name}/logits"] = array(x), array(logits)
+    size = write_safetensors(os.path.join(out, "expected.safetensors"), tensors, metadata)
+    print(f"wrote {out}: resnet/, vit/, image.png, expected.safetensors ({size / 1024:.0f} KB)")
+
+
 def main():
     torch.set_num_threads(2)
     for file, (tensors, metadata) in (("vision_layers.safetensors", layers(np.random.default_rng(20261202))),
@@ -267,6 +362,8 @@ def main():
         out = os.path.join(FIXTURES, file)
         size = write_safetensors(out, tensors, metadata)
         print(f"wrote {out}: {len(tensors)} tensors, {size / 1024:.0f} KB")
+    classifiers()
+    imagenet_classes()
 
 
 if __name__ == "__main__":

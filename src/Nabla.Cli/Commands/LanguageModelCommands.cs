@@ -5,6 +5,7 @@ using Nabla.Autograd;
 using Nabla.Cli.Runs;
 using Nabla.Data;
 using Nabla.IO;
+using Nabla.Models.Vision;
 using Nabla.Models.Gpt2;
 using Nabla.NN;
 using Nabla.Text;
@@ -267,13 +268,14 @@ public static class LanguageModelCommands
     /// larger sizes need a --manifest that lists their hashes, since a file that cannot be verified is refused.</summary>
     public static IReadOnlyList<RemoteFile> OfficialFiles(string name, string? baseUrl = null)
     {
+        if (PublishedClassifier.Find(name) is { } classifier) return [classifier.Weights(baseUrl)];
         const string gpt2Revision = "607a30d783dfa663caf39e06633721c8d4cfcd7e";
         var repo = name switch
         {
             "gpt2" => $"https://huggingface.co/openai-community/gpt2/resolve/{gpt2Revision}/",
             "gpt2-medium" or "gpt2-large" or "gpt2-xl" => throw new CliException(
                 $"{name}: no pinned SHA-256 for its weights in this version of nabla; pass --manifest FILE listing name, url and sha256 of each file."),
-            _ => throw new CliException($"Unknown model '{name}' (gpt2; gpt2-medium, gpt2-large and gpt2-xl with --manifest)."),
+            _ => throw new CliException($"Unknown model '{name}' (gpt2, {string.Join(", ", PublishedClassifier.All.Select(m => m.Name))}; gpt2-medium, gpt2-large and gpt2-xl with --manifest)."),
         };
         const string openai = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/";
         return
@@ -312,13 +314,13 @@ public static class LanguageModelCommands
 
     public static Command ModelFetch()
     {
-        var name = new Argument<string>("name") { Description = "gpt2 (or with --manifest, the folder name under the cache)." };
+        var name = new Argument<string>("name") { Description = "gpt2, resnet18 or vit-tiny (or with --manifest, the folder name under the cache)." };
         var cache = new Option<string?>("--cache") { Description = "Where to put it (default: $NABLA_DATA/models/NAME, or ~/.cache/nabla/models/NAME)." };
         var baseUrl = new Option<string?>("--base-url") { Description = "Download from this mirror (one folder with all files) instead of the official hosts; the pinned hashes still apply." };
         var manifest = new Option<string?>("--manifest") { Description = "JSON list of {name, url, sha256} to fetch instead of the built-in list; every file needs its sha256." };
         var stallTimeout = new Option<double>("--stall-timeout") { Description = "Seconds without receiving data after which a download is abandoned.", DefaultValueFactory = _ => Downloader.DefaultStallTimeout.TotalSeconds };
         stallTimeout.Positive(24 * 3600);
-        var command = new Command("fetch", "Download a published GPT-2 (weights, config, tokenizer) and check every file's SHA-256.") { name, cache, baseUrl, manifest, stallTimeout };
+        var command = new Command("fetch", "Download a published GPT-2 (weights, config, tokenizer) or image classifier and check every file's SHA-256.") { name, cache, baseUrl, manifest, stallTimeout };
         command.SetAction(async (p, cancel) =>
         {
             var model = p.GetValue(name)!;
@@ -340,7 +342,10 @@ public static class LanguageModelCommands
                     throw new CliException(e.Message);
                 }
             }
-            Console.WriteLine($"{model} is in {dir}; run it with: nabla generate --model {dir} --prompt \"Hello\"");
+            var classifier = PublishedClassifier.Find(model);
+            classifier?.WriteConfig(dir);
+            Console.WriteLine(classifier != null ? $"{model} is in {dir}; run it with: nabla classify --model {model} IMAGE"
+                : $"{model} is in {dir}; run it with: nabla generate --model {dir} --prompt \"Hello\"");
             return 0;
         });
         var group = new Command("model", "Manage pretrained models.");

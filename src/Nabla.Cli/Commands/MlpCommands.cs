@@ -175,6 +175,7 @@ public static class MlpCommands
         command.SetAction(p =>
         {
             var runDir = p.GetValue(RunOption)!;
+            if (FinetuneRunConfig.IsFinetuneRun(runDir)) return FinetuneResNetCommand.Evaluate(runDir);
             if (VisionRun.IsVisionRun(runDir))
             {
                 if (p.GetValue(CsvInput) != null) throw new CliException($"--csv: {runDir} is an image-classifier run; it is evaluated on its dataset's test set.");

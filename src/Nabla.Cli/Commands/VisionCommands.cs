@@ -173,7 +173,7 @@ public static class VisionCommands
     }
 
     /// <summary>Prints the test accuracy and a per-class table, and draws the confusion matrix into the run directory.</summary>
-    private static void ReportTest(Module model, ImageLoader test, IReadOnlyList<string> classes, VisionRun run)
+    internal static void ReportTest(Module model, ImageLoader test, IReadOnlyList<string> classes, VisionRun run)
     {
         var confusion = Confusion(model, test, classes.Count);
         int total = test.Count, correct = Enumerable.Range(0, classes.Count).Sum(c => confusion[c, c]);

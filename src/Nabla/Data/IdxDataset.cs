@@ -9,6 +9,34 @@ public enum DatasetSplit { Train, Test }
 public sealed record ImageClassificationData(Tensor Images, Tensor Labels, IReadOnlyList<string> Classes)
 {
     public int Count => Images.Size(0);
+
+    /// <summary>Splits off every <paramref name="every"/>-th image of each class (counting within the class, in
+    /// the dataset's order) as a test set: a fixed split with the same class balance on both sides, for datasets
+    /// that come without one.</summary>
+    public (ImageClassificationData Train, ImageClassificationData Test) HoldOut(int every)
+    {
+        if (every < 2) throw new ArgumentOutOfRangeException(nameof(every), $"Hold out every n-th image with n ≥ 2, got {every}.");
+        var seen = new int[Classes.Count];
+        var isTest = Labels.ToIntArray().Select(label => ++seen[label] % every == 0).ToArray();
+        return (Rows(Enumerable.Range(0, Count).Where(i => !isTest[i])), Rows(Enumerable.Range(0, Count).Where(i => isTest[i])));
+    }
+
+    /// <summary>The first <paramref name="perClass"/> images of each class (all of a class that has fewer), in the dataset's order.</summary>
+    public ImageClassificationData FirstPerClass(int perClass)
+    {
+        if (perClass <= 0) throw new ArgumentOutOfRangeException(nameof(perClass), $"Keep at least one image per class, got {perClass}.");
+        var kept = new int[Classes.Count];
+        var labels = Labels.ToIntArray();
+        return Rows(Enumerable.Range(0, Count).Where(i => kept[labels[i]]++ < perClass));
+    }
+
+    private ImageClassificationData Rows(IEnumerable<int> rows)
+    {
+        var picked = rows.ToArray();
+        if (picked.Length == 0) throw new ArgumentException($"The selection keeps none of the {Count} images.");
+        var labels = Labels.ToIntArray();
+        return new(Images.IndexSelect(0, Tensor.FromArray(picked)), Tensor.FromArray(picked.Select(i => labels[i]).ToArray()), Classes);
+    }
 }
 
 /// <summary>

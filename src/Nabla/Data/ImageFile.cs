@@ -20,7 +20,9 @@ public static class ImageFile
     /// <param name="resize">Scales the image so its shorter side has this many pixels (bilinear), keeping the aspect ratio.</param>
     /// <param name="centerCrop">Then keeps the central square of this side.</param>
     /// <param name="channels">3 for RGB, 1 for grey.</param>
-    public static Tensor Load(string path, int? resize = null, int? centerCrop = null, Normalization? normalization = null, int channels = 3)
+    /// <param name="filter">The resampling of <paramref name="resize"/>: bilinear (torchvision's default) or bicubic (what most timm ViTs were trained with).</param>
+    public static Tensor Load(string path, int? resize = null, int? centerCrop = null, Normalization? normalization = null, int channels = 3,
+        ResizeFilter filter = ResizeFilter.Bilinear)
     {
         if (channels is not (1 or 3)) throw new ArgumentException($"{path}: images are read with 1 (grey) or 3 (RGB) channels, not {channels}.");
         if (resize is <= 0 || centerCrop is <= 0) throw new ArgumentException($"{path}: resize ({resize}) and crop ({centerCrop}) sizes must be positive.");
@@ -32,7 +34,7 @@ public static class ImageFile
             var (w, h) = image.Width <= image.Height
                 ? (shorter, (int)Math.Max(1, (long)shorter * image.Height / image.Width))
                 : ((int)Math.Max(1, (long)shorter * image.Width / image.Height), shorter);
-            image.Mutate(x => x.Resize(w, h, KnownResamplers.Triangle));
+            image.Mutate(x => x.Resize(w, h, filter == ResizeFilter.Bicubic ? KnownResamplers.Bicubic : KnownResamplers.Triangle));
         }
         if (centerCrop is { } side)
         {
@@ -101,3 +103,6 @@ public static class ImageFile
         return Tensor.FromArray(data, channels, H, W);
     }
 }
+
+/// <summary>How <see cref="ImageFile.Load"/> resamples an image it resizes.</summary>
+public enum ResizeFilter { Bilinear, Bicubic }

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Nabla.Quantization;
 
 namespace Nabla.IO;
 
@@ -27,8 +28,8 @@ internal static class GgufBlockCodecs
     {
         GgmlType.F32 => Float32Codec.Instance,
         GgmlType.F16 => Float16Codec.Instance,
-        GgmlType.Q8_0 => Q8_0Codec.Instance,
-        GgmlType.Q4_0 => Q4_0Codec.Instance,
+        GgmlType.Q8_0 => GgmlBlockCodec.Q8_0,
+        GgmlType.Q4_0 => GgmlBlockCodec.Q4_0,
         _ => null,
     };
 
@@ -66,87 +67,15 @@ internal static class GgufBlockCodecs
         }
     }
 
-    /// <summary>
-    /// Q8_0: 32 values as one float16 scale d = max|x| / 127 and 32 signed bytes q = round(x / d) (halves away
-    /// from zero, as C's roundf), x ≈ d·q. The scale is computed and applied in float32 before it is stored as
-    /// float16, as ggml's reference quantiser does, so files written here match ggml's byte for byte.
-    /// </summary>
-    private sealed class Q8_0Codec : IGgmlBlockCodec
+    /// <summary>Q8_0 and Q4_0 through the shared ggml-exact codec, <see cref="GgmlBlocks"/> (the quantised models'
+    /// own format, checked byte for byte against a script following ggml's reference quantisers).</summary>
+    private sealed class GgmlBlockCodec(QuantizationFormat format) : IGgmlBlockCodec
     {
-        public static readonly Q8_0Codec Instance = new();
-        private const int N = 32;
-        public int BlockValues => N;
-        public int BlockBytes => 2 + N;
-
-        public void Encode(ReadOnlySpan<float> values, Span<byte> blocks)
-        {
-            for (int b = 0; b < values.Length / N; b++)
-            {
-                var x = values.Slice(b * N, N);
-                var block = blocks.Slice(b * BlockBytes, BlockBytes);
-                float absMax = 0;
-                foreach (float v in x) absMax = MathF.Max(absMax, MathF.Abs(v));
-                float d = absMax / 127;
-                float inverse = d == 0 ? 0 : 1 / d;
-                BinaryPrimitives.WriteHalfLittleEndian(block, (Half)d);
-                for (int i = 0; i < N; i++) block[2 + i] = (byte)(sbyte)MathF.Round(x[i] * inverse, MidpointRounding.AwayFromZero);
-            }
-        }
-
-        public void Decode(ReadOnlySpan<byte> blocks, Span<float> values)
-        {
-            for (int b = 0; b < values.Length / N; b++)
-            {
-                var block = blocks.Slice(b * BlockBytes, BlockBytes);
-                float d = (float)BinaryPrimitives.ReadHalfLittleEndian(block);
-                for (int i = 0; i < N; i++) values[b * N + i] = d * (sbyte)block[2 + i];
-            }
-        }
-    }
-
-    /// <summary>
-    /// Q4_0: 32 values as one float16 scale d = m / −8, where m is the value of largest magnitude (sign kept),
-    /// and 32 four-bit codes q = min(15, trunc(x / d + 8.5)), x ≈ d·(q − 8). Byte j holds value j in its low
-    /// nibble and value j + 16 in its high nibble.
-    /// </summary>
-    private sealed class Q4_0Codec : IGgmlBlockCodec
-    {
-        public static readonly Q4_0Codec Instance = new();
-        private const int N = 32;
-        public int BlockValues => N;
-        public int BlockBytes => 2 + N / 2;
-
-        public void Encode(ReadOnlySpan<float> values, Span<byte> blocks)
-        {
-            for (int b = 0; b < values.Length / N; b++)
-            {
-                var x = values.Slice(b * N, N);
-                var block = blocks.Slice(b * BlockBytes, BlockBytes);
-                float extreme = 0;
-                foreach (float v in x)
-                    if (MathF.Abs(v) > MathF.Abs(extreme)) extreme = v;
-                float d = extreme / -8;
-                float inverse = d == 0 ? 0 : 1 / d;
-                BinaryPrimitives.WriteHalfLittleEndian(block, (Half)d);
-                for (int j = 0; j < N / 2; j++)
-                    block[2 + j] = (byte)(Code(x[j] * inverse) | Code(x[j + N / 2] * inverse) << 4);
-            }
-        }
-
-        private static int Code(float scaled) => Math.Clamp((int)MathF.Truncate(scaled + 8.5f), 0, 15);
-
-        public void Decode(ReadOnlySpan<byte> blocks, Span<float> values)
-        {
-            for (int b = 0; b < values.Length / N; b++)
-            {
-                var block = blocks.Slice(b * BlockBytes, BlockBytes);
-                float d = (float)BinaryPrimitives.ReadHalfLittleEndian(block);
-                for (int j = 0; j < N / 2; j++)
-                {
-                    values[b * N + j] = d * ((block[2 + j] & 0x0F) - 8);
-                    values[b * N + j + N / 2] = d * ((block[2 + j] >> 4) - 8);
-                }
-            }
-        }
+        public static readonly GgmlBlockCodec Q8_0 = new(QuantizationFormat.Q8_0);
+        public static readonly GgmlBlockCodec Q4_0 = new(QuantizationFormat.Q4_0);
+        public int BlockValues => GgmlBlocks.BlockSize;
+        public int BlockBytes => GgmlBlocks.BlockBytes(format);
+        public void Encode(ReadOnlySpan<float> values, Span<byte> blocks) => GgmlBlocks.Quantize(format, values, blocks);
+        public void Decode(ReadOnlySpan<byte> blocks, Span<float> values) => GgmlBlocks.Dequantize(format, blocks, values);
     }
 }

@@ -199,10 +199,45 @@ public static unsafe class SafeTensors
         }
     }
 
-    /// <summary>Writes tensors (F32 or I32, any strides) in the given order, atomically.</summary>
-    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <summary>The raw bytes of one tensor of a file (any dtype), as <see cref="ReadHeader"/> located it: for data kept
+    /// in its stored form (quantised blocks, half-precision values).</summary>
+    public static byte[] ReadBytes(string path, SafeTensorInfo info, long dataStart)
     {
-        var list = tensors.ToList();
+        long bytes = info.End - info.Begin;
+        if (bytes > Array.MaxLength) throw new CheckpointException($"{path}: tensor '{info.Name}': {bytes} bytes are too many to read in one piece.");
+        var raw = GC.AllocateUninitializedArray<byte>((int)bytes);
+        using var stream = Open(path);
+        ReadExactly(stream.SafeFileHandle, path, info, raw, dataStart + info.Begin);
+        return raw;
+    }
+
+    /// <summary>Writes tensors (F32 or I32, any strides) in the given order, atomically.</summary>
+    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
+        Save(path, tensors, [], metadata);
+
+    /// <summary>Writes tensors (F32 or I32, any strides), then tensors given as raw little-endian bytes in any
+    /// dtype the format knows (U8 blocks of quantised weights, F16, BF16), atomically.</summary>
+    public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IEnumerable<KeyValuePair<string, RawTensor>> raw,
+        IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        var entries = new List<(string Name, string DType, int[] Shape, long Bytes, Action<Stream> Write)>();
+        foreach (var (name, t) in tensors)
+        {
+            if (t.DType is not (DType.Float32 or DType.Int32))
+                throw new NotSupportedException($"Saving {t.DType} tensors ('{name}') is not supported yet.");
+            entries.Add((name, t.DType.SafetensorsName(), t.Shape.ToArray(), (long)t.Count * 4, stream =>
+            {
+                var c = t.Contiguous();
+                if (c.Count > 0) stream.Write(new ReadOnlySpan<byte>((void*)(c.Storage.Pointer + c.Offset * 4), c.Count * 4));
+                GC.KeepAlive(c);
+            }));
+        }
+        foreach (var (name, r) in raw)
+        {
+            long expected = r.Shape.Aggregate(1L, (n, d) => n * d) * ElementSize(r.DType, path, name);
+            if (r.Data.Length != expected) throw new ArgumentException($"Tensor '{name}': {r.Data.Length} bytes given for {r.DType} [{string.Join(", ", r.Shape)}], which takes {expected}.");
+            entries.Add((name, r.DType, r.Shape, r.Data.Length, stream => stream.Write(r.Data)));
+        }
         var header = new JsonObject();
         if (metadata is { Count: > 0 })
         {
@@ -212,19 +247,16 @@ public static unsafe class SafeTensors
         }
         long offset = 0;
         var names = new HashSet<string>();
-        foreach (var (name, t) in list)
+        foreach (var entry in entries)
         {
-            if (!names.Add(name)) throw new ArgumentException($"Tensor name '{name}' appears twice.");
-            if (t.DType is not (DType.Float32 or DType.Int32))
-                throw new NotSupportedException($"Saving {t.DType} tensors ('{name}') is not supported yet.");
-            long bytes = (long)t.Count * 4;
-            header[name] = new JsonObject
+            if (!names.Add(entry.Name)) throw new ArgumentException($"Tensor name '{entry.Name}' appears twice.");
+            header[entry.Name] = new JsonObject
             {
-                ["dtype"] = t.DType.SafetensorsName(),
-                ["shape"] = new JsonArray(t.Shape.ToArray().Select(d => (JsonNode)d).ToArray()),
-                ["data_offsets"] = new JsonArray(offset, offset + bytes),
+                ["dtype"] = entry.DType,
+                ["shape"] = new JsonArray(entry.Shape.Select(d => (JsonNode)d).ToArray()),
+                ["data_offsets"] = new JsonArray(offset, offset + entry.Bytes),
             };
-            offset += bytes;
+            offset += entry.Bytes;
         }
         var json = Encoding.UTF8.GetBytes(header.ToJsonString());
         int padded = (json.Length + 7) / 8 * 8; // keep the data 8-byte aligned, as the reference writer does
@@ -235,15 +267,13 @@ public static unsafe class SafeTensors
             stream.Write(len);
             stream.Write(json);
             for (int p = json.Length; p < padded; p++) stream.WriteByte((byte)' ');
-            foreach (var (_, t) in list)
-            {
-                var c = t.Contiguous();
-                if (c.Count > 0) stream.Write(new ReadOnlySpan<byte>((void*)(c.Storage.Pointer + c.Offset * 4), c.Count * 4));
-                GC.KeepAlive(c);
-            }
+            foreach (var entry in entries) entry.Write(stream);
         });
     }
 }
+
+/// <summary>A tensor as its stored bytes: safetensors dtype name ("U8", "F16", ...), shape, little-endian data.</summary>
+public sealed record RawTensor(string DType, int[] Shape, byte[] Data);
 
 /// <summary>Writes a file through a temporary sibling and a rename, so readers see the old file or the whole new one.</summary>
 public static class AtomicFile

@@ -21,6 +21,17 @@ public readonly record struct Conv2dGeometry(int Batch, int Channels, int Height
     /// <summary>Number of (image, channel) planes of the input.</summary>
     public int Planes => Batch * Channels;
 
+    /// <summary>Whether the convolution can run as Winograd F(2×2, 3×3): a dense 3×3 kernel, stride 1, no dilation, and
+    /// padding of at most 2 (so the input gradient, a convolution of dy padded by 2 - padding, is one too).</summary>
+    public bool SuitsWinograd => Groups == 1 && KernelH == 3 && KernelW == 3 && StrideH == 1 && StrideW == 1 &&
+        DilationH == 1 && DilationW == 1 && PadH <= 2 && PadW <= 2;
+
+    /// <summary>Winograd F(2×2, 3×3) cuts the output into 2×2 tiles: this many tile rows and columns per image
+    /// (the last ones may hang over the edge), and this many tiles in the batch.</summary>
+    public int TileRows => (OutHeight + 1) / 2;
+    public int TileCols => (OutWidth + 1) / 2;
+    public int Tiles => Batch * TileRows * TileCols;
+
     /// <summary>Window geometry of a pooling layer (one plane per channel, no weight).</summary>
     public static Conv2dGeometry Pooling(int batch, int channels, int height, int width, int kernelH, int kernelW,
         int strideH, int strideW, int padH, int padW, int dilationH = 1, int dilationW = 1) =>

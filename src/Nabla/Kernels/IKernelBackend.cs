@@ -84,12 +84,58 @@ public unsafe interface IKernelBackend
     /// p -= lr·(m̂/(sqrt(v̂)+eps) + weightDecay·p) (decoupled decay; pass weightDecay 0 for Adam with L2 done outside).</summary>
     void AdamW(float* p, float* g, float* m, float* v, long n, float lr, float beta1, float beta2, float eps, float weightDecay, int step);
 
+    // ---------------------------------------------------------------- recurrent cells: the point-wise part of one time step
+    // over a batch (the GEMMs around it are Gemm calls); every buffer is batch rows of its width, contiguous.
+
+    /// <summary>LSTM step (PyTorch's gate order i, f, g, o): <paramref name="gates"/> (batch, 4·hidden) holds the
+    /// pre-activations and is overwritten with the activations σ(i), σ(f), tanh(g), σ(o) for the backward; then
+    /// c = f∘cPrev + i∘g and h = o∘tanh(c).</summary>
+    void LstmCell(float* gates, float* cPrev, float* c, float* h, int batch, int hidden);
+
+    /// <summary>Backward of <see cref="LstmCell"/> from its activated gates, cPrev and c, the gradient dh reaching h and dc
+    /// reaching c from later steps: writes the pre-activation gradients dGates (batch, 4·hidden) and
+    /// dcPrev = (dc + dh∘o∘(1 - tanh²c))∘f.</summary>
+    void LstmCellBackward(float* gates, float* cPrev, float* c, float* dh, float* dc, float* dGates, float* dcPrev, int batch, int hidden);
+
+    /// <summary>GRU step (gate order r, z, n): <paramref name="inputGates"/> (batch, 3·hidden) = W_i x + b_i is overwritten
+    /// with r = σ(x_r + h_r), z = σ(x_z + h_z), n = tanh(x_n + r∘h_n), where <paramref name="hiddenGates"/> = W_h hPrev + b_h;
+    /// h = (1 - z)∘n + z∘hPrev.</summary>
+    void GruCell(float* inputGates, float* hiddenGates, float* hPrev, float* h, int batch, int hidden);
+
+    /// <summary>Backward of <see cref="GruCell"/> from its activated gates, hiddenGates, hPrev and dh: writes the
+    /// gradients of the input gates' and the hidden gates' pre-activations (they differ in n: dh_n = dx_n∘r) and the
+    /// direct part of dhPrev, dh∘z (the part through W_h is the caller's GEMM).</summary>
+    void GruCellBackward(float* gates, float* hiddenGates, float* hPrev, float* dh, float* dInputGates, float* dHiddenGates, float* dhPrev,
+        int batch, int hidden);
+
     // ---------------------------------------------------------------- convolution and pooling (NCHW, see Conv2dGeometry)
 
     /// <summary>The backward of im2col: dx (Batch, Channels, Height, Width) = for each input position, the sum of
     /// the entries of col (Batch, Channels, KernelH, KernelW, OutHeight, OutWidth) whose window tap reads it
     /// (entries that fall on padding are dropped). Writes dx.</summary>
     void Col2Im(in Conv2dGeometry g, float* col, float* dx);
+
+    /// <summary>Winograd F(2×2, 3×3) input transform (see <see cref="Winograd"/>; g must <see cref="Conv2dGeometry.SuitsWinograd"/>):
+    /// v (16, Channels, Tiles; slices <see cref="Winograd.SliceStride"/> apart)[ξ, c, p] = (Bᵀ d B)[ξ], d the 4×4 patch of x (Batch, Channels, Height, Width) at input row
+    /// 2·th - PadH, column 2·tw - PadW of image n (positions outside the input are zeros). Writes v.</summary>
+    void WinogradInput(in Conv2dGeometry g, float* x, float* v);
+
+    /// <summary>Winograd output transform: y (Batch, OutChannels, OutHeight, OutWidth) at row 2·th + i, column 2·tw + j
+    /// = (Aᵀ m A)[i, j] + bias[o] from m (16, OutChannels, Tiles), for the outputs inside the image (bias may be null).</summary>
+    void WinogradOutput(in Conv2dGeometry g, float* m, float* bias, float* y);
+
+    /// <summary>The adjoint of <see cref="WinogradOutput"/>, for the weight gradient: dm (16, OutChannels, Tiles)[ξ, o, p]
+    /// = (A e Aᵀ)[ξ], e the 2×2 block of dy at row 2·th, column 2·tw (zeros past the edge). Writes dm.</summary>
+    void WinogradOutputAdjoint(in Conv2dGeometry g, float* dy, float* dm);
+
+    /// <summary>Winograd kernel transform of a weight w (OutChannels, Channels, 3, 3): u (16, OutChannels, Channels)
+    /// [ξ, o, c] = (G w[o, c] Gᵀ)[ξ]; with <paramref name="inputGradient"/>, the kernels of the input gradient
+    /// instead, u (16, Channels, OutChannels)[ξ, c, o] from w[o, c] rotated by 180°. Writes u.</summary>
+    void WinogradKernels(in Conv2dGeometry g, float* w, float* u, bool inputGradient);
+
+    /// <summary>The adjoint of <see cref="WinogradKernels"/> (without rotation), for the weight gradient:
+    /// dw (OutChannels, Channels, 3, 3)[o, c] = Gᵀ du[·, o, c] G. Writes dw.</summary>
+    void WinogradKernelGradient(in Conv2dGeometry g, float* du, float* dw);
 
     /// <summary>Depthwise convolution (Groups = Channels, OutChannels = multiplier·Channels): output channel o
     /// filters input channel o / multiplier with its own KernelH × KernelW weights w (OutChannels, 1, KernelH,

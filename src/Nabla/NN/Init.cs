@@ -54,6 +54,38 @@ public static unsafe class Init
         return t.Fill(value);
     }
 
+    /// <summary>A (semi-)orthogonal matrix, as torch.nn.init.orthogonal_: the Q of a Gaussian matrix's QR decomposition
+    /// (Gram-Schmidt in double), times <paramref name="gain"/>; rows orthonormal if rows ≤ cols, else columns. For
+    /// recurrent weights: every singular value is 1, so repeated products neither shrink nor grow the state.</summary>
+    public static Tensor Orthogonal(Tensor t, float gain = 1f, Generator? generator = null)
+    {
+        if (t.Rank != 2 || !t.IsContiguous) throw new ArgumentException($"Init.Orthogonal: needs a contiguous 2-D tensor, got {t.ShapeString}.");
+        int rows = t.Size(0), cols = t.Size(1), n = Math.Max(rows, cols), k = Math.Min(rows, cols);
+        var g = generator ?? Generator.Default;
+        var vectors = new double[k][]; // k orthonormal vectors of length n (columns of the tall form)
+        for (int i = 0; i < k; i++)
+        {
+            var v = new double[n];
+            for (int j = 0; j < n; j++) v[j] = g.NextNormal();
+            for (int pass = 0; pass < 2; pass++) // twice, for orthogonality to rounding (Kahan's "twice is enough")
+                for (int p = 0; p < i; p++)
+                {
+                    double dot = 0;
+                    for (int j = 0; j < n; j++) dot += v[j] * vectors[p][j];
+                    for (int j = 0; j < n; j++) v[j] -= dot * vectors[p][j];
+                }
+            double norm = Math.Sqrt(v.Sum(x => x * x));
+            for (int j = 0; j < n; j++) v[j] /= norm;
+            vectors[i] = v;
+        }
+        using var _ = GradMode.NoGrad();
+        var span = t.AsSpan();
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++)
+                span[r * cols + c] = (float)(gain * (rows >= cols ? vectors[c][r] : vectors[r][c]));
+        return t;
+    }
+
     /// <summary>Glorot/Xavier uniform: U(-a, a), a = gain·sqrt(6/(fan_in + fan_out)).</summary>
     public static Tensor XavierUniform(Tensor t, float gain = 1f, Generator? generator = null)
     {

@@ -51,6 +51,9 @@ public sealed class Sequential : Module
     }
 }
 
+/// <summary>Returns its input: what replaces a layer that is removed, as a classifier's head when the body's features are wanted.</summary>
+public sealed class Identity : Module { public override Tensor Forward(Tensor input) => input; }
+
 public sealed class ReLU : Module { public override Tensor Forward(Tensor input) => input.Relu(); }
 
 public sealed class LeakyReLU(float negativeSlope = 0.01f) : Module

@@ -208,8 +208,9 @@ public abstract class Module
     /// <summary>Number of parameter scalars that require grad (what an optimizer updates).</summary>
     public long TrainableParameterCount => Parameters().Where(p => p.RequiresGrad).Sum(p => (long)p.Count);
 
-    /// <summary>Training mode on (or off) for this module and all sub-modules.</summary>
-    public Module Train(bool on = true)
+    /// <summary>Training mode on (or off) for this module and all sub-modules. Virtual, as PyTorch's train(), so a
+    /// model can keep part of itself in evaluation mode (a frozen body's batch norm).</summary>
+    public virtual Module Train(bool on = true)
     {
         foreach (var (_, m) in NamedModules()) m.Training = on;
         return this;

@@ -9,8 +9,10 @@ public enum RnnNonlinearity { Tanh, Relu }
 /// backward direction, each (gates·hidden, in) or (gates·hidden), registered on the module itself so a PyTorch state
 /// dict loads strictly), their U(-1/√hidden, 1/√hidden) initialisation, and the unrolling over time, layers and
 /// directions with dropout between layers and PyTorch's packed-sequence semantics for variable lengths.
-/// <para>This is the plain version composed from autograd ops (one GEMM for the input projection of all steps,
-/// then per step a GEMM and the gate math as separate nodes); a fused recurrence kernel is a later step.</para>
+/// <para>Each layer and direction runs as one autograd node with fused per-step kernels (<see cref="FusedRecurrence"/>);
+/// with <see cref="UseFusedKernels"/> off it runs the plain version composed from autograd ops (one GEMM for the input
+/// projection of all steps, then per step a GEMM and the gate math as separate nodes), which is the fused path's
+/// test oracle.</para>
 /// </summary>
 public abstract class RecurrentBase : Module
 {
@@ -24,6 +26,10 @@ public abstract class RecurrentBase : Module
     /// <summary>The size of h: <see cref="HiddenSize"/>, or an LSTM's projection size when it has one.</summary>
     protected int StateSize { get; }
     private int Directions => Bidirectional ? 2 : 1;
+    /// <summary>Whether each layer and direction runs as one fused node (the default) or as the per-step graph of
+    /// autograd ops (the reference the fused path is tested against; slower, same results within rounding).</summary>
+    public bool UseFusedKernels { get; set; } = true;
+    private protected abstract RecurrentCellKind CellKind { get; }
 
     /// <summary>The weights of one layer in one direction.</summary>
     protected readonly record struct Cell(Tensor InputWeight, Tensor HiddenWeight, Tensor? InputBias, Tensor? HiddenBias, Tensor? ProjectionWeight)
@@ -77,9 +83,10 @@ public abstract class RecurrentBase : Module
 
     /// <summary>Unrolls every layer and direction. <paramref name="initialStates"/>: one (layers·directions, batch, hidden)
     /// tensor per state (h, c), or null for zeros. <paramref name="lengths"/>: each sequence's real length (1..T) for a
-    /// padded batch, or null when all are T. Returns the last layer's output (both directions concatenated) and the
-    /// final states in PyTorch's layout.</summary>
-    protected (Tensor Output, Tensor[] FinalStates) Run(Tensor input, Tensor?[] initialStates, int[]? lengths)
+    /// padded batch, or null when all are T; or instead <paramref name="mask"/>, (batch, time) with 1 at each sequence's
+    /// steps and 0 at its padding. Returns the last layer's output (both directions concatenated) and the final states
+    /// in PyTorch's layout.</summary>
+    protected (Tensor Output, Tensor[] FinalStates) Run(Tensor input, Tensor?[] initialStates, int[]? lengths, Tensor? mask = null)
     {
         string layout = BatchFirst ? "(batch, time, features)" : "(time, batch, features)";
         if (input.Rank != 3 || input.Size(2) != InputSize)
@@ -96,7 +103,14 @@ public abstract class RecurrentBase : Module
                 throw new ArgumentException($"{_kind}: {stateNames[k]} must be (layers·directions, batch, {(k == 0 ? "hidden or projection" : "hidden")}) = {Kernels.ShapeMath.Format(expected)}, got {Kernels.ShapeMath.Format(given.Shape)}.");
             initial[k] = given ?? Tensor.Zeros(expected);
         }
-        var masks = lengths == null ? null : StepMasks(lengths, steps, batch);
+        if (steps == 0) throw new ArgumentException($"{_kind}: the input has no time steps.");
+        if (mask != null)
+        {
+            if (lengths != null) throw new ArgumentException($"{_kind}: give the lengths or a mask, not both.");
+            lengths = LengthsOf(mask, steps, batch);
+        }
+        if (lengths != null) CheckLengths(lengths, steps, batch);
+        var masks = lengths == null || UseFusedKernels ? null : StepMasks(lengths, steps);
 
         var finals = new List<Tensor>[initial.Length];
         for (int k = 0; k < finals.Length; k++) finals[k] = new List<Tensor>();
@@ -108,6 +122,16 @@ public abstract class RecurrentBase : Module
             {
                 int index = layer * Directions + direction;
                 var cell = _cells[index];
+                if (UseFusedKernels)
+                {
+                    var (fusedOutput, hidden, cellState) = FusedRecurrence.Layer(CellKind, layerInput, cell.InputWeight, cell.InputBias, cell.HiddenWeight,
+                        cell.HiddenBias, cell.ProjectionWeight, initial[0].Select(0, index), initial.Length > 1 ? initial[1].Select(0, index) : null,
+                        lengths, reverse: direction == 1);
+                    directionOutputs[direction] = fusedOutput;
+                    finals[0].Add(hidden);
+                    if (cellState != null) finals[1].Add(cellState);
+                    continue;
+                }
                 var inputGates = F.Linear(layerInput, cell.InputWeight, cell.InputBias); // all steps in one GEMM
                 var state = initial.Select(s => s.Select(0, index)).ToArray();
                 var outputs = new Tensor[steps];
@@ -135,17 +159,40 @@ public abstract class RecurrentBase : Module
         return (output, finals.Select(f => Tensor.Stack(f, 0)).ToArray());
     }
 
-    /// <summary>Per time step a (batch, 1) tensor: 1 where the step is inside the sequence, 0 where it is padding.</summary>
-    private Tensor[] StepMasks(int[] lengths, int steps, int batch)
+    /// <summary>Each row's length from a (batch, time) mask, which must be ones then zeros (packed sequences have no holes).</summary>
+    private int[] LengthsOf(Tensor mask, int steps, int batch)
+    {
+        if (mask.Rank != 2 || mask.Size(0) != batch || mask.Size(1) != steps)
+            throw new ArgumentException($"{_kind}: mask must be (batch, time) = [{batch}, {steps}], got {mask.ShapeString}.");
+        var values = mask.ToArray();
+        var lengths = new int[batch];
+        for (int b = 0; b < batch; b++)
+        {
+            var row = values.AsSpan(b * steps, steps);
+            if (row.ContainsAnyExcept(0f, 1f))
+                throw new ArgumentException($"{_kind}: mask row {b} holds a value other than 0 and 1.");
+            lengths[b] = row.IndexOf(0f) is var firstPad and >= 0 ? firstPad : steps;
+            if (row[lengths[b]..].Contains(1f))
+                throw new ArgumentException($"{_kind}: mask row {b} has a step after padding; padding must come after each sequence's last step.");
+        }
+        return lengths;
+    }
+
+    private void CheckLengths(int[] lengths, int steps, int batch)
     {
         if (lengths.Length != batch)
             throw new ArgumentException($"{_kind}: {lengths.Length} lengths given for a batch of {batch} sequences.");
         foreach (int length in lengths)
             if (length < 1 || length > steps)
                 throw new ArgumentException($"{_kind}: every length must be in 1..{steps} (the padded length), got {length}.");
+    }
+
+    /// <summary>Per time step a (batch, 1) tensor: 1 where the step is inside the sequence, 0 where it is padding.</summary>
+    private static Tensor[] StepMasks(int[] lengths, int steps)
+    {
         var masks = new Tensor[steps];
         for (int t = 0; t < steps; t++)
-            masks[t] = Tensor.FromArray(lengths.Select(length => t < length ? 1f : 0f).ToArray(), batch, 1);
+            masks[t] = Tensor.FromArray(lengths.Select(length => t < length ? 1f : 0f).ToArray(), lengths.Length, 1);
         return masks;
     }
 
@@ -163,13 +210,16 @@ public sealed class RNN : RecurrentBase
         : base("RNN", 1, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator) =>
         Nonlinearity = nonlinearity;
 
+    private protected override RecurrentCellKind CellKind => Nonlinearity == RnnNonlinearity.Tanh ? RecurrentCellKind.RnnTanh : RecurrentCellKind.RnnRelu;
+
     /// <summary>The output of every step (the last layer's, directions concatenated).</summary>
     public override Tensor Forward(Tensor input) => Forward(input, null).Output;
 
-    /// <summary>Output (T, B, directions·H) or (B, T, ...) and the final hidden state (layers·directions, B, H).</summary>
-    public (Tensor Output, Tensor HiddenState) Forward(Tensor input, Tensor? h0, int[]? lengths = null)
+    /// <summary>Output (T, B, directions·H) or (B, T, ...) and the final hidden state (layers·directions, B, H).
+    /// Variable lengths: <paramref name="lengths"/> or a (B, T) <paramref name="mask"/> of ones then zeros.</summary>
+    public (Tensor Output, Tensor HiddenState) Forward(Tensor input, Tensor? h0, int[]? lengths = null, Tensor? mask = null)
     {
-        var (output, finals) = Run(input, [h0], lengths);
+        var (output, finals) = Run(input, [h0], lengths, mask);
         return (output, finals[0]);
     }
 
@@ -193,12 +243,14 @@ public sealed class LSTM : RecurrentBase
         : base("LSTM", 4, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator, projSize) =>
         ProjSize = projSize;
 
+    private protected override RecurrentCellKind CellKind => RecurrentCellKind.Lstm;
+
     public override Tensor Forward(Tensor input) => Forward(input, null, null).Output;
 
     /// <summary>Output and the final hidden (layers·directions, B, H or projSize) and cell (layers·directions, B, H) states. h0 and c0 may each be null (zeros).</summary>
-    public (Tensor Output, Tensor HiddenState, Tensor CellState) Forward(Tensor input, Tensor? h0, Tensor? c0, int[]? lengths = null)
+    public (Tensor Output, Tensor HiddenState, Tensor CellState) Forward(Tensor input, Tensor? h0, Tensor? c0, int[]? lengths = null, Tensor? mask = null)
     {
-        var (output, finals) = Run(input, [h0, c0], lengths);
+        var (output, finals) = Run(input, [h0, c0], lengths, mask);
         return (output, finals[0], finals[1]);
     }
 
@@ -226,11 +278,13 @@ public sealed class GRU : RecurrentBase
         bool bidirectional = false, Generator? generator = null)
         : base("GRU", 3, inputSize, hiddenSize, numLayers, bias, batchFirst, dropout, bidirectional, generator) { }
 
+    private protected override RecurrentCellKind CellKind => RecurrentCellKind.Gru;
+
     public override Tensor Forward(Tensor input) => Forward(input, null).Output;
 
-    public (Tensor Output, Tensor HiddenState) Forward(Tensor input, Tensor? h0, int[]? lengths = null)
+    public (Tensor Output, Tensor HiddenState) Forward(Tensor input, Tensor? h0, int[]? lengths = null, Tensor? mask = null)
     {
-        var (output, finals) = Run(input, [h0], lengths);
+        var (output, finals) = Run(input, [h0], lengths, mask);
         return (output, finals[0]);
     }
 

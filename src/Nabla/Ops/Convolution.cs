@@ -20,7 +20,8 @@ public static unsafe partial class F
 
     /// <summary>
     /// 2-D convolution (cross-correlation, as in PyTorch) of x (N, C, H, W) with weight (O, C/groups, kh, kw) plus
-    /// bias (O), giving (N, O, OH, OW). Three paths: depthwise (groups = C) runs a direct kernel; a 1×1 convolution
+    /// bias (O), giving (N, O, OH, OW). Four paths: depthwise (groups = C) runs a direct kernel; a dense 3×3 stride-1
+    /// convolution with enough channels runs as Winograd F(2×2, 3×3) (ConvolutionWinograd.cs); a 1×1 convolution
     /// with stride 1 and no padding is a GEMM straight on x; anything else multiplies the weight by the im2col matrix,
     /// materialised once per chunk of images from the patch view of the padded input (pad → Unfold over H and W).
     /// </summary>
@@ -36,6 +37,8 @@ public static unsafe partial class F
         {
             if (IsDepthwise(g))
                 Backend.Current.DepthwiseConv2d(g, xc.Data, wc.Data, bc == null ? null : bc.Data, y.Data);
+            else if (UsesWinograd(g))
+                WinogradForward(g, xc, wc, bc, y);
             else
                 ConvolutionForward(g, xc, wc, bc, y);
         }
@@ -56,6 +59,7 @@ public static unsafe partial class F
                         if (dx != null) Backend.Current.DepthwiseConv2dBackwardInput(g, dyc.Data, wc.Data, dx.Data);
                         if (dw != null) Backend.Current.DepthwiseConv2dBackwardWeight(g, dyc.Data, xc.Data, dw.Data);
                     }
+                    else if (UsesWinograd(g)) WinogradBackward(g, xc, wc, dyc, dx, dw);
                     else ConvolutionBackward(g, xc, wc, dyc, dx, dw);
                 }
                 else
@@ -106,7 +110,7 @@ public static unsafe partial class F
     }
 
     // y[n] (O, OH·OW) = W (O, C·kh·kw) · col[n] (C·kh·kw, OH·OW) for each group, one batched GEMM over the images.
-    private static void ConvolutionForward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
+    internal static void ConvolutionForward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
     {
         var backend = Backend.Current;
         int spatial = g.OutHeight * g.OutWidth, groupIn = g.Channels / g.Groups * g.KernelH * g.KernelW, groupOut = g.OutChannels / g.Groups;
@@ -144,7 +148,7 @@ public static unsafe partial class F
     // dW (O, C·kh·kw) = Σ over images and positions of dy · colᵀ: one GEMM per group and chunk with the images laid
     // side by side (channel-major dy and col), so the reduction over the batch happens inside the GEMM.
     // dcol[n] = Wᵀ · dy[n] (a batched GEMM), then col2im scatters it back onto dx.
-    private static void ConvolutionBackward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor dy, Tensor? dx, Tensor? dw)
+    internal static void ConvolutionBackward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor dy, Tensor? dx, Tensor? dw)
     {
         var backend = Backend.Current;
         int spatial = g.OutHeight * g.OutWidth, groupIn = g.Channels / g.Groups * g.KernelH * g.KernelW, groupOut = g.OutChannels / g.Groups;

@@ -49,7 +49,7 @@ public sealed class FileFormatFuzzTests : IDisposable
     private sealed record Format(string FileName, Func<string, byte[]> MakeValid, Action<string> Read, bool MayBeMissing = false);
 
     private static readonly string[] FormatNames =
-        ["safetensors", "optimizer", "token-shard", "csv", "preprocessor", "mlp-config", "char-vocab", "encoder.json", "vocab.bpe", "metrics.jsonl", "image", "gguf", "gguf-q4_0"];
+        ["safetensors", "optimizer", "token-shard", "csv", "preprocessor", "mlp-config", "char-vocab", "encoder.json", "vocab.bpe", "metrics.jsonl", "image", "gguf", "gguf-q4_0", "quantized-gpt2"];
 
     public static TheoryData<string> Formats() => new(FormatNames);
 
@@ -114,6 +114,17 @@ public sealed class FileFormatFuzzTests : IDisposable
                 // llama.cpp's gguf-py wrote these (tests/reference/make_gguf_fixture.py); the tokenizer travels inside.
                 return new("model.gguf", _ => File.ReadAllBytes(TestData.Fixture(name == "gguf" ? "gguf/gpt2_f32.gguf" : "gguf/gpt2_q4_0.gguf")),
                     p => Nabla.Models.Gpt2.Gpt2ModelFiles.Load(p));
+            case "quantized-gpt2":
+                return new("model.safetensors", p =>
+                {
+                    var (model, tokenizer) = Nabla.Models.Gpt2.Gpt2ModelFiles.Load(TestData.Fixture("quant/fp32"));
+                    Nabla.Quantization.Gpt2Quantization.Quantize(model, Nabla.Quantization.QuantizationFormat.Nf4, doubleQuantizeScales: true);
+                    var saved = Path.Combine(_dir, "quantized");
+                    Nabla.Quantization.Gpt2Quantization.Save(model, saved);
+                    Directory.CreateDirectory(Path.Combine(_dir, "mutated"));
+                    File.Copy(Path.Combine(saved, "config.json"), Path.Combine(_dir, "mutated", "config.json"), overwrite: true);
+                    return File.ReadAllBytes(Path.Combine(saved, "model.safetensors"));
+                }, p => Nabla.Quantization.Gpt2Quantization.Load(p));
             default:
                 throw new ArgumentException(name);
         }

@@ -249,20 +249,118 @@ public unsafe class ConvolutionKernelTests
         }
     }
 
-    /// <summary>A batch whose column matrix exceeds one chunk (3 images of 64 channels × 3×3 × 64×64 per chunk) gives
-    /// what the images give one at a time: outputs and input gradients image by image, the weight gradient summed.</summary>
-    [Fact]
-    public void Conv2dOverSeveralImageChunksEqualsOneImageAtATime()
+    /// <summary>A random geometry that runs as Winograd F(2×2, 3×3): 3×3, stride 1, padding 0 to 2 on each side,
+    /// images from 1×1 (a single tile hanging over every edge) to rows of several full vectors of tiles.</summary>
+    private static Conv2dGeometry RandomWinogradGeometry(Random r, int channels, int outChannels)
+    {
+        while (true)
+        {
+            int h = r.Next(1, 12), w = r.Next(3) == 0 ? r.Next(30, 80) : r.Next(1, 20);
+            var g = new Conv2dGeometry(r.Next(1, 4), channels, h, w, outChannels, 3, 3, 1, 1, r.Next(0, 3), r.Next(0, 3), 1, 1, 1);
+            if (g.OutHeight >= 1 && g.OutWidth >= 1 && g.SuitsWinograd) return g;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void WinogradTransformsMatchReference(Isa isa)
+    {
+        var random = new Random(9);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            var g = RandomWinogradGeometry(random, random.Next(1, 5), random.Next(1, 5));
+            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
+            long inTiles = Winograd.TileElements * Winograd.SliceStride(g.Channels, g.Tiles);
+            long outTiles = Winograd.TileElements * Winograd.SliceStride(g.OutChannels, g.Tiles);
+            var x = Randn(random, inCount);
+            var m = Randn(random, outTiles);
+            var dy = Randn(random, outCount);
+            var bias = trial % 2 == 0 ? Randn(random, g.OutChannels) : null;
+            int pairs = g.OutChannels * g.Channels;
+            var w = Randn(random, pairs * 9);
+            var du = Randn(random, Winograd.TileElements * pairs);
+            var results = new Tensor[2, 6];
+            BothBackends(isa, (backend, isReference) =>
+            {
+                int k = isReference ? 0 : 1;
+                // Slice padding is never written: start both from the same zeros so that it compares equal.
+                var (v, y, dm) = (Tensor.Zeros((int)inTiles), Tensor.Empty([(int)outCount]), Tensor.Zeros((int)outTiles));
+                backend.WinogradInput(g, x.Data, v.Data);
+                backend.WinogradOutput(g, m.Data, bias == null ? null : bias.Data, y.Data);
+                backend.WinogradOutputAdjoint(g, dy.Data, dm.Data);
+                var (u, uFlipped, dw) = (Tensor.Empty([du.Count]), Tensor.Empty([du.Count]), Tensor.Empty([w.Count]));
+                backend.WinogradKernels(g, w.Data, u.Data, inputGradient: false);
+                backend.WinogradKernels(g, w.Data, uFlipped.Data, inputGradient: true);
+                backend.WinogradKernelGradient(g, du.Data, dw.Data);
+                (results[k, 0], results[k, 1], results[k, 2], results[k, 3], results[k, 4], results[k, 5]) = (v, y, dm, u, uFlipped, dw);
+            });
+            Close.Assert(results[0, 3], results[1, 3], 1e-6, $"winograd kernel transform {g}");
+            Close.Assert(results[0, 4], results[1, 4], 1e-6, $"winograd input-gradient kernel transform {g}");
+            Close.Assert(results[0, 5], results[1, 5], 1e-6, $"winograd kernel gradient {g}");
+            // Tile buffers are mostly slice padding (zeros), which shrinks their rms: an absolute floor for the sums
+            // of O(1) values that cancel.
+            Close.Assert(results[0, 0], results[1, 0], 1e-6, $"winograd input transform {g}", atol: 1e-6);
+            Close.Assert(results[0, 1], results[1, 1], 1e-6, $"winograd output transform {g} bias {bias != null}");
+            Close.Assert(results[0, 2], results[1, 2], 1e-6, $"winograd output adjoint {g}", atol: 1e-6);
+        }
+    }
+
+    /// <summary>Conv2d on shapes that take the Winograd path, against the convolution spelled out as a matrix product
+    /// with the patch view (pad → Unfold → Unfold) and differentiated by autograd: outputs and all three gradients,
+    /// with channel counts that are no multiple of a vector, images smaller than a tile, rows of many tiles.</summary>
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void Conv2dWinogradMatchesThePatchMatrixProduct(Isa isa)
+    {
+        var random = new Random(10);
+        for (int trial = 0; trial < 16; trial++)
+        {
+            int channels = new[] { 16, 17, 24, 33 }[random.Next(4)], outChannels = new[] { 16, 19, 32 }[random.Next(3)];
+            var g = RandomWinogradGeometry(random, channels, outChannels);
+            var gen = new Generator((ulong)trial + 50);
+            var x = Tensor.Randn(gen, g.Batch, channels, g.Height, g.Width).RequiresGrad_();
+            var w = Tensor.Randn(gen, outChannels, channels, 3, 3).RequiresGrad_();
+            var b = trial % 2 == 0 ? Tensor.Randn(gen, outChannels).RequiresGrad_() : null;
+            var dy = Tensor.Randn(gen, g.Batch, outChannels, g.OutHeight, g.OutWidth);
+
+            var patches = Pad(x, g).Unfold(2, 3, 1).Unfold(3, 3, 1).Permute(0, 1, 4, 5, 2, 3)   // (N, C, 3, 3, OH, OW)
+                .Reshape(g.Batch, channels * 9, g.OutHeight * g.OutWidth);
+            var product = w.Reshape(outChannels, channels * 9).MatMul(patches).Reshape(g.Batch, outChannels, g.OutHeight, g.OutWidth);
+            if (b != null) product = product.Add(b.View(1, outChannels, 1, 1));
+            product.Backward(dy);
+            Tensor?[] expected = [product.Detach(), x.Grad, w.Grad, b?.Grad];
+            x.Grad = w.Grad = null;
+            if (b != null) b.Grad = null;
+
+            using (CpuFeatures.Limit(isa))
+            {
+                var y = F.Conv2d(x, w, b, 1, (g.PadH, g.PadW));
+                y.Backward(dy);
+                Tensor?[] actual = [y.Detach(), x.Grad, w.Grad, b?.Grad];
+                string[] names = ["y", "dx", "dw", "db"];
+                for (int i = 0; i < names.Length; i++)
+                    if (expected[i] != null) Close.Assert(expected[i]!, actual[i]!, 1e-5, $"winograd conv2d {names[i]} {g}");
+            }
+        }
+    }
+
+    /// <summary>A batch whose working buffers exceed one chunk gives what the images give one at a time: outputs and
+    /// input gradients image by image, the weight gradient summed. im2col: 3 images of 64 channels × 3×3 × 64×64 per
+    /// chunk; Winograd (16 channels in and out): 32 images of 16 × 16 channels × 32×32 tiles per chunk.</summary>
+    [Theory]
+    [InlineData(4, 64, 2)]
+    [InlineData(33, 16, 16)]
+    public void Conv2dOverSeveralImageChunksEqualsOneImageAtATime(int images, int channels, int outChannels)
     {
         var g = new Generator(13);
-        var x = Tensor.Randn(g, 4, 64, 64, 64).RequiresGrad_();
-        var w = Tensor.Randn(g, 2, 64, 3, 3).Mul(0.05f).RequiresGrad_();
-        var b = Tensor.Randn(g, 2).RequiresGrad_();
-        var dy = Tensor.Randn(g, 4, 2, 64, 64);
+        var x = Tensor.Randn(g, images, channels, 64, 64).RequiresGrad_();
+        var w = Tensor.Randn(g, outChannels, channels, 3, 3).Mul(0.05f).RequiresGrad_();
+        var b = Tensor.Randn(g, outChannels).RequiresGrad_();
+        var dy = Tensor.Randn(g, images, outChannels, 64, 64);
         F.Conv2d(x, w, b, padding: 1).Backward(dy);
         var (dx, dw, db) = (x.Grad!, w.Grad!, b.Grad!);
-        Tensor dwSum = Tensor.Zeros(w.Shape.ToArray()), dbSum = Tensor.Zeros(2);
-        for (int n = 0; n < 4; n++)
+        Tensor dwSum = Tensor.Zeros(w.Shape.ToArray()), dbSum = Tensor.Zeros(outChannels);
+        for (int n = 0; n < images; n++)
         {
             var xn = x.Detach().Narrow(0, n, 1).Contiguous().RequiresGrad_();
             w.Grad = b.Grad = null;

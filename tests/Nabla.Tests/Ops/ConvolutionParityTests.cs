@@ -33,7 +33,8 @@ public class ConvolutionParityTests
 
     public static TheoryData<string, string> ConvCases() => Cases("conv_basic", "conv_stride2_pad12", "conv_dilation2", "conv_groups2",
         "conv_depthwise", "conv_depthwise_x2_stride2", "conv_depthwise_dilation2", "conv_1x1", "conv_1x1_stride2", "conv_lenet_like",
-        "conv_odd", "conv_wide_rows");
+        "conv_odd", "conv_wide_rows",
+        "conv_winograd_resnet", "conv_winograd_pad0_wide", "conv_winograd_pad21", "conv_winograd_tiny");
 
     public static TheoryData<string, string> PoolCases() => Cases("maxpool_k2", "maxpool_k3_s2_p1", "maxpool_dilated", "maxpool_ties",
         "avgpool_k2", "avgpool_k3_s2_p1", "avgpool_k3_s2_p1_exclude", "avgpool_rect_exclude", "adaptive_3x4", "adaptive_1x1", "adaptive_up");

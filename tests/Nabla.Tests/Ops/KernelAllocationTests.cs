@@ -92,6 +92,17 @@ public unsafe class KernelAllocationTests(ITestOutputHelper output)
             Cases["AttentionBackward"] = () =>
                 kernels.AttentionBackward(layout, q.Data, k.Data, vv.Data, o.Data, lse.Data, dout.Data, dq.Data, dk.Data, dv.Data);
 
+            const int Sequences = 32, Hidden = 300; // 300: vector lanes plus a scalar tail
+            var (gates, hiddenGates, dGates, dHiddenGates) = (Floats(Sequences * 4 * Hidden), Floats(Sequences * 4 * Hidden), Floats(Sequences * 4 * Hidden), Floats(Sequences * 4 * Hidden));
+            var (state, nextState, dState, dPrevState) = (Floats(Sequences * Hidden), Floats(Sequences * Hidden), Floats(Sequences * Hidden), Floats(Sequences * Hidden));
+            var stateOut = Floats(Sequences * Hidden);
+            Cases["LstmCell"] = () => kernels.LstmCell(gates.Data, state.Data, nextState.Data, stateOut.Data, Sequences, Hidden);
+            Cases["LstmCellBackward"] = () =>
+                kernels.LstmCellBackward(gates.Data, state.Data, nextState.Data, dState.Data, stateOut.Data, dGates.Data, dPrevState.Data, Sequences, Hidden);
+            Cases["GruCell"] = () => kernels.GruCell(gates.Data, hiddenGates.Data, state.Data, stateOut.Data, Sequences, Hidden);
+            Cases["GruCellBackward"] = () =>
+                kernels.GruCellBackward(gates.Data, hiddenGates.Data, state.Data, dState.Data, dGates.Data, dHiddenGates.Data, dPrevState.Data, Sequences, Hidden);
+
             var conv = new Conv2dGeometry(2, 3, 11, 37, 6, 3, 3, 2, 1, 1, 1, 1, 2, 3);
             var pool = Conv2dGeometry.Pooling(2, 3, 11, 37, 3, 2, 2, 2, 1, 1);
             var col = Floats(conv.Planes * 9 * conv.OutHeight * conv.OutWidth);
@@ -100,6 +111,13 @@ public unsafe class KernelAllocationTests(ITestOutputHelper output)
             Cases["DepthwiseConv2d"] = () => kernels.DepthwiseConv2d(conv, a.Data, w.Data, bias.Data, b.Data);
             Cases["DepthwiseConv2dBackwardInput"] = () => kernels.DepthwiseConv2dBackwardInput(conv, b.Data, w.Data, c.Data);
             Cases["DepthwiseConv2dBackwardWeight"] = () => kernels.DepthwiseConv2dBackwardWeight(conv, b.Data, a.Data, dw.Data);
+            var winograd = new Conv2dGeometry(2, 3, 11, 37, 4, 3, 3, 1, 1, 1, 2, 1, 1, 1);
+            var tiles = Floats((int)(Winograd.TileElements * Winograd.SliceStride(4, winograd.Tiles)));
+            Cases["WinogradInput"] = () => kernels.WinogradInput(winograd, a.Data, tiles.Data);
+            Cases["WinogradOutput"] = () => kernels.WinogradOutput(winograd, tiles.Data, bias.Data, b.Data);
+            Cases["WinogradOutputAdjoint"] = () => kernels.WinogradOutputAdjoint(winograd, a.Data, tiles.Data);
+            Cases["WinogradKernels"] = () => kernels.WinogradKernels(winograd, w.Data, c.Data, inputGradient: true);
+            Cases["WinogradKernelGradient"] = () => kernels.WinogradKernelGradient(winograd, c.Data, dw.Data);
             Cases["MaxPool2d"] = () => kernels.MaxPool2d(pool, a.Data, b.Data, poolArgmax.IntData);
             Cases["MaxPool2dBackward"] = () => kernels.MaxPool2dBackward(pool, b.Data, poolArgmax.IntData, c.Data);
             Cases["AvgPool2d"] = () => kernels.AvgPool2d(pool, false, a.Data, b.Data);

@@ -212,6 +212,76 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
         }
     }
 
+    private static double Sigmoid(double x) => 1 / (1 + Math.Exp(-x));
+
+    public void LstmCell(float* gates, float* cPrev, float* c, float* h, int batch, int hidden)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < hidden; j++)
+            {
+                float* g = gates + (long)b * 4 * hidden + j;
+                long k = (long)b * hidden + j;
+                g[0] = (float)Sigmoid(g[0]);
+                g[hidden] = (float)Sigmoid(g[hidden]);
+                g[2 * hidden] = (float)Math.Tanh(g[2 * hidden]);
+                g[3 * hidden] = (float)Sigmoid(g[3 * hidden]);
+                c[k] = (float)((double)g[hidden] * cPrev[k] + (double)g[0] * g[2 * hidden]);
+                h[k] = (float)(g[3 * hidden] * Math.Tanh(c[k]));
+            }
+    }
+
+    public void LstmCellBackward(float* gates, float* cPrev, float* c, float* dh, float* dc, float* dGates, float* dcPrev, int batch, int hidden)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < hidden; j++)
+            {
+                long k = (long)b * hidden + j, row = (long)b * 4 * hidden + j;
+                double i = gates[row], f = gates[row + hidden], g = gates[row + 2 * hidden], o = gates[row + 3 * hidden];
+                double tanhC = Math.Tanh(c[k]);
+                double dcTotal = dc[k] + dh[k] * o * (1 - tanhC * tanhC);
+                dGates[row] = (float)(dcTotal * g * i * (1 - i));
+                dGates[row + hidden] = (float)(dcTotal * cPrev[k] * f * (1 - f));
+                dGates[row + 2 * hidden] = (float)(dcTotal * i * (1 - g * g));
+                dGates[row + 3 * hidden] = (float)(dh[k] * tanhC * o * (1 - o));
+                dcPrev[k] = (float)(dcTotal * f);
+            }
+    }
+
+    public void GruCell(float* inputGates, float* hiddenGates, float* hPrev, float* h, int batch, int hidden)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < hidden; j++)
+            {
+                long k = (long)b * hidden + j, row = (long)b * 3 * hidden + j;
+                double r = Sigmoid((double)inputGates[row] + hiddenGates[row]);
+                double z = Sigmoid((double)inputGates[row + hidden] + hiddenGates[row + hidden]);
+                double n = Math.Tanh(inputGates[row + 2 * hidden] + r * hiddenGates[row + 2 * hidden]);
+                inputGates[row] = (float)r;
+                inputGates[row + hidden] = (float)z;
+                inputGates[row + 2 * hidden] = (float)n;
+                h[k] = (float)((1 - z) * n + z * hPrev[k]);
+            }
+    }
+
+    public void GruCellBackward(float* gates, float* hiddenGates, float* hPrev, float* dh, float* dInputGates, float* dHiddenGates, float* dhPrev,
+        int batch, int hidden)
+    {
+        for (int b = 0; b < batch; b++)
+            for (int j = 0; j < hidden; j++)
+            {
+                long k = (long)b * hidden + j, row = (long)b * 3 * hidden + j;
+                double r = gates[row], z = gates[row + hidden], n = gates[row + 2 * hidden];
+                double dnPre = dh[k] * (1 - z) * (1 - n * n);
+                double dzPre = dh[k] * (hPrev[k] - n) * z * (1 - z);
+                double drPre = dnPre * hiddenGates[row + 2 * hidden] * r * (1 - r);
+                dInputGates[row] = dHiddenGates[row] = (float)drPre;
+                dInputGates[row + hidden] = dHiddenGates[row + hidden] = (float)dzPre;
+                dInputGates[row + 2 * hidden] = (float)dnPre;
+                dHiddenGates[row + 2 * hidden] = (float)(dnPre * r);
+                dhPrev[k] = (float)(dh[k] * z);
+            }
+    }
+
     public void Gemm(bool transA, bool transB, int m, int n, int k,
         float* a, int lda, long strideA, float* b, int ldb, long strideB, float* c, int ldc, long strideC,
         int batch, bool accumulate, float* bias)
@@ -349,6 +419,120 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
                             long c = (((long)plane * g.KernelH + i) * g.KernelW + j) * OH * OW + (long)oh * OW + ow;
                             dx[((long)plane * g.Height + ih) * g.Width + iw] += col[c];
                         }
+    }
+
+    public void WinogradInput(in Conv2dGeometry g, float* x, float* v)
+    {
+        var bt = Winograd.InputMatrix;
+        long P = g.Tiles;
+        float* d = stackalloc float[16];
+        for (int n = 0; n < g.Batch; n++)
+            for (int c = 0; c < g.Channels; c++)
+                for (int th = 0; th < g.TileRows; th++)
+                    for (int tw = 0; tw < g.TileCols; tw++)
+                    {
+                        for (int r = 0; r < 4; r++)
+                            for (int s = 0; s < 4; s++)
+                            {
+                                int ih = 2 * th - g.PadH + r, iw = 2 * tw - g.PadW + s;
+                                bool inside = ih >= 0 && ih < g.Height && iw >= 0 && iw < g.Width;
+                                d[r * 4 + s] = inside ? x[(((long)n * g.Channels + c) * g.Height + ih) * g.Width + iw] : 0;
+                            }
+                        long p = ((long)n * g.TileRows + th) * g.TileCols + tw;
+                        for (int a = 0; a < 4; a++)
+                            for (int b = 0; b < 4; b++)
+                            {
+                                double sum = 0;
+                                for (int r = 0; r < 4; r++)
+                                    for (int s = 0; s < 4; s++) sum += bt[a, r] * d[r * 4 + s] * bt[b, s];
+                                v[(a * 4 + b) * Winograd.SliceStride(g.Channels, g.Tiles) + c * P + p] = (float)sum;
+                            }
+                    }
+    }
+
+    public void WinogradOutput(in Conv2dGeometry g, float* m, float* bias, float* y)
+    {
+        var at = Winograd.OutputMatrix;
+        long P = g.Tiles;
+        int OH = g.OutHeight, OW = g.OutWidth;
+        for (int n = 0; n < g.Batch; n++)
+            for (int o = 0; o < g.OutChannels; o++)
+                for (int th = 0; th < g.TileRows; th++)
+                    for (int tw = 0; tw < g.TileCols; tw++)
+                    {
+                        long p = ((long)n * g.TileRows + th) * g.TileCols + tw;
+                        for (int i = 0; i < 2; i++)
+                            for (int j = 0; j < 2; j++)
+                            {
+                                int oh = 2 * th + i, ow = 2 * tw + j;
+                                if (oh >= OH || ow >= OW) continue;
+                                double sum = bias == null ? 0 : bias[o];
+                                for (int a = 0; a < 4; a++)
+                                    for (int b = 0; b < 4; b++) sum += at[i, a] * m[(a * 4 + b) * Winograd.SliceStride(g.OutChannels, g.Tiles) + o * P + p] * at[j, b];
+                                y[(((long)n * g.OutChannels + o) * OH + oh) * OW + ow] = (float)sum;
+                            }
+                    }
+    }
+
+    public void WinogradOutputAdjoint(in Conv2dGeometry g, float* dy, float* dm)
+    {
+        var at = Winograd.OutputMatrix;
+        long P = g.Tiles;
+        int OH = g.OutHeight, OW = g.OutWidth;
+        for (int n = 0; n < g.Batch; n++)
+            for (int o = 0; o < g.OutChannels; o++)
+                for (int th = 0; th < g.TileRows; th++)
+                    for (int tw = 0; tw < g.TileCols; tw++)
+                    {
+                        long p = ((long)n * g.TileRows + th) * g.TileCols + tw;
+                        for (int a = 0; a < 4; a++)
+                            for (int b = 0; b < 4; b++)
+                            {
+                                double sum = 0;
+                                for (int i = 0; i < 2; i++)
+                                    for (int j = 0; j < 2; j++)
+                                    {
+                                        int oh = 2 * th + i, ow = 2 * tw + j;
+                                        if (oh < OH && ow < OW) sum += at[i, a] * dy[(((long)n * g.OutChannels + o) * OH + oh) * OW + ow] * at[j, b];
+                                    }
+                                dm[(a * 4 + b) * Winograd.SliceStride(g.OutChannels, g.Tiles) + o * P + p] = (float)sum;
+                            }
+                    }
+    }
+
+    public void WinogradKernels(in Conv2dGeometry g, float* w, float* u, bool inputGradient)
+    {
+        var gm = Winograd.KernelMatrix;
+        int O = g.OutChannels, C = g.Channels;
+        for (int o = 0; o < O; o++)
+            for (int c = 0; c < C; c++)
+            {
+                float* k = w + ((long)o * C + c) * 9;
+                long at = inputGradient ? (long)c * O + o : (long)o * C + c;
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++)
+                    {
+                        double sum = 0;
+                        for (int r = 0; r < 3; r++)
+                            for (int s = 0; s < 3; s++) sum += gm[a, r] * k[inputGradient ? 8 - (r * 3 + s) : r * 3 + s] * gm[b, s];
+                        u[(a * 4 + b) * (long)O * C + at] = (float)sum;
+                    }
+            }
+    }
+
+    public void WinogradKernelGradient(in Conv2dGeometry g, float* du, float* dw)
+    {
+        var gm = Winograd.KernelMatrix;
+        long pairs = (long)g.OutChannels * g.Channels;
+        for (long pair = 0; pair < pairs; pair++)
+            for (int r = 0; r < 3; r++)
+                for (int s = 0; s < 3; s++)
+                {
+                    double sum = 0;
+                    for (int a = 0; a < 4; a++)
+                        for (int b = 0; b < 4; b++) sum += gm[a, r] * du[(a * 4 + b) * pairs + pair] * gm[b, s];
+                    dw[pair * 9 + r * 3 + s] = (float)sum;
+                }
     }
 
     public void DepthwiseConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)

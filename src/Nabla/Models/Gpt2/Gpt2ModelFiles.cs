@@ -1,4 +1,5 @@
 using Nabla.IO;
+using Nabla.Quantization;
 using Nabla.Text;
 
 namespace Nabla.Models.Gpt2;
@@ -39,7 +40,9 @@ public static class Gpt2ModelFiles
         else if (Directory.Exists(path))
         {
             directory = ModelDirectory(path);
-            model = Gpt2Checkpoints.LoadHuggingFace(directory);
+            model = Gpt2Quantization.IsQuantizedCheckpoint(Path.Combine(directory, Gpt2Checkpoints.WeightsFileName))
+                ? Gpt2Quantization.Load(directory)
+                : Gpt2Checkpoints.LoadHuggingFace(directory);
         }
         else
         {
@@ -67,10 +70,11 @@ public static class Gpt2ModelFiles
             : $"{directory}: no {Gpt2Checkpoints.WeightsFileName} (a Hugging Face GPT-2 directory holds {Gpt2Checkpoints.ConfigFileName} and {Gpt2Checkpoints.WeightsFileName}; a run directory, {RunModelFolder}/ with them).");
     }
 
-    /// <summary>Writes the model (Hugging Face's layout) and its tokenizer into <paramref name="directory"/>, ready for <see cref="Load"/>.</summary>
+    /// <summary>Writes the model (Hugging Face's layout, or a quantised model's, see <see cref="Gpt2Quantization"/>) and its tokenizer into <paramref name="directory"/>, ready for <see cref="Load"/>.</summary>
     public static void Save(Gpt2Model model, ITokenizer tokenizer, string directory)
     {
-        Gpt2Checkpoints.SaveHuggingFace(model, directory);
+        if (Gpt2Quantization.FormatOf(model) != null) Gpt2Quantization.Save(model, directory);
+        else Gpt2Checkpoints.SaveHuggingFace(model, directory);
         TokenizerFiles.Save(tokenizer, directory);
     }
 }

@@ -82,7 +82,8 @@ public static class Sampler
         var cache = model.NewCache(1, Math.Min(context, prompt.Count + options.MaxNewTokens));
         model.Eval();
         var history = new List<int>(prompt);
-        float[] last = NextLogits(model, prompt.ToArray(), cache);
+        var last = new float[model.Config.VocabSize]; // reused for every token
+        NextLogits(model, prompt.ToArray(), cache, last);
         for (int produced = 0; produced < options.MaxNewTokens; produced++)
         {
             int next = Sample(last, options, generator);
@@ -90,12 +91,12 @@ public static class Sampler
             yield return next;
             history.Add(next);
             if (produced + 1 == options.MaxNewTokens) yield break;
-            if (cache.Length < cache.Capacity) last = NextLogits(model, [next], cache);
+            if (cache.Length < cache.Capacity) NextLogits(model, [next], cache, last);
             else
             {
                 cache.Clear();
                 int keep = Math.Max(1, cache.Capacity / 2);
-                last = NextLogits(model, history.GetRange(history.Count - keep, keep).ToArray(), cache);
+                NextLogits(model, history.GetRange(history.Count - keep, keep).ToArray(), cache, last);
             }
         }
     }
@@ -103,8 +104,18 @@ public static class Sampler
     /// <summary>Runs <paramref name="tokens"/> through the model (advancing the cache) and returns the logits of the last one.</summary>
     public static float[] NextLogits(Gpt2Model model, int[] tokens, KvCache cache)
     {
+        var logits = new float[model.Config.VocabSize];
+        NextLogits(model, tokens, cache, logits);
+        return logits;
+    }
+
+    /// <summary>Runs <paramref name="tokens"/> through the model (advancing the cache) and writes the logits of the
+    /// last one into <paramref name="logits"/>. Only that position goes through the head, and every tensor of the
+    /// step goes back to the pool when it ends, so a decoding loop's tensor memory stays flat.</summary>
+    public static void NextLogits(Gpt2Model model, int[] tokens, KvCache cache, float[] logits)
+    {
         using var _ = GradMode.NoGrad();
-        var logits = model.Forward(Tensor.FromArray(tokens, 1, tokens.Length), cache);
-        return logits.Select(1, tokens.Length - 1).Reshape(-1).ToArray();
+        using var step = MemoryScope.Begin();
+        model.Forward(Tensor.FromArray(tokens, 1, tokens.Length), cache, lastPositionOnly: true).AsSpan().CopyTo(logits);
     }
 }

@@ -81,6 +81,16 @@ public sealed class ResNet : Module
 {
     public ResidualBlock Block { get; }
     public IReadOnlyList<int> Layers { get; }
+    /// <summary>The stages' module names, first to last: layer1, layer2, ...</summary>
+    public IReadOnlyList<string> StageNames => _stageNames;
+    /// <summary>Channels of the pooled features the classifier (fc) reads.</summary>
+    public int FeatureCount { get; }
+    /// <summary>Channels of the images it takes.</summary>
+    public int InChannels { get; }
+    /// <summary>Channels of the stem and the first stage's planes.</summary>
+    public int Width { get; }
+    /// <summary>ImageNet's 7×7 stride-2 stem with max pooling (else the small-image 3×3 stem).</summary>
+    public bool ImageNetStem => _imageNetStem;
     private readonly bool _imageNetStem;
     private readonly string[] _stageNames;
 
@@ -117,6 +127,9 @@ public sealed class ResNet : Module
             _stageNames[stage] = $"layer{stage + 1}";
             RegisterModule(_stageNames[stage], blocks);
         }
+        FeatureCount = channels;
+        InChannels = inChannels;
+        Width = width;
         RegisterModule("avgpool", new AdaptiveAvgPool2d(1));
         RegisterModule("fc", new Linear(channels, numClasses, generator: generator));
         InitializeWeights(generator);

@@ -1,0 +1,220 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using Nabla.Cli.Runs;
+using Nabla.Cli.Ui;
+using Nabla.Data;
+using Nabla.IO;
+using Nabla.Models.Vision;
+using Nabla.NN;
+using Nabla.Optim;
+using Nabla.Training;
+
+namespace Nabla.Cli.Commands;
+
+/// <summary>What a `nabla finetune resnet` run was made with; saved as config.json in its run directory.</summary>
+public sealed record FinetuneRunConfig
+{
+    /// <summary>The pretrained body: a `nabla train resnet` run directory, a fetched model's name or a classifier directory.</summary>
+    public string Base { get; init; } = "";
+    /// <summary>digits, or an image folder.</summary>
+    public string Dataset { get; init; } = "digits";
+    /// <summary>Training images per class (0: all of the training split).</summary>
+    public int ExamplesPerClass { get; init; }
+    public bool UnfreezeLastStage { get; init; }
+    /// <summary>The baseline: the same network with fresh random weights, all of it trained.</summary>
+    public bool FromScratch { get; init; }
+    /// <summary>Side the images are resized to before the body (default: the size it was trained on).</summary>
+    public int ImageSize { get; init; }
+    public int Epochs { get; init; } = 30;
+    public int BatchSize { get; init; } = 32;
+    public float LearningRate { get; init; } = 1e-2f;
+    public float WeightDecay { get; init; } = 1e-4f;
+    public ulong Seed { get; init; } = 1;
+
+    public void Save(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, VisionRunConfig.Json));
+
+    public static FinetuneRunConfig Load(string path)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize<FinetuneRunConfig>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), VisionRunConfig.Json)
+                ?? throw new CliException($"{path}: empty config.");
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: corrupt config ({ErrorText.Json(e)}).");
+        }
+    }
+
+    /// <summary>Whether <paramref name="directory"/> holds a `nabla finetune resnet` run (its config names a base).</summary>
+    public static bool IsFinetuneRun(string directory)
+    {
+        var path = Path.Combine(directory, "config.json");
+        if (!File.Exists(path)) return false;
+        try { return System.Text.Json.Nodes.JsonNode.Parse(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration")) is System.Text.Json.Nodes.JsonObject o && o.ContainsKey(nameof(Base)) && o.ContainsKey(nameof(ExamplesPerClass)); }
+        catch (Exception e) when (e is JsonException or InputFileException) { return false; }
+    }
+}
+
+/// <summary>
+/// `nabla finetune resnet --base RUN_OR_MODEL --dataset digits|DIR`: adapts a pretrained ResNet to a new small
+/// dataset by training only new layers — an input adapter (resize to the body's input size, 1×1 convolution to its
+/// channels) and a new head — around the frozen body (<see cref="FineTunedClassifier"/>); `--unfreeze-last-stage`
+/// trains the last stage too, `--from-scratch` trains the same network from random weights for comparison.
+/// Held-out images (every 5th of each class) are the test set; the run directory is a vision run's.
+/// </summary>
+public static class FinetuneResNetCommand
+{
+    /// <summary>Every n-th image of each class is held out as the test set (20%).</summary>
+    private const int HoldOutEvery = 5;
+
+    public static Command Create()
+    {
+        var defaults = new FinetuneRunConfig();
+        var baseModel = new Option<string>("--base")
+        {
+            Description = "The pretrained ResNet: a `nabla train resnet` run directory, resnet18 (after `nabla model fetch resnet18`) or a directory with model.safetensors and timm's config.json.",
+            Required = true,
+        };
+        var dataset = new Option<string>("--dataset") { Description = "digits (scikit-learn's 8×8 digits), a digits.csv(.gz) file, or an image folder (one sub-folder per class).", DefaultValueFactory = _ => defaults.Dataset };
+        var examples = new Option<int>("--examples-per-class") { Description = "Training images per class (0: all of the training split)." };
+        var unfreeze = new Option<bool>("--unfreeze-last-stage") { Description = "Train the body's last stage too (its batch norm included)." };
+        var scratch = new Option<bool>("--from-scratch") { Description = "Baseline: the same network from random weights, every layer trained." };
+        var imageSize = new Option<int>("--image-size") { Description = "Side the images are resized to for the body (default: its training size; smaller is faster for an ImageNet body)." };
+        var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => defaults.Epochs };
+        var batchSize = new Option<int>("--batch-size") { Description = "Images per step.", DefaultValueFactory = _ => defaults.BatchSize };
+        var lr = new Option<float>("--lr") { Description = "Peak learning rate of AdamW (warm-up, then cosine decay).", DefaultValueFactory = _ => defaults.LearningRate };
+        var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW's weight decay.", DefaultValueFactory = _ => defaults.WeightDecay };
+        var seed = new Option<ulong>("--seed") { Description = "Seed of the new layers' weights and the shuffling.", DefaultValueFactory = _ => defaults.Seed };
+        var output = new Option<string?>("--out") { Description = "Run directory (default: runs/finetune-resnet-<time>)." };
+        var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
+        examples.NonNegative(1_000_000);
+        imageSize.NonNegative(4096);
+        epochs.Positive(1_000_000);
+        batchSize.Positive(1 << 20);
+        lr.Positive(100);
+        weightDecay.NonNegative(100);
+        var command = new Command("resnet", "Fine-tune a pretrained ResNet on a small image dataset: a new input adapter and head around the frozen body.")
+        {
+            baseModel, dataset, examples, unfreeze, scratch, imageSize, epochs, batchSize, lr, weightDecay, seed, output, quiet,
+        };
+        command.SetAction((p, cancel) =>
+        {
+            var config = defaults with
+            {
+                Base = p.GetValue(baseModel)!, Dataset = p.GetValue(dataset)!, ExamplesPerClass = p.GetValue(examples),
+                UnfreezeLastStage = p.GetValue(unfreeze), FromScratch = p.GetValue(scratch), ImageSize = p.GetValue(imageSize),
+                Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batchSize), LearningRate = p.GetValue(lr),
+                WeightDecay = p.GetValue(weightDecay), Seed = p.GetValue(seed),
+            };
+            if (config.FromScratch && config.UnfreezeLastStage) throw new CliException("--from-scratch trains every layer already; drop --unfreeze-last-stage.");
+            var dir = RunDirectory.ForNewRun(p.GetValue(output), "finetune-resnet");
+            var run = new VisionRun(dir);
+            RunDirectory.RefuseExistingRun(dir, run.ConfigPath);
+            return Task.FromResult(Run(config, run, p.GetValue(quiet), cancel));
+        });
+        return command;
+    }
+
+    /// <summary>A pretrained ResNet, the normalisation its training images had and the size they were.</summary>
+    private sealed record Body(ResNet Model, Normalization Normalization, int ImageSize, string Description, Func<ResNet> Fresh);
+
+    private static Body LoadBody(string source)
+    {
+        if (Directory.Exists(source) && VisionRun.IsVisionRun(source))
+        {
+            var (config, model) = new VisionRun(source).Load();
+            if (model is not ResNet resnet) throw new CliException($"--base {source}: a {config.Architecture} run; `finetune resnet` needs a `nabla train resnet` run.");
+            var statistics = VisionRun.Dataset(config).Statistics;
+            return new Body(resnet, statistics, 28, $"{VisionRun.Describe(config.Architecture)} trained on {config.Dataset} ({source})",
+                () => (ResNet)VisionRun.BuildModel(config, resnet.FeatureCount));
+        }
+        var directory = Directory.Exists(source) ? source
+            : PublishedClassifier.Find(source) is { } published ? ClassifyCommand.CacheDirectory(published.Name)
+            : throw new CliException($"--base {source}: no such run or model directory, and not a model nabla can fetch ({string.Join(", ", PublishedClassifier.All.Select(m => m.Name))}).");
+        if (!File.Exists(Path.Combine(directory, PretrainedClassifier.WeightsFile)))
+            throw new CliException($"--base {source}: {directory} holds neither a `nabla train resnet` run nor a fetched model (`nabla model fetch {source}`).");
+        var classifier = PretrainedClassifier.Load(directory);
+        if (classifier.Model is not ResNet body) throw new CliException($"--base {source}: a {classifier.Architecture}; `finetune resnet` needs a ResNet.");
+        return new Body(body, classifier.Preprocessing.Normalization, classifier.Preprocessing.Crop, $"{classifier.Architecture} ({source})",
+            () => new ResNet(body.Block, body.Layers.ToArray(), body.FeatureCount, body.InChannels, body.Width, body.ImageNetStem));
+    }
+
+    /// <summary>The dataset's training and test images (N, C, H, W) in [0, 1].</summary>
+    private static (ImageClassificationData Train, ImageClassificationData Test) LoadData(FinetuneRunConfig config, int imageSize, int channels)
+    {
+        var all = config.Dataset == "digits" ? Digits.Load()
+            : Directory.Exists(config.Dataset) ? ImageFolder.Load(config.Dataset, imageSize, channels)
+            : File.Exists(config.Dataset) ? Digits.Load(config.Dataset)
+            : throw new CliException($"--dataset {config.Dataset}: not digits, an image folder or a digits.csv(.gz) file.");
+        var (train, test) = all.HoldOut(HoldOutEvery);
+        return (config.ExamplesPerClass > 0 ? train.FirstPerClass(config.ExamplesPerClass) : train, test);
+    }
+
+    /// <summary>`nabla eval --run DIR` for a fine-tuning run: its model on its held-out images. The base must still be
+    /// where the run found it: it defines the body's architecture (the weights are the run's).</summary>
+    public static int Evaluate(string directory)
+    {
+        var run = new VisionRun(directory);
+        var config = FinetuneRunConfig.Load(run.ConfigPath);
+        if (!File.Exists(run.ModelPath)) throw new CliException($"{run.ModelPath}: not found; the run has not finished an epoch.");
+        var body = LoadBody(config.Base);
+        int imageSize = config.ImageSize > 0 ? config.ImageSize : body.ImageSize;
+        var (train, test) = LoadData(config, imageSize, body.Model.InChannels);
+        var model = new FineTunedClassifier(body.Model, train.Images.Size(1), imageSize, train.Classes.Count, body.Normalization);
+        model.Load(run.ModelPath);
+        using var testLoader = new ImageLoader(test.Images, test.Labels, 500);
+        VisionCommands.ReportTest(model, testLoader, train.Classes, run);
+        return 0;
+    }
+
+    private static int Run(FinetuneRunConfig config, VisionRun run, bool quiet, CancellationToken cancel)
+    {
+        var body = LoadBody(config.Base);
+        int imageSize = config.ImageSize > 0 ? config.ImageSize : body.ImageSize;
+        var (train, test) = LoadData(config, imageSize, body.Model.InChannels);
+        Generator.ManualSeed(config.Seed);
+        var model = new FineTunedClassifier(config.FromScratch ? body.Fresh() : body.Model, train.Images.Size(1), imageSize, train.Classes.Count, body.Normalization);
+        if (config.FromScratch) model.RequiresGrad_(true).Train();
+        else if (config.UnfreezeLastStage) model.UnfreezeLastStage();
+
+        // The images come in [0, 1]: the adapter normalises them for the body.
+        using var trainLoader = new ImageLoader(train.Images, train.Labels, Math.Min(config.BatchSize, train.Count), shuffleSeed: config.Seed);
+        using var testLoader = new ImageLoader(test.Images, test.Labels, 500);
+        int stepsPerEpoch = trainLoader.BatchesPerEpoch;
+        var options = new TrainerOptions
+        {
+            Steps = config.Epochs * stepsPerEpoch, EvalEvery = stepsPerEpoch, EvalBatches = testLoader.BatchesPerEpoch,
+            CheckpointEvery = stepsPerEpoch, Seed = config.Seed,
+        };
+        var optimizer = new AdamW(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay);
+        var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, options.Steps / 20), totalSteps: options.Steps);
+        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), trainLoader, optimizer, options, schedule, testLoader, run.Directory);
+        trainer.Metrics["accuracy"] = Evaluation.Accuracy;
+        config.Save(run.ConfigPath);
+        if (!quiet)
+        {
+            Console.WriteLine($"data: {config.Dataset} — {train.Count:N0} training images ({(config.ExamplesPerClass > 0 ? $"{config.ExamplesPerClass} per class" : "all")}), " +
+                $"{test.Count:N0} test images, {train.Classes.Count} classes, resized to {imageSize}×{imageSize}");
+            Console.WriteLine($"model: {(config.FromScratch ? "from scratch, the same network as" : "fine-tuning")} {body.Description}; " +
+                $"{model.TrainableParameterCount:N0} of {model.ParameterCount:N0} parameters trained; AdamW lr {config.LearningRate}, {config.Epochs} epochs of {stepsPerEpoch} steps");
+        }
+        var progress = new TrainingProgress(options.Steps, "images");
+        EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification: true, "test", quiet);
+        trainer.AfterCheckpoint += _ => model.Save(run.ModelPath, new Dictionary<string, string> { ["format"] = "nabla-finetune", ["config"] = JsonSerializer.Serialize(config) });
+        var clock = Stopwatch.StartNew();
+        progress.Run(() => trainer.Train(cancel));
+        if (trainer.Step < options.Steps)
+        {
+            Console.WriteLine($"interrupted at step {trainer.Step}; the model of the last finished epoch is in {run.ModelPath}.");
+            return 130;
+        }
+        EpochReport.WriteCharts(run.Directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "test");
+        VisionCommands.ReportTest(model, testLoader, train.Classes, run);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"trained in {clock.Elapsed.TotalSeconds:F0} s"));
+        if (!quiet) Console.WriteLine($"run saved to {run.Directory} (config.json, model.safetensors, metrics.jsonl, loss.png, accuracy.png, confusion.png)");
+        return 0;
+    }
+}

@@ -1,0 +1,92 @@
+using System.Text.Json.Nodes;
+using Nabla.Cli.Runs;
+using Nabla.IO;
+
+namespace Nabla.Tests.Cli;
+
+/// <summary>`nabla finetune resnet` on the 8×8 digits, from a ResNet-20 run directory as `nabla train resnet` leaves
+/// it (random weights here: what is checked is the command, not the transfer).</summary>
+[Collection("Console")]
+public class FinetuneCliTests : IDisposable
+{
+    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-finetune-cli-" + Guid.NewGuid().ToString("N"));
+
+    public void Dispose()
+    {
+        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
+    }
+
+    private string BaseRun()
+    {
+        var dir = Path.Combine(_dir, "base");
+        Directory.CreateDirectory(dir);
+        var config = VisionRunConfig.Defaults("resnet");
+        var run = new VisionRun(dir);
+        config.Save(run.ConfigPath);
+        Generator.ManualSeed(5);
+        run.SaveModel(VisionRun.BuildModel(config, 10), config, epoch: 1);
+        return dir;
+    }
+
+    [Fact]
+    public void FineTunesTheNewLayersOfARunAndWritesAVisionRun()
+    {
+        var baseRun = BaseRun();
+        var digits = TestData.File("sklearn/digits.csv.gz");
+        var before = SafeTensors.Load(Path.Combine(baseRun, "model.safetensors"));
+        var output = Path.Combine(_dir, "tuned");
+        var (exit, stdout, stderr) = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--dataset", digits, "--examples-per-class", "10",
+            "--epochs", "2", "--out", output);
+        Assert.True(exit == 0, stderr);
+        // Every 5th digit of each class is held out: 35+36+35+36+36+36+36+35+34+36 of the 1,797.
+        Assert.Contains("100 training images (10 per class), 355 test images", stdout);
+        Assert.Contains("test accuracy:", stdout);
+        foreach (var file in new[] { "config.json", "model.safetensors", "metrics.jsonl", "loss.png", "accuracy.png", "confusion.png" })
+            Assert.True(File.Exists(Path.Combine(output, file)), $"{file} missing");
+        Assert.Equal(2, File.ReadAllLines(Path.Combine(output, "metrics.jsonl")).Count(l => l.Contains("val_accuracy")));
+        Assert.Equal(10, JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!["ExamplesPerClass"]!.GetValue<int>());
+
+        // The saved body is the base model, untouched (its fc replaced by the identity, so absent).
+        var tuned = SafeTensors.Load(Path.Combine(output, "model.safetensors"));
+        foreach (var (name, tensor) in before.Where(kv => !kv.Key.StartsWith("fc.")))
+            Assert.True(tensor.ToArray().AsSpan().SequenceEqual(tuned["body." + name].ToArray()), $"body.{name} changed");
+        Assert.DoesNotContain(tuned.Keys, k => k.StartsWith("body.fc."));
+        Assert.Contains("head.weight", tuned.Keys);
+
+        // eval rebuilds the model from the run and its base, to the same test accuracy.
+        string Accuracy(string text) => System.Text.RegularExpressions.Regex.Match(text, @"test accuracy: (\d+\.\d+)%").Groups[1].Value;
+        var (evalExit, evalOut, evalErr) = CliRunner.Run("eval", "--run", output);
+        Assert.True(evalExit == 0, evalErr);
+        Assert.Equal(Accuracy(stdout), Accuracy(evalOut));
+    }
+
+    [Fact]
+    public void FineTunesAClassifierInTheHubLayoutWithAGreyToRgbAdapter()
+    {
+        // A torchvision ResNet-18 (channels / 8, random weights) as `nabla model fetch resnet18` leaves one: ImageNet
+        // normalisation, 3 channels, so the adapter maps the grey digits to RGB; --image-size keeps it small.
+        var output = Path.Combine(_dir, "from-hub");
+        var (exit, stdout, stderr) = CliRunner.Run("finetune", "resnet", "--base", TestData.Fixture(Path.Combine("classify", "resnet")),
+            "--dataset", TestData.File("sklearn/digits.csv.gz"), "--examples-per-class", "5", "--image-size", "32", "--epochs", "1", "--unfreeze-last-stage", "--out", output);
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("resized to 32×32", stdout);
+        var tuned = SafeTensors.Load(Path.Combine(output, "model.safetensors"));
+        Assert.Equal([3, 1, 1, 1], tuned["adapter.1.weight"].Shape.ToArray());
+        Assert.Equal([10, 64], tuned["head.weight"].Shape.ToArray());
+    }
+
+    [Fact]
+    public void BadBasesAndDatasetsAreOneLine()
+    {
+        var missing = CliRunner.Run("finetune", "resnet", "--base", Path.Combine(_dir, "nowhere"), "--dataset", "digits");
+        Assert.Equal(1, missing.Exit);
+        Assert.Contains("--base", missing.Err);
+        var baseRun = BaseRun();
+        var dataset = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--dataset", Path.Combine(_dir, "no-such-data"), "--out", Path.Combine(_dir, "x"));
+        Assert.Equal(1, dataset.Exit);
+        Assert.Contains("--dataset", dataset.Err);
+        var both = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--from-scratch", "--unfreeze-last-stage", "--out", Path.Combine(_dir, "y"));
+        Assert.Equal(1, both.Exit);
+        Assert.Contains("--from-scratch", both.Err);
+    }
+}
