@@ -22,6 +22,10 @@ public static class NablaCli
         train.Subcommands.Add(TextClassifierCommand.Create());
         train.Subcommands.Add(CharLstmCommand.Create());
         root.Subcommands.Add(train);
+        root.Subcommands.Add(FinetuneCommand.Create());
+        root.Subcommands.Add(LoraCommands.Create());
+        root.Subcommands.Add(SweepCommand.Create());
+        root.Subcommands.Add(CompareCommand.Create());
         var eval = MlpCommands.Eval();
         eval.Subcommands.Add(LanguageModelCommands.Perplexity());
         root.Subcommands.Add(eval);
@@ -32,7 +36,6 @@ public static class NablaCli
         root.Subcommands.Add(LanguageModelCommands.DataPrepare());
         root.Subcommands.Add(LanguageModelCommands.ModelFetch());
         root.Subcommands.Add(ClassifyCommand.Create());
-        root.Subcommands.Add(FinetuneCommand.Create());
         root.Subcommands.Add(ExportCommands.Create());
         root.Subcommands.Add(new Command("demo", "Demonstrations that tell a story with charts.") { AddingProblemCommand.Create() });
         root.Subcommands.Add(Bench());

@@ -29,17 +29,21 @@ public sealed record GptRunConfig
     public int SampleEvery { get; init; }
     public ulong Seed { get; init; } = 1337;
 
-    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
-
     /// <summary>What is wrong with a run configuration read back for --resume (the same ranges as the options), or null.</summary>
     public string? Problem()
     {
-        static bool Finite(float v, float min) => float.IsFinite(v) && v >= min;
         if (Training is not { } t) return "\"Training\" is missing";
         if (Layers is < 1 or > 1024 || Heads is < 1 or > 1024 || Channels is < 1 or > 1 << 16 || Context is < 1 or > 1 << 20)
             return $"model sizes (layers {Layers}, heads {Heads}, channels {Channels}, context {Context}) are out of range";
         if (BatchSize is < 1 or > 1 << 20 || SequenceLength is < 0 or > 1 << 20 || MaxDigits is < 1 or > 9 || SampleEvery < 0)
             return $"batch size {BatchSize}, sequence length {SequenceLength}, digits {MaxDigits} or sample interval {SampleEvery} is out of range";
+        return TrainingProblem(t);
+    }
+
+    /// <summary>What is wrong with the optimisation settings of a run configuration read back for --resume, or null.</summary>
+    internal static string? TrainingProblem(LanguageModelTrainingOptions t)
+    {
+        static bool Finite(float v, float min) => float.IsFinite(v) && v >= min;
         if (t.Steps < 1 || t.GradientAccumulation is < 1 or > 1 << 20 || t.WarmupSteps < 0 || t.EvalEvery < 0 || t.EvalBatches < 0 || t.CheckpointEvery < 0)
             return $"training steps {t.Steps}, accumulation {t.GradientAccumulation} or an interval is out of range";
         if (!Finite(t.LearningRate, float.Epsilon) || !Finite(t.MinLearningRate, 0) || !Finite(t.WeightDecay, 0) || !Finite(t.ClipGradNorm, 0)
@@ -56,54 +60,29 @@ public static class GptTrainCommand
     {
         var data = new Option<string?>("--data") { Description = "Token shards from `nabla data prepare` (default: the built-in addition task)." };
         var from = new Option<string?>("--from") { Description = "Fine-tune this model (Hugging Face GPT-2 directory or run) instead of starting from random weights." };
-        var output = new Option<string?>("--out") { Description = "Run directory (default: runs/gpt-<time>)." };
-        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint." };
         var layers = new Option<int?>("--layers") { Description = "Transformer blocks." };
         var heads = new Option<int?>("--heads") { Description = "Attention heads." };
         var channels = new Option<int?>("--channels") { Description = "Embedding width." };
         var context = new Option<int?>("--context") { Description = "Longest sequence the model handles." };
-        var batch = new Option<int?>("--batch-size") { Description = "Sequences per micro-batch." };
-        var seqLen = new Option<int?>("--seq-len") { Description = "Tokens per training sequence." };
-        var accum = new Option<int>("--grad-accum") { Description = "Micro-batches per optimisation step.", DefaultValueFactory = _ => 1 };
-        var steps = new Option<int?>("--steps") { Description = "Optimisation steps." };
-        var lr = new Option<float?>("--lr") { Description = "Peak learning rate." };
-        var minLr = new Option<float?>("--min-lr") { Description = "Learning rate at the end of the cosine decay (default lr/10)." };
-        var warmup = new Option<int?>("--warmup") { Description = "Linear warm-up steps." };
-        var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW weight decay (matrices and embeddings only).", DefaultValueFactory = _ => 0.1f };
-        var clip = new Option<float>("--clip") { Description = "Clip the global gradient norm to this (0: off).", DefaultValueFactory = _ => 1f };
-        var evalEvery = new Option<int?>("--eval-every") { Description = "Validation loss every N steps." };
-        var evalBatches = new Option<int>("--eval-batches") { Description = "Batches per validation.", DefaultValueFactory = _ => 10 };
-        var sampleEvery = new Option<int?>("--sample-every") { Description = "Print a sample every N steps (0: never)." };
-        var checkpointEvery = new Option<int?>("--checkpoint-every") { Description = "Checkpoint every N steps." };
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
-        var seed = new Option<ulong>("--seed") { Description = "Seed for initial weights, data order and samples.", DefaultValueFactory = _ => 1337 };
         var ranks = DistributedRun.RanksOption();
         var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only." };
         layers.Positive(1024);
         heads.Positive(1024);
         channels.Positive(1 << 16);
         context.Positive(1 << 20);
-        batch.Positive(1 << 20);
-        seqLen.Positive(1 << 20);
-        accum.Positive(1 << 20);
-        steps.Positive(int.MaxValue);
-        lr.Positive(100);
-        minLr.NonNegative(100);
-        weightDecay.NonNegative(100);
-        clip.NonNegative(1e6);
         digits.Within(1, 9);
-        foreach (var every in new[] { warmup, evalEvery, sampleEvery, checkpointEvery }) every.NonNegative(int.MaxValue);
-        evalBatches.NonNegative(1 << 20);
+        var shared = new GptTrainingOptions("gpt", defaultWeightDecay: 0.1f);
 
         var command = new Command("gpt", "Train a GPT-2: with no --data, a small model learns multi-digit addition in a few minutes.")
         {
-            data, from, output, resume, layers, heads, channels, context, batch, seqLen, accum, steps, lr, minLr, warmup, weightDecay, clip,
-            evalEvery, evalBatches, sampleEvery, checkpointEvery, digits, seed, ranks, zero,
+            data, from, layers, heads, channels, context, digits, ranks, zero,
         };
+        shared.AddTo(command);
         command.SetAction((p, cancel) =>
         {
-            var dir = p.GetValue(resume) ? RunDirectory.ToResume(p.GetValue(output)) : RunDirectory.ForNewRun(p.GetValue(output), "gpt");
-            if (DistributedRun.Relaunch(p, ranks, output, dir) is { } exitCode) return Task.FromResult(exitCode);
+            var (dir, _) = shared.RunDirectory(p);
+            if (DistributedRun.Relaunch(p, ranks, shared.Out, dir) is { } exitCode) return Task.FromResult(exitCode);
             using var distributed = DistributedRun.Join();
             return Task.FromResult(distributed.Run(() => Configure(p, dir, distributed, cancel)));
         });
@@ -111,29 +90,14 @@ public static class GptTrainCommand
 
         int Configure(ParseResult p, string dir, DistributedRun distributed, CancellationToken cancel)
         {
-            if (distributed.Size > 1 && p.GetValue(output) == null)
+            if (distributed.Size > 1 && p.GetValue(shared.Out) == null)
                 throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
             GptRunConfig config;
             var configPath = Path.Combine(dir, "config.json");
-            if (p.GetValue(resume))
-            {
-                if (!File.Exists(configPath)) throw new CliException($"{configPath}: not found; there is no run to resume in {dir}.");
-                try
-                {
-                    config = JsonSerializer.Deserialize<GptRunConfig>(BoundedFile.ReadAllText(configPath, BoundedFile.SmallFileLimit, "a run configuration"), GptRunConfig.Json)
-                        ?? throw new CliException($"{configPath}: empty.");
-                }
-                catch (JsonException e)
-                {
-                    throw new CliException($"{configPath}: corrupt run configuration ({ErrorText.Json(e)}).");
-                }
-                if (config.Problem() is { } problem) throw new CliException($"{configPath}: {problem}; the run configuration is corrupt.");
-            }
+            if (p.GetValue(shared.Resume)) config = RunConfigFile.Read<GptRunConfig>(configPath, c => c.Problem());
             else
             {
                 bool addition = p.GetValue(data) == null;
-                int steps0 = p.GetValue(steps) ?? (addition ? 1200 : 1000);
-                float lr0 = p.GetValue(lr) ?? (addition ? 3e-3f : 6e-4f);
                 config = new GptRunConfig
                 {
                     Data = p.GetValue(data),
@@ -142,32 +106,15 @@ public static class GptTrainCommand
                     Heads = p.GetValue(heads) ?? 4,
                     Channels = p.GetValue(channels) ?? (addition ? 128 : 256),
                     Context = p.GetValue(context) ?? (addition ? 16 : 256),
-                    BatchSize = p.GetValue(batch) ?? (addition ? 128 : 8),
-                    SequenceLength = p.GetValue(seqLen) ?? (addition ? 0 : 128),
+                    BatchSize = p.GetValue(shared.BatchSize) ?? (addition ? 128 : 8),
+                    SequenceLength = p.GetValue(shared.SequenceLength) ?? (addition ? 0 : 128),
                     MaxDigits = p.GetValue(digits),
-                    SampleEvery = p.GetValue(sampleEvery) ?? (addition ? 300 : 200),
-                    Seed = p.GetValue(seed),
-                    Training = new LanguageModelTrainingOptions
-                    {
-                        Steps = steps0,
-                        GradientAccumulation = p.GetValue(accum),
-                        LearningRate = lr0,
-                        MinLearningRate = p.GetValue(minLr) ?? lr0 / 10,
-                        WarmupSteps = p.GetValue(warmup) ?? Math.Min(100, steps0 / 10),
-                        WeightDecay = p.GetValue(weightDecay),
-                        ClipGradNorm = p.GetValue(clip),
-                        EvalEvery = p.GetValue(evalEvery) ?? (addition ? 0 : 100),
-                        EvalBatches = p.GetValue(evalBatches),
-                        CheckpointEvery = p.GetValue(checkpointEvery) ?? (addition ? 300 : 200),
-                        ShardOptimizerState = p.GetValue(zero),
-                    },
+                    SampleEvery = p.GetValue(shared.SampleEvery) ?? (addition ? 300 : 200),
+                    Seed = p.GetValue(shared.Seed),
+                    Training = shared.Training(p, steps: addition ? 1200 : 1000, learningRate: addition ? 3e-3f : 6e-4f,
+                        evalEvery: addition ? 0 : 100, checkpointEvery: addition ? 300 : 200) with { ShardOptimizerState = p.GetValue(zero) },
                 };
-                if (distributed.IsWriter)
-                {
-                    RunDirectory.RefuseExistingRun(dir, configPath);
-                    Directory.CreateDirectory(dir);
-                    AtomicFile.WriteAllText(configPath, JsonSerializer.Serialize(config, GptRunConfig.Json));
-                }
+                if (distributed.IsWriter) RunConfigFile.WriteNew(dir, configPath, config);
             }
             return Train(config, dir, distributed, cancel);
         }
@@ -227,19 +174,40 @@ public static class GptTrainCommand
         Console.WriteLine(addition != null
             ? $"data: built-in addition of up to {config.MaxDigits}-digit numbers, {addition.HeldOut.Count} held-out problems; {steps} steps of {config.BatchSize} problems"
             : $"data: {config.Data}; {steps} steps of {tokensPerStep:N0} tokens");
-        if (resumed != null)
-        {
-            foreach (var skipped in resumed.Skipped) Console.WriteLine($"warning: passed over a damaged checkpoint: {skipped}");
-            Console.WriteLine($"resumed from the checkpoint at step {resumed.Step}");
-        }
+        PrintResume(resumed);
 
-        var progress = new TrainingProgress(steps, "tokens");
         var sampleGenerator = new Generator(config.Seed + 1);
+        if (!RunTrainer(trainer, dir, sequenceLength, config.SampleEvery, () => Sample(model, tokenizer, addition, sampleGenerator), "nabla train gpt",
+                cancel, distributed.IsWriter))
+            return 130;
+        if (!distributed.IsWriter) return 0;
+        Gpt2ModelFiles.Save(model, tokenizer, Path.Combine(dir, Gpt2ModelFiles.RunModelFolder));
+        WriteLossChart(dir);
+        if (addition != null) ReportAddition(model, addition);
+        Console.WriteLine($"run saved to {dir} (config.json, checkpoints/, metrics.jsonl, loss.png, model/ for `nabla generate --model {Path.Combine(dir, "model")}`)");
+        return 0;
+    }
+
+    internal static void PrintResume(ResumeInfo? resumed)
+    {
+        if (resumed == null) return;
+        foreach (var skipped in resumed.Skipped) Console.WriteLine($"warning: passed over a damaged checkpoint: {skipped}");
+        Console.WriteLine($"resumed from the checkpoint at step {resumed.Step}");
+    }
+
+    /// <summary>Runs the trainer's remaining steps with a progress bar, samples every <paramref name="sampleEvery"/>
+    /// steps, validation lines and a loss chart at every checkpoint. Ctrl+C stops after the current step, saves a
+    /// checkpoint and says how to continue (<paramref name="command"/> --out DIR --resume); returns false then.
+    /// Of several data-parallel ranks only the <paramref name="writer"/> samples and draws.</summary>
+    internal static bool RunTrainer(Trainer trainer, string dir, int sequenceLength, int sampleEvery, Func<string> sample, string command,
+        CancellationToken cancel, bool writer = true)
+    {
+        int steps = trainer.Options.Steps;
+        var progress = new TrainingProgress(steps, "tokens");
         trainer.AfterStep += s =>
         {
             progress.Step(s.Step, $"loss {s.Loss:F4}  lr {s.LearningRate:0.0e+0}  norm {s.GradNorm:F2}", s.SamplesPerSecond * sequenceLength);
-            if (config.SampleEvery > 0 && s.Step % config.SampleEvery == 0 && distributed.IsWriter)
-                progress.Line($"step {s.Step}: sample: {Sample(model, tokenizer, addition, sampleGenerator)}");
+            if (sampleEvery > 0 && s.Step % sampleEvery == 0 && writer) progress.Line($"step {s.Step}: sample: {sample()}");
         };
         trainer.AfterEvaluation += e => progress.Line($"step {e.Step}: validation loss {e.Loss:F4}");
         trainer.AfterCheckpoint += _ => WriteLossChart(dir);
@@ -255,23 +223,15 @@ public static class GptTrainCommand
         {
             Console.CancelKeyPress -= onCancel;
         }
-        if (trainer.Step < steps)
-        {
-            // Interrupted (Ctrl+C): keep everything done so far.
-            trainer.SaveCheckpoint();
-            if (distributed.IsWriter) WriteLossChart(dir);
-            Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: nabla train gpt --out {dir} --resume");
-            return 130;
-        }
-        if (!distributed.IsWriter) return 0;
-        Gpt2ModelFiles.Save(model, tokenizer, Path.Combine(dir, Gpt2ModelFiles.RunModelFolder));
-        WriteLossChart(dir);
-        if (addition != null) ReportAddition(model, addition);
-        Console.WriteLine($"run saved to {dir} (config.json, checkpoints/, metrics.jsonl, loss.png, model/ for `nabla generate --model {Path.Combine(dir, "model")}`)");
-        return 0;
+        if (trainer.Step == steps) return true;
+        // Interrupted (Ctrl+C): keep everything done so far.
+        trainer.SaveCheckpoint();
+        if (writer) WriteLossChart(dir);
+        Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: {command} --out {dir} --resume");
+        return false;
     }
 
-    private static string Sample(Gpt2Model model, ITokenizer tokenizer, AdditionDataset? addition, Generator g)
+    internal static string Sample(Gpt2Model model, ITokenizer tokenizer, AdditionDataset? addition, Generator g)
     {
         int[] prompt;
         if (addition != null)
@@ -295,7 +255,7 @@ public static class GptTrainCommand
         Console.WriteLine($"exact-match accuracy on {data.HeldOut.Count} held-out problems: {100 * score.Accuracy:F1}%");
     }
 
-    private static void WriteLossChart(string dir)
+    internal static void WriteLossChart(string dir)
     {
         var train = new List<(double, double)>();
         var val = new List<(double, double)>();

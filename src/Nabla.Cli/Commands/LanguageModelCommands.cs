@@ -7,6 +7,7 @@ using Nabla.Data;
 using Nabla.IO;
 using Nabla.Models.Vision;
 using Nabla.Models.Gpt2;
+using Nabla.NN;
 using Nabla.Text;
 
 namespace Nabla.Cli.Commands;
@@ -16,11 +17,21 @@ public static class LanguageModelCommands
 {
     private static Option<string> ModelOption() => new("--model") { Description = "A Hugging Face GPT-2 directory, a run directory of `nabla train gpt`, an llm.c .bin, or a GGUF file.", Required = true };
     private static Option<string?> VocabOption() => new("--vocab") { Description = "Directory with the tokenizer files, if they are not beside the model." };
+    private static Option<string?> AdapterOption() => new("--adapter") { Description = "A LoRA adapter in PEFT's layout (adapter_model.safetensors + adapter_config.json, e.g. a `nabla finetune gpt` run) to apply, unmerged, to the model." };
+
+    /// <summary>The model of --model and its tokenizer, with the --adapter's LoRA layers on it when one is given.</summary>
+    private static (Gpt2Model Model, ITokenizer Tokenizer) LoadModel(string model, string? vocab, string? adapter)
+    {
+        var (gpt, tokenizer) = Gpt2ModelFiles.Load(model, vocab);
+        if (adapter != null) Lora.LoadAdapter(gpt, adapter);
+        return (gpt, tokenizer);
+    }
 
     public static Command Generate()
     {
         var model = ModelOption();
         var vocab = VocabOption();
+        var adapter = AdapterOption();
         var prompt = new Option<string?>("--prompt") { Description = "Text to continue (default: the end-of-text token, i.e. unconditional)." };
         var maxTokens = new Option<int>("--max-tokens") { Description = "Tokens to generate at most.", DefaultValueFactory = _ => 100 };
         var temperature = new Option<float>("--temperature") { Description = "Sampling temperature; 0 is greedy decoding.", DefaultValueFactory = _ => 1f };
@@ -34,11 +45,11 @@ public static class LanguageModelCommands
         topP.Within(0, 1, minExclusive: true);
         var command = new Command("generate", "Continue a prompt with a GPT-2, streaming the tokens as they are produced (statistics go to stderr).")
         {
-            model, vocab, prompt, maxTokens, temperature, topK, topP, seed, stop,
+            model, vocab, adapter, prompt, maxTokens, temperature, topK, topP, seed, stop,
         };
         command.SetAction(p =>
         {
-            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
+            var (gpt, tokenizer) = LoadModel(p.GetValue(model)!, p.GetValue(vocab), p.GetValue(adapter));
             var text = p.GetValue(prompt);
             int[] ids = text is { Length: > 0 } ? Encode(tokenizer, text, "--prompt")
                 : tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? [eot]
@@ -71,10 +82,10 @@ public static class LanguageModelCommands
     }
 
     /// <summary>A text file given on the command line, read with a size cap (a device or pipe is an error naming it).</summary>
-    private static string ReadText(string path) => BoundedFile.ReadAllText(path, BoundedFile.TextFileLimit, "a text file");
+    internal static string ReadText(string path) => BoundedFile.ReadAllText(path, BoundedFile.TextFileLimit, "a text file");
 
     /// <summary>The ids of <paramref name="text"/>; a character the vocabulary lacks is an error naming where the text came from.</summary>
-    private static int[] Encode(ITokenizer tokenizer, string text, string source)
+    internal static int[] Encode(ITokenizer tokenizer, string text, string source)
     {
         try
         {
@@ -120,6 +131,7 @@ public static class LanguageModelCommands
     {
         var model = ModelOption();
         var vocab = VocabOption();
+        var adapter = AdapterOption();
         var text = new Option<string>("--text") { Description = "Text file to score.", Required = true };
         var context = new Option<int?>("--context") { Description = "Window length (default: the model's context)." };
         var stride = new Option<int?>("--stride") { Description = "Window step; each window scores only the tokens the previous one did not (default: half the window)." };
@@ -127,10 +139,10 @@ public static class LanguageModelCommands
         context.Within(2, 1 << 20);
         stride.Positive(1 << 20);
         maxTokens.Positive(int.MaxValue);
-        var command = new Command("perplexity", "Sliding-window perplexity of a GPT-2 on a text file.") { model, vocab, text, context, stride, maxTokens };
+        var command = new Command("perplexity", "Sliding-window perplexity of a GPT-2 on a text file.") { model, vocab, adapter, text, context, stride, maxTokens };
         command.SetAction(p =>
         {
-            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
+            var (gpt, tokenizer) = LoadModel(p.GetValue(model)!, p.GetValue(vocab), p.GetValue(adapter));
             var path = p.GetValue(text)!;
             var tokens = Encode(tokenizer, ReadText(path), path);
             if (p.GetValue(maxTokens) is { } max && max < tokens.Length) tokens = tokens[..max];

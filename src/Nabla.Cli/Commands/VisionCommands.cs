@@ -29,6 +29,9 @@ public static class VisionCommands
         var weightDecay = new Option<float>("--weight-decay") { Description = "Weight decay.", DefaultValueFactory = _ => defaults.WeightDecay };
         var augment = new Option<string>("--augment") { Description = "on: random shifts, flips (not for digits) and erasing of training images; off: none.", DefaultValueFactory = _ => "on" };
         var subset = new Option<int>("--subset") { Description = "Train on the first N training images only (0: all), for quick runs." };
+        var width = new Option<int>("--width") { Description = "resnet: channels of the first stage (default 16; stages double it)." };
+        var depth = new Option<int>("--depth") { Description = "resnet: basic blocks per stage (default 3: ResNet-20; n gives ResNet-(6n+2))." };
+        var labelNoise = new Option<double>("--label-noise") { Description = "Replace this share of the training labels by a random wrong class (the test set stays clean)." };
         var seed = new Option<ulong>("--seed") { Description = "Seed for the initial weights, the shuffling and the augmentation.", DefaultValueFactory = _ => defaults.Seed };
         var output = new Option<string?>("--out") { Description = $"Run directory (default: runs/{architecture}-<time>)." };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
@@ -42,10 +45,15 @@ public static class VisionCommands
         weightDecay.NonNegative(100);
         augment.Require(v => v is "on" or "off", "--augment must be on or off.");
         subset.NonNegative(int.MaxValue);
+        width.NonNegative(4096);
+        depth.NonNegative(1000);
+        labelNoise.Within(0, 1);
+        foreach (var resnetOnly in new[] { width, depth })
+            resnetOnly.Require(v => v == 0 || architecture == "resnet", $"{resnetOnly.Name} applies to the resnet model only.");
 
         var command = new Command(architecture, $"Train a {VisionRun.Describe(architecture)} image classifier on Fashion-MNIST (or MNIST).")
         {
-            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, subset, seed, output, resume, quiet, ranks,
+            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, subset, width, depth, labelNoise, seed, output, resume, quiet, ranks,
         };
         command.SetAction((p, cancel) =>
         {
@@ -78,6 +86,9 @@ public static class VisionCommands
                 WeightDecay = p.GetValue(weightDecay),
                 Augment = p.GetValue(augment) == "on",
                 Subset = p.GetValue(subset),
+                Width = p.GetValue(width),
+                Depth = p.GetValue(depth),
+                LabelNoise = p.GetValue(labelNoise),
                 Seed = p.GetValue(seed),
             };
             var newRun = new VisionRun(runDir);
@@ -95,7 +106,10 @@ public static class VisionCommands
 
         Generator.ManualSeed(config.Seed);
         var model = VisionRun.BuildModel(config, dataset.Classes.Count);
-        using var train = new ImageLoader(trainData.Images.Narrow(0, 0, count), trainData.Labels.Narrow(0, 0, count), config.BatchSize,
+        var labels = trainData.Labels.Narrow(0, 0, count);
+        if (config.LabelNoise > 0)
+            labels = Tensor.FromArray(LabelNoise.Corrupt(labels.ToIntArray(), dataset.Classes.Count, config.LabelNoise, config.Seed + 2), count);
+        using var train = new ImageLoader(trainData.Images.Narrow(0, 0, count), labels, config.BatchSize,
             shuffleSeed: config.Seed, augmentation: VisionRun.Augmentation(config), normalization: dataset.Statistics, augmentationSeed: config.Seed + 1);
         using var test = TestLoader(dataset, testData);
         int stepsPerEpoch = train.BatchesPerEpoch;
@@ -116,7 +130,8 @@ public static class VisionCommands
         var resumed = trainer.TryResume();
         if (!quiet)
         {
-            Console.WriteLine($"data: {dataset.Name} — {count:N0} training images{(config.Augment ? " (augmented)" : "")}, {testData.Count:N0} test images, " +
+            Console.WriteLine($"data: {dataset.Name} — {count:N0} training images{(config.Augment ? " (augmented)" : "")}" +
+                $"{(config.LabelNoise > 0 ? $" with {100 * config.LabelNoise:0.#}% of their labels randomised" : "")}, {testData.Count:N0} test images, " +
                 $"{dataset.Classes.Count} classes");
             Console.WriteLine($"model: {VisionRun.Describe(config.Architecture)}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate} " +
                 $"weight decay {config.WeightDecay}, {config.Epochs} epochs of {stepsPerEpoch} steps");

@@ -25,6 +25,12 @@ public sealed record VisionRunConfig
     public bool Augment { get; init; } = true;
     /// <summary>Train on the first this many training images (0: all).</summary>
     public int Subset { get; init; }
+    /// <summary>ResNet only: channels of the first stage (0: 16, ResNet-20's), the knob of a width sweep.</summary>
+    public int Width { get; init; }
+    /// <summary>ResNet only: basic blocks per stage (0: 3, ResNet-20's; n gives ResNet-(6n+2)), the knob of a depth sweep.</summary>
+    public int Depth { get; init; }
+    /// <summary>Share of training labels replaced by a random wrong class (<see cref="LabelNoise"/>); the test set stays clean.</summary>
+    public double LabelNoise { get; init; }
     public ulong Seed { get; init; } = 1;
 
     public static readonly string[] Architectures = ["lenet", "vgg", "resnet", "vit"];
@@ -98,7 +104,8 @@ public sealed class VisionRun(string directory)
     {
         "lenet" => new LeNet5(classes, inChannels: 1),
         "vgg" => new Vgg(classes, inChannels: 1),
-        "resnet" => ResNet.ResNet20(classes, inChannels: 1),
+        "resnet" => new ResNet(ResidualBlock.Basic, Enumerable.Repeat(config.Depth > 0 ? config.Depth : 3, 3).ToArray(), classes, inChannels: 1,
+            width: config.Width > 0 ? config.Width : 16, imageNetStem: false),
         "vit" => new VisionTransformer(imageSize: 28, patchSize: 7, dim: 64, depth: 6, heads: 4, numClasses: classes, inChannels: 1, mlpHidden: 128),
         _ => throw new CliException($"unknown model '{config.Architecture}' ({string.Join(", ", VisionRunConfig.Architectures)})."),
     };

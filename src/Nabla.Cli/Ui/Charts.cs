@@ -2,21 +2,53 @@ using Nabla.IO;
 
 namespace Nabla.Cli.Ui;
 
+/// <summary>One line of a <see cref="Charts.Lines"/> chart.</summary>
+public sealed record ChartSeries(string Name, double[] X, double[] Y, string? Group = null, bool Dashed = false);
+
 /// <summary>PNG line charts of training curves (ScottPlot, headless).</summary>
 public static class Charts
 {
     /// <summary>Writes a chart of one or more series over <paramref name="x"/>; NaN points are left out.</summary>
-    public static void Line(string path, string title, string xLabel, string yLabel, double[] x, params (string Name, double[] Y)[] series)
+    public static void Line(string path, string title, string xLabel, string yLabel, double[] x, params (string Name, double[] Y)[] series) =>
+        Lines(path, title, xLabel, yLabel, series.Select(s => new ChartSeries(s.Name, x, s.Y)).ToArray());
+
+    /// <summary>Writes a chart of series that each have their own x values (runs of different lengths); NaN points
+    /// are left out. Series with the same <see cref="ChartSeries.Group"/> share a colour, a dashed one beside a solid one.</summary>
+    public static void Lines(string path, string title, string xLabel, string yLabel, params ChartSeries[] series)
     {
+        var plot = new ScottPlot.Plot();
+        var groups = series.Select(s => s.Group ?? s.Name).Distinct().ToList();
+        foreach (var s in series)
+        {
+            var points = s.X.Zip(s.Y).Where(p => double.IsFinite(p.Second)).ToArray();
+            if (points.Length == 0) continue;
+            var line = plot.Add.Scatter(points.Select(p => p.First).ToArray(), points.Select(p => p.Second).ToArray());
+            line.LegendText = s.Name;
+            line.MarkerSize = points.Length > 50 ? 0 : 4;
+            if (s.Group != null) line.Color = plot.Add.Palette.GetColor(groups.IndexOf(s.Group));
+            if (s.Dashed) line.LinePattern = ScottPlot.LinePattern.Dashed;
+        }
+        plot.Title(title);
+        plot.XLabel(xLabel);
+        plot.YLabel(yLabel);
+        plot.ShowLegend();
+        SavePng(plot, path, 900, 540);
+    }
+
+    /// <summary>A chart whose x axis is a list of labels (the values of a sweep's knob), evenly spaced.</summary>
+    public static void Categories(string path, string title, string xLabel, string yLabel, IReadOnlyList<string> labels, params (string Name, double[] Y)[] series)
+    {
+        var positions = Enumerable.Range(0, labels.Count).Select(i => (double)i).ToArray();
         var plot = new ScottPlot.Plot();
         foreach (var (name, y) in series)
         {
-            var points = x.Zip(y).Where(p => double.IsFinite(p.Second)).ToArray();
+            var points = positions.Zip(y).Where(p => double.IsFinite(p.Second)).ToArray();
             if (points.Length == 0) continue;
             var line = plot.Add.Scatter(points.Select(p => p.First).ToArray(), points.Select(p => p.Second).ToArray());
             line.LegendText = name;
-            line.MarkerSize = points.Length > 50 ? 0 : 4;
+            line.MarkerSize = 6;
         }
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericManual(positions, labels.ToArray());
         plot.Title(title);
         plot.XLabel(xLabel);
         plot.YLabel(yLabel);

@@ -64,7 +64,8 @@ public sealed class LoraLinear : Module
         var y = ForwardChild("base_layer", x);
         if (Merged) return y;
         var adapterInput = DropoutP > 0 ? F.Dropout(x, DropoutP, Training, _generator) : x;
-        return y.Add(ForwardChild("lora_B", ForwardChild("lora_A", adapterInput)).Mul(Scaling));
+        // Scaled at rank r, not after B: the same product, without one more (…, out) activation per adapted layer.
+        return y.Add(ForwardChild("lora_B", ForwardChild("lora_A", adapterInput).Mul(Scaling)));
     }
 
     /// <summary>ΔW = B·A·s, shaped like the base weight (out, in).</summary>
@@ -180,6 +181,17 @@ public static class Lora
 
     /// <summary>Takes every adapter out of its base weight again (<see cref="LoraLinear.Unmerge"/>).</summary>
     public static void Unmerge(Module model) { foreach (var (_, layer) in Layers(model)) layer.Unmerge(); }
+
+    /// <summary>Folds every adapter into its base weight and puts the base layer back in the adapter's place (PEFT's
+    /// merge_and_unload): the model has its original layers and parameter names again, so it saves as a plain model.</summary>
+    public static void MergeAndUnload(Module model)
+    {
+        foreach (var (name, layer) in Layers(model).ToList())
+        {
+            if (!layer.Merged) layer.Merge();
+            model.SetSubmodule(name, layer.BaseLayer);
+        }
+    }
 
     // PEFT's list-form target semantics (tuners_utils.check_target_module_exists): the full name equals the
     // target or ends with "." + target. "*" is a convenience here and matches inside one name part.

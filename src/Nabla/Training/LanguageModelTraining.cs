@@ -34,10 +34,11 @@ public sealed record LanguageModelTrainingOptions
 public static class LanguageModelTraining
 {
     public static Trainer CreateTrainer(Gpt2Model model, IBatchSource train, IBatchSource? validation, LanguageModelTrainingOptions options, string? runDirectory,
-        ICommunicator? communicator = null)
+        ICommunicator? communicator = null, bool checkpointTrainableOnly = false)
     {
+        // Frozen parameters (the base under a LoRA adapter) get no optimizer state: that is where an adapter saves memory.
         var (decay, noDecay) = model.WeightDecayGroups();
-        var optimizer = new AdamW([new ParamGroup(decay, weightDecay: options.WeightDecay), new ParamGroup(noDecay, weightDecay: 0)],
+        var optimizer = new AdamW([new ParamGroup(decay.Where(p => p.RequiresGrad), weightDecay: options.WeightDecay), new ParamGroup(noDecay.Where(p => p.RequiresGrad), weightDecay: 0)],
             options.LearningRate, options.Beta1, options.Beta2, 1e-8f);
         var schedule = new CosineWithWarmup(optimizer, options.WarmupSteps, options.Steps, options.MinLearningRate);
         var trainerOptions = new TrainerOptions
@@ -45,6 +46,7 @@ public static class LanguageModelTraining
             Steps = options.Steps, GradientAccumulation = options.GradientAccumulation, ClipGradNorm = options.ClipGradNorm,
             EvalEvery = options.EvalEvery, EvalBatches = options.EvalBatches, CheckpointEvery = options.CheckpointEvery,
             ShardOptimizerState = options.ShardOptimizerState,
+            CheckpointTrainableOnly = checkpointTrainableOnly,
         };
         return new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), train, optimizer, trainerOptions, schedule, validation, runDirectory, communicator);
     }

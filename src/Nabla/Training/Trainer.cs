@@ -42,6 +42,10 @@ public sealed record TrainerOptions
     /// <summary>With several ranks: start each gradient bucket's all-reduce during backward (false: all after it, to
     /// measure what the overlap hides).</summary>
     public bool OverlapGradientCommunication { get; init; } = true;
+    /// <summary>Checkpoints hold only the parameters that train (a LoRA adapter, a new head) and the optimizer: the
+    /// frozen rest is the base model its caller loads again, so fine-tuning a large model writes small checkpoints
+    /// and never a copy of the base. Resuming then requires exactly these parameters in the checkpoint.</summary>
+    public bool CheckpointTrainableOnly { get; init; }
 }
 
 /// <summary>What one optimisation step did. <see cref="Metrics"/> are the trainer's extra metrics on the training micro-batches.</summary>
@@ -350,7 +354,10 @@ public sealed class Trainer
 
     private void WriteCheckpointFiles(string dir, Dictionary<string, Tensor> optimizerState)
     {
-        Model.Save(Path.Combine(dir, "model.safetensors"), new Dictionary<string, string> { ["step"] = Step.ToString(CultureInfo.InvariantCulture) });
+        var metadata = new Dictionary<string, string> { ["step"] = Step.ToString(CultureInfo.InvariantCulture) };
+        var modelPath = Path.Combine(dir, "model.safetensors");
+        if (Options.CheckpointTrainableOnly) SafeTensors.Save(modelPath, TrainableParameters(), metadata);
+        else Model.Save(modelPath, metadata);
         SafeTensors.Save(Path.Combine(dir, "optimizer.safetensors"), optimizerState);
         AtomicFile.WriteAllText(Path.Combine(dir, "trainer.json"), new JsonObject
         {
@@ -400,7 +407,7 @@ public sealed class Trainer
             throw new CheckpointException($"{statePath}: cannot read the trainer state ({e.Message}).", e);
         }
         if (step != found.Step) throw new CheckpointException($"{statePath}: step {step} in a checkpoint of step {found.Step}.");
-        Model.Load(Path.Combine(found.Directory, "model.safetensors"));
+        LoadModelCheckpoint(Path.Combine(found.Directory, "model.safetensors"));
         var optimizerPath = Path.Combine(found.Directory, "optimizer.safetensors");
         var optimizerState = SafeTensors.Load(optimizerPath);
         Optimizer.LoadStateDict(_sharded?.OwnShare(optimizerState) ?? optimizerState, optimizerPath);
@@ -410,6 +417,26 @@ public sealed class Trainer
         _metrics?.Repair(step);
         FaultPoint?.Invoke("metrics: repaired");
         return new ResumeInfo(step, found.Skipped);
+    }
+
+    private Dictionary<string, Tensor> TrainableParameters() =>
+        Model.NamedParameters().Where(p => p.Parameter.RequiresGrad).ToDictionary(p => p.Name, p => p.Parameter);
+
+    private void LoadModelCheckpoint(string path)
+    {
+        if (!Options.CheckpointTrainableOnly)
+        {
+            Model.Load(path);
+            return;
+        }
+        // Strict over the trainable parameters: the frozen ones are not in the file, and nothing else may be.
+        var state = SafeTensors.Load(path);
+        var trainable = TrainableParameters();
+        var problems = trainable.Where(p => !state.ContainsKey(p.Key)).Select(p => $"missing tensor '{p.Key}' (expected shape {p.Value.ShapeString})")
+            .Concat(state.Keys.Where(k => !trainable.ContainsKey(k)).Select(k => $"unexpected tensor '{k}'")).ToList();
+        if (problems.Count > 0)
+            throw new CheckpointException($"{path} does not hold the trainable parameters of this {Model.GetType().Name}: {string.Join("; ", problems)}.");
+        Model.LoadStateDict(state, strict: false, path);
     }
 }
 

@@ -169,6 +169,37 @@ public class TrainerTests : IDisposable
         Assert.Contains("No complete checkpoint", e.Message);
     }
 
+    /// <summary>A two-layer net with one layer frozen (<paramref name="frozen"/>: "0" or "1"), checkpointing only what trains.</summary>
+    private static Trainer PartlyFrozenTrainer(string dir, string frozen)
+    {
+        var (x, y) = Data(40, 1);
+        Linear[] layers = [new Linear(4, 8, generator: new Generator(1)), new Linear(8, 3, generator: new Generator(2))];
+        var model = new Sequential(layers);
+        layers[frozen == "0" ? 0 : 1].RequiresGrad_(false);
+        var optimizer = new AdamW(model.Parameters().Where(p => p.RequiresGrad), 1e-2f);
+        return new Trainer(model, (o, t) => F.CrossEntropy(o, t), new TensorBatchSource(x, y, 8, shuffleSeed: 3), optimizer,
+            new TrainerOptions { Steps = 4, CheckpointEvery = 2, CheckpointTrainableOnly = true }, runDirectory: dir);
+    }
+
+    [Fact]
+    public void TrainableOnlyCheckpointsHoldWhatTrainsAndResumeRequiresExactlyThat()
+    {
+        var dir = Dir("frozen");
+        var first = PartlyFrozenTrainer(dir, frozen: "0");
+        first.Train();
+        var checkpoint = Path.Combine(dir, "checkpoints", "step-00000004", "model.safetensors");
+        Assert.Equal(new[] { "1.bias", "1.weight" }, SafeTensors.Load(checkpoint).Keys.Order());
+
+        var resumed = PartlyFrozenTrainer(dir, frozen: "0");
+        Assert.Equal(4, resumed.TryResume()!.Step);
+        Assert.Equal(first.Model.StateDict()["1.weight"].ToArray(), resumed.Model.StateDict()["1.weight"].ToArray());
+
+        var e = Assert.Throws<CheckpointException>(() => PartlyFrozenTrainer(dir, frozen: "1").TryResume());
+        Assert.Contains($"{checkpoint} does not hold the trainable parameters", e.Message);
+        Assert.Contains("missing tensor '0.weight'", e.Message);
+        Assert.Contains("unexpected tensor '1.weight'", e.Message);
+    }
+
     [Fact]
     public void TrainingFromScratchIntoARunThatHasCheckpointsIsRefused()
     {

@@ -1,0 +1,202 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Nabla.Cli.Runs;
+using Nabla.Data;
+using Nabla.IO;
+using Nabla.Models.Gpt2;
+using Nabla.NN;
+using Nabla.Text;
+using Nabla.Training;
+
+namespace Nabla.Cli.Commands;
+
+/// <summary>Everything that defines a GPT fine-tuning run; saved as config.json so --resume rebuilds the same run.</summary>
+public sealed record GptFinetuneConfig
+{
+    /// <summary>The base model (never written to: a checkpoint holds only what trains).</summary>
+    public string Model { get; init; } = "";
+    public string Text { get; init; } = "";
+    /// <summary>SHA-256 of the text when the run started, so a resume on a changed file is refused.</summary>
+    public string TextSha256 { get; init; } = "";
+    /// <summary>Share of the text's tokens (its end) held out for validation.</summary>
+    public double ValFraction { get; init; }
+    /// <summary>The adapter to train; null trains every weight (full fine-tuning, the baseline LoRA is measured against).</summary>
+    public LoraConfig? Lora { get; init; }
+    public int BatchSize { get; init; }
+    public int SequenceLength { get; init; }
+    public int SampleEvery { get; init; }
+    public ulong Seed { get; init; }
+    public LanguageModelTrainingOptions Training { get; init; } = new();
+
+    public string? Problem()
+    {
+        if (string.IsNullOrEmpty(Model) || string.IsNullOrEmpty(Text)) return "\"Model\" or \"Text\" is missing";
+        if (ValFraction is < 0 or >= 1 || double.IsNaN(ValFraction)) return $"validation fraction {ValFraction} is not in [0, 1)";
+        if (Lora is { } l && (l.R is < 1 or > 1 << 16 || !(l.LoraAlpha > 0) || !float.IsFinite(l.LoraAlpha) || l.LoraDropout is < 0 or >= 1 || l.TargetModules.Count == 0))
+            return "the LoRA settings are out of range";
+        if (BatchSize is < 1 or > 1 << 20 || SequenceLength is < 1 or > 1 << 20 || SampleEvery < 0)
+            return $"batch size {BatchSize}, sequence length {SequenceLength} or sample interval {SampleEvery} is out of range";
+        return Training is null ? "\"Training\" is missing" : GptRunConfig.TrainingProblem(Training);
+    }
+}
+
+/// <summary>
+/// `nabla finetune gpt`: trains a LoRA adapter (or, with --full, every weight) of a GPT-2 on a text file, with the
+/// progress, metrics, charts, checkpoints and resume of `nabla train gpt`. The adapter goes into the run directory in
+/// PEFT's layout, for `nabla generate --model BASE --adapter RUN` and `nabla lora merge`.
+/// </summary>
+public static class FinetuneGptCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string?>("--model") { Description = "The base model: a Hugging Face GPT-2 directory or a run directory of `nabla train gpt` (required for a new run)." };
+        var text = new Option<string?>("--text") { Description = "Text file to fine-tune on, tokenized with the base model's tokenizer (required for a new run)." };
+        var valFraction = new Option<double>("--val-fraction") { Description = "Share of the text (its end) held out for validation.", DefaultValueFactory = _ => 0.1 };
+        var rank = new Option<int>("--lora-r") { Description = "Rank r of the adapter's matrices A (r × in) and B (out × r).", DefaultValueFactory = _ => 8 };
+        var alpha = new Option<float>("--lora-alpha") { Description = "LoRA alpha: the update B·A is scaled by alpha/r.", DefaultValueFactory = _ => 16 };
+        var targets = new Option<string>("--targets") { Description = "Comma-separated module names (or name endings, as PEFT matches them) that get an adapter; '*' matches within a name part (mlp.*).", DefaultValueFactory = _ => "c_attn,c_proj" };
+        var dropout = new Option<float>("--lora-dropout") { Description = "Dropout on the adapter's input.", DefaultValueFactory = _ => 0 };
+        var rsLora = new Option<bool>("--rslora") { Description = "Scale by alpha/√r (rank-stabilised LoRA) instead of alpha/r." };
+        var full = new Option<bool>("--full") { Description = "Train every weight instead of an adapter (the baseline LoRA is compared against); writes model/ instead of an adapter." };
+        valFraction.Within(0, 1, maxExclusive: true);
+        rank.Positive(1 << 16);
+        alpha.Positive(1e6);
+        dropout.Within(0, 1, maxExclusive: true);
+        var shared = new GptTrainingOptions("finetune-gpt", defaultWeightDecay: 0);
+
+        var command = new Command("gpt", "Fine-tune a GPT-2 on a text file with a LoRA adapter (PEFT's file layout) or, with --full, every weight.")
+        {
+            model, text, valFraction, rank, alpha, targets, dropout, rsLora, full,
+        };
+        shared.AddTo(command);
+        command.SetAction((p, cancel) =>
+        {
+            var (dir, resume) = shared.RunDirectory(p);
+            var configPath = Path.Combine(dir, "config.json");
+            GptFinetuneConfig config;
+            if (resume) config = RunConfigFile.Read<GptFinetuneConfig>(configPath, c => c.Problem());
+            else
+            {
+                var basePath = p.GetValue(model) ?? throw new CliException("--model is required: the base model to fine-tune.");
+                var textPath = p.GetValue(text) ?? throw new CliException("--text is required: the text file to fine-tune on.");
+                if (!File.Exists(textPath)) throw new CliException($"--text {textPath}: file not found.");
+                bool lora = !p.GetValue(full);
+                config = new GptFinetuneConfig
+                {
+                    Model = basePath,
+                    Text = textPath,
+                    TextSha256 = Downloader.Hash(textPath),
+                    ValFraction = p.GetValue(valFraction),
+                    Lora = lora ? new LoraConfig
+                    {
+                        R = p.GetValue(rank), LoraAlpha = p.GetValue(alpha), LoraDropout = p.GetValue(dropout), UseRsLora = p.GetValue(rsLora),
+                        TargetModules = ParseTargets(p.GetValue(targets)!),
+                        FanInFanOut = true, // GPT-2's projections are Hugging Face Conv1D layers, stored (in, out)
+                        BaseModelNameOrPath = basePath,
+                    } : null,
+                    BatchSize = p.GetValue(shared.BatchSize) ?? 8,
+                    SequenceLength = p.GetValue(shared.SequenceLength) ?? 128,
+                    SampleEvery = p.GetValue(shared.SampleEvery) ?? 0,
+                    Seed = p.GetValue(shared.Seed),
+                    // A rank-r adapter takes a larger step than the whole network can (LoRA paper; PEFT's examples use 1e-4 to 1e-3).
+                    Training = shared.Training(p, steps: 500, learningRate: lora ? 1e-3f : 3e-4f, evalEvery: 50, checkpointEvery: 100),
+                };
+                RunDirectory.RefuseExistingRun(dir, configPath);
+            }
+            return Task.FromResult(Finetune(config, dir, newRun: !resume, cancel));
+        });
+        return command;
+    }
+
+    private static IReadOnlyList<string> ParseTargets(string list)
+    {
+        var targets = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        return targets.Length > 0 ? targets : throw new CliException("--targets: give at least one module name (e.g. c_attn,c_proj).");
+    }
+
+    /// <param name="newRun">Write config.json once the base, the text and the targets have been checked, so a
+    /// mistyped option does not leave a run directory that only --resume would accept.</param>
+    private static int Finetune(GptFinetuneConfig config, string dir, bool newRun, CancellationToken cancel)
+    {
+        Generator.ManualSeed(config.Seed); // the adapter's initial A (drawn by Lora.Apply from the default generator)
+        var (model, tokenizer) = Gpt2ModelFiles.Load(config.Model);
+        if (config.SequenceLength > model.Config.MaxSequenceLength)
+            throw new CliException($"--seq-len {config.SequenceLength} is longer than the context of {config.Model} ({model.Config.MaxSequenceLength}).");
+        if (!File.Exists(config.Text)) throw new CliException($"{config.Text}: file not found.");
+        if (Downloader.Hash(config.Text) != config.TextSha256)
+            throw new CliException($"{config.Text} changed since the run in {dir} started (its SHA-256 differs); resuming would train on other data. Start a new run.");
+        var tokens = LanguageModelCommands.Encode(tokenizer, LanguageModelCommands.ReadText(config.Text), config.Text);
+        int cut = (int)(tokens.Length * (1 - config.ValFraction));
+        var train = new TokenBatchLoader(tokens[..cut], config.BatchSize, config.SequenceLength, config.Seed, $"{config.Text} (training part)");
+        var validation = config.ValFraction > 0
+            ? new TokenBatchLoader(tokens[cut..], config.BatchSize, config.SequenceLength, source: $"{config.Text} (validation part, --val-fraction {config.ValFraction})")
+            : null;
+
+        LoraSummary summary;
+        if (config.Lora is { } lora)
+        {
+            try { summary = Lora.Apply(model, lora.TargetModules, lora.R, lora.LoraAlpha, lora.LoraDropout, lora.UseRsLora); }
+            catch (ArgumentException e) when (e.GetType() == typeof(ArgumentException)) { throw new CliException($"--targets: {e.Message}"); }
+        }
+        else summary = new LoraSummary([], model.TrainableParameterCount, model.ParameterCount);
+
+        if (newRun) RunConfigFile.WriteNew(dir, Path.Combine(dir, "config.json"), config);
+        // Checkpoints hold the trainable parameters and the optimizer; the base comes from --model again on resume.
+        var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir, checkpointTrainableOnly: true);
+        var resumed = trainer.TryResume();
+        Console.WriteLine($"base: {config.Model}: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
+            $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}");
+        Console.WriteLine(config.Lora is { } l
+            ? $"LoRA r={l.R}, alpha={l.LoraAlpha}{(l.UseRsLora ? " (rsLoRA)" : "")}, dropout {l.LoraDropout} on {summary.WrappedModules.Count} layers ({string.Join(", ", l.TargetModules)})"
+            : "full fine-tuning: every weight trains");
+        Console.WriteLine(summary);
+        Console.WriteLine($"data: {config.Text}: {cut:N0} training and {tokens.Length - cut:N0} validation tokens; " +
+            $"{config.Training.Steps} steps of {config.BatchSize * config.SequenceLength * config.Training.GradientAccumulation:N0} tokens");
+        GptTrainCommand.PrintResume(resumed);
+
+        BufferPool.ResetPeak();
+        var sampleGenerator = new Generator(config.Seed + 1);
+        if (!GptTrainCommand.RunTrainer(trainer, dir, config.SequenceLength, config.SampleEvery,
+                () => GptTrainCommand.Sample(model, tokenizer, null, sampleGenerator), "nabla finetune gpt", cancel))
+            return 130;
+        long peak = BufferPool.PeakLiveBytes;
+        long optimizerBytes = trainer.Optimizer.StateDict().Values.Sum(t => (long)t.Count * t.DType.SizeInBytes());
+
+        string saved;
+        if (config.Lora is { } adapter)
+        {
+            Lora.SaveAdapter(model, dir, adapter);
+            saved = $"{Lora.WeightsFile} + {Lora.ConfigFile} for `nabla generate --model {config.Model} --adapter {dir}`";
+        }
+        else
+        {
+            Gpt2ModelFiles.Save(model, tokenizer, Path.Combine(dir, Gpt2ModelFiles.RunModelFolder));
+            saved = $"model/ for `nabla generate --model {dir}`";
+        }
+        GptTrainCommand.WriteLossChart(dir);
+        double? valLoss = validation != null ? trainer.Evaluate(validation, config.Training.EvalBatches).Loss : null;
+        WriteSummary(dir, summary, peak, optimizerBytes, valLoss, resumed != null);
+        Console.WriteLine($"peak tensor memory while training{(resumed != null ? " (since the resume)" : "")}: {Mib(peak)}; optimizer state: {Mib(optimizerBytes)}" +
+            (valLoss is { } v ? $"; validation loss {v:F4}" : ""));
+        Console.WriteLine($"run saved to {dir} (config.json, checkpoints/, metrics.jsonl, loss.png, summary.json, {saved})");
+        return 0;
+    }
+
+    private static string Mib(long bytes) => $"{bytes / (1024.0 * 1024):F2} MiB";
+
+    /// <summary>summary.json: the numbers a LoRA-versus-full comparison needs, as this run measured them.</summary>
+    private static void WriteSummary(string dir, LoraSummary summary, long peakBytes, long optimizerBytes, double? valLoss, bool resumed)
+    {
+        var json = new JsonObject
+        {
+            ["trainable_parameters"] = summary.TrainableParameters,
+            ["total_parameters"] = summary.TotalParameters,
+            ["trainable_percent"] = summary.TrainablePercent,
+            ["peak_tensor_bytes"] = peakBytes,
+            ["peak_measured_since_resume"] = resumed,
+            ["optimizer_state_bytes"] = optimizerBytes,
+            ["val_loss"] = valLoss,
+        };
+        AtomicFile.WriteAllText(Path.Combine(dir, "summary.json"), json.ToJsonString(RunConfigFile.Json));
+    }
+}

@@ -1,0 +1,38 @@
+using System.Text.Json;
+using Nabla.IO;
+
+namespace Nabla.Cli.Runs;
+
+/// <summary>A run's config.json: written once when the run starts, read back by --resume so the run is rebuilt as it began.</summary>
+internal static class RunConfigFile
+{
+    public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
+
+    /// <summary>Reads a run configuration for --resume; a missing, corrupt or out-of-range one is an error naming the file
+    /// (<paramref name="problem"/> says what is out of range, or null).</summary>
+    public static T Read<T>(string path, Func<T, string?> problem) where T : class
+    {
+        if (!File.Exists(path)) throw new CliException($"{path}: not found; there is no run to resume in {Path.GetDirectoryName(path)}.");
+        T config;
+        try
+        {
+            config = JsonSerializer.Deserialize<T>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), Json)
+                ?? throw new CliException($"{path}: empty.");
+        }
+        catch (JsonException e)
+        {
+            throw new CliException($"{path}: corrupt run configuration ({ErrorText.Json(e)}).");
+        }
+        if (problem(config) is { } wrong) throw new CliException($"{path}: {wrong}; the run configuration is corrupt.");
+        return config;
+    }
+
+    /// <summary>Starts a new run in <paramref name="directory"/> by writing its configuration; a directory that already
+    /// holds a run is refused.</summary>
+    public static void WriteNew<T>(string directory, string path, T config)
+    {
+        RunDirectory.RefuseExistingRun(directory, path);
+        Directory.CreateDirectory(directory);
+        AtomicFile.WriteAllText(path, JsonSerializer.Serialize(config, Json));
+    }
+}

@@ -1,0 +1,187 @@
+using System.Text.Json.Nodes;
+using Nabla.IO;
+using Nabla.Models.Gpt2;
+using Nabla.NN;
+using Nabla.Tests.Ops;
+using Nabla.Text;
+
+namespace Nabla.Tests.Cli;
+
+/// <summary>`nabla finetune gpt`, `nabla generate --adapter` and `nabla lora merge` on the tiny GPT-2 of the
+/// hf_gpt2 fixture (2 layers, 48 channels) and the adapter tests/reference/make_lora_fixture.py wrote for it.</summary>
+[Collection("Console")]
+public class LoraCliTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("nabla-loracli-").FullName;
+    private static readonly string Base = TestData.Fixture(Path.Combine("hf_gpt2", "base"));
+    private static readonly string PythonAdapter = TestData.Fixture(Path.Combine("lora", "gpt2_adapter"));
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static void Ok((int Exit, string Out, string Err) r) => Assert.True(r.Exit == 0, $"exit {r.Exit}\n{r.Out}\n{r.Err}");
+
+    private static string OneLineError((int Exit, string Out, string Err) r)
+    {
+        Assert.Equal(1, r.Exit);
+        var line = r.Err.TrimEnd('\n');
+        Assert.DoesNotContain('\n', line);
+        Assert.StartsWith("error: ", line);
+        return line;
+    }
+
+    private string Text()
+    {
+        var path = Path.Combine(_dir, "jargon.txt");
+        if (!File.Exists(path)) File.WriteAllText(path, File.ReadAllText(TestData.File("jargon.txt"))[..40_000]);
+        return path;
+    }
+
+    private (int Exit, string Out, string Err) Finetune(string run, params string[] extra) => CliRunner.Run(
+        ["finetune", "gpt", "--model", Base, "--text", Text(), "--out", run, "--seq-len", "32", "--batch-size", "4", "--eval-every", "4",
+            "--eval-batches", "2", "--lr", "3e-3", "--min-lr", "3e-3", "--warmup", "0", .. extra]);
+
+    [Fact]
+    public void LoraFinetuneTrainsOnlyTheAdapterAndWritesItInPeftsLayout()
+    {
+        var baseHash = Downloader.Hash(Path.Combine(Base, "model.safetensors"));
+        var run = Path.Combine(_dir, "lora");
+        var result = Finetune(run, "--steps", "8", "--checkpoint-every", "4", "--lora-r", "8", "--lora-alpha", "16", "--targets", "c_attn,c_proj");
+        Ok(result);
+
+        // r·in + out·r for c_attn (48 → 144) and both c_proj (attention 48 → 48, MLP 192 → 48), in each of the 2 blocks
+        const int r = 8;
+        long adapter = 2 * (r * 48 + 144 * r + r * 48 + 48 * r + r * 192 + 48 * r);
+        long total = Gpt2ModelFiles.Load(Base).Model.ParameterCount + adapter;
+        Assert.Contains($"trainable params: {adapter:N0} || all params: {total:N0} || trainable%: ", result.Out);
+        Assert.Contains("validation loss", result.Out);
+        Assert.True(File.Exists(Path.Combine(run, "loss.png")));
+        Assert.Equal(8, File.ReadLines(Path.Combine(run, "metrics.jsonl")).Count(l => l.Contains("\"loss\"")));
+
+        // The adapter: PEFT's names and (r, in) / (out, r) shapes, and its config keys
+        var tensors = SafeTensors.Load(Path.Combine(run, Lora.WeightsFile));
+        Assert.Equal(12, tensors.Count);
+        Assert.Equal(new[] { r, 48 }, tensors["base_model.model.transformer.h.1.attn.c_attn.lora_A.weight"].Shape);
+        Assert.Equal(new[] { 144, r }, tensors["base_model.model.transformer.h.1.attn.c_attn.lora_B.weight"].Shape);
+        Assert.Equal(new[] { r, 192 }, tensors["base_model.model.transformer.h.0.mlp.c_proj.lora_A.weight"].Shape);
+        Assert.Contains(tensors["base_model.model.transformer.h.0.mlp.c_proj.lora_B.weight"].ToArray(), v => v != 0); // B starts at zero: it trained
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, Lora.ConfigFile)))!;
+        Assert.Equal("LORA", config["peft_type"]!.GetValue<string>());
+        Assert.Equal(r, config["r"]!.GetValue<int>());
+        Assert.Equal(16, config["lora_alpha"]!.GetValue<double>());
+        Assert.True(config["fan_in_fan_out"]!.GetValue<bool>());
+        Assert.Equal(new[] { "c_attn", "c_proj" }, config["target_modules"]!.AsArray().Select(t => t!.GetValue<string>()));
+
+        // The checkpoint holds the adapter and AdamW's two moments of each adapter weight; the base is untouched.
+        var checkpoint = Assert.Single(Directory.GetDirectories(Path.Combine(run, "checkpoints")));
+        Assert.All(SafeTensors.Load(Path.Combine(checkpoint, "model.safetensors")).Keys, k => Assert.Contains(".lora_", k));
+        Assert.Equal(24, SafeTensors.Load(Path.Combine(checkpoint, "optimizer.safetensors")).Count(kv => kv.Key != "step"));
+        Assert.Equal(baseHash, Downloader.Hash(Path.Combine(Base, "model.safetensors")));
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "summary.json")))!;
+        Assert.Equal(adapter, summary["trainable_parameters"]!.GetValue<long>());
+        Assert.Equal(2 * 4 * adapter + 4, summary["optimizer_state_bytes"]!.GetValue<long>()); // m and v in fp32, and the step
+        Assert.True(summary["peak_tensor_bytes"]!.GetValue<long>() > 4 * total);                // at least the weights
+    }
+
+    [Fact]
+    public void ResumedRunEndsWithTheSameAdapterAsAnUninterruptedOne()
+    {
+        // Constant learning rate (--min-lr = --lr, no warm-up), so a run of 5 steps is the first 5 steps of one of 10.
+        var straight = Path.Combine(_dir, "straight");
+        Ok(Finetune(straight, "--steps", "10", "--lora-dropout", "0.1"));
+        var resumed = Path.Combine(_dir, "resumed");
+        Ok(Finetune(resumed, "--steps", "5", "--lora-dropout", "0.1"));
+        // What a Ctrl+C at step 5 of a 10-step run leaves: its checkpoint at step 5 and a config that asks for 10.
+        var configPath = Path.Combine(resumed, "config.json");
+        var config = JsonNode.Parse(File.ReadAllText(configPath))!;
+        config["Training"]!["Steps"] = 10;
+        File.WriteAllText(configPath, config.ToJsonString());
+
+        var second = CliRunner.Run("finetune", "gpt", "--out", resumed, "--resume");
+        Ok(second);
+        Assert.Contains("resumed from the checkpoint at step 5", second.Out);
+        var expected = SafeTensors.Load(Path.Combine(straight, Lora.WeightsFile));
+        var actual = SafeTensors.Load(Path.Combine(resumed, Lora.WeightsFile));
+        foreach (var (name, tensor) in expected)
+            Assert.True(tensor.ToArray().SequenceEqual(actual[name].ToArray()), $"{name} differs between the resumed and the uninterrupted run");
+        string[] Steps(string run) => File.ReadLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.Contains("\"loss\"")).Select(l => l[..l.IndexOf(",\"samples_per_second\"", StringComparison.Ordinal)]).ToArray();
+        Assert.Equal(Steps(straight), Steps(resumed)); // step, loss, lr and gradient norm of every step
+
+        // A text changed since the start is refused rather than silently trained on.
+        File.AppendAllText(Text(), "more text");
+        Assert.Contains("changed since the run", OneLineError(CliRunner.Run("finetune", "gpt", "--out", resumed, "--resume")));
+    }
+
+    [Fact]
+    public void FullFinetuneTrainsEveryWeightAndWritesAModel()
+    {
+        var run = Path.Combine(_dir, "full");
+        var result = Finetune(run, "--steps", "3", "--full");
+        Ok(result);
+        long total = Gpt2ModelFiles.Load(Base).Model.ParameterCount;
+        Assert.Contains($"trainable params: {total:N0} || all params: {total:N0} || trainable%: 100", result.Out);
+        Assert.False(File.Exists(Path.Combine(run, Lora.WeightsFile)));
+        var summary = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "summary.json")))!;
+        Assert.Equal(2 * 4 * total + 4, summary["optimizer_state_bytes"]!.GetValue<long>());
+        Ok(CliRunner.Run("generate", "--model", run, "--prompt", "hacker", "--max-tokens", "4", "--temperature", "0"));
+    }
+
+    [Fact]
+    public void MergedModelGivesTheLogitsOfBasePlusAdapter()
+    {
+        var merged = Path.Combine(_dir, "merged");
+        var merge = CliRunner.Run("lora", "merge", "--model", Base, "--adapter", PythonAdapter, "--out", merged);
+        Ok(merge);
+        Assert.Contains("into 6 layers", merge.Out);
+
+        var ids = SafeTensors.Load(TestData.Fixture(Path.Combine("lora", "gpt2_expected.safetensors")))["ids"];
+        var withAdapter = Gpt2ModelFiles.Load(Base).Model;
+        Lora.LoadAdapter(withAdapter, PythonAdapter);
+        var (mergedModel, _) = Gpt2ModelFiles.Load(merged);
+        Assert.Empty(Lora.Layers(mergedModel));
+        Close.Assert(withAdapter.Eval().Forward(ids), mergedModel.Eval().Forward(ids), 1e-5, "logits of the merged model");
+
+        // The CLI paths agree: greedy text from base + unmerged adapter is the merged model's, and not the base's.
+        string[] greedy = ["--prompt", "the hacker", "--max-tokens", "16", "--temperature", "0"];
+        var unmergedText = CliRunner.Run(["generate", "--model", Base, "--adapter", PythonAdapter, .. greedy]);
+        Ok(unmergedText);
+        Assert.Equal(unmergedText.Out, CliRunner.Run(["generate", "--model", merged, .. greedy]).Out);
+        Assert.NotEqual(unmergedText.Out, CliRunner.Run(["generate", "--model", Base, .. greedy]).Out);
+        string[] score = ["--text", Text(), "--max-tokens", "300"];
+        var perplexity = CliRunner.Run(["eval", "perplexity", "--model", Base, "--adapter", PythonAdapter, .. score]);
+        Ok(perplexity);
+        Assert.Equal(Loss(perplexity.Out), Loss(CliRunner.Run(["eval", "perplexity", "--model", merged, .. score]).Out), 3);
+
+        Assert.Contains("is not an empty directory", OneLineError(CliRunner.Run("lora", "merge", "--model", Base, "--adapter", PythonAdapter, "--out", merged)));
+    }
+
+    private static double Loss(string perplexityLine) =>
+        double.Parse(System.Text.RegularExpressions.Regex.Match(perplexityLine, @"loss ([0-9.]+) nats").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public void AnAdapterForAnotherModelShapeIsOneLineNamingTheTensor()
+    {
+        // A GPT-2 like the fixture's but 32 channels wide, with the fixture's tokenizer
+        var narrow = Path.Combine(_dir, "narrow");
+        var config = new Gpt2Config { VocabSize = 335, MaxSequenceLength = 64, Layers = 2, Heads = 4, Channels = 32 };
+        Gpt2ModelFiles.Save(new Gpt2Model(config, new Generator(1)), TokenizerFiles.Load(Base), narrow);
+
+        var error = OneLineError(CliRunner.Run("generate", "--model", narrow, "--adapter", PythonAdapter, "--max-tokens", "2"));
+        Assert.Contains(Path.Combine(PythonAdapter, Lora.WeightsFile), error);
+        Assert.Contains("tensor 'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight': shape [4, 48] in the file, [4, 32] expected", error);
+        Assert.Contains("lora_A.weight': shape", OneLineError(CliRunner.Run("lora", "merge", "--model", narrow, "--adapter", PythonAdapter, "--out", Path.Combine(_dir, "m"))));
+        Assert.False(Directory.Exists(Path.Combine(_dir, "m")));
+    }
+
+    [Fact]
+    public void BadFinetuneOptionsAreOneLineNamingTheOption()
+    {
+        Assert.Contains("--targets: LoRA target 'q_proj' match no module", OneLineError(Finetune(Path.Combine(_dir, "a"), "--targets", "c_attn,q_proj")));
+        Assert.False(File.Exists(Path.Combine(_dir, "a", "config.json"))); // the corrected command can use the same --out
+        Assert.Contains("--seq-len 100 is longer than the context", OneLineError(CliRunner.Run("finetune", "gpt", "--model", Base, "--text", Text(), "--out", Path.Combine(_dir, "b"), "--seq-len", "100")));
+        Assert.Contains("--model is required", OneLineError(CliRunner.Run("finetune", "gpt", "--text", Text(), "--out", Path.Combine(_dir, "c"))));
+        Assert.Contains("--resume needs --out", OneLineError(CliRunner.Run("finetune", "gpt", "--resume")));
+        var rank = CliRunner.Run("finetune", "gpt", "--model", Base, "--text", Text(), "--lora-r", "0");
+        Assert.Equal(2, rank.Exit);
+        Assert.Contains("--lora-r must be a positive integer", rank.Err);
+    }
+}
