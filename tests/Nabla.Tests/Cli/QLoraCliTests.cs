@@ -51,6 +51,14 @@ public class QLoraCliTests : IDisposable
         // checkpoints hold the adapter alone
         var checkpoint = Directory.GetDirectories(Path.Combine(run, "checkpoints")).First();
         Assert.All(Nabla.IO.SafeTensors.Load(Path.Combine(checkpoint, "model.safetensors")).Keys, k => Assert.Contains(".lora_", k));
+
+        // merging goes into the float model: a quantised one is refused in one line
+        var quantized = Path.Combine(_dir, "base-nf4");
+        Assert.Equal(0, CliRunner.Run("quantize", "--model", model, "--bits", "4", "--format", "nf4", "--out", quantized).Exit);
+        var merge = CliRunner.Run("lora", "merge", "--model", quantized, "--adapter", run, "--out", Path.Combine(_dir, "merged"));
+        Assert.Equal(1, merge.Exit);
+        Assert.DoesNotContain('\n', merge.Err.TrimEnd('\n'));
+        Assert.Contains("is quantised (nf4); merge the adapter into the float model", merge.Err);
     }
 
     [Theory]
