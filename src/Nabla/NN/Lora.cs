@@ -169,8 +169,17 @@ public static class Lora
             model.SetSubmodule(name, layer is QuantizedLinear quantized
                 ? new LoraLinear(quantized, rank, alpha, dropout, useRsLora, generator)
                 : new LoraLinear((Linear)layer, rank, alpha, dropout, useRsLora, generator));
-        return new LoraSummary(selected.Select(s => s.Name).ToList(), model.TrainableParameterCount, model.ParameterCount);
+        return new LoraSummary(selected.Select(s => s.Name).ToList(), model.TrainableParameterCount, model.ParameterCount + QuantizedWeightCount(model));
     }
+
+    // Quantised weights are packed arrays and their biases buffers, not parameters, but they are the model's weights
+    // all the same (PEFT counts a 4-bit base's weights too), so the total and the trainable share match the float model's.
+    private static long QuantizedWeightCount(Module model) => model.Modules().Sum(m => m switch
+    {
+        QuantizedLinear q => (long)q.Weight.Rows * q.Weight.Columns + (q.Bias?.Count ?? 0),
+        QuantizedEmbedding e => (long)e.Weight.Rows * e.Weight.Columns,
+        _ => 0,
+    });
 
     /// <summary>The model's LoRA layers by name.</summary>
     public static IEnumerable<(string Name, LoraLinear Layer)> Layers(Module model) =>

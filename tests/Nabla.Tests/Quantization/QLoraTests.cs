@@ -57,6 +57,8 @@ public class QLoraTests(ITestOutputHelper output)
         Gpt2Quantization.Quantize(model, QuantizationFormat.Nf4, doubleQuantizeScales: true);
         var summary = Lora.Apply(model, Targets, rank: 4, alpha: 8, generator: new Generator(22));
         Assert.Equal(8, summary.WrappedModules.Count);
+        // the total counts the quantised weights as the float model's parameters
+        Assert.Equal(floatModel.ParameterCount + summary.TrainableParameters, summary.TotalParameters);
         Assert.All(Lora.Layers(model), l => Assert.True(l.Layer.HasQuantizedBase));
 
         var baseBytes = model.Modules().OfType<QuantizedLinear>().Select(q => (q, Bytes: q.Weight.Data.ToArray())).ToList();
