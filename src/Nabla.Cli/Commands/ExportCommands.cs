@@ -22,7 +22,7 @@ public static class ExportCommands
         var gguf = new Command("gguf", "Write a GPT-2 and its tokenizer as GGUF (llama.cpp's format; architecture gpt2).") { model, vocab, quant, output };
         gguf.SetAction(p =>
         {
-            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
+            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab), dequantizeGguf: true);
             var path = p.GetValue(output)!;
             if (Directory.Exists(path)) throw new CliException($"--out {path} is a directory; give the .gguf file to write.");
             try

@@ -5,6 +5,7 @@ using Nabla.Data;
 using Nabla.IO;
 using Nabla.Models.Gpt2;
 using Nabla.NN;
+using Nabla.Quantization;
 using Nabla.Text;
 using Nabla.Training;
 
@@ -22,6 +23,8 @@ public sealed record GptFinetuneConfig
     public double ValFraction { get; init; }
     /// <summary>The adapter to train; null trains every weight (full fine-tuning, the baseline LoRA is measured against).</summary>
     public LoraConfig? Lora { get; init; }
+    /// <summary>QLoRA: the format (nf4, q4_0, q8_0) the base's linear layers are held in while the adapter trains; null keeps them float.</summary>
+    public string? Quantize { get; init; }
     public int BatchSize { get; init; }
     public int SequenceLength { get; init; }
     public int SampleEvery { get; init; }
@@ -34,6 +37,8 @@ public sealed record GptFinetuneConfig
         if (ValFraction is < 0 or >= 1 || double.IsNaN(ValFraction)) return $"validation fraction {ValFraction} is not in [0, 1)";
         if (Lora is { } l && (l.R is < 1 or > 1 << 16 || !(l.LoraAlpha > 0) || !float.IsFinite(l.LoraAlpha) || l.LoraDropout is < 0 or >= 1 || l.TargetModules.Count == 0))
             return "the LoRA settings are out of range";
+        if (Quantize != null && (Lora == null || !QuantizationFormats.TryParse(Quantize, out _)))
+            return $"quantisation \"{Quantize}\" needs a LoRA adapter and one of nf4, q4_0, q8_0";
         if (BatchSize is < 1 or > 1 << 20 || SequenceLength is < 1 or > 1 << 20 || SampleEvery < 0)
             return $"batch size {BatchSize}, sequence length {SequenceLength} or sample interval {SampleEvery} is out of range";
         return Training is null ? "\"Training\" is missing" : GptRunConfig.TrainingProblem(Training);
@@ -58,6 +63,7 @@ public static class FinetuneGptCommand
         var dropout = new Option<float>("--lora-dropout") { Description = "Dropout on the adapter's input.", DefaultValueFactory = _ => 0 };
         var rsLora = new Option<bool>("--rslora") { Description = "Scale by alpha/√r (rank-stabilised LoRA) instead of alpha/r." };
         var full = new Option<bool>("--full") { Description = "Train every weight instead of an adapter (the baseline LoRA is compared against); writes model/ instead of an adapter." };
+        var quantize = new Option<string?>("--quantize") { Description = "QLoRA: hold the base's linear layers in nf4, q4_0 or q8_0 (frozen, gradients flow through them) while the adapter trains; the adapter applies to the float base." };
         valFraction.Within(0, 1, maxExclusive: true);
         rank.Positive(1 << 16);
         alpha.Positive(1e6);
@@ -66,7 +72,7 @@ public static class FinetuneGptCommand
 
         var command = new Command("gpt", "Fine-tune a GPT-2 on a text file with a LoRA adapter (PEFT's file layout) or, with --full, every weight.")
         {
-            model, text, valFraction, rank, alpha, targets, dropout, rsLora, full,
+            model, text, valFraction, rank, alpha, targets, dropout, rsLora, full, quantize,
         };
         shared.AddTo(command);
         command.SetAction((p, cancel) =>
@@ -81,6 +87,13 @@ public static class FinetuneGptCommand
                 var textPath = p.GetValue(text) ?? throw new CliException("--text is required: the text file to fine-tune on.");
                 if (!File.Exists(textPath)) throw new CliException($"--text {textPath}: file not found.");
                 bool lora = !p.GetValue(full);
+                var quantizeFormat = p.GetValue(quantize);
+                if (quantizeFormat != null)
+                {
+                    if (!lora) throw new CliException("--quantize trains an adapter on a quantised base (QLoRA); --full trains every weight in float, so give one or the other.");
+                    if (!QuantizationFormats.TryParse(quantizeFormat, out var parsed)) throw new CliException($"--quantize: unknown format '{quantizeFormat}' (nf4, q4_0, q8_0).");
+                    quantizeFormat = parsed.Name();
+                }
                 config = new GptFinetuneConfig
                 {
                     Model = basePath,
@@ -94,6 +107,7 @@ public static class FinetuneGptCommand
                         FanInFanOut = true, // GPT-2's projections are Hugging Face Conv1D layers, stored (in, out)
                         BaseModelNameOrPath = basePath,
                     } : null,
+                    Quantize = quantizeFormat,
                     BatchSize = p.GetValue(shared.BatchSize) ?? 8,
                     SequenceLength = p.GetValue(shared.SequenceLength) ?? 128,
                     SampleEvery = p.GetValue(shared.SampleEvery) ?? 0,
@@ -119,7 +133,16 @@ public static class FinetuneGptCommand
     private static int Finetune(GptFinetuneConfig config, string dir, bool newRun, CancellationToken cancel)
     {
         Generator.ManualSeed(config.Seed); // the adapter's initial A (drawn by Lora.Apply from the default generator)
-        var (model, tokenizer) = Gpt2ModelFiles.Load(config.Model);
+        // A Q8_0/Q4_0 GGUF base stays quantised for an adapter (QLoRA as it stands); --full and --quantize need float weights.
+        var (model, tokenizer) = Gpt2ModelFiles.Load(config.Model, dequantizeGguf: config.Lora == null || config.Quantize != null);
+        if (config.Quantize is { } formatName)
+        {
+            QuantizationFormats.TryParse(formatName, out var format); // checked when the run was configured
+            if (Gpt2Quantization.FormatOf(model) is { } already)
+                throw new CliException($"--quantize {formatName}: {config.Model} is already quantised ({already.Name()}); give the float model.");
+            try { Gpt2Quantization.Quantize(model, format, doubleQuantizeScales: format == QuantizationFormat.Nf4); }
+            catch (ArgumentException e) { throw new CliException($"--quantize {formatName}: {config.Model}: {e.Message}"); }
+        }
         if (config.SequenceLength > model.Config.MaxSequenceLength)
             throw new CliException($"--seq-len {config.SequenceLength} is longer than the context of {config.Model} ({model.Config.MaxSequenceLength}).");
         if (!File.Exists(config.Text)) throw new CliException($"{config.Text}: file not found.");
@@ -149,6 +172,8 @@ public static class FinetuneGptCommand
         Console.WriteLine(config.Lora is { } l
             ? $"LoRA r={l.R}, alpha={l.LoraAlpha}{(l.UseRsLora ? " (rsLoRA)" : "")}, dropout {l.LoraDropout} on {summary.WrappedModules.Count} layers ({string.Join(", ", l.TargetModules)})"
             : "full fine-tuning: every weight trains");
+        if (Gpt2Quantization.FormatOf(model) is { } held)
+            Console.WriteLine($"QLoRA: the base's linear layers are held in {held.Name()}, {Mib(model.Modules().OfType<QuantizedLinear>().Sum(q => q.Weight.ByteCount))} (frozen; the adapter trains through them)");
         Console.WriteLine(summary);
         Console.WriteLine($"data: {config.Text}: {cut:N0} training and {tokens.Length - cut:N0} validation tokens; " +
             $"{config.Training.Steps} steps of {config.BatchSize * config.SequenceLength * config.Training.GradientAccumulation:N0} tokens");

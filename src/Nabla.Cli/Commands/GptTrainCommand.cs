@@ -146,7 +146,7 @@ public static class GptTrainCommand
         Gpt2Model model;
         if (config.From != null)
         {
-            (model, var pretrainedTokenizer) = Gpt2ModelFiles.Load(config.From, config.Data);
+            (model, var pretrainedTokenizer) = Gpt2ModelFiles.Load(config.From, config.Data, dequantizeGguf: true);
             if (pretrainedTokenizer.VocabSize != tokenizer.VocabSize)
                 throw new CliException($"--from {config.From} has a vocabulary of {pretrainedTokenizer.VocabSize}, the data's tokenizer {tokenizer.VocabSize}.");
         }

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Nabla.Models.Gpt2;
 using Nabla.NN;
+using Nabla.Quantization;
 
 namespace Nabla.Cli.Commands;
 
@@ -28,7 +29,9 @@ public static class LoraCommands
             var outDir = p.GetValue(output)!;
             if (File.Exists(outDir) || (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any()))
                 throw new CliException($"--out {outDir} already exists and is not an empty directory; the merged model needs a new one.");
-            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!);
+            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, dequantizeGguf: true);
+            if (Gpt2Quantization.FormatOf(gpt) is { } format)
+                throw new CliException($"--model {p.GetValue(model)} is quantised ({format.Name()}); merge the adapter into the float model (then `nabla quantize` the result).");
             var (config, summary) = Lora.LoadAdapter(gpt, p.GetValue(adapter)!);
             Lora.MergeAndUnload(gpt);
             Gpt2ModelFiles.Save(gpt, tokenizer, outDir);

@@ -32,7 +32,7 @@ public static class QuantizeCommand
                 throw new CliException($"--format {chosen.Name()} is a {(b == 8 ? 4 : 8)}-bit format, but --bits is {b}.");
             if (p.GetValue(doubleQuant) && chosen != QuantizationFormat.Nf4)
                 throw new CliException("--double-quant is an nf4 option.");
-            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab));
+            var (gpt, tokenizer) = Gpt2ModelFiles.Load(p.GetValue(model)!, p.GetValue(vocab), dequantizeGguf: true);
             if (Gpt2Quantization.FormatOf(gpt) is { } already)
                 throw new CliException($"{p.GetValue(model)}: the model is already quantised ({already.Name()}); quantise the float model.");
             long floatBytes = gpt.ParameterCount * 4;

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Nabla.Autograd;
 using Nabla.IO;
+using Nabla.Quantization;
 
 namespace Nabla.NN;
 
@@ -12,6 +13,8 @@ namespace Nabla.NN;
 /// so the state-dict names are PEFT's: the wrapped layer is the child "base_layer" (frozen), A and B are the
 /// bias-free linear layers "lora_A" and "lora_B". A starts Kaiming-uniform with a = √5 (U(-1/√in, 1/√in), what
 /// <see cref="Linear"/> draws) and B at zero, so a fresh adapter leaves the model's output unchanged.
+/// <para>The base may also be a <see cref="QuantizedLinear"/> (QLoRA, Dettmers et al., 2023): its packed weight stays
+/// frozen and the gradient reaches the input through it, so only A and B are held in float.</para>
 /// </summary>
 public sealed class LoraLinear : Module
 {
@@ -24,12 +27,21 @@ public sealed class LoraLinear : Module
     /// <summary>True while B·A·s is folded into the base weight (<see cref="Merge"/>); the forward pass then runs the base alone.</summary>
     public bool Merged { get; private set; }
 
+    /// <summary>The float base layer (an error when the base is quantised: see <see cref="HasQuantizedBase"/>).</summary>
     public Linear BaseLayer => Child<Linear>("base_layer");
+    public bool HasQuantizedBase => GetSubmodule("base_layer") is QuantizedLinear;
     public Linear LoraA => Child<Linear>("lora_A");
     public Linear LoraB => Child<Linear>("lora_B");
     private readonly Generator? _generator;
 
     public LoraLinear(Linear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
+        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator) { }
+
+    /// <summary>QLoRA: an adapter over a frozen quantised layer.</summary>
+    public LoraLinear(QuantizedLinear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
+        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator) { }
+
+    private LoraLinear(Module baseLayer, int inFeatures, int outFeatures, int rank, float alpha, float dropout, bool useRsLora, Generator? generator)
     {
         ArgumentNullException.ThrowIfNull(baseLayer);
         if (rank <= 0) throw new ArgumentOutOfRangeException(nameof(rank), $"LoRA rank must be positive, got {rank}.");
@@ -43,8 +55,8 @@ public sealed class LoraLinear : Module
         _generator = generator;
         baseLayer.RequiresGrad_(false);
         RegisterModule("base_layer", baseLayer);
-        RegisterModule("lora_A", new Linear(baseLayer.InFeatures, rank, bias: false, generator));
-        Init.Zeros(RegisterModule("lora_B", new Linear(rank, baseLayer.OutFeatures, bias: false)).Weight);
+        RegisterModule("lora_A", new Linear(inFeatures, rank, bias: false, generator));
+        Init.Zeros(RegisterModule("lora_B", new Linear(rank, outFeatures, bias: false)).Weight);
     }
 
     public override Tensor Forward(Tensor x)
@@ -68,6 +80,8 @@ public sealed class LoraLinear : Module
     public void Merge()
     {
         if (Merged) throw new InvalidOperationException("This LoRA layer is already merged.");
+        if (HasQuantizedBase)
+            throw new InvalidOperationException("This LoRA layer's base is quantised; folding ΔW into it would re-quantise the weight, so merge the adapter into the float base model instead.");
         ApplyDelta(+1);
         Merged = true;
     }
@@ -126,35 +140,46 @@ public static class Lora
     public const string ConfigFile = "adapter_config.json";
     private const long MaxConfigBytes = 1 << 20;
 
-    /// <summary>Freezes the whole model, then wraps every <see cref="Linear"/> whose name matches a target in a
-    /// <see cref="LoraLinear"/> (only A and B train). A target that matches no module, or matches a module that is
-    /// not a Linear, is an error, as in PEFT.</summary>
+    /// <summary>Freezes the whole model, then wraps every <see cref="Linear"/> (or <see cref="QuantizedLinear"/>: QLoRA)
+    /// whose name matches a target in a <see cref="LoraLinear"/> (only A and B train). A target that matches no module,
+    /// or matches a module that is not a linear layer, is an error, as in PEFT.</summary>
     public static LoraSummary Apply(Module model, IReadOnlyList<string> targets, int rank, float alpha, float dropout = 0f,
         bool useRsLora = false, Generator? generator = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (targets.Count == 0) throw new ArgumentException("LoRA needs at least one target module name.");
         var matchers = targets.Select(t => (Target: t, Pattern: TargetPattern(t))).ToList();
-        var selected = new List<(string Name, Linear Layer)>();
+        var selected = new List<(string Name, Module Layer)>();
         var used = new HashSet<string>();
         foreach (var (name, module) in ModulesOutsideAdapters(model))
         {
             var hits = matchers.Where(m => m.Pattern.IsMatch(name)).Select(m => m.Target).ToList();
             if (hits.Count == 0) continue;
-            if (module is not Linear linear)
-                throw new ArgumentException($"LoRA target '{hits[0]}' matches '{name}', a {module.GetType().Name}; only Linear layers can take an adapter.");
+            if (module is not (Linear or QuantizedLinear))
+                throw new ArgumentException($"LoRA target '{hits[0]}' matches '{name}', a {module.GetType().Name}; only Linear (or QuantizedLinear) layers can take an adapter.");
             used.UnionWith(hits);
-            selected.Add((name, linear));
+            selected.Add((name, module));
         }
         var unused = targets.Where(t => !used.Contains(t)).ToList();
         if (unused.Count > 0)
             throw new ArgumentException($"LoRA target{(unused.Count > 1 ? "s" : "")} {string.Join(", ", unused.Select(t => $"'{t}'"))} match no module of the {model.GetType().Name}.");
 
         model.RequiresGrad_(false);
-        foreach (var (name, linear) in selected)
-            model.SetSubmodule(name, new LoraLinear(linear, rank, alpha, dropout, useRsLora, generator));
-        return new LoraSummary(selected.Select(s => s.Name).ToList(), model.TrainableParameterCount, model.ParameterCount);
+        foreach (var (name, layer) in selected)
+            model.SetSubmodule(name, layer is QuantizedLinear quantized
+                ? new LoraLinear(quantized, rank, alpha, dropout, useRsLora, generator)
+                : new LoraLinear((Linear)layer, rank, alpha, dropout, useRsLora, generator));
+        return new LoraSummary(selected.Select(s => s.Name).ToList(), model.TrainableParameterCount, model.ParameterCount + QuantizedWeightCount(model));
     }
+
+    // Quantised weights are packed arrays and their biases buffers, not parameters, but they are the model's weights
+    // all the same (PEFT counts a 4-bit base's weights too), so the total and the trainable share match the float model's.
+    private static long QuantizedWeightCount(Module model) => model.Modules().Sum(m => m switch
+    {
+        QuantizedLinear q => (long)q.Weight.Rows * q.Weight.Columns + (q.Bias?.Count ?? 0),
+        QuantizedEmbedding e => (long)e.Weight.Rows * e.Weight.Columns,
+        _ => 0,
+    });
 
     /// <summary>The model's LoRA layers by name.</summary>
     public static IEnumerable<(string Name, LoraLinear Layer)> Layers(Module model) =>

@@ -5,9 +5,9 @@ namespace Nabla.Quantization;
 
 /// <summary>
 /// A <see cref="Linear"/> whose weight is a <see cref="QuantizedMatrix"/>: y = x·Wᵀ + b computed by
-/// <see cref="QuantizedKernels"/> straight from the packed blocks. For inference: the weight is frozen and no
-/// gradient flows through it (the bias is a buffer, not a parameter), so an input that requires grad is refused
-/// rather than silently cut off from the graph.
+/// <see cref="QuantizedKernels"/> straight from the packed blocks. The weight and bias are frozen (the bias is a
+/// buffer, not a parameter), but the input gets its gradient, grad_x = grad_y·W through the dequantised blocks
+/// (<see cref="QuantizedGradientKernels"/>), so adapters below and around the layer train (QLoRA).
 /// </summary>
 public sealed unsafe class QuantizedLinear : Module
 {
@@ -28,14 +28,10 @@ public sealed unsafe class QuantizedLinear : Module
     public static QuantizedLinear FromLinear(Linear linear, QuantizationFormat format, bool doubleQuantizeScales = false) =>
         new(QuantizedMatrix.Quantize(linear.Weight, format, doubleQuantizeScales), linear.Bias);
 
-    public override Tensor Forward(Tensor input)
-    {
-        if (GradMode.IsEnabled && input.RequiresGrad)
-            throw new InvalidOperationException("QuantizedLinear is for inference: its input requires grad, but no gradient flows through quantised weights (run it under GradMode.NoGrad()).");
-        return Apply(Weight, input, Bias);
-    }
+    public override Tensor Forward(Tensor input) => Apply(Weight, input, Bias);
 
-    /// <summary>x (..., Columns) → (..., Rows) through the quantised kernels.</summary>
+    /// <summary>x (..., Columns) → (..., Rows) through the quantised kernels; recorded for autograd when x requires
+    /// grad (the gradient goes to x alone).</summary>
     internal static Tensor Apply(QuantizedMatrix weight, Tensor input, Tensor? bias)
     {
         if (input.DType != DType.Float32 || input.Rank == 0 || input.Size(-1) != weight.Columns)
@@ -48,7 +44,17 @@ public sealed unsafe class QuantizedLinear : Module
         if (m > 0) QuantizedKernels.MatMul(weight, x.Data, m, y.Data, bias == null ? null : bias.Data);
         GC.KeepAlive(x);
         GC.KeepAlive(bias);
-        return y;
+        return GradMode.Needed(input) ? y.Record("QuantizedLinear", [input], g => [InputGradient(weight, g, input.Shape.ToArray())]) : y;
+    }
+
+    private static Tensor InputGradient(QuantizedMatrix weight, Tensor gradOutput, int[] inputShape)
+    {
+        var g = gradOutput.Contiguous();
+        var gradInput = Tensor.Empty(inputShape);
+        int m = g.Count / weight.Rows;
+        if (m > 0) QuantizedGradientKernels.InputGradient(weight, g.Data, m, gradInput.Data);
+        GC.KeepAlive(g);
+        return gradInput;
     }
 
     protected override string Describe() => $"in_features={InFeatures}, out_features={OutFeatures}, bias={Bias != null}, format={Weight.Format.Name()}";

@@ -24,6 +24,22 @@ public static class QuantizedReference
         return y;
     }
 
+    /// <summary>The input gradient's definition: gradX[i, k] = Σ_r gradY[i, r]·dequantise(W)[r, k].</summary>
+    public static float[] InputGradient(QuantizedMatrix w, float[] gradY, int m)
+    {
+        var weight = new float[w.Rows][];
+        for (int r = 0; r < w.Rows; r++) w.DequantizeRow(r, weight[r] = new float[w.Columns]);
+        var gradX = new float[m * w.Columns];
+        for (int i = 0; i < m; i++)
+            for (int k = 0; k < w.Columns; k++)
+            {
+                double sum = 0;
+                for (int r = 0; r < w.Rows; r++) sum += (double)gradY[i * w.Rows + r] * weight[r][k];
+                gradX[i * w.Columns + k] = (float)sum;
+            }
+        return gradX;
+    }
+
     /// <summary>The int8 path's definition (ggml's vec_dot_q8_0_q8_0 / q4_0_q8_0): each row of x quantised to Q8_0
     /// blocks; y[i, r] = Σ_blocks d_w·d_x·Σ_j q_w[j]·q_x[j] + bias[r], the inner sums exact in integers.</summary>
     public static float[] MatMulInt8(QuantizedMatrix w, float[] x, int m, float[]? bias)

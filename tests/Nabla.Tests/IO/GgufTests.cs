@@ -84,7 +84,8 @@ public sealed class GgufTests : IDisposable
     [MemberData(nameof(Types))]
     public void LoadsGpt2WithPyTorchLogitsAndGreedyTokens(string label)
     {
-        var (model, tokenizer) = Gpt2ModelFiles.Load(Fixture($"gpt2_{label}.gguf"));
+        // dequantised: PyTorch's logits are those of the decoded weights in float (the quantised path is below)
+        var (model, tokenizer) = Gpt2ModelFiles.Load(Fixture($"gpt2_{label}.gguf"), dequantizeGguf: true);
         var bpe = Assert.IsType<Gpt2Tokenizer>(tokenizer);
         int[] prompt = Expected["prompt_ids"].ToIntArray();
         Assert.Equal(prompt, bpe.Encode("The quick brown fox said: it's 2026, and the lazy dog's reply"));
@@ -100,6 +101,54 @@ public sealed class GgufTests : IDisposable
         int[] greedy = Expected[$"greedy_{label}"].ToIntArray();
         var produced = Sampler.Generate(model, prompt, new SamplingOptions { Temperature = 0, MaxNewTokens = greedy.Length }, new Generator(1), bpe.EndOfTextId).ToArray();
         Assert.Equal(greedy, produced);
+    }
+
+    [Theory]
+    [InlineData("q8_0")]
+    [InlineData("q4_0")]
+    public void QuantisedFilesLoadQuantisedFromTheirBlockBytesWithTheLogitsOfTheDequantisedPath(string label)
+    {
+        string path = Fixture($"gpt2_{label}.gguf");
+        var (quantized, _) = Gpt2Gguf.Load(path);
+        var (dequantized, _) = Gpt2Gguf.Load(path, dequantize: true);
+        var file = GgufFile.Open(path);
+        var format = label == "q8_0" ? Nabla.Quantization.QuantizationFormat.Q8_0 : Nabla.Quantization.QuantizationFormat.Q4_0;
+        // every matrix gguf-py wrote as blocks is held as those very bytes (ggml's block layout is QuantizedMatrix's);
+        // matrices whose rows do not split into blocks of 32 gguf-py wrote as F16, and those load as float
+        int blockMatrices = 0;
+        foreach (var (name, module) in quantized.NamedModules().Where(m => m.Module is Nabla.Quantization.QuantizedLinear or Nabla.NN.Linear))
+        {
+            var info = file.Tensor(Gpt2Gguf.GgufName(name + ".weight"))!;
+            if (info.Type != TypeOf(label)) { Assert.IsType<Nabla.NN.Linear>(module); continue; }
+            var weight = Assert.IsType<Nabla.Quantization.QuantizedLinear>(module).Weight;
+            Assert.Equal(format, weight.Format);
+            Assert.True(file.ReadRaw(info).AsSpan().SequenceEqual(weight.Data), $"{name}: not the file's blocks");
+            blockMatrices++;
+        }
+        Assert.True(blockMatrices > 0, "no layer of the fixture is stored in blocks");
+        var embedding = file.Tensor("token_embd.weight")!;
+        if (embedding.Type == TypeOf(label))
+            Assert.True(file.ReadRaw(embedding).AsSpan().SequenceEqual(Assert.IsType<Nabla.Quantization.QuantizedEmbedding>(quantized.GetSubmodule("wte")).Weight.Data));
+        else Assert.IsType<Nabla.NN.Embedding>(quantized.GetSubmodule("wte"));
+        Assert.Empty(dequantized.Modules().OfType<Nabla.Quantization.QuantizedLinear>());
+
+        // one token at a time through a KV cache (the float path, blocks dequantised in registers): the dequantised
+        // model's logits up to float rounding; the whole prompt at once (8-bit activations, ggml's int8 scheme) close
+        int[] prompt = Expected["prompt_ids"].ToIntArray();
+        float[] Decode(Gpt2Model model)
+        {
+            var cache = model.NewCache(1, prompt.Length);
+            return prompt.SelectMany(id => Sampler.NextLogits(model, [id], cache)).ToArray();
+        }
+        float[] Prefill(Gpt2Model model)
+        {
+            using var _ = Nabla.Autograd.GradMode.NoGrad();
+            return model.Forward(Tensor.FromArray(prompt, 1, prompt.Length)).ToArray();
+        }
+        float MaxDifference(float[] a, float[] b) => a.Zip(b, (x, y) => MathF.Abs(x - y)).Max();
+        float decode = MaxDifference(Decode(dequantized), Decode(quantized)), prefill = MaxDifference(Prefill(dequantized), Prefill(quantized));
+        Assert.True(decode < 1e-4f, $"{label} decode: logits differ by up to {decode}");
+        Assert.True(prefill < 0.1f, $"{label} prefill: logits differ by up to {prefill}");
     }
 
     [Theory]

@@ -67,6 +67,24 @@ public unsafe class QuantizedKernelTests
     }
 
     [Theory]
+    [MemberData(nameof(Cases))]
+    public void InputGradientMatchesItsReference(Isa isa, QuantizationFormat format)
+    {
+        using var _ = CpuFeatures.Limit(isa);
+        int seed = 200;
+        // 320 and 576 columns: more than one tile of 256, the last one partial; 9 rows: a partial group of 8
+        foreach (var (rows, columns, m) in new[] { (1, 64, 1), (9, 320, 3), (40, 576, 17), (70, 128, 40) })
+        {
+            var g = new Generator((ulong)seed++);
+            var w = QuantizedMatrix.Quantize(Tensor.Randn(g, rows, columns), format, doubleQuantizeScales: format == QuantizationFormat.Nf4);
+            var gradY = Tensor.Randn(g, m, rows).ToArray();
+            var gradX = Enumerable.Repeat(float.NaN, m * columns).ToArray(); // overwritten, not accumulated into
+            fixed (float* pg = gradY, px = gradX) QuantizedGradientKernels.InputGradient(w, pg, m, px);
+            AssertClose(QuantizedReference.InputGradient(w, gradY, m), gradX, 1e-5f, $"{isa} {format} {rows}×{columns}, m = {m}");
+        }
+    }
+
+    [Theory]
     [MemberData(nameof(TestIsas.Theory), MemberType = typeof(TestIsas))]
     public void ActivationsAreQuantisedExactlyAsGgmlsQ8_0(Isa isa)
     {

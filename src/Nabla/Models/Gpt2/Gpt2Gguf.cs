@@ -1,5 +1,7 @@
 using Nabla.Autograd;
 using Nabla.IO;
+using Nabla.NN;
+using Nabla.Quantization;
 using Nabla.Text;
 
 namespace Nabla.Models.Gpt2;
@@ -59,11 +61,14 @@ public static class Gpt2Gguf
     }
 
     /// <summary>
-    /// Loads a GGUF GPT-2 and the tokenizer stored in it. Quantised tensors (Q8_0, Q4_0) and F16 ones are decoded
-    /// to float32. Every tensor's name, type and shape is checked against the hyper-parameters before the model is
-    /// allocated; errors name the file and the key or tensor.
+    /// Loads a GGUF GPT-2 and the tokenizer stored in it. Q8_0 and Q4_0 matrices stay quantised: ggml's blocks are
+    /// the bytes a <see cref="QuantizedMatrix"/> holds, so each becomes a <see cref="QuantizedLinear"/> (or the
+    /// <see cref="QuantizedEmbedding"/> of the tied head) straight from the file, as in llama.cpp; with
+    /// <paramref name="dequantize"/> they are decoded to float32 instead (to train the model, or to compare with a
+    /// float reference). F16 tensors are always decoded. Every tensor's name, type and shape is checked against the
+    /// hyper-parameters before the model is allocated; errors name the file and the key or tensor.
     /// </summary>
-    public static (Gpt2Model Model, Gpt2Tokenizer Tokenizer) Load(string path)
+    public static (Gpt2Model Model, Gpt2Tokenizer Tokenizer) Load(string path, bool dequantize = false)
     {
         var file = GgufFile.Open(path);
         string architecture = Text(file, "general.architecture");
@@ -97,12 +102,31 @@ public static class Gpt2Gguf
         CheckTensors(file, expected, config);
 
         var model = new Gpt2Model(config, new Generator(0));
+        if (!dequantize) KeepQuantised(file, model);
         using (GradMode.NoGrad())
             foreach (var (name, target) in model.StateDict())
                 target.CopyFrom(file.ReadFloat32(file.Tensor(GgufName(name))!));
-        if (file.Tensor(OutputWeight) is { } output && !file.ReadFloat32(output).AsSpan().SequenceEqual(model.Wte.Weight.AsSpan()))
+        if (file.Tensor(OutputWeight) is { } output && !file.ReadFloat32(output).AsSpan().SequenceEqual(file.ReadFloat32(file.Tensor("token_embd.weight")!).AsSpan()))
             throw new CheckpointException($"{path}: tensor '{OutputWeight}' differs from 'token_embd.weight'; GPT-2 ties the two, and an untied head is not supported.");
         return (model, ReadTokenizer(file, config.VocabSize));
+    }
+
+    /// <summary>Puts a quantised layer, built from the file's block bytes, in place of every linear layer and of the
+    /// token embedding whose GGUF matrix is Q8_0 or Q4_0 (the layer's bias stays float and is read with the rest).</summary>
+    private static void KeepQuantised(GgufFile file, Gpt2Model model)
+    {
+        QuantizedMatrix? Blocks(string ours)
+        {
+            var info = file.Tensor(GgufName(ours))!;
+            QuantizationFormat? format = info.Type switch { GgmlType.Q8_0 => QuantizationFormat.Q8_0, GgmlType.Q4_0 => QuantizationFormat.Q4_0, _ => null };
+            if (format == null) return null;
+            try { return QuantizedMatrix.FromBlocks(format.Value, info.Shape[0], info.Shape[1], file.ReadRaw(info)); }
+            catch (ArgumentException e) { throw new CheckpointException($"{file.Path}: tensor '{info.Name}': {e.Message}", e); }
+        }
+        foreach (var (name, module) in model.NamedModules().ToList())
+            if (module is Linear linear && Blocks(name + ".weight") is { } weight)
+                model.SetSubmodule(name, new QuantizedLinear(weight, linear.Bias));
+        if (Blocks("wte.weight") is { } table) model.SetSubmodule("wte", new QuantizedEmbedding(table));
     }
 
     /// <summary>PyTorch-order shapes of every GGUF tensor a GPT-2 of <paramref name="config"/> has.</summary>
@@ -192,6 +216,8 @@ public static class Gpt2Gguf
         if (tokenizer is not Gpt2Tokenizer bpe)
             throw new ArgumentException($"GGUF export needs a GPT-2 byte-level BPE tokenizer (llama.cpp has no equivalent of {tokenizer.GetType().Name}).");
         if (GgufFile.BlockSize(matrixType) == null) throw new ArgumentException($"GGUF export: type {GgufFile.TypeName(matrixType)} is not supported (F32, F16, Q8_0, Q4_0 are).");
+        if (model.Modules().Any(m => m is QuantizedLinear or QuantizedEmbedding))
+            throw new ArgumentException("GGUF export needs the float model; this one holds quantised layers (load it with its weights dequantised).");
         var c = model.Config;
         var writer = new GgufWriter()
             .Add("general.architecture", GgufValue.Of(Architecture))

@@ -22,14 +22,15 @@ public static class Gpt2ModelFiles
     public const string RunModelFolder = "model";
 
     /// <summary>Loads the model at <paramref name="path"/> and its tokenizer (from <paramref name="tokenizerDirectory"/>
-    /// when given, else from beside the model).</summary>
-    public static (Gpt2Model Model, ITokenizer Tokenizer) Load(string path, string? tokenizerDirectory = null)
+    /// when given, else from beside the model). A Q8_0/Q4_0 GGUF file loads quantised unless
+    /// <paramref name="dequantizeGguf"/> asks for float32 weights (to train, re-quantise or export them).</summary>
+    public static (Gpt2Model Model, ITokenizer Tokenizer) Load(string path, string? tokenizerDirectory = null, bool dequantizeGguf = false)
     {
         Gpt2Model model;
         string directory;
         if (Gpt2Gguf.IsGguf(path))
         {
-            var (gguf, embedded) = Gpt2Gguf.Load(path);
+            var (gguf, embedded) = Gpt2Gguf.Load(path, dequantizeGguf);
             return tokenizerDirectory == null ? (gguf, embedded) : (gguf, CheckedTokenizer(path, gguf, tokenizerDirectory));
         }
         if (File.Exists(path))
