@@ -10,12 +10,35 @@ namespace Nabla;
 // of dy by the input transform of x, summed over tiles, and brings it back with Gᵀ · G.
 public static unsafe partial class F
 {
-    /// <summary>Channel counts from which the Winograd path beats im2col + GEMM: with fewer channels its matrix
-    /// products are too thin (their depth is the channel count, against 9× that for im2col).</summary>
-    private const int WinogradMinChannels = 16;
+    /// <summary>Where the Winograd path beats im2col + GEMM, measured forward + backward on a quiet Zen 5
+    /// (docs/optimization-log.md, conv 5): its 16 matrix products must be deep enough (with 16 channels their depth
+    /// is 16, against 9 × 16 for im2col: ResNet-20's first stage ran 1.6× slower) and must have many more tiles than
+    /// channels, or the per-call kernel transforms and the thin weight-gradient products dominate (ResNet-18's 14×14
+    /// and 7×7 stages, 256 and 512 channels, ran 1.1× and 2.3× slower). Both rules hold for the shapes that gained:
+    /// 32–128 channels at 56×56 down to 7×7 with enough images.</summary>
+    private const int WinogradMinChannels = 32, WinogradMinTilesPerChannel = 4;
+
+    /// <summary>Set by tests (<see cref="ForceWinograd"/>) to run the Winograd path on every shape it can handle.</summary>
+    [ThreadStatic] private static bool t_forceWinograd;
 
     internal static bool UsesWinograd(in Conv2dGeometry g) =>
-        g.SuitsWinograd && g.Channels >= WinogradMinChannels && g.OutChannels >= WinogradMinChannels;
+        g.SuitsWinograd && (t_forceWinograd
+            || (Math.Min(g.Channels, g.OutChannels) >= WinogradMinChannels
+                && g.Tiles >= (long)WinogradMinTilesPerChannel * Math.Max(g.Channels, g.OutChannels)));
+
+    /// <summary>Runs every dense 3×3 stride-1 convolution of this thread through the Winograd path until disposed,
+    /// whatever its size, so tests reach the path with small shapes.</summary>
+    internal static IDisposable ForceWinograd()
+    {
+        bool previous = t_forceWinograd;
+        t_forceWinograd = true;
+        return new WinogradScope(previous);
+    }
+
+    private sealed class WinogradScope(bool previous) : IDisposable
+    {
+        public void Dispose() => t_forceWinograd = previous;
+    }
 
     /// <summary>The geometry of the input gradient as a convolution: dy (N, O, OH, OW) with the rotated, transposed
     /// kernel and padding 2 - p gives (N, C, H, W).</summary>

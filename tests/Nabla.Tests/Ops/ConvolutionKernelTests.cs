@@ -333,7 +333,9 @@ public unsafe class ConvolutionKernelTests
             if (b != null) b.Grad = null;
 
             using (CpuFeatures.Limit(isa))
+            using (F.ForceWinograd())
             {
+                Assert.True(F.UsesWinograd(g));
                 var y = F.Conv2d(x, w, b, 1, (g.PadH, g.PadW));
                 y.Backward(dy);
                 Tensor?[] actual = [y.Detach(), x.Grad, w.Grad, b?.Grad];
@@ -346,12 +348,14 @@ public unsafe class ConvolutionKernelTests
 
     /// <summary>A batch whose working buffers exceed one chunk gives what the images give one at a time: outputs and
     /// input gradients image by image, the weight gradient summed. im2col: 3 images of 64 channels × 3×3 × 64×64 per
-    /// chunk; Winograd (16 channels in and out): 32 images of 16 × 16 channels × 32×32 tiles per chunk.</summary>
+    /// chunk; Winograd (16 channels in and out, forced: the size rule would pick im2col): 32 images of 16 × 16
+    /// channels × 32×32 tiles per chunk.</summary>
     [Theory]
-    [InlineData(4, 64, 2)]
-    [InlineData(33, 16, 16)]
-    public void Conv2dOverSeveralImageChunksEqualsOneImageAtATime(int images, int channels, int outChannels)
+    [InlineData(4, 64, 2, false)]
+    [InlineData(33, 16, 16, true)]
+    public void Conv2dOverSeveralImageChunksEqualsOneImageAtATime(int images, int channels, int outChannels, bool winograd)
     {
+        using var path = winograd ? F.ForceWinograd() : null;
         var g = new Generator(13);
         var x = Tensor.Randn(g, images, channels, 64, 64).RequiresGrad_();
         var w = Tensor.Randn(g, outChannels, channels, 3, 3).Mul(0.05f).RequiresGrad_();
