@@ -21,7 +21,7 @@ public static unsafe partial class F
     /// <summary>
     /// 2-D convolution (cross-correlation, as in PyTorch) of x (N, C, H, W) with weight (O, C/groups, kh, kw) plus
     /// bias (O), giving (N, O, OH, OW). Four paths: depthwise (groups = C) runs a direct kernel; a dense 3×3 stride-1
-    /// convolution with enough channels runs as Winograd F(2×2, 3×3) (ConvolutionWinograd.cs); a 1×1 convolution
+    /// convolution with enough channels and tiles (F.UsesWinograd) runs as Winograd F(2×2, 3×3) (ConvolutionWinograd.cs); a 1×1 convolution
     /// with stride 1 and no padding is a GEMM straight on x; anything else multiplies the weight by the im2col matrix,
     /// materialised once per chunk of images from the patch view of the padded input (pad → Unfold over H and W).
     /// </summary>
