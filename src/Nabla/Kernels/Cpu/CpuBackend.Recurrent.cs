@@ -24,22 +24,33 @@ public sealed unsafe partial class CpuBackend
 
     private static V TanhOf<V>(V x) where V : struct, IVec<V> => Tanh.Forward(x, x);
 
-    private readonly struct LstmRows(float* gates, float* cPrev, float* c, float* h, int hidden) : IKernelRange
+    /// <summary>A cell's point-wise work on elements [from, to) of one batch row: its gates start at `row`, its
+    /// states at `k`.</summary>
+    private interface IGateRows
     {
-        public void Execute<V>(long start, long end) where V : struct, IVec<V>
-        {
-            int vectorEnd = hidden - hidden % V.Count;
-            for (long b = start; b < end; b++)
-            {
-                float* g = gates + b * 4 * hidden;
-                long k = b * hidden;
-                Span<V>(g, cPrev + k, c + k, h + k, 0, vectorEnd);
-                Span<V1>(g, cPrev + k, c + k, h + k, vectorEnd, hidden);
-            }
-        }
+        void Span<W>(long row, long k, int from, int to) where W : struct, IVec<W>;
+    }
 
-        private void Span<W>(float* g, float* cp, float* cr, float* hr, int from, int to) where W : struct, IVec<W>
+    /// <summary>Rows [start, end) of a cell with `gates` gates per unit: each row in vectors of V, its tail in scalar lanes.</summary>
+    private static void EachRow<V, TRows>(in TRows rows, long start, long end, int hidden, int gates)
+        where V : struct, IVec<V> where TRows : struct, IGateRows
+    {
+        int vectorEnd = hidden - hidden % V.Count;
+        for (long b = start; b < end; b++)
         {
+            long row = b * gates * hidden, k = b * hidden;
+            rows.Span<V>(row, k, 0, vectorEnd);
+            rows.Span<V1>(row, k, vectorEnd, hidden);
+        }
+    }
+
+    private readonly struct LstmRows(float* gates, float* cPrev, float* c, float* h, int hidden) : IKernelRange, IGateRows
+    {
+        public void Execute<V>(long start, long end) where V : struct, IVec<V> => EachRow<V, LstmRows>(this, start, end, hidden, 4);
+
+        public void Span<W>(long row, long k, int from, int to) where W : struct, IVec<W>
+        {
+            float* g = gates + row, cp = cPrev + k, cr = c + k, hr = h + k;
             for (int j = from; j < to; j += W.Count)
             {
                 var i = VectorMath.Sigmoid(W.Load(g + j));
@@ -57,20 +68,11 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    private readonly struct LstmBackwardRows(float* gates, float* cPrev, float* c, float* dh, float* dc, float* dGates, float* dcPrev, int hidden) : IKernelRange
+    private readonly struct LstmBackwardRows(float* gates, float* cPrev, float* c, float* dh, float* dc, float* dGates, float* dcPrev, int hidden) : IKernelRange, IGateRows
     {
-        public void Execute<V>(long start, long end) where V : struct, IVec<V>
-        {
-            int vectorEnd = hidden - hidden % V.Count;
-            for (long b = start; b < end; b++)
-            {
-                long row = b * 4 * hidden, k = b * hidden;
-                Span<V>(row, k, 0, vectorEnd);
-                Span<V1>(row, k, vectorEnd, hidden);
-            }
-        }
+        public void Execute<V>(long start, long end) where V : struct, IVec<V> => EachRow<V, LstmBackwardRows>(this, start, end, hidden, 4);
 
-        private void Span<W>(long row, long k, int from, int to) where W : struct, IVec<W>
+        public void Span<W>(long row, long k, int from, int to) where W : struct, IVec<W>
         {
             var one = W.Splat(1f);
             float* g = gates + row, dg = dGates + row;
@@ -89,20 +91,11 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    private readonly struct GruRows(float* inputGates, float* hiddenGates, float* hPrev, float* h, int hidden) : IKernelRange
+    private readonly struct GruRows(float* inputGates, float* hiddenGates, float* hPrev, float* h, int hidden) : IKernelRange, IGateRows
     {
-        public void Execute<V>(long start, long end) where V : struct, IVec<V>
-        {
-            int vectorEnd = hidden - hidden % V.Count;
-            for (long b = start; b < end; b++)
-            {
-                long row = b * 3 * hidden, k = b * hidden;
-                Span<V>(row, k, 0, vectorEnd);
-                Span<V1>(row, k, vectorEnd, hidden);
-            }
-        }
+        public void Execute<V>(long start, long end) where V : struct, IVec<V> => EachRow<V, GruRows>(this, start, end, hidden, 3);
 
-        private void Span<W>(long row, long k, int from, int to) where W : struct, IVec<W>
+        public void Span<W>(long row, long k, int from, int to) where W : struct, IVec<W>
         {
             float* x = inputGates + row, hg = hiddenGates + row;
             for (int j = from; j < to; j += W.Count)
@@ -119,20 +112,11 @@ public sealed unsafe partial class CpuBackend
     }
 
     private readonly struct GruBackwardRows(float* gates, float* hiddenGates, float* hPrev, float* dh, float* dInputGates, float* dHiddenGates,
-        float* dhPrev, int hidden) : IKernelRange
+        float* dhPrev, int hidden) : IKernelRange, IGateRows
     {
-        public void Execute<V>(long start, long end) where V : struct, IVec<V>
-        {
-            int vectorEnd = hidden - hidden % V.Count;
-            for (long b = start; b < end; b++)
-            {
-                long row = b * 3 * hidden, k = b * hidden;
-                Span<V>(row, k, 0, vectorEnd);
-                Span<V1>(row, k, vectorEnd, hidden);
-            }
-        }
+        public void Execute<V>(long start, long end) where V : struct, IVec<V> => EachRow<V, GruBackwardRows>(this, start, end, hidden, 3);
 
-        private void Span<W>(long row, long k, int from, int to) where W : struct, IVec<W>
+        public void Span<W>(long row, long k, int from, int to) where W : struct, IVec<W>
         {
             var one = W.Splat(1f);
             float* g = gates + row, hg = hiddenGates + row, dx = dInputGates + row, dhg = dHiddenGates + row;
