@@ -113,6 +113,7 @@ public static class KernelBench
         ];
         // --only TEXT keeps the cases whose name contains it (e.g. "ResNet-18 layer1").
         if (Option(args, "--only") is { } only) cases = cases.Where(c => c.Name.Contains(only, StringComparison.OrdinalIgnoreCase)).ToArray();
+        if (args.Contains("--profile")) return Profile(cases, rounds);
         using var peer = torch ? Peer.TryStart(Option(args, "--peer"), threads) : null;
         var contenders = new List<Contender>
         {
@@ -292,6 +293,31 @@ public static class KernelBench
             F.ConvolutionForward(geometry, x, w, b, Tensor.Empty([conv.N, conv.O, geometry.OutHeight, geometry.OutWidth]));
             if (conv.Backward) F.ConvolutionBackward(geometry, x, w, dy, Tensor.Empty(x.Shape.ToArray()), Tensor.Empty(w.Shape.ToArray()));
         };
+    }
+
+    /// <summary>
+    /// <c>--profile</c>: where each case's step goes, kernel by kernel (<see cref="ProfilingBackend"/>), over
+    /// <paramref name="rounds"/> steps after a warm-up, with the step's CPU time (the calling thread's; run with
+    /// <c>--threads 1</c> so that it is all the work) and the share of it outside the kernels (autograd, allocation,
+    /// views). With one thread, kernels are timed by CPU time too; with more, by the wall clock.
+    /// </summary>
+    private static int Profile(Case[] cases, int rounds)
+    {
+        Console.WriteLine($"Profile: {WorkerPool.Threads} thread(s), {rounds} steps per case; load average at start {LoadAverage()}");
+        foreach (var c in cases)
+        {
+            var profiler = new ProfilingBackend(CpuBackend.Instance, threadCpuTime: WorkerPool.Threads == 1);
+            var cpuMs = new List<double>();
+            var timedStep = OurStep(c, profiler.Timed);
+            timedStep();
+            profiler.Reset();
+            for (int r = 0; r < rounds; r++) cpuMs.Add(1e3 * CpuClock.ThreadSeconds(timedStep));
+            Console.WriteLine($"\n{c.Name}: CPU time per step, median of {rounds}: {cpuMs.Order().ElementAt(cpuMs.Count / 2):F2} ms " +
+                $"(sum over the steps {cpuMs.Sum():F1} ms; kernels below are totals over the same steps)");
+            Console.Write(profiler.Report());
+        }
+        Console.WriteLine($"load average at end {LoadAverage()}");
+        return 0;
     }
 
     private static string? Option(string[] args, string name)
