@@ -101,6 +101,10 @@ public static class KernelBench
         int threads = int.Parse(Option(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
         int rounds = int.Parse(Option(args, "--rounds") ?? "7", CultureInfo.InvariantCulture);
         bool torch = !args.Contains("--no-torch");
+        // --cpu-time (with --threads 1): time Nabla's steps by the thread's CPU time, which a busy machine inflates far
+        // less than the wall clock. PyTorch's rows stay wall-clock, so they cannot be compared with it.
+        bool cpuTime = args.Contains("--cpu-time") && threads == 1;
+        if (cpuTime) torch = false;
         WorkerPool.Threads = threads;
 
         Case[] cases = suite == "conv" ? ConvolutionLayers() : suite == "vision" ? [new TrainCase("lenet", 64), new TrainCase("resnet20", 64)] :
@@ -120,6 +124,9 @@ public static class KernelBench
             new("nabla", c => OurStep(c, CpuBackend.Instance)),
             new("nabla reference", c => c is AttentionCase { T: 64 } ? OurStep(c, ReferenceBackend.Instance) : null),
             new("nabla, im2col + GEMM", Im2ColStep),
+            // The direct path against what each case would take without it, and where Winograd is chosen, against Winograd.
+            new("nabla, without direct", c => PathStep(c, ConvolutionPath.WithoutDirect, whereAutoIsDirect: true)),
+            new("nabla, direct", c => PathStep(c, ConvolutionPath.Direct, whereAutoIsDirect: false)),
         };
         if (peer != null)
         {
@@ -127,7 +134,7 @@ public static class KernelBench
             contenders.Add(new("pytorch, oneDNN off", c => c is ConvCase or TrainCase ? peer.Step(c, "pytorch, oneDNN off") : null));
         }
 
-        Console.WriteLine($"Kernel benchmark ({suite}): {threads} thread(s), {rounds} interleaved rounds");
+        Console.WriteLine($"Kernel benchmark ({suite}): {threads} thread(s), {rounds} interleaved rounds{(cpuTime ? ", Nabla timed by thread CPU time" : "")}");
         Console.WriteLine($"machine: {MachineInfo.Line}; load average at start {LoadAverage()}");
         Console.WriteLine($"peer: {peer?.Description ?? "none"}");
 
@@ -155,6 +162,11 @@ public static class KernelBench
                     if (contender.Name.StartsWith("pytorch")) { samples[(c, contender)].Ms.AddRange(peer!.Time(c, entry.Reps, contender.Name)); continue; }
                     for (int r = 0; r < entry.Reps; r++)
                     {
+                        if (cpuTime)
+                        {
+                            samples[(c, contender)].Ms.Add(1e3 * CpuClock.ThreadSeconds(entry.Step));
+                            continue;
+                        }
                         var watch = Stopwatch.StartNew();
                         entry.Step();
                         samples[(c, contender)].Ms.Add(watch.Elapsed.TotalMilliseconds);
@@ -270,6 +282,24 @@ public static class KernelBench
             }
             default: throw new ArgumentException($"Unknown case {c}.");
         }
+    }
+
+    /// <summary><see cref="OurStep"/> with the convolution path forced, on the convolutions the direct path can run where
+    /// the automatic choice is (<paramref name="whereAutoIsDirect"/>) or is not the direct path; null elsewhere.</summary>
+    private static Action? PathStep(Case c, ConvolutionPath path, bool whereAutoIsDirect)
+    {
+        if (c is TrainCase && whereAutoIsDirect) return Forced(OurStep(c, CpuBackend.Instance));
+        if (c is not ConvCase conv) return null;
+        var geometry = new Conv2dGeometry(conv.N, conv.C, conv.H, conv.W, conv.O, conv.K, conv.K, conv.Stride, conv.Stride,
+            conv.Padding, conv.Padding, 1, 1, 1);
+        if (!geometry.SuitsDirect || F.UsesDirect(geometry) != whereAutoIsDirect) return null;
+        return Forced(OurStep(c, CpuBackend.Instance));
+
+        Action Forced(Action step) => () =>
+        {
+            using var _ = F.ForceConvolutionPath(path);
+            step();
+        };
     }
 
     /// <summary>The im2col + GEMM path the Winograd path replaced, on the cases that now take Winograd (the previous

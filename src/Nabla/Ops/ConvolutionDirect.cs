@@ -11,13 +11,21 @@ public static unsafe partial class F
     /// convolution of this thread that the path can handle.</summary>
     [ThreadStatic] private static ConvolutionPath t_forcedPath;
 
-    /// <summary>Whether Conv2d takes the direct path: every convolution the direct kernels handle
-    /// (<see cref="Conv2dGeometry.SuitsDirect"/>) that Winograd does not take.</summary>
+    /// <summary>Where the direct path beats Winograd and im2col + GEMM, measured forward + backward on one thread
+    /// (docs/optimization-log.md, conv 6): up to 64 channels it won on every layer of LeNet-5, ResNet-20 and ResNet-18's
+    /// first stage (1.4–3× over im2col, 1.1–1.6× over Winograd); from 128 channels on it lost (Winograd is 1.5× faster at
+    /// 128 channels 28×28, im2col 1.3–2.5× at 256–512 channels 14×14 and 7×7, where the weight gradient's per-chunk
+    /// reductions and the padding columns of small images weigh most).</summary>
+    private const int DirectMaxChannels = 64;
+
+    /// <summary>Whether Conv2d takes the direct path: a convolution the direct kernels handle
+    /// (<see cref="Conv2dGeometry.SuitsDirect"/>) with at most <see cref="DirectMaxChannels"/> channels in and out. Conv2d asks this before
+    /// <see cref="UsesWinograd"/>, so Winograd now runs only from 128 channels on (unless a test forces it).</summary>
     internal static bool UsesDirect(in Conv2dGeometry g) =>
         g.SuitsDirect && t_forcedPath switch
         {
             ConvolutionPath.Direct => true,
-            ConvolutionPath.Auto => !UsesWinograd(g),
+            ConvolutionPath.Auto => !t_forceWinograd && Math.Max(g.Channels, g.OutChannels) <= DirectMaxChannels,
             _ => false,
         };
 
