@@ -25,7 +25,8 @@ public static unsafe partial class F
         g.SuitsDirect && t_forcedPath switch
         {
             ConvolutionPath.Direct => true,
-            ConvolutionPath.Auto => !t_forceWinograd && Math.Max(g.Channels, g.OutChannels) <= DirectMaxChannels,
+            // A 1×1 convolution is a GEMM (straight on x at stride 1): one tap does not pay for the padded copy.
+            ConvolutionPath.Auto => !t_forceWinograd && g.KernelH * g.KernelW > 1 && Math.Max(g.Channels, g.OutChannels) <= DirectMaxChannels,
             _ => false,
         };
 
