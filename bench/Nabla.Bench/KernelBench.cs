@@ -101,10 +101,9 @@ public static class KernelBench
         int threads = int.Parse(Option(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
         int rounds = int.Parse(Option(args, "--rounds") ?? "7", CultureInfo.InvariantCulture);
         bool torch = !args.Contains("--no-torch");
-        // --cpu-time (with --threads 1): time Nabla's steps by the thread's CPU time, which a busy machine inflates far
-        // less than the wall clock. PyTorch's rows stay wall-clock, so they cannot be compared with it.
+        // --cpu-time (with --threads 1): time every contender by its thread's CPU time (PyTorch's too: with one thread
+        // its kernels run on the calling thread), which a busy machine inflates far less than the wall clock.
         bool cpuTime = args.Contains("--cpu-time") && threads == 1;
-        if (cpuTime) torch = false;
         WorkerPool.Threads = threads;
 
         Case[] cases = suite == "conv" ? ConvolutionLayers() : suite == "vision" ? [new TrainCase("lenet", 64), new TrainCase("resnet20", 64)] :
@@ -119,6 +118,7 @@ public static class KernelBench
         if (Option(args, "--only") is { } only) cases = cases.Where(c => c.Name.Contains(only, StringComparison.OrdinalIgnoreCase)).ToArray();
         if (args.Contains("--profile")) return Profile(cases, rounds);
         using var peer = torch ? Peer.TryStart(Option(args, "--peer"), threads) : null;
+        if (cpuTime) peer?.UseCpuClock();
         var contenders = new List<Contender>
         {
             new("nabla", c => OurStep(c, CpuBackend.Instance)),
@@ -400,6 +400,13 @@ public static class KernelBench
             ConvCase v => $"conv {v.N} {v.C} {v.H} {v.W} {v.O} {v.K} {v.K} {v.Stride} {v.Padding} {(contender.Contains("oneDNN off") ? 0 : 1)} {(v.Backward ? 1 : 0)}",
             _ => throw new ArgumentException($"Unknown case {c}."),
         };
+
+        /// <summary>Has the peer time by its calling thread's CPU time from now on.</summary>
+        public void UseCpuClock()
+        {
+            _process.StandardInput.WriteLine("clock cpu");
+            if (_process.StandardOutput.ReadLine() != "ok") throw new InvalidOperationException("The PyTorch peer did not accept 'clock cpu'.");
+        }
 
         /// <summary>A warm-up request standing in for the first step (the peer warms each request up itself).</summary>
         public Action Step(Case c, string contender) => () => Time(c, 1, contender);
