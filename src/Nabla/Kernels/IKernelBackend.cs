@@ -142,7 +142,7 @@ public unsafe interface IKernelBackend
     /// KernelW), plus bias[o] (bias may be null), with no im2col matrix.</summary>
     void DirectConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y);
 
-    /// <summary>dx of <see cref="DirectConv2d"/> from dy (written, not accumulated); stride 1 only.</summary>
+    /// <summary>dx of <see cref="DirectConv2d"/> from dy (written, not accumulated).</summary>
     void DirectConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx);
 
     /// <summary>dw of <see cref="DirectConv2d"/> from dy and x, summed over the batch (written, not accumulated).</summary>

@@ -59,9 +59,7 @@ public static unsafe partial class F
                 {
                     if (UsesDirect(g))
                     {
-                        // A strided convolution's input gradient is a transposed convolution: GEMM and col2im.
-                        if (dx != null && g.StrideH == 1) Backend.Current.DirectConv2dBackwardInput(g, dyc.Data, wc.Data, dx.Data);
-                        else if (dx != null) ConvolutionBackward(g, xc, wc, dyc, dx, null);
+                        if (dx != null) Backend.Current.DirectConv2dBackwardInput(g, dyc.Data, wc.Data, dx.Data);
                         if (dw != null) Backend.Current.DirectConv2dBackwardWeight(g, dyc.Data, xc.Data, dw.Data);
                     }
                     else if (IsDepthwise(g))
