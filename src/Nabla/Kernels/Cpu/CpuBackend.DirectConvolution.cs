@@ -89,15 +89,11 @@ public sealed unsafe partial class CpuBackend
         public static Correlation Forward(in Conv2dGeometry g) =>
             new(g.Batch, g.Channels, g.Height, g.Width, g.OutChannels, g.KernelH, g.KernelW, g.PadH, g.PadW, g.StrideH, false);
 
-        // dx = dy padded by (k - 1 - pad) correlated with the flipped kernel: an output of dy at oh reaches input rows
-        // oh - pad .. oh - pad + k - 1.
-        public static Correlation InputGradient(in Conv2dGeometry g)
-        {
-            if (g.StrideH != 1 || g.StrideW != 1)
-                throw new ArgumentException($"DirectConv2dBackwardInput: only stride 1 is supported, got {g.StrideH}×{g.StrideW} in {g}.");
-            return new(g.Batch, g.OutChannels, g.OutHeight, g.OutWidth, g.Channels, g.KernelH, g.KernelW,
+        // Stride 1: dx = dy padded by (k - 1 - pad) correlated with the flipped kernel (an output of dy at oh reaches
+        // input rows oh - pad .. oh - pad + k - 1).
+        public static Correlation InputGradient(in Conv2dGeometry g) =>
+            new(g.Batch, g.OutChannels, g.OutHeight, g.OutWidth, g.Channels, g.KernelH, g.KernelW,
                 g.KernelH - 1 - g.PadH, g.KernelW - 1 - g.PadW, 1, true);
-        }
 
         public int Hp => H + 2 * PadH;
         public int Wp => W + 2 * PadW;
