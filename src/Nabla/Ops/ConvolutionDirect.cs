@@ -12,10 +12,12 @@ public static unsafe partial class F
     [ThreadStatic] private static ConvolutionPath t_forcedPath;
 
     /// <summary>Where the direct path beats Winograd and im2col + GEMM, measured forward + backward on one thread
-    /// (docs/optimization-log.md, conv 6): up to 64 channels it won on every layer of LeNet-5, ResNet-20 and ResNet-18's
-    /// first stage (1.4–3× over im2col, 1.1–1.6× over Winograd); from 128 channels on it lost (Winograd is 1.5× faster at
-    /// 128 channels 28×28, im2col 1.3–2.5× at 256–512 channels 14×14 and 7×7, where the weight gradient's per-chunk
-    /// reductions and the padding columns of small images weigh most).</summary>
+    /// (docs/optimization-log.md, conv 6): on the AVX-512 path, up to 64 channels it won or drew on every layer of
+    /// LeNet-5, ResNet-20 and ResNet-18's first stage (1.1–3.6× over im2col, 1.0–1.8× over Winograd); from 128 channels
+    /// on it lost (Winograd 1.2× faster at 128 channels 28×28, im2col 1.2–2.3× at 256–512 channels 14×14 and 7×7, where
+    /// the weight gradient and the padding columns of small images weigh most). On the AVX2 path it beat im2col but
+    /// only drew with Winograd at 32–64 channels on 14×14 and 7×7 and lost at 64 channels 56×56 (1.4×), so there
+    /// Winograd keeps its layers.</summary>
     private const int DirectMaxChannels = 64;
 
     /// <summary>Whether Conv2d takes the direct path: a convolution the direct kernels handle
@@ -25,8 +27,10 @@ public static unsafe partial class F
         g.SuitsDirect && t_forcedPath switch
         {
             ConvolutionPath.Direct => true,
-            // A 1×1 convolution is a GEMM (straight on x at stride 1): one tap does not pay for the padded copy.
-            ConvolutionPath.Auto => !t_forceWinograd && g.KernelH * g.KernelW > 1 && Math.Max(g.Channels, g.OutChannels) <= DirectMaxChannels,
+            // A 1×1 convolution is a GEMM (straight on x at stride 1): one tap does not pay for the padded copy. Below
+            // AVX-512 the direct tile is half as wide (4 × 2 vectors of 8), and Winograd keeps the layers it takes.
+            ConvolutionPath.Auto => !t_forceWinograd && g.KernelH * g.KernelW > 1 && Math.Max(g.Channels, g.OutChannels) <= DirectMaxChannels
+                && (CpuFeatures.Effective == Isa.Avx512 || !UsesWinograd(g)),
             _ => false,
         };
 
