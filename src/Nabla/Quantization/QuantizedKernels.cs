@@ -8,29 +8,34 @@ namespace Nabla.Quantization;
 
 /// <summary>
 /// y = x·Wᵀ (+ b) with W a <see cref="QuantizedMatrix"/>, reading its packed blocks in place: the matrix is never
-/// expanded, each block is dequantised in registers on its way into the dot product. Two paths:
+/// expanded, each block is dequantised in registers on its way into the dot product (or, for NF4 prefill, a
+/// bounded panel of it at a time). Three paths:
 /// <list type="bullet">
-/// <item>float (decoding, a few rows of x; and NF4 always): each weight row is streamed once, its block widened to
+/// <item>float (decoding, a few rows of x): each weight row is streamed once, its block widened to
 /// floats in registers and multiplied into the float activations, the rows split over the threads. Decoding is
 /// bound by memory bandwidth, so reading 1.06 (Q8_0) or 0.56 (Q4_0) bytes per weight instead of 4 is the speed-up.</item>
 /// <item>int8 (prefill, many rows, Q8_0 and Q4_0): the activations are quantised once per row to Q8_0 blocks (as
 /// ggml does) and multiplied into the weights by a tiled int8 GEMM, each weight block reused across several
 /// activation rows and each activation across several weight rows (QuantizedKernels.Int8.cs).</item>
+/// <item>NF4 panels (prefill, many rows, NF4): a bounded panel of weight rows dequantised to floats and multiplied by
+/// the fp32 GEMM (QuantizedKernels.Nf4Prefill.cs).</item>
 /// </list>
 /// Every path has a scalar twin (NABLA_ISA=scalar) and a naive reference in <see cref="QuantizedReference"/>.
 /// Buffers (quantised activations, deinterleaved NF4 activations) are per thread and reused: a warm call allocates nothing.
 /// </summary>
 public static unsafe partial class QuantizedKernels
 {
-    /// <summary>Up to this many rows of x take the float path (decoding); more take the int8 path where the format has one.</summary>
+    /// <summary>Up to this many rows of x take the float path (decoding); more take the int8 path (Q8_0, Q4_0) or the
+    /// dequantised-panel path (NF4).</summary>
     public const int MaxFloatPathRows = 4;
     private const int RowsPerTask = 32;
 
     /// <summary>y (m, W.Rows) = x (m, W.Columns)·Wᵀ + bias (bias may be null).</summary>
     public static void MatMul(QuantizedMatrix w, float* x, int m, float* y, float* bias)
     {
-        if (m > MaxFloatPathRows && w.Format != QuantizationFormat.Nf4) MatMulInt8(w, x, m, y, bias);
-        else MatMulFloat(w, x, m, y, bias);
+        if (m <= MaxFloatPathRows) MatMulFloat(w, x, m, y, bias);
+        else if (w.Format == QuantizationFormat.Nf4) MatMulNf4Panels(w, x, m, y, bias);
+        else MatMulInt8(w, x, m, y, bias);
     }
 
     [ThreadStatic] private static FloatTask? _floatTask;
@@ -250,7 +255,7 @@ public static unsafe partial class QuantizedKernels
                     var s = Vector256<float>.Zero;
                     for (int part = 0; part < 4; part++)
                     {
-                        var v = Vector128.Load(row + 8 * part); // the low 8 bytes: elements 16·part … 16·part + 15
+                        var v = Vector128.CreateScalar(*(ulong*)(row + 8 * part)).AsByte(); // elements 16·part … 16·part + 15
                         Vector256<float> Level(Vector128<byte> nibbles)
                         {
                             var index = Avx2.ConvertToVector256Int32(nibbles);
