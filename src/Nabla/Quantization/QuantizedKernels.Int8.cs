@@ -26,7 +26,8 @@ namespace Nabla.Quantization;
 /// and the bias's share, 128·Σw over the block, taken back by starting each block's sum at −128·Σw (packed with the
 /// panel). Otherwise AVX2's vpmaddubsw + vpmaddwd: vpmaddubsw multiplies unsigned by signed bytes and saturates at
 /// int16, so the weight goes in as |w| and the activation takes w's sign (vpsignb); |w|·|x| ≤ 128·127, so a pair
-/// cannot saturate. Every path gives the integer block dots of <see cref="QuantizedReference.MatMulInt8"/> exactly.
+/// cannot saturate. Q4_0 on AVX2 keeps its nibbles unsigned instead, which saves the vpsignb and most of the
+/// vpmaddwd (<see cref="TileAvx2Nibbles"/>). Every path gives the integer block dots of <see cref="QuantizedReference.MatMulInt8"/> exactly.
 /// </summary>
 public static unsafe partial class QuantizedKernels
 {
@@ -41,19 +42,23 @@ public static unsafe partial class QuantizedKernels
     private const int PanelBlockBytes = PanelCorrectionsOffset + PanelRows * sizeof(int);
     private const int QuantizeRowsPerTask = 16;
 
-    private enum Int8Kernel { Scalar, Avx2, Vnni }
+    /// <summary>Avx2Nibbles: Q4_0 on AVX2, its nibbles kept unsigned (see <see cref="TileAvx2Nibbles"/>).</summary>
+    private enum Int8Kernel { Scalar, Avx2, Avx2Nibbles, Vnni }
 
     [ThreadStatic] private static Int8GemmTask? _int8Task;
     [ThreadStatic] private static QuantizeActivationsTask? _quantizeTask;
     [ThreadStatic] private static sbyte[]? _activationBuffer;
     [ThreadStatic] private static byte[]? _panelBuffer;
+    [ThreadStatic] private static int[]? _activationSums;
 
     /// <summary>The int8 path (Q8_0 and Q4_0; public for tests: <see cref="MatMul"/> picks the path).</summary>
     public static void MatMulInt8(QuantizedMatrix w, float* x, int m, float* y, float* bias)
     {
         if (w.Format == QuantizationFormat.Nf4) throw new ArgumentException("NF4 has no int8 path; its values are not evenly spaced.");
         var isa = CpuFeatures.Effective;
-        var kernel = isa >= Isa.Avx512 && AvxVnni.IsSupported ? Int8Kernel.Vnni : isa >= Isa.Avx2 ? Int8Kernel.Avx2 : Int8Kernel.Scalar;
+        var kernel = isa >= Isa.Avx512 && AvxVnni.IsSupported ? Int8Kernel.Vnni
+            : isa < Isa.Avx2 ? Int8Kernel.Scalar
+            : w.Format == QuantizationFormat.Q4_0 ? Int8Kernel.Avx2Nibbles : Int8Kernel.Avx2;
         int K = w.Columns, blocks = w.BlocksPerRow;
 
         var quantize = _quantizeTask ??= new QuantizeActivationsTask();
@@ -64,6 +69,7 @@ public static unsafe partial class QuantizedKernels
         quantize.D = Grow(ref _floatBuffer, (long)m * blocks);
         quantize.Vector = isa >= Isa.Avx2;
         quantize.Biased = kernel == Int8Kernel.Vnni;
+        quantize.Sums = kernel == Int8Kernel.Avx2Nibbles ? Grow(ref _activationSums, (long)m * blocks) : null;
         WorkerPool.Run((m + QuantizeRowsPerTask - 1) / QuantizeRowsPerTask, quantize);
 
         var task = _int8Task ??= new Int8GemmTask();
@@ -72,6 +78,7 @@ public static unsafe partial class QuantizedKernels
         task.M = m;
         task.Qx = quantize.Q;
         task.Dx = quantize.D;
+        task.Sx = quantize.Sums;
         task.Y = y;
         task.Bias = bias;
         fixed (byte* data = w.Data)
@@ -86,6 +93,7 @@ public static unsafe partial class QuantizedKernels
     {
         public float* X, D;
         public sbyte* Q;
+        public int* Sums;
         public int M, Blocks;
         public bool Vector, Biased;
 
@@ -93,14 +101,16 @@ public static unsafe partial class QuantizedKernels
         {
             int K = Blocks * GgmlBlocks.BlockSize;
             for (int i = taskIndex * QuantizeRowsPerTask, end = Math.Min(M, i + QuantizeRowsPerTask); i < end; i++)
-                QuantizeActivationRow(X + (long)i * K, Q + (long)i * K, D + (long)i * Blocks, Blocks, Vector, Biased);
+                QuantizeActivationRow(X + (long)i * K, Q + (long)i * K, D + (long)i * Blocks, Blocks, Vector, Biased,
+                    Sums == null ? null : Sums + (long)i * Blocks);
         }
     }
 
     /// <summary>One row of activations to Q8_0 blocks exactly as ggml's quantize_row_q8_0 (int8 values and the
-    /// half-rounded scale, kept as a float); <paramref name="biased"/> stores q + 128 (as bytes) for vpdpbusd.
-    /// The vector rounding reproduces roundf's halves-away-from-zero.</summary>
-    internal static void QuantizeActivationRow(float* x, sbyte* q, float* d, int blocks, bool vector, bool biased = false)
+    /// half-rounded scale, kept as a float); <paramref name="biased"/> stores q + 128 (as bytes) for vpdpbusd, and
+    /// <paramref name="sums"/> (if not null) gets each block's Σq. The vector rounding reproduces roundf's
+    /// halves-away-from-zero.</summary>
+    internal static void QuantizeActivationRow(float* x, sbyte* q, float* d, int blocks, bool vector, bool biased = false, int* sums = null)
     {
         for (int b = 0; b < blocks; b++, x += 32, q += 32)
         {
@@ -119,18 +129,24 @@ public static unsafe partial class QuantizedKernels
             if (vector)
             {
                 var inv = Vector256.Create(inverse);
-                var bytes = Vector256.Narrow(
-                    Vector256.Narrow(RoundToInt32(Vector256.Load(x) * inv), RoundToInt32(Vector256.Load(x + 8) * inv)),
-                    Vector256.Narrow(RoundToInt32(Vector256.Load(x + 16) * inv), RoundToInt32(Vector256.Load(x + 24) * inv)));
+                Vector256<int> q0 = RoundToInt32(Vector256.Load(x) * inv), q1 = RoundToInt32(Vector256.Load(x + 8) * inv);
+                Vector256<int> q2 = RoundToInt32(Vector256.Load(x + 16) * inv), q3 = RoundToInt32(Vector256.Load(x + 24) * inv);
+                var bytes = Vector256.Narrow(Vector256.Narrow(q0, q1), Vector256.Narrow(q2, q3));
                 if (biased) bytes ^= Vector256.Create(sbyte.MinValue);
                 bytes.Store(q);
+                if (sums != null) sums[b] = Vector256.Sum(q0 + q1 + q2 + q3);
             }
             else
+            {
+                int sum = 0;
                 for (int j = 0; j < 32; j++)
                 {
                     int v = (int)MathF.Round(x[j] * inverse, MidpointRounding.AwayFromZero);
                     q[j] = (sbyte)(biased ? v ^ 0x80 : v);
+                    sum += v;
                 }
+                if (sums != null) sums[b] = sum;
+            }
         }
     }
 
@@ -151,6 +167,7 @@ public static unsafe partial class QuantizedKernels
         public int M;
         public float* Y, Bias, Dx;
         public sbyte* Qx;
+        public int* Sx;
         public byte* Data;
 
         public void Execute(int taskIndex)
@@ -158,10 +175,11 @@ public static unsafe partial class QuantizedKernels
             var w = W!;
             int r0 = taskIndex * PanelRows, rows = Math.Min(PanelRows, w.Rows - r0), K = w.Columns, blocks = w.BlocksPerRow, N = w.Rows;
             byte* panel = (byte*)Grow(ref _panelBuffer, (long)blocks * PanelBlockBytes);
-            PackPanel(w, Data, r0, rows, panel, Kernel == Int8Kernel.Vnni);
+            PackPanel(w, Data, r0, rows, panel, Kernel);
             float* tile = stackalloc float[TileRows * PanelRows];
             var x = stackalloc sbyte*[TileRows];
             var dx = stackalloc float*[TileRows];
+            var sx = stackalloc int*[TileRows];
             for (int i = 0; i < M; i += TileRows)
             {
                 int n = Math.Min(TileRows, M - i);
@@ -170,6 +188,7 @@ public static unsafe partial class QuantizedKernels
                     int row = i + Math.Min(k, n - 1); // a short last tile repeats its last row; those results are dropped
                     x[k] = Qx + (long)row * K;
                     dx[k] = Dx + (long)row * blocks;
+                    sx[k] = Sx == null ? null : Sx + (long)row * blocks;
                 }
                 switch (Kernel)
                 {
@@ -177,6 +196,10 @@ public static unsafe partial class QuantizedKernels
                     case Int8Kernel.Avx2:
                         TileAvx2(panel, blocks, x, dx, tile, half: 0);
                         if (rows > 8) TileAvx2(panel, blocks, x, dx, tile, half: 1);
+                        break;
+                    case Int8Kernel.Avx2Nibbles:
+                        TileAvx2Nibbles(panel, blocks, x, dx, sx, tile, half: 0);
+                        if (rows > 8) TileAvx2Nibbles(panel, blocks, x, dx, sx, tile, half: 1);
                         break;
                     default: TileScalar(panel, blocks, x, dx, tile, rows); break;
                 }
@@ -190,9 +213,11 @@ public static unsafe partial class QuantizedKernels
     }
 
     /// <summary>Weight rows r0 … r0 + rows − 1 into the panel layout (see the class summary); rows past the matrix's
-    /// end are zero with zero scales. With <paramref name="vnni"/>, each block also gets −128·Σw per row.</summary>
-    private static void PackPanel(QuantizedMatrix w, byte* data, int r0, int rows, byte* panel, bool vnni)
+    /// end are zero with zero scales. For <see cref="Int8Kernel.Vnni"/>, each block also gets −128·Σw per row; for
+    /// <see cref="Int8Kernel.Avx2Nibbles"/>, Q4_0's nibbles stay unsigned (0…15).</summary>
+    private static void PackPanel(QuantizedMatrix w, byte* data, int r0, int rows, byte* panel, Int8Kernel kernel)
     {
+        bool vnni = kernel == Int8Kernel.Vnni, unsignedNibbles = kernel == Int8Kernel.Avx2Nibbles;
         bool q8 = w.Format == QuantizationFormat.Q8_0;
         int blockBytes = GgmlBlocks.BlockBytes(w.Format), blocks = w.BlocksPerRow;
         var values = stackalloc sbyte[GgmlBlocks.BlockSize];
@@ -214,6 +239,7 @@ public static unsafe partial class QuantizedKernels
                 else
                 {
                     var (low, high) = Q4_0Nibbles(block);
+                    if (unsignedNibbles) (low, high) = (low + Vector128.Create((sbyte)8), high + Vector128.Create((sbyte)8));
                     low.Store(values);
                     high.Store(values + 16);
                 }
@@ -315,6 +341,40 @@ public static unsafe partial class QuantizedKernels
             c1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a1), s * Vector256.Create(d1[b]), c1);
             c2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a2), s * Vector256.Create(d2[b]), c2);
             c3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a3), s * Vector256.Create(d3[b]), c3);
+        }
+        float* t = tile + half * 8;
+        c0.Store(t); c1.Store(t + PanelRows); c2.Store(t + 2 * PanelRows); c3.Store(t + 3 * PanelRows);
+    }
+
+    /// <summary>Q4_0 on AVX2: 4 activation rows × 8 panel rows with the nibbles n unsigned, so vpmaddubsw takes them
+    /// as they are (no vpsignb), and as |n·x| ≤ 15·127, a block's 8 groups add up in int16 without saturating (≤ 30480)
+    /// before one vpmaddwd widens them; Σ(n − 8)·x = Σn·x − 8·Σx takes the activation block sums.</summary>
+    private static void TileAvx2Nibbles(byte* panel, int blocks, sbyte** x, float** dx, int** sx, float* tile, int half)
+    {
+        sbyte* x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+        float* d0 = dx[0], d1 = dx[1], d2 = dx[2], d3 = dx[3];
+        int* e0 = sx[0], e1 = sx[1], e2 = sx[2], e3 = sx[3];
+        var ones = Vector256.Create((short)1);
+        var c0 = Vector256<float>.Zero;
+        Vector256<float> c1 = c0, c2 = c0, c3 = c0;
+        byte* p = panel + half * 32;
+        for (int b = 0; b < blocks; b++, p += PanelBlockBytes, x0 += 32, x1 += 32, x2 += 32, x3 += 32)
+        {
+            var a0 = Vector256<short>.Zero;
+            Vector256<short> a1 = a0, a2 = a0, a3 = a0;
+            for (int g = 0; g < GroupsPerBlock; g++)
+            {
+                var n = Vector256.Load(p + g * GroupBytes);
+                a0 += Avx2.MultiplyAddAdjacent(n, Vector256.Create(*(int*)(x0 + 4 * g)).AsSByte());
+                a1 += Avx2.MultiplyAddAdjacent(n, Vector256.Create(*(int*)(x1 + 4 * g)).AsSByte());
+                a2 += Avx2.MultiplyAddAdjacent(n, Vector256.Create(*(int*)(x2 + 4 * g)).AsSByte());
+                a3 += Avx2.MultiplyAddAdjacent(n, Vector256.Create(*(int*)(x3 + 4 * g)).AsSByte());
+            }
+            var s = Vector256.Load((float*)(p - half * 32 + PanelScalesOffset) + half * 8);
+            c0 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(a0, ones) - Vector256.Create(8 * e0[b])), s * Vector256.Create(d0[b]), c0);
+            c1 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(a1, ones) - Vector256.Create(8 * e1[b])), s * Vector256.Create(d1[b]), c1);
+            c2 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(a2, ones) - Vector256.Create(8 * e2[b])), s * Vector256.Create(d2[b]), c2);
+            c3 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(Avx2.MultiplyAddAdjacent(a3, ones) - Vector256.Create(8 * e3[b])), s * Vector256.Create(d3[b]), c3);
         }
         float* t = tile + half * 8;
         c0.Store(t); c1.Store(t + PanelRows); c2.Store(t + 2 * PanelRows); c3.Store(t + 3 * PanelRows);

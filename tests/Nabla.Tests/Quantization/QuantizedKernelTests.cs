@@ -70,6 +70,30 @@ public unsafe class QuantizedKernelTests
         }
     }
 
+    /// <summary>The integer sums at their largest: every weight at the format's extreme (Q4_0 nibble 15 and 0,
+    /// Q8_0 ±127 and −128) against activations at ±127, where a 16-bit partial sum would saturate if a kernel let it.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Int8PathDoesNotSaturateAtTheExtremes(Isa isa, QuantizationFormat format)
+    {
+        if (format == QuantizationFormat.Nf4) return;
+        using var _ = CpuFeatures.Limit(isa);
+        const int rows = 24, columns = 256, m = 6;
+        int blockBytes = GgmlBlocks.BlockBytes(format);
+        var data = new byte[rows * columns / 32 * blockBytes];
+        for (int block = 0; block < data.Length / blockBytes; block++)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(data.AsSpan(block * blockBytes), (Half)0.01f);
+            byte extreme = format == QuantizationFormat.Q4_0 ? (block % 2 == 0 ? (byte)0xFF : (byte)0x00) : (byte)(block % 3 == 0 ? 127 : block % 3 == 1 ? 0x81 : 0x80);
+            data.AsSpan(block * blockBytes + 2, blockBytes - 2).Fill(extreme);
+        }
+        var w = QuantizedMatrix.FromBlocks(format, rows, columns, data);
+        var x = Enumerable.Range(0, m * columns).Select(i => i / columns % 2 == 0 ? 1f : -1f).ToArray();
+        var y = new float[m * rows];
+        fixed (float* px = x, py = y) QuantizedKernels.MatMulInt8(w, px, m, py, null);
+        AssertClose(QuantizedReference.MatMulInt8(w, x, m, null), y, 1e-5f, $"{isa} {format} extremes");
+    }
+
     [Theory]
     [MemberData(nameof(TestIsas.Theory), MemberType = typeof(TestIsas))]
     public void Nf4PanelPathMatchesItsReference(Isa isa)
