@@ -262,13 +262,13 @@ public static unsafe partial class QuantizedKernels
         }
     }
 
-    /// <summary>4 activation rows (biased bytes) × 16 panel rows with vpdpbusd: 8 integer and 8 float accumulators.</summary>
+    /// <summary>4 activation rows (biased bytes) × 16 panel rows with vpdpbusd: 8 integer and 4 float (512-bit) accumulators.</summary>
     private static void TileVnni(byte* panel, int blocks, sbyte** x, float** dx, float* tile)
     {
         byte* x0 = (byte*)x[0], x1 = (byte*)x[1], x2 = (byte*)x[2], x3 = (byte*)x[3];
         float* d0 = dx[0], d1 = dx[1], d2 = dx[2], d3 = dx[3];
-        var c00 = Vector256<float>.Zero;
-        Vector256<float> c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+        var c0 = Vector512<float>.Zero;
+        Vector512<float> c1 = c0, c2 = c0, c3 = c0;
         byte* p = panel;
         for (int b = 0; b < blocks; b++, p += PanelBlockBytes, x0 += 32, x1 += 32, x2 += 32, x3 += 32)
         {
@@ -292,25 +292,17 @@ public static unsafe partial class QuantizedKernels
                 a30 = AvxVnni.MultiplyWideningAndAdd(a30, v, w0);
                 a31 = AvxVnni.MultiplyWideningAndAdd(a31, v, w1);
             }
-            var s0 = Vector256.Load((float*)(p + PanelScalesOffset));
-            var s1 = Vector256.Load((float*)(p + PanelScalesOffset) + 8);
-            var d = Vector256.Create(d0[b]);
-            c00 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a00), s0 * d, c00);
-            c01 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a01), s1 * d, c01);
-            d = Vector256.Create(d1[b]);
-            c10 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a10), s0 * d, c10);
-            c11 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a11), s1 * d, c11);
-            d = Vector256.Create(d2[b]);
-            c20 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a20), s0 * d, c20);
-            c21 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a21), s1 * d, c21);
-            d = Vector256.Create(d3[b]);
-            c30 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a30), s0 * d, c30);
-            c31 = Vector256.FusedMultiplyAdd(Vector256.ConvertToSingle(a31), s1 * d, c31);
+            // both halves of a row in one 512-bit register: one conversion, multiply and FMA for 16 lanes
+            var s = Vector512.Load((float*)(p + PanelScalesOffset));
+            c0 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Vector512.Create(a00, a01)), s * Vector512.Create(d0[b]), c0);
+            c1 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Vector512.Create(a10, a11)), s * Vector512.Create(d1[b]), c1);
+            c2 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Vector512.Create(a20, a21)), s * Vector512.Create(d2[b]), c2);
+            c3 = Vector512.FusedMultiplyAdd(Vector512.ConvertToSingle(Vector512.Create(a30, a31)), s * Vector512.Create(d3[b]), c3);
         }
-        c00.Store(tile); c01.Store(tile + 8);
-        c10.Store(tile + 16); c11.Store(tile + 24);
-        c20.Store(tile + 32); c21.Store(tile + 40);
-        c30.Store(tile + 48); c31.Store(tile + 56);
+        c0.Store(tile);
+        c1.Store(tile + PanelRows);
+        c2.Store(tile + 2 * PanelRows);
+        c3.Store(tile + 3 * PanelRows);
     }
 
     /// <summary>4 activation rows × 8 panel rows (one half of the panel) with vpsignb + vpmaddubsw + vpmaddwd: few
