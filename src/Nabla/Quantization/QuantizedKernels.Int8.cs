@@ -14,9 +14,11 @@ namespace Nabla.Quantization;
 /// <item>The weights are taken a panel of <see cref="PanelRows"/> rows at a time (one panel per parallel task), and
 /// the panel is repacked into a small per-thread buffer: for each block, eight groups of four consecutive values,
 /// each group holding those four values of all 16 rows side by side (64 bytes), then the 16 block scales as floats.
-/// Q4_0's nibbles are unpacked there (nibble − 8), so the matrix itself is never expanded: the panel is 20 bytes a
-/// weight row per block and is reused for every activation row.</item>
-/// <item>A register-blocked micro-kernel then computes 4 activation rows × 16 weight rows at once: a group of four
+/// Q4_0's nibbles are unpacked there, so the matrix itself is never expanded: the panel (40 bytes a weight row per
+/// block: 32 values, a scale, a correction) is reused for every activation row. It needs no further blocking along
+/// K: at K = 3072 it is 61 KB and stays in L2, while the activations stream through in order.</item>
+/// <item>A register-blocked micro-kernel then computes 4 activation rows × 16 weight rows at once (AVX2: × 8, one
+/// half of the panel at a time, for its 16 registers): a group of four
 /// activation bytes is broadcast to every lane and multiplied into a packed group, so each lane adds the 4-term
 /// dot product of its own weight row; after a block's 8 groups each lane holds that row's exact integer block dot,
 /// which is converted to float and scaled by d_w·d_x (lanes = weight rows, so the scales are a vector load).</item>
