@@ -19,7 +19,8 @@ public static class BenchMain
         "                  --cpu-time with --threads 1: both sides by thread CPU time; --profile: time per kernel, by CPU time with --threads 1)\n" +
         "       bench tokenizer [--data DIR] [--runs N] [--mb N]\n" +
         "       bench generate [--model PATH] [--threads 2] [--prompt-tokens 512] [--decode-tokens 64] [--rounds 3] [--layers N]\n" +
-        "                      [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0] [--bandwidth-gbs 28] [--work DIR]";
+        "                      [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0] [--bandwidth-gbs 28] [--work DIR]\n" +
+        "       bench quant-matmul [--rounds 5] [--rows 512] [--formats fp32,q8_0,q4_0,nf4]   (prefill matmuls, 1 thread, CPU time)";
 
     public static int Run(string[] args)
     {
@@ -37,6 +38,7 @@ public static class BenchMain
             case "vision": return KernelBench.Run(rest, "vision");
             case "tokenizer": return TokenizerBench.Run(rest);
             case "generate": return GenerateBench.Run(rest);
+            case "quant-matmul": return QuantMatMulBench.Run(rest);
             default:
                 (command is "help" or "--help" or "-h" ? Console.Out : Console.Error).WriteLine(Usage);
                 return command is "help" or "--help" or "-h" ? 0 : 2;
