@@ -86,11 +86,16 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
             // y is only read by derivatives that use it; callers may pass null for the others, so read a zero instead.
             var a = V.Splat(alpha);
             var zero = V.Splat(0f);
-            for (; i + V.Count <= n; i += V.Count)
-                V.Store(dx + i, F.Backward(V.Load(x + i), y == null ? zero : V.Load(y + i), V.Load(dy + i), a));
+            float* xs = x, ys = y, dys = dy, dxs = dx;
+            if (ys == null)
+                for (; i + V.Count <= n; i += V.Count)
+                    V.Store(dxs + i, F.Backward(V.Load(xs + i), zero, V.Load(dys + i), a));
+            else
+                for (; i + V.Count <= n; i += V.Count)
+                    V.Store(dxs + i, F.Backward(V.Load(xs + i), V.Load(ys + i), V.Load(dys + i), a));
             var a1 = V1.Splat(alpha);
             for (; i < n; i++)
-                V1.Store(dx + i, F.Backward(V1.Load(x + i), y == null ? V1.Splat(0f) : V1.Load(y + i), V1.Load(dy + i), a1));
+                V1.Store(dxs + i, F.Backward(V1.Load(xs + i), ys == null ? V1.Splat(0f) : V1.Load(ys + i), V1.Load(dys + i), a1));
         }
     }
 
