@@ -15,7 +15,7 @@ namespace Nabla.Bench;
 /// without a forced GC before it.
 ///   dotnet run -c Release --project bench/Nabla.Bench -- gpt2 [--rounds 5] [--threads 2] [--no-torch] [--layers 12] [--profile]
 ///     [--cpu-time]
-/// `--cpu-time` (with `--threads 1`) times each step, ours and PyTorch's, by the calling thread's CPU time: the cost of
+/// `--cpu-time` (with `--threads 1`) times each step, ours and PyTorch's, and `--profile`'s kernels by the calling thread's CPU time: the cost of
 /// the work itself, whatever share of the core a busy machine leaves it.
 /// </summary>
 public static class Gpt2Bench
@@ -70,10 +70,10 @@ public static class Gpt2Bench
         }
         if (args.Contains("--profile"))
         {
-            var profiler = new Nabla.Kernels.ProfilingBackend(Nabla.Kernels.Backend.Current);
+            var profiler = new Nabla.Kernels.ProfilingBackend(Nabla.Kernels.Backend.Current, cpuTime ? CpuClock.ThreadTicks : null);
             double total;
             using (Nabla.Kernels.Backend.Use(profiler.Timed)) total = Step(100);
-            Console.WriteLine($"\nwhere one training step goes ({total:F0} ms in all; the rest of the time is outside the kernels):\n{profiler.Report()}");
+            Console.WriteLine($"\nwhere one training step goes ({total:F0} ms{(cpuTime ? " of thread CPU time, kernels too" : "")} in all; the rest of the time is outside the kernels):\n{profiler.Report()}");
         }
         double flops = TrainingFlops(config, model.ParameterCount, batch, time);
         FmaPeak.Measure(threads);

@@ -20,11 +20,16 @@ public sealed class ProfilingBackend
 {
     private static readonly Lazy<(Type Type, MethodInfo[] Kernels)> Decorator = new(BuildDecorator);
 
-    private readonly KernelTimings _timings = new();
+    private readonly KernelTimings _timings;
 
-    public ProfilingBackend(IKernelBackend inner)
+    /// <param name="inner">The backend whose kernels are timed.</param>
+    /// <param name="clock">Reads the time in <see cref="Stopwatch.Frequency"/> ticks per second; the wall clock
+    /// (<see cref="Stopwatch.GetTimestamp"/>) by default. A benchmark on one thread of a busy machine passes the
+    /// thread's CPU clock, so that time the thread waited for a core is not charged to the kernel it was in.</param>
+    public ProfilingBackend(IKernelBackend inner, Func<long>? clock = null)
     {
         ArgumentNullException.ThrowIfNull(inner);
+        _timings = new KernelTimings(clock ?? Stopwatch.GetTimestamp);
         Timed = (IKernelBackend)Activator.CreateInstance(Decorator.Value.Type, inner, _timings)!;
     }
 
@@ -52,9 +57,11 @@ public sealed class ProfilingBackend
     {
         internal readonly Dictionary<long, (long Ticks, long Calls)> Totals = new();
 
-        internal KernelTimings() { }
+        private readonly Func<long> _clock;
 
-        public long Start() => Stopwatch.GetTimestamp();
+        internal KernelTimings(Func<long> clock) => _clock = clock;
+
+        public long Start() => _clock();
 
         public void Stop(int kernel, long start) => Add((long)kernel << 32, start);
 
@@ -64,7 +71,7 @@ public sealed class ProfilingBackend
 
         private void Add(long key, long start)
         {
-            long elapsed = Stopwatch.GetTimestamp() - start;
+            long elapsed = _clock() - start;
             Totals[key] = Totals.TryGetValue(key, out var t) ? (t.Ticks + elapsed, t.Calls + 1) : (elapsed, 1);
         }
 
