@@ -10,7 +10,8 @@ a KV cache written the straightforward way (concatenate keys and values each ste
 Line protocol on stdin/stdout, one request per line, one answer line each:
   threads T                      -> "ok <torch threads> <torch version>"
   model L H C V CTX              -> "ok <parameters>"       builds a randomly initialised GPT-2
-  train B T REPS                 -> "<ms> <ms> ..."         REPS timed steps (forward, backward, AdamW) after 2 warm-ups
+  train B T REPS [cpu]           -> "<ms> <ms> ..."         REPS timed steps (forward, backward, AdamW) after 2 warm-ups;
+                                                            with "cpu", the calling thread's CPU time (valid on 1 thread)
   generate PROMPT NEW REPS       -> "<tokens/s> ..."        REPS greedy generations of NEW tokens after a PROMPT-token prompt
   quit
 """
@@ -77,7 +78,7 @@ def build(layers, heads, channels, vocab, context):
     return sum(p.numel() for p in model.parameters())
 
 
-def train(b, t, reps):
+def train(b, t, reps, clock=time.perf_counter):
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
@@ -86,13 +87,13 @@ def train(b, t, reps):
     y = torch.randint(0, vocab, (b, t))
     times = []
     for rep in range(reps + 2):
-        start = time.perf_counter()
+        start = clock()
         loss = F.cross_entropy(model(x).view(-1, vocab), y.view(-1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if rep >= 2:
-            times.append((time.perf_counter() - start) * 1000)
+            times.append((clock() - start) * 1000)
     return times
 
 
@@ -123,7 +124,8 @@ def main():
         elif parts[0] == "model":
             answer = f"ok {build(*map(int, parts[1:6]))}"
         elif parts[0] == "train":
-            answer = " ".join(f"{ms:.3f}" for ms in train(*map(int, parts[1:4])))
+            clock = time.thread_time if parts[4:5] == ["cpu"] else time.perf_counter
+            answer = " ".join(f"{ms:.3f}" for ms in train(*map(int, parts[1:4]), clock=clock))
         elif parts[0] == "generate":
             answer = " ".join(f"{r:.3f}" for r in generate(*map(int, parts[1:4])))
         else:

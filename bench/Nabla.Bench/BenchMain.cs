@@ -11,7 +11,7 @@ public static class BenchMain
         "                  [--cpu-time]   (1 thread: time both sides by thread CPU time, the cost of the work on a busy machine)\n" +
         "       bench gemm-steps [--threads 1,2] [--wait-budget SECONDS]   (every step of docs/optimization-log.md; on the AVX2 path, step 9's tables)\n" +
         "       bench peak [--threads 1,2]            (the FMA peak with the widest vectors the kernels may use)\n" +
-        "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile]\n" +
+        "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile] [--cpu-time]   (--cpu-time with --threads 1: steps timed by thread CPU time, both sides)\n" +
         "       bench kernels                         (attention and convolution, forward + backward)\n" +
         "       bench rnn [--threads N] [--rounds N] [--no-torch] [--no-graph]   (LSTM/GRU training step and inference step)\n" +
         "       bench conv [--rounds N] [--threads N] [--only TEXT] [--no-torch] [--cpu-time] [--profile]   (the convolution layers of LeNet-5, ResNet-20, ResNet-18)\n" +

@@ -14,6 +14,9 @@ internal static partial class CpuClock
         return Now() - start;
     }
 
+    /// <summary>The calling thread's CPU time in <see cref="System.Diagnostics.Stopwatch.Frequency"/> ticks per second.</summary>
+    public static long ThreadTicks() => (long)(Now() * System.Diagnostics.Stopwatch.Frequency);
+
     private static double Now()
     {
         const int ClockThreadCpuTimeId = 3;

@@ -14,6 +14,9 @@ namespace Nabla.Bench;
 /// medians; peak memory and managed allocations per step for ours, and a step's peak tensor memory with and
 /// without a forced GC before it.
 ///   dotnet run -c Release --project bench/Nabla.Bench -- gpt2 [--rounds 5] [--threads 2] [--no-torch] [--layers 12] [--profile]
+///     [--cpu-time]
+/// `--cpu-time` (with `--threads 1`) times each step, ours and PyTorch's, and `--profile`'s kernels by the calling thread's CPU time: the cost of
+/// the work itself, whatever share of the core a busy machine leaves it.
 /// </summary>
 public static class Gpt2Bench
 {
@@ -23,6 +26,9 @@ public static class Gpt2Bench
         int layers = IntArg(args, "--layers", 12), batch = IntArg(args, "--batch", 4), time = IntArg(args, "--time", 64);
         int newTokens = IntArg(args, "--new-tokens", 64), prompt = IntArg(args, "--prompt", 16);
         bool torch = !args.Contains("--no-torch");
+        bool cpuTime = args.Contains("--cpu-time");
+        if (cpuTime && threads != 1)
+            throw new ArgumentException("gpt2 --cpu-time: CPU time measures one thread's work; add --threads 1.");
         WorkerPool.Threads = threads;
         var config = Gpt2Config.Gpt2Small with { Layers = layers };
         Console.WriteLine($"GPT-2 {config.Layers} layers, {config.Channels} channels, vocabulary {config.VocabSize}; {threads} threads; load: {Load()}");
@@ -38,12 +44,15 @@ public static class Gpt2Bench
         {
             using var memory = MemoryScope.Begin(); // the step's activations go back to the pool at its end
             var clock = Stopwatch.StartNew();
-            var (x, y) = data.Batch(i % 4);
-            var loss = Gpt2Model.Loss(model.Forward(x), y);
-            optimizer.ZeroGrad();
-            loss.Backward();
-            optimizer.Step();
-            return clock.Elapsed.TotalMilliseconds;
+            double cpuSeconds = CpuClock.ThreadSeconds(() =>
+            {
+                var (x, y) = data.Batch(i % 4);
+                var loss = Gpt2Model.Loss(model.Forward(x), y);
+                optimizer.ZeroGrad();
+                loss.Backward();
+                optimizer.Step();
+            });
+            return cpuTime ? cpuSeconds * 1e3 : clock.Elapsed.TotalMilliseconds;
         }
         Step(0); Step(1); // warm-up: JIT, buffer pool, optimizer state
         BufferPool.ResetPeak();
@@ -55,16 +64,16 @@ public static class Gpt2Bench
             long before = GC.GetTotalAllocatedBytes(precise: true);
             ours.Add(Step(2 + r));
             allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
-            if (peer != null) theirs.AddRange(peer.Ask($"train {batch} {time} 1"));
+            if (peer != null) theirs.AddRange(peer.Ask($"train {batch} {time} 1{(cpuTime ? " cpu" : "")}"));
             // A short FMA probe per round: on a busy machine the best rate seen over the run is the truest peak.
             FmaPeak.Probe(threads);
         }
         if (args.Contains("--profile"))
         {
-            var profiler = new Nabla.Kernels.ProfilingBackend(Nabla.Kernels.Backend.Current);
+            var profiler = new Nabla.Kernels.ProfilingBackend(Nabla.Kernels.Backend.Current, cpuTime ? CpuClock.ThreadTicks : null);
             double total;
             using (Nabla.Kernels.Backend.Use(profiler.Timed)) total = Step(100);
-            Console.WriteLine($"\nwhere one training step goes ({total:F0} ms in all; the rest of the time is outside the kernels):\n{profiler.Report()}");
+            Console.WriteLine($"\nwhere one training step goes ({total:F0} ms{(cpuTime ? " of thread CPU time, kernels too" : "")} in all; the rest of the time is outside the kernels):\n{profiler.Report()}");
         }
         double flops = TrainingFlops(config, model.ParameterCount, batch, time);
         FmaPeak.Measure(threads);
@@ -72,6 +81,7 @@ public static class Gpt2Bench
         string path = MachineInfo.Name(CpuFeatures.Usable);
         Console.WriteLine();
         Console.WriteLine($"GPT-2 {config.Layers}-layer training step on {MachineInfo.Line}; FMA peak {peak:F1} GFLOP/s on {threads} thread(s) ({FmaPeak.Method}, best of the run)");
+        if (cpuTime) Console.WriteLine("Step times are the thread's CPU time (--cpu-time), both sides.");
         Console.WriteLine();
         Console.WriteLine($"| training step (B={batch}, T={time}) | CPU | path | threads | median ms | GFLOP/s | % of FMA peak | vs PyTorch |");
         Console.WriteLine("|---|---|---|---:|---:|---:|---:|---|");

@@ -336,7 +336,7 @@ public static class KernelBench
         Console.WriteLine($"Profile: {WorkerPool.Threads} thread(s), {rounds} steps per case; load average at start {LoadAverage()}");
         foreach (var c in cases)
         {
-            var profiler = new ProfilingBackend(CpuBackend.Instance, threadCpuTime: WorkerPool.Threads == 1);
+            var profiler = new ProfilingBackend(CpuBackend.Instance, WorkerPool.Threads == 1 ? CpuClock.ThreadTicks : null);
             var cpuMs = new List<double>();
             var timedStep = OurStep(c, profiler.Timed);
             timedStep();

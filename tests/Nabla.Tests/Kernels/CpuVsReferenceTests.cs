@@ -196,6 +196,17 @@ public sealed unsafe class CpuVsReferenceTests(ITestOutputHelper output)
             // float32 vector math (exp, erfc fit, tanh) against the double-precision spec: a few ulps.
             Close.Floats($"Unary {what}", yr, yc, rtol: 4e-6, atol: 1e-7);
             Close.Floats($"UnaryBackward {what}", dxr, dxc, rtol: 1e-5, atol: 1e-6);
+            // Called without y (allowed for derivatives that do not read it), the kernel reads zeros in its place: its
+            // own loop for that case must give what an explicit y of zeros gives.
+            var dxWithoutY = new float[n];
+            var dxZeroY = new float[n];
+            var zeros = new float[n];
+            fixed (float* px = x, pdy = dy, pz = zeros, pdxNull = dxWithoutY, pdxZero = dxZeroY)
+            {
+                Cpu.UnaryBackward<F>(alpha, px, null, pdy, pdxNull, n);
+                Cpu.UnaryBackward<F>(alpha, px, pz, pdy, pdxZero, n);
+            }
+            Assert.Equal(dxZeroY, dxWithoutY);
         }
     }
 

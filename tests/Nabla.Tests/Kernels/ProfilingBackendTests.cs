@@ -29,6 +29,22 @@ public sealed class ProfilingBackendTests
     }
 
     [Fact]
+    public void AGivenClockIsTheOneRead()
+    {
+        // A clock that advances one second per reading: every call is tallied as exactly one second.
+        long ticks = 0;
+        var profiler = new ProfilingBackend(CpuBackend.Instance, () => ticks += System.Diagnostics.Stopwatch.Frequency);
+        var x = new float[4];
+        var y = new float[4];
+        unsafe
+        {
+            fixed (float* px = x, py = y)
+                for (int call = 0; call < 3; call++) profiler.Timed.Unary<Functions.Relu>(0f, px, py, x.Length);
+        }
+        Assert.Matches(@"Unary Relu +3000\.0 ms +100\.0% +3 calls", profiler.Report());
+    }
+
+    [Fact]
     public void ATrainingStepUnderTheProfilerComputesWhatItComputesWithout()
     {
         float[] Step()

@@ -86,11 +86,16 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
             // y is only read by derivatives that use it; callers may pass null for the others, so read a zero instead.
             var a = V.Splat(alpha);
             var zero = V.Splat(0f);
-            for (; i + V.Count <= n; i += V.Count)
-                V.Store(dx + i, F.Backward(V.Load(x + i), y == null ? zero : V.Load(y + i), V.Load(dy + i), a));
+            float* xs = x, ys = y, dys = dy, dxs = dx;
+            if (ys == null)
+                for (; i + V.Count <= n; i += V.Count)
+                    V.Store(dxs + i, F.Backward(V.Load(xs + i), zero, V.Load(dys + i), a));
+            else
+                for (; i + V.Count <= n; i += V.Count)
+                    V.Store(dxs + i, F.Backward(V.Load(xs + i), V.Load(ys + i), V.Load(dys + i), a));
             var a1 = V1.Splat(alpha);
             for (; i < n; i++)
-                V1.Store(dx + i, F.Backward(V1.Load(x + i), y == null ? V1.Splat(0f) : V1.Load(y + i), V1.Load(dy + i), a1));
+                V1.Store(dxs + i, F.Backward(V1.Load(xs + i), ys == null ? V1.Splat(0f) : V1.Load(ys + i), V1.Load(dys + i), a1));
         }
     }
 
@@ -369,14 +374,12 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                 var dz = new Span<float>(dlogits + r * classes, classes);
                 int t = targets[r];
                 if (t == ignoreIndex) { dz.Clear(); continue; }
-                var z = new ReadOnlySpan<float>(logits + r * classes, classes);
-                float max = TensorPrimitives.Max(z);
-                TensorPrimitives.Subtract(z, max, dz);
-                TensorPrimitives.Exp(dz, dz);
-                float scale = dloss[r] / TensorPrimitives.Sum(dz);
-                // dloss·(p - q) with q = ε/C everywhere plus (1-ε) at the target
-                TensorPrimitives.Multiply(dz, scale, dz);
-                if (smoothing != 0) TensorPrimitives.Add(dz, -dloss[r] * smoothing / classes, dz);
+                float* z = logits + r * classes;
+                float max = TensorPrimitives.Max(new ReadOnlySpan<float>(z, classes));
+                // dloss·(p - q) with q = ε/C everywhere plus (1-ε) at the target; the exponentials are stored and summed
+                // in one pass (the same exp as the forward's SumExp), then scaled and shifted in a second.
+                float scale = dloss[r] / ExpInto<V>(z, dlogits + r * classes, classes, max);
+                ScaleShift<V>(dlogits + r * classes, classes, scale, -dloss[r] * smoothing / classes);
                 dz[t] -= dloss[r] * (1 - smoothing);
             }
         }
@@ -404,6 +407,36 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
         float sum = V.SumAcross(acc0 + acc1);
         for (; i < n; i++) sum += MathF.Exp(z[i] - max);
         return sum;
+    }
+
+    /// <summary>dst = exp(z - max); returns Σ dst.</summary>
+    private static float ExpInto<V>(float* z, float* dst, int n, float max) where V : struct, IVec<V>
+    {
+        var m = V.Splat(max);
+        V acc0 = V.Splat(0f), acc1 = V.Splat(0f);
+        int i = 0;
+        for (; i + 2 * V.Count <= n; i += 2 * V.Count)
+        {
+            var e0 = V.Exp(V.Load(z + i) - m);
+            var e1 = V.Exp(V.Load(z + i + V.Count) - m);
+            V.Store(dst + i, e0);
+            V.Store(dst + i + V.Count, e1);
+            acc0 += e0;
+            acc1 += e1;
+        }
+        float sum = V.SumAcross(acc0 + acc1);
+        for (; i < n; i++) sum += dst[i] = MathF.Exp(z[i] - max);
+        return sum;
+    }
+
+    /// <summary>x = x·scale + shift.</summary>
+    private static void ScaleShift<V>(float* x, int n, float scale, float shift) where V : struct, IVec<V>
+    {
+        var s = V.Splat(scale);
+        var b = V.Splat(shift);
+        int i = 0;
+        for (; i + V.Count <= n; i += V.Count) V.Store(x + i, V.Fma(V.Load(x + i), s, b));
+        for (; i < n; i++) x[i] = MathF.FusedMultiplyAdd(x[i], scale, shift);
     }
 
     // ---------------------------------------------------------------- layer norm
