@@ -133,7 +133,7 @@ public static class FinetuneResNetCommand
             var (config, model) = new VisionRun(source).Load();
             if (model is not ResNet resnet) throw new CliException($"--base {source}: a {config.Architecture} run; `finetune resnet` needs a `nabla train resnet` run.");
             var statistics = VisionRun.Dataset(config).Statistics;
-            return new Body(resnet, statistics, 28, $"{VisionRun.Describe(config.Architecture)} trained on {config.Dataset} ({source})",
+            return new Body(resnet, statistics, 28, $"{VisionRun.Describe(config)} trained on {config.Dataset} ({source})",
                 () => (ResNet)VisionRun.BuildModel(config, resnet.FeatureCount));
         }
         var directory = Directory.Exists(source) ? source

@@ -148,7 +148,7 @@ public static class VisionCommands
             Console.WriteLine($"data: {dataset.Name} — {count:N0} training images{(config.Augment ? " (augmented)" : "")}" +
                 $"{(config.LabelNoise > 0 ? $" with {100 * config.LabelNoise:0.#}% of their labels randomised" : "")}, {testData.Count:N0} test images, " +
                 $"{dataset.Classes.Count} classes");
-            Console.WriteLine($"model: {VisionRun.Describe(config.Architecture)}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate} " +
+            Console.WriteLine($"model: {VisionRun.Describe(config)}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate} " +
                 $"weight decay {config.WeightDecay}, {config.Epochs} epochs of {stepsPerEpoch} steps");
         }
         EpochReport.PrintResume(resumed, stepsPerEpoch, quiet);

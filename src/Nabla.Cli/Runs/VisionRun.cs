@@ -129,6 +129,14 @@ public sealed class VisionRun(string directory)
         "lenet" => "LeNet-5", "vgg" => "VGG-style", "resnet" => "ResNet-20", "vit" => "ViT (7×7 patches, 6 blocks, width 64)", "mlp" => "MLP", _ => architecture,
     };
 
+    /// <summary>A human name for the model a config builds, with the sizes the options changed ("ResNet-8, width 32", "MLP 784 → 1024 → 10").</summary>
+    public static string Describe(VisionRunConfig config) => config.Architecture switch
+    {
+        "resnet" => $"ResNet-{6 * (config.Depth > 0 ? config.Depth : 3) + 2}{(config.Width > 0 && config.Width != 16 ? $", width {config.Width}" : "")}",
+        "mlp" => $"MLP {string.Join(" → ", [28 * 28, .. config.Hidden, Dataset(config).Classes.Count])}",
+        _ => Describe(config.Architecture),
+    };
+
     public void SaveModel(Module model, VisionRunConfig config, int epoch) => model.Save(ModelPath, new Dictionary<string, string>
     {
         ["format"] = "nabla-vision",

@@ -104,7 +104,8 @@ public class SweepCliTests : IDisposable
         Assert.Equal(1, narrow["Depth"]!.GetValue<int>());
         Assert.Equal(0.2, narrow["LabelNoise"]!.GetValue<double>());
         Assert.Equal(4, Config(Path.Combine(sweep, "width=4"))["Width"]!.GetValue<int>());
-        // ResNet-8 (one block per stage): widths 2 and 4 give different parameter counts in the runs' reports
+        // ResNet-8 (one block per stage), named with its width; widths 2 and 4 give different parameter counts in the runs' reports
+        Assert.Contains("model: ResNet-8, width 2,", result.Out);
         var counts = System.Text.RegularExpressions.Regex.Matches(result.Out, @"([\d,]+) parameters").Select(m => m.Groups[1].Value).ToList();
         Assert.Equal(2, counts.Distinct().Count());
         Assert.True(File.Exists(Path.Combine(sweep, "sweep.png")));

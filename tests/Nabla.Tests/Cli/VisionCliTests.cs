@@ -85,7 +85,7 @@ public class VisionCliTests : IDisposable
         Assert.Equal([32], config["Hidden"]!.AsArray().Select(h => h!.GetValue<int>()));
         Assert.False(config["Augment"]!.GetValue<bool>());
         // 784 → 32 → 10; one epoch of 60,000 images takes a linear model well past chance.
-        Assert.Contains("25,450 parameters", output);
+        Assert.Contains("MLP 784 → 32 → 10, 25,450 parameters", output);
         double accuracy = double.Parse(TestAccuracy(output), System.Globalization.CultureInfo.InvariantCulture);
         Assert.True(accuracy > 75, $"an MLP should pass 75% on Fashion-MNIST after one epoch, got {accuracy}%");
         var (evalExit, evalOut, evalErr) = CliRunner.Run("eval", "--run", run);
