@@ -76,7 +76,7 @@ public class SweepCliTests : IDisposable
     [Fact]
     public void BadSweepsAreOneLineErrors()
     {
-        Assert.Contains("has no --augment option", OneLineError(CliRunner.Run("sweep", "--knob", "augment", "--values", "on,off", "--out", Path.Combine(_dir, "a"), "--", "train", "mlp")));
+        Assert.Contains("has no --erasing option", OneLineError(CliRunner.Run("sweep", "--knob", "erasing", "--values", "0,0.5", "--out", Path.Combine(_dir, "a"), "--", "train", "mlp")));
         Assert.Contains("must not have --out", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--", "train", "mlp", "--out", "x")));
         Assert.Contains("sets --lr itself", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--out", Path.Combine(_dir, "b"), "--", "train", "mlp", "--lr", "1")));
         Assert.Contains("cannot be swept", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--", "train", "gpt")));
