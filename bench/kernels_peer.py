@@ -14,6 +14,8 @@ Line protocol on stdin/stdout, one request per line, one answer line each:
   train MODEL BATCH ONEDNN REPS  -> "<ms> ..." REPS wall times of a training step (forward, cross-entropy, backward,
                                     SGD with momentum 0.9) on random 1×28×28 images in train mode; MODEL 0 is
                                     LeNet-5, 1 is ResNet-20 (width 16), both as Nabla builds them
+  clock cpu|wall                 -> "ok": time the following requests by the calling thread's CPU time
+                                    (time.thread_time: all the work with 1 thread) or by the wall clock (the default)
   quit
 Each request runs one untimed warm-up step first. Torch 1.13 has no scaled_dot_product_attention, so attention is
 written as PyTorch users did: softmax(q·kᵀ/√d + mask)·v with autograd, the T×T matrices materialised.
@@ -131,13 +133,16 @@ def train_step(model_id, batch, onednn):
     return step
 
 
+clock = time.perf_counter
+
+
 def timed(step, reps):
     step()
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = clock()
         step()
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((clock() - start) * 1e3)
     return times
 
 
@@ -151,6 +156,11 @@ def main():
         if words[0] == "threads":
             torch_threads, blas_threads, _ = set_threads(int(words[1]))
             print("ok", torch_threads, blas_threads, torch.__version__, torch.backends.mkldnn.is_available(), flush=True)
+            continue
+        if words[0] == "clock":
+            global clock
+            clock = time.thread_time if words[1] == "cpu" else time.perf_counter
+            print("ok", flush=True)
             continue
         numbers = [int(w) for w in words[1:]]
         if words[0] == "attention":

@@ -14,8 +14,9 @@ public static class BenchMain
         "       bench gpt2 [--rounds N] [--threads N] [--no-torch] [--profile]\n" +
         "       bench kernels                         (attention and convolution, forward + backward)\n" +
         "       bench rnn [--threads N] [--rounds N] [--no-torch] [--no-graph]   (LSTM/GRU training step and inference step)\n" +
-        "       bench conv [--rounds N] [--threads N] [--only TEXT]   (the convolution layers of LeNet-5, ResNet-20, ResNet-18)\n" +
-        "       bench vision [--rounds N] [--threads N]   (LeNet-5 and ResNet-20 training steps, images/s)\n" +
+        "       bench conv [--rounds N] [--threads N] [--only TEXT] [--no-torch] [--cpu-time] [--profile]   (the convolution layers of LeNet-5, ResNet-20, ResNet-18)\n" +
+        "       bench vision [--rounds N] [--threads N] [--no-torch] [--cpu-time] [--profile]   (LeNet-5 and ResNet-20 training steps, images/s;\n" +
+        "                  --cpu-time with --threads 1: both sides by thread CPU time; --profile: time per kernel, by CPU time with --threads 1)\n" +
         "       bench tokenizer [--data DIR] [--runs N] [--mb N]\n" +
         "       bench generate [--model PATH] [--threads 2] [--prompt-tokens 512] [--decode-tokens 64] [--rounds 3] [--layers N]\n" +
         "                      [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0] [--bandwidth-gbs 28] [--work DIR]\n" +

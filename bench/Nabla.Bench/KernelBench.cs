@@ -101,6 +101,9 @@ public static class KernelBench
         int threads = int.Parse(Option(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
         int rounds = int.Parse(Option(args, "--rounds") ?? "7", CultureInfo.InvariantCulture);
         bool torch = !args.Contains("--no-torch");
+        // --cpu-time (with --threads 1): time every contender by its thread's CPU time (PyTorch's too: with one thread
+        // its kernels run on the calling thread), which a busy machine inflates far less than the wall clock.
+        bool cpuTime = args.Contains("--cpu-time") && threads == 1;
         WorkerPool.Threads = threads;
 
         Case[] cases = suite == "conv" ? ConvolutionLayers() : suite == "vision" ? [new TrainCase("lenet", 64), new TrainCase("resnet20", 64)] :
@@ -113,12 +116,17 @@ public static class KernelBench
         ];
         // --only TEXT keeps the cases whose name contains it (e.g. "ResNet-18 layer1").
         if (Option(args, "--only") is { } only) cases = cases.Where(c => c.Name.Contains(only, StringComparison.OrdinalIgnoreCase)).ToArray();
+        if (args.Contains("--profile")) return Profile(cases, rounds);
         using var peer = torch ? Peer.TryStart(Option(args, "--peer"), threads) : null;
+        if (cpuTime) peer?.UseCpuClock();
         var contenders = new List<Contender>
         {
             new("nabla", c => OurStep(c, CpuBackend.Instance)),
             new("nabla reference", c => c is AttentionCase { T: 64 } ? OurStep(c, ReferenceBackend.Instance) : null),
             new("nabla, im2col + GEMM", Im2ColStep),
+            // The direct path against what each case would take without it, and where Winograd is chosen, against Winograd.
+            new("nabla, without direct", c => PathStep(c, ConvolutionPath.WithoutDirect, whereAutoIsDirect: true)),
+            new("nabla, direct", c => PathStep(c, ConvolutionPath.Direct, whereAutoIsDirect: false)),
         };
         if (peer != null)
         {
@@ -126,7 +134,7 @@ public static class KernelBench
             contenders.Add(new("pytorch, oneDNN off", c => c is ConvCase or TrainCase ? peer.Step(c, "pytorch, oneDNN off") : null));
         }
 
-        Console.WriteLine($"Kernel benchmark ({suite}): {threads} thread(s), {rounds} interleaved rounds");
+        Console.WriteLine($"Kernel benchmark ({suite}): {threads} thread(s), {rounds} interleaved rounds{(cpuTime ? ", Nabla timed by thread CPU time" : "")}");
         Console.WriteLine($"machine: {MachineInfo.Line}; load average at start {LoadAverage()}");
         Console.WriteLine($"peer: {peer?.Description ?? "none"}");
 
@@ -154,6 +162,11 @@ public static class KernelBench
                     if (contender.Name.StartsWith("pytorch")) { samples[(c, contender)].Ms.AddRange(peer!.Time(c, entry.Reps, contender.Name)); continue; }
                     for (int r = 0; r < entry.Reps; r++)
                     {
+                        if (cpuTime)
+                        {
+                            samples[(c, contender)].Ms.Add(1e3 * CpuClock.ThreadSeconds(entry.Step));
+                            continue;
+                        }
                         var watch = Stopwatch.StartNew();
                         entry.Step();
                         samples[(c, contender)].Ms.Add(watch.Elapsed.TotalMilliseconds);
@@ -271,6 +284,24 @@ public static class KernelBench
         }
     }
 
+    /// <summary><see cref="OurStep"/> with the convolution path forced, on the convolutions the direct path can run where
+    /// the automatic choice is (<paramref name="whereAutoIsDirect"/>) or is not the direct path; null elsewhere.</summary>
+    private static Action? PathStep(Case c, ConvolutionPath path, bool whereAutoIsDirect)
+    {
+        if (c is TrainCase && whereAutoIsDirect) return Forced(OurStep(c, CpuBackend.Instance));
+        if (c is not ConvCase conv) return null;
+        var geometry = new Conv2dGeometry(conv.N, conv.C, conv.H, conv.W, conv.O, conv.K, conv.K, conv.Stride, conv.Stride,
+            conv.Padding, conv.Padding, 1, 1, 1);
+        if (!geometry.SuitsDirect || F.UsesDirect(geometry) != whereAutoIsDirect) return null;
+        return Forced(OurStep(c, CpuBackend.Instance));
+
+        Action Forced(Action step) => () =>
+        {
+            using var _ = F.ForceConvolutionPath(path);
+            step();
+        };
+    }
+
     /// <summary>The im2col + GEMM path the Winograd path replaced, on the cases that now take Winograd (the previous
     /// version, timed in the same rounds). It calls the path's kernels directly, so it does without autograd's
     /// bookkeeping and the bias gradient (a sum over dy): a little less work than the "nabla" row.</summary>
@@ -292,6 +323,31 @@ public static class KernelBench
             F.ConvolutionForward(geometry, x, w, b, Tensor.Empty([conv.N, conv.O, geometry.OutHeight, geometry.OutWidth]));
             if (conv.Backward) F.ConvolutionBackward(geometry, x, w, dy, Tensor.Empty(x.Shape.ToArray()), Tensor.Empty(w.Shape.ToArray()));
         };
+    }
+
+    /// <summary>
+    /// <c>--profile</c>: where each case's step goes, kernel by kernel (<see cref="ProfilingBackend"/>), over
+    /// <paramref name="rounds"/> steps after a warm-up, with the step's CPU time (the calling thread's; run with
+    /// <c>--threads 1</c> so that it is all the work) and the share of it outside the kernels (autograd, allocation,
+    /// views). With one thread, kernels are timed by CPU time too; with more, by the wall clock.
+    /// </summary>
+    private static int Profile(Case[] cases, int rounds)
+    {
+        Console.WriteLine($"Profile: {WorkerPool.Threads} thread(s), {rounds} steps per case; load average at start {LoadAverage()}");
+        foreach (var c in cases)
+        {
+            var profiler = new ProfilingBackend(CpuBackend.Instance, threadCpuTime: WorkerPool.Threads == 1);
+            var cpuMs = new List<double>();
+            var timedStep = OurStep(c, profiler.Timed);
+            timedStep();
+            profiler.Reset();
+            for (int r = 0; r < rounds; r++) cpuMs.Add(1e3 * CpuClock.ThreadSeconds(timedStep));
+            Console.WriteLine($"\n{c.Name}: CPU time per step, median of {rounds}: {cpuMs.Order().ElementAt(cpuMs.Count / 2):F2} ms " +
+                $"(sum over the steps {cpuMs.Sum():F1} ms; kernels below are totals over the same steps)");
+            Console.Write(profiler.Report());
+        }
+        Console.WriteLine($"load average at end {LoadAverage()}");
+        return 0;
     }
 
     private static string? Option(string[] args, string name)
@@ -344,6 +400,13 @@ public static class KernelBench
             ConvCase v => $"conv {v.N} {v.C} {v.H} {v.W} {v.O} {v.K} {v.K} {v.Stride} {v.Padding} {(contender.Contains("oneDNN off") ? 0 : 1)} {(v.Backward ? 1 : 0)}",
             _ => throw new ArgumentException($"Unknown case {c}."),
         };
+
+        /// <summary>Has the peer time by its calling thread's CPU time from now on.</summary>
+        public void UseCpuClock()
+        {
+            _process.StandardInput.WriteLine("clock cpu");
+            if (_process.StandardOutput.ReadLine() != "ok") throw new InvalidOperationException("The PyTorch peer did not accept 'clock cpu'.");
+        }
 
         /// <summary>A warm-up request standing in for the first step (the peer warms each request up itself).</summary>
         public Action Step(Case c, string contender) => () => Time(c, 1, contender);

@@ -26,6 +26,12 @@ public readonly record struct Conv2dGeometry(int Batch, int Channels, int Height
     public bool SuitsWinograd => Groups == 1 && KernelH == 3 && KernelW == 3 && StrideH == 1 && StrideW == 1 &&
         DilationH == 1 && DilationW == 1 && PadH <= 2 && PadW <= 2;
 
+    /// <summary>Whether the direct kernels (<see cref="IKernelBackend.DirectConv2d"/>) can run it: one group, the same
+    /// stride across and down, no dilation, and padding smaller than the kernel (so the input gradient of a stride-1
+    /// convolution is a correlation of dy padded by kernel - 1 - padding).</summary>
+    public bool SuitsDirect => Groups == 1 && StrideH == StrideW && DilationH == 1 && DilationW == 1 &&
+        PadH < KernelH && PadW < KernelW;
+
     /// <summary>Winograd F(2×2, 3×3) cuts the output into 2×2 tiles: this many tile rows and columns per image
     /// (the last ones may hang over the edge), and this many tiles in the batch.</summary>
     public int TileRows => (OutHeight + 1) / 2;

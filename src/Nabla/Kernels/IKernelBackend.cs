@@ -137,6 +137,17 @@ public unsafe interface IKernelBackend
     /// dw (OutChannels, Channels, 3, 3)[o, c] = Gᵀ du[·, o, c] G. Writes dw.</summary>
     void WinogradKernelGradient(in Conv2dGeometry g, float* du, float* dw);
 
+    /// <summary>Direct convolution (g must <see cref="Conv2dGeometry.SuitsDirect"/>): y (Batch, OutChannels, OutHeight,
+    /// OutWidth) = the cross-correlation of x (Batch, Channels, Height, Width) with w (OutChannels, Channels, KernelH,
+    /// KernelW), plus bias[o] (bias may be null), with no im2col matrix.</summary>
+    void DirectConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y);
+
+    /// <summary>dx of <see cref="DirectConv2d"/> from dy (written, not accumulated).</summary>
+    void DirectConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx);
+
+    /// <summary>dw of <see cref="DirectConv2d"/> from dy and x, summed over the batch (written, not accumulated).</summary>
+    void DirectConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw);
+
     /// <summary>Depthwise convolution (Groups = Channels, OutChannels = multiplier·Channels): output channel o
     /// filters input channel o / multiplier with its own KernelH × KernelW weights w (OutChannels, 1, KernelH,
     /// KernelW), plus bias[o] (bias may be null).</summary>

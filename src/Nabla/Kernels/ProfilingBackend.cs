@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Reflection;
 using System.Reflection.Emit;
+using System.Runtime.InteropServices;
 
 namespace Nabla.Kernels;
 
@@ -16,15 +17,20 @@ namespace Nabla.Kernels;
 /// update — no boxing, no argument arrays (which is why not <c>DispatchProxy</c>: it cannot pass pointers or spans).
 /// </para>
 /// </summary>
-public sealed class ProfilingBackend
+public sealed partial class ProfilingBackend
 {
     private static readonly Lazy<(Type Type, MethodInfo[] Kernels)> Decorator = new(BuildDecorator);
 
-    private readonly KernelTimings _timings = new();
+    private readonly KernelTimings _timings;
 
-    public ProfilingBackend(IKernelBackend inner)
+    /// <param name="inner">The backend whose kernels are timed.</param>
+    /// <param name="threadCpuTime">Time kernels by the calling thread's CPU time (Linux) instead of the wall clock: on a
+    /// busy machine the wall clock also counts the time the thread waited for a core. Only the calling thread's share
+    /// is counted, so use it with one worker thread (<c>WorkerPool.Threads = 1</c>).</param>
+    public ProfilingBackend(IKernelBackend inner, bool threadCpuTime = false)
     {
         ArgumentNullException.ThrowIfNull(inner);
+        _timings = new KernelTimings(threadCpuTime);
         Timed = (IKernelBackend)Activator.CreateInstance(Decorator.Value.Type, inner, _timings)!;
     }
 
@@ -39,7 +45,7 @@ public sealed class ProfilingBackend
         var totals = _timings.Totals;
         double total = totals.Values.Sum(t => t.Ticks);
         var lines = totals.OrderByDescending(kv => kv.Value.Ticks).Select(kv =>
-            $"{_timings.NameOf(kv.Key, Decorator.Value.Kernels),-32} {kv.Value.Ticks * 1000.0 / Stopwatch.Frequency,10:F1} ms {100 * kv.Value.Ticks / Math.Max(total, 1),6:F1}% {kv.Value.Calls,8} calls");
+            $"{_timings.NameOf(kv.Key, Decorator.Value.Kernels),-32} {kv.Value.Ticks * 1000.0 / _timings.TicksPerSecond,10:F1} ms {100 * kv.Value.Ticks / Math.Max(total, 1),6:F1}% {kv.Value.Calls,8} calls");
         return string.Join(Environment.NewLine, lines) + Environment.NewLine;
     }
 
@@ -48,13 +54,16 @@ public sealed class ProfilingBackend
     /// kernel is keyed by its method's index in <see cref="IKernelBackend"/> in the high half and, in the low half,
     /// its variant: the value of its first enum argument, or the number given to its type argument.
     /// </summary>
-    public sealed class KernelTimings
+    public sealed partial class KernelTimings
     {
         internal readonly Dictionary<long, (long Ticks, long Calls)> Totals = new();
+        private readonly bool _threadCpuTime;
 
-        internal KernelTimings() { }
+        internal KernelTimings(bool threadCpuTime) => _threadCpuTime = threadCpuTime;
 
-        public long Start() => Stopwatch.GetTimestamp();
+        internal double TicksPerSecond => _threadCpuTime ? 1e9 : Stopwatch.Frequency;
+
+        public long Start() => _threadCpuTime ? ThreadCpuNanoseconds() : Stopwatch.GetTimestamp();
 
         public void Stop(int kernel, long start) => Add((long)kernel << 32, start);
 
@@ -64,9 +73,25 @@ public sealed class ProfilingBackend
 
         private void Add(long key, long start)
         {
-            long elapsed = Stopwatch.GetTimestamp() - start;
+            long elapsed = Start() - start;
             Totals[key] = Totals.TryGetValue(key, out var t) ? (t.Ticks + elapsed, t.Calls + 1) : (elapsed, 1);
         }
+
+        private static long ThreadCpuNanoseconds()
+        {
+            const int ClockThreadCpuTimeId = 3;
+            return clock_gettime(ClockThreadCpuTimeId, out var t) == 0 ? t.Seconds * 1_000_000_000 + t.Nanoseconds
+                : throw new PlatformNotSupportedException("ProfilingBackend: per-thread CPU time needs Linux's clock_gettime(CLOCK_THREAD_CPUTIME_ID).");
+        }
+
+        [StructLayout(LayoutKind.Sequential)]
+        private struct TimeSpec
+        {
+            public long Seconds, Nanoseconds;
+        }
+
+        [LibraryImport("libc")]
+        private static partial int clock_gettime(int clock, out TimeSpec time);
 
         internal string NameOf(long key, MethodInfo[] kernels)
         {

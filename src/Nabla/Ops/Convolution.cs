@@ -20,7 +20,8 @@ public static unsafe partial class F
 
     /// <summary>
     /// 2-D convolution (cross-correlation, as in PyTorch) of x (N, C, H, W) with weight (O, C/groups, kh, kw) plus
-    /// bias (O), giving (N, O, OH, OW). Four paths: depthwise (groups = C) runs a direct kernel; a dense 3×3 stride-1
+    /// bias (O), giving (N, O, OH, OW). Five paths: a dense stride-1 convolution that Winograd does not take runs the
+    /// direct kernels (F.UsesDirect, ConvolutionDirect.cs); depthwise (groups = C) runs a direct depthwise kernel; a dense 3×3 stride-1
     /// convolution with enough channels and tiles (F.UsesWinograd) runs as Winograd F(2×2, 3×3) (ConvolutionWinograd.cs); a 1×1 convolution
     /// with stride 1 and no padding is a GEMM straight on x; anything else multiplies the weight by the im2col matrix,
     /// materialised once per chunk of images from the patch view of the padded input (pad → Unfold over H and W).
@@ -35,7 +36,9 @@ public static unsafe partial class F
         var y = Tensor.Empty([g.Batch, g.OutChannels, g.OutHeight, g.OutWidth]);
         if (y.Count > 0)
         {
-            if (IsDepthwise(g))
+            if (UsesDirect(g))
+                Backend.Current.DirectConv2d(g, xc.Data, wc.Data, bc == null ? null : bc.Data, y.Data);
+            else if (IsDepthwise(g))
                 Backend.Current.DepthwiseConv2d(g, xc.Data, wc.Data, bc == null ? null : bc.Data, y.Data);
             else if (UsesWinograd(g))
                 WinogradForward(g, xc, wc, bc, y);
@@ -54,7 +57,12 @@ public static unsafe partial class F
                 Tensor? db = bias is { RequiresGrad: true } ? dyc.View(g.Batch, g.OutChannels, -1).Sum(2).Sum(0) : null;
                 if (dyc.Count > 0 && (dx != null || dw != null))
                 {
-                    if (IsDepthwise(g))
+                    if (UsesDirect(g))
+                    {
+                        if (dx != null) Backend.Current.DirectConv2dBackwardInput(g, dyc.Data, wc.Data, dx.Data);
+                        if (dw != null) Backend.Current.DirectConv2dBackwardWeight(g, dyc.Data, xc.Data, dw.Data);
+                    }
+                    else if (IsDepthwise(g))
                     {
                         if (dx != null) Backend.Current.DepthwiseConv2dBackwardInput(g, dyc.Data, wc.Data, dx.Data);
                         if (dw != null) Backend.Current.DepthwiseConv2dBackwardWeight(g, dyc.Data, xc.Data, dw.Data);

@@ -86,6 +86,43 @@ public unsafe class ConvolutionKernelTests
         }
     }
 
+    /// <summary>The direct convolution's three kernels on random shapes (strides 1 to 3): 1–6 input channels, output channels
+    /// that leave a partial block of 4, kernels from 1×1 to 5×5 with any padding below the kernel size, planes from
+    /// 1×1 to wider than several vectors, and batches that split into several chunks.</summary>
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void DirectKernelsMatchReference(Isa isa)
+    {
+        var random = new Random(12);
+        for (int trial = 0; trial < 40; trial++)
+        {
+            int kh = random.Next(1, 6), kw = random.Next(1, 6), stride = trial % 3 == 2 ? random.Next(2, 4) : 1;
+            int h = random.Next(1, 16), w = random.Next(3) == 0 ? random.Next(30, 70) : random.Next(1, 20);
+            var g = new Conv2dGeometry(random.Next(1, 7), random.Next(1, 7), h, w, random.Next(1, 10), kh, kw, stride, stride,
+                random.Next(0, kh), random.Next(0, kw), 1, 1, 1);
+            if (g.OutHeight < 1 || g.OutWidth < 1) continue;
+            Assert.True(g.SuitsDirect);
+            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
+            var x = Randn(random, inCount);
+            var weight = Randn(random, (long)g.OutChannels * g.Channels * kh * kw);
+            var bias = trial % 2 == 0 ? Randn(random, g.OutChannels) : null;
+            var dy = Randn(random, outCount);
+            var results = new Tensor[2, 3];
+            BothBackends(isa, (backend, isReference) =>
+            {
+                int k = isReference ? 0 : 1;
+                var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([weight.Count]));
+                backend.DirectConv2d(g, x.Data, weight.Data, bias == null ? null : bias.Data, y.Data);
+                backend.DirectConv2dBackwardInput(g, dy.Data, weight.Data, dx.Data);
+                backend.DirectConv2dBackwardWeight(g, dy.Data, x.Data, dw.Data);
+                (results[k, 0], results[k, 1], results[k, 2]) = (y, dx, dw);
+            });
+            Close.Assert(results[0, 0], results[1, 0], 1e-5, $"direct y {g}");
+            Close.Assert(results[0, 1], results[1, 1], 1e-5, $"direct dx {g}");
+            Close.Assert(results[0, 2], results[1, 2], 1e-5, $"direct dw {g}");
+        }
+    }
+
     [Theory]
     [MemberData(nameof(Isas))]
     public void MaxPoolKernelsMatchReference(Isa isa)
@@ -94,6 +131,8 @@ public unsafe class ConvolutionKernelTests
         for (int trial = 0; trial < 40; trial++)
         {
             var g = RandomGeometry(random, pooling: true);
+            // Every fourth trial the 2×2 stride-2 window that has its own kernel, on planes of odd and even sizes.
+            if (trial % 4 == 3) g = Conv2dGeometry.Pooling(g.Batch, g.Channels, random.Next(2, 15), random.Next(2, 40), 2, 2, 2, 2, 0, 0);
             long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Planes * g.OutHeight * g.OutWidth;
             var x = Randn(random, inCount);
             var values = x.AsSpan();
@@ -351,11 +390,13 @@ public unsafe class ConvolutionKernelTests
     /// chunk; Winograd (16 channels in and out, forced: the size rule would pick im2col): 32 images of 16 × 16
     /// channels × 32×32 tiles per chunk.</summary>
     [Theory]
-    [InlineData(4, 64, 2, false)]
-    [InlineData(33, 16, 16, true)]
-    public void Conv2dOverSeveralImageChunksEqualsOneImageAtATime(int images, int channels, int outChannels, bool winograd)
+    [InlineData(4, 64, 2, "im2col")]
+    [InlineData(33, 16, 16, "winograd")]
+    [InlineData(5, 16, 16, "direct")]
+    public void Conv2dOverSeveralImageChunksEqualsOneImageAtATime(int images, int channels, int outChannels, string algorithm)
     {
-        using var path = winograd ? F.ForceWinograd() : null;
+        using var path = algorithm == "winograd" ? F.ForceWinograd()
+            : F.ForceConvolutionPath(algorithm == "direct" ? ConvolutionPath.Direct : ConvolutionPath.WithoutDirect);
         var g = new Generator(13);
         var x = Tensor.Randn(g, images, channels, 64, 64).RequiresGrad_();
         var w = Tensor.Randn(g, outChannels, channels, 3, 3).Mul(0.05f).RequiresGrad_();

@@ -113,6 +113,9 @@ public unsafe class KernelAllocationTests(ITestOutputHelper output)
             Cases["DepthwiseConv2dBackwardWeight"] = () => kernels.DepthwiseConv2dBackwardWeight(conv, b.Data, a.Data, dw.Data);
             var winograd = new Conv2dGeometry(2, 3, 11, 37, 4, 3, 3, 1, 1, 1, 2, 1, 1, 1);
             var tiles = Floats((int)(Winograd.TileElements * Winograd.SliceStride(4, winograd.Tiles)));
+            Cases["DirectConv2d"] = () => kernels.DirectConv2d(winograd, a.Data, w.Data, bias.Data, b.Data);
+            Cases["DirectConv2dBackwardInput"] = () => kernels.DirectConv2dBackwardInput(winograd, b.Data, w.Data, c.Data);
+            Cases["DirectConv2dBackwardWeight"] = () => kernels.DirectConv2dBackwardWeight(winograd, b.Data, a.Data, dw.Data);
             Cases["WinogradInput"] = () => kernels.WinogradInput(winograd, a.Data, tiles.Data);
             Cases["WinogradOutput"] = () => kernels.WinogradOutput(winograd, tiles.Data, bias.Data, b.Data);
             Cases["WinogradOutputAdjoint"] = () => kernels.WinogradOutputAdjoint(winograd, a.Data, tiles.Data);

@@ -57,6 +57,11 @@ public sealed unsafe partial class CpuBackend
     // plane indices afterwards. A NaN always takes over (the last one wins, as in PyTorch's loop).
     private static void MaxPoolPlane<V>(in Conv2dGeometry g, int plane, float* x, float* y, int* argmax) where V : struct, IVec<V>
     {
+        if (g is { KernelH: 2, KernelW: 2, StrideH: 2, StrideW: 2, PadH: 0, PadW: 0, DilationH: 1, DilationW: 1 })
+        {
+            MaxPool2x2Plane(g, plane, x, y, argmax);
+            return;
+        }
         var p = new PaddedPlane(g);
         int OH = g.OutHeight, OW = g.OutWidth, taps = g.KernelH * g.KernelW;
         int* tap = stackalloc int[taps];
@@ -88,6 +93,35 @@ public sealed unsafe partial class CpuBackend
                     iw = FirstInside(ow * g.StrideW - g.PadW, g.DilationW);
                 }
                 indexPlane[(long)oh * OW + ow] = ih * g.Width + iw;
+            }
+        }
+    }
+
+    // The common 2×2 stride-2 window (LeNet, VGG) straight from the input, without the padded phase-split copy and the
+    // tap bookkeeping of the general loop: on small planes those cost several times the comparisons. Same rules: the
+    // first maximum in window order, a NaN taking over from anything before it.
+    private static void MaxPool2x2Plane(in Conv2dGeometry g, int plane, float* x, float* y, int* argmax)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth, W = g.Width;
+        float* xPlane = x + (long)plane * g.Height * W, yRow = y + (long)plane * OH * OW;
+        int* indexRow = argmax + (long)plane * OH * OW;
+        for (int oh = 0; oh < OH; oh++, yRow += OW, indexRow += OW)
+        {
+            int top = 2 * oh * W;
+            float* r0 = xPlane + top, r1 = r0 + W;
+            for (int ow = 0; ow < OW; ow++)
+            {
+                int at = 2 * ow;
+                float best = r0[at];
+                int index = top + at;
+                float v = r0[at + 1];
+                if (v > best || float.IsNaN(v)) { best = v; index = top + at + 1; }
+                v = r1[at];
+                if (v > best || float.IsNaN(v)) { best = v; index = top + W + at; }
+                v = r1[at + 1];
+                if (v > best || float.IsNaN(v)) { best = v; index = top + W + at + 1; }
+                yRow[ow] = best;
+                indexRow[ow] = index;
             }
         }
     }

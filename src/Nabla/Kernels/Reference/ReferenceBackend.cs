@@ -535,6 +535,75 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
                 }
     }
 
+    public void DirectConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth;
+        for (int n = 0; n < g.Batch; n++)
+            for (int o = 0; o < g.OutChannels; o++)
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++)
+                    {
+                        double acc = bias == null ? 0 : bias[o];
+                        for (int c = 0; c < g.Channels; c++)
+                            for (int i = 0; i < g.KernelH; i++)
+                                for (int j = 0; j < g.KernelW; j++)
+                                {
+                                    int ih = oh * g.StrideH - g.PadH + i * g.DilationH, iw = ow * g.StrideW - g.PadW + j * g.DilationW;
+                                    if (ih >= 0 && ih < g.Height && iw >= 0 && iw < g.Width)
+                                        acc += (double)w[(((long)o * g.Channels + c) * g.KernelH + i) * g.KernelW + j] *
+                                            x[(((long)n * g.Channels + c) * g.Height + ih) * g.Width + iw];
+                                }
+                        y[(((long)n * g.OutChannels + o) * OH + oh) * OW + ow] = (float)acc;
+                    }
+    }
+
+    public void DirectConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth;
+        for (int n = 0; n < g.Batch; n++)
+            for (int c = 0; c < g.Channels; c++)
+                for (int ih = 0; ih < g.Height; ih++)
+                    for (int iw = 0; iw < g.Width; iw++)
+                    {
+                        // Every (output, tap) that read this input position.
+                        double acc = 0;
+                        for (int o = 0; o < g.OutChannels; o++)
+                            for (int i = 0; i < g.KernelH; i++)
+                                for (int j = 0; j < g.KernelW; j++)
+                                {
+                                    int rh = ih + g.PadH - i * g.DilationH, rw = iw + g.PadW - j * g.DilationW;
+                                    if (rh < 0 || rw < 0 || rh % g.StrideH != 0 || rw % g.StrideW != 0) continue;
+                                    int oh = rh / g.StrideH, ow = rw / g.StrideW;
+                                    if (oh < OH && ow < OW)
+                                        acc += (double)w[(((long)o * g.Channels + c) * g.KernelH + i) * g.KernelW + j] *
+                                            dy[(((long)n * g.OutChannels + o) * OH + oh) * OW + ow];
+                                }
+                        dx[(((long)n * g.Channels + c) * g.Height + ih) * g.Width + iw] = (float)acc;
+                    }
+    }
+
+    public void DirectConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw)
+    {
+        int OH = g.OutHeight, OW = g.OutWidth;
+        for (int o = 0; o < g.OutChannels; o++)
+            for (int c = 0; c < g.Channels; c++)
+                for (int i = 0; i < g.KernelH; i++)
+                    for (int j = 0; j < g.KernelW; j++)
+                    {
+                        double acc = 0;
+                        for (int n = 0; n < g.Batch; n++)
+                            for (int oh = 0; oh < OH; oh++)
+                                for (int ow = 0; ow < OW; ow++)
+                                {
+                                    int ih = oh * g.StrideH - g.PadH + i * g.DilationH, iw = ow * g.StrideW - g.PadW + j * g.DilationW;
+                                    if (ih >= 0 && ih < g.Height && iw >= 0 && iw < g.Width)
+                                        acc += (double)dy[(((long)n * g.OutChannels + o) * OH + oh) * OW + ow] *
+                                            x[(((long)n * g.Channels + c) * g.Height + ih) * g.Width + iw];
+                                }
+                        dw[(((long)o * g.Channels + c) * g.KernelH + i) * g.KernelW + j] = (float)acc;
+                    }
+    }
+
     public void DepthwiseConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
     {
         int OH = g.OutHeight, OW = g.OutWidth, multiplier = g.OutChannels / g.Channels;

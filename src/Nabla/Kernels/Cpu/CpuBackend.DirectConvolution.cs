@@ -1,0 +1,433 @@
+using System.Runtime.InteropServices;
+
+namespace Nabla.Kernels.Cpu;
+
+// Direct convolution (no dilation, one group) without an im2col matrix. A chunk of images is copied, zero-padded,
+// into a "grid": one row per channel holding the images' padded planes (Hp × Wp) side by side. With stride 1, output
+// (n, oh, ow) is then grid position q = n·Hp·Wp + oh·Wp + ow, and tap (i, j) reads the input grid at q + i·Wp + j for
+// every channel: the same shift for all outputs, so a vector of consecutive q is one contiguous load per tap and
+// channel, whatever the image width. With stride s each channel takes s² rows, one per phase (a, b) holding the padded
+// positions (s·u + a, s·v + b) as planes of Hq × Wq = ⌈Hp/s⌉ × ⌈Wp/s⌉; output (n, oh, ow) is q = n·Hq·Wq + oh·Wq + ow
+// and tap (i, j) reads phase (i mod s, j mod s) at q + ⌊i/s⌋·Wq + ⌊j/s⌋: contiguous again. The positions of q that
+// are no output (the padding columns and rows) are computed and dropped; they cost Hq·Wq / (OH·OW) - 1 extra work
+// (15% at 28×28, 65% at 7×7).
+//
+// The product runs as a register tile of R output channels × P vectors of q (8 × 3 with Vector512's 32 registers,
+// 4 × 2 below), the weights packed so that the R output channels of one (channel, tap) are adjacent and broadcast one
+// by one: per (channel, tap), P loads (most of them unaligned) and R broadcasts feed R·P multiply-adds. The input
+// gradient is the same product on the padded dy with the kernel flipped and transposed (at stride s, one such product
+// per phase of the input, each with the sub-kernel of the taps that reach that phase); the weight gradient is a
+// tile of 4 output channels × P (channel, tap) pairs, each a dot product of a dy grid row with a shifted input row.
+public sealed unsafe partial class CpuBackend
+{
+    /// <summary>Output channels per register tile of the weight gradient (dy is zero-padded to a multiple of it).</summary>
+    private const int WeightGradientRows = 4;
+
+    /// <summary>Floats of a chunk's grids kept at about the size of L2, so each chunk is read from cache by all its tiles.</summary>
+    private const long DirectChunkFloats = 96 * 1024;
+
+    public void DirectConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
+    {
+        var s = Correlation.Forward(g);
+        DirectCorrelation(s, x, w, bias, y, Placement.Dense(s));
+    }
+
+    public void DirectConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx)
+    {
+        if (g.StrideH == 1)
+        {
+            var s = Correlation.InputGradient(g);
+            DirectCorrelation(s, dy, w, null, dx, Placement.Dense(s));
+            return;
+        }
+        // Stride s: the input positions of phase (a, b) — padded row s·u + a, column s·v + b — receive dy[u - i', v - j']
+        // through the taps (a + s·i', b + s·j') only: a full stride-1 correlation of dy with that sub-kernel, flipped.
+        // Each input position is in one phase; positions no tap reaches stay zero.
+        new Span<float>(dx, checked((int)((long)g.Planes * g.Height * g.Width))).Clear();
+        for (int a = 0; a < g.StrideH; a++)
+            for (int b = 0; b < g.StrideW; b++)
+            {
+                int ka = (g.KernelH - a + g.StrideH - 1) / g.StrideH, kb = (g.KernelW - b + g.StrideW - 1) / g.StrideW;
+                if (ka == 0 || kb == 0) continue;
+                var s = new Correlation(g.Batch, g.OutChannels, g.OutHeight, g.OutWidth, g.Channels, ka, kb, ka - 1, kb - 1, 1, true,
+                    g.StrideH, a, b, g.KernelH, g.KernelW);
+                DirectCorrelation(s, dy, w, null, dx, new Placement(g.StrideH, a - g.PadH, b - g.PadW, g.Height, g.Width));
+            }
+    }
+
+    public void DirectConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw)
+    {
+        var shape = Correlation.Forward(g);
+        int pairs = shape.In * shape.Taps;
+        // Images are split into one contiguous range per thread, each summing into its own partial weight gradient;
+        // the partials are added in a fixed order, so the result does not depend on which thread ran what.
+        int ranges = Math.Min(WorkerPool.ConcurrentThreads, g.Batch);
+        int chunk = ChunkImages(shape, (g.Batch + ranges - 1) / ranges);
+        long weights = (long)shape.Out * pairs;
+        float* partials = (float*)NativeMemory.AlignedAlloc((nuint)(ranges * weights * sizeof(float)), 64);
+        try
+        {
+            ParallelKernel.Items(ranges, new DirectWeightGradientRanges(shape, chunk, ranges, dy, x, partials));
+            for (long i = 0; i < weights; i++)
+            {
+                float sum = 0;
+                for (int r = 0; r < ranges; r++) sum += partials[r * weights + i];
+                dw[i] = sum;
+            }
+        }
+        finally { NativeMemory.AlignedFree(partials); }
+    }
+
+    /// <summary>A correlation of In-channel images (H × W, padded by PadH, PadW) with Out × In kernels of KH × KW at
+    /// stride S: the forward of a convolution, or, with <see cref="Flipped"/>, the input gradient of a stride-1 one (the
+    /// weight read as w[in, out] rotated by 180°). A flipped correlation can also run one phase of a strided
+    /// convolution's input gradient: its kernel is then the sub-kernel of taps (PhaseA + KernelStride·r,
+    /// PhaseB + KernelStride·c) of the FullKH × FullKW weight.</summary>
+    private readonly record struct Correlation(int Batch, int In, int H, int W, int Out, int KH, int KW, int PadH, int PadW, int S, bool Flipped,
+        int KernelStride = 1, int PhaseA = 0, int PhaseB = 0, int FullKH = 0, int FullKW = 0)
+    {
+        public static Correlation Forward(in Conv2dGeometry g) =>
+            new(g.Batch, g.Channels, g.Height, g.Width, g.OutChannels, g.KernelH, g.KernelW, g.PadH, g.PadW, g.StrideH, false);
+
+        // Stride 1: dx = dy padded by (k - 1 - pad) correlated with the flipped kernel (an output of dy at oh reaches
+        // input rows oh - pad .. oh - pad + k - 1).
+        public static Correlation InputGradient(in Conv2dGeometry g) =>
+            new(g.Batch, g.OutChannels, g.OutHeight, g.OutWidth, g.Channels, g.KernelH, g.KernelW,
+                g.KernelH - 1 - g.PadH, g.KernelW - 1 - g.PadW, 1, true);
+
+        public int Hp => H + 2 * PadH;
+        public int Wp => W + 2 * PadW;
+        /// <summary>Rows and columns of one phase plane, and its size.</summary>
+        public int Hq => (Hp + S - 1) / S;
+        public int Wq => (Wp + S - 1) / S;
+        public int Plane => Hq * Wq;
+        public int OH => (Hp - KH) / S + 1;
+        public int OW => (Wp - KW) / S + 1;
+        public int Taps => KH * KW;
+        /// <summary>Grid rows per input channel: one per phase.</summary>
+        public int Phases => S * S;
+
+        /// <summary>Where tap t reads, relative to grid position q of its channel's first phase row.</summary>
+        public long TapOffset(int t, long row)
+        {
+            int i = t / KW, j = t % KW;
+            return (i % S * S + j % S) * row + (long)(i / S) * Wq + j / S;
+        }
+        /// <summary>Out rounded up to whole tiles of <paramref name="rows"/> output channels.</summary>
+        public int OutPadded(int rows) => (Out + rows - 1) / rows * rows;
+
+        /// <summary>The kernel weight from input channel i to output channel o at tap t, from the convolution's weight
+        /// (OutChannels, Channels, KH, KW).</summary>
+        public float Weight(float* w, int o, int i, int t)
+        {
+            if (!Flipped) return w[((long)o * In + i) * Taps + t];
+            int kh = FullKH == 0 ? KH : FullKH, kw = FullKW == 0 ? KW : FullKW;
+            int r = PhaseA + KernelStride * (KH - 1 - t / KW), c = PhaseB + KernelStride * (KW - 1 - t % KW);
+            return w[(((long)i * Out + o) * kh + r) * kw + c];
+        }
+    }
+
+    /// <summary>Where a correlation's output (oh, ow) goes: row Stride·oh + OffsetH, column Stride·ow + OffsetW of planes
+    /// of Height × Width (outputs that fall outside are dropped).</summary>
+    private readonly record struct Placement(int Stride, int OffsetH, int OffsetW, int Height, int Width)
+    {
+        public static Placement Dense(in Correlation s) => new(1, 0, 0, s.OH, s.OW);
+    }
+
+    /// <summary>Output channels per register tile of the forward product, for the instruction set in effect (the
+    /// kernels' vector width follows it too): the weights are packed and zero-padded to a multiple of it.</summary>
+    private static int ForwardRows => CpuFeatures.Effective == Isa.Avx512 ? 8 : 4;
+
+    /// <summary>Vectors of grid positions per forward tile, with <see cref="ForwardRows"/> rows.</summary>
+    private static int ForwardColumns(int rows) => rows == 8 ? 3 : 2;
+
+    /// <summary>(channel, tap) pairs per weight-gradient tile.</summary>
+    private static int PairColumns<V>() where V : struct, IVec<V> => V.Count >= 16 ? 4 : 2;
+
+    /// <summary>Grid positions of a chunk of images, rounded up to whole tiles of <paramref name="vectors"/> vectors.</summary>
+    private static long GridSpan<V>(in Correlation s, int images, int vectors) where V : struct, IVec<V>
+    {
+        long tile = vectors * V.Count;
+        return ((long)images * s.Plane + tile - 1) / tile * tile;
+    }
+
+    /// <summary>Floats of an input grid row: the span plus the furthest tap's reach, in whole cache lines.</summary>
+    private static long InputRow(in Correlation s, long span) => ThreadScratch.Aligned(span + (long)((s.KH - 1) / s.S) * s.Wq + (s.KW - 1) / s.S);
+
+    /// <summary>Images per chunk: as many as keep its grids near <see cref="DirectChunkFloats"/>, at most <paramref name="limit"/>.</summary>
+    private static int ChunkImages(in Correlation s, int limit) =>
+        (int)Math.Clamp(DirectChunkFloats / Math.Max(1L, (long)(s.In * s.Phases + s.OutPadded(8)) * s.Plane), 1, Math.Max(1, limit));
+
+    private static void DirectCorrelation(in Correlation s, float* x, float* w, float* bias, float* y, Placement place)
+    {
+        // Packed weights: [output block][input channel][tap][the rows outputs of the block], zero past Out.
+        int rows = ForwardRows;
+        long packedCount = (long)s.OutPadded(rows) * s.In * s.Taps;
+        float* packed = (float*)NativeMemory.AlignedAlloc((nuint)(packedCount * sizeof(float)), 64);
+        try
+        {
+            for (int block = 0; block < s.OutPadded(rows) / rows; block++)
+                for (int i = 0; i < s.In; i++)
+                    for (int t = 0; t < s.Taps; t++)
+                        for (int k = 0; k < rows; k++)
+                        {
+                            int o = block * rows + k;
+                            packed[((((long)block * s.In + i) * s.Taps + t) * rows) + k] = o < s.Out ? s.Weight(w, o, i, t) : 0f;
+                        }
+            // Enough chunks to keep every thread busy twice over, where the batch allows.
+            int chunk = ChunkImages(s, (s.Batch + 2 * WorkerPool.ConcurrentThreads - 1) / (2 * WorkerPool.ConcurrentThreads));
+            ParallelKernel.Items((s.Batch + chunk - 1) / chunk, new DirectChunks(s, place, chunk, rows, x, packed, bias, y));
+        }
+        finally { NativeMemory.AlignedFree(packed); }
+    }
+
+    private readonly struct DirectChunks(Correlation s, Placement place, int chunk, int rows, float* x, float* packed, float* bias, float* y) : IKernelItems
+    {
+        public void Execute<V>(int item) where V : struct, IVec<V>
+        {
+            int n0 = item * chunk, images = Math.Min(chunk, s.Batch - n0);
+            long span = GridSpan<V>(s, images, ForwardColumns(rows)), row = InputRow(s, span);
+            long channelStride = s.Phases * row;
+            float* grid = ThreadScratch.Floats(s.In * channelStride + s.OutPadded(rows) * span);
+            float* output = grid + s.In * channelStride;
+            FillGrid(s, x, n0, images, grid, row);
+            int* tap = stackalloc int[s.Taps];
+            for (int t = 0; t < s.Taps; t++) tap[t] = (int)s.TapOffset(t, row);
+            for (int block = 0; block < s.OutPadded(rows) / rows; block++)
+            {
+                float* blockWeights = packed + (long)block * s.In * s.Taps * rows, blockOutput = output + (long)block * rows * span;
+                // Eight rows only where the vectors are 512-bit (ForwardRows); the generic instance for narrower ones never runs.
+                if (rows == 8) DirectTiles8x3<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
+                else DirectTiles4x2<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
+            }
+            // Crop the grid to the outputs, adding the bias, and place them.
+            int OH = s.OH, OW = s.OW;
+            for (int n = 0; n < images; n++)
+                for (int o = 0; o < s.Out; o++)
+                {
+                    float b = bias == null ? 0f : bias[o];
+                    float* src = output + (long)o * span + (long)n * s.Plane;
+                    float* dst = y + ((long)(n0 + n) * s.Out + o) * place.Height * place.Width;
+                    if (place.Stride == 1)
+                    {
+                        for (int oh = 0; oh < OH; oh++)
+                            AddBiasRow<V>(src + (long)oh * s.Wq, dst + (long)oh * OW, OW, b);
+                        continue;
+                    }
+                    for (int oh = 0; oh < OH; oh++)
+                    {
+                        int h = place.Stride * oh + place.OffsetH;
+                        if (h < 0 || h >= place.Height) continue;
+                        for (int ow = 0; ow < OW; ow++)
+                        {
+                            int w = place.Stride * ow + place.OffsetW;
+                            if (w >= 0 && w < place.Width) dst[(long)h * place.Width + w] = src[(long)oh * s.Wq + ow] + b;
+                        }
+                    }
+                }
+        }
+    }
+
+    /// <summary>dst[k] = src[k] + b over [0, n).</summary>
+    private static void AddBiasRow<V>(float* src, float* dst, int n, float b) where V : struct, IVec<V>
+    {
+        int k = 0;
+        var bv = V.Splat(b);
+        for (; k + V.Count <= n; k += V.Count) V.Store(dst + k, V.Load(src + k) + bv);
+        for (; k < n; k++) dst[k] = src[k] + b;
+    }
+
+    /// <summary>Copies images [n0, n0 + images) of x (Batch, In, H, W) into the zero-padded grid (In · Phases rows of
+    /// <paramref name="row"/> floats).</summary>
+    private static void FillGrid(in Correlation s, float* x, int n0, int images, float* grid, long row)
+    {
+        new Span<float>(grid, checked((int)(s.In * s.Phases * row))).Clear();
+        for (int i = 0; i < s.In; i++)
+            for (int n = 0; n < images; n++)
+            {
+                float* src = x + ((long)(n0 + n) * s.In + i) * s.H * s.W;
+                float* plane = grid + i * s.Phases * row + (long)n * s.Plane;
+                if (s.S == 1)
+                {
+                    float* dst = plane + (long)s.PadH * s.Wp + s.PadW;
+                    for (int h = 0; h < s.H; h++)
+                        Buffer.MemoryCopy(src + (long)h * s.W, dst + (long)h * s.Wp, s.W * 4L, s.W * 4L);
+                    continue;
+                }
+                for (int h = 0; h < s.H; h++)
+                {
+                    int ph = h + s.PadH;
+                    float* srcRow = src + (long)h * s.W, phaseRow = plane + (ph % s.S) * s.S * row + (long)(ph / s.S) * s.Wq;
+                    // Phase b of the row takes every S-th input column from the first whose padded column is b mod S.
+                    for (int b = 0; b < s.S; b++)
+                    {
+                        int w = ((b - s.PadW) % s.S + s.S) % s.S;
+                        float* dst = phaseRow + b * row + (w + s.PadW) / s.S;
+                        for (; w < s.W; w += s.S) *dst++ = srcRow[w];
+                    }
+                }
+            }
+    }
+
+    /// <summary>out[k][q] = Σ_i Σ_t packed[i][t][k] · grid[i][q + tap[t]] for the 4 output rows k of one block and all q
+    /// in [0, span), a tile of 4 rows × 2 vectors at a time.</summary>
+    private static void DirectTiles4x2<V>(float* packed, int channels, int taps, int* tap, float* grid, long channelStride, float* output, long span)
+        where V : struct, IVec<V>
+    {
+        int n = V.Count;
+        for (long q = 0; q < span; q += 2 * n)
+        {
+            V a00 = V.Splat(0f), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+            float* wp = packed;
+            for (int i = 0; i < channels; i++)
+            {
+                float* xr = grid + i * channelStride + q;
+                for (int t = 0; t < taps; t++, wp += 4)
+                {
+                    float* at = xr + tap[t];
+                    V x0 = V.Load(at), x1 = V.Load(at + n);
+                    V w = V.Splat(wp[0]);
+                    a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01);
+                    w = V.Splat(wp[1]);
+                    a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11);
+                    w = V.Splat(wp[2]);
+                    a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21);
+                    w = V.Splat(wp[3]);
+                    a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31);
+                }
+            }
+            float* o = output + q;
+            V.Store(o, a00); V.Store(o + n, a01); o += span;
+            V.Store(o, a10); V.Store(o + n, a11); o += span;
+            V.Store(o, a20); V.Store(o + n, a21); o += span;
+            V.Store(o, a30); V.Store(o + n, a31);
+        }
+    }
+
+    /// <summary>As <see cref="DirectTiles4x2"/> for 8 output rows, 3 vectors at a time: 24 accumulators, 3 loads and 8
+    /// broadcasts per 24 multiply-adds (Vector512 has the 32 registers it needs).</summary>
+    private static void DirectTiles8x3<V>(float* packed, int channels, int taps, int* tap, float* grid, long channelStride, float* output, long span)
+        where V : struct, IVec<V>
+    {
+        int n = V.Count;
+        for (long q = 0; q < span; q += 3 * n)
+        {
+            V a00 = V.Splat(0f), a01 = a00, a02 = a00, a10 = a00, a11 = a00, a12 = a00, a20 = a00, a21 = a00, a22 = a00,
+              a30 = a00, a31 = a00, a32 = a00, a40 = a00, a41 = a00, a42 = a00, a50 = a00, a51 = a00, a52 = a00,
+              a60 = a00, a61 = a00, a62 = a00, a70 = a00, a71 = a00, a72 = a00;
+            float* wp = packed;
+            for (int i = 0; i < channels; i++)
+            {
+                float* xr = grid + i * channelStride + q;
+                for (int t = 0; t < taps; t++, wp += 8)
+                {
+                    float* at = xr + tap[t];
+                    V x0 = V.Load(at), x1 = V.Load(at + n), x2 = V.Load(at + 2 * n);
+                    V w = V.Splat(wp[0]);
+                    a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01); a02 = V.Fma(w, x2, a02);
+                    w = V.Splat(wp[1]);
+                    a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11); a12 = V.Fma(w, x2, a12);
+                    w = V.Splat(wp[2]);
+                    a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21); a22 = V.Fma(w, x2, a22);
+                    w = V.Splat(wp[3]);
+                    a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31); a32 = V.Fma(w, x2, a32);
+                    w = V.Splat(wp[4]);
+                    a40 = V.Fma(w, x0, a40); a41 = V.Fma(w, x1, a41); a42 = V.Fma(w, x2, a42);
+                    w = V.Splat(wp[5]);
+                    a50 = V.Fma(w, x0, a50); a51 = V.Fma(w, x1, a51); a52 = V.Fma(w, x2, a52);
+                    w = V.Splat(wp[6]);
+                    a60 = V.Fma(w, x0, a60); a61 = V.Fma(w, x1, a61); a62 = V.Fma(w, x2, a62);
+                    w = V.Splat(wp[7]);
+                    a70 = V.Fma(w, x0, a70); a71 = V.Fma(w, x1, a71); a72 = V.Fma(w, x2, a72);
+                }
+            }
+            float* o = output + q;
+            V.Store(o, a00); V.Store(o + n, a01); V.Store(o + 2 * n, a02); o += span;
+            V.Store(o, a10); V.Store(o + n, a11); V.Store(o + 2 * n, a12); o += span;
+            V.Store(o, a20); V.Store(o + n, a21); V.Store(o + 2 * n, a22); o += span;
+            V.Store(o, a30); V.Store(o + n, a31); V.Store(o + 2 * n, a32); o += span;
+            V.Store(o, a40); V.Store(o + n, a41); V.Store(o + 2 * n, a42); o += span;
+            V.Store(o, a50); V.Store(o + n, a51); V.Store(o + 2 * n, a52); o += span;
+            V.Store(o, a60); V.Store(o + n, a61); V.Store(o + 2 * n, a62); o += span;
+            V.Store(o, a70); V.Store(o + n, a71); V.Store(o + 2 * n, a72);
+        }
+    }
+
+    private readonly struct DirectWeightGradientRanges(Correlation s, int chunk, int ranges, float* dy, float* x, float* partials) : IKernelItems
+    {
+        public void Execute<V>(int range) where V : struct, IVec<V>
+        {
+            int pairs = s.In * s.Taps, columns = PairColumns<V>(), outPadded = s.OutPadded(WeightGradientRows);
+            int pairsPadded = (pairs + columns - 1) / columns * columns;
+            float* partial = partials + (long)range * s.Out * pairs;
+            new Span<float>(partial, s.Out * pairs).Clear();
+            int first = (int)((long)s.Batch * range / ranges), end = (int)((long)s.Batch * (range + 1) / ranges);
+            long maxSpan = GridSpan<V>(s, chunk, 1), maxRow = InputRow(s, maxSpan);
+            float* grid = ThreadScratch.Floats(s.In * s.Phases * maxRow + outPadded * maxSpan + pairsPadded);
+            float* dyGrid = grid + s.In * s.Phases * maxRow;
+            int* pairAt = (int*)(dyGrid + outPadded * maxSpan);
+            for (int n0 = first; n0 < end; n0 += chunk)
+            {
+                int images = Math.Min(chunk, end - n0);
+                long span = GridSpan<V>(s, images, 1), row = InputRow(s, span);
+                FillGrid(s, x, n0, images, grid, row);
+                // dy on the output grid, zero wherever the grid position is no output.
+                new Span<float>(dyGrid, (int)(outPadded * span)).Clear();
+                int OH = s.OH, OW = s.OW;
+                for (int o = 0; o < s.Out; o++)
+                    for (int n = 0; n < images; n++)
+                        for (int oh = 0; oh < OH; oh++)
+                            Buffer.MemoryCopy(dy + (((long)(n0 + n) * s.Out + o) * OH + oh) * OW,
+                                dyGrid + o * span + (long)n * s.Plane + (long)oh * s.Wq, OW * 4L, OW * 4L);
+                // Pair p = (input channel, tap) reads the input grid from here; the padding pairs repeat the last one.
+                for (int p = 0; p < pairsPadded; p++)
+                {
+                    int pp = Math.Min(p, pairs - 1), t = pp % s.Taps;
+                    pairAt[p] = (int)(pp / s.Taps * s.Phases * row + s.TapOffset(t, row));
+                }
+                for (int block = 0; block < outPadded / WeightGradientRows; block++)
+                    for (int p = 0; p < pairs; p += columns)
+                        WeightGradientTile<V>(dyGrid + (long)block * WeightGradientRows * span, span, grid, pairAt + p,
+                            partial, block * WeightGradientRows, s.Out, p, Math.Min(columns, pairs - p), pairs);
+            }
+        }
+    }
+
+    /// <summary>partial[o][p] += Σ_q dyGrid[o][q] · grid[pairAt[p] + q] for 4 output rows × P pairs (only the
+    /// <paramref name="validPairs"/> first and the rows below <paramref name="outChannels"/> are stored).</summary>
+    private static void WeightGradientTile<V>(float* dyRows, long span, float* grid, int* pairAt, float* partial, int o0, int outChannels,
+        int p0, int validPairs, int pairs) where V : struct, IVec<V>
+    {
+        bool wide = PairColumns<V>() == 4;
+        V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
+          a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        float* x0p = grid + pairAt[0], x1p = grid + pairAt[1];
+        float* x2p = wide ? grid + pairAt[2] : null, x3p = wide ? grid + pairAt[3] : null;
+        float* d0p = dyRows, d1p = d0p + span, d2p = d1p + span, d3p = d2p + span;
+        for (long q = 0; q < span; q += V.Count)
+        {
+            V d0 = V.Load(d0p + q), d1 = V.Load(d1p + q), d2 = V.Load(d2p + q), d3 = V.Load(d3p + q);
+            V x0 = V.Load(x0p + q), x1 = V.Load(x1p + q);
+            a00 = V.Fma(d0, x0, a00); a01 = V.Fma(d0, x1, a01);
+            a10 = V.Fma(d1, x0, a10); a11 = V.Fma(d1, x1, a11);
+            a20 = V.Fma(d2, x0, a20); a21 = V.Fma(d2, x1, a21);
+            a30 = V.Fma(d3, x0, a30); a31 = V.Fma(d3, x1, a31);
+            if (wide)
+            {
+                V x2 = V.Load(x2p + q), x3 = V.Load(x3p + q);
+                a02 = V.Fma(d0, x2, a02); a03 = V.Fma(d0, x3, a03);
+                a12 = V.Fma(d1, x2, a12); a13 = V.Fma(d1, x3, a13);
+                a22 = V.Fma(d2, x2, a22); a23 = V.Fma(d2, x3, a23);
+                a32 = V.Fma(d3, x2, a32); a33 = V.Fma(d3, x3, a33);
+            }
+        }
+        float* sums = stackalloc float[16];
+        sums[0] = V.SumAcross(a00); sums[1] = V.SumAcross(a01); sums[2] = V.SumAcross(a02); sums[3] = V.SumAcross(a03);
+        sums[4] = V.SumAcross(a10); sums[5] = V.SumAcross(a11); sums[6] = V.SumAcross(a12); sums[7] = V.SumAcross(a13);
+        sums[8] = V.SumAcross(a20); sums[9] = V.SumAcross(a21); sums[10] = V.SumAcross(a22); sums[11] = V.SumAcross(a23);
+        sums[12] = V.SumAcross(a30); sums[13] = V.SumAcross(a31); sums[14] = V.SumAcross(a32); sums[15] = V.SumAcross(a33);
+        for (int k = 0; k < WeightGradientRows && o0 + k < outChannels; k++)
+            for (int j = 0; j < validPairs; j++)
+                partial[(long)(o0 + k) * pairs + p0 + j] += sums[k * 4 + j];
+    }
+}
