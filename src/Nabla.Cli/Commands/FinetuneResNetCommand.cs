@@ -23,6 +23,8 @@ public sealed record FinetuneRunConfig
     /// <summary>Training images per class (0: all of the training split).</summary>
     public int ExamplesPerClass { get; init; }
     public bool UnfreezeLastStage { get; init; }
+    /// <summary>Full fine-tuning: every layer trained, starting from the pretrained weights.</summary>
+    public bool UnfreezeAll { get; init; }
     /// <summary>The baseline: the same network with fresh random weights, all of it trained.</summary>
     public bool FromScratch { get; init; }
     /// <summary>Side the images are resized to before the body (default: the size it was trained on).</summary>
@@ -81,6 +83,7 @@ public static class FinetuneResNetCommand
         var dataset = new Option<string>("--dataset") { Description = "digits (scikit-learn's 8×8 digits), a digits.csv(.gz) file, or an image folder (one sub-folder per class).", DefaultValueFactory = _ => defaults.Dataset };
         var examples = new Option<int>("--examples-per-class") { Description = "Training images per class (0: all of the training split)." };
         var unfreeze = new Option<bool>("--unfreeze-last-stage") { Description = "Train the body's last stage too (its batch norm included)." };
+        var unfreezeAll = new Option<bool>("--unfreeze-all") { Description = "Train every layer, starting from the pretrained weights (full fine-tuning)." };
         var scratch = new Option<bool>("--from-scratch") { Description = "Baseline: the same network from random weights, every layer trained." };
         var imageSize = new Option<int>("--image-size") { Description = "Side the images are resized to for the body (default: its training size; smaller is faster for an ImageNet body)." };
         var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => defaults.Epochs };
@@ -98,18 +101,20 @@ public static class FinetuneResNetCommand
         weightDecay.NonNegative(100);
         var command = new Command("resnet", "Fine-tune a pretrained ResNet on a small image dataset: a new input adapter and head around the frozen body.")
         {
-            baseModel, dataset, examples, unfreeze, scratch, imageSize, epochs, batchSize, lr, weightDecay, seed, output, quiet,
+            baseModel, dataset, examples, unfreeze, unfreezeAll, scratch, imageSize, epochs, batchSize, lr, weightDecay, seed, output, quiet,
         };
         command.SetAction((p, cancel) =>
         {
             var config = defaults with
             {
                 Base = p.GetValue(baseModel)!, Dataset = p.GetValue(dataset)!, ExamplesPerClass = p.GetValue(examples),
-                UnfreezeLastStage = p.GetValue(unfreeze), FromScratch = p.GetValue(scratch), ImageSize = p.GetValue(imageSize),
+                UnfreezeLastStage = p.GetValue(unfreeze), UnfreezeAll = p.GetValue(unfreezeAll), FromScratch = p.GetValue(scratch), ImageSize = p.GetValue(imageSize),
                 Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batchSize), LearningRate = p.GetValue(lr),
                 WeightDecay = p.GetValue(weightDecay), Seed = p.GetValue(seed),
             };
-            if (config.FromScratch && config.UnfreezeLastStage) throw new CliException("--from-scratch trains every layer already; drop --unfreeze-last-stage.");
+            if ((config.FromScratch || config.UnfreezeAll) && config.UnfreezeLastStage)
+                throw new CliException($"{(config.FromScratch ? "--from-scratch" : "--unfreeze-all")} trains every layer already; drop --unfreeze-last-stage.");
+            if (config.FromScratch && config.UnfreezeAll) throw new CliException("--from-scratch and --unfreeze-all exclude each other: random or pretrained weights.");
             var dir = RunDirectory.ForNewRun(p.GetValue(output), "finetune-resnet");
             var run = new VisionRun(dir);
             RunDirectory.RefuseExistingRun(dir, run.ConfigPath);
@@ -128,7 +133,7 @@ public static class FinetuneResNetCommand
             var (config, model) = new VisionRun(source).Load();
             if (model is not ResNet resnet) throw new CliException($"--base {source}: a {config.Architecture} run; `finetune resnet` needs a `nabla train resnet` run.");
             var statistics = VisionRun.Dataset(config).Statistics;
-            return new Body(resnet, statistics, 28, $"{VisionRun.Describe(config.Architecture)} trained on {config.Dataset} ({source})",
+            return new Body(resnet, statistics, 28, $"{VisionRun.Describe(config)} trained on {config.Dataset} ({source})",
                 () => (ResNet)VisionRun.BuildModel(config, resnet.FeatureCount));
         }
         var directory = Directory.Exists(source) ? source
@@ -177,7 +182,7 @@ public static class FinetuneResNetCommand
         var (train, test) = LoadData(config, imageSize, body.Model.InChannels);
         Generator.ManualSeed(config.Seed);
         var model = new FineTunedClassifier(config.FromScratch ? body.Fresh() : body.Model, train.Images.Size(1), imageSize, train.Classes.Count, body.Normalization);
-        if (config.FromScratch) model.RequiresGrad_(true).Train();
+        if (config.FromScratch || config.UnfreezeAll) model.RequiresGrad_(true).Train();
         else if (config.UnfreezeLastStage) model.UnfreezeLastStage();
 
         // The images come in [0, 1]: the adapter normalises them for the body.

@@ -41,10 +41,19 @@ public static class MlpCommands
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
         var ranks = DistributedRun.RanksOption();
+        var imageDataset = new Option<string?>("--dataset") { Description = "Train on an image dataset's pixels instead of a CSV file: fashion-mnist or mnist (evaluated on its test set)." };
+        var augment = new Option<string?>("--augment") { Description = "With --dataset: on (random shifts and flips) or off (the default)." };
+        var subset = new Option<int>("--subset") { Description = "With --dataset: train on the first N training images only (0: all)." };
+        var labelNoise = new Option<double>("--label-noise") { Description = "With --dataset: replace this share of the training labels by a random wrong class." };
+        subset.NonNegative(int.MaxValue);
+        labelNoise.Within(0, 1);
+        imageDataset.Require(v => VisionRunConfig.Datasets.Contains(v), $"--dataset must be one of {string.Join(", ", VisionRunConfig.Datasets)}.");
+        augment.Require(v => v is "on" or "off", "--augment must be on or off.");
 
-        var command = new Command("mlp", "Train a multi-layer perceptron on a CSV file (classification or regression).")
+        var command = new Command("mlp", "Train a multi-layer perceptron on a CSV file (classification or regression) or on images (--dataset).")
         {
             csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, resume, quiet, ranks,
+            imageDataset, augment, subset, labelNoise,
         };
         skipRows.NonNegative(int.MaxValue);
         epochs.Positive(1_000_000);
@@ -54,16 +63,49 @@ public static class MlpCommands
         valFraction.Within(0, 1, minExclusive: true, maxExclusive: true);
         dropout.Within(0, 1, maxExclusive: true);
 
-        command.SetAction(p =>
+        command.SetAction((p, cancel) =>
         {
             var dir = p.GetValue(resume) ? RunDirectory.ToResume(p.GetValue(output)) : RunDirectory.ForNewRun(p.GetValue(output), "mlp");
-            if (DistributedRun.Relaunch(p, ranks, output, dir) is { } exitCode) return exitCode;
+            bool images = p.GetValue(imageDataset) != null || (p.GetValue(resume) && VisionRun.IsVisionRun(dir));
+            if (!images)
+                foreach (var imageOnly in new Option[] { augment, subset, labelNoise })
+                    if (p.GetResult(imageOnly) != null) throw new CliException($"{imageOnly.Name} applies to image datasets only (--dataset).");
+            if (DistributedRun.Relaunch(p, ranks, output, dir) is { } exitCode) return Task.FromResult(exitCode);
             using var distributed = DistributedRun.Join();
             if (distributed.Size > 1 && p.GetValue(output) == null)
                 throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
-            return distributed.Run(() => Configure(p, dir, distributed));
+            return Task.FromResult(distributed.Run(() => images ? TrainOnImages(p, dir, distributed, cancel) : Configure(p, dir, distributed)));
         });
         return command;
+
+        // The vision trainer with an MLP over the 784 pixels: run directory, test-set evaluation and charts of `nabla train lenet`.
+        int TrainOnImages(ParseResult p, string dir, DistributedRun distributed, CancellationToken cancel)
+        {
+            foreach (var tabularOnly in new Option[] { csv, target, noHeader, skipRows, task, activation, valFraction })
+                if (p.GetResult(tabularOnly) is { Implicit: false })
+                    throw new CliException($"{tabularOnly.Name} does not apply to an MLP on images (--dataset).");
+            if (p.GetValue(resume)) return VisionCommands.Resume("mlp", dir, p.GetValue(quiet), distributed, cancel);
+            var defaults = VisionRunConfig.Defaults("mlp");
+            var config = defaults with
+            {
+                Dataset = p.GetValue(imageDataset)!,
+                Hidden = p.GetResult(hidden) is { Implicit: false } ? ParseHidden(p.GetValue(hidden)!) : defaults.Hidden,
+                Dropout = Given(dropout, defaults.Dropout),
+                Epochs = Given(epochs, defaults.Epochs),
+                BatchSize = Given(batchSize, defaults.BatchSize),
+                LearningRate = Given(lr, defaults.LearningRate),
+                Optimizer = p.GetValue(optimizer)!.ToLowerInvariant(),
+                WeightDecay = Given(weightDecay, defaults.WeightDecay),
+                Augment = p.GetValue(augment) == "on",
+                Subset = p.GetValue(subset),
+                LabelNoise = p.GetValue(labelNoise),
+                Seed = Given(seed, defaults.Seed),
+            };
+            return VisionCommands.TrainNew(config, dir, p.GetValue(quiet), distributed, cancel);
+
+            // The tabular defaults suit a few hundred rows; an option left out takes the image MLP's default instead.
+            T Given<T>(Option<T> option, T imageDefault) => p.GetResult(option) is { Implicit: false } ? p.GetValue(option)! : imageDefault;
+        }
 
         int Configure(ParseResult p, string dir, DistributedRun distributed)
         {

@@ -17,7 +17,7 @@ public static class SweepCommand
     {
         ["lr"] = "--lr", ["batch-size"] = "--batch-size", ["weight-decay"] = "--weight-decay", ["optimizer"] = "--optimizer",
         ["augment"] = "--augment", ["width"] = "--width", ["depth"] = "--depth", ["label-noise"] = "--label-noise", ["dropout"] = "--dropout",
-        ["epochs"] = "--epochs", ["subset"] = "--subset",
+        ["epochs"] = "--epochs", ["subset"] = "--subset", ["erasing"] = "--erasing", ["label-smoothing"] = "--label-smoothing",
     };
 
     public static Command Create()

@@ -28,6 +28,8 @@ public static class VisionCommands
         var optimizer = new Option<string>("--optimizer") { Description = $"{Optimizers.Names} (sgd: momentum 0.9).", DefaultValueFactory = _ => defaults.Optimizer };
         var weightDecay = new Option<float>("--weight-decay") { Description = "Weight decay.", DefaultValueFactory = _ => defaults.WeightDecay };
         var augment = new Option<string>("--augment") { Description = "on: random shifts, flips (not for digits) and erasing of training images; off: none.", DefaultValueFactory = _ => "on" };
+        var erasing = new Option<float>("--erasing") { Description = "With --augment on: probability of erasing a random rectangle of a Fashion-MNIST image.", DefaultValueFactory = _ => defaults.Erasing };
+        var labelSmoothing = new Option<float>("--label-smoothing") { Description = "Share of each training target spread evenly over all classes (0: none).", DefaultValueFactory = _ => defaults.LabelSmoothing };
         var subset = new Option<int>("--subset") { Description = "Train on the first N training images only (0: all), for quick runs." };
         var width = new Option<int>("--width") { Description = "resnet: channels of the first stage (default 16; stages double it)." };
         var depth = new Option<int>("--depth") { Description = "resnet: basic blocks per stage (default 3: ResNet-20; n gives ResNet-(6n+2))." };
@@ -44,6 +46,8 @@ public static class VisionCommands
         optimizer.Require(Optimizers.IsKnown, $"--optimizer must be one of {Optimizers.Names}.");
         weightDecay.NonNegative(100);
         augment.Require(v => v is "on" or "off", "--augment must be on or off.");
+        erasing.Within(0, 1);
+        labelSmoothing.Within(0, 1, maxExclusive: true);
         subset.NonNegative(int.MaxValue);
         width.NonNegative(4096);
         depth.NonNegative(1000);
@@ -53,7 +57,7 @@ public static class VisionCommands
 
         var command = new Command(architecture, $"Train a {VisionRun.Describe(architecture)} image classifier on Fashion-MNIST (or MNIST).")
         {
-            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, subset, width, depth, labelNoise, seed, output, resume, quiet, ranks,
+            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, erasing, labelSmoothing, subset, width, depth, labelNoise, seed, output, resume, quiet, ranks,
         };
         command.SetAction((p, cancel) =>
         {
@@ -68,14 +72,7 @@ public static class VisionCommands
 
         int Configure(ParseResult p, string runDir, DistributedRun distributed, CancellationToken cancel)
         {
-            if (p.GetValue(resume))
-            {
-                var run = new VisionRun(runDir);
-                var saved = VisionRunConfig.Load(run.ConfigPath);
-                if (saved.Architecture != architecture)
-                    throw new CliException($"{runDir} is a {saved.Architecture} run; resume it with `nabla train {saved.Architecture} --out {runDir} --resume`.");
-                return TrainModel(saved, run, p.GetValue(quiet), resume: true, distributed, cancel);
-            }
+            if (p.GetValue(resume)) return Resume(architecture, runDir, p.GetValue(quiet), distributed, cancel);
             var config = defaults with
             {
                 Dataset = p.GetValue(dataset)!,
@@ -85,16 +82,34 @@ public static class VisionCommands
                 Optimizer = p.GetValue(optimizer)!.ToLowerInvariant(),
                 WeightDecay = p.GetValue(weightDecay),
                 Augment = p.GetValue(augment) == "on",
+                Erasing = p.GetValue(erasing),
+                LabelSmoothing = p.GetValue(labelSmoothing),
                 Subset = p.GetValue(subset),
                 Width = p.GetValue(width),
                 Depth = p.GetValue(depth),
                 LabelNoise = p.GetValue(labelNoise),
                 Seed = p.GetValue(seed),
             };
-            var newRun = new VisionRun(runDir);
-            if (distributed.IsWriter) RunDirectory.RefuseExistingRun(runDir, newRun.ConfigPath);
-            return TrainModel(config, newRun, p.GetValue(quiet), resume: false, distributed, cancel);
+            return TrainNew(config, runDir, p.GetValue(quiet), distributed, cancel);
         }
+    }
+
+    /// <summary>Trains a new run of <paramref name="config"/> into <paramref name="runDir"/>.</summary>
+    internal static int TrainNew(VisionRunConfig config, string runDir, bool quiet, DistributedRun distributed, CancellationToken cancel)
+    {
+        var run = new VisionRun(runDir);
+        if (distributed.IsWriter) RunDirectory.RefuseExistingRun(runDir, run.ConfigPath);
+        return TrainModel(config, run, quiet, resume: false, distributed, cancel);
+    }
+
+    /// <summary>Continues the run in <paramref name="runDir"/>, which `nabla train <paramref name="architecture"/>` started.</summary>
+    internal static int Resume(string architecture, string runDir, bool quiet, DistributedRun distributed, CancellationToken cancel)
+    {
+        var run = new VisionRun(runDir);
+        var saved = VisionRunConfig.Load(run.ConfigPath);
+        if (saved.Architecture != architecture)
+            throw new CliException($"{runDir} is a {saved.Architecture} run; resume it with `nabla train {saved.Architecture} --out {runDir} --resume`.");
+        return TrainModel(saved, run, quiet, resume: true, distributed, cancel);
     }
 
     private static int TrainModel(VisionRunConfig config, VisionRun run, bool quiet, bool resume, DistributedRun distributed, CancellationToken cancel)
@@ -121,7 +136,7 @@ public static class VisionCommands
         var optimizer = Optimizers.Create(config.Optimizer, model, config.LearningRate, config.WeightDecay, config.Momentum);
         // Warm-up (a few hundred steps at most) keeps SGD at lr 0.1 and AdamW on the ViT from blowing up in the first steps.
         var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, Math.Min(stepsPerEpoch, options.Steps / 20)), totalSteps: options.Steps);
-        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), train, optimizer, options, schedule, test, run.Directory,
+        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels, labelSmoothing: model.Training ? config.LabelSmoothing : 0f), train, optimizer, options, schedule, test, run.Directory,
             distributed.Communicator);
         distributed.Attach(trainer);
         trainer.Metrics["accuracy"] = Evaluation.Accuracy;
@@ -133,7 +148,7 @@ public static class VisionCommands
             Console.WriteLine($"data: {dataset.Name} — {count:N0} training images{(config.Augment ? " (augmented)" : "")}" +
                 $"{(config.LabelNoise > 0 ? $" with {100 * config.LabelNoise:0.#}% of their labels randomised" : "")}, {testData.Count:N0} test images, " +
                 $"{dataset.Classes.Count} classes");
-            Console.WriteLine($"model: {VisionRun.Describe(config.Architecture)}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate} " +
+            Console.WriteLine($"model: {VisionRun.Describe(config)}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate} " +
                 $"weight decay {config.WeightDecay}, {config.Epochs} epochs of {stepsPerEpoch} steps");
         }
         EpochReport.PrintResume(resumed, stepsPerEpoch, quiet);

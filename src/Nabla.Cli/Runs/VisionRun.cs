@@ -3,6 +3,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Nabla.Data;
 using Nabla.IO;
+using Nabla.Models;
 using Nabla.Models.Vision;
 using Nabla.NN;
 
@@ -12,7 +13,7 @@ namespace Nabla.Cli.Runs;
 /// (and in model.safetensors' metadata), so --resume and `nabla eval` rebuild the same model.</summary>
 public sealed record VisionRunConfig
 {
-    /// <summary>lenet, vgg, resnet (ResNet-20) or vit.</summary>
+    /// <summary>lenet, vgg, resnet (ResNet-20), vit, or mlp (`nabla train mlp --dataset`).</summary>
     public string Architecture { get; init; } = "lenet";
     /// <summary>fashion-mnist or mnist.</summary>
     public string Dataset { get; init; } = "fashion-mnist";
@@ -23,6 +24,10 @@ public sealed record VisionRunConfig
     public float WeightDecay { get; init; }
     public float Momentum { get; init; } = 0.9f;
     public bool Augment { get; init; } = true;
+    /// <summary>Probability of random erasing when augmenting Fashion-MNIST (the shifts and flips stay on).</summary>
+    public float Erasing { get; init; } = ImageAugmentation.FashionMnist.ErasingProbability;
+    /// <summary>Label smoothing of the training loss (Szegedy et al., 2016): the target puts this much mass uniformly on all classes.</summary>
+    public float LabelSmoothing { get; init; }
     /// <summary>Train on the first this many training images (0: all).</summary>
     public int Subset { get; init; }
     /// <summary>ResNet only: channels of the first stage (0: 16, ResNet-20's), the knob of a width sweep.</summary>
@@ -31,8 +36,13 @@ public sealed record VisionRunConfig
     public int Depth { get; init; }
     /// <summary>Share of training labels replaced by a random wrong class (<see cref="LabelNoise"/>); the test set stays clean.</summary>
     public double LabelNoise { get; init; }
+    /// <summary>MLP only: hidden layer sizes.</summary>
+    public int[] Hidden { get; init; } = [];
+    /// <summary>MLP only: dropout probability after each hidden layer.</summary>
+    public float Dropout { get; init; }
     public ulong Seed { get; init; } = 1;
 
+    /// <summary>The image models with a `nabla train` command of their own; the MLP shares `nabla train mlp` with tabular data.</summary>
     public static readonly string[] Architectures = ["lenet", "vgg", "resnet", "vit"];
     public static readonly string[] Datasets = ["fashion-mnist", "mnist"];
 
@@ -44,6 +54,7 @@ public sealed record VisionRunConfig
         "vgg" => new() { Architecture = "vgg", Epochs = 20, BatchSize = 128, LearningRate = 2e-3f, Optimizer = "adamw", WeightDecay = 5e-4f },
         "resnet" => new() { Architecture = "resnet", Epochs = 15, BatchSize = 128, LearningRate = 0.1f, Optimizer = "sgd", WeightDecay = 5e-4f },
         "vit" => new() { Architecture = "vit", Epochs = 30, BatchSize = 128, LearningRate = 1e-3f, Optimizer = "adamw", WeightDecay = 0.05f },
+        "mlp" => new() { Architecture = "mlp", Epochs = 40, BatchSize = 128, LearningRate = 1e-3f, Optimizer = "adamw", WeightDecay = 1e-4f, Hidden = [1024, 1024], Dropout = 0.2f, Erasing = 0 },
         _ => throw new CliException($"unknown model '{architecture}' ({string.Join(", ", Architectures)})."),
     };
 
@@ -96,7 +107,7 @@ public sealed class VisionRun(string directory)
 
     /// <summary>Training augmentation: shifts, flips and erasing for clothes; no flips for digits (a mirrored 2 is no 2).</summary>
     public static ImageAugmentation? Augmentation(VisionRunConfig config) =>
-        !config.Augment ? null : config.Dataset == "mnist" ? new ImageAugmentation { CropPadding = 2 } : ImageAugmentation.FashionMnist;
+        !config.Augment ? null : config.Dataset == "mnist" ? new ImageAugmentation { CropPadding = 2 } : ImageAugmentation.FashionMnist with { ErasingProbability = config.Erasing };
 
     /// <summary>The untrained model the config describes, for 28×28 grey-scale images of <paramref name="classes"/> classes
     /// (initial weights from the default generator, which the caller seeds).</summary>
@@ -107,13 +118,23 @@ public sealed class VisionRun(string directory)
         "resnet" => new ResNet(ResidualBlock.Basic, Enumerable.Repeat(config.Depth > 0 ? config.Depth : 3, 3).ToArray(), classes, inChannels: 1,
             width: config.Width > 0 ? config.Width : 16, imageNetStem: false),
         "vit" => new VisionTransformer(imageSize: 28, patchSize: 7, dim: 64, depth: 6, heads: 4, numClasses: classes, inChannels: 1, mlpHidden: 128),
+        // The pixels of a (1, 28, 28) image as 784 inputs.
+        "mlp" => new Sequential(new Flatten(), new Mlp(28 * 28, config.Hidden, classes, dropout: config.Dropout)),
         _ => throw new CliException($"unknown model '{config.Architecture}' ({string.Join(", ", VisionRunConfig.Architectures)})."),
     };
 
     /// <summary>A human name for the model ("ResNet-20").</summary>
     public static string Describe(string architecture) => architecture switch
     {
-        "lenet" => "LeNet-5", "vgg" => "VGG-style", "resnet" => "ResNet-20", "vit" => "ViT (7×7 patches, 6 blocks, width 64)", _ => architecture,
+        "lenet" => "LeNet-5", "vgg" => "VGG-style", "resnet" => "ResNet-20", "vit" => "ViT (7×7 patches, 6 blocks, width 64)", "mlp" => "MLP", _ => architecture,
+    };
+
+    /// <summary>A human name for the model a config builds, with the sizes the options changed ("ResNet-8, width 32", "MLP 784 → 1024 → 10").</summary>
+    public static string Describe(VisionRunConfig config) => config.Architecture switch
+    {
+        "resnet" => $"ResNet-{6 * (config.Depth > 0 ? config.Depth : 3) + 2}{(config.Width > 0 && config.Width != 16 ? $", width {config.Width}" : "")}",
+        "mlp" => $"MLP {string.Join(" → ", [28 * 28, .. config.Hidden, Dataset(config).Classes.Count])}",
+        _ => Describe(config.Architecture),
     };
 
     public void SaveModel(Module model, VisionRunConfig config, int epoch) => model.Save(ModelPath, new Dictionary<string, string>

@@ -61,6 +61,27 @@ public class FinetuneCliTests : IDisposable
     }
 
     [Fact]
+    public void UnfreezeAllTrainsEveryLayerStartingFromThePretrainedWeights()
+    {
+        var baseRun = BaseRun();
+        var before = SafeTensors.Load(Path.Combine(baseRun, "model.safetensors"));
+        var output = Path.Combine(_dir, "full");
+        var (exit, stdout, stderr) = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--dataset", TestData.File("sklearn/digits.csv.gz"),
+            "--examples-per-class", "5", "--epochs", "1", "--unfreeze-all", "--out", output);
+        Assert.True(exit == 0, stderr);
+        var counts = System.Text.RegularExpressions.Regex.Match(stdout, @"([\d,]+) of ([\d,]+) parameters trained");
+        Assert.True(counts.Success, stdout);
+        Assert.Equal(counts.Groups[2].Value, counts.Groups[1].Value);
+        // Two AdamW steps at lr ≤ 1e-2 move each weight by at most ~0.02: the body moved, but from the base's weights,
+        // not from a fresh random draw (which differs from them by the weights' own size, ~0.1–1).
+        var tuned = SafeTensors.Load(Path.Combine(output, "model.safetensors"));
+        var baseWeights = before["conv1.weight"].ToArray();
+        var tunedWeights = tuned["body.conv1.weight"].ToArray();
+        double largestChange = baseWeights.Zip(tunedWeights, (a, b) => Math.Abs(a - b)).Max();
+        Assert.InRange(largestChange, 1e-6, 0.05);
+    }
+
+    [Fact]
     public void FineTunesAClassifierInTheHubLayoutWithAGreyToRgbAdapter()
     {
         // A torchvision ResNet-18 (channels / 8, random weights) as `nabla model fetch resnet18` leaves one: ImageNet
@@ -88,5 +109,8 @@ public class FinetuneCliTests : IDisposable
         var both = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--from-scratch", "--unfreeze-last-stage", "--out", Path.Combine(_dir, "y"));
         Assert.Equal(1, both.Exit);
         Assert.Contains("--from-scratch", both.Err);
+        var twoWays = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--from-scratch", "--unfreeze-all", "--out", Path.Combine(_dir, "z"));
+        Assert.Equal(1, twoWays.Exit);
+        Assert.Contains("--from-scratch and --unfreeze-all exclude each other", twoWays.Err);
     }
 }

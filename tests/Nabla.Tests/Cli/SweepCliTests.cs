@@ -76,7 +76,7 @@ public class SweepCliTests : IDisposable
     [Fact]
     public void BadSweepsAreOneLineErrors()
     {
-        Assert.Contains("has no --augment option", OneLineError(CliRunner.Run("sweep", "--knob", "augment", "--values", "on,off", "--out", Path.Combine(_dir, "a"), "--", "train", "mlp")));
+        Assert.Contains("has no --erasing option", OneLineError(CliRunner.Run("sweep", "--knob", "erasing", "--values", "0,0.5", "--out", Path.Combine(_dir, "a"), "--", "train", "mlp")));
         Assert.Contains("must not have --out", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--", "train", "mlp", "--out", "x")));
         Assert.Contains("sets --lr itself", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--out", Path.Combine(_dir, "b"), "--", "train", "mlp", "--lr", "1")));
         Assert.Contains("cannot be swept", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--", "train", "gpt")));
@@ -104,7 +104,8 @@ public class SweepCliTests : IDisposable
         Assert.Equal(1, narrow["Depth"]!.GetValue<int>());
         Assert.Equal(0.2, narrow["LabelNoise"]!.GetValue<double>());
         Assert.Equal(4, Config(Path.Combine(sweep, "width=4"))["Width"]!.GetValue<int>());
-        // ResNet-8 (one block per stage): widths 2 and 4 give different parameter counts in the runs' reports
+        // ResNet-8 (one block per stage), named with its width; widths 2 and 4 give different parameter counts in the runs' reports
+        Assert.Contains("model: ResNet-8, width 2,", result.Out);
         var counts = System.Text.RegularExpressions.Regex.Matches(result.Out, @"([\d,]+) parameters").Select(m => m.Groups[1].Value).ToList();
         Assert.Equal(2, counts.Distinct().Count());
         Assert.True(File.Exists(Path.Combine(sweep, "sweep.png")));

@@ -73,6 +73,26 @@ public class VisionCliTests : IDisposable
         Assert.Contains("already holds a training run", again.Err);
     }
 
+    /// <summary>`train mlp --dataset` trains the MLP on the pixels through the image trainer: a vision run that eval reads.</summary>
+    [FashionMnistFact]
+    public void TrainMlpOnImagesWritesAVisionRun()
+    {
+        var run = Path.Combine(_dir, "mlp");
+        var (exit, output, error) = CliRunner.Run("train", "mlp", "--dataset", "fashion-mnist", "--hidden", "32", "--epochs", "1", "--out", run);
+        Assert.True(exit == 0, error);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!;
+        Assert.Equal("mlp", config["Architecture"]!.GetValue<string>());
+        Assert.Equal([32], config["Hidden"]!.AsArray().Select(h => h!.GetValue<int>()));
+        Assert.False(config["Augment"]!.GetValue<bool>());
+        // 784 → 32 → 10; one epoch of 60,000 images takes a linear model well past chance.
+        Assert.Contains("MLP 784 → 32 → 10, 25,450 parameters", output);
+        double accuracy = double.Parse(TestAccuracy(output), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(accuracy > 75, $"an MLP should pass 75% on Fashion-MNIST after one epoch, got {accuracy}%");
+        var (evalExit, evalOut, evalErr) = CliRunner.Run("eval", "--run", run);
+        Assert.True(evalExit == 0, evalErr);
+        Assert.Equal(TestAccuracy(output), TestAccuracy(evalOut));
+    }
+
     [Theory]
     [InlineData("train lenet --epochs 0", "--epochs must be a positive integer")]
     [InlineData("train vgg --batch-size -3", "--batch-size must be a positive integer")]
@@ -84,6 +104,12 @@ public class VisionCliTests : IDisposable
     [InlineData("train resnet --optimizer lion", "--optimizer must be one of")]
     [InlineData("train lenet --epochs many", "many")]
     [InlineData("train lenet --resume", "--resume needs --out")]
+    [InlineData("train lenet --erasing 1.5", "--erasing must be a finite non-negative number no larger than 1")]
+    [InlineData("train vgg --label-smoothing 1", "--label-smoothing must be a number in [0, 1)")]
+    [InlineData("train mlp --dataset cifar10", "--dataset must be one of fashion-mnist, mnist")]
+    [InlineData("train mlp --dataset fashion-mnist --csv data.csv", "--csv does not apply to an MLP on images (--dataset)")]
+    [InlineData("train mlp --augment on", "--augment applies to image datasets only (--dataset)")]
+    [InlineData("train mlp --label-noise 0.2", "--label-noise applies to image datasets only (--dataset)")]
     public void BadOptionsGetOneClearLineNamingTheOption(string args, string expected)
     {
         var (exit, output, error) = CliRunner.Run(args.Split(' '));
