@@ -11,10 +11,20 @@ public sealed class Report(GpuRuntime runtime, BenchOptions options)
 {
     public JsonObject Results { get; } = new();
     private JsonNode? _peer;
+    private string _peerNote = "not run";
 
     public void AddPeer(string path)
     {
-        try { _peer = JsonNode.Parse(File.ReadAllText(path)); }
+        try
+        {
+            var peer = JsonNode.Parse(File.ReadAllText(path));
+            if (peer?["available"]?.GetValue<bool>() == true)
+            {
+                _peer = peer;
+                _peerNote = $"{peer["torch"]} on {peer["device"]}";
+            }
+            else _peerNote = $"not measured ({peer?["reason"]})";
+        }
         catch (Exception e) when (e is IOException or JsonException or UnauthorizedAccessException)
         {
             Console.Error.WriteLine($"nabla-gpubench: ignoring the peer results {path}: {e.Message}");
@@ -48,7 +58,7 @@ public sealed class Report(GpuRuntime runtime, BenchOptions options)
         var torch = _peer;
         md.AppendLine($"# GPU benchmark: {json["accelerator"]} ({json["device"]}){(options.Smoke ? " — SMOKE SIZES, not a measurement" : "")}");
         md.AppendLine();
-        md.AppendLine($"{json["date_utc"]} UTC. PyTorch: {(torch is null ? "not run" : $"{torch["torch"]} on {torch["device"]}")}. " +
+        md.AppendLine($"{json["date_utc"]} UTC. PyTorch: {_peerNote}. " +
                       "Written by bench/gpu/run.sh (nabla-gpubench + torch_peer.py).");
         md.AppendLine();
         md.AppendLine("## SGEMM, GFLOP/s (fp32)");
