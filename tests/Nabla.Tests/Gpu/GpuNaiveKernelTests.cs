@@ -4,7 +4,7 @@ using static Nabla.Tests.Gpu.GpuCheck;
 
 namespace Nabla.Tests.Gpu;
 
-/// <summary>The naive GPU kernels (recurrent cells, pooling, depthwise convolution, col2im, batch norm) against
+/// <summary>The naive GPU kernels (recurrent cells, pooling, depthwise convolution, col2im, Winograd transforms, batch norm) against
 /// the reference, on the CPU accelerator: odd sizes, strides, padding and dilation, overlapping windows (the
 /// backward scatters must add every contribution).</summary>
 public sealed unsafe class GpuNaiveKernelTests
@@ -197,5 +197,52 @@ public sealed unsafe class GpuNaiveKernelTests
         Near(dx, d.Read(gdx, n), "BatchNorm dx", 1e-4, 1e-5);
         Near(dw, d.Read(gdw, channels), "BatchNorm dw", 1e-5, 1e-5);
         Near(db, d.Read(gdb, channels), "BatchNorm db", 1e-5, 1e-5);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(0)]
+    [InlineData(2)]
+    public void WinogradTransforms(int pad)
+    {
+        var rng = new Generator((ulong)(53 + pad));
+        var g = new Conv2dGeometry(2, 3, 7, 6, 4, 3, 3, 1, 1, pad, pad, 1, 1, 1);
+        Assert.True(g.SuitsWinograd);
+        long inputTiles = 16 * Winograd.SliceStride(g.Channels, g.Tiles), outputTiles = 16 * Winograd.SliceStride(g.OutChannels, g.Tiles);
+        int inSize = g.Planes * g.Height * g.Width, outSize = g.Batch * g.OutChannels * g.OutHeight * g.OutWidth, pairs = g.OutChannels * g.Channels;
+        var x = SmallInts(rng, inSize);
+        var m = SmallInts(rng, outputTiles);
+        var bias = SmallInts(rng, g.OutChannels);
+        var dy = SmallInts(rng, outSize);
+        var w = SmallInts(rng, pairs * 9);
+        var du = SmallInts(rng, 16 * pairs);
+        var (v, y, dm, dw) = (new float[inputTiles], new float[outSize], new float[outputTiles], new float[pairs * 9]);
+        var (u, uGrad) = (new float[16 * pairs], new float[16 * pairs]);
+        fixed (float* px = x, pm = m, pb = bias, pdy = dy, pw = w, pdu = du, pv = v, py = y, pdm = dm, pdw = dw, pu = u, pug = uGrad)
+        {
+            Ref.WinogradInput(g, px, pv);
+            Ref.WinogradOutput(g, pm, pb, py);
+            Ref.WinogradOutputAdjoint(g, pdy, pdm);
+            Ref.WinogradKernels(g, pw, pu, false);
+            Ref.WinogradKernels(g, pw, pug, true);
+            Ref.WinogradKernelGradient(g, pdu, pdw);
+        }
+        using var d = new DeviceArrays();
+        var gpu = GpuTestDevice.Kernels;
+        // Tile buffers start at zero on both sides: the gaps between the 16 slices are never written.
+        float* gv = d.Upload(new float[inputTiles]), gy = d.Filled(outSize), gdm = d.Upload(new float[outputTiles]);
+        float* gu = d.Filled(16 * pairs), gug = d.Filled(16 * pairs), gdw = d.Filled(pairs * 9), gw = d.Upload(w);
+        gpu.WinogradInput(g, d.Upload(x), gv);
+        Near(v, d.Read(gv, inputTiles), $"WinogradInput pad={pad}", 1e-6, 1e-6);
+        gpu.WinogradOutput(g, d.Upload(m), d.Upload(bias), gy);
+        Near(y, d.Read(gy, outSize), $"WinogradOutput pad={pad}", 1e-6, 1e-6);
+        gpu.WinogradOutputAdjoint(g, d.Upload(dy), gdm);
+        Near(dm, d.Read(gdm, outputTiles), $"WinogradOutputAdjoint pad={pad}", 1e-6, 1e-6);
+        gpu.WinogradKernels(g, gw, gu, false);
+        Near(u, d.Read(gu, 16 * pairs), "WinogradKernels", 1e-6, 1e-6);
+        gpu.WinogradKernels(g, gw, gug, true);
+        Near(uGrad, d.Read(gug, 16 * pairs), "WinogradKernels (input gradient)", 1e-6, 1e-6);
+        gpu.WinogradKernelGradient(g, d.Upload(du), gdw);
+        Near(dw, d.Read(gdw, pairs * 9), "WinogradKernelGradient", 1e-6, 1e-6);
     }
 }
