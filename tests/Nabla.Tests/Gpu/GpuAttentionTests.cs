@@ -11,6 +11,7 @@ namespace Nabla.Tests.Gpu;
 /// queries than keys (decoding against a cache); more queries than keys under a causal mask (rows that see
 /// nothing); heads wider than the flash kernels hold (they fall back to v1); and interleaved (B, T, H, D) layouts.
 /// </summary>
+[Collection(GpuCollection.Name)]
 public sealed unsafe class GpuAttentionTests
 {
     public static TheoryData<AttentionVersion, int, int, int, int, int, bool> Cases()

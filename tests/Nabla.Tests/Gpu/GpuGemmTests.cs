@@ -10,6 +10,7 @@ namespace Nabla.Tests.Gpu;
 /// batches with a shared (stride 0) operand; accumulate and bias. Integer-valued inputs keep every product and
 /// sum exact in float, so the comparison is exact and any indexing mistake shows.
 /// </summary>
+[Collection(GpuCollection.Name)]
 public sealed unsafe class GpuGemmTests
 {
     public static TheoryData<GemmVersion> Versions()

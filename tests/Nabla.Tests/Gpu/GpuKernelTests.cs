@@ -12,6 +12,7 @@ namespace Nabla.Tests.Gpu;
 /// 0, 1, odd sizes and sizes that are not multiples of the 256-thread groups. Integer-valued data where the result
 /// is then exact (copies, sums, max, embeddings), so any indexing mistake shows.
 /// </summary>
+[Collection(GpuCollection.Name)]
 public sealed unsafe class GpuKernelTests
 {
     private static readonly ReferenceBackend Ref = ReferenceBackend.Instance;

@@ -7,6 +7,7 @@ namespace Nabla.Tests.Gpu;
 /// <summary>The naive GPU kernels (recurrent cells, pooling, depthwise convolution, col2im, Winograd transforms, batch norm) against
 /// the reference, on the CPU accelerator: odd sizes, strides, padding and dilation, overlapping windows (the
 /// backward scatters must add every contribution).</summary>
+[Collection(GpuCollection.Name)]
 public sealed unsafe class GpuNaiveKernelTests
 {
     private static readonly ReferenceBackend Ref = ReferenceBackend.Instance;

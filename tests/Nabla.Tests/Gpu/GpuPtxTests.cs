@@ -16,6 +16,7 @@ namespace Nabla.Tests.Gpu;
 /// with ILGPU's PTX backend, which needs no GPU or driver, for the Ampere and Hopper architectures: what runs on
 /// a GPU is at least what ILGPU can compile. (Whether the PTX is correct on the GPU is for the benchmark run.)
 /// </summary>
+[Collection(GpuCollection.Name)]
 public sealed class GpuPtxTests(ITestOutputHelper output)
 {
     public static IEnumerable<MethodInfo> Kernels()

@@ -4,6 +4,7 @@ namespace Nabla.Tests.Gpu;
 
 /// <summary>The device runtime: registration, host ↔ device copies, copies within the device at offsets inside
 /// buffers, the size-class pool and its accounting, and clear errors for addresses that are not device memory.</summary>
+[Collection(GpuCollection.Name)]
 public sealed unsafe class GpuRuntimeTests
 {
     [Fact]

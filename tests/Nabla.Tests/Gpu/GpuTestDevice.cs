@@ -2,6 +2,14 @@ using Nabla.Gpu;
 
 namespace Nabla.Tests.Gpu;
 
+/// <summary>The GPU tests run alone, after the parallel ones: the CPU accelerator runs each simulated GPU thread as an
+/// OS thread (up to 256 per group), which would starve the time-limited tests running beside them.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class GpuCollection
+{
+    public const string Name = "GPU kernels on the CPU accelerator (serial)";
+}
+
 /// <summary>The GPU tests share one ILGPU CPU accelerator (opened through <see cref="Device.Get"/>, as users do), so
 /// each kernel is compiled once per test run. No GPU is needed.</summary>
 public static class GpuTestDevice
