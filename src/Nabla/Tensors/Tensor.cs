@@ -253,6 +253,7 @@ public sealed unsafe partial class Tensor
     public float Item()
     {
         if (Count != 1) throw new InvalidOperationException($"Item() needs a tensor with one element; this one has shape {ShapeString}.");
+        if (Device.IsCpu) return DType == DType.Int32 ? *IntData : *Data;
         float value;
         CopyToHost(&value);
         return DType == DType.Int32 ? *(int*)&value : value;

@@ -183,9 +183,8 @@ public class DeviceTests
             }
             return model.Parameters().Select(p => p.ToArray()).ToArray();
         }
-        var moved = Train(move: true);
-        var stayed = Train(move: false);
-        for (int i = 0; i < moved.Length; i++) Assert.Equal(stayed[i], moved[i]);
+        // Equal to rounding: the device runs the CPU kernels, the CPU the reference ones under NABLA_BACKEND=reference.
+        AssertClose((0, Train(move: false)), (0, Train(move: true)), 1e-6);
     }
 
     [Fact]

@@ -85,7 +85,10 @@ public sealed class Gpt2Model : Module
 
     /// <summary>A cache sized for this model, on the device of its parameters.</summary>
     public KvCache NewCache(int batch, int capacity) =>
-        new(Config.Layers, batch, Config.Heads, Math.Min(capacity, Config.MaxSequenceLength), Config.Channels / Config.Heads, Parameters().First().Device);
+        new(Config.Layers, batch, Config.Heads, Math.Min(capacity, Config.MaxSequenceLength), Config.Channels / Config.Heads, Device);
+
+    /// <summary>Where the model's parameters are (<see cref="Module.To"/> moves them): its inputs go there.</summary>
+    public Device Device => Wte.Weight.Device;
 
     /// <summary>Parameters split for AdamW: matrices (and embeddings) decay, biases and layer-norm gains do not.</summary>
     public (List<Tensor> Decay, List<Tensor> NoDecay) WeightDecayGroups()

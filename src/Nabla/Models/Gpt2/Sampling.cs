@@ -116,7 +116,7 @@ public static class Sampler
     {
         using var _ = GradMode.NoGrad();
         using var step = MemoryScope.Begin();
-        var ids = Tensor.FromArray(tokens, 1, tokens.Length).To(model.Parameters().First().Device);
+        var ids = Tensor.FromArray(tokens, 1, tokens.Length).To(model.Device);
         var last = model.Forward(ids, cache, lastPositionOnly: true);
         if (last.Count != logits.Length) throw new ArgumentException($"NextLogits: logits has {logits.Length} entries for a vocabulary of {last.Count}.");
         fixed (float* p = logits) last.CopyToHost(p);
