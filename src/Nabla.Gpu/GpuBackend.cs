@@ -97,7 +97,8 @@ public sealed unsafe partial class GpuBackend : IKernelBackend, IDisposable
         where T1 : struct where T2 : struct where T3 : struct where T4 : struct where T5 : struct where T6 : struct where T7 : struct
         where T8 : struct where T9 : struct where T10 : struct where T11 : struct where T12 : struct => Load(k, () => Accelerator.LoadStreamKernel(k));
 
-    private static KernelConfig Rows(int rows) => new(new Index1D(rows), new Index1D(Block.Size));
+    /// <summary>One group per row: 256 threads on a GPU; 32 on the CPU accelerator (see <see cref="Block"/>).</summary>
+    private KernelConfig Rows(int rows) => new(new Index1D(rows), new Index1D(_runtime.IsCuda ? Block.MaxSize : 32));
 
     /// <summary>Kernels that validate indices record the first bad position + 1 in a one-int device flag; the host
     /// reads it back after the launch (one small synchronous copy) and reports the position like the CPU backends.</summary>

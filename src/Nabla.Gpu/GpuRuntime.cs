@@ -64,11 +64,12 @@ public sealed unsafe class GpuRuntime : IDeviceRuntime, IDisposable
         return new GpuRuntime(context, devices[0].CreateAccelerator(context), "cuda:0");
     }
 
-    /// <summary>ILGPU's CPU accelerator, shaped like an NVIDIA GPU (warps of 32, up to 1024 threads a group) so the
-    /// kernels run with the same group sizes as on CUDA.</summary>
+    /// <summary>ILGPU's CPU accelerator with warps of 32 and groups of up to 256 threads (the largest the kernels
+    /// launch): each simulated thread is an OS thread that every group barrier synchronises, so no more of them
+    /// than needed.</summary>
     public static GpuRuntime CreateCpu()
     {
-        var context = Context.Create(b => b.CPU(CPUDeviceKind.Nvidia).EnableAlgorithms());
+        var context = Context.Create(b => b.CPU(new CPUDevice(numThreadsPerWarp: 32, numWarpsPerMultiprocessor: 8, numMultiprocessors: 1)).EnableAlgorithms());
         return new GpuRuntime(context, context.GetCPUDevice(0).CreateAccelerator(context), "ilgpu-cpu");
     }
 

@@ -2,12 +2,14 @@ using ILGPU;
 
 namespace Nabla.Gpu.Kernels;
 
-/// <summary>Reductions across one thread group of <see cref="Size"/> threads through shared memory (a tree of
-/// halving steps). Plain shared memory and barriers rather than warp shuffles, so the CPU accelerator runs the
-/// same code path as a GPU.</summary>
+/// <summary>Reductions across one thread group through shared memory (a tree of halving steps; the group size must be
+/// a power of two, at most <see cref="MaxSize"/>). Plain shared memory and barriers rather than warp shuffles, so
+/// the CPU accelerator runs the same code path as a GPU. Row kernels stride by the group size they were launched
+/// with (<c>Group.DimX</c>): 256 threads on a GPU, fewer on the CPU accelerator, where every barrier synchronises
+/// that many OS threads.</summary>
 internal static class Block
 {
-    public const int Size = 256;
+    public const int MaxSize = 256;
 
     /// <summary>Σ over the group of each thread's <paramref name="value"/>; every thread gets the total.</summary>
     public static float Sum(float value, ArrayView<float> scratch)
@@ -15,7 +17,7 @@ internal static class Block
         int t = Group.IdxX;
         scratch[t] = value;
         Group.Barrier();
-        for (int half = Size / 2; half > 0; half >>= 1)
+        for (int half = Group.DimX / 2; half > 0; half >>= 1)
         {
             if (t < half) scratch[t] += scratch[t + half];
             Group.Barrier();
@@ -31,7 +33,7 @@ internal static class Block
         int t = Group.IdxX;
         scratch[t] = value;
         Group.Barrier();
-        for (int half = Size / 2; half > 0; half >>= 1)
+        for (int half = Group.DimX / 2; half > 0; half >>= 1)
         {
             if (t < half) scratch[t] = NanMax(scratch[t], scratch[t + half]);
             Group.Barrier();

@@ -31,16 +31,16 @@ internal static class LayerNorm
     public static void V2BlockPerRow(ArrayView<float> x, ArrayView<float> w, ArrayView<float> b, ArrayView<float> y,
         ArrayView<float> mean, ArrayView<float> rstd, int cols, float eps, int hasW, int hasB)
     {
-        var scratch = SharedMemory.Allocate<float>(Block.Size);
+        var scratch = SharedMemory.Allocate<float>(Block.MaxSize);
         int row = Grid.IdxX, t = Group.IdxX;
         long start = (long)row * cols;
         float partial = 0;
-        for (int c = t; c < cols; c += Block.Size) partial += x[start + c];
+        for (int c = t; c < cols; c += Group.DimX) partial += x[start + c];
         float m = Block.Sum(partial, scratch) / cols;
         partial = 0;
-        for (int c = t; c < cols; c += Block.Size) partial += (x[start + c] - m) * (x[start + c] - m);
+        for (int c = t; c < cols; c += Group.DimX) partial += (x[start + c] - m) * (x[start + c] - m);
         float s = 1f / MathF.Sqrt(Block.Sum(partial, scratch) / cols + eps);
-        for (int c = t; c < cols; c += Block.Size)
+        for (int c = t; c < cols; c += Group.DimX)
             y[start + c] = (x[start + c] - m) * s * (hasW != 0 ? w[c] : 1f) + (hasB != 0 ? b[c] : 0f);
         if (t == 0)
         {
@@ -53,12 +53,12 @@ internal static class LayerNorm
     public static void Backward(ArrayView<float> dy, ArrayView<float> x, ArrayView<float> w, ArrayView<float> mean, ArrayView<float> rstd,
         ArrayView<float> dx, ArrayView<float> dw, ArrayView<float> db, int cols, int hasW, int hasDw, int hasDb)
     {
-        var scratch = SharedMemory.Allocate<float>(Block.Size);
+        var scratch = SharedMemory.Allocate<float>(Block.MaxSize);
         int row = Grid.IdxX, t = Group.IdxX;
         long start = (long)row * cols;
         float m = mean[row], s = rstd[row];
         float gSum = 0, gnSum = 0;
-        for (int c = t; c < cols; c += Block.Size)
+        for (int c = t; c < cols; c += Group.DimX)
         {
             float n = (x[start + c] - m) * s;
             float g = dy[start + c] * (hasW != 0 ? w[c] : 1f);
@@ -67,7 +67,7 @@ internal static class LayerNorm
         }
         float gMean = Block.Sum(gSum, scratch) / cols;
         float gnMean = Block.Sum(gnSum, scratch) / cols;
-        for (int c = t; c < cols; c += Block.Size)
+        for (int c = t; c < cols; c += Group.DimX)
         {
             float n = (x[start + c] - m) * s;
             float g = dy[start + c] * (hasW != 0 ? w[c] : 1f);

@@ -7,7 +7,7 @@ namespace Nabla.Gpu.Kernels;
 /// materialising the probabilities), over contiguous rows × cols matrices.
 /// <para>v1: one thread per row, three passes over the row (max, Σexp, write): simple, but a warp's 32 threads read
 /// 32 different rows (uncoalesced) and a few rows leave most of the GPU idle. v2: one group of
-/// <see cref="Block.Size"/> threads per row, each striding over the columns (coalesced), with group reductions for the
+/// 256 threads (on a GPU) per row, each striding over the columns (coalesced), with group reductions for the
 /// max and the sum: the layout llm.c's softmax kernels converge to. Backward and cross-entropy use the v2 layout.</para>
 /// </summary>
 internal static class Softmax
@@ -26,30 +26,30 @@ internal static class Softmax
 
     public static void V2BlockPerRow(ArrayView<float> x, ArrayView<float> y, int cols, int log)
     {
-        var scratch = SharedMemory.Allocate<float>(Block.Size);
+        var scratch = SharedMemory.Allocate<float>(Block.MaxSize);
         long start = (long)Grid.IdxX * cols;
         int t = Group.IdxX;
         float max = float.NegativeInfinity;
-        for (int c = t; c < cols; c += Block.Size) max = Block.NanMax(max, x[start + c]);
+        for (int c = t; c < cols; c += Group.DimX) max = Block.NanMax(max, x[start + c]);
         max = Block.Max(max, scratch);
         float sum = 0;
-        for (int c = t; c < cols; c += Block.Size) sum += MathF.Exp(x[start + c] - max);
+        for (int c = t; c < cols; c += Group.DimX) sum += MathF.Exp(x[start + c] - max);
         sum = Block.Sum(sum, scratch);
         float logSum = MathF.Log(sum);
-        for (int c = t; c < cols; c += Block.Size)
+        for (int c = t; c < cols; c += Group.DimX)
             y[start + c] = log != 0 ? x[start + c] - max - logSum : MathF.Exp(x[start + c] - max) / sum;
     }
 
     /// <summary>dx = y·(dy - Σ y·dy), or for log-softmax dx = dy - exp(y)·Σ dy.</summary>
     public static void Backward(ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx, int cols, int log)
     {
-        var scratch = SharedMemory.Allocate<float>(Block.Size);
+        var scratch = SharedMemory.Allocate<float>(Block.MaxSize);
         long start = (long)Grid.IdxX * cols;
         int t = Group.IdxX;
         float partial = 0;
-        for (int c = t; c < cols; c += Block.Size) partial += log != 0 ? dy[start + c] : y[start + c] * dy[start + c];
+        for (int c = t; c < cols; c += Group.DimX) partial += log != 0 ? dy[start + c] : y[start + c] * dy[start + c];
         float total = Block.Sum(partial, scratch);
-        for (int c = t; c < cols; c += Block.Size)
+        for (int c = t; c < cols; c += Group.DimX)
             dx[start + c] = log != 0 ? dy[start + c] - MathF.Exp(y[start + c]) * total : y[start + c] * (dy[start + c] - total);
     }
 
@@ -58,7 +58,7 @@ internal static class Softmax
     public static void CrossEntropy(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> loss, ArrayView<int> error,
         int classes, int ignoreIndex, float smoothing)
     {
-        var scratch = SharedMemory.Allocate<float>(Block.Size);
+        var scratch = SharedMemory.Allocate<float>(Block.MaxSize);
         int row = Grid.IdxX, t = Group.IdxX;
         int target = targets[row];
         if (target == ignoreIndex)
@@ -73,10 +73,10 @@ internal static class Softmax
         }
         long start = (long)row * classes;
         float max = float.NegativeInfinity;
-        for (int c = t; c < classes; c += Block.Size) max = Block.NanMax(max, logits[start + c]);
+        for (int c = t; c < classes; c += Group.DimX) max = Block.NanMax(max, logits[start + c]);
         max = Block.Max(max, scratch);
         float sum = 0, sumLogits = 0;
-        for (int c = t; c < classes; c += Block.Size)
+        for (int c = t; c < classes; c += Group.DimX)
         {
             sum += MathF.Exp(logits[start + c] - max);
             sumLogits += logits[start + c];
@@ -96,13 +96,13 @@ internal static class Softmax
     public static void CrossEntropyBackward(ArrayView<float> logits, ArrayView<int> targets, ArrayView<float> dloss, ArrayView<float> dlogits,
         ArrayView<int> error, int classes, int ignoreIndex, float smoothing)
     {
-        var scratch = SharedMemory.Allocate<float>(Block.Size);
+        var scratch = SharedMemory.Allocate<float>(Block.MaxSize);
         int row = Grid.IdxX, t = Group.IdxX;
         long start = (long)row * classes;
         int target = targets[row];
         if (target == ignoreIndex)
         {
-            for (int c = t; c < classes; c += Block.Size) dlogits[start + c] = 0;
+            for (int c = t; c < classes; c += Group.DimX) dlogits[start + c] = 0;
             return;
         }
         if ((uint)target >= (uint)classes)
@@ -111,13 +111,13 @@ internal static class Softmax
             return;
         }
         float max = float.NegativeInfinity;
-        for (int c = t; c < classes; c += Block.Size) max = Block.NanMax(max, logits[start + c]);
+        for (int c = t; c < classes; c += Group.DimX) max = Block.NanMax(max, logits[start + c]);
         max = Block.Max(max, scratch);
         float sum = 0;
-        for (int c = t; c < classes; c += Block.Size) sum += MathF.Exp(logits[start + c] - max);
+        for (int c = t; c < classes; c += Group.DimX) sum += MathF.Exp(logits[start + c] - max);
         sum = Block.Sum(sum, scratch);
         float scale = dloss[row] / sum, uniform = smoothing / classes;
-        for (int c = t; c < classes; c += Block.Size)
+        for (int c = t; c < classes; c += Group.DimX)
         {
             float q = uniform + (c == target ? 1 - smoothing : 0);
             dlogits[start + c] = scale * MathF.Exp(logits[start + c] - max) - dloss[row] * q;

@@ -19,7 +19,7 @@ public sealed unsafe class GpuAttentionTests
         (int B, int H, int Tq, int Tk, int D, bool Causal)[] shapes =
         [
             (2, 3, 1, 1, 8, true),
-            (1, 2, 63, 63, 16, true), (1, 1, 65, 65, 16, true), (1, 1, 65, 65, 7, false),
+            (1, 1, 63, 63, 16, true), (1, 1, 65, 65, 16, true), (1, 1, 65, 65, 7, false),
             (1, 2, 33, 33, 65, true),
             (1, 2, 1, 70, 16, true), (1, 1, 5, 70, 32, true),
             (1, 1, 5, 3, 8, true),
