@@ -5,12 +5,16 @@ using Nabla.Optim;
 
 namespace Nabla.Tests.Devices;
 
+/// <summary>The tests that count a device's live bytes: they run alone, since the GPU tests share the ilgpu-cpu device.</summary>
+[CollectionDefinition("Device memory", DisableParallelization = true)]
+public sealed class DeviceMemoryCollection;
+
 /// <summary>
 /// Tensors and models on a device, on <see cref="SimulatedDevice"/>: copies, the mixed-device error, reading values,
 /// and training steps that must match the same steps on the CPU. "sim-cpu" runs the CPU kernels behind device
 /// addresses, so its results match the CPU's to rounding; "sim" runs the reference kernels.
 /// </summary>
-[Collection("Device memory")] // LiveBytes counts every test's device memory
+[Collection("Device memory")]
 public class DeviceTests
 {
     private static Device Sim => SimulatedDevice.Cpu;
