@@ -88,7 +88,7 @@ public sealed class Gpt2Model : Module
         new(Config.Layers, batch, Config.Heads, Math.Min(capacity, Config.MaxSequenceLength), Config.Channels / Config.Heads, Device);
 
     /// <summary>Where the model's parameters are (<see cref="Module.To"/> moves them): its inputs go there.</summary>
-    public Device Device => Wte.Weight.Device;
+    public Device Device => Wpe.Weight.Device; // wpe: quantisation replaces wte, never wpe
 
     /// <summary>Parameters split for AdamW: matrices (and embeddings) decay, biases and layer-norm gains do not.</summary>
     public (List<Tensor> Decay, List<Tensor> NoDecay) WeightDecayGroups()
