@@ -48,9 +48,10 @@ public static class CliErrors
             CliException or DataFormatException or CheckpointException or DownloadException or TrainingDivergedException or Nabla.Distributed.RanksDivergedException => inner.Message,
             // .NET's own file errors name the path; an end of stream names nothing, so it counts as a bug of the reader.
             IOException and not EndOfStreamException or UnauthorizedAccessException => inner.Message,
-            // Thrown with a worded message by the library's argument checks; subclasses (out of range, null)
-            // come from indexing or framework code and are bugs.
-            _ when inner.GetType() == typeof(ArgumentException) || inner.GetType() == typeof(InvalidOperationException) => inner.Message,
+            // Thrown with a worded message by the library's argument checks (and its "not supported yet" limits, such as
+            // a kernel a device lacks); subclasses (out of range, null) come from indexing or framework code and are bugs.
+            _ when inner.GetType() == typeof(ArgumentException) || inner.GetType() == typeof(InvalidOperationException)
+                || inner.GetType() == typeof(NotSupportedException) => inner.Message,
             OperationCanceledException => "cancelled.",
             _ => $"internal error: {inner.GetType().Name}: {inner.Message} (a bug in nabla; NABLA_DEBUG=1 shows the stack trace)",
         };

@@ -49,6 +49,30 @@ public sealed unsafe partial class GpuBackend
         Auto<ArrayView<float>, ArrayView<float>, Conv2dGeometry>(Pooling.Col2Im)(Count(entries, nameof(Col2Im)), F(col), F(dx), g);
     }
 
+    public void DirectConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
+    {
+        long n = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
+        if (n == 0) return;
+        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv2dGeometry, int>(DirectConvolution.Forward)(
+            Count(n, nameof(DirectConv2d)), F(x), F(w), F(bias), F(y), g, bias == null ? 0 : 1);
+    }
+
+    public void DirectConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx)
+    {
+        long n = (long)g.Batch * g.Channels * g.Height * g.Width;
+        if (n == 0) return;
+        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv2dGeometry>(DirectConvolution.BackwardInput)(
+            Count(n, nameof(DirectConv2dBackwardInput)), F(dy), F(w), F(dx), g);
+    }
+
+    public void DirectConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw)
+    {
+        long n = (long)g.OutChannels * g.Channels * g.KernelH * g.KernelW;
+        if (n == 0) return;
+        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, Conv2dGeometry>(DirectConvolution.BackwardWeight)(
+            Count(n, nameof(DirectConv2dBackwardWeight)), F(dy), F(x), F(dw), g);
+    }
+
     public void DepthwiseConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
     {
         long n = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;

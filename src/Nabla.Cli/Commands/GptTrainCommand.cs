@@ -67,6 +67,7 @@ public static class GptTrainCommand
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
         var ranks = DistributedRun.RanksOption();
         var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only." };
+        var device = DeviceOption.Create();
         layers.Positive(1024);
         heads.Positive(1024);
         channels.Positive(1 << 16);
@@ -76,7 +77,7 @@ public static class GptTrainCommand
 
         var command = new Command("gpt", "Train a GPT-2: with no --data, a small model learns multi-digit addition in a few minutes.")
         {
-            data, from, layers, heads, channels, context, digits, ranks, zero,
+            data, from, layers, heads, channels, context, digits, ranks, zero, device,
         };
         shared.AddTo(command);
         command.SetAction((p, cancel) =>
@@ -92,6 +93,8 @@ public static class GptTrainCommand
         {
             if (distributed.Size > 1 && p.GetValue(shared.Out) == null)
                 throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
+            var on = DeviceOption.Resolve(p.GetValue(device)!);
+            if (distributed.Size > 1 && !on.IsCpu) throw new CliException($"--device {on}: data-parallel training runs on the CPU only.");
             GptRunConfig config;
             var configPath = Path.Combine(dir, "config.json");
             if (p.GetValue(shared.Resume)) config = RunConfigFile.Read<GptRunConfig>(configPath, c => c.Problem());
@@ -116,11 +119,11 @@ public static class GptTrainCommand
                 };
                 if (distributed.IsWriter) RunConfigFile.WriteNew(dir, configPath, config);
             }
-            return Train(config, dir, distributed, cancel);
+            return Train(config, dir, distributed, on, cancel);
         }
     }
 
-    private static int Train(GptRunConfig config, string dir, DistributedRun distributed, CancellationToken cancel)
+    private static int Train(GptRunConfig config, string dir, DistributedRun distributed, Device device, CancellationToken cancel)
     {
         Generator.ManualSeed(config.Seed);
         ITokenizer tokenizer;
@@ -160,6 +163,9 @@ public static class GptTrainCommand
             }, new Generator(config.Seed));
         }
 
+        model.To(device);
+        train = DeviceBatchSource.On(train, device);
+        if (validation != null) validation = DeviceBatchSource.On(validation, device);
         var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir, distributed.Communicator);
         distributed.Attach(trainer);
         var resumed = trainer.TryResume();
@@ -167,7 +173,8 @@ public static class GptTrainCommand
         int sequenceLength = addition?.SequenceLength ?? config.SequenceLength;
         int tokensPerStep = config.BatchSize * sequenceLength * config.Training.GradientAccumulation;
         Console.WriteLine($"model: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
-            $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}: {model.ParameterCount:N0} parameters");
+            $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}: {model.ParameterCount:N0} parameters" +
+            (device.IsCpu ? "" : $", on {device}"));
         if (distributed.Size > 1)
             Console.WriteLine($"data parallel: {distributed.Size} ranks, {config.BatchSize / distributed.Size} sequences of each batch per rank, {Nabla.Kernels.Cpu.WorkerPool.Threads} threads per rank" +
                 (config.Training.ShardOptimizerState ? ", optimizer state sharded (ZeRO-1)" : ""));

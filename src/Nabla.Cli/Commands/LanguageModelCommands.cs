@@ -20,10 +20,13 @@ public static class LanguageModelCommands
     private static Option<string?> AdapterOption() => new("--adapter") { Description = "A LoRA adapter in PEFT's layout (adapter_model.safetensors + adapter_config.json, e.g. a `nabla finetune gpt` run) to apply, unmerged, to the model." };
 
     /// <summary>The model of --model and its tokenizer, with the --adapter's LoRA layers on it when one is given.</summary>
-    private static (Gpt2Model Model, ITokenizer Tokenizer) LoadModel(string model, string? vocab, string? adapter)
+    /// <summary>The model (with its adapter, if any) on the device --device names, and its tokenizer.</summary>
+    private static (Gpt2Model Model, ITokenizer Tokenizer) LoadModel(string model, string? vocab, string? adapter, string device)
     {
+        var on = DeviceOption.Resolve(device);
         var (gpt, tokenizer) = Gpt2ModelFiles.Load(model, vocab);
         if (adapter != null) Lora.LoadAdapter(gpt, adapter);
+        gpt.To(on);
         return (gpt, tokenizer);
     }
 
@@ -38,6 +41,7 @@ public static class LanguageModelCommands
         var topK = new Option<int>("--top-k") { Description = "Sample among the k most likely tokens (0: all).", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "Sample within the smallest set of tokens of total probability p.", DefaultValueFactory = _ => 1f };
         var seed = new Option<ulong>("--seed") { Description = "Sampling seed.", DefaultValueFactory = _ => 42 };
+        var device = DeviceOption.Create();
         var stop = new Option<string[]>("--stop") { Description = "Stop when the output contains this text (repeatable); it is not printed.", AllowMultipleArgumentsPerToken = false };
         maxTokens.NonNegative(1_000_000);
         temperature.NonNegative(100);
@@ -45,11 +49,11 @@ public static class LanguageModelCommands
         topP.Within(0, 1, minExclusive: true);
         var command = new Command("generate", "Continue a prompt with a GPT-2, streaming the tokens as they are produced (statistics go to stderr).")
         {
-            model, vocab, adapter, prompt, maxTokens, temperature, topK, topP, seed, stop,
+            model, vocab, adapter, prompt, maxTokens, temperature, topK, topP, seed, stop, device,
         };
         command.SetAction(p =>
         {
-            var (gpt, tokenizer) = LoadModel(p.GetValue(model)!, p.GetValue(vocab), p.GetValue(adapter));
+            var (gpt, tokenizer) = LoadModel(p.GetValue(model)!, p.GetValue(vocab), p.GetValue(adapter), p.GetValue(device)!);
             var text = p.GetValue(prompt);
             int[] ids = text is { Length: > 0 } ? Encode(tokenizer, text, "--prompt")
                 : tokenizer is Gpt2Tokenizer { EndOfTextId: { } eot } ? [eot]
@@ -139,10 +143,11 @@ public static class LanguageModelCommands
         context.Within(2, 1 << 20);
         stride.Positive(1 << 20);
         maxTokens.Positive(int.MaxValue);
-        var command = new Command("perplexity", "Sliding-window perplexity of a GPT-2 on a text file.") { model, vocab, adapter, text, context, stride, maxTokens };
+        var device = DeviceOption.Create();
+        var command = new Command("perplexity", "Sliding-window perplexity of a GPT-2 on a text file.") { model, vocab, adapter, text, context, stride, maxTokens, device };
         command.SetAction(p =>
         {
-            var (gpt, tokenizer) = LoadModel(p.GetValue(model)!, p.GetValue(vocab), p.GetValue(adapter));
+            var (gpt, tokenizer) = LoadModel(p.GetValue(model)!, p.GetValue(vocab), p.GetValue(adapter), p.GetValue(device)!);
             var path = p.GetValue(text)!;
             var tokens = Encode(tokenizer, ReadText(path), path);
             if (p.GetValue(maxTokens) is { } max && max < tokens.Length) tokens = tokens[..max];

@@ -40,6 +40,7 @@ public static class MlpCommands
         var output = new Option<string?>("--out") { Description = "Run directory (default: runs/mlp-<time>)." };
         var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
+        var device = DeviceOption.Create();
         var ranks = DistributedRun.RanksOption();
         var imageDataset = new Option<string?>("--dataset") { Description = "Train on an image dataset's pixels instead of a CSV file: fashion-mnist or mnist (evaluated on its test set)." };
         var augment = new Option<string?>("--augment") { Description = "With --dataset: on (random shifts and flips) or off (the default)." };
@@ -52,7 +53,7 @@ public static class MlpCommands
 
         var command = new Command("mlp", "Train a multi-layer perceptron on a CSV file (classification or regression) or on images (--dataset).")
         {
-            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, resume, quiet, ranks,
+            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, resume, quiet, ranks, device,
             imageDataset, augment, subset, labelNoise,
         };
         skipRows.NonNegative(int.MaxValue);
@@ -84,6 +85,8 @@ public static class MlpCommands
             foreach (var tabularOnly in new Option[] { csv, target, noHeader, skipRows, task, activation, valFraction })
                 if (p.GetResult(tabularOnly) is { Implicit: false })
                     throw new CliException($"{tabularOnly.Name} does not apply to an MLP on images (--dataset).");
+            if (!DeviceOption.Resolve(p.GetValue(device)!).IsCpu)
+                throw new CliException("--device: an MLP on images (--dataset) trains on the CPU only, like the other image models.");
             if (p.GetValue(resume)) return VisionCommands.Resume("mlp", dir, p.GetValue(quiet), distributed, cancel);
             var defaults = VisionRunConfig.Defaults("mlp");
             var config = defaults with
@@ -109,10 +112,12 @@ public static class MlpCommands
 
         int Configure(ParseResult p, string dir, DistributedRun distributed)
         {
+            var on = DeviceOption.Resolve(p.GetValue(device)!);
+            if (distributed.Size > 1 && !on.IsCpu) throw new CliException($"--device {on}: data-parallel training runs on the CPU only.");
             if (p.GetValue(resume))
             {
                 var run = new MlpRun(dir);
-                return TrainMlp(MlpRunConfig.Load(run.ConfigPath), run, p.GetValue(quiet), resume: true, distributed);
+                return TrainMlp(MlpRunConfig.Load(run.ConfigPath), run, p.GetValue(quiet), resume: true, distributed, on);
             }
             var csvPath = p.GetValue(csv);
             var config = new MlpRunConfig
@@ -135,7 +140,7 @@ public static class MlpCommands
             };
             var newRun = new MlpRun(dir);
             if (distributed.IsWriter) RunDirectory.RefuseExistingRun(dir, newRun.ConfigPath);
-            return TrainMlp(config, newRun, p.GetValue(quiet), resume: false, distributed);
+            return TrainMlp(config, newRun, p.GetValue(quiet), resume: false, distributed, on);
         }
     }
 
@@ -150,8 +155,10 @@ public static class MlpCommands
         return sizes;
     }
 
-    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet, bool resume, DistributedRun distributed)
+    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet, bool resume, DistributedRun distributed, Device device)
     {
+        if (!device.IsCpu && config.Optimizer is not ("adam" or "adamw"))
+            throw new CliException($"--device {device}: the {config.Optimizer} optimizer updates parameters on the CPU only; use --optimizer adamw (or adam), or --device cpu.");
         var table = config.ReadTable();
         var (trainRows, valRows) = DataSplit.TrainValidation(table.Rows.Count, config.ValidationFraction, config.Seed);
         var prep = resume ? run.LoadPreprocessor() : TabularPreprocessor.Fit(table, config.Target, trainRows, config.Task);
@@ -161,6 +168,7 @@ public static class MlpCommands
         bool classification = prep.Task == TabularTask.Classification;
 
         var model = MlpRun.BuildModel(config, prep, new Generator(config.Seed));
+        model.To(device);
         var train = new TensorBatchSource(trainX, trainY, config.BatchSize, shuffleSeed: config.Seed);
         var validation = valRows.Count > 0 ? new TensorBatchSource(valX, valY!, EvalBatchSize) : null;
         int stepsPerEpoch = train.BatchesPerEpoch;
@@ -170,8 +178,8 @@ public static class MlpCommands
             CheckpointEvery = stepsPerEpoch, Seed = config.Seed,
         };
         var optimizer = Optimizers.Create(config.Optimizer, model, config.LearningRate, config.WeightDecay, config.Momentum);
-        var trainer = new Trainer(model, MlpRun.Loss(classification), train, optimizer, options, validation: validation, runDirectory: run.Directory,
-            communicator: distributed.Communicator);
+        var trainer = new Trainer(model, MlpRun.Loss(classification), DeviceBatchSource.On(train, device), optimizer, options,
+            validation: validation == null ? null : DeviceBatchSource.On(validation, device), runDirectory: run.Directory, communicator: distributed.Communicator);
         distributed.Attach(trainer);
         foreach (var (name, metric) in MlpRun.Metrics(classification)) trainer.Metrics[name] = metric;
 
@@ -185,7 +193,8 @@ public static class MlpCommands
         {
             Console.WriteLine($"data: {config.Csv} — {trainRows.Count} training / {valRows.Count} validation rows, {prep.FeatureCount} features, " +
                 (classification ? $"{prep.Classes.Count} classes ({string.Join(", ", prep.Classes)})" : "regression"));
-            Console.WriteLine($"model: MLP {prep.FeatureCount} → {string.Join(" → ", config.Hidden)} → {prep.OutputCount}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate}");
+            Console.WriteLine($"model: MLP {prep.FeatureCount} → {string.Join(" → ", config.Hidden)} → {prep.OutputCount}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate}" +
+                (device.IsCpu ? "" : $"; on {device}"));
         }
         EpochReport.PrintResume(resumed, stepsPerEpoch, quiet);
 
@@ -210,13 +219,17 @@ public static class MlpCommands
 
     public static Command Eval()
     {
+        var device = DeviceOption.Create();
         var command = new Command("eval", "Evaluate a trained run: an MLP on its validation split (or another CSV file), an image classifier on its test set.")
         {
-            RunOption, CsvInput,
+            RunOption, CsvInput, device,
         };
         command.SetAction(p =>
         {
             var runDir = p.GetValue(RunOption)!;
+            var on = DeviceOption.Resolve(p.GetValue(device)!);
+            if (!on.IsCpu && (FinetuneRunConfig.IsFinetuneRun(runDir) || VisionRun.IsVisionRun(runDir)))
+                throw new CliException($"--device {on}: image-classifier runs are evaluated on the CPU for now (the GPU has no convolution kernels yet).");
             if (FinetuneRunConfig.IsFinetuneRun(runDir)) return FinetuneResNetCommand.Evaluate(runDir);
             if (VisionRun.IsVisionRun(runDir))
             {
@@ -224,6 +237,7 @@ public static class MlpCommands
                 return VisionCommands.Evaluate(runDir);
             }
             var (config, prep, model) = new MlpRun(runDir).Load();
+            model.To(on);
             var csvPath = p.GetValue(CsvInput);
             CsvTable table;
             IReadOnlyList<int> rows;
@@ -241,7 +255,7 @@ public static class MlpCommands
             if (y == null) throw new CliException($"{table.Source}: the target column '{prep.Target}' is missing, so there is nothing to evaluate against (use `nabla predict`).");
             bool classification = prep.Task == TabularTask.Classification;
             var rowsSource = new TensorBatchSource(x, y, EvalBatchSize);
-            var result = Evaluation.Run(model, MlpRun.Loss(classification), rowsSource, rowsSource.BatchesPerEpoch, MlpRun.Metrics(classification));
+            var result = Evaluation.Run(model, MlpRun.Loss(classification), DeviceBatchSource.On(rowsSource, on), rowsSource.BatchesPerEpoch, MlpRun.Metrics(classification));
             double loss = result.Loss, accuracy = result.Metrics.GetValueOrDefault("accuracy", double.NaN);
             string scope = csvPath == null ? "validation split" : csvPath;
             if (!classification)
@@ -250,7 +264,7 @@ public static class MlpCommands
                 return 0;
             }
             Console.WriteLine($"{scope}: {rows.Count} rows, accuracy {100 * accuracy:F2}%, loss {loss:F4}");
-            PrintConfusion(model, x, y, prep.Classes);
+            PrintConfusion(model, x.To(on), y, prep.Classes);
             return 0;
         });
         return command;

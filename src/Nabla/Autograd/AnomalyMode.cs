@@ -62,7 +62,7 @@ public static class AnomalyMode
         if (t.DType != DType.Float32 || t.Count == 0) return null;
         using var _ = GradMode.NoGrad();
         var c = t.Contiguous();
-        var values = new ReadOnlySpan<float>(c.Data, c.Count);
+        ReadOnlySpan<float> values = c.Device.IsCpu ? new ReadOnlySpan<float>(c.Data, c.Count) : c.ToArray();
         float? found = null;
         // x·0 is 0 for every finite x and NaN for NaN and ±∞: one multiply and compare per lane.
         int i = 0;

@@ -26,7 +26,7 @@ internal static unsafe class Engine
         {
             if (root.Count != 1)
                 throw new InvalidOperationException($"Backward() without a gradient needs a scalar; this tensor has shape {root.ShapeString}. Pass the gradient of the objective with respect to it.");
-            gradient = Tensor.Ones(root.Shape.ToArray());
+            gradient = Tensor.OnesLike(root);
             owned = true;
         }
         else if (!gradient.Shape.SequenceEqual(root.Shape))

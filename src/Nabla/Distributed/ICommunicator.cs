@@ -83,6 +83,7 @@ internal static class CollectiveChecks
     public static Span<float> Contiguous(Tensor t, string op)
     {
         if (!t.IsContiguous || t.DType != DType.Float32) throw new ArgumentException($"{op}: needs a contiguous float32 tensor, got {t.DType} {t.ShapeString}.");
+        t.RequireHost(op); // the communicators exchange host memory
         return t.AsSpan();
     }
 }

@@ -227,7 +227,7 @@ public static unsafe class SafeTensors
                 throw new NotSupportedException($"Saving {t.DType} tensors ('{name}') is not supported yet.");
             entries.Add((name, t.DType.SafetensorsName(), t.Shape.ToArray(), (long)t.Count * 4, stream =>
             {
-                var c = t.Contiguous();
+                var c = t.To(Device.Cpu).Contiguous(); // a device tensor is copied to the host first
                 if (c.Count > 0) stream.Write(new ReadOnlySpan<byte>((void*)(c.Storage.Pointer + c.Offset * 4), c.Count * 4));
                 GC.KeepAlive(c);
             }));

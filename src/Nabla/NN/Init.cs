@@ -78,12 +78,12 @@ public static unsafe class Init
             for (int j = 0; j < n; j++) v[j] /= norm;
             vectors[i] = v;
         }
-        using var _ = GradMode.NoGrad();
-        var span = t.AsSpan();
-        for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++)
-                span[r * cols + c] = (float)(gain * (rows >= cols ? vectors[c][r] : vectors[r][c]));
-        return t;
+        return Write(t, span =>
+        {
+            for (int r = 0; r < rows; r++)
+                for (int c = 0; c < cols; c++)
+                    span[r * cols + c] = (float)(gain * (rows >= cols ? vectors[c][r] : vectors[r][c]));
+        });
     }
 
     /// <summary>Glorot/Xavier uniform: U(-a, a), a = gain·sqrt(6/(fan_in + fan_out)).</summary>
@@ -122,8 +122,26 @@ public static unsafe class Init
     {
         if (!t.IsContiguous) throw new ArgumentException("Initialisers need a contiguous tensor.");
         var g = generator ?? Generator.Default;
-        var span = t.AsSpan();
-        for (int i = 0; i < span.Length; i++) span[i] = sample(g);
+        return Write(t, span =>
+        {
+            for (int i = 0; i < span.Length; i++) span[i] = sample(g);
+        });
+    }
+
+    private delegate void ValueWriter(Span<float> values);
+
+    /// <summary>Lets <paramref name="write"/> set every value of the contiguous tensor <paramref name="t"/> on the host:
+    /// in place for a host tensor, through a host array copied to the device otherwise.</summary>
+    private static Tensor Write(Tensor t, ValueWriter write)
+    {
+        if (t.Device.IsCpu)
+        {
+            write(t.AsSpan());
+            return t;
+        }
+        var values = new float[t.Count];
+        write(values);
+        t.CopyFromHost(values);
         return t;
     }
 }

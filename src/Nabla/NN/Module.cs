@@ -225,6 +225,28 @@ public abstract class Module
         foreach (var p in Parameters()) p.DropGrad();
     }
 
+    /// <summary>
+    /// Moves every parameter, buffer and gradient of this module and its sub-modules to <paramref name="device"/> and
+    /// returns the module, as PyTorch's <c>module.to(device)</c>. The tensors keep their identity, so an optimizer
+    /// built on <see cref="Parameters"/> goes on working (its state follows the parameters on its next step); tied
+    /// weights stay tied.
+    /// </summary>
+    public Module To(Device device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        var moved = new Dictionary<Storage, Storage>(ReferenceEqualityComparer.Instance);
+        foreach (var (_, module) in NamedModules())
+        {
+            foreach (var (_, p) in module._parameters)
+            {
+                p.MoveStorageTo(device, moved);
+                p.Grad?.MoveStorageTo(device, moved);
+            }
+            foreach (var (_, b) in module._buffers) b.MoveStorageTo(device, moved);
+        }
+        return this;
+    }
+
     /// <summary>Parameters and buffers by dotted name (the tensors themselves, not copies).</summary>
     public Dictionary<string, Tensor> StateDict()
     {

@@ -43,8 +43,15 @@ public abstract unsafe class BatchNorm : Module
         var (accepted, expected) = CheckRank(input.Rank);
         if (!accepted) throw new ArgumentException($"{GetType().Name}: input must be {expected}, got {input.ShapeString}.");
         var y = F.BatchNorm(input, RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
-        if (Training) NumBatchesTracked.IntData[0]++;
+        if (Training) CountBatch();
         return y;
+    }
+
+    /// <summary>num_batches_tracked += 1 (an Int32 scalar, which no kernel adds to: on a device it goes through the host).</summary>
+    private void CountBatch()
+    {
+        if (NumBatchesTracked.Device.IsCpu) NumBatchesTracked.IntData[0]++;
+        else NumBatchesTracked.CopyFromHost([BitConverter.Int32BitsToSingle((int)NumBatchesTracked.Item() + 1)]);
     }
 
     protected override string Describe() => $"{NumFeatures}, eps={Eps}, momentum={Momentum}, affine={Weight != null}";

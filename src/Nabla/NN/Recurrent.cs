@@ -101,7 +101,7 @@ public abstract class RecurrentBase : Module
             int[] expected = [NumLayers * Directions, batch, k == 0 ? StateSize : HiddenSize];
             if (given != null && !given.Shape.SequenceEqual(expected))
                 throw new ArgumentException($"{_kind}: {stateNames[k]} must be (layers·directions, batch, {(k == 0 ? "hidden or projection" : "hidden")}) = {Kernels.ShapeMath.Format(expected)}, got {Kernels.ShapeMath.Format(given.Shape)}.");
-            initial[k] = given ?? Tensor.Zeros(expected);
+            initial[k] = given ?? Tensor.Zeros(expected, sequence.Device);
         }
         if (steps == 0) throw new ArgumentException($"{_kind}: the input has no time steps.");
         if (mask != null)
@@ -110,7 +110,9 @@ public abstract class RecurrentBase : Module
             lengths = LengthsOf(mask, steps, batch);
         }
         if (lengths != null) CheckLengths(lengths, steps, batch);
-        var masks = lengths == null || UseFusedKernels ? null : StepMasks(lengths, steps);
+        // The fused kernels step through time with host code between them; on a device the layers run as ops.
+        bool fused = UseFusedKernels && sequence.Device.IsCpu;
+        var masks = lengths == null || fused ? null : StepMasks(lengths, steps, sequence.Device);
 
         var finals = new List<Tensor>[initial.Length];
         for (int k = 0; k < finals.Length; k++) finals[k] = new List<Tensor>();
@@ -122,7 +124,7 @@ public abstract class RecurrentBase : Module
             {
                 int index = layer * Directions + direction;
                 var cell = _cells[index];
-                if (UseFusedKernels)
+                if (fused)
                 {
                     var (fusedOutput, hidden, cellState) = FusedRecurrence.Layer(CellKind, layerInput, cell.InputWeight, cell.InputBias, cell.HiddenWeight,
                         cell.HiddenBias, cell.ProjectionWeight, initial[0].Select(0, index), initial.Length > 1 ? initial[1].Select(0, index) : null,
@@ -188,11 +190,11 @@ public abstract class RecurrentBase : Module
     }
 
     /// <summary>Per time step a (batch, 1) tensor: 1 where the step is inside the sequence, 0 where it is padding.</summary>
-    private static Tensor[] StepMasks(int[] lengths, int steps)
+    private static Tensor[] StepMasks(int[] lengths, int steps, Device device)
     {
         var masks = new Tensor[steps];
         for (int t = 0; t < steps; t++)
-            masks[t] = Tensor.FromArray(lengths.Select(length => t < length ? 1f : 0f).ToArray(), lengths.Length, 1);
+            masks[t] = Tensor.FromArray(lengths.Select(length => t < length ? 1f : 0f).ToArray(), lengths.Length, 1).To(device);
         return masks;
     }
 

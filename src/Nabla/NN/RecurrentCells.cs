@@ -50,7 +50,7 @@ public abstract class RecurrentCellBase : Module
             int[] expected = unbatched ? [HiddenSize] : [batch, HiddenSize];
             if (given != null && !given.Shape.SequenceEqual(expected))
                 throw new ArgumentException($"{_kind}: {names[k]} must be {Kernels.ShapeMath.Format(expected)} like the input, got {given.ShapeString}.");
-            batched[k] = given == null ? Tensor.Zeros(batch, HiddenSize) : unbatched ? given.Unsqueeze(0) : given;
+            batched[k] = given == null ? Tensor.Zeros([batch, HiddenSize], x.Device) : unbatched ? given.Unsqueeze(0) : given;
         }
         var (_, hidden, cell) = FusedRecurrence.Layer(kind, x.Unsqueeze(0), InputWeight, InputBias, HiddenWeight, HiddenBias, null,
             batched[0], batched.Length > 1 ? batched[1] : null, lengths: null, reverse: false);

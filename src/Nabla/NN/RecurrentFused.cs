@@ -24,7 +24,8 @@ internal static unsafe class FusedRecurrence
     public static (Tensor Output, Tensor Hidden, Tensor? Cell) Layer(RecurrentCellKind kind, Tensor input, Tensor inputWeight, Tensor? inputBias,
         Tensor hiddenWeight, Tensor? hiddenBias, Tensor? projectionWeight, Tensor h0, Tensor? c0, int[]? lengths, bool reverse)
     {
-        var kernels = Backend.Current;
+        var kernels = Tensor.KernelsFor("Fused recurrent layer", input, inputWeight, hiddenWeight, h0);
+        input.RequireHost("The fused recurrent kernels (host code between the steps)");
         bool lstm = kind == RecurrentCellKind.Lstm, gru = kind == RecurrentCellKind.Gru;
         int T = input.Size(0), B = input.Size(1), I = input.Size(2);
         int GH = hiddenWeight.Size(0), S = hiddenWeight.Size(1), H = lstm ? GH / 4 : gru ? GH / 3 : GH;

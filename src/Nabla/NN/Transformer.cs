@@ -10,11 +10,13 @@ public sealed class KvCache
 {
     private readonly Tensor[] _keys, _values;
 
-    public KvCache(int layers, int batch, int heads, int capacity, int headDim)
+    /// <summary>An empty cache on <paramref name="device"/> (default: the CPU), which must be the model's.</summary>
+    public KvCache(int layers, int batch, int heads, int capacity, int headDim, Device? device = null)
     {
         Capacity = capacity;
-        _keys = Enumerable.Range(0, layers).Select(_ => Tensor.Zeros(batch, heads, capacity, headDim)).ToArray();
-        _values = Enumerable.Range(0, layers).Select(_ => Tensor.Zeros(batch, heads, capacity, headDim)).ToArray();
+        int[] shape = [batch, heads, capacity, headDim];
+        _keys = Enumerable.Range(0, layers).Select(_ => Tensor.Zeros(shape, device ?? Device.Cpu)).ToArray();
+        _values = Enumerable.Range(0, layers).Select(_ => Tensor.Zeros(shape, device ?? Device.Cpu)).ToArray();
     }
 
     /// <summary>Positions stored so far (the next token's position).</summary>

@@ -26,12 +26,13 @@ public static unsafe partial class F
         bool training = GradMode.Needed([q, k, v]);
         Tensor Prepare(Tensor t) => !training && t.Strides[3] == 1 ? t : t.Contiguous();
         var (qc, kc, vc) = (Prepare(q), Prepare(k), Prepare(v));
-        var o = Tensor.Empty([B, H, Tq, D]);
+        var o = Tensor.Empty([B, H, Tq, D], DType.Float32, q.Device);
         var layout = new AttentionLayout(B, H, Tq, Tk, D, scale ?? 1f / MathF.Sqrt(D), causal,
             Rows(qc), Rows(kc), Rows(vc), Rows(o));
         return RunAttention(layout, qc, kc, vc, o, [q, k, v], g =>
         {
-            var (dq, dk, dv) = (Tensor.Empty([B, H, Tq, D]), Tensor.Empty([B, H, Tk, D]), Tensor.Empty([B, H, Tk, D]));
+            var (dq, dk, dv) = (Tensor.Empty([B, H, Tq, D], DType.Float32, g.Device), Tensor.Empty([B, H, Tk, D], DType.Float32, g.Device),
+                Tensor.Empty([B, H, Tk, D], DType.Float32, g.Device));
             return ([dq, dk, dv], (nint)dq.Data, (nint)dk.Data, (nint)dv.Data);
         });
     }
@@ -50,11 +51,11 @@ public static unsafe partial class F
         var x = qkv.Contiguous();
         int B = x.Size(0), T = x.Size(1), C = x.Size(2) / 3, D = C / heads;
         var rows = new RowStrides((long)T * 3 * C, D, 3 * C);
-        var o = Tensor.Empty([B, T, C]);
+        var o = Tensor.Empty([B, T, C], DType.Float32, x.Device);
         var layout = new AttentionLayout(B, heads, T, T, D, 1f / MathF.Sqrt(D), true, rows, rows, rows, new RowStrides((long)T * C, D, C));
         return RunAttention(layout, x, x, x, o, [qkv], g =>
         {
-            var dqkv = Tensor.Empty([B, T, 3 * C]);
+            var dqkv = Tensor.Empty([B, T, 3 * C], DType.Float32, g.Device);
             return ([dqkv], (nint)dqkv.Data, (nint)(dqkv.Data + C), (nint)(dqkv.Data + 2 * C));
         }, kOffset: C, vOffset: 2 * C);
     }
@@ -70,9 +71,10 @@ public static unsafe partial class F
     private static Tensor RunAttention(AttentionLayout layout, Tensor q, Tensor k, Tensor v, Tensor o, Tensor[] inputs,
         Func<Tensor, (Tensor?[] Grads, nint Dq, nint Dk, nint Dv)> makeGrads, int kOffset = 0, int vOffset = 0)
     {
-        var lse = Tensor.Empty([layout.Batch, layout.Heads, layout.Tq]);
+        var kernels = Tensor.KernelsFor("Attention", q, k, v);
+        var lse = Tensor.Empty([layout.Batch, layout.Heads, layout.Tq], DType.Float32, q.Device);
         if (o.Count > 0)
-            Backend.Current.Attention(layout, q.Data, k.Data + kOffset, v.Data + vOffset, o.Data, lse.Data);
+            kernels.Attention(layout, q.Data, k.Data + kOffset, v.Data + vOffset, o.Data, lse.Data);
         if (GradMode.Needed(inputs))
         {
             o.Record("Attention", inputs, g =>
@@ -80,7 +82,7 @@ public static unsafe partial class F
                 var gc = g.Contiguous();
                 var (grads, dq, dk, dv) = makeGrads(gc);
                 if (o.Count > 0)
-                    Backend.Current.AttentionBackward(layout, q.Data, k.Data + kOffset, v.Data + vOffset, o.Data, lse.Data, gc.Data,
+                    Tensor.KernelsFor("Attention backward", q, k, v, gc).AttentionBackward(layout, q.Data, k.Data + kOffset, v.Data + vOffset, o.Data, lse.Data, gc.Data,
                         (float*)dq, (float*)dk, (float*)dv);
                 GC.KeepAlive(gc);
                 return grads;

@@ -27,49 +27,47 @@ public static unsafe partial class F
             throw new ArgumentException($"BatchNorm: training needs more than one value per channel, input {x.ShapeString} has {count}.");
 
         var xc = x.Contiguous();
-        var backend = Backend.Current;
-        var mean = Tensor.Empty([C]);
-        var rstd = Tensor.Empty([C]);
-        float* m = mean.Data, r = rstd.Data;
-        if (training)
+        var backend = Tensor.KernelsFor("BatchNorm", xc, weight, bias, runningMean, runningVar);
+        Tensor mean, rstd;
+        using (GradMode.NoGrad())
         {
-            var variance = Tensor.Empty([C]);
-            float* v = variance.Data;
-            backend.BatchNormStatistics(xc.Data, m, v, N, C, spatial);
-            for (int c = 0; c < C; c++) r[c] = 1f / MathF.Sqrt(v[c] + eps);
-            if (runningMean != null && runningVar != null)
+            // The per-channel arithmetic around the kernels is made of ops, so it runs wherever x lives.
+            if (training)
             {
-                float* rm = runningMean.Data, rv = runningVar.Data;
-                float unbiased = (float)count / (count - 1);
-                for (int c = 0; c < C; c++)
+                mean = Tensor.Empty([C], DType.Float32, x.Device);
+                var variance = Tensor.Empty([C], DType.Float32, x.Device);
+                backend.BatchNormStatistics(xc.Data, mean.Data, variance.Data, N, C, spatial);
+                rstd = ReciprocalSqrt(variance, eps);
+                if (runningMean != null && runningVar != null)
                 {
-                    rm[c] = (1 - momentum) * rm[c] + momentum * m[c];
-                    rv[c] = (1 - momentum) * rv[c] + momentum * v[c] * unbiased;
+                    float unbiased = (float)count / (count - 1);
+                    runningMean.CopyFrom(runningMean.Mul(1 - momentum).Add(mean.Mul(momentum)));
+                    runningVar.CopyFrom(runningVar.Mul(1 - momentum).Add(variance.Mul(momentum).Mul(unbiased)));
                 }
             }
+            else
+            {
+                mean = runningMean!.Clone(); // saved for the backward, which releases it: not the buffer itself
+                rstd = ReciprocalSqrt(runningVar!, eps);
+            }
         }
-        else
-        {
-            float* rm = runningMean!.Data, rv = runningVar!.Data;
-            for (int c = 0; c < C; c++) { m[c] = rm[c]; r[c] = 1f / MathF.Sqrt(rv[c] + eps); }
-        }
-        GC.KeepAlive(runningMean); GC.KeepAlive(runningVar);
+        float* m = mean.Data, r = rstd.Data;
 
-        var y = Tensor.Empty(x.Shape.ToArray());
+        var y = Tensor.Empty(x.Shape.ToArray(), DType.Float32, x.Device);
         if (y.Count > 0)
             backend.BatchNorm(xc.Data, m, r, weight == null ? null : weight.Data, bias == null ? null : bias.Data, y.Data, N, C, spatial);
-        GC.KeepAlive(xc); GC.KeepAlive(weight); GC.KeepAlive(bias);
+        GC.KeepAlive(xc); GC.KeepAlive(weight); GC.KeepAlive(bias); GC.KeepAlive(mean); GC.KeepAlive(rstd);
         if (GradMode.Needed(x, weight, bias))
         {
             y.Record("BatchNorm", [x, weight, bias], dy =>
             {
                 var dyc = dy.Contiguous();
-                var dx = x.RequiresGrad ? Tensor.Empty(x.Shape.ToArray()) : null;
+                var dx = x.RequiresGrad ? Tensor.Empty(x.Shape.ToArray(), DType.Float32, x.Device) : null;
                 // The kernel computes the per-channel sums dx needs anyway; dw and db cost nothing extra.
-                var dw = Tensor.Empty([C]);
-                var db = Tensor.Empty([C]);
+                var dw = Tensor.Empty([C], DType.Float32, x.Device);
+                var db = Tensor.Empty([C], DType.Float32, x.Device);
                 if (dyc.Count > 0)
-                    Backend.Current.BatchNormBackward(dyc.Data, xc.Data, mean.Data, rstd.Data, weight == null ? null : weight.Data,
+                    Tensor.KernelsFor("BatchNorm backward", xc, dyc, weight).BatchNormBackward(dyc.Data, xc.Data, mean.Data, rstd.Data, weight == null ? null : weight.Data,
                         dx == null ? null : dx.Data, dw.Data, db.Data, N, C, spatial, training);
                 else { dw.Zero(); db.Zero(); }
                 GC.KeepAlive(dyc); GC.KeepAlive(xc); GC.KeepAlive(weight);
@@ -78,4 +76,7 @@ public static unsafe partial class F
         }
         return y;
     }
+
+    /// <summary>1/sqrt(variance + eps) per channel.</summary>
+    private static Tensor ReciprocalSqrt(Tensor variance, float eps) => Tensor.Scalar(1f, variance.Device).Div(variance.Add(eps).Sqrt());
 }

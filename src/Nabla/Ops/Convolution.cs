@@ -20,9 +20,9 @@ public static unsafe partial class F
 
     /// <summary>
     /// 2-D convolution (cross-correlation, as in PyTorch) of x (N, C, H, W) with weight (O, C/groups, kh, kw) plus
-    /// bias (O), giving (N, O, OH, OW). Five paths: a dense stride-1 convolution that Winograd does not take runs the
-    /// direct kernels (F.UsesDirect, ConvolutionDirect.cs); depthwise (groups = C) runs a direct depthwise kernel; a dense 3×3 stride-1
-    /// convolution with enough channels and tiles (F.UsesWinograd) runs as Winograd F(2×2, 3×3) (ConvolutionWinograd.cs); a 1×1 convolution
+    /// bias (O), giving (N, O, OH, OW). Five paths: a dense convolution that Winograd does not take, with at most 64
+    /// channels, runs the direct kernels (F.UsesDirect, ConvolutionDirect.cs); depthwise (groups = C) runs a direct depthwise kernel; a dense 3×3 stride-1
+    /// convolution with enough channels and tiles (F.UsesWinograd) runs as Winograd F(2×2, 3×3) on the CPU (ConvolutionWinograd.cs); a 1×1 convolution
     /// with stride 1 and no padding is a GEMM straight on x; anything else multiplies the weight by the im2col matrix,
     /// materialised once per chunk of images from the patch view of the padded input (pad → Unfold over H and W).
     /// </summary>
@@ -33,14 +33,15 @@ public static unsafe partial class F
         var xc = x.Contiguous();
         var wc = weight.Contiguous();
         var bc = bias?.Contiguous();
-        var y = Tensor.Empty([g.Batch, g.OutChannels, g.OutHeight, g.OutWidth]);
+        var kernels = Tensor.KernelsFor("Conv2d", xc, wc, bc);
+        var y = Tensor.Empty([g.Batch, g.OutChannels, g.OutHeight, g.OutWidth], DType.Float32, x.Device);
         if (y.Count > 0)
         {
             if (UsesDirect(g))
-                Backend.Current.DirectConv2d(g, xc.Data, wc.Data, bc == null ? null : bc.Data, y.Data);
+                kernels.DirectConv2d(g, xc.Data, wc.Data, bc == null ? null : bc.Data, y.Data);
             else if (IsDepthwise(g))
-                Backend.Current.DepthwiseConv2d(g, xc.Data, wc.Data, bc == null ? null : bc.Data, y.Data);
-            else if (UsesWinograd(g))
+                kernels.DepthwiseConv2d(g, xc.Data, wc.Data, bc == null ? null : bc.Data, y.Data);
+            else if (x.Device.IsCpu && UsesWinograd(g)) // its workspaces are host memory
                 WinogradForward(g, xc, wc, bc, y);
             else
                 ConvolutionForward(g, xc, wc, bc, y);
@@ -51,23 +52,24 @@ public static unsafe partial class F
             y.Record("Conv2d", [x, weight, bias], dy =>
             {
                 var dyc = dy.Contiguous();
-                Tensor? dx = x.RequiresGrad ? Tensor.Empty(x.Shape.ToArray()) : null;
-                Tensor? dw = weight.RequiresGrad ? Tensor.Empty(weight.Shape.ToArray()) : null;
+                var backward = Tensor.KernelsFor("Conv2d backward", xc, wc, dyc);
+                Tensor? dx = x.RequiresGrad ? Tensor.Empty(x.Shape.ToArray(), DType.Float32, x.Device) : null;
+                Tensor? dw = weight.RequiresGrad ? Tensor.Empty(weight.Shape.ToArray(), DType.Float32, x.Device) : null;
                 // Σ over (N, OH·OW) as two reductions of contiguous blocks: Sum([0, 2, 3]) would copy dy into a permuted layout.
                 Tensor? db = bias is { RequiresGrad: true } ? dyc.View(g.Batch, g.OutChannels, -1).Sum(2).Sum(0) : null;
                 if (dyc.Count > 0 && (dx != null || dw != null))
                 {
                     if (UsesDirect(g))
                     {
-                        if (dx != null) Backend.Current.DirectConv2dBackwardInput(g, dyc.Data, wc.Data, dx.Data);
-                        if (dw != null) Backend.Current.DirectConv2dBackwardWeight(g, dyc.Data, xc.Data, dw.Data);
+                        if (dx != null) backward.DirectConv2dBackwardInput(g, dyc.Data, wc.Data, dx.Data);
+                        if (dw != null) backward.DirectConv2dBackwardWeight(g, dyc.Data, xc.Data, dw.Data);
                     }
                     else if (IsDepthwise(g))
                     {
-                        if (dx != null) Backend.Current.DepthwiseConv2dBackwardInput(g, dyc.Data, wc.Data, dx.Data);
-                        if (dw != null) Backend.Current.DepthwiseConv2dBackwardWeight(g, dyc.Data, xc.Data, dw.Data);
+                        if (dx != null) backward.DepthwiseConv2dBackwardInput(g, dyc.Data, wc.Data, dx.Data);
+                        if (dw != null) backward.DepthwiseConv2dBackwardWeight(g, dyc.Data, xc.Data, dw.Data);
                     }
-                    else if (UsesWinograd(g)) WinogradBackward(g, xc, wc, dyc, dx, dw);
+                    else if (x.Device.IsCpu && UsesWinograd(g)) WinogradBackward(g, xc, wc, dyc, dx, dw);
                     else ConvolutionBackward(g, xc, wc, dyc, dx, dw);
                 }
                 else
@@ -120,7 +122,7 @@ public static unsafe partial class F
     // y[n] (O, OH·OW) = W (O, C·kh·kw) · col[n] (C·kh·kw, OH·OW) for each group, one batched GEMM over the images.
     internal static void ConvolutionForward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor? bias, Tensor y)
     {
-        var backend = Backend.Current;
+        var backend = Tensor.KernelsFor("Conv2d", x, w, bias, y);
         int spatial = g.OutHeight * g.OutWidth, groupIn = g.Channels / g.Groups * g.KernelH * g.KernelW, groupOut = g.OutChannels / g.Groups;
         int rows = g.Channels * g.KernelH * g.KernelW;
         if (bias != null)
@@ -131,7 +133,7 @@ public static unsafe partial class F
         }
         var patches = IsPointwise(g) ? null : PatchView(x, g);
         int chunk = ImagesPerChunk(g);
-        var col = IsPointwise(g) ? null : Tensor.Empty([chunk, rows, spatial]);
+        var col = IsPointwise(g) ? null : Tensor.Empty([chunk, rows, spatial], DType.Float32, x.Device);
         for (int n0 = 0; n0 < g.Batch; n0 += chunk)
         {
             int images = Math.Min(chunk, g.Batch - n0);
@@ -158,15 +160,15 @@ public static unsafe partial class F
     // dcol[n] = Wᵀ · dy[n] (a batched GEMM), then col2im scatters it back onto dx.
     internal static void ConvolutionBackward(in Conv2dGeometry g, Tensor x, Tensor w, Tensor dy, Tensor? dx, Tensor? dw)
     {
-        var backend = Backend.Current;
+        var backend = Tensor.KernelsFor("Conv2d backward", x, w, dy, dx, dw);
         int spatial = g.OutHeight * g.OutWidth, groupIn = g.Channels / g.Groups * g.KernelH * g.KernelW, groupOut = g.OutChannels / g.Groups;
         int rows = g.Channels * g.KernelH * g.KernelW;
         bool pointwise = IsPointwise(g);
         var patches = pointwise ? x.View(g.Batch, g.Channels, 1, 1, g.Height, g.Width) : PatchView(x, g);
         int chunk = ImagesPerChunk(g);
-        var colT = dw != null ? Tensor.Empty([rows, chunk * spatial]) : null;
-        var dyT = dw != null ? Tensor.Empty([g.OutChannels, chunk * spatial]) : null;
-        var dcol = dx != null && !pointwise ? Tensor.Empty([chunk, rows, spatial]) : null;
+        var colT = dw != null ? Tensor.Empty([rows, chunk * spatial], DType.Float32, x.Device) : null;
+        var dyT = dw != null ? Tensor.Empty([g.OutChannels, chunk * spatial], DType.Float32, x.Device) : null;
+        var dcol = dx != null && !pointwise ? Tensor.Empty([chunk, rows, spatial], DType.Float32, x.Device) : null;
         using var _ = GradMode.NoGrad();
         for (int n0 = 0; n0 < g.Batch; n0 += chunk)
         {
@@ -209,7 +211,7 @@ public static unsafe partial class F
         var padded = x;
         if (g.PadH > 0 || g.PadW > 0)
         {
-            padded = Tensor.Zeros(g.Batch, g.Channels, g.PaddedHeight, g.PaddedWidth);
+            padded = Tensor.Zeros([g.Batch, g.Channels, g.PaddedHeight, g.PaddedWidth], x.Device);
             padded.Narrow(2, g.PadH, g.Height).Narrow(3, g.PadW, g.Width).CopyFromUnchecked(x, accumulate: false);
         }
         int spanH = g.DilationH * (g.KernelH - 1) + 1, spanW = g.DilationW * (g.KernelW - 1) + 1;

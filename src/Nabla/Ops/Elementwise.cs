@@ -58,8 +58,9 @@ public sealed unsafe partial class Tensor
         a.RequireFloat(op.ToString());
         b.RequireFloat(op.ToString());
         var shape = BroadcastShape(a._shape, b._shape, op.ToString());
-        var y = Empty(shape);
-        if (y.Count > 0) Backend.Current.Binary(op, a.Data, a.BroadcastStrides(shape), b.Data, b.BroadcastStrides(shape), y.Data, shape);
+        var kernels = KernelsFor(op.ToString(), a, b);
+        var y = Empty(shape, DType.Float32, a.Device);
+        if (y.Count > 0) kernels.Binary(op, a.Data, a.BroadcastStrides(shape), b.Data, b.BroadcastStrides(shape), y.Data, shape);
         GC.KeepAlive(a);
         GC.KeepAlive(b);
         return y;
@@ -125,7 +126,7 @@ public sealed unsafe partial class Tensor
             var (a, b) = (this, exponent);
             // d/da = b·a^(b-1), d/db = aᵇ·ln a
             y.Record("Pow", [a, b], g => [
-                a.RequiresGrad ? g.Mul(b).Mul(a.Pow(b.Sub(Scalar(1f)))).SumTo(a._shape) : null,
+                a.RequiresGrad ? g.Mul(b).Mul(a.Pow(b.Sub(Scalar(1f, b.Device)))).SumTo(a._shape) : null,
                 b.RequiresGrad ? g.Mul(y).Mul(a.Log()).SumTo(b._shape) : null]);
         }
         return y;
@@ -147,10 +148,10 @@ public sealed unsafe partial class Tensor
             {
                 // share of the gradient a gets: 1 where a wins, 0.5 on ties, 0 where b wins
                 var aWins = op == BinaryOp.Maximum ? Binary(BinaryOp.Greater, a, b) : Binary(BinaryOp.Less, a, b);
-                var share = aWins.Add(Binary(BinaryOp.Equal, a, b).Mul(Scalar(0.5f)));
+                var share = aWins.Add(Binary(BinaryOp.Equal, a, b).Mul(Scalar(0.5f, a.Device)));
                 return [
                     a.RequiresGrad ? g.Mul(share).SumTo(a._shape) : null,
-                    b.RequiresGrad ? g.Mul(share.Neg().Add(Scalar(1f))).SumTo(b._shape) : null];
+                    b.RequiresGrad ? g.Mul(share.Neg().Add(Scalar(1f, a.Device))).SumTo(b._shape) : null];
             });
         }
         return y;
@@ -162,22 +163,22 @@ public sealed unsafe partial class Tensor
     public Tensor Lt(Tensor other) => Binary(BinaryOp.Less, this, other);
     /// <summary>1 where this == other, else 0 (no gradient).</summary>
     public Tensor Eq(Tensor other) => Binary(BinaryOp.Equal, this, other);
-    public Tensor Gt(float value) => Gt(Scalar(value));
-    public Tensor Lt(float value) => Lt(Scalar(value));
-    public Tensor Eq(float value) => Eq(Scalar(value));
+    public Tensor Gt(float value) => Gt(Scalar(value, Device));
+    public Tensor Lt(float value) => Lt(Scalar(value, Device));
+    public Tensor Eq(float value) => Eq(Scalar(value, Device));
 
     /// <summary>min(max(x, min), max). The gradient passes where min ≤ x ≤ max, boundaries included, as in PyTorch.</summary>
     public Tensor Clamp(float min, float max)
     {
         RequireFloat("Clamp");
-        var y = Binary(BinaryOp.Minimum, Binary(BinaryOp.Maximum, this, Scalar(min)), Scalar(max));
+        var y = Binary(BinaryOp.Minimum, Binary(BinaryOp.Maximum, this, Scalar(min, Device)), Scalar(max, Device));
         if (GradMode.Needed(this))
         {
             var x = this;
             y.Record("Clamp", [x], g =>
             {
-                var outside = Binary(BinaryOp.Less, x, Scalar(min)).Add(Binary(BinaryOp.Greater, x, Scalar(max)));
-                return [g.Mul(Scalar(1f).Sub(outside))];
+                var outside = Binary(BinaryOp.Less, x, Scalar(min, x.Device)).Add(Binary(BinaryOp.Greater, x, Scalar(max, x.Device)));
+                return [g.Mul(Scalar(1f, x.Device).Sub(outside))];
             });
         }
         return y;
@@ -192,16 +193,16 @@ public sealed unsafe partial class Tensor
     {
         RequireFloat(F.Name);
         var x = Contiguous();
-        var y = Empty(_shape.ToArray());
-        if (Count > 0) Backend.Current.Unary<F>(alpha, x.Data, y.Data, Count);
+        var y = Empty(_shape.ToArray(), DType.Float32, Device);
+        if (Count > 0) KernelsFor(F.Name, x).Unary<F>(alpha, x.Data, y.Data, Count);
         GC.KeepAlive(x);
         if (GradMode.Needed(this))
         {
             y.Record(F.Name, [this], g =>
             {
                 var gc = g.Contiguous();
-                var dx = Empty(x._shape.ToArray());
-                if (dx.Count > 0) Backend.Current.UnaryBackward<F>(alpha, x.Data, y.Data, gc.Data, dx.Data, dx.Count);
+                var dx = Empty(x._shape.ToArray(), DType.Float32, x.Device);
+                if (dx.Count > 0) KernelsFor(F.Name + " backward", x, gc).UnaryBackward<F>(alpha, x.Data, y.Data, gc.Data, dx.Data, dx.Count);
                 GC.KeepAlive(gc);
                 return [dx];
             }, saved: [x.IfCopyOf(this)]);
@@ -221,7 +222,7 @@ public sealed unsafe partial class Tensor
     public Tensor Add(float value) => Unary<Functions.Shift>(value);
     public Tensor Sub(float value) => Unary<Functions.Shift>(-value);
     public Tensor Mul(float value) => Unary<Functions.Scale>(value);
-    public Tensor Div(float value) => Div(Scalar(value));
+    public Tensor Div(float value) => Div(Scalar(value, Device));
 
     public static Tensor operator +(Tensor a, Tensor b) => a.Add(b);
     public static Tensor operator -(Tensor a, Tensor b) => a.Sub(b);
@@ -235,7 +236,7 @@ public sealed unsafe partial class Tensor
     public static Tensor operator *(Tensor a, float b) => a.Mul(b);
     public static Tensor operator *(float a, Tensor b) => b.Mul(a);
     public static Tensor operator /(Tensor a, float b) => a.Div(b);
-    public static Tensor operator /(float a, Tensor b) => Scalar(a).Div(b);
+    public static Tensor operator /(float a, Tensor b) => Scalar(a, b.Device).Div(b);
 
     // ---------------------------------------------------------------- in place (no autograd)
 
@@ -253,7 +254,7 @@ public sealed unsafe partial class Tensor
         if (IsContiguous)
         {
             var shape = _shape;
-            Backend.Current.Binary(BinaryOp.Add, Data, _strides, other.Data, other.BroadcastStrides(shape), Data, shape);
+            KernelsFor("AddInPlace", this, other).Binary(BinaryOp.Add, Data, _strides, other.Data, other.BroadcastStrides(shape), Data, shape);
             GC.KeepAlive(other);
         }
         else CopyFromUnchecked(Binary(BinaryOp.Add, this, other), accumulate: false);
@@ -264,7 +265,7 @@ public sealed unsafe partial class Tensor
     {
         CheckMutable();
         var x = Contiguous();
-        Backend.Current.Unary<Functions.Scale>(value, x.Data, x.Data, Count);
+        KernelsFor("MulInPlace", x).Unary<Functions.Scale>(value, x.Data, x.Data, Count);
         if (!ReferenceEquals(x, this)) CopyFromUnchecked(x, accumulate: false);
         return this;
     }
@@ -273,18 +274,19 @@ public sealed unsafe partial class Tensor
     public Tensor Fill(float value)
     {
         CheckMutable();
-        if (IsContiguous) Backend.Current.Fill(Data, value, Count);
-        else CopyFromUnchecked(Scalar(value), accumulate: false);
+        if (IsContiguous) KernelsFor("Fill", this).Fill(Data, value, Count);
+        else CopyFromUnchecked(Scalar(value, Device), accumulate: false);
         return this;
     }
 
     public Tensor Zero() => Fill(0f);
 
-    /// <summary>Copies <paramref name="source"/> (broadcast to this shape) into this tensor's elements.</summary>
+    /// <summary>Copies <paramref name="source"/> (broadcast to this shape, and moved from its device if it lives on
+    /// another) into this tensor's elements.</summary>
     public Tensor CopyFrom(Tensor source)
     {
         CheckMutable();
-        CopyFromUnchecked(source, accumulate: false);
+        CopyFromUnchecked(source.To(Device), accumulate: false);
         return this;
     }
 
@@ -293,7 +295,7 @@ public sealed unsafe partial class Tensor
         if (source.DType != DType) throw new InvalidOperationException($"CopyFrom: cannot copy {source.DType} into {DType}; convert with To().");
         if (!BroadcastShape(source._shape, _shape, "CopyFrom").AsSpan().SequenceEqual(_shape))
             throw new ArgumentException($"CopyFrom: source shape {source.ShapeString} does not broadcast to {ShapeString}.");
-        if (Count > 0) Backend.Current.Copy(source.Data, source.BroadcastStrides(_shape), Data, _strides, _shape, accumulate);
+        if (Count > 0) KernelsFor("CopyFrom", this, source).Copy(source.Data, source.BroadcastStrides(_shape), Data, _strides, _shape, accumulate);
         GC.KeepAlive(source);
     }
 }

@@ -61,11 +61,10 @@ public static unsafe partial class F
             throw new ArgumentException($"CrossEntropy: targets {targets.ShapeString} do not match logits {logits.ShapeString} (expected [{rows}]).");
         var z = logits.Contiguous();
         var t = targets.Contiguous();
-        var perRow = Tensor.Empty([rows]);
-        if (rows > 0) Backend.Current.CrossEntropy(z.Data, t.IntData, perRow.Data, rows, classes, ignoreIndex, labelSmoothing);
-        int counted = 0;
-        int* tp = t.IntData;
-        for (int i = 0; i < rows; i++) if (tp[i] != ignoreIndex) counted++;
+        var kernels = Tensor.KernelsFor("CrossEntropy", z, t);
+        var perRow = Tensor.Empty([rows], DType.Float32, z.Device);
+        if (rows > 0) kernels.CrossEntropy(z.Data, t.IntData, perRow.Data, rows, classes, ignoreIndex, labelSmoothing);
+        int counted = CountNotIgnored(t, ignoreIndex);
         Tensor result;
         using (GradMode.NoGrad())
         {
@@ -81,9 +80,10 @@ public static unsafe partial class F
             result.Record("CrossEntropy", [logits], g =>
             {
                 // dloss per row: the incoming gradient, spread over rows as the reduction did
-                var dRow = reduction == Reduction.None ? g.Contiguous() : Tensor.Full(g.Item() / (reduction == Reduction.Mean ? counted : 1), rows);
-                var dz = Tensor.Empty([rows, classes]);
-                if (rows > 0) Backend.Current.CrossEntropyBackward(z.Data, t.IntData, dRow.Data, dz.Data, rows, classes, ignoreIndex, labelSmoothing);
+                var dRow = reduction == Reduction.None ? g.Contiguous()
+                    : g.Mul(reduction == Reduction.Mean ? 1f / counted : 1f).Expand(rows).Contiguous();
+                var dz = Tensor.Empty([rows, classes], DType.Float32, z.Device);
+                if (rows > 0) Tensor.KernelsFor("CrossEntropy backward", z, dRow).CrossEntropyBackward(z.Data, t.IntData, dRow.Data, dz.Data, rows, classes, ignoreIndex, labelSmoothing);
                 GC.KeepAlive(dRow);
                 return [dz];
             }, saved: [z.IfCopyOf(logits), t.IfCopyOf(targets)]);
@@ -91,6 +91,22 @@ public static unsafe partial class F
         GC.KeepAlive(z);
         GC.KeepAlive(t);
         return result;
+    }
+
+    /// <summary>How many of the (contiguous, Int32) targets are not <paramref name="ignoreIndex"/>: the divisor of the
+    /// mean. Targets on a device are read back to the host for it (a few bytes per row, and a wait for the device).</summary>
+    private static int CountNotIgnored(Tensor targets, int ignoreIndex)
+    {
+        int counted = 0;
+        if (targets.Device.IsCpu)
+        {
+            int* tp = targets.IntData;
+            for (int i = 0; i < targets.Count; i++) if (tp[i] != ignoreIndex) counted++;
+            GC.KeepAlive(targets);
+        }
+        else
+            foreach (int target in targets.ToIntArray()) if (target != ignoreIndex) counted++;
+        return counted;
     }
 
     /// <summary>Mean squared error ((input - target)²), reduced.</summary>
@@ -146,11 +162,12 @@ public static unsafe partial class F
         var xc = x.Contiguous();
         var w = weight?.Contiguous();
         var b = bias?.Contiguous();
-        var y = Tensor.Empty(x.Shape.ToArray());
-        var mean = Tensor.Empty([rows]);
-        var rstd = Tensor.Empty([rows]);
+        var kernels = Tensor.KernelsFor("LayerNorm", xc, w, b);
+        var y = Tensor.Empty(x.Shape.ToArray(), DType.Float32, x.Device);
+        var mean = Tensor.Empty([rows], DType.Float32, x.Device);
+        var rstd = Tensor.Empty([rows], DType.Float32, x.Device);
         if (y.Count > 0)
-            Backend.Current.LayerNorm(xc.Data, w == null ? null : w.Data, b == null ? null : b.Data, y.Data, mean.Data, rstd.Data, rows, cols, eps);
+            kernels.LayerNorm(xc.Data, w == null ? null : w.Data, b == null ? null : b.Data, y.Data, mean.Data, rstd.Data, rows, cols, eps);
         GC.KeepAlive(xc);
         GC.KeepAlive(w);
         GC.KeepAlive(b);
@@ -159,11 +176,11 @@ public static unsafe partial class F
             y.Record("LayerNorm", [x, weight, bias], g =>
             {
                 var gc = g.Contiguous();
-                var dx = Tensor.Empty(x.Shape.ToArray());
-                var dw = weight is { RequiresGrad: true } ? Tensor.Zeros(weight.Shape.ToArray()) : null;
-                var db = bias is { RequiresGrad: true } ? Tensor.Zeros(bias.Shape.ToArray()) : null;
+                var dx = Tensor.Empty(x.Shape.ToArray(), DType.Float32, x.Device);
+                var dw = weight is { RequiresGrad: true } ? Tensor.ZerosLike(weight) : null;
+                var db = bias is { RequiresGrad: true } ? Tensor.ZerosLike(bias) : null;
                 if (dx.Count > 0)
-                    Backend.Current.LayerNormBackward(gc.Data, xc.Data, w == null ? null : w.Data, mean.Data, rstd.Data, dx.Data,
+                    Tensor.KernelsFor("LayerNorm backward", xc, gc, w).LayerNormBackward(gc.Data, xc.Data, w == null ? null : w.Data, mean.Data, rstd.Data, dx.Data,
                         dw == null ? null : dw.Data, db == null ? null : db.Data, rows, cols);
                 GC.KeepAlive(gc);
                 return [dx, dw, db];
@@ -184,8 +201,9 @@ public static unsafe partial class F
         int rows = weight.Size(0), dim = weight.Size(1);
         var idx = indices.Contiguous();
         var w = weight.Contiguous();
-        var y = Tensor.Empty(indices.Shape.ToArray().Append(dim).ToArray());
-        if (idx.Count > 0) Backend.Current.Embedding(w.Data, idx.IntData, y.Data, idx.Count, dim, rows);
+        var kernels = Tensor.KernelsFor("Embedding", w, idx);
+        var y = Tensor.Empty(indices.Shape.ToArray().Append(dim).ToArray(), DType.Float32, w.Device);
+        if (idx.Count > 0) kernels.Embedding(w.Data, idx.IntData, y.Data, idx.Count, dim, rows);
         GC.KeepAlive(w);
         GC.KeepAlive(idx);
         if (GradMode.Needed(weight))
@@ -193,8 +211,8 @@ public static unsafe partial class F
             y.Record("Embedding", [weight], g =>
             {
                 var gc = g.Contiguous();
-                var dw = Tensor.Zeros(rows, dim);
-                if (idx.Count > 0) Backend.Current.EmbeddingBackward(gc.Data, idx.IntData, dw.Data, idx.Count, dim);
+                var dw = Tensor.Zeros([rows, dim], w.Device);
+                if (idx.Count > 0) Tensor.KernelsFor("Embedding backward", gc, idx).EmbeddingBackward(gc.Data, idx.IntData, dw.Data, idx.Count, dim);
                 GC.KeepAlive(gc);
                 GC.KeepAlive(idx);
                 return [dw];
@@ -211,11 +229,11 @@ public static unsafe partial class F
         if (!training || p == 0) return x;
         if (p == 1) return x.Mul(0f);
         var gen = generator ?? Generator.Default;
-        var mask = Tensor.Empty(x.Shape.ToArray());
+        var mask = Tensor.Empty(x.Shape.ToArray()); // drawn on the host, then moved to x's device
         float keep = 1f / (1f - p);
         float* m = mask.Data;
         for (int i = 0; i < mask.Count; i++) m[i] = gen.NextFloat() >= p ? keep : 0f;
-        return x.Mul(mask);
+        return x.Mul(mask.To(x.Device));
     }
 
     /// <summary>
@@ -238,6 +256,6 @@ public static unsafe partial class F
         var maskShape = new int[x.Rank];
         Array.Fill(maskShape, 1);
         (maskShape[0], maskShape[1]) = (N, C);
-        return x.Mul(Tensor.FromArray(mask, maskShape)); // broadcast over the spatial dimensions
+        return x.Mul(Tensor.FromArray(mask, maskShape).To(x.Device)); // broadcast over the spatial dimensions
     }
 }

@@ -23,7 +23,7 @@ public sealed unsafe partial class Tensor
                     throw new ArgumentException($"Concat along dimension {d}: sizes differ in dimension {i} ({first.ShapeString} vs {t.ShapeString}).");
             shape[d] += t._shape[d];
         }
-        var y = Empty(shape, first.DType);
+        var y = Empty(shape, first.DType, first.Device);
         int offset = 0;
         using (GradMode.NoGrad())
         {
@@ -69,6 +69,7 @@ public sealed unsafe partial class Tensor
         for (int i = 0; i < Rank; i++)
             if (i != d && index._shape[i] > _shape[i])
                 throw new ArgumentException($"Gather: index {index.ShapeString} is larger than the input {ShapeString} in dimension {i}.");
+        RequireHost("Gather"); // a loop on the host: no kernel for it yet
         var idx = index.Contiguous();
         var y = Empty(index._shape.ToArray());
         var offsets = GatherOffsets(idx, d, "Gather");
@@ -158,6 +159,8 @@ public sealed unsafe partial class Tensor
 
     private static Tensor Select(Tensor c, Tensor a, Tensor b)
     {
+        KernelsFor("Where", c, a, b);
+        c.RequireHost("Where"); // a loop on the host: no kernel for it yet
         var y = Empty(c._shape.ToArray());
         float* pc = c.Data, pa = a.Data, pb = b.Data, py = y.Data;
         for (int i = 0; i < y.Count; i++) py[i] = pc[i] != 0 ? pa[i] : pb[i];

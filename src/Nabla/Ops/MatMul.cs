@@ -32,11 +32,12 @@ public sealed unsafe partial class Tensor
             throw new ArgumentException($"MatMul: shapes {a.ShapeString} and {b.ShapeString} cannot be multiplied ({m}x{k} and {k2}x{n}).");
         var batchShape = BroadcastShape(a._shape.AsSpan(0, a.Rank - 2), b._shape.AsSpan(0, b.Rank - 2), "MatMul (batch dimensions)");
         var outShape = batchShape.Append(m).Append(n).ToArray();
-        var y = Empty(outShape);
+        var kernels = KernelsFor("MatMul", a, b);
+        var y = Empty(outShape, DType.Float32, a.Device);
         if (y.Count > 0)
         {
-            if (k == 0) Backend.Current.Fill(y.Data, 0f, y.Count);
-            else Gemm(a, b, batchShape, m, n, k, y.Data, bias: null, accumulate: false);
+            if (k == 0) kernels.Fill(y.Data, 0f, y.Count);
+            else Gemm(kernels, a, b, batchShape, m, n, k, y.Data, bias: null, accumulate: false);
         }
         if (GradMode.Needed(a, b))
         {
@@ -49,14 +50,13 @@ public sealed unsafe partial class Tensor
 
     /// <summary>C (contiguous, batch × m × n) = A @ B over broadcast batch dimensions, one kernel call when the
     /// batch dimensions of both operands collapse to a single stride, else one call per batch entry.</summary>
-    private static void Gemm(Tensor a, Tensor b, int[] batchShape, int m, int n, int k, float* c, float* bias, bool accumulate)
+    private static void Gemm(IKernelBackend backend, Tensor a, Tensor b, int[] batchShape, int m, int n, int k, float* c, float* bias, bool accumulate)
     {
         var aOp = GemmOperand.Of(a);
         var bOp = GemmOperand.Of(b);
         var aBatch = aOp.Tensor.BroadcastStrides(batchShape.Append(m).Append(k).ToArray()).AsSpan(0, batchShape.Length).ToArray();
         var bBatch = bOp.Tensor.BroadcastStrides(batchShape.Append(k).Append(n).ToArray()).AsSpan(0, batchShape.Length).ToArray();
         long batch = ShapeMath.Count(batchShape);
-        var backend = Backend.Current;
         if (CollapseBatch(batchShape, aBatch, out long sa) && CollapseBatch(batchShape, bBatch, out long sb))
         {
             backend.Gemm(aOp.Trans, bOp.Trans, m, n, k, aOp.Tensor.Data, aOp.Ld, sa, bOp.Tensor.Data, bOp.Ld, sb,
@@ -124,7 +124,8 @@ public sealed unsafe partial class Tensor
         {
             x2 = x.Reshape(-1, inF);
             int rows = x2._shape[0];
-            y = Empty(x._shape[..^1].Append(outF).ToArray());
+            var kernels = KernelsFor("Linear", x, weight, bias);
+            y = Empty(x._shape[..^1].Append(outF).ToArray(), DType.Float32, x.Device);
             if (y.Count > 0)
             {
                 var b = bias?.Contiguous();
@@ -132,7 +133,7 @@ public sealed unsafe partial class Tensor
                 {
                     if (b != null) y.CopyFromUnchecked(b, accumulate: false); else y.Zero();
                 }
-                else Gemm(x2, weight.T, [], rows, outF, inF, y.Data, b == null ? null : b.Data, accumulate: false);
+                else Gemm(kernels, x2, weight.T, [], rows, outF, inF, y.Data, b == null ? null : b.Data, accumulate: false);
                 GC.KeepAlive(b);
                 GC.KeepAlive(x2);
             }

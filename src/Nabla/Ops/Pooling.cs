@@ -12,17 +12,17 @@ public static unsafe partial class F
     {
         var g = PoolGeometry("MaxPool2d", x, kernel, stride ?? kernel, padding ?? 0, dilation ?? 1);
         var xc = x.Contiguous();
-        var y = Tensor.Empty([g.Batch, g.Channels, g.OutHeight, g.OutWidth]);
-        var argmax = Tensor.Empty([g.Batch, g.Channels, g.OutHeight, g.OutWidth], DType.Int32);
-        if (y.Count > 0) Backend.Current.MaxPool2d(g, xc.Data, y.Data, argmax.IntData);
+        var y = Tensor.Empty([g.Batch, g.Channels, g.OutHeight, g.OutWidth], DType.Float32, x.Device);
+        var argmax = Tensor.Empty([g.Batch, g.Channels, g.OutHeight, g.OutWidth], DType.Int32, x.Device);
+        if (y.Count > 0) Tensor.KernelsFor("MaxPool2d", xc).MaxPool2d(g, xc.Data, y.Data, argmax.IntData);
         GC.KeepAlive(xc);
         if (GradMode.Needed(x))
         {
             y.Record("MaxPool2d", [x], dy =>
             {
                 var dyc = dy.Contiguous();
-                var dx = Tensor.Empty(x.Shape.ToArray());
-                if (dx.Count > 0) Backend.Current.MaxPool2dBackward(g, dyc.Data, argmax.IntData, dx.Data);
+                var dx = Tensor.Empty(x.Shape.ToArray(), DType.Float32, x.Device);
+                if (dx.Count > 0) Tensor.KernelsFor("MaxPool2d backward", dyc).MaxPool2dBackward(g, dyc.Data, argmax.IntData, dx.Data);
                 GC.KeepAlive(dyc);
                 GC.KeepAlive(argmax);
                 return [dx];
@@ -38,16 +38,16 @@ public static unsafe partial class F
     {
         var g = PoolGeometry("AvgPool2d", x, kernel, stride ?? kernel, padding ?? 0, 1);
         var xc = x.Contiguous();
-        var y = Tensor.Empty([g.Batch, g.Channels, g.OutHeight, g.OutWidth]);
-        if (y.Count > 0) Backend.Current.AvgPool2d(g, countIncludePad, xc.Data, y.Data);
+        var y = Tensor.Empty([g.Batch, g.Channels, g.OutHeight, g.OutWidth], DType.Float32, x.Device);
+        if (y.Count > 0) Tensor.KernelsFor("AvgPool2d", xc).AvgPool2d(g, countIncludePad, xc.Data, y.Data);
         GC.KeepAlive(xc);
         if (GradMode.Needed(x))
         {
             y.Record("AvgPool2d", [x], dy =>
             {
                 var dyc = dy.Contiguous();
-                var dx = Tensor.Empty(x.Shape.ToArray());
-                if (dx.Count > 0) Backend.Current.AvgPool2dBackward(g, countIncludePad, dyc.Data, dx.Data);
+                var dx = Tensor.Empty(x.Shape.ToArray(), DType.Float32, x.Device);
+                if (dx.Count > 0) Tensor.KernelsFor("AvgPool2d backward", dyc).AvgPool2dBackward(g, countIncludePad, dyc.Data, dx.Data);
                 GC.KeepAlive(dyc);
                 return [dx];
             });
@@ -65,16 +65,16 @@ public static unsafe partial class F
         if (OH < 1 || OW < 1) throw new ArgumentException($"AdaptiveAvgPool2d: output size {outputSize} must be positive.");
         if (H == 0 || W == 0) throw new ArgumentException($"AdaptiveAvgPool2d: input {x.ShapeString} has an empty spatial dimension.");
         var xc = x.Contiguous();
-        var y = Tensor.Empty([N, C, OH, OW]);
-        if (y.Count > 0) Backend.Current.AdaptiveAvgPool2d(N * C, H, W, OH, OW, xc.Data, y.Data);
+        var y = Tensor.Empty([N, C, OH, OW], DType.Float32, x.Device);
+        if (y.Count > 0) Tensor.KernelsFor("AdaptiveAvgPool2d", xc).AdaptiveAvgPool2d(N * C, H, W, OH, OW, xc.Data, y.Data);
         GC.KeepAlive(xc);
         if (GradMode.Needed(x))
         {
             y.Record("AdaptiveAvgPool2d", [x], dy =>
             {
                 var dyc = dy.Contiguous();
-                var dx = Tensor.Empty(x.Shape.ToArray());
-                if (dx.Count > 0) Backend.Current.AdaptiveAvgPool2dBackward(N * C, H, W, OH, OW, dyc.Data, dx.Data);
+                var dx = Tensor.Empty(x.Shape.ToArray(), DType.Float32, x.Device);
+                if (dx.Count > 0) Tensor.KernelsFor("AdaptiveAvgPool2d backward", dyc).AdaptiveAvgPool2dBackward(N * C, H, W, OH, OW, dyc.Data, dx.Data);
                 GC.KeepAlive(dyc);
                 return [dx];
             });

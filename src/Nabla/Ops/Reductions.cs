@@ -18,8 +18,8 @@ public sealed unsafe partial class Tensor
         var reduce = NormalizeDims(dims);
         var (source, outer, r, inner) = ReductionLayout(reduce);
         var keptShape = KeepDimShape(reduce);
-        var y = Empty(keepDim ? keptShape : DropDims(reduce));
-        if (y.Count > 0) Backend.Current.Sum(source.Data, y.Data, outer, r, inner);
+        var y = Empty(keepDim ? keptShape : DropDims(reduce), DType.Float32, Device);
+        if (y.Count > 0) KernelsFor("Sum", source).Sum(source.Data, y.Data, outer, r, inner);
         GC.KeepAlive(source);
         if (GradMode.Needed(this))
         {
@@ -67,18 +67,19 @@ public sealed unsafe partial class Tensor
         var (source, outer, r, inner) = ReductionLayout([d]);
         var keptShape = KeepDimShape([d]);
         var outShape = keepDim ? keptShape : DropDims([d]);
-        var values = Empty(outShape);
-        var indices = Empty(outShape.ToArray(), DType.Int32);
-        if (values.Count > 0) Backend.Current.Max(source.Data, values.Data, indices.IntData, outer, r, inner);
+        var values = Empty(outShape, DType.Float32, Device);
+        var indices = Empty(outShape.ToArray(), DType.Int32, Device);
+        if (values.Count > 0) KernelsFor("Max", source).Max(source.Data, values.Data, indices.IntData, outer, r, inner);
         GC.KeepAlive(source);
         if (GradMode.Needed(this))
         {
             var inShape = _shape;
             values.Record("Max", [this], g =>
             {
-                // Route each output's gradient to the position that won.
-                var dx = Zeros(inShape.ToArray());
+                // Route each output's gradient to the position that won (a loop on the host: no kernel for it yet).
                 var gc = g.Contiguous();
+                gc.RequireHost("The backward of Max(dim)");
+                var dx = Zeros(inShape.ToArray());
                 float* pdx = dx.Data, pg = gc.Data;
                 int* pi = indices.IntData;
                 for (int o = 0; o < outer; o++)
@@ -118,7 +119,7 @@ public sealed unsafe partial class Tensor
             {
                 // Ties split the gradient (PyTorch's evenly_distribute_backward); a NaN result is matched by NaNs.
                 var mask = float.IsNaN(y.Item())
-                    ? Scalar(1f).Sub(Binary(BinaryOp.Equal, x, x))
+                    ? Scalar(1f, x.Device).Sub(Binary(BinaryOp.Equal, x, x))
                     : Binary(BinaryOp.Equal, x, y);
                 return [mask.Mul(g.Div(mask.Sum()))];
             });

@@ -14,8 +14,8 @@ public static partial class F
         if (x.Rank != 4) throw new ArgumentException($"Interpolate: expected images (batch, channels, height, width), got {x.ShapeString}.");
         if (height <= 0 || width <= 0) throw new ArgumentException($"Interpolate: the output size {height}×{width} must be positive.");
         if (x.Size(2) == 0 || x.Size(3) == 0) throw new ArgumentException($"Interpolate: cannot resize an empty image {x.ShapeString}.");
-        var rows = InterpolationMatrix(x.Size(2), height);   // (H', H)
-        var columns = InterpolationMatrix(x.Size(3), width); // (W', W)
+        var rows = InterpolationMatrix(x.Size(2), height).To(x.Device);   // (H', H)
+        var columns = InterpolationMatrix(x.Size(3), width).To(x.Device); // (W', W)
         return rows.MatMul(x).MatMul(columns.T);             // (N, C, H', W)·(W, W') → (N, C, H', W')
     }
 

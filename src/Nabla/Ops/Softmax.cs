@@ -19,16 +19,16 @@ public sealed unsafe partial class Tensor
         if (d != Rank - 1) return Transpose(d, -1).SoftmaxAlong(-1, log).Transpose(d, -1);
         var x = Contiguous();
         int cols = _shape[^1], rows = cols == 0 ? 0 : Count / cols;
-        var y = Empty(_shape.ToArray());
-        if (y.Count > 0) Backend.Current.Softmax(x.Data, y.Data, rows, cols, log);
+        var y = Empty(_shape.ToArray(), DType.Float32, Device);
+        if (y.Count > 0) KernelsFor(log ? "LogSoftmax" : "Softmax", x).Softmax(x.Data, y.Data, rows, cols, log);
         GC.KeepAlive(x);
         if (GradMode.Needed(this))
         {
             y.Record(log ? "LogSoftmax" : "Softmax", [this], g =>
             {
                 var gc = g.Contiguous();
-                var dx = Empty(y._shape.ToArray());
-                if (dx.Count > 0) Backend.Current.SoftmaxBackward(y.Data, gc.Data, dx.Data, rows, cols, log);
+                var dx = Empty(y._shape.ToArray(), DType.Float32, y.Device);
+                if (dx.Count > 0) KernelsFor(log ? "LogSoftmax backward" : "Softmax backward", y, gc).SoftmaxBackward(y.Data, gc.Data, dx.Data, rows, cols, log);
                 GC.KeepAlive(gc);
                 return [dx];
             });

@@ -6,14 +6,32 @@ namespace Nabla.Optim;
 public static class GradientClipping
 {
     /// <summary>
-    /// The global L2 norm of the parameters' gradients, with the squares summed in double: a float sum overflows
-    /// to ∞ once gradients pass ~1.8e19, long before they stop being finite.
+    /// The global L2 norm of the parameters' gradients, with the squares of host gradients summed in double: a float
+    /// sum overflows to ∞ once gradients pass ~1.8e19, long before they stop being finite. Gradients on a device are
+    /// squared and summed there, in float (so such a norm comes out ∞ and nothing is clipped), and read back once.
     /// </summary>
     public static double TotalNorm(IEnumerable<Tensor> parameters)
     {
+        using var _ = GradMode.NoGrad();
         double sumSquares = 0;
+        Tensor? onDevice = null; // Σ g² of the device gradients so far, kept on their device
         foreach (var p in parameters)
-            if (p.Grad is { } g) sumSquares += SumOfSquares(g.Contiguous().AsSpan());
+        {
+            if (p.Grad is not { } g) continue;
+            if (g.Device.IsCpu)
+            {
+                sumSquares += SumOfSquares(g.Contiguous().AsSpan());
+                continue;
+            }
+            var squares = g.Square().Sum();
+            if (onDevice != null && !ReferenceEquals(onDevice.Device, g.Device))
+            {
+                sumSquares += onDevice.Item();
+                onDevice = null;
+            }
+            onDevice = onDevice == null ? squares : onDevice.Add(squares);
+        }
+        if (onDevice != null) sumSquares += onDevice.Item();
         return Math.Sqrt(sumSquares);
     }
 

@@ -72,13 +72,19 @@ public abstract class Optimizer
             {
                 if (!p.RequiresGrad || p.Grad is not { } grad) continue;
                 if (!p.IsContiguous) throw new InvalidOperationException($"Parameter {p.Name ?? p.ShapeString} is not contiguous.");
-                Update(p.AsSpan(), grad.Contiguous().AsSpan(), lr, wd, State(p));
+                if (p.Device.IsCpu) Update(p.AsSpan(), grad.Contiguous().AsSpan(), lr, wd, State(p));
+                else UpdateOnDevice(p, grad.Contiguous(), lr, wd, State(p));
             }
         }
     }
 
     /// <summary>The update rule for one parameter: <paramref name="p"/> and its gradient, both contiguous.</summary>
     protected abstract void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state);
+
+    /// <summary>The update rule for a parameter on a device (not the CPU), through that device's kernels; the
+    /// optimizers whose rule runs on the host only say so.</summary>
+    protected virtual void UpdateOnDevice(Tensor p, Tensor grad, float lr, float weightDecay, ParamState state) =>
+        throw new NotSupportedException($"{GetType().Name}.Step(): parameter {p.Name ?? p.ShapeString} is on device {p.Device}, and {GetType().Name} updates parameters on the host only; use Adam or AdamW, or keep the model on the CPU.");
 
     /// <summary>The state buffers <see cref="Update"/> keeps for each parameter, with this optimizer's settings;
     /// a parameter loaded with some of them must have them all, so a file that lost a moment tensor is refused.</summary>
@@ -109,18 +115,22 @@ public abstract class Optimizer
     private ParamState State(Tensor p)
     {
         if (!_state.TryGetValue(p, out var buffers)) _state[p] = buffers = new Dictionary<string, Tensor>();
-        return new ParamState(buffers, p.Count);
+        return new ParamState(buffers, p);
     }
 
-    /// <summary>A parameter's named state buffers, created (zeroed) on first use.</summary>
-    protected readonly struct ParamState(Dictionary<string, Tensor> buffers, int count)
+    /// <summary>A parameter's named state buffers, created (zeroed) on first use on the parameter's device, and moved
+    /// there on first use after the parameter moved (<see cref="NN.Module.To"/>) or was loaded from a file.</summary>
+    protected readonly struct ParamState(Dictionary<string, Tensor> buffers, Tensor parameter)
     {
         public bool Has(string name) => buffers.ContainsKey(name);
 
-        public Span<float> Buffer(string name)
+        public Span<float> Buffer(string name) => Tensor(name).AsSpan();
+
+        public Tensor Tensor(string name)
         {
-            if (!buffers.TryGetValue(name, out var t)) buffers[name] = t = MemoryScope.Keep(Tensor.Zeros(count));
-            return t.AsSpan();
+            if (!buffers.TryGetValue(name, out var t)) buffers[name] = t = MemoryScope.Keep(Nabla.Tensor.Zeros([parameter.Count], parameter.Device));
+            else if (!ReferenceEquals(t.Device, parameter.Device)) buffers[name] = t = MemoryScope.Keep(t.To(parameter.Device));
+            return t;
         }
     }
 
@@ -185,7 +195,7 @@ public abstract class Optimizer
 
     private static bool AllFinite(Tensor t)
     {
-        foreach (float v in t.AsSpan())
+        foreach (float v in t.ToArray())
             if (!float.IsFinite(v)) return false;
         return true;
     }
@@ -263,6 +273,15 @@ public class Adam : Optimizer
         ReadOnlySpan<float> g = _decoupled || weightDecay == 0 ? grad : DecayedGradient(p, grad, weightDecay);
         fixed (float* pp = p, gp = g, mp = m, vp = v)
             Kernels.Backend.Current.AdamW(pp, gp, mp, vp, p.Length, lr, Beta1, Beta2, Eps, _decoupled ? weightDecay : 0f, StepCount);
+    }
+
+    protected override unsafe void UpdateOnDevice(Tensor p, Tensor grad, float lr, float weightDecay, ParamState state)
+    {
+        var m = state.Tensor("exp_avg");
+        var v = state.Tensor("exp_avg_sq");
+        var g = _decoupled || weightDecay == 0 ? grad : grad.Add(p.Mul(weightDecay));
+        Tensor.KernelsFor(GetType().Name, p, g, m, v).AdamW(p.Data, g.Data, m.Data, v.Data, p.Count, lr, Beta1, Beta2, Eps, _decoupled ? weightDecay : 0f, StepCount);
+        GC.KeepAlive(g);
     }
 }
 

@@ -36,6 +36,7 @@ public sealed unsafe class QuantizedLinear : Module
     {
         if (input.DType != DType.Float32 || input.Rank == 0 || input.Size(-1) != weight.Columns)
             throw new ArgumentException($"A quantised linear layer of {weight.Columns} inputs takes Float32 (..., {weight.Columns}), got {input.DType} {input.ShapeString}.");
+        input.RequireHost("A quantised linear layer (its kernels run on the CPU only)");
         var x = input.Contiguous();
         int m = x.Count / weight.Columns;
         var shape = x.Shape.ToArray();

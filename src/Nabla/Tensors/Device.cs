@@ -56,6 +56,14 @@ public sealed class Device : IEquatable<Device>
         }
     }
 
+    /// <summary>Waits until every kernel and copy issued to this device so far has finished, after freeing the device
+    /// memory of storages the garbage collector finalized (which the finalizer thread only queues).</summary>
+    public void Synchronize()
+    {
+        Storage.FreeDeferred();
+        Runtime?.Synchronize();
+    }
+
     public bool Equals(Device? other) => ReferenceEquals(this, other);
     public override bool Equals(object? obj) => ReferenceEquals(this, obj);
     public override int GetHashCode() => Name.GetHashCode(StringComparison.Ordinal);

@@ -6,19 +6,26 @@ public sealed unsafe partial class Tensor
 {
     public static Tensor Zeros(params int[] shape) => Full(0f, shape);
     public static Tensor Ones(params int[] shape) => Full(1f, shape);
+    public static Tensor Full(float value, params int[] shape) => Full(value, shape, Device.Cpu);
 
-    public static Tensor Full(float value, params int[] shape)
+    public static Tensor Zeros(int[] shape, Device device) => Full(0f, shape, device);
+    public static Tensor Ones(int[] shape, Device device) => Full(1f, shape, device);
+
+    /// <summary>A tensor of <paramref name="shape"/> on <paramref name="device"/>, every element <paramref name="value"/>.</summary>
+    public static Tensor Full(float value, int[] shape, Device device)
     {
-        var t = Empty(shape.ToArray());
-        Backend.Current.Fill(t.Data, value, t.Count);
+        var t = Empty(shape.ToArray(), DType.Float32, device);
+        if (t.Count > 0) device.Kernels.Fill(t.Data, value, t.Count);
         return t;
     }
 
-    public static Tensor ZerosLike(Tensor t) => Zeros(t._shape.ToArray());
-    public static Tensor OnesLike(Tensor t) => Ones(t._shape.ToArray());
+    /// <summary>Zeros of <paramref name="t"/>'s shape, on its device.</summary>
+    public static Tensor ZerosLike(Tensor t) => Zeros(t._shape, t.Device);
+    /// <summary>Ones of <paramref name="t"/>'s shape, on its device.</summary>
+    public static Tensor OnesLike(Tensor t) => Ones(t._shape, t.Device);
 
-    /// <summary>A 0-dimensional tensor holding <paramref name="value"/>.</summary>
-    public static Tensor Scalar(float value) => Full(value);
+    /// <summary>A 0-dimensional tensor holding <paramref name="value"/> (on the CPU unless <paramref name="device"/> says otherwise).</summary>
+    public static Tensor Scalar(float value, Device? device = null) => Full(value, [], device ?? Device.Cpu);
 
     /// <summary>A tensor holding a copy of <paramref name="data"/> (row-major) in <paramref name="shape"/>
     /// (default: 1-D).</summary>
@@ -104,22 +111,26 @@ public sealed unsafe partial class Tensor
         return t;
     }
 
-    /// <summary>A contiguous copy of this tensor, cut from the graph if it is a leaf but recording the copy
-    /// otherwise (gradients flow through Clone like any op).</summary>
+    /// <summary>A contiguous copy of this tensor (on its device), cut from the graph if it is a leaf but recording the
+    /// copy otherwise (gradients flow through Clone like any op).</summary>
     public Tensor Clone()
     {
-        var y = Empty(_shape.ToArray(), DType);
-        if (Count > 0) CopyTo(y.Data);
+        var y = Empty(_shape.ToArray(), DType, Device);
+        if (Count > 0)
+        {
+            KernelsFor("Clone", this).Copy(Data, _strides, y.Data, y._strides, _shape, accumulate: false);
+            GC.KeepAlive(this);
+        }
         if (Autograd.GradMode.Needed(this)) Autograd.NodeExtensions.Record(y, "Clone", [this], g => [g]);
         return y;
     }
 
-    /// <summary>The same values as Float32 (index tensors become floats) or Int32 (floats truncate).</summary>
+    /// <summary>The same values as Float32 (index tensors become floats) or Int32 (floats truncate), on the same device.</summary>
     public Tensor To(DType dtype)
     {
         if (dtype == DType) return this;
-        if (dtype == DType.Float32) return FromArray(ToArray(), _shape.ToArray());
-        if (dtype == DType.Int32) return FromArray(ToIntArray(), _shape.ToArray());
+        if (dtype == DType.Float32) return FromArray(ToArray(), _shape.ToArray()).To(Device);
+        if (dtype == DType.Int32) return FromArray(ToIntArray(), _shape.ToArray()).To(Device);
         throw new NotSupportedException($"Conversion to {dtype} is not supported yet.");
     }
 }

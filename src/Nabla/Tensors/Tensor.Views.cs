@@ -304,9 +304,9 @@ public sealed unsafe partial class Tensor
     /// windows overlap) through the same view the forward took.</summary>
     private Tensor ScatterIntoZeros(Tensor g, Func<Tensor, Tensor> view, bool accumulate)
     {
-        var z = Zeros(_shape.ToArray());
+        var z = Zeros(_shape, g.Device);
         var target = view(z);
-        Backend.Current.Copy(g.Data, g._strides, target.Data, target._strides, target._shape, accumulate);
+        KernelsFor("The backward of a view", g).Copy(g.Data, g._strides, target.Data, target._strides, target._shape, accumulate);
         GC.KeepAlive(g);
         return z;
     }

@@ -15,8 +15,8 @@ public sealed unsafe partial class Tensor
     private readonly int[] _strides;
     private bool _requiresGrad;
 
-    /// <summary>The memory this tensor views.</summary>
-    public Storage Storage { get; }
+    /// <summary>The memory this tensor views (replaced only when <see cref="NN.Module.To"/> moves a parameter).</summary>
+    public Storage Storage { get; private set; }
     /// <summary>Position of element [0, 0, ...] in the storage, in elements.</summary>
     public int Offset { get; }
     public DType DType { get; }
@@ -44,15 +44,18 @@ public sealed unsafe partial class Tensor
         IsContiguous = ComputeContiguous(shape, strides);
     }
 
-    /// <summary>A new uninitialised contiguous tensor.</summary>
-    internal static Tensor Empty(int[] shape, DType dtype = DType.Float32)
+    /// <summary>A new uninitialised contiguous tensor on <paramref name="device"/> (default: the CPU).</summary>
+    internal static Tensor Empty(int[] shape, DType dtype = DType.Float32, Device? device = null)
     {
         foreach (var d in shape)
             if (d < 0) throw new ArgumentException($"Negative dimension in shape {ShapeMath.Format(shape)}.");
         long count = ShapeMath.Count(shape);
-        var storage = new Storage(count * dtype.SizeInBytes());
+        var storage = new Storage(count * dtype.SizeInBytes(), device ?? Device.Cpu);
         return new Tensor(storage, shape, ShapeMath.ContiguousStrides(shape), 0, dtype);
     }
+
+    /// <summary>Where this tensor's memory lives and its ops run.</summary>
+    public Device Device => Storage.Device;
 
     private static bool ComputeContiguous(int[] shape, int[] strides)
     {
@@ -69,7 +72,9 @@ public sealed unsafe partial class Tensor
     /// <summary>Size of dimension <paramref name="dim"/> (negative counts from the end).</summary>
     public int Size(int dim) => _shape[NormalizeDim(dim)];
 
-    /// <summary>Address of element [0, ...] as float. Valid while this tensor is reachable.</summary>
+    /// <summary>Address of element [0, ...] as float, on the tensor's <see cref="Device"/>: host code may dereference
+    /// it only after <see cref="RequireHost"/>; otherwise it is for the device's kernels. Valid while this tensor is
+    /// reachable.</summary>
     internal float* Data
     {
         get
@@ -80,7 +85,7 @@ public sealed unsafe partial class Tensor
         }
     }
 
-    /// <summary>Address of element [0, ...] as int32 (index tensors).</summary>
+    /// <summary>Address of element [0, ...] as int32 (index tensors), on the tensor's device like <see cref="Data"/>.</summary>
     internal int* IntData
     {
         get
@@ -210,13 +215,19 @@ public sealed unsafe partial class Tensor
 
     // ---------------------------------------------------------------- element access
 
-    /// <summary>Reads or writes one element (of an Int32 tensor: as a float, written back truncated).</summary>
+    /// <summary>Reads or writes one element (of an Int32 tensor: as a float, written back truncated). Host tensors
+    /// only: element-by-element access to device memory would be one transfer per element.</summary>
     [System.Runtime.CompilerServices.IndexerName("Element")]
     public float this[params int[] index]
     {
-        get => DType == DType.Int32 ? IntData[ElementOffset(index)] : Data[ElementOffset(index)];
+        get
+        {
+            RequireHost("The indexer");
+            return DType == DType.Int32 ? IntData[ElementOffset(index)] : Data[ElementOffset(index)];
+        }
         set
         {
+            RequireHost("The indexer");
             CheckMutable();
             if (DType == DType.Int32) IntData[ElementOffset(index)] = (int)value;
             else Data[ElementOffset(index)] = value;
@@ -238,19 +249,22 @@ public sealed unsafe partial class Tensor
         return o;
     }
 
-    /// <summary>The value of a one-element tensor.</summary>
+    /// <summary>The value of a one-element tensor (copied to the host, waiting for the device, if it lives on one).</summary>
     public float Item()
     {
         if (Count != 1) throw new InvalidOperationException($"Item() needs a tensor with one element; this one has shape {ShapeString}.");
-        return DType == DType.Int32 ? *IntData : *Data;
+        if (Device.IsCpu) return DType == DType.Int32 ? *IntData : *Data;
+        float value;
+        CopyToHost(&value);
+        return DType == DType.Int32 ? *(int*)&value : value;
     }
 
-    /// <summary>Copies the elements, in row-major order, into a new array.</summary>
+    /// <summary>Copies the elements, in row-major order, into a new array (from the device, if the tensor lives on one).</summary>
     public float[] ToArray()
     {
         if (DType == DType.Int32) return ToIntArray().Select(i => (float)i).ToArray();
         var result = new float[Count];
-        fixed (float* p = result) CopyTo(p);
+        fixed (float* p = result) CopyToHost(p);
         return result;
     }
 
@@ -258,23 +272,47 @@ public sealed unsafe partial class Tensor
     {
         if (DType != DType.Int32) return ToArray().Select(f => (int)f).ToArray();
         var result = new int[Count];
-        fixed (int* p = result) CopyTo((float*)p);
+        fixed (int* p = result) CopyToHost((float*)p);
         return result;
     }
 
-    /// <summary>Writes the elements in row-major order to <paramref name="dst"/> (4-byte element types).</summary>
-    internal void CopyTo(float* dst)
+    /// <summary>Writes the elements in row-major order to host memory at <paramref name="dst"/> (4-byte element types).</summary>
+    internal void CopyToHost(float* dst)
     {
         if (Count == 0) return;
-        Backend.Current.Copy(Data, _strides, dst, ShapeMath.ContiguousStrides(_shape), _shape, accumulate: false);
+        if (Device.Runtime is { } runtime)
+        {
+            var c = Contiguous();
+            runtime.CopyToHost((nint)c.Data, dst, (long)Count * sizeof(float));
+            GC.KeepAlive(c);
+        }
+        else
+        {
+            Backend.Current.Copy(Data, _strides, dst, ShapeMath.ContiguousStrides(_shape), _shape, accumulate: false);
+            GC.KeepAlive(this);
+        }
+    }
+
+    /// <summary>Overwrites this contiguous tensor's elements with <paramref name="values"/> from host memory (4-byte
+    /// element types), wherever the tensor lives.</summary>
+    internal void CopyFromHost(ReadOnlySpan<float> values)
+    {
+        if (!IsContiguous || values.Length != Count) throw new InvalidOperationException($"CopyFromHost needs a contiguous tensor of {values.Length} elements, got {ShapeString}.");
+        if (Count == 0) return;
+        fixed (float* p = values)
+        {
+            if (Device.Runtime is { } runtime) runtime.CopyFromHost(p, (nint)Data, (long)Count * sizeof(float));
+            else values.CopyTo(new Span<float>(Data, Count));
+        }
         GC.KeepAlive(this);
     }
 
-    /// <summary>The elements as a span; only for contiguous float tensors (call <see cref="Contiguous"/> first). The span
-    /// points into the tensor's memory: use it only while that memory is the tensor's (not past the end of the
-    /// <see cref="MemoryScope"/> the tensor was made in).</summary>
+    /// <summary>The elements as a span; only for contiguous float tensors in host memory (call <see cref="Contiguous"/>
+    /// first; a device tensor has <see cref="ToArray"/>). The span points into the tensor's memory: use it only while
+    /// that memory is the tensor's (not past the end of the <see cref="MemoryScope"/> the tensor was made in).</summary>
     public Span<float> AsSpan()
     {
+        RequireHost("AsSpan()");
         if (!IsContiguous) throw new InvalidOperationException("AsSpan() needs a contiguous tensor; call Contiguous() first.");
         if (DType != DType.Float32) throw new InvalidOperationException($"AsSpan() is for Float32 tensors (this one is {DType}).");
         return new Span<float>(Data, Count);

@@ -137,6 +137,26 @@ public sealed unsafe class GpuNaiveKernelTests
         Near(cdx, d.Read(gdx, inSize), "Depthwise backward input " + what, 0, 0);
         gpu.DepthwiseConv2dBackwardWeight(conv, gcdy, gx, gcdw);
         Near(cdw, d.Read(gcdw, weights), "Depthwise backward weight " + what, 0, 0);
+
+        // Dense direct convolution, 3 → 4 channels.
+        var dense = new Conv2dGeometry(2, 3, 7, 6, 4, kh, kw, sh, sw, ph, pw, dh, dw, 1);
+        int denseOut = dense.Batch * dense.OutChannels * dense.OutHeight * dense.OutWidth, denseWeights = 4 * 3 * kh * kw;
+        var wd = SmallInts(rng, denseWeights);
+        var ddy = SmallInts(rng, denseOut);
+        var (dyRef, dxRef, dwRef) = (new float[denseOut], new float[inSize], new float[denseWeights]);
+        fixed (float* px = x, pw2 = wd, pb = bias, py = dyRef, pdy = ddy, pdx = dxRef, pdw = dwRef)
+        {
+            Ref.DirectConv2d(dense, px, pw2, pb, py);
+            Ref.DirectConv2dBackwardInput(dense, pdy, pw2, pdx);
+            Ref.DirectConv2dBackwardWeight(dense, pdy, px, pdw);
+        }
+        float* gwd = d.Upload(wd), gdense = d.Filled(denseOut), gddy = d.Upload(ddy), gddw = d.Filled(denseWeights);
+        gpu.DirectConv2d(dense, gx, gwd, d.Upload(bias), gdense);
+        Near(dyRef, d.Read(gdense, denseOut), "Direct " + what, 0, 0);
+        gpu.DirectConv2dBackwardInput(dense, gddy, gwd, gdx);
+        Near(dxRef, d.Read(gdx, inSize), "Direct backward input " + what, 0, 0);
+        gpu.DirectConv2dBackwardWeight(dense, gddy, gx, gddw);
+        Near(dwRef, d.Read(gddw, denseWeights), "Direct backward weight " + what, 0, 0);
     }
 
     [Theory]

@@ -61,7 +61,7 @@ public sealed class Gpt2Model : Module
         int T = tokens.Size(1), start = cache?.Length ?? 0;
         if (start + T > Config.MaxSequenceLength)
             throw new ArgumentException($"The sequence ({start + T} positions) is longer than the model's context of {Config.MaxSequenceLength}.");
-        var positions = Tensor.FromArray(Enumerable.Range(start, T).ToArray());
+        var positions = Tensor.FromArray(Enumerable.Range(start, T).ToArray()).To(tokens.Device);
         var x = ForwardChild("wte", tokens).Add(ForwardChild("wpe", positions)); // (B, T, C)
         for (int i = 0; i < _blockNames.Length; i++)
         {
@@ -83,9 +83,12 @@ public sealed class Gpt2Model : Module
     public static Tensor Loss(Tensor logits, Tensor targets, int ignoreIndex = -100) =>
         F.CrossEntropy(logits.Reshape(-1, logits.Size(-1)), targets.Reshape(-1), ignoreIndex: ignoreIndex);
 
-    /// <summary>A cache sized for this model.</summary>
+    /// <summary>A cache sized for this model, on the device of its parameters.</summary>
     public KvCache NewCache(int batch, int capacity) =>
-        new(Config.Layers, batch, Config.Heads, Math.Min(capacity, Config.MaxSequenceLength), Config.Channels / Config.Heads);
+        new(Config.Layers, batch, Config.Heads, Math.Min(capacity, Config.MaxSequenceLength), Config.Channels / Config.Heads, Device);
+
+    /// <summary>Where the model's parameters are (<see cref="Module.To"/> moves them): its inputs go there.</summary>
+    public Device Device => Wpe.Weight.Device; // wpe: quantisation replaces wte, never wpe
 
     /// <summary>Parameters split for AdamW: matrices (and embeddings) decay, biases and layer-norm gains do not.</summary>
     public (List<Tensor> Decay, List<Tensor> NoDecay) WeightDecayGroups()

@@ -37,8 +37,8 @@ public static class PerplexityEvaluator
                 x[j] = tokens[begin + j];
                 y[j] = target >= scoredUpTo ? tokens[target] : -100;
             }
-            var logits = model.Forward(Tensor.FromArray(x, 1, length));
-            nll += F.CrossEntropy(logits.Reshape(length, -1), Tensor.FromArray(y), Reduction.Sum).Item();
+            var logits = model.Forward(Tensor.FromArray(x, 1, length).To(model.Device));
+            nll += F.CrossEntropy(logits.Reshape(length, -1), Tensor.FromArray(y).To(model.Device), Reduction.Sum).Item();
             scored += end - scoredUpTo;
             scoredUpTo = end;
         }

@@ -112,10 +112,13 @@ public static class Sampler
     /// <summary>Runs <paramref name="tokens"/> through the model (advancing the cache) and writes the logits of the
     /// last one into <paramref name="logits"/>. Only that position goes through the head, and every tensor of the
     /// step goes back to the pool when it ends, so a decoding loop's tensor memory stays flat.</summary>
-    public static void NextLogits(Gpt2Model model, int[] tokens, KvCache cache, float[] logits)
+    public static unsafe void NextLogits(Gpt2Model model, int[] tokens, KvCache cache, float[] logits)
     {
         using var _ = GradMode.NoGrad();
         using var step = MemoryScope.Begin();
-        model.Forward(Tensor.FromArray(tokens, 1, tokens.Length), cache, lastPositionOnly: true).AsSpan().CopyTo(logits);
+        var ids = Tensor.FromArray(tokens, 1, tokens.Length).To(model.Device);
+        var last = model.Forward(ids, cache, lastPositionOnly: true);
+        if (last.Count != logits.Length) throw new ArgumentException($"NextLogits: logits has {logits.Length} entries for a vocabulary of {last.Count}.");
+        fixed (float* p = logits) last.CopyToHost(p);
     }
 }
