@@ -109,15 +109,23 @@ public sealed unsafe partial class Tensor
     public Tensor Clone()
     {
         var y = Empty(_shape.ToArray(), DType);
+        if (DType.IsHalfPrecision())
+        {
+            CopyHalfPrecisionBitsTo(y.HalfPrecisionBits); // storage only: never part of a graph
+            return y;
+        }
         if (Count > 0) CopyTo(y.Data);
         if (Autograd.GradMode.Needed(this)) Autograd.NodeExtensions.Record(y, "Clone", [this], g => [g]);
         return y;
     }
 
-    /// <summary>The same values as Float32 (index tensors become floats) or Int32 (floats truncate).</summary>
+    /// <summary>The same values as Float32 (index tensors become floats, BFloat16/Float16 widen exactly), Int32
+    /// (floats truncate), or BFloat16/Float16 (rounded to nearest, ties to even, as PyTorch rounds).</summary>
     public Tensor To(DType dtype)
     {
         if (dtype == DType) return this;
+        if (DType.IsHalfPrecision()) return WidenHalfPrecision().To(dtype);
+        if (dtype.IsHalfPrecision()) return (DType == DType.Float32 ? this : To(DType.Float32)).NarrowToHalfPrecision(dtype);
         if (dtype == DType.Float32) return FromArray(ToArray(), _shape.ToArray());
         if (dtype == DType.Int32) return FromArray(ToIntArray(), _shape.ToArray());
         throw new NotSupportedException($"Conversion to {dtype} is not supported yet.");
