@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Nabla.Kernels;
 
 namespace Nabla.IO;
 
@@ -133,23 +135,37 @@ public static unsafe class SafeTensors
     /// <summary>Loads every tensor. F32 stays F32; F16, BF16 and F64 become F32; I64, I16, I8, U8 and BOOL become Int32.</summary>
     public static Dictionary<string, Tensor> Load(string path) => Load(path, out _);
 
-    public static Dictionary<string, Tensor> Load(string path, out Dictionary<string, string> metadata)
+    /// <summary>Loads every tensor; with <paramref name="keepHalfPrecision"/> F16 and BF16 tensors stay as they are
+    /// stored (<see cref="DType.Float16"/>, <see cref="DType.BFloat16"/>: half the memory, no rounding;
+    /// <c>To(DType.Float32)</c> widens them when needed), everything else as <see cref="Load(string)"/>.</summary>
+    public static Dictionary<string, Tensor> Load(string path, bool keepHalfPrecision) => Load(path, out _, keepHalfPrecision);
+
+    public static Dictionary<string, Tensor> Load(string path, out Dictionary<string, string> metadata, bool keepHalfPrecision = false)
     {
         using var stream = Open(path);
         var (infos, meta, dataStart) = ReadHeader(stream, path);
         metadata = meta;
         var result = new Dictionary<string, Tensor>();
-        foreach (var info in infos) result[info.Name] = ReadTensor(stream.SafeFileHandle, path, info, dataStart);
+        foreach (var info in infos) result[info.Name] = ReadTensor(stream.SafeFileHandle, path, info, dataStart, keepHalfPrecision);
         return result;
     }
 
-    private static Tensor ReadTensor(Microsoft.Win32.SafeHandles.SafeFileHandle handle, string path, SafeTensorInfo info, long dataStart)
+    /// <summary>The dtype a stored tensor loads as.</summary>
+    private static DType LoadedDType(string stored, bool keepHalfPrecision) => stored switch
+    {
+        "F16" when keepHalfPrecision => DType.Float16,
+        "BF16" when keepHalfPrecision => DType.BFloat16,
+        "F32" or "F16" or "BF16" or "F64" => DType.Float32,
+        _ => DType.Int32,
+    };
+
+    private static Tensor ReadTensor(Microsoft.Win32.SafeHandles.SafeFileHandle handle, string path, SafeTensorInfo info, long dataStart, bool keepHalfPrecision)
     {
         long bytes = info.End - info.Begin;
-        bool isFloat = info.DType is "F32" or "F16" or "BF16" or "F64";
-        var t = Tensor.Empty(info.Shape, isFloat ? DType.Float32 : DType.Int32);
+        var dtype = LoadedDType(info.DType, keepHalfPrecision);
+        var t = Tensor.Empty(info.Shape, dtype);
         if (bytes == 0) return t;
-        if (info.DType is "F32" or "I32")
+        if (dtype.SafetensorsName() == info.DType)
         {
             // In chunks: a tensor may hold more than the 2 GiB one span can address.
             for (long done = 0; done < bytes;)
@@ -167,12 +183,16 @@ public static unsafe class SafeTensors
         float* f = (float*)t.Storage.Pointer;
         int* i = (int*)t.Storage.Pointer;
         int n = t.Count;
+        if (info.DType is "F16" or "BF16")
+        {
+            // Little-endian 16-bit patterns, as this (little-endian) machine holds them.
+            HalfPrecision.ToSingle(info.DType == "F16" ? DType.Float16 : DType.BFloat16, MemoryMarshal.Cast<byte, ushort>(raw), new Span<float>(f, n));
+            return t;
+        }
         for (int k = 0; k < n; k++)
         {
             switch (info.DType)
             {
-                case "F16": f[k] = (float)BinaryPrimitives.ReadHalfLittleEndian(raw.AsSpan(2 * k)); break;
-                case "BF16": f[k] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(raw.AsSpan(2 * k)) << 16); break;
                 case "F64": f[k] = (float)BinaryPrimitives.ReadDoubleLittleEndian(raw.AsSpan(8 * k)); break;
                 case "I64":
                     long wide = BinaryPrimitives.ReadInt64LittleEndian(raw.AsSpan(8 * k));
@@ -211,24 +231,25 @@ public static unsafe class SafeTensors
         return raw;
     }
 
-    /// <summary>Writes tensors (F32 or I32, any strides) in the given order, atomically.</summary>
+    /// <summary>Writes tensors (F32, I32, BF16 or F16, any strides) in the given order, atomically.</summary>
     public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IReadOnlyDictionary<string, string>? metadata = null) =>
         Save(path, tensors, [], metadata);
 
-    /// <summary>Writes tensors (F32 or I32, any strides), then tensors given as raw little-endian bytes in any
-    /// dtype the format knows (U8 blocks of quantised weights, F16, BF16), atomically.</summary>
+    /// <summary>Writes tensors (F32, I32, BF16 or F16, any strides), then tensors given as raw little-endian bytes in
+    /// any dtype the format knows (U8 blocks of quantised weights), atomically.</summary>
     public static void Save(string path, IEnumerable<KeyValuePair<string, Tensor>> tensors, IEnumerable<KeyValuePair<string, RawTensor>> raw,
         IReadOnlyDictionary<string, string>? metadata = null)
     {
         var entries = new List<(string Name, string DType, int[] Shape, long Bytes, Action<Stream> Write)>();
         foreach (var (name, t) in tensors)
         {
-            if (t.DType is not (DType.Float32 or DType.Int32))
+            if (t.DType is not (DType.Float32 or DType.Int32 or DType.BFloat16 or DType.Float16))
                 throw new NotSupportedException($"Saving {t.DType} tensors ('{name}') is not supported yet.");
-            entries.Add((name, t.DType.SafetensorsName(), t.Shape.ToArray(), (long)t.Count * 4, stream =>
+            int size = t.DType.SizeInBytes();
+            entries.Add((name, t.DType.SafetensorsName(), t.Shape.ToArray(), (long)t.Count * size, stream =>
             {
                 var c = t.To(Device.Cpu).Contiguous(); // a device tensor is copied to the host first
-                if (c.Count > 0) stream.Write(new ReadOnlySpan<byte>((void*)(c.Storage.Pointer + c.Offset * 4), c.Count * 4));
+                if (c.Count > 0) stream.Write(new ReadOnlySpan<byte>((void*)(c.Storage.Pointer + (nint)c.Offset * size), c.Count * size));
                 GC.KeepAlive(c);
             }));
         }

@@ -116,6 +116,11 @@ public sealed unsafe partial class Tensor
     public Tensor Clone()
     {
         var y = Empty(_shape.ToArray(), DType, Device);
+        if (DType.IsHalfPrecision())
+        {
+            CopyHalfPrecisionBitsTo(y.HalfPrecisionBits); // storage only: never part of a graph
+            return y;
+        }
         if (Count > 0)
         {
             KernelsFor("Clone", this).Copy(Data, _strides, y.Data, y._strides, _shape, accumulate: false);
@@ -125,10 +130,14 @@ public sealed unsafe partial class Tensor
         return y;
     }
 
-    /// <summary>The same values as Float32 (index tensors become floats) or Int32 (floats truncate), on the same device.</summary>
+    /// <summary>The same values as Float32 (index tensors become floats, BFloat16/Float16 widen exactly), Int32
+    /// (floats truncate), or BFloat16/Float16 (rounded to nearest, ties to even, as PyTorch rounds), on the same device
+    /// (16-bit tensors live on the CPU).</summary>
     public Tensor To(DType dtype)
     {
         if (dtype == DType) return this;
+        if (DType.IsHalfPrecision()) return WidenHalfPrecision().To(dtype);
+        if (dtype.IsHalfPrecision()) return (DType == DType.Float32 ? this : To(DType.Float32)).NarrowToHalfPrecision(dtype);
         if (dtype == DType.Float32) return FromArray(ToArray(), _shape.ToArray()).To(Device);
         if (dtype == DType.Int32) return FromArray(ToIntArray(), _shape.ToArray()).To(Device);
         throw new NotSupportedException($"Conversion to {dtype} is not supported yet.");

@@ -80,7 +80,9 @@ public sealed unsafe partial class Tensor
         get
         {
             if (DType != DType.Float32 && DType != DType.Int32)
-                throw new NotSupportedException($"Compute on {DType} tensors is not supported yet.");
+                throw new NotSupportedException(DType.IsHalfPrecision()
+                    ? $"Tensor{(Name is { } n ? $" '{n}'" : "")} of shape {ShapeString} is {DType}, a storage type: convert it with To(DType.Float32) to compute with it."
+                    : $"Compute on {DType} tensors is not supported yet.");
             return (float*)Storage.Pointer + Offset;
         }
     }
@@ -263,6 +265,7 @@ public sealed unsafe partial class Tensor
     public float[] ToArray()
     {
         if (DType == DType.Int32) return ToIntArray().Select(i => (float)i).ToArray();
+        if (DType.IsHalfPrecision()) return WidenHalfPrecision().ToArray();
         var result = new float[Count];
         fixed (float* p = result) CopyToHost(p);
         return result;
