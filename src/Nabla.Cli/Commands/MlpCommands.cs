@@ -37,15 +37,15 @@ public static class MlpCommands
         var weightDecay = new Option<float>("--weight-decay") { Description = "Weight decay.", DefaultValueFactory = _ => defaults.WeightDecay };
         var valFraction = new Option<double>("--val-fraction") { Description = "Share of rows held out for validation.", DefaultValueFactory = _ => defaults.ValidationFraction };
         var seed = new Option<ulong>("--seed") { Description = "Seed for the split, the initial weights and the shuffling.", DefaultValueFactory = _ => defaults.Seed };
-        var output = new Option<string?>("--out") { Description = "Run directory (default: runs/mlp-<time>)." };
-        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
+        var run = new RunOptions("mlp");
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
         var ranks = DistributedRun.RanksOption();
 
         var command = new Command("mlp", "Train a multi-layer perceptron on a CSV file (classification or regression).")
         {
-            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, resume, quiet, ranks,
+            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, quiet, ranks,
         };
+        run.AddTo(command, quiet, ranks);
         skipRows.NonNegative(int.MaxValue);
         epochs.Positive(1_000_000);
         batchSize.Positive(1 << 24);
@@ -54,24 +54,14 @@ public static class MlpCommands
         valFraction.Within(0, 1, minExclusive: true, maxExclusive: true);
         dropout.Within(0, 1, maxExclusive: true);
 
-        command.SetAction(p =>
-        {
-            var dir = p.GetValue(resume) ? RunDirectory.ToResume(p.GetValue(output)) : RunDirectory.ForNewRun(p.GetValue(output), "mlp");
-            if (DistributedRun.Relaunch(p, ranks, output, dir) is { } exitCode) return exitCode;
-            using var distributed = DistributedRun.Join();
-            if (distributed.Size > 1 && p.GetValue(output) == null)
-                throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
-            return distributed.Run(() => Configure(p, dir, distributed));
-        });
+        command.SetAction((p, cancel) => Task.FromResult(
+            DistributedRun.Launch(p, ranks, run, (dir, resume, distributed) => Configure(p, new MlpRun(dir), resume, distributed, cancel))));
         return command;
 
-        int Configure(ParseResult p, string dir, DistributedRun distributed)
+        int Configure(ParseResult p, MlpRun runDir, bool resume, DistributedRun distributed, CancellationToken cancel)
         {
-            if (p.GetValue(resume))
-            {
-                var run = new MlpRun(dir);
-                return TrainMlp(MlpRunConfig.Load(run.ConfigPath), run, p.GetValue(quiet), resume: true, distributed);
-            }
+            string resumeCommand = CliErrors.CommandPath(p);
+            if (resume) return TrainMlp(MlpRunConfig.Load(runDir.ConfigPath), runDir, resume: true, p.GetValue(quiet), distributed, resumeCommand, cancel);
             var csvPath = p.GetValue(csv);
             var config = new MlpRunConfig
             {
@@ -91,9 +81,8 @@ public static class MlpCommands
                 ValidationFraction = p.GetValue(valFraction),
                 Seed = p.GetValue(seed),
             };
-            var newRun = new MlpRun(dir);
-            if (distributed.IsWriter) RunDirectory.RefuseExistingRun(dir, newRun.ConfigPath);
-            return TrainMlp(config, newRun, p.GetValue(quiet), resume: false, distributed);
+            if (distributed.IsWriter) RunDirectory.RefuseExistingRun(runDir.Directory, runDir.ConfigPath);
+            return TrainMlp(config, runDir, resume: false, p.GetValue(quiet), distributed, resumeCommand, cancel);
         }
     }
 
@@ -108,7 +97,7 @@ public static class MlpCommands
         return sizes;
     }
 
-    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet, bool resume, DistributedRun distributed)
+    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool resume, bool quiet, DistributedRun distributed, string command, CancellationToken cancel)
     {
         var table = config.ReadTable();
         var (trainRows, valRows) = DataSplit.TrainValidation(table.Rows.Count, config.ValidationFraction, config.Seed);
@@ -130,7 +119,6 @@ public static class MlpCommands
         var optimizer = Optimizers.Create(config.Optimizer, model, config.LearningRate, config.WeightDecay, config.Momentum);
         var trainer = new Trainer(model, MlpRun.Loss(classification), train, optimizer, options, validation: validation, runDirectory: run.Directory,
             communicator: distributed.Communicator);
-        distributed.Attach(trainer);
         foreach (var (name, metric) in MlpRun.Metrics(classification)) trainer.Metrics[name] = metric;
 
         if (!resume && distributed.IsWriter)
@@ -145,14 +133,14 @@ public static class MlpCommands
                 (classification ? $"{prep.Classes.Count} classes ({string.Join(", ", prep.Classes)})" : "regression"));
             Console.WriteLine($"model: MLP {prep.FeatureCount} → {string.Join(" → ", config.Hidden)} → {prep.OutputCount}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate}");
         }
-        EpochReport.PrintResume(resumed, stepsPerEpoch, quiet);
+        TrainingLoop.PrintResume(resumed, quiet, stepsPerEpoch);
 
         var progress = new TrainingProgress(options.Steps);
         EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification, "val", quiet);
         // eval and predict read the model of the last finished epoch.
         trainer.AfterCheckpoint += c =>
             model.Save(run.CheckpointPath, new Dictionary<string, string> { ["format"] = "nabla-mlp", ["epoch"] = (c.Step / stepsPerEpoch).ToString(CultureInfo.InvariantCulture) });
-        progress.Run(() => trainer.Train());
+        if (TrainingLoop.Run(trainer, progress, command, cancel) != TrainingOutcome.Finished) return 130;
         if (!distributed.IsWriter) return 0;
 
         var history = EpochReport.History(trainer.MetricsPath!, stepsPerEpoch);

@@ -27,6 +27,18 @@ internal static class RunConfigFile
         return config;
     }
 
+    /// <summary>The SHA-256 of a run's input file (its text, its CSV), kept in its config.json so that --resume can tell
+    /// when the file changed (<see cref="RequireUnchanged"/>).</summary>
+    public static string Sha256(string path) => Downloader.Hash(path);
+
+    /// <summary>Refuses to resume the run in <paramref name="directory"/> on an input file that is not the one it started with.</summary>
+    public static void RequireUnchanged(string path, string sha256, string directory)
+    {
+        if (!File.Exists(path)) throw new CliException($"{path}: file not found; the run in {directory} trains on it.");
+        if (Downloader.Hash(path) != sha256)
+            throw new CliException($"{path} changed since the run in {directory} started (its SHA-256 differs); resuming would train on other data. Start a new run.");
+    }
+
     /// <summary>Starts a new run in <paramref name="directory"/> by writing its configuration; a directory that already
     /// holds a run is refused.</summary>
     public static void WriteNew<T>(string directory, string path, T config)
