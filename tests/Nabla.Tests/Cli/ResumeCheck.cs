@@ -44,7 +44,11 @@ public static class ResumeCheck
         {
             var stdout = process.StandardOutput.ReadToEndAsync();
             var stderr = process.StandardError.ReadToEndAsync();
-            process.WaitForExit();
+            if (!process.WaitForExit(TimeSpan.FromMinutes(10))) // only a guard against a hang
+            {
+                process.Kill(entireProcessTree: true);
+                Assert.Fail($"the run to be killed after step {killAt} did not end within 10 minutes");
+            }
             Assert.True(process.ExitCode == 137, $"the run should have killed itself\n{stdout.Result}\n{stderr.Result}");
             Assert.Contains($"killing itself after step {killAt}", stderr.Result);
         }

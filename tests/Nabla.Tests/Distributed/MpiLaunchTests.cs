@@ -72,10 +72,12 @@ public class MpiLaunchTests : IDisposable
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        if (!process.WaitForExit(120_000))
+        // Only a guard against a hang (how promptly a failing job ends is measured apart): ranks start slowly when other
+        // processes load the machine.
+        if (!process.WaitForExit(TimeSpan.FromMinutes(10)))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"mpirun did not finish in 120 s:\n{output}");
+            Assert.Fail($"mpirun did not finish in 10 minutes:\n{output}");
         }
         process.WaitForExit();
         double seconds = clock.Elapsed.TotalSeconds;
