@@ -66,7 +66,7 @@ public static class GptTrainCommand
         var context = new Option<int?>("--context") { Description = "Longest sequence the model handles." };
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
         var ranks = DistributedRun.RanksOption();
-        var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only." };
+        var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only (chosen anew by each --resume: checkpoints hold the whole state)." };
         layers.Positive(1024);
         heads.Positive(1024);
         channels.Positive(1 << 16);
@@ -78,7 +78,7 @@ public static class GptTrainCommand
         {
             data, from, layers, heads, channels, context, digits, ranks, zero,
         };
-        shared.AddTo(command, ranks);
+        shared.AddTo(command, ranks, zero);
         command.SetAction((p, cancel) => Task.FromResult(
             DistributedRun.Launch(p, ranks, shared.Run, (dir, resume, distributed) => Configure(p, dir, resume, distributed, cancel))));
         return command;
@@ -87,7 +87,11 @@ public static class GptTrainCommand
         {
             GptRunConfig config;
             var configPath = Path.Combine(dir, "config.json");
-            if (resume) config = RunConfigFile.Read<GptRunConfig>(configPath, c => c.Problem());
+            if (resume)
+            {
+                config = RunConfigFile.Read<GptRunConfig>(configPath, c => c.Problem());
+                config = config with { Training = config.Training with { ShardOptimizerState = p.GetValue(zero) } };
+            }
             else
             {
                 bool addition = p.GetValue(data) == null;

@@ -45,6 +45,8 @@ public class GptCliTests : CliTest
 
         // resuming a finished run has nothing left to do but must not lose anything
         Ok(CliRunner.Run("train", "gpt", "--out", run, "--resume"));
+        Ok(CliRunner.Run("train", "gpt", "--out", run, "--resume", "--zero")); // how the ranks hold the optimizer state is the session's choice
+        Assert.Contains("error: --lr: --resume continues the run in", CliRunner.Run("train", "gpt", "--out", run, "--resume", "--lr", "0.1").Err);
         Assert.Contains("already holds a training run", CliRunner.Run("train", "gpt", "--data", data, "--out", run).Err);
 
         // a damaged checkpoint or configuration is named, not a stack trace
