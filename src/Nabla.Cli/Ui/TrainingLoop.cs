@@ -32,19 +32,19 @@ public static class TrainingLoop
     public static TrainingOutcome Run(Trainer trainer, TrainingProgress progress, string command, CancellationToken cancel, TimeSpan? timeLimit = null)
     {
         using var interrupt = new CancellationTokenSource();
-        using var clock = new CancellationTokenSource();
+        using var outOfTime = new CancellationTokenSource();
         if (timeLimit is { } limit)
         {
             var session = Stopwatch.StartNew();
             trainer.AfterStep += _ =>
             {
-                if (session.Elapsed >= limit) clock.Cancel();
+                if (session.Elapsed >= limit) outOfTime.Cancel();
             };
         }
         AttachTestHooks(trainer, interrupt);
         ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupt.Cancel(); };
         Console.CancelKeyPress += onCancel;
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel, interrupt.Token, clock.Token);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel, interrupt.Token, outOfTime.Token);
         try
         {
             progress.Run(() => trainer.Train(stop.Token));
@@ -56,7 +56,7 @@ public static class TrainingLoop
         if (trainer.Step == trainer.Options.Steps) return TrainingOutcome.Finished;
         // Every rank saves: with a sharded optimizer the checkpoint gathers the state of all of them.
         trainer.SaveCheckpoint();
-        bool timeUp = clock.IsCancellationRequested && !interrupt.IsCancellationRequested && !cancel.IsCancellationRequested;
+        bool timeUp = outOfTime.IsCancellationRequested && !interrupt.IsCancellationRequested && !cancel.IsCancellationRequested;
         Console.WriteLine($"{(timeUp ? "time limit reached" : "interrupted")} at step {trainer.Step} of {trainer.Options.Steps}; checkpoint saved. " +
             $"Continue with: {command} --out {trainer.RunDirectory} --resume");
         return timeUp ? TrainingOutcome.TimeLimit : TrainingOutcome.Interrupted;
