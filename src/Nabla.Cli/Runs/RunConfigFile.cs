@@ -8,15 +8,16 @@ internal static class RunConfigFile
 {
     public static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
-    /// <summary>Reads a run configuration for --resume; a missing, corrupt or out-of-range one is an error naming the file
-    /// (<paramref name="problem"/> says what is out of range, or null).</summary>
-    public static T Read<T>(string path, Func<T, string?> problem) where T : class
+    /// <summary>Reads a run configuration (for --resume, eval, predict); a missing, corrupt or out-of-range one is an error
+    /// naming the file (<paramref name="problem"/> says what is out of range, or null).</summary>
+    /// <param name="json">The serializer options the configuration was written with (default <see cref="Json"/>).</param>
+    public static T Read<T>(string path, Func<T, string?> problem, JsonSerializerOptions? json = null) where T : class
     {
-        if (!File.Exists(path)) throw new CliException($"{path}: not found; there is no run to resume in {Path.GetDirectoryName(path)}.");
+        if (!File.Exists(path)) throw new CliException($"{path}: not found; {Path.GetDirectoryName(path)} holds no training run.");
         T config;
         try
         {
-            config = JsonSerializer.Deserialize<T>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), Json)
+            config = JsonSerializer.Deserialize<T>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), json ?? Json)
                 ?? throw new CliException($"{path}: empty.");
         }
         catch (JsonException e)
