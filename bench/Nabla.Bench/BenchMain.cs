@@ -18,7 +18,8 @@ public static class BenchMain
         "       bench vision [--rounds N] [--threads N]   (LeNet-5 and ResNet-20 training steps, images/s)\n" +
         "       bench tokenizer [--data DIR] [--runs N] [--mb N]\n" +
         "       bench generate [--model PATH] [--threads 2] [--prompt-tokens 512] [--decode-tokens 64] [--rounds 3] [--layers N]\n" +
-        "                      [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0] [--bandwidth-gbs 28] [--work DIR]";
+        "                      [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0] [--bandwidth-gbs 28] [--work DIR]\n" +
+        "       bench quant-matmul [--rounds 5] [--rows 512] [--formats fp32,q8_0,q4_0,nf4]   (prefill matmuls, 1 thread, CPU time)";
 
     public static int Run(string[] args)
     {
@@ -36,6 +37,7 @@ public static class BenchMain
             case "vision": return KernelBench.Run(rest, "vision");
             case "tokenizer": return TokenizerBench.Run(rest);
             case "generate": return GenerateBench.Run(rest);
+            case "quant-matmul": return QuantMatMulBench.Run(rest);
             default:
                 (command is "help" or "--help" or "-h" ? Console.Out : Console.Error).WriteLine(Usage);
                 return command is "help" or "--help" or "-h" ? 0 : 2;

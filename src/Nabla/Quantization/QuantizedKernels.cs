@@ -8,38 +8,38 @@ namespace Nabla.Quantization;
 
 /// <summary>
 /// y = x·Wᵀ (+ b) with W a <see cref="QuantizedMatrix"/>, reading its packed blocks in place: the matrix is never
-/// expanded, each block is dequantised in registers on its way into the dot product. Two paths:
+/// expanded, each block is dequantised in registers on its way into the dot product (or, for NF4 prefill, a
+/// bounded panel of it at a time). Three paths:
 /// <list type="bullet">
-/// <item>float (decoding, a few rows of x; and NF4 always): each weight row is streamed once, its block widened to
+/// <item>float (decoding, a few rows of x): each weight row is streamed once, its block widened to
 /// floats in registers and multiplied into the float activations, the rows split over the threads. Decoding is
 /// bound by memory bandwidth, so reading 1.06 (Q8_0) or 0.56 (Q4_0) bytes per weight instead of 4 is the speed-up.</item>
-/// <item>int8 (prefill, many rows, Q8_0 and Q4_0): the activations are first quantised per row to Q8_0 blocks (as
-/// ggml does), then each block pair is an int8×int8 dot product — AVX-VNNI's vpdpbusd where the CPU has it and the
-/// AVX-512 path is allowed, else AVX2's vpmaddubsw + vpmaddwd — scaled by the two block scales into a float sum.
-/// vpmaddubsw multiplies unsigned by signed bytes, so the weight goes in as |w| and the activation takes w's sign
-/// (vpsignb); |w|·|x| ≤ 127·127, so the pairwise int16 sums cannot saturate.</item>
+/// <item>int8 (prefill, many rows, Q8_0 and Q4_0): the activations are quantised once per row to Q8_0 blocks (as
+/// ggml does) and multiplied into the weights by a tiled int8 GEMM, each weight block reused across several
+/// activation rows and each activation across several weight rows (QuantizedKernels.Int8.cs).</item>
+/// <item>NF4 panels (prefill, many rows, NF4): a bounded panel of weight rows dequantised to floats and multiplied by
+/// the fp32 GEMM (QuantizedKernels.Nf4Prefill.cs).</item>
 /// </list>
 /// Every path has a scalar twin (NABLA_ISA=scalar) and a naive reference in <see cref="QuantizedReference"/>.
 /// Buffers (quantised activations, deinterleaved NF4 activations) are per thread and reused: a warm call allocates nothing.
 /// </summary>
-public static unsafe class QuantizedKernels
+public static unsafe partial class QuantizedKernels
 {
-    /// <summary>Up to this many rows of x take the float path (decoding); more take the int8 path where the format has one.</summary>
+    /// <summary>Up to this many rows of x take the float path (decoding); more take the int8 path (Q8_0, Q4_0) or the
+    /// dequantised-panel path (NF4).</summary>
     public const int MaxFloatPathRows = 4;
     private const int RowsPerTask = 32;
-    private const int ActivationRowsPerTask = 64;
 
     /// <summary>y (m, W.Rows) = x (m, W.Columns)·Wᵀ + bias (bias may be null).</summary>
     public static void MatMul(QuantizedMatrix w, float* x, int m, float* y, float* bias)
     {
-        if (m > MaxFloatPathRows && w.Format != QuantizationFormat.Nf4) MatMulInt8(w, x, m, y, bias);
-        else MatMulFloat(w, x, m, y, bias);
+        if (m <= MaxFloatPathRows) MatMulFloat(w, x, m, y, bias);
+        else if (w.Format == QuantizationFormat.Nf4) MatMulNf4Panels(w, x, m, y, bias);
+        else MatMulInt8(w, x, m, y, bias);
     }
 
     [ThreadStatic] private static FloatTask? _floatTask;
-    [ThreadStatic] private static Int8Task? _int8Task;
     [ThreadStatic] private static float[]? _floatBuffer;
-    [ThreadStatic] private static sbyte[]? _int8Buffer;
 
     private static T* Grow<T>(ref T[]? buffer, long count) where T : unmanaged
     {
@@ -255,7 +255,7 @@ public static unsafe class QuantizedKernels
                     var s = Vector256<float>.Zero;
                     for (int part = 0; part < 4; part++)
                     {
-                        var v = Vector128.Load(row + 8 * part); // the low 8 bytes: elements 16·part … 16·part + 15
+                        var v = Vector128.CreateScalar(*(ulong*)(row + 8 * part)).AsByte(); // elements 16·part … 16·part + 15
                         Vector256<float> Level(Vector128<byte> nibbles)
                         {
                             var index = Avx2.ConvertToVector256Int32(nibbles);
@@ -277,158 +277,6 @@ public static unsafe class QuantizedKernels
                 sum += s * absmax[b];
             }
             return sum;
-        }
-    }
-
-    // ---------------------------------------------------------------- int8 path (prefill)
-
-    /// <summary>The int8 path (Q8_0 and Q4_0; public for tests: <see cref="MatMul"/> picks the path).</summary>
-    public static void MatMulInt8(QuantizedMatrix w, float* x, int m, float* y, float* bias)
-    {
-        if (w.Format == QuantizationFormat.Nf4) throw new ArgumentException("NF4 has no int8 path; its values are not evenly spaced.");
-        int K = w.Columns, blocks = w.BlocksPerRow;
-        var task = _int8Task ??= new Int8Task();
-        task.Qx = Grow(ref _int8Buffer, (long)m * K);
-        task.Dx = Grow(ref _floatBuffer, (long)m * blocks);
-        bool vector = CpuFeatures.Effective >= Isa.Avx2;
-        for (int i = 0; i < m; i++) QuantizeActivationRow(x + (long)i * K, task.Qx + (long)i * K, task.Dx + (long)i * blocks, blocks, vector);
-        task.W = w;
-        task.Isa = CpuFeatures.Effective;
-        task.Vnni = task.Isa >= Isa.Avx512 && AvxVnni.IsSupported;
-        task.M = m;
-        task.Y = y;
-        task.Bias = bias;
-        task.ActivationTiles = (m + ActivationRowsPerTask - 1) / ActivationRowsPerTask;
-        fixed (byte* data = w.Data)
-        {
-            task.Data = data;
-            WorkerPool.Run((w.Rows + RowsPerTask - 1) / RowsPerTask * task.ActivationTiles, task);
-        }
-        task.W = null;
-    }
-
-    /// <summary>One row of activations to Q8_0 blocks exactly as ggml's quantize_row_q8_0 (int8 values and the
-    /// half-rounded scale, kept as a float). The vector rounding reproduces roundf's halves-away-from-zero.</summary>
-    internal static void QuantizeActivationRow(float* x, sbyte* q, float* d, int blocks, bool vector)
-    {
-        for (int b = 0; b < blocks; b++, x += 32, q += 32)
-        {
-            float amax = 0;
-            if (vector)
-            {
-                var m = Vector256.Max(Vector256.Max(Vector256.Abs(Vector256.Load(x)), Vector256.Abs(Vector256.Load(x + 8))),
-                    Vector256.Max(Vector256.Abs(Vector256.Load(x + 16)), Vector256.Abs(Vector256.Load(x + 24))));
-                var h = Vector128.Max(m.GetLower(), m.GetUpper());
-                amax = MathF.Max(MathF.Max(h[0], h[1]), MathF.Max(h[2], h[3]));
-            }
-            else for (int j = 0; j < 32; j++) amax = MathF.Max(amax, MathF.Abs(x[j]));
-            float scale = amax / 127;
-            float inverse = scale != 0 ? 1f / scale : 0f;
-            d[b] = (float)(Half)scale;
-            if (vector)
-            {
-                for (int j = 0; j < 32; j += 8)
-                {
-                    var v = Vector256.Load(x + j) * Vector256.Create(inverse);
-                    var t = Vector256.Truncate(v);
-                    // v − t is exact, so |v − t| ≥ 0.5 is exactly when roundf moves away from zero.
-                    var r = Vector256.ConditionalSelect(Vector256.GreaterThanOrEqual(Vector256.Abs(v - t), Vector256.Create(0.5f)),
-                        t + Vector256.CopySign(Vector256.Create(1f), v), t);
-                    var i32 = Vector256.ConvertToInt32(r);
-                    for (int k = 0; k < 8; k++) q[j + k] = (sbyte)i32[k];
-                }
-            }
-            else for (int j = 0; j < 32; j++) q[j] = (sbyte)MathF.Round(x[j] * inverse, MidpointRounding.AwayFromZero);
-        }
-    }
-
-    private sealed class Int8Task : IParallelTask
-    {
-        public QuantizedMatrix? W;
-        public Isa Isa;
-        public bool Vnni;
-        public int M, ActivationTiles;
-        public float* Y, Bias, Dx;
-        public sbyte* Qx;
-        public byte* Data;
-
-        public void Execute(int taskIndex)
-        {
-            var w = W!;
-            int rowTask = taskIndex / ActivationTiles, tile = taskIndex % ActivationTiles;
-            int r0 = rowTask * RowsPerTask, r1 = Math.Min(w.Rows, r0 + RowsPerTask);
-            int i0 = tile * ActivationRowsPerTask, i1 = Math.Min(M, i0 + ActivationRowsPerTask);
-            int K = w.Columns, blocks = w.BlocksPerRow;
-            bool q8 = w.Format == QuantizationFormat.Q8_0;
-            int blockBytes = q8 ? GgmlBlocks.Q8_0BlockBytes : GgmlBlocks.Q4_0BlockBytes;
-            Span<float> dots = stackalloc float[4];
-            for (int r = r0; r < r1; r++)
-            {
-                byte* row = Data + (long)r * w.RowBytes;
-                for (int i = i0; i < i1; i += 4)
-                {
-                    int n = Math.Min(4, i1 - i);
-                    if (Isa >= Isa.Avx2) DotRows256(row, blockBytes, q8, Qx + (long)i * K, Dx + (long)i * blocks, K, blocks, n, Vnni, dots);
-                    else DotRowsScalar(row, blockBytes, q8, Qx + (long)i * K, Dx + (long)i * blocks, K, blocks, n, dots);
-                    for (int k = 0; k < n; k++) Y[(long)(i + k) * w.Rows + r] = Bias != null ? dots[k] + Bias[r] : dots[k];
-                }
-            }
-        }
-    }
-
-    /// <summary>One weight row against n ≤ 4 quantised activation rows: each weight block is loaded (and made signed
-    /// and absolute) once for all of them.</summary>
-    private static void DotRows256(byte* row, int blockBytes, bool q8, sbyte* qx, float* dx, int K, int blocks, int n, bool vnni, Span<float> dots)
-    {
-        var a0 = Vector256<float>.Zero;
-        var a1 = a0;
-        var a2 = a0;
-        var a3 = a0;
-        var ones = Vector256.Create((short)1);
-        for (int b = 0; b < blocks; b++, row += blockBytes)
-        {
-            Vector256<sbyte> w;
-            if (q8) w = Vector256.Load((sbyte*)row + 2);
-            else
-            {
-                var (low, high) = Q4_0Nibbles(row);
-                w = Vector256.Create(low, high);
-            }
-            var wAbs = Avx2.Abs(w);
-            float dw = HalfScale(row);
-            Vector256<float> Block(int k)
-            {
-                var xs = Avx2.Sign(Vector256.Load(qx + (long)k * K + b * 32), w);
-                var sums = vnni ? AvxVnni.MultiplyWideningAndAdd(Vector256<int>.Zero, wAbs, xs)
-                    : Avx2.MultiplyAddAdjacent(Avx2.MultiplyAddAdjacent(wAbs, xs), ones);
-                return Avx.ConvertToVector256Single(sums) * Vector256.Create(dw * dx[(long)k * blocks + b]);
-            }
-            a0 += Block(0);
-            if (n > 1) a1 += Block(1);
-            if (n > 2) a2 += Block(2);
-            if (n > 3) a3 += Block(3);
-        }
-        dots[0] = Vector256.Sum(a0);
-        dots[1] = Vector256.Sum(a1);
-        dots[2] = Vector256.Sum(a2);
-        dots[3] = Vector256.Sum(a3);
-    }
-
-    private static void DotRowsScalar(byte* row, int blockBytes, bool q8, sbyte* qx, float* dx, int K, int blocks, int n, Span<float> dots)
-    {
-        for (int k = 0; k < n; k++)
-        {
-            byte* block = row;
-            float sum = 0;
-            for (int b = 0; b < blocks; b++, block += blockBytes)
-            {
-                sbyte* xs = qx + (long)k * K + b * 32;
-                int dot = 0;
-                if (q8) for (int j = 0; j < 32; j++) dot += (sbyte)block[2 + j] * xs[j];
-                else for (int j = 0; j < 16; j++) dot += ((block[2 + j] & 0x0F) - 8) * xs[j] + ((block[2 + j] >> 4) - 8) * xs[j + 16];
-                sum += dot * (HalfScale(block) * dx[(long)k * blocks + b]);
-            }
-            dots[k] = sum;
         }
     }
 }

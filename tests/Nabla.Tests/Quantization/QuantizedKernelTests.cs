@@ -20,6 +20,10 @@ public unsafe class QuantizedKernelTests
 
     private static readonly (int Rows, int Columns, int M)[] Shapes = [(1, 64, 1), (33, 128, 3), (70, 320, 4), (5, 64, 5), (65, 192, 9), (40, 256, 67)];
 
+    /// <summary>The prefill paths' edges: weight panels of 16 rows (full, 9 rows: one past an AVX2 half, 8 and fewer),
+    /// activation tiles of 4 or 6 rows (full and short), one block and many.</summary>
+    private static readonly (int Rows, int Columns, int M)[] PrefillShapes = [(9, 64, 7), (16, 96, 6), (8, 32, 5), (48, 128, 12), (33, 128, 13), (40, 256, 67)];
+
     private static (QuantizedMatrix W, float[] X, float[] Bias) Operands(QuantizationFormat format, int rows, int columns, int m, int seed)
     {
         var g = new Generator((ulong)seed);
@@ -55,7 +59,7 @@ public unsafe class QuantizedKernelTests
         if (format == QuantizationFormat.Nf4) return; // NF4 has no int8 path (MatMul sends it down the float path)
         using var _ = CpuFeatures.Limit(isa);
         int seed = 100;
-        foreach (var (rows, columns, m) in Shapes)
+        foreach (var (rows, columns, m) in Shapes.Concat(PrefillShapes))
         {
             var (w, x, bias) = Operands(format, rows, columns, m, seed++);
             var y = new float[m * rows];
@@ -63,6 +67,46 @@ public unsafe class QuantizedKernelTests
             AssertClose(QuantizedReference.MatMulInt8(w, x, m, bias), y, 1e-5f, $"{isa} {format} {rows}×{columns}, m = {m}");
             // and the int8 path stays near the float one: activations lose at most half a step of 8 bits
             AssertClose(QuantizedReference.MatMulFloat(w, x, m, bias), y, 0.03f * MathF.Sqrt(columns), $"{isa} {format} int8 vs float");
+        }
+    }
+
+    /// <summary>The integer sums at their largest: every weight at the format's extreme (Q4_0 nibble 15 and 0,
+    /// Q8_0 ±127 and −128) against activations at ±127, where a 16-bit partial sum would saturate if a kernel let it.</summary>
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Int8PathDoesNotSaturateAtTheExtremes(Isa isa, QuantizationFormat format)
+    {
+        if (format == QuantizationFormat.Nf4) return;
+        using var _ = CpuFeatures.Limit(isa);
+        const int rows = 24, columns = 256, m = 6;
+        int blockBytes = GgmlBlocks.BlockBytes(format);
+        var data = new byte[rows * columns / 32 * blockBytes];
+        for (int block = 0; block < data.Length / blockBytes; block++)
+        {
+            System.Buffers.Binary.BinaryPrimitives.WriteHalfLittleEndian(data.AsSpan(block * blockBytes), (Half)0.01f);
+            byte extreme = format == QuantizationFormat.Q4_0 ? (block % 2 == 0 ? (byte)0xFF : (byte)0x00) : (byte)(block % 3 == 0 ? 127 : block % 3 == 1 ? 0x81 : 0x80);
+            data.AsSpan(block * blockBytes + 2, blockBytes - 2).Fill(extreme);
+        }
+        var w = QuantizedMatrix.FromBlocks(format, rows, columns, data);
+        var x = Enumerable.Range(0, m * columns).Select(i => i / columns % 2 == 0 ? 1f : -1f).ToArray();
+        var y = new float[m * rows];
+        fixed (float* px = x, py = y) QuantizedKernels.MatMulInt8(w, px, m, py, null);
+        AssertClose(QuantizedReference.MatMulInt8(w, x, m, null), y, 1e-5f, $"{isa} {format} extremes");
+    }
+
+    [Theory]
+    [MemberData(nameof(TestIsas.Theory), MemberType = typeof(TestIsas))]
+    public void Nf4PanelPathMatchesItsReference(Isa isa)
+    {
+        using var _ = CpuFeatures.Limit(isa);
+        int seed = 300;
+        // 2048 columns: panels of 128 rows, so 300 rows take three (the last partial)
+        foreach (var (rows, columns, m) in PrefillShapes.Where(s => s.Columns % Nf4.BlockSize == 0).Append((300, 2048, 9)))
+        {
+            var (w, x, bias) = Operands(QuantizationFormat.Nf4, rows, columns, m, seed++);
+            var y = new float[m * rows];
+            fixed (float* px = x, py = y, pb = bias) QuantizedKernels.MatMulNf4Panels(w, px, m, py, pb);
+            AssertClose(QuantizedReference.MatMulFloat(w, x, m, bias), y, 1e-5f * MathF.Sqrt(columns), $"{isa} NF4 panels {rows}×{columns}, m = {m}");
         }
     }
 
