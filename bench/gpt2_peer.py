@@ -16,14 +16,13 @@ Line protocol on stdin/stdout, one request per line, one answer line each:
   quit
 """
 import math
-import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from peer_threads import set_threads
+from peer_common import serve
 
 
 class Block(nn.Module):
@@ -113,24 +112,19 @@ def generate(prompt_len, new_tokens, reps):
     return rates
 
 
+def answer(words):
+    if words[0] == "model":
+        return f"ok {build(*map(int, words[1:6]))}"
+    if words[0] == "train":  # "train B T REPS [cpu]": cpu times by the thread's CPU time
+        clock = time.thread_time if words[4:5] == ["cpu"] else time.perf_counter
+        return " ".join(f"{ms:.3f}" for ms in train(*map(int, words[1:4]), clock=clock))
+    if words[0] == "generate":
+        return " ".join(f"{r:.3f}" for r in generate(*map(int, words[1:4])))
+    return None
+
+
 def main():
-    for line in sys.stdin:
-        parts = line.split()
-        if not parts or parts[0] == "quit":
-            break
-        if parts[0] == "threads":
-            torch_threads, _, _ = set_threads(int(parts[1]))
-            answer = f"ok {torch_threads} {torch.__version__}"
-        elif parts[0] == "model":
-            answer = f"ok {build(*map(int, parts[1:6]))}"
-        elif parts[0] == "train":
-            clock = time.thread_time if parts[4:5] == ["cpu"] else time.perf_counter
-            answer = " ".join(f"{ms:.3f}" for ms in train(*map(int, parts[1:4]), clock=clock))
-        elif parts[0] == "generate":
-            answer = " ".join(f"{r:.3f}" for r in generate(*map(int, parts[1:4])))
-        else:
-            answer = f"error unknown request {parts[0]}"
-        print(answer, flush=True)
+    serve(answer, lambda torch_threads, _, __: (torch_threads, torch.__version__))
 
 
 if __name__ == "__main__":

@@ -21,13 +21,11 @@ Each request runs one untimed warm-up step first. Torch 1.13 has no scaled_dot_p
 written as PyTorch users did: softmax(q·kᵀ/√d + mask)·v with autograd, the T×T matrices materialised.
 """
 import math
-import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
-from peer_threads import set_threads
+from peer_common import serve, timed
 
 
 _cache = {}
@@ -136,43 +134,23 @@ def train_step(model_id, batch, onednn):
 clock = time.perf_counter
 
 
-def timed(step, reps):
-    step()
-    times = []
-    for _ in range(reps):
-        start = clock()
-        step()
-        times.append((clock() - start) * 1e3)
-    return times
+def answer(words):
+    global clock
+    if words[0] == "clock":  # "clock cpu|wall": time later requests by the thread's CPU time or the wall clock
+        clock = time.thread_time if words[1] == "cpu" else time.perf_counter
+        return "ok"
+    numbers = [int(w) for w in words[1:]]
+    if words[0] == "attention":
+        return timed(attention_step(*numbers[:4]), numbers[-1], clock)
+    if words[0] == "conv":
+        return timed(conv_step(*numbers[:-1]), numbers[-1], clock)
+    if words[0] == "train":
+        return timed(train_step(*numbers[:-1]), numbers[-1], clock)
+    return None
 
 
 def main():
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "quit":
-            break
-        if words[0] == "threads":
-            torch_threads, blas_threads, _ = set_threads(int(words[1]))
-            print("ok", torch_threads, blas_threads, torch.__version__, torch.backends.mkldnn.is_available(), flush=True)
-            continue
-        if words[0] == "clock":
-            global clock
-            clock = time.thread_time if words[1] == "cpu" else time.perf_counter
-            print("ok", flush=True)
-            continue
-        numbers = [int(w) for w in words[1:]]
-        if words[0] == "attention":
-            step = attention_step(*numbers[:4])
-        elif words[0] == "conv":
-            step = conv_step(*numbers[:-1])
-        elif words[0] == "train":
-            step = train_step(*numbers[:-1])
-        else:
-            print(f"error unknown request {words[0]}", flush=True)
-            continue
-        print(" ".join(f"{t:.4f}" for t in timed(step, numbers[-1])), flush=True)
+    serve(answer, lambda torch_threads, blas_threads, _: (torch_threads, blas_threads, torch.__version__, torch.backends.mkldnn.is_available()))
 
 
 if __name__ == "__main__":

@@ -11,12 +11,10 @@ Line protocol on stdin/stdout, one request per line, one answer line each:
   quit
 MODE is lstm or gru. Each request runs one untimed warm-up first.
 """
-import sys
-import time
 
 import torch
 
-from peer_threads import set_threads
+from peer_common import serve, timed
 
 _cache = {}
 
@@ -54,36 +52,17 @@ def inference_step(mode, layers, inputs, hidden):
     return step
 
 
-def timed(step, reps):
-    step()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
+def answer(words):
+    numbers = [int(w) for w in words[2:]]
+    if words[0] == "train":
+        return timed(train_step(words[1], *numbers[:5]), numbers[-1])
+    if words[0] == "step":
+        return timed(inference_step(words[1], *numbers[:3]), numbers[-1])
+    return None
 
 
 def main():
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "quit":
-            break
-        if words[0] == "threads":
-            torch_threads, blas_threads, _ = set_threads(int(words[1]))
-            print("ok", torch_threads, blas_threads, torch.__version__, flush=True)
-            continue
-        numbers = [int(w) for w in words[2:]]
-        if words[0] == "train":
-            step = train_step(words[1], *numbers[:5])
-        elif words[0] == "step":
-            step = inference_step(words[1], *numbers[:3])
-        else:
-            print(f"error unknown request {words[0]}", flush=True)
-            continue
-        print(" ".join(f"{t:.4f}" for t in timed(step, numbers[-1])), flush=True)
+    serve(answer, lambda torch_threads, blas_threads, _: (torch_threads, blas_threads, torch.__version__))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ Line protocol on stdin/stdout, one request per line, one answer line each:
 TA/TB are 0/1: the operand is stored transposed and passed as a .t() view, which torch hands to BLAS as a
 transpose flag without copying, as the C# kernel reads it through strides.
 """
-import sys
 import time
 
 import torch
 
-from peer_threads import set_threads
+from peer_common import serve
 
 
 _operands = {}
@@ -56,22 +55,16 @@ def gemm(trans_a, trans_b, m, n, k, reps, batch, clock=time.perf_counter):
     return times
 
 
+def answer(words):
+    if words[0] not in ("gemm", "gemmcpu"):
+        return None
+    ta, tb, m, n, k, reps, batch = (int(w) for w in words[1:8])
+    clock = time.thread_time if words[0] == "gemmcpu" else time.perf_counter
+    return " ".join(f"{t:.4f}" for t in gemm(ta, tb, m, n, k, reps, batch, clock))
+
+
 def main():
-    for line in sys.stdin:
-        words = line.split()
-        if not words:
-            continue
-        if words[0] == "quit":
-            break
-        if words[0] == "threads":
-            torch_threads, blas_threads, blas = set_threads(int(words[1]))
-            print("ok", torch_threads, blas_threads, torch.__version__, blas, flush=True)
-        elif words[0] in ("gemm", "gemmcpu"):
-            ta, tb, m, n, k, reps, batch = (int(w) for w in words[1:8])
-            clock = time.thread_time if words[0] == "gemmcpu" else time.perf_counter
-            print(" ".join(f"{t:.4f}" for t in gemm(ta, tb, m, n, k, reps, batch, clock)), flush=True)
-        else:
-            print("error unknown request", line.strip(), flush=True)
+    serve(answer, lambda torch_threads, blas_threads, blas: (torch_threads, blas_threads, torch.__version__, blas))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ using System.Runtime.InteropServices;
 namespace Nabla.Bench;
 
 /// <summary>The calling thread's CPU time (Linux CLOCK_THREAD_CPUTIME_ID, as Python's time.thread_time): on one thread
-/// the cost of the work itself, whatever share of a core a busy machine leaves it.</summary>
+/// the cost of the work itself, whatever share of a core a busy machine leaves it. (Also the tests' measure of "at
+/// once": a wall-clock bound fails when other processes load the machine.)</summary>
 internal static partial class CpuClock
 {
     /// <summary>Seconds of CPU time the calling thread spent in <paramref name="action"/>.</summary>

@@ -27,20 +27,20 @@ public static class GenerateBench
 
     public static int Run(string[] args)
     {
-        int threads = IntArg(args, "--threads", 2), promptTokens = IntArg(args, "--prompt-tokens", 512);
-        int decodeTokens = IntArg(args, "--decode-tokens", 64), rounds = IntArg(args, "--rounds", 3);
-        double bandwidth = double.Parse(StringArg(args, "--bandwidth-gbs", "28"), CultureInfo.InvariantCulture);
-        var peers = StringArg(args, "--peers", "nabla,llama.cpp,onnx").Split(',');
-        var llamaTypes = StringArg(args, "--llama-types", "f32,q8_0,q4_0").Split(',');
-        var nablaFormats = StringArg(args, "--nabla-formats", "q8_0,q4_0,nf4").Split(',', StringSplitOptions.RemoveEmptyEntries);
+        int threads = BenchArgs.Int(args, "--threads", 2), promptTokens = BenchArgs.Int(args, "--prompt-tokens", 512);
+        int decodeTokens = BenchArgs.Int(args, "--decode-tokens", 64), rounds = BenchArgs.Int(args, "--rounds", 3);
+        double bandwidth = double.Parse(BenchArgs.Value(args, "--bandwidth-gbs") ?? "28", CultureInfo.InvariantCulture);
+        var peers = (BenchArgs.Value(args, "--peers") ?? "nabla,llama.cpp,onnx").Split(',');
+        var llamaTypes = (BenchArgs.Value(args, "--llama-types") ?? "f32,q8_0,q4_0").Split(',');
+        var nablaFormats = (BenchArgs.Value(args, "--nabla-formats") ?? "q8_0,q4_0,nf4").Split(',', StringSplitOptions.RemoveEmptyEntries);
         WorkerPool.Threads = threads;
 
         Gpt2Model model;
         ITokenizer tokenizer;
-        if (StringArg(args, "--model", "") is { Length: > 0 } path) (model, tokenizer) = Gpt2ModelFiles.Load(path);
+        if (BenchArgs.Value(args, "--model") is { Length: > 0 } path) (model, tokenizer) = Gpt2ModelFiles.Load(path);
         else
         {
-            model = new Gpt2Model(Gpt2Config.Gpt2Small with { Layers = IntArg(args, "--layers", 12) }, new Generator(0));
+            model = new Gpt2Model(Gpt2Config.Gpt2Small with { Layers = BenchArgs.Int(args, "--layers", 12) }, new Generator(0));
             tokenizer = LlamaCppPeer.PlaceholderTokenizer(model.Config.VocabSize);
         }
         var c = model.Config;
@@ -49,11 +49,11 @@ public static class GenerateBench
             Console.Error.WriteLine($"--prompt-tokens {promptTokens} + --decode-tokens {decodeTokens} exceed the model's context of {c.MaxSequenceLength}.");
             return 2;
         }
-        bool keepWork = StringArg(args, "--work", "") is { Length: > 0 };
-        string work = keepWork ? StringArg(args, "--work", "") : Directory.CreateTempSubdirectory("nabla-bench-generate-").FullName;
+        string? keptWork = BenchArgs.Value(args, "--work") is { Length: > 0 } given ? given : null;
+        string work = keptWork ?? Directory.CreateTempSubdirectory("nabla-bench-generate-").FullName;
         Directory.CreateDirectory(work);
         Console.WriteLine($"GPT-2 {c.Layers} layers, {c.Channels} channels, vocabulary {c.VocabSize}, {model.ParameterCount:N0} parameters; " +
-                          $"B = 1, greedy, {threads} threads, prompt {promptTokens} tokens, {decodeTokens} decoded; on {MachineInfo.Line}; load {Load()}");
+                          $"B = 1, greedy, {threads} threads, prompt {promptTokens} tokens, {decodeTokens} decoded; on {MachineInfo.Line}; load {MachineLoad.LoadAverage}");
 
         var rng = new Random(1);
         int[] prompt = Enumerable.Range(0, promptTokens).Select(_ => rng.Next(Math.Min(c.VocabSize, 50000))).ToArray();
@@ -90,7 +90,7 @@ public static class GenerateBench
                 {
                     if (!QuantizationFormats.TryParse(label, out var format)) throw new ArgumentException($"--nabla-formats: unknown format '{label}' (q8_0, q4_0, nf4)");
                     // the same weights again (the same seed, or the same file), quantised
-                    var quantized = StringArg(args, "--model", "") is { Length: > 0 } again ? Gpt2ModelFiles.Load(again).Model : new Gpt2Model(c, new Generator(0));
+                    var quantized = (BenchArgs.Value(args, "--model") ?? "") is { Length: > 0 } again ? Gpt2ModelFiles.Load(again).Model : new Gpt2Model(c, new Generator(0));
                     Gpt2Quantization.Quantize(quantized, format);
                     var row = new Row("Nabla", label, WeightBytes(quantized), [], []);
                     for (int r = 0; r <= rounds; r++) // round 0 warms up, as above
@@ -112,7 +112,7 @@ public static class GenerateBench
         }
         finally
         {
-            if (!keepWork) Directory.Delete(work, recursive: true);
+            if (keptWork == null) Directory.Delete(work, recursive: true);
         }
 
         Console.WriteLine();
@@ -126,7 +126,7 @@ public static class GenerateBench
         Console.WriteLine();
         foreach (var row in rows)
             Console.WriteLine($"{row.Engine} {row.Weights}: prefill [{Join(row.Prefill)}], decode [{Join(row.Decode)}] tokens/s");
-        Console.WriteLine($"load after: {Load()}");
+        Console.WriteLine($"load after: {MachineLoad.LoadAverage}");
         return 0;
     }
 
@@ -167,15 +167,4 @@ public static class GenerateBench
     }
 
     private static string Join(List<double> xs) => string.Join(", ", xs.Select(x => x.ToString("F1", CultureInfo.InvariantCulture)));
-
-    private static string Load() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
-
-    private static int IntArg(string[] args, string name, int fallback) =>
-        int.Parse(StringArg(args, name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
-
-    private static string StringArg(string[] args, string name, string fallback)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
-    }
 }

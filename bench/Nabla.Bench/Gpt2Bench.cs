@@ -22,16 +22,16 @@ public static class Gpt2Bench
 {
     public static int Run(string[] args)
     {
-        int rounds = IntArg(args, "--rounds", 5), threads = IntArg(args, "--threads", Environment.ProcessorCount);
-        int layers = IntArg(args, "--layers", 12), batch = IntArg(args, "--batch", 4), time = IntArg(args, "--time", 64);
-        int newTokens = IntArg(args, "--new-tokens", 64), prompt = IntArg(args, "--prompt", 16);
+        int rounds = BenchArgs.Int(args, "--rounds", 5), threads = BenchArgs.Int(args, "--threads", Environment.ProcessorCount);
+        int layers = BenchArgs.Int(args, "--layers", 12), batch = BenchArgs.Int(args, "--batch", 4), time = BenchArgs.Int(args, "--time", 64);
+        int newTokens = BenchArgs.Int(args, "--new-tokens", 64), prompt = BenchArgs.Int(args, "--prompt", 16);
         bool torch = !args.Contains("--no-torch");
         bool cpuTime = args.Contains("--cpu-time");
         if (cpuTime && threads != 1)
             throw new ArgumentException("gpt2 --cpu-time: CPU time measures one thread's work; add --threads 1.");
         WorkerPool.Threads = threads;
         var config = Gpt2Config.Gpt2Small with { Layers = layers };
-        Console.WriteLine($"GPT-2 {config.Layers} layers, {config.Channels} channels, vocabulary {config.VocabSize}; {threads} threads; load: {Load()}");
+        Console.WriteLine($"GPT-2 {config.Layers} layers, {config.Channels} channels, vocabulary {config.VocabSize}; {threads} threads; load: {MachineLoad.LoadAverage}");
         Console.WriteLine($"on {MachineInfo.Line}");
         FmaPeak.Measure(threads);
 
@@ -114,7 +114,7 @@ public static class Gpt2Bench
         Console.WriteLine("|---|---|---|");
         Console.WriteLine($"| Nabla | {Median(rates):F1} | {Median(rates) * bytesPerToken / 1e9:F1} |");
         if (torchRates.Count > 0) Console.WriteLine($"| PyTorch | {Median(torchRates):F1} | {Median(torchRates) * bytesPerToken / 1e9:F1} |");
-        Console.WriteLine($"(all runs: ours [{Join(rates)}], PyTorch [{Join(torchRates)}] tokens/s; load after: {Load()})");
+        Console.WriteLine($"(all runs: ours [{Join(rates)}], PyTorch [{Join(torchRates)}] tokens/s; load after: {MachineLoad.LoadAverage})");
         return 0;
     }
 
@@ -160,55 +160,20 @@ public static class Gpt2Bench
 
     private static string Join(List<double> xs) => string.Join(", ", xs.Select(x => x.ToString("F0", CultureInfo.InvariantCulture)));
 
-    private static string Load() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
-
-    private static int IntArg(string[] args, string name, int fallback)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length && int.TryParse(args[i + 1], out var v) ? v : fallback;
-    }
-
     /// <summary>bench/gpt2_peer.py as a child process, one request per line.</summary>
-    private sealed class Peer : IDisposable
+    private sealed class Peer(PythonPeer peer) : IDisposable
     {
-        private readonly Process _process;
-        public string Description { get; private set; } = "";
-
-        private Peer(Process process) => _process = process;
+        public string Description { get; } = peer.Started is [var threads, var version, ..] ? $"torch {version}, {threads} threads" : "torch";
 
         public static Peer? TryStart(int threads, Gpt2Config c)
         {
-            var script = Path.Combine(AppContext.BaseDirectory, "gpt2_peer.py");
-            if (!File.Exists("/usr/bin/python3") || !File.Exists(script))
-            {
-                Console.Error.WriteLine($"PyTorch peer unavailable: needs /usr/bin/python3 and {script}.");
-                return null;
-            }
-            var peer = new Peer(Process.Start(new ProcessStartInfo("/usr/bin/python3", [script])
-            {
-                RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false,
-            })!);
-            var answer = peer.AskRaw($"threads {threads}").Split(' ');
-            peer.Description = $"torch {answer[2]}, {answer[1]} threads";
-            peer.AskRaw($"model {c.Layers} {c.Heads} {c.Channels} {c.VocabSize} {c.MaxSequenceLength}");
-            return peer;
+            if (PythonPeer.TryStart("gpt2_peer.py", threads) is not { } started) return null;
+            started.Ask($"model {c.Layers} {c.Heads} {c.Channels} {c.VocabSize} {c.MaxSequenceLength}");
+            return new Peer(started);
         }
 
-        private string AskRaw(string request)
-        {
-            _process.StandardInput.WriteLine(request);
-            _process.StandardInput.Flush();
-            var line = _process.StandardOutput.ReadLine() ?? throw new IOException("gpt2_peer.py exited.");
-            if (line.StartsWith("error")) throw new InvalidOperationException($"gpt2_peer.py: {line}");
-            return line;
-        }
+        public double[] Ask(string request) => peer.AskNumbers(request);
 
-        public double[] Ask(string request) => AskRaw(request).Split(' ').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-
-        public void Dispose()
-        {
-            try { _process.StandardInput.WriteLine("quit"); _process.WaitForExit(5000); } catch (IOException) { }
-            _process.Dispose();
-        }
+        public void Dispose() => peer.Dispose();
     }
 }

@@ -98,8 +98,8 @@ public static class KernelBench
     /// <summary><paramref name="suite"/>: "kernels" (attention and two convolutions) or "conv" (<see cref="ConvolutionLayers"/>).</summary>
     public static int Run(string[] args, string suite = "kernels")
     {
-        int threads = int.Parse(Option(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
-        int rounds = int.Parse(Option(args, "--rounds") ?? "7", CultureInfo.InvariantCulture);
+        int threads = int.Parse(BenchArgs.Value(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
+        int rounds = int.Parse(BenchArgs.Value(args, "--rounds") ?? "7", CultureInfo.InvariantCulture);
         bool torch = !args.Contains("--no-torch");
         // --cpu-time (with --threads 1): time every contender by its thread's CPU time (PyTorch's too: with one thread
         // its kernels run on the calling thread), which a busy machine inflates far less than the wall clock.
@@ -115,9 +115,9 @@ public static class KernelBench
             new ConvCase("ResNet conv3x3", 8, 64, 56, 56, 64, 3, 1, 1),
         ];
         // --only TEXT keeps the cases whose name contains it (e.g. "ResNet-18 layer1").
-        if (Option(args, "--only") is { } only) cases = cases.Where(c => c.Name.Contains(only, StringComparison.OrdinalIgnoreCase)).ToArray();
+        if (BenchArgs.Value(args, "--only") is { } only) cases = cases.Where(c => c.Name.Contains(only, StringComparison.OrdinalIgnoreCase)).ToArray();
         if (args.Contains("--profile")) return Profile(cases, rounds);
-        using var peer = torch ? Peer.TryStart(Option(args, "--peer"), threads) : null;
+        using var peer = torch ? Peer.TryStart(BenchArgs.Value(args, "--peer"), threads) : null;
         if (cpuTime) peer?.UseCpuClock();
         var contenders = new List<Contender>
         {
@@ -135,7 +135,7 @@ public static class KernelBench
         }
 
         Console.WriteLine($"Kernel benchmark ({suite}): {threads} thread(s), {rounds} interleaved rounds{(cpuTime ? ", Nabla timed by thread CPU time" : "")}");
-        Console.WriteLine($"machine: {MachineInfo.Line}; load average at start {LoadAverage()}");
+        Console.WriteLine($"machine: {MachineInfo.Line}; load average at start {MachineLoad.LoadAverage}");
         Console.WriteLine($"peer: {peer?.Description ?? "none"}");
 
         var steps = new Dictionary<(Case, Contender), (Action Step, int Reps)>();
@@ -173,7 +173,7 @@ public static class KernelBench
                     }
                 }
 
-        string loadAfter = LoadAverage();
+        string loadAfter = MachineLoad.LoadAverage;
         double peak = FmaPeak.Measure(threads);
         var records = new List<Record>();
         foreach (var c in cases)
@@ -333,7 +333,7 @@ public static class KernelBench
     /// </summary>
     private static int Profile(Case[] cases, int rounds)
     {
-        Console.WriteLine($"Profile: {WorkerPool.Threads} thread(s), {rounds} steps per case; load average at start {LoadAverage()}");
+        Console.WriteLine($"Profile: {WorkerPool.Threads} thread(s), {rounds} steps per case; load average at start {MachineLoad.LoadAverage}");
         foreach (var c in cases)
         {
             var profiler = new ProfilingBackend(CpuBackend.Instance, WorkerPool.Threads == 1 ? CpuClock.ThreadTicks : null);
@@ -346,52 +346,18 @@ public static class KernelBench
                 $"(sum over the steps {cpuMs.Sum():F1} ms; kernels below are totals over the same steps)");
             Console.Write(profiler.Report());
         }
-        Console.WriteLine($"load average at end {LoadAverage()}");
+        Console.WriteLine($"load average at end {MachineLoad.LoadAverage}");
         return 0;
     }
 
-    private static string? Option(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
-    }
-
-    private static string LoadAverage() =>
-        File.Exists("/proc/loadavg") ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
-
     /// <summary>The PyTorch peer process (bench/kernels_peer.py), one request line and one answer line at a time.</summary>
-    private sealed class Peer : IDisposable
+    private sealed class Peer(PythonPeer peer) : IDisposable
     {
-        private readonly Process _process;
-        public string Description { get; }
+        public string Description { get; } = peer.Started is [var torchThreads, var blasThreads, var version, var onednn, ..]
+            ? $"PyTorch {version}, {torchThreads} torch threads, {blasThreads} OpenBLAS threads, oneDNN {onednn}" : "PyTorch";
 
-        private Peer(Process process, string description) => (_process, Description) = (process, description);
-
-        public static Peer? TryStart(string? script, int threads)
-        {
-            // The bench project copies bench/*.py next to its binary.
-            script ??= Path.Combine(AppContext.BaseDirectory, "kernels_peer.py");
-            if (!File.Exists(script) || !File.Exists("/usr/bin/python3"))
-            {
-                Console.Error.WriteLine($"kernels bench: the PyTorch peer needs /usr/bin/python3 and {script} (--peer PATH); running without it.");
-                return null;
-            }
-            var process = Process.Start(new ProcessStartInfo("/usr/bin/python3", [script])
-            {
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                UseShellExecute = false,
-            })!;
-            process.StandardInput.WriteLine($"threads {threads}");
-            var answer = process.StandardOutput.ReadLine()?.Split(' ');
-            if (answer is not ["ok", var torchThreads, var blasThreads, var version, var onednn])
-            {
-                Console.Error.WriteLine("kernels bench: the PyTorch peer did not start; running without it.");
-                process.Kill();
-                return null;
-            }
-            return new Peer(process, $"PyTorch {version}, {torchThreads} torch threads, {blasThreads} OpenBLAS threads, oneDNN {onednn}");
-        }
+        public static Peer? TryStart(string? script, int threads) =>
+            PythonPeer.TryStart(script ?? "kernels_peer.py", threads) is { } peer ? new Peer(peer) : null;
 
         private static string Request(Case c, string contender) => c switch
         {
@@ -402,31 +368,13 @@ public static class KernelBench
         };
 
         /// <summary>Has the peer time by its calling thread's CPU time from now on.</summary>
-        public void UseCpuClock()
-        {
-            _process.StandardInput.WriteLine("clock cpu");
-            if (_process.StandardOutput.ReadLine() != "ok") throw new InvalidOperationException("The PyTorch peer did not accept 'clock cpu'.");
-        }
+        public void UseCpuClock() => peer.Ask("clock cpu");
 
         /// <summary>A warm-up request standing in for the first step (the peer warms each request up itself).</summary>
         public Action Step(Case c, string contender) => () => Time(c, 1, contender);
 
-        public double[] Time(Case c, int reps, string contender)
-        {
-            _process.StandardInput.WriteLine($"{Request(c, contender)} {reps}");
-            var line = _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException("The PyTorch peer exited.");
-            return line.Split(' ').Select(w => double.Parse(w, CultureInfo.InvariantCulture)).ToArray();
-        }
+        public double[] Time(Case c, int reps, string contender) => peer.AskNumbers($"{Request(c, contender)} {reps}");
 
-        public void Dispose()
-        {
-            try
-            {
-                _process.StandardInput.WriteLine("quit");
-                if (!_process.WaitForExit(5000)) _process.Kill();
-            }
-            catch (InvalidOperationException) { }
-            _process.Dispose();
-        }
+        public void Dispose() => peer.Dispose();
     }
 }

@@ -19,8 +19,8 @@ public static unsafe class QuantMatMulBench
 
     public static int Run(string[] args)
     {
-        int rounds = IntArg(args, "--rounds", 5), m = IntArg(args, "--rows", 512);
-        var labels = StringArg(args, "--formats", "fp32,q8_0,q4_0,nf4").Split(',', StringSplitOptions.RemoveEmptyEntries);
+        int rounds = BenchArgs.Int(args, "--rounds", 5), m = BenchArgs.Int(args, "--rows", 512);
+        var labels = (BenchArgs.Value(args, "--formats") ?? "fp32,q8_0,q4_0,nf4").Split(',', StringSplitOptions.RemoveEmptyEntries);
         WorkerPool.Threads = 1;
         var g = new Generator(0);
         var weights = Shapes.Select(s => Tensor.Randn(g, s.Out, s.In) * 0.02f).ToArray();
@@ -65,17 +65,5 @@ public static unsafe class QuantMatMulBench
     {
         var sorted = xs.Order().ToList();
         return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
-    }
-
-    private static int IntArg(string[] args, string name, int fallback)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1], CultureInfo.InvariantCulture) : fallback;
-    }
-
-    private static string StringArg(string[] args, string name, string fallback)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : fallback;
     }
 }

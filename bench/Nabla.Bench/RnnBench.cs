@@ -28,8 +28,8 @@ public static class RnnBench
 
     public static int Run(string[] args)
     {
-        int threads = int.Parse(Option(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
-        int rounds = int.Parse(Option(args, "--rounds") ?? "5", CultureInfo.InvariantCulture);
+        int threads = int.Parse(BenchArgs.Value(args, "--threads") ?? "2", CultureInfo.InvariantCulture);
+        int rounds = int.Parse(BenchArgs.Value(args, "--rounds") ?? "5", CultureInfo.InvariantCulture);
         WorkerPool.Threads = threads;
         Case[] cases = [new("lstm", true), new("gru", true), new("lstm", false), new("gru", false)];
         using var peer = args.Contains("--no-torch") ? null : RnnPeer.TryStart(threads);
@@ -38,7 +38,7 @@ public static class RnnBench
         if (peer != null) contenders.Add(new("pytorch", c => () => peer.Time(c, 1)));
 
         Console.WriteLine($"Recurrent benchmark: {threads} thread(s), {rounds} interleaved rounds");
-        Console.WriteLine($"machine: {MachineInfo.Line}; load average at start {LoadAverage()}");
+        Console.WriteLine($"machine: {MachineInfo.Line}; load average at start {MachineLoad.LoadAverage}");
         Console.WriteLine($"peer: {peer?.Description ?? "none"}");
         var steps = new Dictionary<(Case, Contender), (Action Step, int Reps)>();
         foreach (var c in cases)
@@ -63,7 +63,7 @@ public static class RnnBench
                     samples[(c, contender)].Add(watch.Elapsed.TotalMilliseconds);
                 }
             }
-        Console.WriteLine($"load average at end {LoadAverage()}");
+        Console.WriteLine($"load average at end {MachineLoad.LoadAverage}");
         Console.WriteLine();
         Console.WriteLine("| case | contender | median ms | vs PyTorch |");
         Console.WriteLine("|---|---|---:|---|");
@@ -110,61 +110,22 @@ public static class RnnBench
         };
     }
 
-    private static string? Option(string[] args, string name)
-    {
-        int i = Array.IndexOf(args, name);
-        return i >= 0 && i + 1 < args.Length ? args[i + 1] : null;
-    }
-
-    private static string LoadAverage() =>
-        File.Exists("/proc/loadavg") ? string.Join(" ", File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "unknown";
-
     /// <summary>bench/rnn_peer.py as a child process, one request line and one answer line at a time.</summary>
-    private sealed class RnnPeer : IDisposable
+    private sealed class RnnPeer(PythonPeer peer) : IDisposable
     {
-        private readonly Process _process;
-        public string Description { get; }
+        public string Description { get; } = peer.Started is [var torchThreads, var blasThreads, var version, ..]
+            ? $"PyTorch {version}, {torchThreads} torch threads, {blasThreads} OpenBLAS threads" : "PyTorch";
 
-        private RnnPeer(Process process, string description) => (_process, Description) = (process, description);
-
-        public static RnnPeer? TryStart(int threads)
-        {
-            var script = Path.Combine(AppContext.BaseDirectory, "rnn_peer.py");
-            if (!File.Exists(script) || !File.Exists("/usr/bin/python3"))
-            {
-                Console.Error.WriteLine($"rnn bench: the PyTorch peer needs /usr/bin/python3 and {script}; running without it.");
-                return null;
-            }
-            var process = Process.Start(new ProcessStartInfo("/usr/bin/python3", [script]) { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false })!;
-            process.StandardInput.WriteLine($"threads {threads}");
-            if (process.StandardOutput.ReadLine()?.Split(' ') is not ["ok", var torchThreads, var blasThreads, var version])
-            {
-                Console.Error.WriteLine("rnn bench: the PyTorch peer did not start; running without it.");
-                process.Kill();
-                return null;
-            }
-            return new RnnPeer(process, $"PyTorch {version}, {torchThreads} torch threads, {blasThreads} OpenBLAS threads");
-        }
+        public static RnnPeer? TryStart(int threads) => PythonPeer.TryStart("rnn_peer.py", threads) is { } peer ? new RnnPeer(peer) : null;
 
         public double[] Time(Case c, int reps)
         {
             string request = c.Training
                 ? $"train {c.Mode} {Case.Layers} {Case.Input} {Case.Hidden} {Case.Steps} {Case.Batch} {reps}"
                 : $"step {c.Mode} {Case.Layers} {Case.Input} {Case.Hidden} {reps}";
-            _process.StandardInput.WriteLine(request);
-            var line = _process.StandardOutput.ReadLine() ?? throw new InvalidOperationException("The PyTorch peer exited.");
-            return line.Split(' ').Select(w => double.Parse(w, CultureInfo.InvariantCulture)).ToArray();
+            return peer.AskNumbers(request);
         }
 
-        public void Dispose()
-        {
-            try
-            {
-                _process.StandardInput.WriteLine("quit");
-                if (!_process.WaitForExit(5000)) _process.Kill();
-            }
-            catch (InvalidOperationException) { }
-            _process.Dispose();
-        }
+        public void Dispose() => peer.Dispose();
     }
 }

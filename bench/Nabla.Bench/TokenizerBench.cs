@@ -27,9 +27,9 @@ public static class TokenizerBench
 
     public static int Run(string[] args)
     {
-        string dataDirectory = OptionValue(args, "--data") ?? DefaultDataDirectory();
-        int runs = int.Parse(OptionValue(args, "--runs") ?? "7");
-        double? megabytes = OptionValue(args, "--mb") is { } mb ? double.Parse(mb, System.Globalization.CultureInfo.InvariantCulture) : null;
+        string dataDirectory = BenchArgs.Value(args, "--data") ?? DefaultDataDirectory();
+        int runs = int.Parse(BenchArgs.Value(args, "--runs") ?? "7");
+        double? megabytes = BenchArgs.Value(args, "--mb") is { } mb ? double.Parse(mb, System.Globalization.CultureInfo.InvariantCulture) : null;
 
         string encoderPath = Path.Combine(dataDirectory, "gpt2", "encoder.json");
         string mergesPath = Path.Combine(dataDirectory, "gpt2", "vocab.bpe");
@@ -50,7 +50,7 @@ public static class TokenizerBench
         foreach (var warmUp in CreateContenders(encoderPath, mergesPath)) warmUp.Encode(text[..Math.Min(text.Length, 300_000)]);
         var contenders = CreateContenders(encoderPath, mergesPath);
         Console.WriteLine($"GPT-2 tokenizer encode: {textBytes / 1e6:F2} MB of text (KJV + Jargon File), {runs} timed runs after a JIT warm-up and a cold-cache run");
-        Console.WriteLine($"machine: {MachineInfo.Line}; load average {LoadAverage()} at start");
+        Console.WriteLine($"machine: {MachineInfo.Line}; load average {MachineLoad.LoadAverage} at start");
 
         // Cold-cache (first) runs, checking that every contender gives the same ids.
         int[]? expected = null;
@@ -97,7 +97,7 @@ public static class TokenizerBench
             Console.WriteLine($"{result.Name,-44} {result.FirstMs,9:F0} {result.MedianMs,10:F1} {$"{result.MinMs:F0}–{result.MaxMs:F0}",15} " +
                               $"{textBytes / 1e6 / seconds,8:F1} {expected.Length / 1e6 / seconds,7:F2}");
         }
-        Console.WriteLine($"load average at end: {LoadAverage()}");
+        Console.WriteLine($"load average at end: {MachineLoad.LoadAverage}");
         return 0;
     }
 
@@ -141,13 +141,4 @@ public static class TokenizerBench
         Environment.GetEnvironmentVariable("NABLA_TEST_DATA") is { Length: > 0 } fromEnvironment
             ? fromEnvironment
             : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache", "nabla-test-data");
-
-    private static string? OptionValue(string[] args, string name)
-    {
-        int index = Array.IndexOf(args, name);
-        return index >= 0 && index + 1 < args.Length ? args[index + 1] : null;
-    }
-
-    private static string LoadAverage() =>
-        File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "n/a";
 }

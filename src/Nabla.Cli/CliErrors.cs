@@ -20,9 +20,7 @@ public static class CliErrors
         {
             // One line per problem and a pointer to --help, rather than the whole help text.
             foreach (var error in parse.Errors) Console.Error.WriteLine($"error: {error.Message}");
-            var path = new List<string>();
-            for (var r = parse.CommandResult; r != null; r = r.Parent as System.CommandLine.Parsing.CommandResult) path.Insert(0, r.Command.Name);
-            Console.Error.WriteLine($"Try '{string.Join(' ', path)} --help'.");
+            Console.Error.WriteLine($"Try '{CommandPath(parse)} --help'.");
             return 2;
         }
         try
@@ -35,6 +33,14 @@ public static class CliErrors
             Console.Error.WriteLine($"error: {ErrorText.OneLine(Describe(e))}");
             return 1;
         }
+    }
+
+    /// <summary>The words that name the parsed command ("nabla train gpt").</summary>
+    public static string CommandPath(ParseResult parse)
+    {
+        var path = new List<string>();
+        for (var r = parse.CommandResult; r != null; r = r.Parent as System.CommandLine.Parsing.CommandResult) path.Insert(0, r.Command.Name);
+        return string.Join(' ', path);
     }
 
     /// <summary>The message for a failure: the user's problem as the code that found it worded it (these

@@ -53,18 +53,7 @@ def learn_merges(text, count):
             break
         best = max(sorted(pairs), key=lambda p: pairs[p])  # most frequent; ties: first in sorted order
         merges.append(best)
-        merged = {}
-        for word, n in words.items():
-            out, i = [], 0
-            while i < len(word):
-                if i + 1 < len(word) and (word[i], word[i + 1]) == best:
-                    out.append(word[i] + word[i + 1])
-                    i += 2
-                else:
-                    out.append(word[i])
-                    i += 1
-            merged[tuple(out)] = n
-        words = merged
+        words = {merge_pair(word, best): n for word, n in words.items()}
     return merges
 
 
@@ -76,16 +65,21 @@ def bpe(token, ranks):
         best = min(pairs, key=lambda p: ranks.get(p, float("inf")))
         if best not in ranks:
             break
-        out, i = [], 0
-        while i < len(word):
-            if i + 1 < len(word) and (word[i], word[i + 1]) == best:
-                out.append(word[i] + word[i + 1])
-                i += 2
-            else:
-                out.append(word[i])
-                i += 1
-        word = tuple(out)
+        word = merge_pair(word, best)
     return word
+
+
+def merge_pair(word, pair):
+    """The symbols of word with each occurrence of the adjacent pair, left to right, joined into one."""
+    out, i = [], 0
+    while i < len(word):
+        if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+            out.append(word[i] + word[i + 1])
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return tuple(out)
 
 
 def encode(text, vocab, ranks):

@@ -17,6 +17,8 @@ namespace Nabla.Cli.Commands;
 public sealed record CharLstmConfig
 {
     public string Text { get; init; } = "";
+    /// <summary>SHA-256 of the text when the run started, so a resume on a changed file is refused.</summary>
+    public string TextSha256 { get; init; } = "";
     public double ValFraction { get; init; } = 0.05;
     public int SequenceLength { get; init; } = 128;
     public int BatchSize { get; init; } = 32;
@@ -33,6 +35,20 @@ public sealed record CharLstmConfig
     public float[] Temperatures { get; init; } = [0.5f, 0.8f, 1.0f];
     public int SampleLength { get; init; } = 300;
     public ulong Seed { get; init; } = 1;
+
+    /// <summary>What is wrong with a configuration read back for --resume (the options' ranges), or null.</summary>
+    public string? Problem()
+    {
+        if (string.IsNullOrEmpty(Text) || Temperatures is null) return "\"Text\" or \"Temperatures\" is missing";
+        if (ValFraction is <= 0 or >= 1 || double.IsNaN(ValFraction) || SequenceLength is < 1 or > 1 << 16 || BatchSize is < 1 or > 1 << 16 || Steps < 1)
+            return $"validation fraction {ValFraction}, sequence length {SequenceLength}, batch size {BatchSize} or steps {Steps} is out of range";
+        if (EmbeddingDim is < 1 or > 1 << 14 || Hidden is < 1 or > 1 << 14 || Layers is < 1 or > 64 || !(Dropout is >= 0 and < 1))
+            return "a model size or the dropout is out of range";
+        if (!(LearningRate is > 0 and <= 100) || !(Clip is >= 0 and <= 1e6f) || !(TimeLimitMinutes is >= 0 and <= 1e6) || EvalEvery < 1 || EvalBatches is < 1 or > 1 << 20
+            || SampleLength is < 0 or > 1 << 20 || Temperatures.Any(t => !(t is >= 0 and <= 100)))
+            return "a learning rate, clipping norm, time limit, interval, sample length or temperature is out of range";
+        return null;
+    }
 }
 
 /// <summary>`nabla train char-lstm --text FILE`: a character-level LSTM language model, its validation bits per
@@ -42,12 +58,12 @@ public static class CharLstmCommand
     public static Command Create()
     {
         var d = new CharLstmConfig();
-        var text = new Option<string>("--text") { Description = "Text file to model (UTF-8).", Required = true };
+        var text = new Option<string?>("--text") { Description = "Text file to model (UTF-8; required for a new run)." };
         var valFraction = new Option<double>("--val-fraction") { Description = "Share of the text (its end) held out for validation, as `nabla data prepare`.", DefaultValueFactory = _ => d.ValFraction };
         var seqLen = new Option<int>("--seq-len") { Description = "Characters per training sequence (backpropagation through time).", DefaultValueFactory = _ => d.SequenceLength };
         var batchSize = new Option<int>("--batch-size") { Description = "Sequences per step.", DefaultValueFactory = _ => d.BatchSize };
         var steps = new Option<int>("--steps") { Description = "Optimisation steps.", DefaultValueFactory = _ => d.Steps };
-        var timeLimit = new Option<double>("--time-limit") { Description = "Stop after this many minutes of training, wherever the steps are (0: no limit)." };
+        var timeLimit = new Option<double>("--time-limit") { Description = "Stop after this many minutes of training, wherever the steps are (0: no limit); --resume continues for as long again." };
         var embeddingDim = new Option<int>("--embedding-dim") { Description = "Character vector size.", DefaultValueFactory = _ => d.EmbeddingDim };
         var hidden = new Option<int>("--hidden") { Description = "LSTM hidden size.", DefaultValueFactory = _ => d.Hidden };
         var layers = new Option<int>("--layers") { Description = "Stacked LSTM layers.", DefaultValueFactory = _ => d.Layers };
@@ -59,7 +75,7 @@ public static class CharLstmCommand
         var temperatures = new Option<float[]>("--temperatures") { Description = "Sampling temperatures of the final samples (0: greedy).", DefaultValueFactory = _ => d.Temperatures, AllowMultipleArgumentsPerToken = true };
         var sampleLength = new Option<int>("--sample-length") { Description = "Characters per sample.", DefaultValueFactory = _ => d.SampleLength };
         var seed = new Option<ulong>("--seed") { Description = "Seed for the initial weights, the batch order and the samples.", DefaultValueFactory = _ => d.Seed };
-        var output = new Option<string?>("--out") { Description = "Run directory (default: runs/char-lstm-<time>)." };
+        var run = new RunOptions("char-lstm");
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
         valFraction.Within(0, 1, minExclusive: true, maxExclusive: true);
         seqLen.Positive(1 << 16);
@@ -80,29 +96,34 @@ public static class CharLstmCommand
         var command = new Command("char-lstm", "Train a character-level LSTM language model on a text file; report validation bits per character and samples.")
         {
             text, valFraction, seqLen, batchSize, steps, timeLimit, embeddingDim, hidden, layers, dropout, lr, clip, evalEvery, evalBatches,
-            temperatures, sampleLength, seed, output, quiet,
+            temperatures, sampleLength, seed, quiet,
         };
+        run.AddTo(command, quiet);
         command.SetAction((p, cancel) =>
         {
-            var config = new CharLstmConfig
+            var (directory, resume) = run.RunDirectory(p);
+            var configPath = Path.Combine(directory, "config.json");
+            var config = resume ? RunConfigFile.Read<CharLstmConfig>(configPath, c => c.Problem()) : new CharLstmConfig
             {
-                Text = p.GetValue(text)!, ValFraction = p.GetValue(valFraction), SequenceLength = p.GetValue(seqLen), BatchSize = p.GetValue(batchSize),
+                Text = p.GetValue(text) ?? throw new CliException("--text is required: the text file to model."), ValFraction = p.GetValue(valFraction), SequenceLength = p.GetValue(seqLen), BatchSize = p.GetValue(batchSize),
                 Steps = p.GetValue(steps), TimeLimitMinutes = p.GetValue(timeLimit), EmbeddingDim = p.GetValue(embeddingDim), Hidden = p.GetValue(hidden),
                 Layers = p.GetValue(layers), Dropout = p.GetValue(dropout), LearningRate = p.GetValue(lr), Clip = p.GetValue(clip),
                 EvalEvery = p.GetValue(evalEvery), EvalBatches = p.GetValue(evalBatches), Temperatures = p.GetValue(temperatures)!,
                 SampleLength = p.GetValue(sampleLength), Seed = p.GetValue(seed),
             };
-            var directory = RunDirectory.ForNewRun(p.GetValue(output), "char-lstm");
-            RunDirectory.RefuseExistingRun(directory, Path.Combine(directory, "config.json"));
-            return Task.FromResult(Train(config, directory, p.GetValue(quiet), cancel));
+            if (!resume) RunDirectory.RefuseExistingRun(directory, configPath);
+            return Task.FromResult(Train(config, directory, resume, p.GetValue(quiet), CliErrors.CommandPath(p), cancel));
         });
         return command;
     }
 
     private static double BitsPerCharacter(double nats) => nats / Math.Log(2);
 
-    private static int Train(CharLstmConfig config, string directory, bool quiet, CancellationToken cancel)
+    /// <param name="resume">Continue the run in <paramref name="directory"/>: <paramref name="config"/> is its config.json,
+    /// and the same text gives the same vocabulary and batches again.</param>
+    private static int Train(CharLstmConfig config, string directory, bool resume, bool quiet, string command, CancellationToken cancel)
     {
+        if (resume) RunConfigFile.RequireUnchanged(config.Text, config.TextSha256, directory);
         var corpus = BoundedFile.ReadAllText(config.Text, BoundedFile.TextFileLimit, "a text file");
         var tokenizer = CharTokenizer.FromText(corpus);
         var ids = tokenizer.Encode(corpus);
@@ -115,9 +136,12 @@ public static class CharLstmCommand
 
         Generator.ManualSeed(config.Seed);
         var model = new CharLstm(tokenizer.VocabSize, config.EmbeddingDim, config.Hidden, config.Layers, config.Dropout);
-        Directory.CreateDirectory(directory);
-        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
-        tokenizer.Save(Path.Combine(directory, "tokenizer.json"));
+        if (!resume)
+        {
+            config = config with { TextSha256 = RunConfigFile.Sha256(config.Text) };
+            RunConfigFile.WriteNew(directory, Path.Combine(directory, "config.json"), config);
+            tokenizer.Save(Path.Combine(directory, "tokenizer.json"));
+        }
         var options = new TrainerOptions
         {
             Steps = config.Steps, ClipGradNorm = config.Clip, EvalEvery = config.EvalEvery, EvalBatches = config.EvalBatches,
@@ -126,12 +150,14 @@ public static class CharLstmCommand
         var optimizer = new AdamW(model.Parameters(), config.LearningRate, weightDecay: 0f);
         var schedule = new CosineWithWarmup(optimizer, Math.Max(1, Math.Min(100, config.Steps / 20)), config.Steps, config.LearningRate / 10);
         var trainer = new Trainer(model, CharLstm.Loss, train, optimizer, options, schedule, validation, directory);
+        var resumed = trainer.TryResume();
         if (!quiet)
         {
             Console.WriteLine($"data: {config.Text} — {split:N0} training and {ids.Length - split:N0} validation characters, {tokenizer.VocabSize} distinct");
             Console.WriteLine($"model: char LSTM, {config.Layers} layer(s) of {config.Hidden}, embedding {config.EmbeddingDim}, {model.ParameterCount:N0} parameters; " +
                 $"{config.Steps} steps of {config.BatchSize}×{config.SequenceLength} characters{(config.TimeLimitMinutes > 0 ? $", at most {config.TimeLimitMinutes} minutes" : "")}");
         }
+        TrainingLoop.PrintResume(resumed, quiet);
         var progress = new TrainingProgress(options.Steps, "chars");
         trainer.AfterStep += s =>
         {
@@ -141,21 +167,10 @@ public static class CharLstmCommand
         {
             if (!quiet) progress.Line($"step {e.Step}: validation {BitsPerCharacter(e.Loss):F3} bits/char");
         };
-        using var timeLimit = new CancellationTokenSource();
-        if (config.TimeLimitMinutes > 0) timeLimit.CancelAfter(TimeSpan.FromMinutes(config.TimeLimitMinutes));
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel, timeLimit.Token);
         var clock = Stopwatch.StartNew();
-        progress.Run(() => trainer.Train(stop.Token));
+        var outcome = TrainingLoop.Run(trainer, progress, command, cancel, config.TimeLimitMinutes > 0 ? TimeSpan.FromMinutes(config.TimeLimitMinutes) : null);
+        if (outcome == TrainingOutcome.Interrupted) return 130;
         double minutes = clock.Elapsed.TotalMinutes;
-        if (trainer.Step < options.Steps)
-        {
-            trainer.SaveCheckpoint();
-            if (!timeLimit.IsCancellationRequested)
-            {
-                Console.WriteLine($"interrupted at step {trainer.Step}; the last checkpoint is in {directory}.");
-                return 130;
-            }
-        }
         model.Save(Path.Combine(directory, "model.safetensors"), new Dictionary<string, string>
         {
             ["format"] = "nabla-char-lstm", ["step"] = trainer.Step.ToString(CultureInfo.InvariantCulture), ["config"] = JsonSerializer.Serialize(config),

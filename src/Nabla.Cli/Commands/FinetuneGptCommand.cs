@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json.Nodes;
 using Nabla.Cli.Runs;
+using Nabla.Cli.Ui;
 using Nabla.Data;
 using Nabla.IO;
 using Nabla.Models.Gpt2;
@@ -77,7 +78,7 @@ public static class FinetuneGptCommand
         shared.AddTo(command);
         command.SetAction((p, cancel) =>
         {
-            var (dir, resume) = shared.RunDirectory(p);
+            var (dir, resume) = shared.Run.RunDirectory(p);
             var configPath = Path.Combine(dir, "config.json");
             GptFinetuneConfig config;
             if (resume) config = RunConfigFile.Read<GptFinetuneConfig>(configPath, c => c.Problem());
@@ -98,7 +99,7 @@ public static class FinetuneGptCommand
                 {
                     Model = basePath,
                     Text = textPath,
-                    TextSha256 = Downloader.Hash(textPath),
+                    TextSha256 = RunConfigFile.Sha256(textPath),
                     ValFraction = p.GetValue(valFraction),
                     Lora = lora ? new LoraConfig
                     {
@@ -117,7 +118,7 @@ public static class FinetuneGptCommand
                 };
                 RunDirectory.RefuseExistingRun(dir, configPath);
             }
-            return Task.FromResult(Finetune(config, dir, newRun: !resume, cancel));
+            return Task.FromResult(Finetune(config, dir, newRun: !resume, CliErrors.CommandPath(p), cancel));
         });
         return command;
     }
@@ -130,7 +131,7 @@ public static class FinetuneGptCommand
 
     /// <param name="newRun">Write config.json once the base, the text and the targets have been checked, so a
     /// mistyped option does not leave a run directory that only --resume would accept.</param>
-    private static int Finetune(GptFinetuneConfig config, string dir, bool newRun, CancellationToken cancel)
+    private static int Finetune(GptFinetuneConfig config, string dir, bool newRun, string command, CancellationToken cancel)
     {
         Generator.ManualSeed(config.Seed); // the adapter's initial A (drawn by Lora.Apply from the default generator)
         // A Q8_0/Q4_0 GGUF base stays quantised for an adapter (QLoRA as it stands); --full and --quantize need float weights.
@@ -145,9 +146,7 @@ public static class FinetuneGptCommand
         }
         if (config.SequenceLength > model.Config.MaxSequenceLength)
             throw new CliException($"--seq-len {config.SequenceLength} is longer than the context of {config.Model} ({model.Config.MaxSequenceLength}).");
-        if (!File.Exists(config.Text)) throw new CliException($"{config.Text}: file not found.");
-        if (Downloader.Hash(config.Text) != config.TextSha256)
-            throw new CliException($"{config.Text} changed since the run in {dir} started (its SHA-256 differs); resuming would train on other data. Start a new run.");
+        RunConfigFile.RequireUnchanged(config.Text, config.TextSha256, dir);
         var tokens = LanguageModelCommands.Encode(tokenizer, LanguageModelCommands.ReadText(config.Text), config.Text);
         int cut = (int)(tokens.Length * (1 - config.ValFraction));
         var train = new TokenBatchLoader(tokens[..cut], config.BatchSize, config.SequenceLength, config.Seed, $"{config.Text} (training part)");
@@ -177,12 +176,12 @@ public static class FinetuneGptCommand
         Console.WriteLine(summary);
         Console.WriteLine($"data: {config.Text}: {cut:N0} training and {tokens.Length - cut:N0} validation tokens; " +
             $"{config.Training.Steps} steps of {config.BatchSize * config.SequenceLength * config.Training.GradientAccumulation:N0} tokens");
-        GptTrainCommand.PrintResume(resumed);
+        TrainingLoop.PrintResume(resumed);
 
         BufferPool.ResetPeak();
         var sampleGenerator = new Generator(config.Seed + 1);
         if (!GptTrainCommand.RunTrainer(trainer, dir, config.SequenceLength, config.SampleEvery,
-                () => GptTrainCommand.Sample(model, tokenizer, null, sampleGenerator), "nabla finetune gpt", cancel))
+                () => GptTrainCommand.Sample(model, tokenizer, null, sampleGenerator), command, cancel))
             return 130;
         long peak = BufferPool.PeakLiveBytes;
         long optimizerBytes = trainer.Optimizer.StateDict().Values.Sum(t => (long)t.Count * t.DType.SizeInBytes());

@@ -35,20 +35,17 @@ public sealed record FinetuneRunConfig
     public float WeightDecay { get; init; } = 1e-4f;
     public ulong Seed { get; init; } = 1;
 
-    public void Save(string path) => AtomicFile.WriteAllText(path, JsonSerializer.Serialize(this, VisionRunConfig.Json));
-
-    public static FinetuneRunConfig Load(string path)
+    /// <summary>What is wrong with a configuration read back (the options' ranges), or null.</summary>
+    public string? Problem()
     {
-        try
-        {
-            return JsonSerializer.Deserialize<FinetuneRunConfig>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), VisionRunConfig.Json)
-                ?? throw new CliException($"{path}: empty config.");
-        }
-        catch (JsonException e)
-        {
-            throw new CliException($"{path}: corrupt config ({ErrorText.Json(e)}).");
-        }
+        if (string.IsNullOrEmpty(Base) || string.IsNullOrEmpty(Dataset)) return "\"Base\" or \"Dataset\" is missing";
+        if (ExamplesPerClass is < 0 or > 1_000_000 || ImageSize is < 0 or > 4096 || Epochs is < 1 or > 1_000_000 || BatchSize is < 1 or > 1 << 20)
+            return $"examples per class {ExamplesPerClass}, image size {ImageSize}, epochs {Epochs} or batch size {BatchSize} is out of range";
+        if (!(LearningRate is > 0 and <= 100) || !(WeightDecay is >= 0 and <= 100)) return $"learning rate {LearningRate} or weight decay {WeightDecay} is out of range";
+        return FromScratch && UnfreezeLastStage ? "--from-scratch and --unfreeze-last-stage are both set" : null;
     }
+
+    public static FinetuneRunConfig Load(string path) => RunConfigFile.Read<FinetuneRunConfig>(path, c => c.Problem());
 
     /// <summary>Whether <paramref name="directory"/> holds a `nabla finetune resnet` run (its config names a base).</summary>
     public static bool IsFinetuneRun(string directory)
@@ -78,7 +75,6 @@ public static class FinetuneResNetCommand
         var baseModel = new Option<string>("--base")
         {
             Description = "The pretrained ResNet: a `nabla train resnet` run directory, resnet18 (after `nabla model fetch resnet18`) or a directory with model.safetensors and timm's config.json.",
-            Required = true,
         };
         var dataset = new Option<string>("--dataset") { Description = "digits (scikit-learn's 8×8 digits), a digits.csv(.gz) file, or an image folder (one sub-folder per class).", DefaultValueFactory = _ => defaults.Dataset };
         var examples = new Option<int>("--examples-per-class") { Description = "Training images per class (0: all of the training split)." };
@@ -91,7 +87,7 @@ public static class FinetuneResNetCommand
         var lr = new Option<float>("--lr") { Description = "Peak learning rate of AdamW (warm-up, then cosine decay).", DefaultValueFactory = _ => defaults.LearningRate };
         var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW's weight decay.", DefaultValueFactory = _ => defaults.WeightDecay };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the new layers' weights and the shuffling.", DefaultValueFactory = _ => defaults.Seed };
-        var output = new Option<string?>("--out") { Description = "Run directory (default: runs/finetune-resnet-<time>)." };
+        var run = new RunOptions("finetune-resnet");
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
         examples.NonNegative(1_000_000);
         imageSize.NonNegative(4096);
@@ -101,13 +97,23 @@ public static class FinetuneResNetCommand
         weightDecay.NonNegative(100);
         var command = new Command("resnet", "Fine-tune a pretrained ResNet on a small image dataset: a new input adapter and head around the frozen body.")
         {
-            baseModel, dataset, examples, unfreeze, unfreezeAll, scratch, imageSize, epochs, batchSize, lr, weightDecay, seed, output, quiet,
+            baseModel, dataset, examples, unfreeze, unfreezeAll, scratch, imageSize, epochs, batchSize, lr, weightDecay, seed, quiet,
         };
+        run.AddTo(command, quiet);
         command.SetAction((p, cancel) =>
         {
+            var (dir, resume) = run.RunDirectory(p);
+            var runDir = new VisionRun(dir);
+            string resumeCommand = CliErrors.CommandPath(p);
+            if (resume)
+            {
+                if (File.Exists(runDir.ConfigPath) && !FinetuneRunConfig.IsFinetuneRun(dir))
+                    throw new CliException($"{dir} holds another kind of run than `nabla finetune resnet`; resume it with the command that made it.");
+                return Task.FromResult(Run(FinetuneRunConfig.Load(runDir.ConfigPath), runDir, resume: true, p.GetValue(quiet), resumeCommand, cancel));
+            }
             var config = defaults with
             {
-                Base = p.GetValue(baseModel)!, Dataset = p.GetValue(dataset)!, ExamplesPerClass = p.GetValue(examples),
+                Base = p.GetValue(baseModel) ?? throw new CliException("--base is required: the pretrained ResNet to fine-tune."), Dataset = p.GetValue(dataset)!, ExamplesPerClass = p.GetValue(examples),
                 UnfreezeLastStage = p.GetValue(unfreeze), UnfreezeAll = p.GetValue(unfreezeAll), FromScratch = p.GetValue(scratch), ImageSize = p.GetValue(imageSize),
                 Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batchSize), LearningRate = p.GetValue(lr),
                 WeightDecay = p.GetValue(weightDecay), Seed = p.GetValue(seed),
@@ -115,10 +121,8 @@ public static class FinetuneResNetCommand
             if ((config.FromScratch || config.UnfreezeAll) && config.UnfreezeLastStage)
                 throw new CliException($"{(config.FromScratch ? "--from-scratch" : "--unfreeze-all")} trains every layer already; drop --unfreeze-last-stage.");
             if (config.FromScratch && config.UnfreezeAll) throw new CliException("--from-scratch and --unfreeze-all exclude each other: random or pretrained weights.");
-            var dir = RunDirectory.ForNewRun(p.GetValue(output), "finetune-resnet");
-            var run = new VisionRun(dir);
-            RunDirectory.RefuseExistingRun(dir, run.ConfigPath);
-            return Task.FromResult(Run(config, run, p.GetValue(quiet), cancel));
+            RunDirectory.RefuseExistingRun(dir, runDir.ConfigPath);
+            return Task.FromResult(Run(config, runDir, resume: false, p.GetValue(quiet), resumeCommand, cancel));
         });
         return command;
     }
@@ -175,7 +179,9 @@ public static class FinetuneResNetCommand
         return 0;
     }
 
-    private static int Run(FinetuneRunConfig config, VisionRun run, bool quiet, CancellationToken cancel)
+    /// <param name="resume">Continue the run: the checkpoint holds the whole model (the frozen body and the batch-norm
+    /// statistics of a trained stage included), so the base gives the body's architecture only.</param>
+    private static int Run(FinetuneRunConfig config, VisionRun run, bool resume, bool quiet, string command, CancellationToken cancel)
     {
         var body = LoadBody(config.Base);
         int imageSize = config.ImageSize > 0 ? config.ImageSize : body.ImageSize;
@@ -198,7 +204,8 @@ public static class FinetuneResNetCommand
         var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, options.Steps / 20), totalSteps: options.Steps);
         var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), trainLoader, optimizer, options, schedule, testLoader, run.Directory);
         trainer.Metrics["accuracy"] = Evaluation.Accuracy;
-        config.Save(run.ConfigPath);
+        if (!resume) RunConfigFile.WriteNew(run.Directory, run.ConfigPath, config);
+        var resumed = trainer.TryResume();
         if (!quiet)
         {
             Console.WriteLine($"data: {config.Dataset} — {train.Count:N0} training images ({(config.ExamplesPerClass > 0 ? $"{config.ExamplesPerClass} per class" : "all")}), " +
@@ -206,16 +213,12 @@ public static class FinetuneResNetCommand
             Console.WriteLine($"model: {(config.FromScratch ? "from scratch, the same network as" : "fine-tuning")} {body.Description}; " +
                 $"{model.TrainableParameterCount:N0} of {model.ParameterCount:N0} parameters trained; AdamW lr {config.LearningRate}, {config.Epochs} epochs of {stepsPerEpoch} steps");
         }
+        TrainingLoop.PrintResume(resumed, quiet, stepsPerEpoch);
         var progress = new TrainingProgress(options.Steps, "images");
         EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification: true, "test", quiet);
         trainer.AfterCheckpoint += _ => model.Save(run.ModelPath, new Dictionary<string, string> { ["format"] = "nabla-finetune", ["config"] = JsonSerializer.Serialize(config) });
         var clock = Stopwatch.StartNew();
-        progress.Run(() => trainer.Train(cancel));
-        if (trainer.Step < options.Steps)
-        {
-            Console.WriteLine($"interrupted at step {trainer.Step}; the model of the last finished epoch is in {run.ModelPath}.");
-            return 130;
-        }
+        if (TrainingLoop.Run(trainer, progress, command, cancel) != TrainingOutcome.Finished) return 130;
         EpochReport.WriteCharts(run.Directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "test");
         VisionCommands.ReportTest(model, testLoader, train.Classes, run);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"trained in {clock.Elapsed.TotalSeconds:F0} s"));

@@ -66,7 +66,7 @@ public static class GptTrainCommand
         var context = new Option<int?>("--context") { Description = "Longest sequence the model handles." };
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
         var ranks = DistributedRun.RanksOption();
-        var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only." };
+        var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only (chosen anew by each --resume: checkpoints hold the whole state)." };
         var device = DeviceOption.Create();
         layers.Positive(1024);
         heads.Positive(1024);
@@ -79,25 +79,22 @@ public static class GptTrainCommand
         {
             data, from, layers, heads, channels, context, digits, ranks, zero, device,
         };
-        shared.AddTo(command);
-        command.SetAction((p, cancel) =>
-        {
-            var (dir, _) = shared.RunDirectory(p);
-            if (DistributedRun.Relaunch(p, ranks, shared.Out, dir) is { } exitCode) return Task.FromResult(exitCode);
-            using var distributed = DistributedRun.Join();
-            return Task.FromResult(distributed.Run(() => Configure(p, dir, distributed, cancel)));
-        });
+        shared.AddTo(command, ranks, zero, device); // where it trains is this session's choice, like --ranks
+        command.SetAction((p, cancel) => Task.FromResult(
+            DistributedRun.Launch(p, ranks, shared.Run, (dir, resume, distributed) => Configure(p, dir, resume, distributed, cancel))));
         return command;
 
-        int Configure(ParseResult p, string dir, DistributedRun distributed, CancellationToken cancel)
+        int Configure(ParseResult p, string dir, bool resume, DistributedRun distributed, CancellationToken cancel)
         {
-            if (distributed.Size > 1 && p.GetValue(shared.Out) == null)
-                throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
             var on = DeviceOption.Resolve(p.GetValue(device)!);
             if (distributed.Size > 1 && !on.IsCpu) throw new CliException($"--device {on}: data-parallel training runs on the CPU only.");
             GptRunConfig config;
             var configPath = Path.Combine(dir, "config.json");
-            if (p.GetValue(shared.Resume)) config = RunConfigFile.Read<GptRunConfig>(configPath, c => c.Problem());
+            if (resume)
+            {
+                config = RunConfigFile.Read<GptRunConfig>(configPath, c => c.Problem());
+                config = config with { Training = config.Training with { ShardOptimizerState = p.GetValue(zero) } };
+            }
             else
             {
                 bool addition = p.GetValue(data) == null;
@@ -119,11 +116,11 @@ public static class GptTrainCommand
                 };
                 if (distributed.IsWriter) RunConfigFile.WriteNew(dir, configPath, config);
             }
-            return Train(config, dir, distributed, on, cancel);
+            return Train(config, dir, distributed, on, CliErrors.CommandPath(p), cancel);
         }
     }
 
-    private static int Train(GptRunConfig config, string dir, DistributedRun distributed, Device device, CancellationToken cancel)
+    private static int Train(GptRunConfig config, string dir, DistributedRun distributed, Device device, string command, CancellationToken cancel)
     {
         Generator.ManualSeed(config.Seed);
         ITokenizer tokenizer;
@@ -167,7 +164,6 @@ public static class GptTrainCommand
         train = DeviceBatchSource.On(train, device);
         if (validation != null) validation = DeviceBatchSource.On(validation, device);
         var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir, distributed.Communicator);
-        distributed.Attach(trainer);
         var resumed = trainer.TryResume();
         var steps = config.Training.Steps;
         int sequenceLength = addition?.SequenceLength ?? config.SequenceLength;
@@ -181,11 +177,10 @@ public static class GptTrainCommand
         Console.WriteLine(addition != null
             ? $"data: built-in addition of up to {config.MaxDigits}-digit numbers, {addition.HeldOut.Count} held-out problems; {steps} steps of {config.BatchSize} problems"
             : $"data: {config.Data}; {steps} steps of {tokensPerStep:N0} tokens");
-        PrintResume(resumed);
+        TrainingLoop.PrintResume(resumed);
 
         var sampleGenerator = new Generator(config.Seed + 1);
-        if (!RunTrainer(trainer, dir, sequenceLength, config.SampleEvery, () => Sample(model, tokenizer, addition, sampleGenerator), "nabla train gpt",
-                cancel, distributed.IsWriter))
+        if (!RunTrainer(trainer, dir, sequenceLength, config.SampleEvery, () => Sample(model, tokenizer, addition, sampleGenerator), command, cancel))
             return 130;
         if (!distributed.IsWriter) return 0;
         Gpt2ModelFiles.Save(model, tokenizer, Path.Combine(dir, Gpt2ModelFiles.RunModelFolder));
@@ -195,47 +190,20 @@ public static class GptTrainCommand
         return 0;
     }
 
-    internal static void PrintResume(ResumeInfo? resumed)
+    /// <summary>Runs the trainer's remaining steps (<see cref="TrainingLoop"/>) with a progress bar, samples every
+    /// <paramref name="sampleEvery"/> steps, validation lines and a loss chart at every checkpoint; false when stopped
+    /// early. Of several data-parallel ranks only the writer samples (the others print nothing, and write no chart).</summary>
+    internal static bool RunTrainer(Trainer trainer, string dir, int sequenceLength, int sampleEvery, Func<string> sample, string command, CancellationToken cancel)
     {
-        if (resumed == null) return;
-        foreach (var skipped in resumed.Skipped) Console.WriteLine($"warning: passed over a damaged checkpoint: {skipped}");
-        Console.WriteLine($"resumed from the checkpoint at step {resumed.Step}");
-    }
-
-    /// <summary>Runs the trainer's remaining steps with a progress bar, samples every <paramref name="sampleEvery"/>
-    /// steps, validation lines and a loss chart at every checkpoint. Ctrl+C stops after the current step, saves a
-    /// checkpoint and says how to continue (<paramref name="command"/> --out DIR --resume); returns false then.
-    /// Of several data-parallel ranks only the <paramref name="writer"/> samples and draws.</summary>
-    internal static bool RunTrainer(Trainer trainer, string dir, int sequenceLength, int sampleEvery, Func<string> sample, string command,
-        CancellationToken cancel, bool writer = true)
-    {
-        int steps = trainer.Options.Steps;
-        var progress = new TrainingProgress(steps, "tokens");
+        var progress = new TrainingProgress(trainer.Options.Steps, "tokens");
         trainer.AfterStep += s =>
         {
             progress.Step(s.Step, $"loss {s.Loss:F4}  lr {s.LearningRate:0.0e+0}  norm {s.GradNorm:F2}", s.SamplesPerSecond * sequenceLength);
-            if (sampleEvery > 0 && s.Step % sampleEvery == 0 && writer) progress.Line($"step {s.Step}: sample: {sample()}");
+            if (sampleEvery > 0 && s.Step % sampleEvery == 0 && trainer.IsWriter) progress.Line($"step {s.Step}: sample: {sample()}");
         };
         trainer.AfterEvaluation += e => progress.Line($"step {e.Step}: validation loss {e.Loss:F4}");
         trainer.AfterCheckpoint += _ => WriteLossChart(dir);
-        using var interrupt = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) => { e.Cancel = true; interrupt.Cancel(); };
-        Console.CancelKeyPress += onCancel;
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancel, interrupt.Token);
-        try
-        {
-            progress.Run(() => trainer.Train(linked.Token));
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
-        if (trainer.Step == steps) return true;
-        // Interrupted (Ctrl+C): keep everything done so far.
-        trainer.SaveCheckpoint();
-        if (writer) WriteLossChart(dir);
-        Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: {command} --out {dir} --resume");
-        return false;
+        return TrainingLoop.Run(trainer, progress, command, cancel) == TrainingOutcome.Finished;
     }
 
     internal static string Sample(Gpt2Model model, ITokenizer tokenizer, AdditionDataset? addition, Generator g)

@@ -37,8 +37,7 @@ public static class MlpCommands
         var weightDecay = new Option<float>("--weight-decay") { Description = "Weight decay.", DefaultValueFactory = _ => defaults.WeightDecay };
         var valFraction = new Option<double>("--val-fraction") { Description = "Share of rows held out for validation.", DefaultValueFactory = _ => defaults.ValidationFraction };
         var seed = new Option<ulong>("--seed") { Description = "Seed for the split, the initial weights and the shuffling.", DefaultValueFactory = _ => defaults.Seed };
-        var output = new Option<string?>("--out") { Description = "Run directory (default: runs/mlp-<time>)." };
-        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
+        var run = new RunOptions("mlp");
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
         var device = DeviceOption.Create();
         var ranks = DistributedRun.RanksOption();
@@ -53,9 +52,10 @@ public static class MlpCommands
 
         var command = new Command("mlp", "Train a multi-layer perceptron on a CSV file (classification or regression) or on images (--dataset).")
         {
-            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, output, resume, quiet, ranks, device,
+            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, quiet, ranks, device,
             imageDataset, augment, subset, labelNoise,
         };
+        run.AddTo(command, quiet, ranks, device);
         skipRows.NonNegative(int.MaxValue);
         epochs.Positive(1_000_000);
         batchSize.Positive(1 << 24);
@@ -64,30 +64,26 @@ public static class MlpCommands
         valFraction.Within(0, 1, minExclusive: true, maxExclusive: true);
         dropout.Within(0, 1, maxExclusive: true);
 
-        command.SetAction((p, cancel) =>
-        {
-            var dir = p.GetValue(resume) ? RunDirectory.ToResume(p.GetValue(output)) : RunDirectory.ForNewRun(p.GetValue(output), "mlp");
-            bool images = p.GetValue(imageDataset) != null || (p.GetValue(resume) && VisionRun.IsVisionRun(dir));
-            if (!images)
-                foreach (var imageOnly in new Option[] { augment, subset, labelNoise })
-                    if (p.GetResult(imageOnly) != null) throw new CliException($"{imageOnly.Name} applies to image datasets only (--dataset).");
-            if (DistributedRun.Relaunch(p, ranks, output, dir) is { } exitCode) return Task.FromResult(exitCode);
-            using var distributed = DistributedRun.Join();
-            if (distributed.Size > 1 && p.GetValue(output) == null)
-                throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
-            return Task.FromResult(distributed.Run(() => images ? TrainOnImages(p, dir, distributed, cancel) : Configure(p, dir, distributed)));
-        });
+        command.SetAction((p, cancel) => Task.FromResult(
+            DistributedRun.Launch(p, ranks, run, (dir, resume, distributed) =>
+            {
+                bool images = p.GetValue(imageDataset) != null || (resume && VisionRun.IsVisionRun(dir));
+                if (!images)
+                    foreach (var imageOnly in new Option[] { augment, subset, labelNoise })
+                        if (p.GetResult(imageOnly) != null) throw new CliException($"{imageOnly.Name} applies to image datasets only (--dataset).");
+                return images ? TrainOnImages(p, dir, resume, distributed, cancel) : Configure(p, new MlpRun(dir), resume, distributed, cancel);
+            })));
         return command;
 
         // The vision trainer with an MLP over the 784 pixels: run directory, test-set evaluation and charts of `nabla train lenet`.
-        int TrainOnImages(ParseResult p, string dir, DistributedRun distributed, CancellationToken cancel)
+        int TrainOnImages(ParseResult p, string dir, bool resume, DistributedRun distributed, CancellationToken cancel)
         {
             foreach (var tabularOnly in new Option[] { csv, target, noHeader, skipRows, task, activation, valFraction })
                 if (p.GetResult(tabularOnly) is { Implicit: false })
                     throw new CliException($"{tabularOnly.Name} does not apply to an MLP on images (--dataset).");
             if (!DeviceOption.Resolve(p.GetValue(device)!).IsCpu)
                 throw new CliException("--device: an MLP on images (--dataset) trains on the CPU only, like the other image models.");
-            if (p.GetValue(resume)) return VisionCommands.Resume("mlp", dir, p.GetValue(quiet), distributed, cancel);
+            if (resume) return VisionCommands.Resume("mlp", dir, p.GetValue(quiet), distributed, CliErrors.CommandPath(p), cancel);
             var defaults = VisionRunConfig.Defaults("mlp");
             var config = defaults with
             {
@@ -104,21 +100,18 @@ public static class MlpCommands
                 LabelNoise = p.GetValue(labelNoise),
                 Seed = Given(seed, defaults.Seed),
             };
-            return VisionCommands.TrainNew(config, dir, p.GetValue(quiet), distributed, cancel);
+            return VisionCommands.TrainNew(config, dir, p.GetValue(quiet), distributed, CliErrors.CommandPath(p), cancel);
 
             // The tabular defaults suit a few hundred rows; an option left out takes the image MLP's default instead.
             T Given<T>(Option<T> option, T imageDefault) => p.GetResult(option) is { Implicit: false } ? p.GetValue(option)! : imageDefault;
         }
 
-        int Configure(ParseResult p, string dir, DistributedRun distributed)
+        int Configure(ParseResult p, MlpRun runDir, bool resume, DistributedRun distributed, CancellationToken cancel)
         {
             var on = DeviceOption.Resolve(p.GetValue(device)!);
             if (distributed.Size > 1 && !on.IsCpu) throw new CliException($"--device {on}: data-parallel training runs on the CPU only.");
-            if (p.GetValue(resume))
-            {
-                var run = new MlpRun(dir);
-                return TrainMlp(MlpRunConfig.Load(run.ConfigPath), run, p.GetValue(quiet), resume: true, distributed, on);
-            }
+            string resumeCommand = CliErrors.CommandPath(p);
+            if (resume) return TrainMlp(MlpRunConfig.Load(runDir.ConfigPath), runDir, resume: true, p.GetValue(quiet), distributed, on, resumeCommand, cancel);
             var csvPath = p.GetValue(csv);
             var config = new MlpRunConfig
             {
@@ -138,9 +131,8 @@ public static class MlpCommands
                 ValidationFraction = p.GetValue(valFraction),
                 Seed = p.GetValue(seed),
             };
-            var newRun = new MlpRun(dir);
-            if (distributed.IsWriter) RunDirectory.RefuseExistingRun(dir, newRun.ConfigPath);
-            return TrainMlp(config, newRun, p.GetValue(quiet), resume: false, distributed, on);
+            if (distributed.IsWriter) RunDirectory.RefuseExistingRun(runDir.Directory, runDir.ConfigPath);
+            return TrainMlp(config, runDir, resume: false, p.GetValue(quiet), distributed, on, resumeCommand, cancel);
         }
     }
 
@@ -155,7 +147,7 @@ public static class MlpCommands
         return sizes;
     }
 
-    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool quiet, bool resume, DistributedRun distributed, Device device)
+    private static int TrainMlp(MlpRunConfig config, MlpRun run, bool resume, bool quiet, DistributedRun distributed, Device device, string command, CancellationToken cancel)
     {
         if (!device.IsCpu && config.Optimizer is not ("adam" or "adamw"))
             throw new CliException($"--device {device}: the {config.Optimizer} optimizer updates parameters on the CPU only; use --optimizer adamw (or adam), or --device cpu.");
@@ -180,7 +172,6 @@ public static class MlpCommands
         var optimizer = Optimizers.Create(config.Optimizer, model, config.LearningRate, config.WeightDecay, config.Momentum);
         var trainer = new Trainer(model, MlpRun.Loss(classification), DeviceBatchSource.On(train, device), optimizer, options,
             validation: validation == null ? null : DeviceBatchSource.On(validation, device), runDirectory: run.Directory, communicator: distributed.Communicator);
-        distributed.Attach(trainer);
         foreach (var (name, metric) in MlpRun.Metrics(classification)) trainer.Metrics[name] = metric;
 
         if (!resume && distributed.IsWriter)
@@ -196,14 +187,14 @@ public static class MlpCommands
             Console.WriteLine($"model: MLP {prep.FeatureCount} → {string.Join(" → ", config.Hidden)} → {prep.OutputCount}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate}" +
                 (device.IsCpu ? "" : $"; on {device}"));
         }
-        EpochReport.PrintResume(resumed, stepsPerEpoch, quiet);
+        TrainingLoop.PrintResume(resumed, quiet, stepsPerEpoch);
 
         var progress = new TrainingProgress(options.Steps);
         EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification, "val", quiet);
         // eval and predict read the model of the last finished epoch.
         trainer.AfterCheckpoint += c =>
             model.Save(run.CheckpointPath, new Dictionary<string, string> { ["format"] = "nabla-mlp", ["epoch"] = (c.Step / stepsPerEpoch).ToString(CultureInfo.InvariantCulture) });
-        progress.Run(() => trainer.Train());
+        if (TrainingLoop.Run(trainer, progress, command, cancel) != TrainingOutcome.Finished) return 130;
         if (!distributed.IsWriter) return 0;
 
         var history = EpochReport.History(trainer.MetricsPath!, stepsPerEpoch);

@@ -17,6 +17,8 @@ namespace Nabla.Cli.Commands;
 public sealed record TextClassifierConfig
 {
     public string Csv { get; init; } = "";
+    /// <summary>SHA-256 of the CSV when the run started, so a resume on a changed file is refused.</summary>
+    public string CsvSha256 { get; init; } = "";
     public string TextColumn { get; init; } = "text";
     public string LabelColumn { get; init; } = "label";
     public double ValFraction { get; init; } = 0.1;
@@ -39,6 +41,19 @@ public sealed record TextClassifierConfig
     /// <summary>The class names, sorted; class i is Labels[i].</summary>
     public string[] Labels { get; init; } = [];
 
+    /// <summary>What is wrong with a configuration read back for --resume (the options' ranges), or null.</summary>
+    public string? Problem()
+    {
+        if (string.IsNullOrEmpty(Csv) || TextColumn is null || LabelColumn is null || Labels is null) return "\"Csv\", a column or \"Labels\" is missing";
+        if (ValFraction is <= 0 or >= 1 || double.IsNaN(ValFraction) || Epochs is < 1 or > 1_000_000 || BatchSize is < 1 or > 1 << 20)
+            return $"validation fraction {ValFraction}, epochs {Epochs} or batch size {BatchSize} is out of range";
+        if (!(LearningRate is > 0 and <= 100) || !(WeightDecay is >= 0 and <= 100) || !(Dropout is >= 0 and < 1))
+            return $"learning rate {LearningRate}, weight decay {WeightDecay} or dropout {Dropout} is out of range";
+        if (EmbeddingDim is < 1 or > 1 << 14 || Hidden is < 1 or > 1 << 14 || Layers is < 1 or > 64 || MinFrequency < 1 || MaxVocabulary < 3 || MaxLength is < 1 or > 1 << 20)
+            return "a model or vocabulary size is out of range";
+        return null;
+    }
+
     public TextPreprocessor Preprocessor() => new()
     {
         RemoveStopWords = RemoveStopWords,
@@ -52,7 +67,7 @@ public static class TextClassifierCommand
     public static Command Create()
     {
         var d = new TextClassifierConfig();
-        var csv = new Option<string>("--csv") { Description = "CSV file with a header; one text and its label per row.", Required = true };
+        var csv = new Option<string?>("--csv") { Description = "CSV file with a header; one text and its label per row (required for a new run)." };
         var textColumn = new Option<string>("--text-column") { Description = "Column of the texts (name or index).", DefaultValueFactory = _ => d.TextColumn };
         var labelColumn = new Option<string>("--label-column") { Description = "Column of the labels (name or index).", DefaultValueFactory = _ => d.LabelColumn };
         var valFraction = new Option<double>("--val-fraction") { Description = "Share of the rows (shuffled) held out for validation.", DefaultValueFactory = _ => d.ValFraction };
@@ -71,7 +86,7 @@ public static class TextClassifierCommand
         var stem = new Option<bool>("--stem") { Description = "Reduce words to Porter stems." };
         var embeddings = new Option<string?>("--embeddings") { Description = "Pretrained word vectors (GloVe or word2vec text format, --embedding-dim numbers a word)." };
         var seed = new Option<ulong>("--seed") { Description = "Seed for the split, the initial weights and the batch order.", DefaultValueFactory = _ => d.Seed };
-        var output = new Option<string?>("--out") { Description = "Run directory (default: runs/text-classifier-<time>)." };
+        var run = new RunOptions("text-classifier");
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
         valFraction.Within(0, 1, minExclusive: true, maxExclusive: true);
         epochs.Positive(1_000_000);
@@ -89,28 +104,33 @@ public static class TextClassifierCommand
         var command = new Command("text-classifier", "Train a bidirectional-LSTM text classifier on a CSV of text,label rows.")
         {
             csv, textColumn, labelColumn, valFraction, epochs, batchSize, lr, weightDecay, embeddingDim, hidden, layers, dropout,
-            minFreq, maxVocab, maxLength, stopWords, stem, embeddings, seed, output, quiet,
+            minFreq, maxVocab, maxLength, stopWords, stem, embeddings, seed, quiet,
         };
+        run.AddTo(command, quiet);
         command.SetAction((p, cancel) =>
         {
-            var config = d with
+            var (directory, resume) = run.RunDirectory(p);
+            var configPath = Path.Combine(directory, "config.json");
+            var config = resume ? RunConfigFile.Read<TextClassifierConfig>(configPath, c => c.Problem()) : d with
             {
-                Csv = p.GetValue(csv)!, TextColumn = p.GetValue(textColumn)!, LabelColumn = p.GetValue(labelColumn)!,
+                Csv = p.GetValue(csv) ?? throw new CliException("--csv is required: the texts and labels to train on."), TextColumn = p.GetValue(textColumn)!, LabelColumn = p.GetValue(labelColumn)!,
                 ValFraction = p.GetValue(valFraction), Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batchSize),
                 LearningRate = p.GetValue(lr), WeightDecay = p.GetValue(weightDecay), EmbeddingDim = p.GetValue(embeddingDim),
                 Hidden = p.GetValue(hidden), Layers = p.GetValue(layers), Dropout = p.GetValue(dropout), MinFrequency = p.GetValue(minFreq),
                 MaxVocabulary = p.GetValue(maxVocab), MaxLength = p.GetValue(maxLength), RemoveStopWords = p.GetValue(stopWords),
                 PorterStem = p.GetValue(stem), Embeddings = p.GetValue(embeddings), Seed = p.GetValue(seed),
             };
-            var directory = RunDirectory.ForNewRun(p.GetValue(output), "text-classifier");
-            RunDirectory.RefuseExistingRun(directory, Path.Combine(directory, "config.json"));
-            return Task.FromResult(Train(config, directory, p.GetValue(quiet), cancel));
+            if (!resume) RunDirectory.RefuseExistingRun(directory, configPath);
+            return Task.FromResult(Train(config, directory, resume, p.GetValue(quiet), CliErrors.CommandPath(p), cancel));
         });
         return command;
     }
 
-    private static int Train(TextClassifierConfig config, string directory, bool quiet, CancellationToken cancel)
+    /// <param name="resume">Continue the run in <paramref name="directory"/>: <paramref name="config"/> is its config.json,
+    /// and the same CSV gives the same split, vocabulary and batches again.</param>
+    private static int Train(TextClassifierConfig config, string directory, bool resume, bool quiet, string command, CancellationToken cancel)
     {
+        if (resume) RunConfigFile.RequireUnchanged(config.Csv, config.CsvSha256, directory);
         var table = CsvTable.Read(config.Csv);
         int textIndex = table.ColumnIndex(config.TextColumn), labelIndex = table.ColumnIndex(config.LabelColumn);
         var labels = table.Rows.Select(r => r[labelIndex].Trim()).Distinct().Order(StringComparer.Ordinal).ToArray();
@@ -118,7 +138,7 @@ public static class TextClassifierCommand
         int validationRows = (int)Math.Round(table.Rows.Count * config.ValFraction);
         if (validationRows < 1 || validationRows >= table.Rows.Count)
             throw new CliException($"{config.Csv}: {table.Rows.Count} rows leave no rows for {(validationRows < 1 ? "validation" : "training")} at --val-fraction {config.ValFraction}.");
-        config = config with { Labels = labels };
+        if (!resume) config = config with { Labels = labels, CsvSha256 = RunConfigFile.Sha256(config.Csv) };
 
         var preprocessor = config.Preprocessor();
         var classOf = labels.Select((name, i) => (name, i)).ToDictionary(x => x.name, x => x.i, StringComparer.Ordinal);
@@ -138,9 +158,11 @@ public static class TextClassifierCommand
         var model = new BiLstmClassifier(vocabulary.Count, labels.Length, config.EmbeddingDim, config.Hidden, config.Layers, config.Dropout);
         int pretrained = config.Embeddings is { } vectors ? model.LoadPretrainedEmbeddings(vectors, vocabulary) : 0;
 
-        Directory.CreateDirectory(directory);
-        AtomicFile.WriteAllText(Path.Combine(directory, "config.json"), JsonSerializer.Serialize(config, new JsonSerializerOptions { WriteIndented = true }));
-        vocabulary.Save(Path.Combine(directory, "vocab.json"));
+        if (!resume)
+        {
+            RunConfigFile.WriteNew(directory, Path.Combine(directory, "config.json"), config);
+            vocabulary.Save(Path.Combine(directory, "vocab.json"));
+        }
         int stepsPerEpoch = train.BatchesPerEpoch;
         var options = new TrainerOptions
         {
@@ -152,6 +174,7 @@ public static class TextClassifierCommand
         var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, Math.Min(stepsPerEpoch, options.Steps / 20)), totalSteps: options.Steps);
         var trainer = new Trainer(model, (logits, y) => F.CrossEntropy(logits, y), train, optimizer, options, schedule, validation, directory);
         trainer.Metrics["accuracy"] = Evaluation.Accuracy;
+        var resumed = trainer.TryResume();
         if (!quiet)
         {
             Console.WriteLine($"data: {config.Csv} — {trainingSet.Length:N0} training and {validationRows:N0} validation texts, {labels.Length} classes; " +
@@ -159,6 +182,7 @@ public static class TextClassifierCommand
             Console.WriteLine($"model: bidirectional LSTM, {config.Layers} layer(s) of {config.Hidden}×2, embedding {config.EmbeddingDim}, " +
                 $"{model.ParameterCount:N0} parameters; AdamW lr {config.LearningRate}, {config.Epochs} epochs of {stepsPerEpoch} steps");
         }
+        TrainingLoop.PrintResume(resumed, quiet, stepsPerEpoch);
         var progress = new TrainingProgress(options.Steps, "texts");
         EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification: true, "val", quiet);
         var modelPath = Path.Combine(directory, "model.safetensors");
@@ -168,13 +192,7 @@ public static class TextClassifierCommand
             ["epoch"] = (c.Step / stepsPerEpoch).ToString(CultureInfo.InvariantCulture),
             ["config"] = JsonSerializer.Serialize(config),
         });
-        progress.Run(() => trainer.Train(cancel));
-        if (trainer.Step < options.Steps)
-        {
-            trainer.SaveCheckpoint();
-            Console.WriteLine($"interrupted at step {trainer.Step}; the last checkpoint is in {directory}.");
-            return 130;
-        }
+        if (TrainingLoop.Run(trainer, progress, command, cancel) != TrainingOutcome.Finished) return 130;
         EpochReport.WriteCharts(directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "val");
         Report(ClassificationMetrics.Evaluate(model, validation, validation.BatchesPerEpoch, labels.Length), labels, directory);
         if (!quiet) Console.WriteLine($"run saved to {directory} (config.json, vocab.json, model.safetensors, checkpoints/, metrics.jsonl, loss.png, accuracy.png, confusion.png)");

@@ -35,8 +35,7 @@ public static class VisionCommands
         var depth = new Option<int>("--depth") { Description = "resnet: basic blocks per stage (default 3: ResNet-20; n gives ResNet-(6n+2))." };
         var labelNoise = new Option<double>("--label-noise") { Description = "Replace this share of the training labels by a random wrong class (the test set stays clean)." };
         var seed = new Option<ulong>("--seed") { Description = "Seed for the initial weights, the shuffling and the augmentation.", DefaultValueFactory = _ => defaults.Seed };
-        var output = new Option<string?>("--out") { Description = $"Run directory (default: runs/{architecture}-<time>)." };
-        var resume = new Option<bool>("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
+        var run = new RunOptions(architecture);
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
         var ranks = DistributedRun.RanksOption();
         dataset.Require(v => VisionRunConfig.Datasets.Contains(v), $"--dataset must be one of {string.Join(", ", VisionRunConfig.Datasets)}.");
@@ -57,22 +56,17 @@ public static class VisionCommands
 
         var command = new Command(architecture, $"Train a {VisionRun.Describe(architecture)} image classifier on Fashion-MNIST (or MNIST).")
         {
-            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, erasing, labelSmoothing, subset, width, depth, labelNoise, seed, output, resume, quiet, ranks,
+            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, erasing, labelSmoothing, subset, width, depth, labelNoise, seed, quiet, ranks,
         };
-        command.SetAction((p, cancel) =>
-        {
-            var dir = p.GetValue(resume) ? RunDirectory.ToResume(p.GetValue(output)) : RunDirectory.ForNewRun(p.GetValue(output), architecture);
-            if (DistributedRun.Relaunch(p, ranks, output, dir) is { } exitCode) return Task.FromResult(exitCode);
-            using var distributed = DistributedRun.Join();
-            if (distributed.Size > 1 && p.GetValue(output) == null)
-                throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
-            return Task.FromResult(distributed.Run(() => Configure(p, dir, distributed, cancel)));
-        });
+        run.AddTo(command, quiet, ranks);
+        command.SetAction((p, cancel) => Task.FromResult(
+            DistributedRun.Launch(p, ranks, run, (dir, resume, distributed) => Configure(p, new VisionRun(dir), resume, distributed, cancel))));
         return command;
 
-        int Configure(ParseResult p, string runDir, DistributedRun distributed, CancellationToken cancel)
+        int Configure(ParseResult p, VisionRun runDir, bool resume, DistributedRun distributed, CancellationToken cancel)
         {
-            if (p.GetValue(resume)) return Resume(architecture, runDir, p.GetValue(quiet), distributed, cancel);
+            string resumeCommand = CliErrors.CommandPath(p);
+            if (resume) return Resume(architecture, runDir.Directory, p.GetValue(quiet), distributed, resumeCommand, cancel);
             var config = defaults with
             {
                 Dataset = p.GetValue(dataset)!,
@@ -90,29 +84,30 @@ public static class VisionCommands
                 LabelNoise = p.GetValue(labelNoise),
                 Seed = p.GetValue(seed),
             };
-            return TrainNew(config, runDir, p.GetValue(quiet), distributed, cancel);
+            return TrainNew(config, runDir.Directory, p.GetValue(quiet), distributed, resumeCommand, cancel);
         }
     }
 
-    /// <summary>Trains a new run of <paramref name="config"/> into <paramref name="runDir"/>.</summary>
-    internal static int TrainNew(VisionRunConfig config, string runDir, bool quiet, DistributedRun distributed, CancellationToken cancel)
+    /// <summary>Trains a new run of <paramref name="config"/> into <paramref name="runDir"/>; <paramref name="command"/>
+    /// is the command line's path, for the message that says how to resume.</summary>
+    internal static int TrainNew(VisionRunConfig config, string runDir, bool quiet, DistributedRun distributed, string command, CancellationToken cancel)
     {
         var run = new VisionRun(runDir);
         if (distributed.IsWriter) RunDirectory.RefuseExistingRun(runDir, run.ConfigPath);
-        return TrainModel(config, run, quiet, resume: false, distributed, cancel);
+        return TrainModel(config, run, resume: false, quiet, distributed, command, cancel);
     }
 
     /// <summary>Continues the run in <paramref name="runDir"/>, which `nabla train <paramref name="architecture"/>` started.</summary>
-    internal static int Resume(string architecture, string runDir, bool quiet, DistributedRun distributed, CancellationToken cancel)
+    internal static int Resume(string architecture, string runDir, bool quiet, DistributedRun distributed, string command, CancellationToken cancel)
     {
         var run = new VisionRun(runDir);
         var saved = VisionRunConfig.Load(run.ConfigPath);
         if (saved.Architecture != architecture)
             throw new CliException($"{runDir} is a {saved.Architecture} run; resume it with `nabla train {saved.Architecture} --out {runDir} --resume`.");
-        return TrainModel(saved, run, quiet, resume: true, distributed, cancel);
+        return TrainModel(saved, run, resume: true, quiet, distributed, command, cancel);
     }
 
-    private static int TrainModel(VisionRunConfig config, VisionRun run, bool quiet, bool resume, DistributedRun distributed, CancellationToken cancel)
+    private static int TrainModel(VisionRunConfig config, VisionRun run, bool resume, bool quiet, DistributedRun distributed, string command, CancellationToken cancel)
     {
         var dataset = VisionRun.Dataset(config);
         var trainData = dataset.Load(DatasetSplit.Train);
@@ -138,7 +133,6 @@ public static class VisionCommands
         var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, Math.Min(stepsPerEpoch, options.Steps / 20)), totalSteps: options.Steps);
         var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels, labelSmoothing: model.Training ? config.LabelSmoothing : 0f), train, optimizer, options, schedule, test, run.Directory,
             distributed.Communicator);
-        distributed.Attach(trainer);
         trainer.Metrics["accuracy"] = Evaluation.Accuracy;
 
         if (!resume && distributed.IsWriter) config.Save(run.ConfigPath);
@@ -151,19 +145,13 @@ public static class VisionCommands
             Console.WriteLine($"model: {VisionRun.Describe(config)}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate} " +
                 $"weight decay {config.WeightDecay}, {config.Epochs} epochs of {stepsPerEpoch} steps");
         }
-        EpochReport.PrintResume(resumed, stepsPerEpoch, quiet);
+        TrainingLoop.PrintResume(resumed, quiet, stepsPerEpoch);
 
         var progress = new TrainingProgress(options.Steps, "images");
         EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification: true, "test", quiet);
         // eval reads the model of the last finished epoch.
         trainer.AfterCheckpoint += c => run.SaveModel(model, config, c.Step / stepsPerEpoch);
-        progress.Run(() => trainer.Train(cancel));
-        if (trainer.Step < options.Steps)
-        {
-            trainer.SaveCheckpoint();
-            Console.WriteLine($"interrupted at step {trainer.Step}; checkpoint saved. Continue with: nabla train {config.Architecture} --out {run.Directory} --resume");
-            return 130;
-        }
+        if (TrainingLoop.Run(trainer, progress, command, cancel) != TrainingOutcome.Finished) return 130;
         if (!distributed.IsWriter) return 0;
 
         EpochReport.WriteCharts(run.Directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "test");

@@ -4,7 +4,6 @@ using System.Diagnostics;
 using Nabla.Distributed;
 using Nabla.IO;
 using Nabla.Kernels.Cpu;
-using Nabla.Training;
 
 namespace Nabla.Cli.Runs;
 
@@ -19,8 +18,6 @@ internal sealed class DistributedRun : IDisposable
 {
     /// <summary>Set by mpirun (Open MPI) in each process it starts.</summary>
     public const string WorldSizeVariable = "OMPI_COMM_WORLD_SIZE";
-    /// <summary>Test only: "RANK:STEP" makes that rank kill itself (SIGKILL, as a crash would) after that step.</summary>
-    public const string KillVariable = "NABLA_TEST_KILL_RANK_AT_STEP";
 
     private readonly MpiCommunicator? _mpi;
 
@@ -87,17 +84,21 @@ internal sealed class DistributedRun : IDisposable
         }
     }
 
-    /// <summary>Hooks the test-only crash of <see cref="KillVariable"/> into a trainer.</summary>
-    public void Attach(Trainer trainer)
+    /// <summary>Runs a `nabla train` command: under `mpirun` itself for --ranks N, else as one rank of the MPI job
+    /// that started this process (or as the only process), calling <paramref name="train"/> with the run directory,
+    /// whether to resume it, and this rank. Under mpirun every rank must train into the same run directory, so --out
+    /// is required there (a default one would be named by each rank's clock).</summary>
+    public static int Launch(ParseResult parse, Option<int> ranksOption, RunOptions run, Func<string, bool, DistributedRun, int> train)
     {
-        var spec = Environment.GetEnvironmentVariable(KillVariable)?.Split(':');
-        if (spec is not [var rank, var step] || !int.TryParse(rank, out var r) || !int.TryParse(step, out var s) || r != Rank) return;
-        trainer.AfterStep += record =>
+        var (directory, resume) = run.RunDirectory(parse);
+        if (Relaunch(parse, ranksOption, run.Out, directory) is { } exitCode) return exitCode;
+        using var distributed = Join();
+        return distributed.Run(() =>
         {
-            if (record.Step != s) return;
-            Console.Error.WriteLine($"rank {Rank}: killing itself after step {s} ({KillVariable})");
-            Process.GetCurrentProcess().Kill();
-        };
+            if (distributed.Size > 1 && parse.GetValue(run.Out) == null)
+                throw new CliException("--out is required under mpirun: every rank must train into the same run directory.");
+            return train(directory, resume, distributed);
+        });
     }
 
     /// <summary>For --ranks N (N &gt; 1) outside mpirun: runs this same command line under `mpirun -np N` (with

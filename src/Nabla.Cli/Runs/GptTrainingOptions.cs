@@ -5,15 +5,13 @@ namespace Nabla.Cli.Runs;
 
 /// <summary>
 /// The options every GPT training command shares (`nabla train gpt`, `nabla finetune gpt`): run directory and
-/// resume, batch shape, AdamW and its schedule, intervals, seed. Defaults that differ between the commands are
+/// resume (<see cref="RunOptions"/>), batch shape, AdamW and its schedule, intervals, seed. Defaults that differ between the commands are
 /// given when the values are read.
 /// </summary>
 internal sealed class GptTrainingOptions
 {
-    private readonly string _runPrefix;
-
-    public Option<string?> Out { get; }
-    public Option<bool> Resume { get; } = new("--resume") { Description = "Continue the run in --out from its last checkpoint (the other options come from its config.json)." };
+    /// <summary>--out and --resume.</summary>
+    public RunOptions Run { get; }
     public Option<int?> BatchSize { get; } = new("--batch-size") { Description = "Sequences per micro-batch." };
     public Option<int?> SequenceLength { get; } = new("--seq-len") { Description = "Tokens per training sequence." };
     public Option<int> Accumulation { get; } = new("--grad-accum") { Description = "Micro-batches per optimisation step.", DefaultValueFactory = _ => 1 };
@@ -33,8 +31,7 @@ internal sealed class GptTrainingOptions
     /// <param name="defaultWeightDecay">AdamW's weight decay unless --weight-decay says otherwise.</param>
     public GptTrainingOptions(string runPrefix, float defaultWeightDecay)
     {
-        _runPrefix = runPrefix;
-        Out = new("--out") { Description = $"Run directory (default: runs/{runPrefix}-<time>)." };
+        Run = new RunOptions(runPrefix);
         WeightDecay = new("--weight-decay") { Description = "AdamW weight decay (matrices and embeddings only).", DefaultValueFactory = _ => defaultWeightDecay };
         BatchSize.Positive(1 << 20);
         SequenceLength.Positive(1 << 20);
@@ -48,17 +45,14 @@ internal sealed class GptTrainingOptions
         EvalBatches.NonNegative(1 << 20);
     }
 
-    public void AddTo(Command command)
+    /// <param name="sessionOptions">Options of the command that --resume accepts (see <see cref="RunOptions.AddTo"/>).</param>
+    public void AddTo(Command command, params Option[] sessionOptions)
     {
-        foreach (var option in new Option[] { Out, Resume, BatchSize, SequenceLength, Accumulation, Steps, LearningRate, MinLearningRate, Warmup,
+        Run.AddTo(command, sessionOptions);
+        foreach (var option in new Option[] { BatchSize, SequenceLength, Accumulation, Steps, LearningRate, MinLearningRate, Warmup,
                      WeightDecay, Clip, EvalEvery, EvalBatches, SampleEvery, CheckpointEvery, Seed })
             command.Options.Add(option);
     }
-
-    /// <summary>The run directory and whether to resume it: --out (which --resume needs), or a new runs/PREFIX-TIME.</summary>
-    public (string Directory, bool Resume) RunDirectory(ParseResult p) => p.GetValue(Resume)
-        ? (Runs.RunDirectory.ToResume(p.GetValue(Out)), true)
-        : (Runs.RunDirectory.ForNewRun(p.GetValue(Out), _runPrefix), false);
 
     /// <summary>The optimisation settings from the options, with the command's defaults for those not given.</summary>
     public LanguageModelTrainingOptions Training(ParseResult p, int steps, float learningRate, int evalEvery, int checkpointEvery)

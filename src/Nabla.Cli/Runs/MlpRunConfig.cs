@@ -2,7 +2,6 @@ using System.Reflection;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Nabla.Data;
-using Nabla.IO;
 
 namespace Nabla.Cli.Runs;
 
@@ -46,23 +45,7 @@ public sealed record MlpRunConfig
 
     public string ToJson() => JsonSerializer.Serialize(this, Json);
 
-    public static MlpRunConfig Load(string path)
-    {
-        if (!File.Exists(path)) throw new CliException($"{path}: not found (is this a run directory written by `nabla train mlp`?).");
-        MlpRunConfig config;
-        try
-        {
-            config = JsonSerializer.Deserialize<MlpRunConfig>(BoundedFile.ReadAllText(path, BoundedFile.SmallFileLimit, "a run configuration"), Json)
-                ?? throw new CliException($"{path}: empty config.");
-        }
-        catch (JsonException e)
-        {
-            throw new CliException($"{path}: corrupt config ({ErrorText.Json(e)}).");
-        }
-        var problem = config.Problem();
-        if (problem != null) throw new CliException($"{path}: {problem}; the run configuration is corrupt.");
-        return config;
-    }
+    public static MlpRunConfig Load(string path) => RunConfigFile.Read<MlpRunConfig>(path, c => c.Problem(), Json);
 
     /// <summary>Widest hidden layer and most weights accepted, so a corrupt or mistyped size fails at once
     /// instead of allocating gigabytes.</summary>

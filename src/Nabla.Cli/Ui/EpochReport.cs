@@ -38,15 +38,6 @@ public static class EpochReport
         };
     }
 
-    /// <summary>Prints where a resumed run continues from, and any damaged checkpoint it passed over (even when quiet).</summary>
-    public static void PrintResume(ResumeInfo? resumed, int stepsPerEpoch, bool quiet)
-    {
-        if (resumed == null) return;
-        foreach (var skipped in resumed.Skipped)
-            (quiet ? Console.Error : Console.Out).WriteLine($"warning: passed over a damaged checkpoint: {skipped}");
-        if (!quiet) Console.WriteLine($"resumed from the checkpoint at epoch {resumed.Step / stepsPerEpoch}");
-    }
-
     /// <summary>Per-epoch means of the step records (weighted by their samples) and the epoch's validation.</summary>
     public static List<EpochSummary> History(string metricsPath, int stepsPerEpoch)
     {

@@ -7,15 +7,8 @@ namespace Nabla.Tests.Cli;
 /// docs/vanishing-gradients.md): the data is the adding problem, the gradient per step vanishes or explodes as the
 /// recurrent initialisation says, and the command writes its charts and table.</summary>
 [Collection("Console")]
-public class AddingProblemCliTests : IDisposable
+public class AddingProblemCliTests : CliTest
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-adding-" + Guid.NewGuid().ToString("N"));
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
-
     [Fact]
     public void BatchesMarkOneValueInEachHalfAndTargetTheirSum()
     {
@@ -50,11 +43,11 @@ public class AddingProblemCliTests : IDisposable
     public void WritesChartsAndTable()
     {
         var (exit, output, error) = CliRunner.Run("demo", "adding-problem", "--lengths", "8,12", "--steps", "3", "--hidden", "4",
-            "--recurrent-init", "orthogonal", "--clip", "1", "--out", _dir);
+            "--recurrent-init", "orthogonal", "--clip", "1", "--out", TempDir);
         Assert.True(exit == 0, error);
         foreach (var file in new[] { "adding-gradnorm-rnn.png", "adding-gradnorm-lstm.png", "adding-gradnorm-gru.png", "adding-loss-T8.png", "adding-loss-T12.png", "results.md" })
-            Assert.True(File.Exists(Path.Combine(_dir, file)), $"{file} missing");
-        Assert.Equal(6, File.ReadAllLines(Path.Combine(_dir, "results.md")).Count(l => l.StartsWith("| RNN") || l.StartsWith("| LSTM") || l.StartsWith("| GRU")));
+            Assert.True(File.Exists(Path.Combine(TempDir, file)), $"{file} missing");
+        Assert.Equal(6, File.ReadAllLines(Path.Combine(TempDir, "results.md")).Count(l => l.StartsWith("| RNN") || l.StartsWith("| LSTM") || l.StartsWith("| GRU")));
         Assert.Contains("| GRU | 12 |", output);
 
         var (badExit, _, badError) = CliRunner.Run("demo", "adding-problem", "--models", "rnn,transformer");

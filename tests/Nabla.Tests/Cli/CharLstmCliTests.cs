@@ -3,15 +3,11 @@ using System.Text.RegularExpressions;
 namespace Nabla.Tests.Cli;
 
 [Collection("Console")]
-public sealed class CharLstmCliTests : IDisposable
+public sealed class CharLstmCliTests : CliTest
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("nabla-char-lstm-cli").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
     private string Text()
     {
-        var path = Path.Combine(_dir, "text.txt");
+        var path = Path.Combine(TempDir, "text.txt");
         File.WriteAllText(path, string.Concat(Enumerable.Repeat("the cat sat on the mat.\n", 300)));
         return path;
     }
@@ -19,7 +15,7 @@ public sealed class CharLstmCliTests : IDisposable
     [Fact]
     public void TrainsReportsBitsPerCharacterAndSamplesAtEachTemperature()
     {
-        var run = Path.Combine(_dir, "run");
+        var run = Path.Combine(TempDir, "run");
         var (exit, output, error) = CliRunner.Run("train", "char-lstm", "--text", Text(), "--steps", "60", "--hidden", "32", "--layers", "1",
             "--seq-len", "24", "--batch-size", "8", "--eval-every", "30", "--eval-batches", "2", "--lr", "0.01", "--temperatures", "0", "0.7",
             "--sample-length", "30", "--out", run);
@@ -35,10 +31,19 @@ public sealed class CharLstmCliTests : IDisposable
     }
 
     [Fact]
+    public void AStoppedRunResumesToTheModelOfAnUninterruptedOne()
+    {
+        string[] command = ["train", "char-lstm", "--text", Text(), "--steps", "12", "--hidden", "16", "--layers", "2", "--dropout", "0.2",
+            "--seq-len", "16", "--batch-size", "4", "--eval-every", "4", "--eval-batches", "1", "--sample-length", "5", "--quiet"];
+        ResumeCheck.StoppedAndResumedMatchesStraight(TempDir, command, commandWords: 2, stopAt: 5, "model.safetensors");
+        Assert.Contains("error: --hidden: --resume", CliRunner.Run("train", "char-lstm", "--out", Path.Combine(TempDir, "stopped"), "--resume", "--hidden", "32").Err);
+    }
+
+    [Fact]
     public void TheTimeLimitStopsTrainingAndStillReports()
     {
         var (exit, output, error) = CliRunner.Run("train", "char-lstm", "--text", Text(), "--steps", "100000", "--time-limit", "0.05", "--hidden", "16",
-            "--layers", "1", "--seq-len", "16", "--batch-size", "4", "--eval-batches", "1", "--sample-length", "5", "--quiet", "--out", Path.Combine(_dir, "timed"));
+            "--layers", "1", "--seq-len", "16", "--batch-size", "4", "--eval-batches", "1", "--sample-length", "5", "--quiet", "--out", Path.Combine(TempDir, "timed"));
         Assert.True(exit == 0, error);
         var steps = int.Parse(Regex.Match(output, @"after (\d+) steps in").Groups[1].Value);
         Assert.InRange(steps, 1, 99_999);
@@ -47,9 +52,9 @@ public sealed class CharLstmCliTests : IDisposable
     [Fact]
     public void ATextTooShortIsOneLine()
     {
-        var path = Path.Combine(_dir, "short.txt");
+        var path = Path.Combine(TempDir, "short.txt");
         File.WriteAllText(path, "tiny");
-        var (exit, _, error) = CliRunner.Run("train", "char-lstm", "--text", path, "--out", Path.Combine(_dir, "short"));
+        var (exit, _, error) = CliRunner.Run("train", "char-lstm", "--text", path, "--out", Path.Combine(TempDir, "short"));
         Assert.Equal(1, exit);
         Assert.Contains("are too few for batches", error);
     }

@@ -8,15 +8,8 @@ namespace Nabla.Tests.Cli;
 /// <summary>`nabla classify` on a real image file, and `nabla model fetch` for the published classifiers (no
 /// internet here: a local server stands in for the hub, and the pinned SHA-256 refuses what it serves).</summary>
 [Collection("Console")]
-public class ClassifyCliTests : IDisposable
+public class ClassifyCliTests : CliTest
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-classify-cli-" + Guid.NewGuid().ToString("N"));
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
-
     private static string Fixture(string name) => TestData.Fixture(Path.Combine("classify", name));
 
     [Theory]
@@ -45,8 +38,8 @@ public class ClassifyCliTests : IDisposable
         var notFetched = CliRunner.Run("classify", "--model", "no-such-model", Fixture("image.png"));
         Assert.Equal(1, notFetched.Exit);
         Assert.Contains("resnet18, vit-tiny", notFetched.Err);
-        Directory.CreateDirectory(_dir);
-        var text = Path.Combine(_dir, "not-an-image.png");
+        Directory.CreateDirectory(TempDir);
+        var text = Path.Combine(TempDir, "not-an-image.png");
         File.WriteAllText(text, "hello");
         var bad = CliRunner.Run("classify", "--model", Fixture("resnet"), text);
         Assert.Equal(1, bad.Exit);
@@ -61,7 +54,7 @@ public class ClassifyCliTests : IDisposable
     {
         // A mirror serving other bytes: the download is refused and nothing is left in the cache.
         using var server = new LocalHttpServer(LocalHttpServer.Files(name => name == "model.safetensors" ? File.ReadAllBytes(Fixture("resnet/model.safetensors")) : null));
-        var cache = Path.Combine(_dir, model);
+        var cache = Path.Combine(TempDir, model);
         var (exit, _, error) = CliRunner.Run("model", "fetch", model, "--base-url", server.Url, "--cache", cache);
         Assert.Equal(1, exit);
         Assert.Contains("SHA-256 mismatch", error);

@@ -7,18 +7,11 @@ namespace Nabla.Tests.Cli;
 /// <summary>`nabla finetune resnet` on the 8×8 digits, from a ResNet-20 run directory as `nabla train resnet` leaves
 /// it (random weights here: what is checked is the command, not the transfer).</summary>
 [Collection("Console")]
-public class FinetuneCliTests : IDisposable
+public class FinetuneCliTests : CliTest
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-finetune-cli-" + Guid.NewGuid().ToString("N"));
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
-
     private string BaseRun()
     {
-        var dir = Path.Combine(_dir, "base");
+        var dir = Path.Combine(TempDir, "base");
         Directory.CreateDirectory(dir);
         var config = VisionRunConfig.Defaults("resnet");
         var run = new VisionRun(dir);
@@ -34,7 +27,7 @@ public class FinetuneCliTests : IDisposable
         var baseRun = BaseRun();
         var digits = TestData.File("sklearn/digits.csv.gz");
         var before = SafeTensors.Load(Path.Combine(baseRun, "model.safetensors"));
-        var output = Path.Combine(_dir, "tuned");
+        var output = Path.Combine(TempDir, "tuned");
         var (exit, stdout, stderr) = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--dataset", digits, "--examples-per-class", "10",
             "--epochs", "2", "--out", output);
         Assert.True(exit == 0, stderr);
@@ -65,7 +58,7 @@ public class FinetuneCliTests : IDisposable
     {
         var baseRun = BaseRun();
         var before = SafeTensors.Load(Path.Combine(baseRun, "model.safetensors"));
-        var output = Path.Combine(_dir, "full");
+        var output = Path.Combine(TempDir, "full");
         var (exit, stdout, stderr) = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--dataset", TestData.File("sklearn/digits.csv.gz"),
             "--examples-per-class", "5", "--epochs", "1", "--unfreeze-all", "--out", output);
         Assert.True(exit == 0, stderr);
@@ -82,11 +75,25 @@ public class FinetuneCliTests : IDisposable
     }
 
     [Fact]
+    public void AStoppedRunResumesToTheModelOfAnUninterruptedOne()
+    {
+        // 50 training digits in batches of 16: 4 steps an epoch, stopped in the second. The last stage trains, its batch
+        // norm statistics move; the rest of the body stays frozen: the checkpoint must restore all of it.
+        var baseRun = BaseRun();
+        string[] command = ["finetune", "resnet", "--base", baseRun, "--dataset", TestData.File("sklearn/digits.csv.gz"), "--examples-per-class", "5",
+            "--epochs", "2", "--batch-size", "16", "--unfreeze-last-stage", "--quiet"];
+        ResumeCheck.StoppedAndResumedMatchesStraight(TempDir, command, commandWords: 2, stopAt: 6, "model.safetensors");
+        var stopped = Path.Combine(TempDir, "stopped");
+        Assert.Contains("error: --from-scratch: --resume", CliRunner.Run("finetune", "resnet", "--out", stopped, "--resume", "--from-scratch").Err);
+        Assert.Contains("holds another kind of run", CliRunner.Run("finetune", "resnet", "--out", baseRun, "--resume").Err);
+    }
+
+    [Fact]
     public void FineTunesAClassifierInTheHubLayoutWithAGreyToRgbAdapter()
     {
         // A torchvision ResNet-18 (channels / 8, random weights) as `nabla model fetch resnet18` leaves one: ImageNet
         // normalisation, 3 channels, so the adapter maps the grey digits to RGB; --image-size keeps it small.
-        var output = Path.Combine(_dir, "from-hub");
+        var output = Path.Combine(TempDir, "from-hub");
         var (exit, stdout, stderr) = CliRunner.Run("finetune", "resnet", "--base", TestData.Fixture(Path.Combine("classify", "resnet")),
             "--dataset", TestData.File("sklearn/digits.csv.gz"), "--examples-per-class", "5", "--image-size", "32", "--epochs", "1", "--unfreeze-last-stage", "--out", output);
         Assert.True(exit == 0, stderr);
@@ -99,17 +106,17 @@ public class FinetuneCliTests : IDisposable
     [Fact]
     public void BadBasesAndDatasetsAreOneLine()
     {
-        var missing = CliRunner.Run("finetune", "resnet", "--base", Path.Combine(_dir, "nowhere"), "--dataset", "digits");
+        var missing = CliRunner.Run("finetune", "resnet", "--base", Path.Combine(TempDir, "nowhere"), "--dataset", "digits");
         Assert.Equal(1, missing.Exit);
         Assert.Contains("--base", missing.Err);
         var baseRun = BaseRun();
-        var dataset = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--dataset", Path.Combine(_dir, "no-such-data"), "--out", Path.Combine(_dir, "x"));
+        var dataset = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--dataset", Path.Combine(TempDir, "no-such-data"), "--out", Path.Combine(TempDir, "x"));
         Assert.Equal(1, dataset.Exit);
         Assert.Contains("--dataset", dataset.Err);
-        var both = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--from-scratch", "--unfreeze-last-stage", "--out", Path.Combine(_dir, "y"));
+        var both = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--from-scratch", "--unfreeze-last-stage", "--out", Path.Combine(TempDir, "y"));
         Assert.Equal(1, both.Exit);
         Assert.Contains("--from-scratch", both.Err);
-        var twoWays = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--from-scratch", "--unfreeze-all", "--out", Path.Combine(_dir, "z"));
+        var twoWays = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--from-scratch", "--unfreeze-all", "--out", Path.Combine(TempDir, "z"));
         Assert.Equal(1, twoWays.Exit);
         Assert.Contains("--from-scratch and --unfreeze-all exclude each other", twoWays.Err);
     }

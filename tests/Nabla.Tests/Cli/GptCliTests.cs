@@ -6,29 +6,18 @@ using Nabla.Tests.IO;
 namespace Nabla.Tests.Cli;
 
 [Collection("Console")]
-public class GptCliTests : IDisposable
+public class GptCliTests : CliTest
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-gptcli-" + Guid.NewGuid().ToString("N"));
-
-    public GptCliTests() => Directory.CreateDirectory(_dir);
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
-
-    private static void Ok((int Exit, string Out, string Err) r) => Assert.True(r.Exit == 0, $"exit {r.Exit}\n{r.Out}\n{r.Err}");
-
     [Fact]
     public void PrepareTrainGenerateAndScoreACharacterModel()
     {
-        var text = Path.Combine(_dir, "text.txt");
+        var text = Path.Combine(TempDir, "text.txt");
         File.WriteAllText(text, string.Concat(Enumerable.Repeat("the quick brown fox jumps over the lazy dog.\n", 60)));
-        var data = Path.Combine(_dir, "data");
+        var data = Path.Combine(TempDir, "data");
         Ok(CliRunner.Run("data", "prepare", "--input", text, "--tokenizer", "char", "--out", data, "--val-fraction", "0.2"));
         Assert.True(File.Exists(Path.Combine(data, "train_000000.bin")) && File.Exists(Path.Combine(data, "val_000000.bin")));
 
-        var run = Path.Combine(_dir, "run");
+        var run = Path.Combine(TempDir, "run");
         var train = CliRunner.Run("train", "gpt", "--data", data, "--out", run, "--steps", "30", "--layers", "1", "--channels", "32",
             "--heads", "2", "--context", "32", "--seq-len", "16", "--batch-size", "4", "--eval-every", "10", "--lr", "1e-2", "--sample-every", "0");
         Ok(train);
@@ -56,6 +45,8 @@ public class GptCliTests : IDisposable
 
         // resuming a finished run has nothing left to do but must not lose anything
         Ok(CliRunner.Run("train", "gpt", "--out", run, "--resume"));
+        Ok(CliRunner.Run("train", "gpt", "--out", run, "--resume", "--zero")); // how the ranks hold the optimizer state is the session's choice
+        Assert.Contains("error: --lr: --resume continues the run in", CliRunner.Run("train", "gpt", "--out", run, "--resume", "--lr", "0.1").Err);
         Assert.Contains("already holds a training run", CliRunner.Run("train", "gpt", "--data", data, "--out", run).Err);
 
         // a damaged checkpoint or configuration is named, not a stack trace
@@ -73,12 +64,12 @@ public class GptCliTests : IDisposable
     [Fact]
     public void TrainedTokenizerFeedsDataPrepare()
     {
-        var text = Path.Combine(_dir, "corpus.txt");
+        var text = Path.Combine(TempDir, "corpus.txt");
         File.Copy(TestData.File("jargon.txt"), text);
-        var vocab = Path.Combine(_dir, "bpe");
+        var vocab = Path.Combine(TempDir, "bpe");
         Ok(CliRunner.Run("data", "train-tokenizer", "--input", text, "--vocab-size", "600", "--out", vocab));
         Assert.True(File.Exists(Path.Combine(vocab, "encoder.json")) && File.Exists(Path.Combine(vocab, "vocab.bpe")));
-        var prepared = CliRunner.Run("data", "prepare", "--input", text, "--vocab", vocab, "--out", Path.Combine(_dir, "shards"));
+        var prepared = CliRunner.Run("data", "prepare", "--input", text, "--vocab", vocab, "--out", Path.Combine(TempDir, "shards"));
         Ok(prepared);
         Assert.Contains("vocabulary 600", prepared.Out);
         var ids = CliRunner.Run("tokenize", "--vocab", vocab, "--text", "hacker");
@@ -102,7 +93,7 @@ public class GptCliTests : IDisposable
     public void ModelFetchDownloadsChecksAndRunsACheckpointFromALocalServer()
     {
         // A small GPT-2 in Hugging Face's layout, with the real GPT-2 tokenizer files.
-        var source = Path.Combine(_dir, "source");
+        var source = Path.Combine(TempDir, "source");
         Gpt2Checkpoints.SaveHuggingFace(new Gpt2Model(new Gpt2Config { Channels = 32, Layers = 1, Heads = 2, MaxSequenceLength = 64 }, new Generator(1)), source);
         File.Copy(TestData.File("gpt2/encoder.json"), Path.Combine(source, "encoder.json"));
         File.Copy(TestData.File("gpt2/vocab.bpe"), Path.Combine(source, "vocab.bpe"));
@@ -117,10 +108,10 @@ public class GptCliTests : IDisposable
         }));
         // The manifest pins each file's SHA-256, hashed here from the files as written (not by the downloader).
         var files = new[] { "config.json", "model.safetensors", "encoder.json", "vocab.bpe" };
-        var manifest = Path.Combine(_dir, "manifest.json");
+        var manifest = Path.Combine(TempDir, "manifest.json");
         File.WriteAllText(manifest, "[" + string.Join(",", files.Select(f =>
             $"{{\"name\": \"{f}\", \"url\": \"{server.Url}{f}\", \"sha256\": \"{Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(Path.Combine(source, f))))}\"}}")) + "]");
-        var cache = Path.Combine(_dir, "cache");
+        var cache = Path.Combine(TempDir, "cache");
         var fetch = CliRunner.Run("model", "fetch", "tiny", "--manifest", manifest, "--cache", cache);
         Ok(fetch);
         foreach (var f in files)
@@ -131,7 +122,7 @@ public class GptCliTests : IDisposable
 
         // A corrupted download is refused, and nothing half-written is left behind.
         corrupt = true;
-        var other = Path.Combine(_dir, "cache2");
+        var other = Path.Combine(TempDir, "cache2");
         var bad = CliRunner.Run("model", "fetch", "tiny", "--manifest", manifest, "--cache", other);
         Assert.Equal(1, bad.Exit);
         Assert.Contains("SHA-256 mismatch", bad.Err);
@@ -140,42 +131,35 @@ public class GptCliTests : IDisposable
         Assert.Empty(Directory.GetFiles(other, "*.part", SearchOption.AllDirectories));
 
         // The official list through a mirror still checks the pinned hashes, which this tiny model cannot match.
-        var mirror = CliRunner.Run("model", "fetch", "gpt2", "--base-url", server.Url, "--cache", Path.Combine(_dir, "cache3"));
+        var mirror = CliRunner.Run("model", "fetch", "gpt2", "--base-url", server.Url, "--cache", Path.Combine(TempDir, "cache3"));
         Assert.Equal(1, mirror.Exit);
         Assert.Contains("SHA-256 mismatch", mirror.Err);
     }
 
+    /// <summary>A manifest entry whose name would leave the cache, or that lacks a hash or an http(s) URL, is refused in one
+    /// line naming the manifest, before anything is created.</summary>
     [Theory]
-    [InlineData("../escape", "not a plain file name")]
-    [InlineData("/etc/passwd", "not a plain file name")]
-    [InlineData("sub/file", "not a plain file name")]
-    [InlineData("..", "not a plain file name")]
-    public void ModelFetchManifestNamesStayInsideTheCache(string name, string expected)
-    {
-        var manifest = Path.Combine(_dir, "manifest.json");
-        File.WriteAllText(manifest, $"[{{\"name\": \"{name}\", \"url\": \"http://127.0.0.1:9/x\", \"sha256\": \"{new string('a', 64)}\"}}]");
-        var r = CliRunner.Run("model", "fetch", "x", "--manifest", manifest, "--cache", Path.Combine(_dir, "cache"));
-        Assert.Equal(1, r.Exit);
-        Assert.Contains(manifest, r.Err);
-        Assert.Contains(expected, r.Err);
-        Assert.False(Directory.Exists(Path.Combine(_dir, "cache")), "nothing may be created before the manifest is checked");
-    }
-
-    [Theory]
+    [InlineData("{\"name\": \"../escape\", \"url\": \"http://127.0.0.1:9/x\", \"sha256\": \"" + ZeroHash + "\"}", "not a plain file name")]
+    [InlineData("{\"name\": \"/etc/passwd\", \"url\": \"http://127.0.0.1:9/x\", \"sha256\": \"" + ZeroHash + "\"}", "not a plain file name")]
+    [InlineData("{\"name\": \"sub/file\", \"url\": \"http://127.0.0.1:9/x\", \"sha256\": \"" + ZeroHash + "\"}", "not a plain file name")]
+    [InlineData("{\"name\": \"..\", \"url\": \"http://127.0.0.1:9/x\", \"sha256\": \"" + ZeroHash + "\"}", "not a plain file name")]
     [InlineData("{\"name\": \"model.safetensors\", \"url\": \"http://127.0.0.1:9/m\"}", "has no SHA-256; refusing")]
     [InlineData("{\"name\": \"model.safetensors\", \"url\": \"http://127.0.0.1:9/m\", \"sha256\": \"abc\"}", "is not a SHA-256")]
-    [InlineData("{\"name\": \"model.safetensors\", \"url\": \"file:///etc/passwd\", \"sha256\": \"0000000000000000000000000000000000000000000000000000000000000000\"}", "is not an http(s) URL")]
+    [InlineData("{\"name\": \"model.safetensors\", \"url\": \"file:///etc/passwd\", \"sha256\": \"" + ZeroHash + "\"}", "is not an http(s) URL")]
     [InlineData("{\"name\": 5}", "not a manifest")]
-    public void ModelFetchManifestEntriesNeedAHashAndAnHttpUrl(string entry, string expected)
+    public void ModelFetchManifestEntriesNeedAPlainNameAHashAndAnHttpUrl(string entry, string expected)
     {
-        var manifest = Path.Combine(_dir, "manifest.json");
+        var manifest = Path.Combine(TempDir, "manifest.json");
         File.WriteAllText(manifest, $"[{entry}]");
-        var r = CliRunner.Run("model", "fetch", "x", "--manifest", manifest, "--cache", Path.Combine(_dir, "cache"));
+        var r = CliRunner.Run("model", "fetch", "x", "--manifest", manifest, "--cache", Path.Combine(TempDir, "cache"));
         Assert.Equal(1, r.Exit);
         Assert.Contains(manifest, r.Err);
         Assert.Contains(expected, r.Err);
         Assert.Single(r.Err.Trim().Split('\n'));
+        Assert.False(Directory.Exists(Path.Combine(TempDir, "cache")), "nothing may be created before the manifest is checked");
     }
+
+    private const string ZeroHash = "0000000000000000000000000000000000000000000000000000000000000000";
 }
 
 /// <summary>The README's main job, exactly as a user runs it: `nabla train gpt` with no arguments must reach its

@@ -5,17 +5,8 @@ namespace Nabla.Tests.Cli;
 /// <summary>Bad values inside files (non-finite numbers, corrupt run files) end in one line naming the file and
 /// the place, never in NaN output or a framework exception.</summary>
 [Collection("Console")]
-public class InputValidationCliTests : IDisposable
+public class InputValidationCliTests : CliTest
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-validation-" + Guid.NewGuid().ToString("N"));
-
-    public InputValidationCliTests() => Directory.CreateDirectory(_dir);
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
-
     private static void OneLineError((int Exit, string Out, string Err) r, params string[] mentions)
     {
         Assert.Equal(1, r.Exit);
@@ -26,7 +17,7 @@ public class InputValidationCliTests : IDisposable
 
     private string TrainedIrisRun()
     {
-        var run = Path.Combine(_dir, "iris");
+        var run = Path.Combine(TempDir, "iris");
         Assert.Equal(0, CliRunner.Run("train", "mlp", "--quiet", "--epochs", "2", "--out", run).Exit);
         return run;
     }
@@ -41,9 +32,9 @@ public class InputValidationCliTests : IDisposable
         var lines = new List<string> { "x,y,label" };
         for (int i = 0; i < 20; i++) lines.Add($"{i},{i % 7},{i % 2}");
         lines[5] = $"4,{value},0";
-        var csv = Path.Combine(_dir, "data.csv");
+        var csv = Path.Combine(TempDir, "data.csv");
         File.WriteAllLines(csv, lines);
-        var r = CliRunner.Run("train", "mlp", "--csv", csv, "--out", Path.Combine(_dir, "run"));
+        var r = CliRunner.Run("train", "mlp", "--csv", csv, "--out", Path.Combine(TempDir, "run"));
         OneLineError(r, $"{csv}:6: column 'y' (column 2) holds '{value}', which is not a finite number");
     }
 
@@ -51,7 +42,7 @@ public class InputValidationCliTests : IDisposable
     public void ANonFiniteFeatureAtPredictTimeIsAnErrorNotNaNProbabilities()
     {
         var run = TrainedIrisRun();
-        var csv = Path.Combine(_dir, "new.csv");
+        var csv = Path.Combine(TempDir, "new.csv");
         File.WriteAllText(csv, "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n6.0,NaN,4.5,1.5\n");
         OneLineError(CliRunner.Run("predict", "--run", run, "--csv", csv), $"{csv}:3: column 'sepal_width' (column 2) holds 'NaN'");
 
@@ -69,7 +60,7 @@ public class InputValidationCliTests : IDisposable
         var first = state.Keys.First();
         state[first] = Tensor.Full(float.NaN, state[first].Shape.ToArray());
         SafeTensors.Save(checkpoint, state, metadata);
-        var csv = Path.Combine(_dir, "new.csv");
+        var csv = Path.Combine(TempDir, "new.csv");
         File.WriteAllText(csv, "sepal_length,sepal_width,petal_length,petal_width\n5.1,3.5,1.4,0.2\n");
         OneLineError(CliRunner.Run("predict", "--run", run, "--csv", csv), checkpoint, $"tensor '{first}' holds NaN");
     }
@@ -114,12 +105,12 @@ public class InputValidationCliTests : IDisposable
     [Fact]
     public void TextInputsAreReadWithACapAndUnknownCharactersNameTheirSource()
     {
-        var text = Path.Combine(_dir, "t.txt");
+        var text = Path.Combine(TempDir, "t.txt");
         File.WriteAllText(text, string.Concat(Enumerable.Repeat("abc abc\n", 50)));
-        var data = Path.Combine(_dir, "data");
+        var data = Path.Combine(TempDir, "data");
         Assert.Equal(0, CliRunner.Run("data", "prepare", "--input", text, "--tokenizer", "char", "--out", data).Exit);
         OneLineError(CliRunner.Run("data", "prepare", "--input", "/dev/zero", "--tokenizer", "char", "--out", data), "/dev/zero", "not a regular file");
-        OneLineError(CliRunner.Run("tokenize", "--vocab", data, "--file", _dir), _dir, "is a directory");
+        OneLineError(CliRunner.Run("tokenize", "--vocab", data, "--file", TempDir), TempDir, "is a directory");
         OneLineError(CliRunner.Run("tokenize", "--vocab", data, "--text", "abz"), "--text: character 'z' (U+007A) at position 2 is not in the vocabulary");
     }
 
@@ -129,7 +120,7 @@ public class InputValidationCliTests : IDisposable
     [InlineData("\"Training\": {", "\"Training\": null, \"Unused\": {", "\"Training\" is missing")]
     public void ACorruptGptRunConfigIsNamedOnResume(string find, string replace, string expected)
     {
-        var run = Path.Combine(_dir, "gpt");
+        var run = Path.Combine(TempDir, "gpt");
         Assert.Equal(0, CliRunner.Run("train", "gpt", "--out", run, "--steps", "2", "--batch-size", "4", "--sample-every", "0", "--checkpoint-every", "1").Exit);
         var config = Path.Combine(run, "config.json");
         var json = File.ReadAllText(config);

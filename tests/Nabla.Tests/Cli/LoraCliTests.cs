@@ -10,28 +10,14 @@ namespace Nabla.Tests.Cli;
 /// <summary>`nabla finetune gpt`, `nabla generate --adapter` and `nabla lora merge` on the tiny GPT-2 of the
 /// hf_gpt2 fixture (2 layers, 48 channels) and the adapter tests/reference/make_lora_fixture.py wrote for it.</summary>
 [Collection("Console")]
-public class LoraCliTests : IDisposable
+public class LoraCliTests : CliTest
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("nabla-loracli-").FullName;
     private static readonly string Base = TestData.Fixture(Path.Combine("hf_gpt2", "base"));
     private static readonly string PythonAdapter = TestData.Fixture(Path.Combine("lora", "gpt2_adapter"));
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private static void Ok((int Exit, string Out, string Err) r) => Assert.True(r.Exit == 0, $"exit {r.Exit}\n{r.Out}\n{r.Err}");
-
-    private static string OneLineError((int Exit, string Out, string Err) r)
-    {
-        Assert.Equal(1, r.Exit);
-        var line = r.Err.TrimEnd('\n');
-        Assert.DoesNotContain('\n', line);
-        Assert.StartsWith("error: ", line);
-        return line;
-    }
-
     private string Text()
     {
-        var path = Path.Combine(_dir, "jargon.txt");
+        var path = Path.Combine(TempDir, "jargon.txt");
         if (!File.Exists(path)) File.WriteAllText(path, File.ReadAllText(TestData.File("jargon.txt"))[..40_000]);
         return path;
     }
@@ -44,7 +30,7 @@ public class LoraCliTests : IDisposable
     public void LoraFinetuneTrainsOnlyTheAdapterAndWritesItInPeftsLayout()
     {
         var baseHash = Downloader.Hash(Path.Combine(Base, "model.safetensors"));
-        var run = Path.Combine(_dir, "lora");
+        var run = Path.Combine(TempDir, "lora");
         var result = Finetune(run, "--steps", "8", "--checkpoint-every", "4", "--lora-r", "8", "--lora-alpha", "16", "--targets", "c_attn,c_proj");
         Ok(result);
 
@@ -82,39 +68,37 @@ public class LoraCliTests : IDisposable
         Assert.True(summary["peak_tensor_bytes"]!.GetValue<long>() > 4 * total);                // at least the weights
     }
 
+    /// <summary>A LoRA run with warm-up, cosine decay and adapter dropout, as `finetune gpt` runs by default.</summary>
+    private string[] ResumableFinetune(params string[] extra) =>
+        ["finetune", "gpt", "--model", Base, "--text", Text(), "--seq-len", "32", "--batch-size", "4", "--eval-every", "4", "--eval-batches", "2",
+            "--steps", "10", "--warmup", "2", "--checkpoint-every", "4", .. extra];
+
     [Fact]
-    public void ResumedRunEndsWithTheSameAdapterAsAnUninterruptedOne()
+    public void StoppedOrKilledRunsResumeToTheAdapterOfAnUninterruptedOne()
     {
-        // Constant learning rate (--min-lr = --lr, no warm-up), so a run of 5 steps is the first 5 steps of one of 10.
-        var straight = Path.Combine(_dir, "straight");
-        Ok(Finetune(straight, "--steps", "10", "--lora-dropout", "0.1"));
-        var resumed = Path.Combine(_dir, "resumed");
-        Ok(Finetune(resumed, "--steps", "5", "--lora-dropout", "0.1"));
-        // What a Ctrl+C at step 5 of a 10-step run leaves: its checkpoint at step 5 and a config that asks for 10.
-        var configPath = Path.Combine(resumed, "config.json");
-        var config = JsonNode.Parse(File.ReadAllText(configPath))!;
-        config["Training"]!["Steps"] = 10;
-        File.WriteAllText(configPath, config.ToJsonString());
+        var command = ResumableFinetune("--lora-dropout", "0.1");
+        var resumed = ResumeCheck.StoppedAndResumedMatchesStraight(TempDir, command, commandWords: 2, stopAt: 5, Lora.WeightsFile);
+        Assert.Contains("resumed from the checkpoint at step 5", resumed);
+        // Killed after step 7 (SIGKILL, no chance to save): the checkpoint of step 4 is the newest, and steps 5-7 run again.
+        Assert.Contains("resumed from the checkpoint at step 4",
+            ResumeCheck.KilledAndResumedMatchesStraight(TempDir, Path.Combine(TempDir, "straight"), command, commandWords: 2, killAt: 7, Lora.WeightsFile));
 
-        var second = CliRunner.Run("finetune", "gpt", "--out", resumed, "--resume");
-        Ok(second);
-        Assert.Contains("resumed from the checkpoint at step 5", second.Out);
-        var expected = SafeTensors.Load(Path.Combine(straight, Lora.WeightsFile));
-        var actual = SafeTensors.Load(Path.Combine(resumed, Lora.WeightsFile));
-        foreach (var (name, tensor) in expected)
-            Assert.True(tensor.ToArray().SequenceEqual(actual[name].ToArray()), $"{name} differs between the resumed and the uninterrupted run");
-        string[] Steps(string run) => File.ReadLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.Contains("\"loss\"")).Select(l => l[..l.IndexOf(",\"samples_per_second\"", StringComparison.Ordinal)]).ToArray();
-        Assert.Equal(Steps(straight), Steps(resumed)); // step, loss, lr and gradient norm of every step
-
-        // A text changed since the start is refused rather than silently trained on.
+        // An option that would change the run is refused, naming it; so is a text changed since the start.
+        var stopped = Path.Combine(TempDir, "stopped");
+        Assert.Contains("error: --full: --resume continues the run in", OneLineError(CliRunner.Run("finetune", "gpt", "--out", stopped, "--resume", "--full")));
+        Assert.Contains("error: --lora-r: --resume", OneLineError(CliRunner.Run("finetune", "gpt", "--out", stopped, "--resume", "--lora-r", "8")));
         File.AppendAllText(Text(), "more text");
-        Assert.Contains("changed since the run", OneLineError(CliRunner.Run("finetune", "gpt", "--out", resumed, "--resume")));
+        Assert.Contains("changed since the run", OneLineError(CliRunner.Run("finetune", "gpt", "--out", stopped, "--resume")));
     }
+
+    [Fact]
+    public void AStoppedFullFinetuneResumesToTheModelOfAnUninterruptedOne() =>
+        ResumeCheck.StoppedAndResumedMatchesStraight(TempDir, ResumableFinetune("--full"), commandWords: 2, stopAt: 6, Path.Combine("model", "model.safetensors"));
 
     [Fact]
     public void FullFinetuneTrainsEveryWeightAndWritesAModel()
     {
-        var run = Path.Combine(_dir, "full");
+        var run = Path.Combine(TempDir, "full");
         var result = Finetune(run, "--steps", "3", "--full");
         Ok(result);
         long total = Gpt2ModelFiles.Load(Base).Model.ParameterCount;
@@ -128,7 +112,7 @@ public class LoraCliTests : IDisposable
     [Fact]
     public void MergedModelGivesTheLogitsOfBasePlusAdapter()
     {
-        var merged = Path.Combine(_dir, "merged");
+        var merged = Path.Combine(TempDir, "merged");
         var merge = CliRunner.Run("lora", "merge", "--model", Base, "--adapter", PythonAdapter, "--out", merged);
         Ok(merge);
         Assert.Contains("into 6 layers", merge.Out);
@@ -161,24 +145,24 @@ public class LoraCliTests : IDisposable
     public void AnAdapterForAnotherModelShapeIsOneLineNamingTheTensor()
     {
         // A GPT-2 like the fixture's but 32 channels wide, with the fixture's tokenizer
-        var narrow = Path.Combine(_dir, "narrow");
+        var narrow = Path.Combine(TempDir, "narrow");
         var config = new Gpt2Config { VocabSize = 335, MaxSequenceLength = 64, Layers = 2, Heads = 4, Channels = 32 };
         Gpt2ModelFiles.Save(new Gpt2Model(config, new Generator(1)), TokenizerFiles.Load(Base), narrow);
 
         var error = OneLineError(CliRunner.Run("generate", "--model", narrow, "--adapter", PythonAdapter, "--max-tokens", "2"));
         Assert.Contains(Path.Combine(PythonAdapter, Lora.WeightsFile), error);
         Assert.Contains("tensor 'base_model.model.transformer.h.0.attn.c_attn.lora_A.weight': shape [4, 48] in the file, [4, 32] expected", error);
-        Assert.Contains("lora_A.weight': shape", OneLineError(CliRunner.Run("lora", "merge", "--model", narrow, "--adapter", PythonAdapter, "--out", Path.Combine(_dir, "m"))));
-        Assert.False(Directory.Exists(Path.Combine(_dir, "m")));
+        Assert.Contains("lora_A.weight': shape", OneLineError(CliRunner.Run("lora", "merge", "--model", narrow, "--adapter", PythonAdapter, "--out", Path.Combine(TempDir, "m"))));
+        Assert.False(Directory.Exists(Path.Combine(TempDir, "m")));
     }
 
     [Fact]
     public void BadFinetuneOptionsAreOneLineNamingTheOption()
     {
-        Assert.Contains("--targets: LoRA target 'q_proj' match no module", OneLineError(Finetune(Path.Combine(_dir, "a"), "--targets", "c_attn,q_proj")));
-        Assert.False(File.Exists(Path.Combine(_dir, "a", "config.json"))); // the corrected command can use the same --out
-        Assert.Contains("--seq-len 100 is longer than the context", OneLineError(CliRunner.Run("finetune", "gpt", "--model", Base, "--text", Text(), "--out", Path.Combine(_dir, "b"), "--seq-len", "100")));
-        Assert.Contains("--model is required", OneLineError(CliRunner.Run("finetune", "gpt", "--text", Text(), "--out", Path.Combine(_dir, "c"))));
+        Assert.Contains("--targets: LoRA target 'q_proj' match no module", OneLineError(Finetune(Path.Combine(TempDir, "a"), "--targets", "c_attn,q_proj")));
+        Assert.False(File.Exists(Path.Combine(TempDir, "a", "config.json"))); // the corrected command can use the same --out
+        Assert.Contains("--seq-len 100 is longer than the context", OneLineError(CliRunner.Run("finetune", "gpt", "--model", Base, "--text", Text(), "--out", Path.Combine(TempDir, "b"), "--seq-len", "100")));
+        Assert.Contains("--model is required", OneLineError(CliRunner.Run("finetune", "gpt", "--text", Text(), "--out", Path.Combine(TempDir, "c"))));
         Assert.Contains("--resume needs --out", OneLineError(CliRunner.Run("finetune", "gpt", "--resume")));
         var rank = CliRunner.Run("finetune", "gpt", "--model", Base, "--text", Text(), "--lora-r", "0");
         Assert.Equal(2, rank.Exit);

@@ -3,22 +3,15 @@ using System.Text.RegularExpressions;
 namespace Nabla.Tests.Cli;
 
 [Collection("Console")]
-public class MlpCliTests : IDisposable
+public class MlpCliTests : CliTest
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-cli-" + Guid.NewGuid().ToString("N"));
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
-
     private static string Accuracy(string output) => Regex.Match(output, @"accuracy:? (\d+\.\d+)%").Groups[1].Value;
 
     [Fact]
     public void TrainWritesARunThatEvalReloadsToTheSameAccuracy()
     {
         var wine = TestData.File("sklearn/wine_data.csv");
-        var run = Path.Combine(_dir, "run");
+        var run = Path.Combine(TempDir, "run");
         var (exit, output, error) = CliRunner.Run("train", "mlp", "--csv", wine, "--skip-rows", "1", "--no-header",
             "--epochs", "15", "--hidden", "32", "--lr", "0.01", "--out", run);
         Assert.True(exit == 0, error);
@@ -42,7 +35,7 @@ public class MlpCliTests : IDisposable
     [Fact]
     public void DefaultJobTrainsTheBuiltInDataset()
     {
-        var (exit, output, error) = CliRunner.Run("train", "mlp", "--quiet", "--epochs", "40", "--out", Path.Combine(_dir, "iris"));
+        var (exit, output, error) = CliRunner.Run("train", "mlp", "--quiet", "--epochs", "40", "--out", Path.Combine(TempDir, "iris"));
         Assert.True(exit == 0, error);
         Assert.True(double.Parse(Accuracy(output)) >= 90, output);
     }
@@ -54,13 +47,13 @@ public class MlpCliTests : IDisposable
     [Fact]
     public void ResumeContinuesAStoppedRunToExactlyWhatAnUninterruptedRunGives()
     {
-        var straight = Path.Combine(_dir, "straight");
+        var straight = Path.Combine(TempDir, "straight");
         var (exit, straightOut, error) = CliRunner.Run("train", "mlp", "--quiet", "--epochs", "6", "--dropout", "0.1", "--out", straight);
         Assert.True(exit == 0, error);
 
         // A run stopped after its third epoch: its config asks for 6, its last checkpoint is at epoch 3, and the
         // crash tore the metrics line being written.
-        var run = Path.Combine(_dir, "stopped");
+        var run = Path.Combine(TempDir, "stopped");
         Assert.Equal(0, CliRunner.Run("train", "mlp", "--quiet", "--epochs", "3", "--dropout", "0.1", "--out", run).Exit);
         var config = Path.Combine(run, "config.json");
         File.WriteAllText(config, File.ReadAllText(config).Replace("\"Epochs\": 3", "\"Epochs\": 6"));
@@ -111,10 +104,10 @@ public class MlpCliTests : IDisposable
     [InlineData("a,label\n1,x\n", "has only one class")]
     public void BadCsvRowsGetOneClearLineWithTheLineNumber(string csv, string expected)
     {
-        Directory.CreateDirectory(_dir);
-        var path = Path.Combine(_dir, "bad.csv");
+        Directory.CreateDirectory(TempDir);
+        var path = Path.Combine(TempDir, "bad.csv");
         File.WriteAllText(path, csv);
-        var (exit, _, error) = CliRunner.Run("train", "mlp", "--csv", path, "--out", Path.Combine(_dir, "bad"));
+        var (exit, _, error) = CliRunner.Run("train", "mlp", "--csv", path, "--out", Path.Combine(TempDir, "bad"));
         Assert.Equal(1, exit);
         Assert.Contains(expected, error);
         Assert.Contains("bad.csv", error);
@@ -123,13 +116,13 @@ public class MlpCliTests : IDisposable
     [Fact]
     public void MostlyNumericColumnWithAWordIsReportedAsACorruptRow()
     {
-        Directory.CreateDirectory(_dir);
-        var path = Path.Combine(_dir, "corrupt.csv");
+        Directory.CreateDirectory(TempDir);
+        var path = Path.Combine(TempDir, "corrupt.csv");
         var lines = new List<string> { "x,y,label" };
         for (int i = 0; i < 30; i++) lines.Add($"{i},{i * 2},{i % 2}");
         lines[17] = "16,oops,0";
         File.WriteAllLines(path, lines);
-        var (exit, _, error) = CliRunner.Run("train", "mlp", "--csv", path, "--out", Path.Combine(_dir, "c"), "--val-fraction", "0.1");
+        var (exit, _, error) = CliRunner.Run("train", "mlp", "--csv", path, "--out", Path.Combine(TempDir, "c"), "--val-fraction", "0.1");
         Assert.Equal(1, exit);
         Assert.Matches(@"corrupt\.csv:18: column 'y' is numeric in \d+ of \d+ rows but this row has 'oops'", error);
     }
@@ -137,7 +130,7 @@ public class MlpCliTests : IDisposable
     [Fact]
     public void EvalOfACorruptCheckpointNamesTheFile()
     {
-        var run = Path.Combine(_dir, "iris");
+        var run = Path.Combine(TempDir, "iris");
         Assert.Equal(0, CliRunner.Run("train", "mlp", "--quiet", "--epochs", "2", "--out", run).Exit);
         var checkpoint = Path.Combine(run, "model.safetensors");
         var bytes = File.ReadAllBytes(checkpoint);

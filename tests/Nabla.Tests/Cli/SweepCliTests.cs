@@ -6,27 +6,14 @@ namespace Nabla.Tests.Cli;
 /// <summary>`nabla sweep` and `nabla compare` on tiny grids: MLPs on the built-in iris data, and ResNets on a few
 /// hundred Fashion-MNIST images.</summary>
 [Collection("Console")]
-public class SweepCliTests : IDisposable
+public class SweepCliTests : CliTest
 {
-    private readonly string _dir = Directory.CreateTempSubdirectory("nabla-sweep-").FullName;
-
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
-
-    private static void Ok((int Exit, string Out, string Err) r) => Assert.True(r.Exit == 0, $"exit {r.Exit}\n{r.Out}\n{r.Err}");
-
     private static JsonNode Config(string run) => JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!;
-
-    private static string OneLineError((int Exit, string Out, string Err) r)
-    {
-        Assert.Equal(1, r.Exit);
-        Assert.DoesNotContain('\n', r.Err.TrimEnd('\n'));
-        return r.Err;
-    }
 
     [Fact]
     public void LearningRateSweepMakesARunPerValueComparesThemAndContinuesWhenRunAgain()
     {
-        var sweep = Path.Combine(_dir, "lr");
+        var sweep = Path.Combine(TempDir, "lr");
         string[] args = ["sweep", "--knob", "lr", "--values", "0.001,0.1", "--out", sweep, "--", "train", "mlp", "--epochs", "4", "--quiet"];
         var result = CliRunner.Run(args);
         Ok(result);
@@ -53,7 +40,7 @@ public class SweepCliTests : IDisposable
         Assert.Equal(metrics, File.ReadAllText(Path.Combine(sweep, "lr=0.1", "metrics.jsonl")));
 
         // compare on its own, on the same runs
-        var compared = Path.Combine(_dir, "compared");
+        var compared = Path.Combine(TempDir, "compared");
         var compare = CliRunner.Run("compare", Path.Combine(sweep, "lr=0.001"), Path.Combine(sweep, "lr=0.1"), "--out", compared);
         Ok(compare);
         Assert.Equal(table[2..^2], File.ReadAllLines(Path.Combine(compared, "compare.md"))[2..^2]);
@@ -63,11 +50,11 @@ public class SweepCliTests : IDisposable
     [Fact]
     public void WidthAndDepthOfAnMlpSetItsHiddenLayers()
     {
-        var width = Path.Combine(_dir, "width");
+        var width = Path.Combine(TempDir, "width");
         Ok(CliRunner.Run("sweep", "--knob", "width", "--values", "3,12", "--out", width, "--", "train", "mlp", "--epochs", "1", "--hidden", "8,8", "--quiet"));
         Assert.Equal("[3,3]", Config(Path.Combine(width, "width=3"))["Hidden"]!.ToJsonString());
         Assert.Equal("[12,12]", Config(Path.Combine(width, "width=12"))["Hidden"]!.ToJsonString());
-        var depth = Path.Combine(_dir, "depth");
+        var depth = Path.Combine(TempDir, "depth");
         Ok(CliRunner.Run("sweep", "--knob", "depth", "--values", "1,3", "--out", depth, "--", "train", "mlp", "--epochs", "1", "--quiet"));
         Assert.Equal("[64]", Config(Path.Combine(depth, "depth=1"))["Hidden"]!.ToJsonString());
         Assert.Equal("[64,64,64]", Config(Path.Combine(depth, "depth=3"))["Hidden"]!.ToJsonString());
@@ -76,25 +63,25 @@ public class SweepCliTests : IDisposable
     [Fact]
     public void BadSweepsAreOneLineErrors()
     {
-        Assert.Contains("has no --erasing option", OneLineError(CliRunner.Run("sweep", "--knob", "erasing", "--values", "0,0.5", "--out", Path.Combine(_dir, "a"), "--", "train", "mlp")));
+        Assert.Contains("has no --erasing option", OneLineError(CliRunner.Run("sweep", "--knob", "erasing", "--values", "0,0.5", "--out", Path.Combine(TempDir, "a"), "--", "train", "mlp")));
         Assert.Contains("must not have --out", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--", "train", "mlp", "--out", "x")));
-        Assert.Contains("sets --lr itself", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--out", Path.Combine(_dir, "b"), "--", "train", "mlp", "--lr", "1")));
+        Assert.Contains("sets --lr itself", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--out", Path.Combine(TempDir, "b"), "--", "train", "mlp", "--lr", "1")));
         Assert.Contains("cannot be swept", OneLineError(CliRunner.Run("sweep", "--knob", "lr", "--values", "0.1", "--", "train", "gpt")));
         // The point's own error comes first, then the sweep says which point failed.
-        var failing = CliRunner.Run("sweep", "--knob", "lr", "--values", "-1", "--out", Path.Combine(_dir, "c"), "--", "train", "mlp", "--quiet");
+        var failing = CliRunner.Run("sweep", "--knob", "lr", "--values", "-1", "--out", Path.Combine(TempDir, "c"), "--", "train", "mlp", "--quiet");
         Assert.Equal(1, failing.Exit);
         Assert.Contains("--lr must be a finite positive number", failing.Err);
         Assert.Contains("the run of lr=-1 failed", failing.Err.TrimEnd('\n').Split('\n')[^1]);
         var knob = CliRunner.Run("sweep", "--knob", "colour", "--values", "1", "--", "train", "mlp");
         Assert.Equal(2, knob.Exit);
         Assert.Contains("--knob must be one of lr, batch-size", knob.Err);
-        Assert.Contains("no metrics.jsonl", OneLineError(CliRunner.Run("compare", _dir, "--out", Path.Combine(_dir, "d"))));
+        Assert.Contains("no metrics.jsonl", OneLineError(CliRunner.Run("compare", TempDir, "--out", Path.Combine(TempDir, "d"))));
     }
 
     [FashionMnistFact]
     public void ResNetWidthSweepWithLabelNoise()
     {
-        var sweep = Path.Combine(_dir, "resnet");
+        var sweep = Path.Combine(TempDir, "resnet");
         var result = CliRunner.Run("sweep", "--knob", "width", "--values", "2,4", "--out", sweep, "--", "train", "resnet", "--depth", "1", "--subset", "256",
             "--epochs", "1", "--batch-size", "64", "--augment", "off", "--label-noise", "0.2");
         Ok(result);

@@ -7,15 +7,8 @@ using Nabla.Tests.Data;
 namespace Nabla.Tests.Cli;
 
 [Collection("Console")]
-public class VisionCliTests : IDisposable
+public class VisionCliTests : CliTest
 {
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), "nabla-vision-cli-" + Guid.NewGuid().ToString("N"));
-
-    public void Dispose()
-    {
-        if (Directory.Exists(_dir)) Directory.Delete(_dir, recursive: true);
-    }
-
     private static string TestAccuracy(string output) => Regex.Match(output, @"test accuracy: (\d+\.\d+)%").Groups[1].Value;
 
     private static bool IsPng(string path) => File.ReadAllBytes(path).AsSpan(0, 8).SequenceEqual(new byte[] { 0x89, (byte)'P', (byte)'N', (byte)'G', 0x0D, 0x0A, 0x1A, 0x0A });
@@ -24,7 +17,7 @@ public class VisionCliTests : IDisposable
     [FashionMnistFact]
     public void TrainLeNetWritesARunThatEvalReproducesAndResumeContinues()
     {
-        var run = Path.Combine(_dir, "lenet");
+        var run = Path.Combine(TempDir, "lenet");
         var (exit, output, error) = CliRunner.Run("train", "lenet", "--subset", "2000", "--epochs", "1", "--out", run);
         Assert.True(exit == 0, error);
         foreach (var file in new[] { "config.json", "model.safetensors", "metrics.jsonl", "loss.png", "accuracy.png", "confusion.png" })
@@ -77,7 +70,7 @@ public class VisionCliTests : IDisposable
     [FashionMnistFact]
     public void TrainMlpOnImagesWritesAVisionRun()
     {
-        var run = Path.Combine(_dir, "mlp");
+        var run = Path.Combine(TempDir, "mlp");
         var (exit, output, error) = CliRunner.Run("train", "mlp", "--dataset", "fashion-mnist", "--hidden", "32", "--epochs", "1", "--out", run);
         Assert.True(exit == 0, error);
         var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!;

@@ -5,6 +5,7 @@ using Nabla.Models.Gpt2;
 using Nabla.NN;
 using Nabla.Optim;
 using Nabla.Training;
+using Nabla.Tests.Training;
 using static Nabla.Tests.Distributed.ThreadCommunicatorTests;
 
 namespace Nabla.Tests.Distributed;
@@ -25,25 +26,12 @@ public class DataParallelTests : IDisposable
         if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
     }
 
-    private static (Tensor X, Tensor Y) Data(int rows, ulong seed)
-    {
-        var g = new Generator(seed);
-        var x = new float[rows * 4];
-        var y = new int[rows];
-        for (int i = 0; i < rows; i++)
-        {
-            for (int j = 0; j < 4; j++) x[i * 4 + j] = (float)g.NextNormal();
-            y[i] = x[i * 4] + x[i * 4 + 1] > 0.5f ? 2 : x[i * 4 + 2] > 0 ? 1 : 0;
-        }
-        return (Tensor.FromArray(x, rows, 4), Tensor.FromArray(y));
-    }
-
     /// <summary>An MLP run with accumulation, clipping, AdamW, a schedule and buckets of 256 bytes (several per model).
     /// Each rank initialises with its own seed: the trainer must start every rank from rank 0's parameters.</summary>
     private static Trainer MlpTrainer(ICommunicator? communicator, string? dir = null, int steps = 6, bool zero = false)
     {
-        var (x, y) = Data(48, 1);
-        var (vx, vy) = Data(24, 2);
+        var (x, y) = TrainerTests.Data(48, 1);
+        var (vx, vy) = TrainerTests.Data(24, 2);
         var model = new Mlp(4, [16, 8], 3, generator: new Generator(5 + (ulong)(communicator?.Rank ?? 0)));
         var optimizer = new AdamW(model.Parameters(), 1e-2f, weightDecay: 0.01f);
         var options = new TrainerOptions

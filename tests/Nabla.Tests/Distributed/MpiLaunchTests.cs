@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Nabla.Cli.Ui;
 using Nabla.IO;
 using Nabla.Tests.Cli;
 
@@ -72,10 +73,12 @@ public class MpiLaunchTests : IDisposable
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        if (!process.WaitForExit(120_000))
+        // Only a guard against a hang (how promptly a failing job ends is measured apart): ranks start slowly when other
+        // processes load the machine.
+        if (!process.WaitForExit(TimeSpan.FromMinutes(10)))
         {
             process.Kill(entireProcessTree: true);
-            Assert.Fail($"mpirun did not finish in 120 s:\n{output}");
+            Assert.Fail($"mpirun did not finish in 10 minutes:\n{output}");
         }
         process.WaitForExit();
         double seconds = clock.Elapsed.TotalSeconds;
@@ -127,7 +130,7 @@ public class MpiLaunchTests : IDisposable
         }
 
         // Rank 1 dies (SIGKILL) after step 4; the checkpoint of step 3 is complete.
-        var killed = Run(2, Gpt(Dir("killed")), new() { ["NABLA_TEST_KILL_RANK_AT_STEP"] = "1:4" }, marker: "killing itself");
+        var killed = Run(2, Gpt(Dir("killed")), new() { [TrainingLoop.KillVariable] = "1:4" }, marker: "killing itself");
         Assert.NotEqual(0, killed.ExitCode);
         Assert.Contains("process rank 1", killed.Output); // mpirun names it: "mpirun noticed that process rank 1 ... exited on signal 9 (Killed)"
         Assert.True(killed.SecondsAfterMarker < 10, $"the job lived {killed.SecondsAfterMarker:F1} s after rank 1 died:\n{killed.Output}");

@@ -4,10 +4,13 @@ namespace Nabla.Tests.Distributed;
 
 public class ThreadCommunicatorTests
 {
-    /// <summary>Runs <paramref name="body"/> on every rank of a new group, each on its own thread.</summary>
+    /// <summary>Runs <paramref name="body"/> on every rank of a new group, each on its own thread. The ranks wait up to
+    /// 10 minutes for each other at a collective: the timeout only turns a deadlock into a failure, and the default 30 s
+    /// is too short for a rank that validates while the others wait when other processes load the machine (the timeout
+    /// itself is tested by <see cref="ARankThatNeverArrivesIsATimeoutNotAHang"/>).</summary>
     internal static T[] OnRanks<T>(int size, Func<ICommunicator, T> body)
     {
-        var ranks = ThreadCommunicator.CreateGroup(size);
+        var ranks = ThreadCommunicator.CreateGroup(size, TimeSpan.FromMinutes(10));
         var tasks = ranks.Select(c => Task.Factory.StartNew(() => body(c), TaskCreationOptions.LongRunning)).ToArray();
         Task.WaitAll(tasks);
         return tasks.Select(t => t.Result).ToArray();

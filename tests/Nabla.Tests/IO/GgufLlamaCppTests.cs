@@ -44,7 +44,12 @@ public sealed class GgufLlamaCppTests : IDisposable
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        Assert.True(process.WaitForExit(TimeSpan.FromMinutes(2)), "llama_cpp_peer.mjs did not finish within 2 minutes");
+        // Only a guard against a hang: node and llama.cpp start slowly when other processes load the machine.
+        if (!process.WaitForExit(TimeSpan.FromMinutes(10)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail("llama_cpp_peer.mjs did not finish within 10 minutes");
+        }
         Assert.True(process.ExitCode == 0,
             $"llama_cpp_peer.mjs exited with {process.ExitCode}: {stderr.Result.Trim()} (node-llama-cpp comes from `bash tests/data/fetch-llama-cpp.sh`)");
         return stdout.Result.Trim();

@@ -22,8 +22,8 @@ public class TrainerTests : IDisposable
 
     private sealed class CrashException : Exception;
 
-    /// <summary>Rows of 4 normal features, labelled 0-2 by a fixed rule.</summary>
-    private static (Tensor X, Tensor Y) Data(int rows, ulong seed)
+    /// <summary>Rows of 4 normal features, labelled 0-2 by a fixed rule (also the data of <see cref="Distributed.DataParallelTests"/>).</summary>
+    internal static (Tensor X, Tensor Y) Data(int rows, ulong seed)
     {
         var g = new Generator(seed);
         var x = new float[rows * 4];
