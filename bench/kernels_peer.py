@@ -21,6 +21,7 @@ Each request runs one untimed warm-up step first. Torch 1.13 has no scaled_dot_p
 written as PyTorch users did: softmax(q·kᵀ/√d + mask)·v with autograd, the T×T matrices materialised.
 """
 import math
+import time
 
 import torch
 import torch.nn.functional as F
