@@ -117,46 +117,44 @@ public sealed unsafe class GpuNaiveKernelTests
         gpu.Col2Im(pool, d.Upload(col), gdx);
         Near(dx, d.Read(gdx, inSize), "Col2Im " + what, 0, 0);
 
-        // Depthwise convolution with a channel multiplier of 2.
-        var conv = new Conv2dGeometry(2, 3, 7, 6, 6, kh, kw, sh, sw, ph, pw, dh, dw, 3);
-        int convOut = conv.Batch * conv.OutChannels * conv.OutHeight * conv.OutWidth, weights = conv.OutChannels * kh * kw;
-        var w = SmallInts(rng, weights);
-        var bias = SmallInts(rng, conv.OutChannels);
-        var cdy = SmallInts(rng, convOut);
-        var (cy, cdx, cdw) = (new float[convOut], new float[inSize], new float[weights]);
-        fixed (float* px = x, pw2 = w, pb = bias, py = cy, pdy = cdy, pdx = cdx, pdw = cdw)
-        {
-            Ref.DepthwiseConv2d(conv, px, pw2, pb, py);
-            Ref.DepthwiseConv2dBackwardInput(conv, pdy, pw2, pdx);
-            Ref.DepthwiseConv2dBackwardWeight(conv, pdy, px, pdw);
-        }
-        float* gw = d.Upload(w), gcy = d.Filled(convOut), gcdy = d.Upload(cdy), gcdw = d.Filled(weights);
-        gpu.DepthwiseConv2d(conv, gx, gw, d.Upload(bias), gcy);
-        Near(cy, d.Read(gcy, convOut), "Depthwise " + what, 0, 0);
-        gpu.DepthwiseConv2dBackwardInput(conv, gcdy, gw, gdx);
-        Near(cdx, d.Read(gdx, inSize), "Depthwise backward input " + what, 0, 0);
-        gpu.DepthwiseConv2dBackwardWeight(conv, gcdy, gx, gcdw);
-        Near(cdw, d.Read(gcdw, weights), "Depthwise backward weight " + what, 0, 0);
+        // Depthwise convolution with a channel multiplier of 2, then a dense direct one, 3 → 4 channels.
+        CheckConvolution(d, rng, x, gx, gdx, depthwise: true, new Conv2dGeometry(2, 3, 7, 6, 6, kh, kw, sh, sw, ph, pw, dh, dw, 3), what);
+        CheckConvolution(d, rng, x, gx, gdx, depthwise: false, new Conv2dGeometry(2, 3, 7, 6, 4, kh, kw, sh, sw, ph, pw, dh, dw, 1), what);
+    }
 
-        // Dense direct convolution, 3 → 4 channels.
-        var dense = new Conv2dGeometry(2, 3, 7, 6, 4, kh, kw, sh, sw, ph, pw, dh, dw, 1);
-        int denseOut = dense.Batch * dense.OutChannels * dense.OutHeight * dense.OutWidth, denseWeights = 4 * 3 * kh * kw;
-        var wd = SmallInts(rng, denseWeights);
-        var ddy = SmallInts(rng, denseOut);
-        var (dyRef, dxRef, dwRef) = (new float[denseOut], new float[inSize], new float[denseWeights]);
-        fixed (float* px = x, pw2 = wd, pb = bias, py = dyRef, pdy = ddy, pdx = dxRef, pdw = dwRef)
+    /// <summary>Forward, input gradient and weight gradient of a depthwise or a dense direct convolution on the device
+    /// against the reference; x (and its device copy gx) is the input, gdx a device buffer of its size.</summary>
+    private static void CheckConvolution(DeviceArrays d, Generator rng, float[] x, float* gx, float* gdx, bool depthwise, Conv2dGeometry g, string what)
+    {
+        int outSize = g.Batch * g.OutChannels * g.OutHeight * g.OutWidth, weights = g.OutChannels * (g.Channels / g.Groups) * g.KernelH * g.KernelW;
+        var w = SmallInts(rng, weights);
+        var bias = SmallInts(rng, g.OutChannels);
+        var dy = SmallInts(rng, outSize);
+        var (y, dx, dwRef) = (new float[outSize], new float[x.Length], new float[weights]);
+        fixed (float* px = x, pw = w, pb = bias, py = y, pdy = dy, pdx = dx, pdw = dwRef)
+            Convolution(Ref, depthwise, g, px, pw, pb, py, pdy, pdx, pdw);
+        float* gw = d.Upload(w), gy = d.Filled(outSize), gdy = d.Upload(dy), gdw = d.Filled(weights);
+        Convolution(GpuTestDevice.Kernels, depthwise, g, gx, gw, d.Upload(bias), gy, gdy, gdx, gdw);
+        string kind = depthwise ? "Depthwise" : "Direct";
+        Near(y, d.Read(gy, outSize), $"{kind} {what}", 0, 0);
+        Near(dx, d.Read(gdx, x.Length), $"{kind} backward input {what}", 0, 0);
+        Near(dwRef, d.Read(gdw, weights), $"{kind} backward weight {what}", 0, 0);
+    }
+
+    private static void Convolution(IKernelBackend k, bool depthwise, in Conv2dGeometry g, float* x, float* w, float* bias, float* y, float* dy, float* dx, float* dw)
+    {
+        if (depthwise)
         {
-            Ref.DirectConv2d(dense, px, pw2, pb, py);
-            Ref.DirectConv2dBackwardInput(dense, pdy, pw2, pdx);
-            Ref.DirectConv2dBackwardWeight(dense, pdy, px, pdw);
+            k.DepthwiseConv2d(g, x, w, bias, y);
+            k.DepthwiseConv2dBackwardInput(g, dy, w, dx);
+            k.DepthwiseConv2dBackwardWeight(g, dy, x, dw);
         }
-        float* gwd = d.Upload(wd), gdense = d.Filled(denseOut), gddy = d.Upload(ddy), gddw = d.Filled(denseWeights);
-        gpu.DirectConv2d(dense, gx, gwd, d.Upload(bias), gdense);
-        Near(dyRef, d.Read(gdense, denseOut), "Direct " + what, 0, 0);
-        gpu.DirectConv2dBackwardInput(dense, gddy, gwd, gdx);
-        Near(dxRef, d.Read(gdx, inSize), "Direct backward input " + what, 0, 0);
-        gpu.DirectConv2dBackwardWeight(dense, gddy, gx, gddw);
-        Near(dwRef, d.Read(gddw, denseWeights), "Direct backward weight " + what, 0, 0);
+        else
+        {
+            k.DirectConv2d(g, x, w, bias, y);
+            k.DirectConv2dBackwardInput(g, dy, w, dx);
+            k.DirectConv2dBackwardWeight(g, dy, x, dw);
+        }
     }
 
     [Theory]
