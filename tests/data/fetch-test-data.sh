@@ -75,8 +75,9 @@ fi
 if [ -f "$DATA_DIR/kjv.txt" ] && [ "$(wc -l < "$DATA_DIR/kjv.txt")" -ge 31102 ]; then
   echo "kjv.txt: present"
 else
-  # The `bible` program comes with bible-kjv; the text it reads with bible-kjv-text.
-  dpkg -s bible-kjv-text >/dev/null 2>&1 || apt_install bible-kjv-text
+  # The `bible` program comes with bible-kjv; the text it reads with bible-kjv-text. bible-kjv is only a
+  # recommendation of bible-kjv-text, so an install without recommends leaves the program out: ask for both.
+  command -v bible >/dev/null 2>&1 || apt_install bible-kjv bible-kjv-text
   bible -f gen1:1-rev22:21 </dev/null > "$DATA_DIR/kjv.txt.tmp"
   mv "$DATA_DIR/kjv.txt.tmp" "$DATA_DIR/kjv.txt"
   echo "kjv.txt: written ($(wc -c < "$DATA_DIR/kjv.txt") bytes)"
