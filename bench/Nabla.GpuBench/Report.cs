@@ -122,9 +122,9 @@ public sealed class Report(GpuRuntime runtime, BenchOptions options)
         // Our time over PyTorch eager's for one entry's milliseconds; the training step's against the issue's target.
         string Ratio(string entry, string ms, bool target = false)
         {
-            double? theirs = torch?[entry]?[ms]?.GetValue<double>();
-            if (theirs is not > 0) return mismatch is null ? "–" : $"– (PyTorch {mismatch})";
-            double ratio = ours[entry]![ms]!.GetValue<double>() / theirs.Value;
+            double? theirs = torch?[entry]?[ms]?.GetValue<double>(), mine = ours[entry]?[ms]?.GetValue<double>();
+            if (theirs is not > 0 || mine is null) return mismatch is null ? "–" : $"– (PyTorch {mismatch})";
+            double ratio = mine.Value / theirs.Value;
             string verdict = target && !options.Smoke ? $" (target ≤ 2×: {(ratio <= 2 ? "met" : "not met")})" : "";
             return $"{ratio.ToString("F2", CultureInfo.InvariantCulture)}×{verdict}";
         }
@@ -137,7 +137,7 @@ public sealed class Report(GpuRuntime runtime, BenchOptions options)
         md.AppendLine();
         md.AppendLine($"Training: median of the timed steps (Nabla: {train["timed_steps"]} after {train["warm_up_steps"]} warm-up; loss " +
                       $"{F(train["loss_first"], "F3")} → {F(train["loss_last"], "F3")}); generation: median of the timed rounds " +
-                      $"(Nabla: {generation["rounds"]} after {generation["warm_up_rounds"]} warm-up). The device is synchronised before each clock read.");
+                      $"(Nabla: {generation["rounds"]?.ToString() ?? "not finished"} after {generation["warm_up_rounds"]} warm-up). The device is synchronised before each clock read.");
     }
 
     /// <summary>"12.3 ms (4,567 tokens/s)" from an entry's milliseconds and rate.</summary>

@@ -24,7 +24,7 @@ PARTS = ["gemm", "attention", "gpt2"]  # as nabla-gpubench --only
 # The GPT-2 rows' model and work: bench/Nabla.GpuBench/ModelBench.cs's Gpt2Sizes.Full and .Smoke.
 Gpt2Sizes = namedtuple("Gpt2Sizes", "layers channels heads vocab context batch t warm_up_steps min_steps max_steps training_seconds "
                                     "prompt new_tokens warm_up_rounds min_rounds max_rounds generation_seconds")
-GPT2_SIZES = Gpt2Sizes(12, 768, 12, 50257, 1024, batch=8, t=1024, warm_up_steps=2, min_steps=5, max_steps=10, training_seconds=15,
+GPT2_SIZES = Gpt2Sizes(12, 768, 12, 50257, 1024, batch=8, t=1024, warm_up_steps=2, min_steps=3, max_steps=10, training_seconds=15,
                        prompt=64, new_tokens=128, warm_up_rounds=1, min_rounds=3, max_rounds=5, generation_seconds=10)
 GPT2_SMOKE_SIZES = Gpt2Sizes(1, 16, 2, 32, 16, batch=1, t=8, warm_up_steps=1, min_steps=1, max_steps=1, training_seconds=0,
                              prompt=3, new_tokens=2, warm_up_rounds=0, min_rounds=1, max_rounds=1, generation_seconds=0)
@@ -164,6 +164,9 @@ def gpt2(torch, device, smoke, compile_too, write):
 
     result["training_step"] = training_step(model)
     print(f"  torch gpt2 training step B={s.batch} T={s.t}: {result['training_step']['ms']:9.1f} ms")
+    generation = {"batch": 1, "prompt_tokens": s.prompt, "new_tokens": s.new_tokens, "warm_up_rounds": s.warm_up_rounds}
+    result["generation"] = dict(generation)  # the rates follow
+    write(result)
 
     prompt = torch.tensor([[i * 31 % s.vocab for i in range(s.prompt)]], device=device)
     prefill, decode = [], []
@@ -184,8 +187,7 @@ def gpt2(torch, device, smoke, compile_too, write):
     model.eval()
     rounds = timed_ms(torch, device, generate, s.generation_seconds, s.min_rounds, s.max_rounds, s.warm_up_rounds)
     prefill_ms, decode_ms = statistics.median(prefill[s.warm_up_rounds:]), statistics.median(decode[s.warm_up_rounds:])
-    result["generation"] = {"batch": 1, "prompt_tokens": s.prompt, "new_tokens": s.new_tokens,
-                            "warm_up_rounds": s.warm_up_rounds, "rounds": len(rounds),
+    result["generation"] = {**generation, "rounds": len(rounds),
                             "prefill_ms": round(prefill_ms, 3), "prefill_tokens_per_s": round(s.prompt / (prefill_ms / 1e3), 1),
                             "decode_ms": round(decode_ms, 3), "decode_tokens_per_s": round(s.new_tokens / (decode_ms / 1e3), 1)}
     print(f"  torch gpt2 generation: prefill {prefill_ms:9.1f} ms, decode {s.new_tokens} tokens {decode_ms:9.1f} ms")
@@ -218,9 +220,10 @@ def main():
     if not parts or any(p not in PARTS for p in parts):
         parser.error(f"--only: parts are {', '.join(PARTS)}, got '{args.only}'")
 
-    def write(result):
-        with open(args.out, "w") as f:
+    def write(result):  # whole or not at all: run.sh's time cap may stop this process at any point
+        with open(args.out + ".tmp", "w") as f:
             json.dump(result, f, indent=1)
+        os.replace(args.out + ".tmp", args.out)
     try:
         import torch
     except ImportError as e:
