@@ -48,6 +48,11 @@ def timed_ms(torch, device, run, seconds, min_runs=3, max_runs=50, warm_ups=1):
     return times
 
 
+def first_line(error):
+    """An exception in one line for the report (CUDA's out-of-memory message runs on for several)."""
+    return (str(error).splitlines() or [type(error).__name__])[0][:200]
+
+
 def median_ms(torch, device, run, seconds, min_runs=3):
     """Median wall time of run() in ms, synchronised with the device, after one warm-up call."""
     return statistics.median(timed_ms(torch, device, run, seconds, min_runs))
@@ -204,7 +209,7 @@ def gpt2(torch, device, smoke, compile_too, write):
         result["training_step_compiled"] = training_step(torch.compile(model))
         print(f"  torch gpt2 training step, torch.compile: {result['training_step_compiled']['ms']:9.1f} ms")
     except Exception as e:  # noqa: BLE001 (no compiler, no Triton, ...: the eager rows stand)
-        result["training_step_compiled"] = {"note": f"torch.compile failed: {str(e).splitlines()[0][:200]}"}
+        result["training_step_compiled"] = {"note": f"torch.compile failed: {first_line(e)}"}
     return result
 
 
@@ -257,7 +262,7 @@ def main():
         try:
             result["gpt2"] = gpt2(torch, device, args.smoke, not args.no_compile, write_gpt2)
         except RuntimeError as e:  # out of memory, say: the kernel rows stand
-            result["gpt2"] = {"error": str(e).splitlines()[0][:200]}
+            result["gpt2"] = {"error": first_line(e)}
             print(f"torch_peer: gpt2 failed: {e}", file=sys.stderr)
         write(result)
     return 0
