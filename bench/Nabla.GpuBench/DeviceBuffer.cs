@@ -35,24 +35,36 @@ public static class Timing
 {
     /// <summary>Median milliseconds of <paramref name="run"/> (synchronised with the device) after one warm-up call,
     /// repeated for about <paramref name="seconds"/> (at least <paramref name="minRuns"/> times, at most 50).</summary>
-    public static double MedianMs(GpuRuntime runtime, Action run, double seconds, int minRuns = 3, bool warmUp = true)
+    public static double MedianMs(GpuRuntime runtime, Action run, double seconds, int minRuns = 3, bool warmUp = true) =>
+        Median(Measure(runtime.Synchronize, run, seconds, minRuns, maxRuns: 50, warmUps: warmUp ? 1 : 0));
+
+    /// <summary>Milliseconds of each timed call of <paramref name="run"/>, the clock read after <paramref name="synchronize"/>
+    /// (kernels are launched asynchronously), following <paramref name="warmUps"/> untimed calls (kernel compilation,
+    /// pools, optimizer state); repeated for about <paramref name="seconds"/>, at least <paramref name="minRuns"/> and at
+    /// most <paramref name="maxRuns"/> times.</summary>
+    public static List<double> Measure(Action synchronize, Action run, double seconds, int minRuns, int maxRuns, int warmUps)
     {
-        if (warmUp)
+        for (int i = 0; i < warmUps; i++)
         {
             run();
-            runtime.Synchronize();
+            synchronize();
         }
         var times = new List<double>();
         var total = System.Diagnostics.Stopwatch.StartNew();
-        while (times.Count < minRuns || (total.Elapsed.TotalSeconds < seconds && times.Count < 50))
+        while (times.Count < minRuns || (total.Elapsed.TotalSeconds < seconds && times.Count < maxRuns))
         {
             var watch = System.Diagnostics.Stopwatch.StartNew();
             run();
-            runtime.Synchronize();
+            synchronize();
             times.Add(watch.Elapsed.TotalMilliseconds);
         }
-        times.Sort();
-        return times[times.Count / 2];
+        return times;
+    }
+
+    public static double Median(IEnumerable<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
     /// <summary>Largest |a - b| relative to the largest |b|: a version's output against v1's (a miscompiled kernel shows).</summary>
