@@ -10,6 +10,7 @@ namespace Nabla.Gpu;
 public enum GemmVersion { V1Naive = 1, V2SharedTiles, V3RegisterBlocking, V4WideTiles }
 public enum AttentionVersion { V1Materialized = 1, V2Flash }
 public enum RowKernelVersion { V1RowPerThread = 1, V2BlockPerRow }
+public enum UnaryKernelVersion { V1Spec = 1, V2Float }
 
 /// <summary>
 /// The kernel interface on an ILGPU accelerator. Pointer arguments are device addresses of <see cref="GpuRuntime"/>
@@ -31,6 +32,7 @@ public sealed unsafe partial class GpuBackend : IKernelBackend, IDisposable
     public AttentionVersion AttentionKernel { get; set; } = AttentionVersion.V2Flash;
     public RowKernelVersion SoftmaxKernel { get; set; } = RowKernelVersion.V2BlockPerRow;
     public RowKernelVersion LayerNormKernel { get; set; } = RowKernelVersion.V2BlockPerRow;
+    public UnaryKernelVersion UnaryKernel { get; set; } = UnaryKernelVersion.V2Float;
 
     internal GpuBackend(GpuRuntime runtime)
     {
@@ -134,6 +136,12 @@ public sealed unsafe partial class GpuBackend : IKernelBackend, IDisposable
         Auto<ArrayView<float>, float>(Elementwise.Fill)(Count(n, nameof(Fill)), F(y), value);
     }
 
+    public void AddInt(int* x, int value, long n)
+    {
+        if (n == 0) return;
+        Auto<ArrayView<int>, int>(Elementwise.AddInt)(Count(n, nameof(AddInt)), I(x), value);
+    }
+
     public void Copy(float* src, ReadOnlySpan<int> srcStrides, float* dst, ReadOnlySpan<int> dstStrides, ReadOnlySpan<int> shape, bool accumulate)
     {
         long n = ShapeMath.Count(shape);
@@ -145,13 +153,15 @@ public sealed unsafe partial class GpuBackend : IKernelBackend, IDisposable
     public void Unary<TFunction>(float alpha, float* x, float* y, long n) where TFunction : struct, IUnaryFunction
     {
         if (n == 0) return;
-        Auto<ArrayView<float>, ArrayView<float>, float>(Elementwise.Unary<TFunction>)(Count(n, TFunction.Name), F(x), F(y), alpha);
+        Auto<ArrayView<float>, ArrayView<float>, float>(UnaryKernel == UnaryKernelVersion.V1Spec ? Elementwise.UnaryV1Spec<TFunction> : Elementwise.UnaryV2Float<TFunction>)(
+            Count(n, TFunction.Name), F(x), F(y), alpha);
     }
 
     public void UnaryBackward<TFunction>(float alpha, float* x, float* y, float* dy, float* dx, long n) where TFunction : struct, IUnaryFunction
     {
         if (n == 0) return;
-        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, int>(Elementwise.UnaryBackward<TFunction>)(
+        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, float, int>(
+            UnaryKernel == UnaryKernelVersion.V1Spec ? Elementwise.UnaryBackwardV1Spec<TFunction> : Elementwise.UnaryBackwardV2Float<TFunction>)(
             Count(n, TFunction.Name + "Backward"), F(x), F(y), F(dy), F(dx), alpha, y == null ? 0 : 1);
     }
 

@@ -101,6 +101,7 @@ public static class CharLstmCommand
         run.AddTo(command, quiet);
         command.SetAction((p, cancel) =>
         {
+            var device = run.TrainingDevice(p); // first: a missing GPU is the error to report
             var (directory, resume) = run.RunDirectory(p);
             var configPath = Path.Combine(directory, "config.json");
             var config = resume ? RunConfigFile.Read<CharLstmConfig>(configPath, c => c.Problem()) : new CharLstmConfig
@@ -112,7 +113,7 @@ public static class CharLstmCommand
                 SampleLength = p.GetValue(sampleLength), Seed = p.GetValue(seed),
             };
             if (!resume) RunDirectory.RefuseExistingRun(directory, configPath);
-            return Task.FromResult(Train(config, directory, resume, p.GetValue(quiet), CliErrors.CommandPath(p), cancel));
+            return Task.FromResult(Train(config, directory, resume, p.GetValue(quiet), device, CliErrors.CommandPath(p), cancel));
         });
         return command;
     }
@@ -121,7 +122,7 @@ public static class CharLstmCommand
 
     /// <param name="resume">Continue the run in <paramref name="directory"/>: <paramref name="config"/> is its config.json,
     /// and the same text gives the same vocabulary and batches again.</param>
-    private static int Train(CharLstmConfig config, string directory, bool resume, bool quiet, string command, CancellationToken cancel)
+    private static int Train(CharLstmConfig config, string directory, bool resume, bool quiet, Device device, string command, CancellationToken cancel)
     {
         if (resume) RunConfigFile.RequireUnchanged(config.Text, config.TextSha256, directory);
         var corpus = BoundedFile.ReadAllText(config.Text, BoundedFile.TextFileLimit, "a text file");
@@ -136,6 +137,8 @@ public static class CharLstmCommand
 
         Generator.ManualSeed(config.Seed);
         var model = new CharLstm(tokenizer.VocabSize, config.EmbeddingDim, config.Hidden, config.Layers, config.Dropout);
+        model.To(device);
+        var validationBatches = DeviceBatchSource.On(validation, device);
         if (!resume)
         {
             config = config with { TextSha256 = RunConfigFile.Sha256(config.Text) };
@@ -149,13 +152,14 @@ public static class CharLstmCommand
         };
         var optimizer = new AdamW(model.Parameters(), config.LearningRate, weightDecay: 0f);
         var schedule = new CosineWithWarmup(optimizer, Math.Max(1, Math.Min(100, config.Steps / 20)), config.Steps, config.LearningRate / 10);
-        var trainer = new Trainer(model, CharLstm.Loss, train, optimizer, options, schedule, validation, directory);
+        var trainer = new Trainer(model, CharLstm.Loss, DeviceBatchSource.On(train, device), optimizer, options, schedule, validationBatches, directory);
         var resumed = trainer.TryResume();
         if (!quiet)
         {
             Console.WriteLine($"data: {config.Text} — {split:N0} training and {ids.Length - split:N0} validation characters, {tokenizer.VocabSize} distinct");
             Console.WriteLine($"model: char LSTM, {config.Layers} layer(s) of {config.Hidden}, embedding {config.EmbeddingDim}, {model.ParameterCount:N0} parameters; " +
-                $"{config.Steps} steps of {config.BatchSize}×{config.SequenceLength} characters{(config.TimeLimitMinutes > 0 ? $", at most {config.TimeLimitMinutes} minutes" : "")}");
+                $"{config.Steps} steps of {config.BatchSize}×{config.SequenceLength} characters{(config.TimeLimitMinutes > 0 ? $", at most {config.TimeLimitMinutes} minutes" : "")}" +
+                (device.IsCpu ? "" : $"; on {device}"));
         }
         TrainingLoop.PrintResume(resumed, quiet);
         var progress = new TrainingProgress(options.Steps, "chars");
@@ -176,7 +180,7 @@ public static class CharLstmCommand
             ["format"] = "nabla-char-lstm", ["step"] = trainer.Step.ToString(CultureInfo.InvariantCulture), ["config"] = JsonSerializer.Serialize(config),
         });
         WriteChart(directory, trainer.MetricsPath!);
-        double bits = BitsPerCharacter(trainer.Evaluate(validation, config.EvalBatches).Loss);
+        double bits = BitsPerCharacter(trainer.Evaluate(validationBatches, config.EvalBatches).Loss);
         Console.WriteLine($"validation: {bits:F3} bits/char after {trainer.Step} steps in {minutes:F1} minutes " +
             $"({config.EvalBatches} batches of {config.BatchSize}×{config.SequenceLength} held-out characters)");
 

@@ -18,14 +18,17 @@ public static class ClassifyCommand
         var top = new Option<int>("--top") { Description = "Classes to print per image.", DefaultValueFactory = _ => 5 };
         top.Positive(1000);
         var images = new Argument<string[]>("images") { Description = "Image files (PNG, JPEG, BMP, GIF, TIFF, WebP).", Arity = ArgumentArity.OneOrMore };
-        var command = new Command("classify", "Print the most likely classes of images under a pretrained classifier (ImageNet ResNet-18, ViT-Tiny, ...).") { model, top, images };
+        var device = DeviceOption.Create();
+        var command = new Command("classify", "Print the most likely classes of images under a pretrained classifier (ImageNet ResNet-18, ViT-Tiny, ...).") { model, top, device, images };
         command.SetAction(p =>
         {
+            var on = DeviceOption.Resolve(p.GetValue(device)!);
             var classifier = PretrainedClassifier.Load(Resolve(p.GetValue(model)!));
+            classifier.Model.To(on);
             int k = Math.Min(p.GetValue(top), classifier.Classes.Count);
             foreach (var path in p.GetValue(images)!)
             {
-                var probabilities = classifier.Probabilities(classifier.Preprocessing.Load(path).Unsqueeze(0)).ToArray();
+                var probabilities = classifier.Probabilities(classifier.Preprocessing.Load(path).Unsqueeze(0).To(on)).ToArray();
                 Console.WriteLine(path);
                 var best = Enumerable.Range(0, probabilities.Length).OrderByDescending(i => probabilities[i]).Take(k);
                 foreach (var (index, rank) in best.Select((i, r) => (i, r + 1)))

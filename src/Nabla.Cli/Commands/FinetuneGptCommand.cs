@@ -78,6 +78,7 @@ public static class FinetuneGptCommand
         shared.AddTo(command);
         command.SetAction((p, cancel) =>
         {
+            var device = shared.Run.TrainingDevice(p); // first: a missing GPU is the error to report
             var (dir, resume) = shared.Run.RunDirectory(p);
             var configPath = Path.Combine(dir, "config.json");
             GptFinetuneConfig config;
@@ -118,7 +119,7 @@ public static class FinetuneGptCommand
                 };
                 RunDirectory.RefuseExistingRun(dir, configPath);
             }
-            return Task.FromResult(Finetune(config, dir, newRun: !resume, CliErrors.CommandPath(p), cancel));
+            return Task.FromResult(Finetune(config, dir, newRun: !resume, device, CliErrors.CommandPath(p), cancel));
         });
         return command;
     }
@@ -131,8 +132,10 @@ public static class FinetuneGptCommand
 
     /// <param name="newRun">Write config.json once the base, the text and the targets have been checked, so a
     /// mistyped option does not leave a run directory that only --resume would accept.</param>
-    private static int Finetune(GptFinetuneConfig config, string dir, bool newRun, string command, CancellationToken cancel)
+    private static int Finetune(GptFinetuneConfig config, string dir, bool newRun, Device device, string command, CancellationToken cancel)
     {
+        if (config.Quantize != null && !device.IsCpu)
+            throw new CliException($"--device {device}: a quantised base (--quantize {config.Quantize}) runs on the CPU only (its kernels are CPU kernels); use --device cpu.");
         Generator.ManualSeed(config.Seed); // the adapter's initial A (drawn by Lora.Apply from the default generator)
         // A Q8_0/Q4_0 GGUF base stays quantised for an adapter (QLoRA as it stands); --full and --quantize need float weights.
         var (model, tokenizer) = Gpt2ModelFiles.Load(config.Model, dequantizeGguf: config.Lora == null || config.Quantize != null);
@@ -162,12 +165,15 @@ public static class FinetuneGptCommand
         }
         else summary = new LoraSummary([], model.TrainableParameterCount, model.ParameterCount);
 
+        model.To(device); // the adapter's matrices with it
+        var validationBatches = validation == null ? null : DeviceBatchSource.On(validation, device);
+
         if (newRun) RunConfigFile.WriteNew(dir, Path.Combine(dir, "config.json"), config);
         // Checkpoints hold the trainable parameters and the optimizer; the base comes from --model again on resume.
-        var trainer = LanguageModelTraining.CreateTrainer(model, train, validation, config.Training, dir, checkpointTrainableOnly: true);
+        var trainer = LanguageModelTraining.CreateTrainer(model, DeviceBatchSource.On(train, device), validationBatches, config.Training, dir, checkpointTrainableOnly: true);
         var resumed = trainer.TryResume();
         Console.WriteLine($"base: {config.Model}: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
-            $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}");
+            $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}{(device.IsCpu ? "" : $"; on {device}")}");
         Console.WriteLine(config.Lora is { } l
             ? $"LoRA r={l.R}, alpha={l.LoraAlpha}{(l.UseRsLora ? " (rsLoRA)" : "")}, dropout {l.LoraDropout} on {summary.WrappedModules.Count} layers ({string.Join(", ", l.TargetModules)})"
             : "full fine-tuning: every weight trains");
@@ -198,7 +204,7 @@ public static class FinetuneGptCommand
             saved = $"model/ for `nabla generate --model {dir}`";
         }
         GptTrainCommand.WriteLossChart(dir);
-        double? valLoss = validation != null ? trainer.Evaluate(validation, config.Training.EvalBatches).Loss : null;
+        double? valLoss = validationBatches != null ? trainer.Evaluate(validationBatches, config.Training.EvalBatches).Loss : null;
         WriteSummary(dir, summary, peak, optimizerBytes, valLoss, resumed != null);
         Console.WriteLine($"peak tensor memory while training{(resumed != null ? " (since the resume)" : "")}: {Mib(peak)}; optimizer state: {Mib(optimizerBytes)}" +
             (valLoss is { } v ? $"; validation loss {v:F4}" : ""));

@@ -105,11 +105,12 @@ public static class FinetuneResNetCommand
             var (dir, resume) = run.RunDirectory(p);
             var runDir = new VisionRun(dir);
             string resumeCommand = CliErrors.CommandPath(p);
+            var device = run.TrainingDevice(p);
             if (resume)
             {
                 if (File.Exists(runDir.ConfigPath) && !FinetuneRunConfig.IsFinetuneRun(dir))
                     throw new CliException($"{dir} holds another kind of run than `nabla finetune resnet`; resume it with the command that made it.");
-                return Task.FromResult(Run(FinetuneRunConfig.Load(runDir.ConfigPath), runDir, resume: true, p.GetValue(quiet), resumeCommand, cancel));
+                return Task.FromResult(Run(FinetuneRunConfig.Load(runDir.ConfigPath), runDir, resume: true, p.GetValue(quiet), device, resumeCommand, cancel));
             }
             var config = defaults with
             {
@@ -122,7 +123,7 @@ public static class FinetuneResNetCommand
                 throw new CliException($"{(config.FromScratch ? "--from-scratch" : "--unfreeze-all")} trains every layer already; drop --unfreeze-last-stage.");
             if (config.FromScratch && config.UnfreezeAll) throw new CliException("--from-scratch and --unfreeze-all exclude each other: random or pretrained weights.");
             RunDirectory.RefuseExistingRun(dir, runDir.ConfigPath);
-            return Task.FromResult(Run(config, runDir, resume: false, p.GetValue(quiet), resumeCommand, cancel));
+            return Task.FromResult(Run(config, runDir, resume: false, p.GetValue(quiet), device, resumeCommand, cancel));
         });
         return command;
     }
@@ -164,7 +165,7 @@ public static class FinetuneResNetCommand
 
     /// <summary>`nabla eval --run DIR` for a fine-tuning run: its model on its held-out images. The base must still be
     /// where the run found it: it defines the body's architecture (the weights are the run's).</summary>
-    public static int Evaluate(string directory)
+    public static int Evaluate(string directory, Device device)
     {
         var run = new VisionRun(directory);
         var config = FinetuneRunConfig.Load(run.ConfigPath);
@@ -175,13 +176,13 @@ public static class FinetuneResNetCommand
         var model = new FineTunedClassifier(body.Model, train.Images.Size(1), imageSize, train.Classes.Count, body.Normalization);
         model.Load(run.ModelPath);
         using var testLoader = new ImageLoader(test.Images, test.Labels, 500);
-        VisionCommands.ReportTest(model, testLoader, train.Classes, run);
+        VisionCommands.ReportTest(model.To(device), testLoader, train.Classes, run, device);
         return 0;
     }
 
     /// <param name="resume">Continue the run: the checkpoint holds the whole model (the frozen body and the batch-norm
     /// statistics of a trained stage included), so the base gives the body's architecture only.</param>
-    private static int Run(FinetuneRunConfig config, VisionRun run, bool resume, bool quiet, string command, CancellationToken cancel)
+    private static int Run(FinetuneRunConfig config, VisionRun run, bool resume, bool quiet, Device device, string command, CancellationToken cancel)
     {
         var body = LoadBody(config.Base);
         int imageSize = config.ImageSize > 0 ? config.ImageSize : body.ImageSize;
@@ -190,6 +191,7 @@ public static class FinetuneResNetCommand
         var model = new FineTunedClassifier(config.FromScratch ? body.Fresh() : body.Model, train.Images.Size(1), imageSize, train.Classes.Count, body.Normalization);
         if (config.FromScratch || config.UnfreezeAll) model.RequiresGrad_(true).Train();
         else if (config.UnfreezeLastStage) model.UnfreezeLastStage();
+        model.To(device);
 
         // The images come in [0, 1]: the adapter normalises them for the body.
         using var trainLoader = new ImageLoader(train.Images, train.Labels, Math.Min(config.BatchSize, train.Count), shuffleSeed: config.Seed);
@@ -202,7 +204,8 @@ public static class FinetuneResNetCommand
         };
         var optimizer = new AdamW(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay);
         var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, options.Steps / 20), totalSteps: options.Steps);
-        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), trainLoader, optimizer, options, schedule, testLoader, run.Directory);
+        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), DeviceBatchSource.On(trainLoader, device), optimizer, options, schedule,
+            DeviceBatchSource.On(testLoader, device), run.Directory);
         trainer.Metrics["accuracy"] = Evaluation.Accuracy;
         if (!resume) RunConfigFile.WriteNew(run.Directory, run.ConfigPath, config);
         var resumed = trainer.TryResume();
@@ -211,7 +214,8 @@ public static class FinetuneResNetCommand
             Console.WriteLine($"data: {config.Dataset} — {train.Count:N0} training images ({(config.ExamplesPerClass > 0 ? $"{config.ExamplesPerClass} per class" : "all")}), " +
                 $"{test.Count:N0} test images, {train.Classes.Count} classes, resized to {imageSize}×{imageSize}");
             Console.WriteLine($"model: {(config.FromScratch ? "from scratch, the same network as" : "fine-tuning")} {body.Description}; " +
-                $"{model.TrainableParameterCount:N0} of {model.ParameterCount:N0} parameters trained; AdamW lr {config.LearningRate}, {config.Epochs} epochs of {stepsPerEpoch} steps");
+                $"{model.TrainableParameterCount:N0} of {model.ParameterCount:N0} parameters trained; AdamW lr {config.LearningRate}, {config.Epochs} epochs of {stepsPerEpoch} steps" +
+                (device.IsCpu ? "" : $"; on {device}"));
         }
         TrainingLoop.PrintResume(resumed, quiet, stepsPerEpoch);
         var progress = new TrainingProgress(options.Steps, "images");
@@ -220,7 +224,7 @@ public static class FinetuneResNetCommand
         var clock = Stopwatch.StartNew();
         if (TrainingLoop.Run(trainer, progress, command, cancel) != TrainingOutcome.Finished) return 130;
         EpochReport.WriteCharts(run.Directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "test");
-        VisionCommands.ReportTest(model, testLoader, train.Classes, run);
+        VisionCommands.ReportTest(model, testLoader, train.Classes, run, device);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"trained in {clock.Elapsed.TotalSeconds:F0} s"));
         if (!quiet) Console.WriteLine($"run saved to {run.Directory} (config.json, model.safetensors, metrics.jsonl, loss.png, accuracy.png, confusion.png)");
         return 0;

@@ -67,7 +67,6 @@ public static class GptTrainCommand
         var digits = new Option<int>("--digits") { Description = "Addition task: largest operand length.", DefaultValueFactory = _ => 3 };
         var ranks = DistributedRun.RanksOption();
         var zero = new Option<bool>("--zero") { Description = "With several ranks: ZeRO-1, each rank keeps the AdamW moments of its share of the parameters only (chosen anew by each --resume: checkpoints hold the whole state)." };
-        var device = DeviceOption.Create();
         layers.Positive(1024);
         heads.Positive(1024);
         channels.Positive(1 << 16);
@@ -77,17 +76,16 @@ public static class GptTrainCommand
 
         var command = new Command("gpt", "Train a GPT-2: with no --data, a small model learns multi-digit addition in a few minutes.")
         {
-            data, from, layers, heads, channels, context, digits, ranks, zero, device,
+            data, from, layers, heads, channels, context, digits, ranks, zero,
         };
-        shared.AddTo(command, ranks, zero, device); // where it trains is this session's choice, like --ranks
+        shared.AddTo(command, ranks, zero); // how many ranks it trains on is this session's choice, like --device
         command.SetAction((p, cancel) => Task.FromResult(
             DistributedRun.Launch(p, ranks, shared.Run, (dir, resume, distributed) => Configure(p, dir, resume, distributed, cancel))));
         return command;
 
         int Configure(ParseResult p, string dir, bool resume, DistributedRun distributed, CancellationToken cancel)
         {
-            var on = DeviceOption.Resolve(p.GetValue(device)!);
-            if (distributed.Size > 1 && !on.IsCpu) throw new CliException($"--device {on}: data-parallel training runs on the CPU only.");
+            var on = shared.Run.TrainingDevice(p, distributed);
             GptRunConfig config;
             var configPath = Path.Combine(dir, "config.json");
             if (resume)

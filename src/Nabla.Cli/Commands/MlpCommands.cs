@@ -39,7 +39,6 @@ public static class MlpCommands
         var seed = new Option<ulong>("--seed") { Description = "Seed for the split, the initial weights and the shuffling.", DefaultValueFactory = _ => defaults.Seed };
         var run = new RunOptions("mlp");
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
-        var device = DeviceOption.Create();
         var ranks = DistributedRun.RanksOption();
         var imageDataset = new Option<string?>("--dataset") { Description = "Train on an image dataset's pixels instead of a CSV file: fashion-mnist or mnist (evaluated on its test set)." };
         var augment = new Option<string?>("--augment") { Description = "With --dataset: on (random shifts and flips) or off (the default)." };
@@ -52,10 +51,10 @@ public static class MlpCommands
 
         var command = new Command("mlp", "Train a multi-layer perceptron on a CSV file (classification or regression) or on images (--dataset).")
         {
-            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, quiet, ranks, device,
+            csv, target, noHeader, skipRows, task, hidden, activation, dropout, epochs, batchSize, lr, optimizer, weightDecay, valFraction, seed, quiet, ranks,
             imageDataset, augment, subset, labelNoise,
         };
-        run.AddTo(command, quiet, ranks, device);
+        run.AddTo(command, quiet, ranks);
         skipRows.NonNegative(int.MaxValue);
         epochs.Positive(1_000_000);
         batchSize.Positive(1 << 24);
@@ -81,9 +80,8 @@ public static class MlpCommands
             foreach (var tabularOnly in new Option[] { csv, target, noHeader, skipRows, task, activation, valFraction })
                 if (p.GetResult(tabularOnly) is { Implicit: false })
                     throw new CliException($"{tabularOnly.Name} does not apply to an MLP on images (--dataset).");
-            if (!DeviceOption.Resolve(p.GetValue(device)!).IsCpu)
-                throw new CliException("--device: an MLP on images (--dataset) trains on the CPU only, like the other image models.");
-            if (resume) return VisionCommands.Resume("mlp", dir, p.GetValue(quiet), distributed, CliErrors.CommandPath(p), cancel);
+            var on = run.TrainingDevice(p, distributed);
+            if (resume) return VisionCommands.Resume("mlp", dir, p.GetValue(quiet), distributed, on, CliErrors.CommandPath(p), cancel);
             var defaults = VisionRunConfig.Defaults("mlp");
             var config = defaults with
             {
@@ -100,7 +98,7 @@ public static class MlpCommands
                 LabelNoise = p.GetValue(labelNoise),
                 Seed = Given(seed, defaults.Seed),
             };
-            return VisionCommands.TrainNew(config, dir, p.GetValue(quiet), distributed, CliErrors.CommandPath(p), cancel);
+            return VisionCommands.TrainNew(config, dir, p.GetValue(quiet), distributed, on, CliErrors.CommandPath(p), cancel);
 
             // The tabular defaults suit a few hundred rows; an option left out takes the image MLP's default instead.
             T Given<T>(Option<T> option, T imageDefault) => p.GetResult(option) is { Implicit: false } ? p.GetValue(option)! : imageDefault;
@@ -108,8 +106,7 @@ public static class MlpCommands
 
         int Configure(ParseResult p, MlpRun runDir, bool resume, DistributedRun distributed, CancellationToken cancel)
         {
-            var on = DeviceOption.Resolve(p.GetValue(device)!);
-            if (distributed.Size > 1 && !on.IsCpu) throw new CliException($"--device {on}: data-parallel training runs on the CPU only.");
+            var on = run.TrainingDevice(p, distributed);
             string resumeCommand = CliErrors.CommandPath(p);
             if (resume) return TrainMlp(MlpRunConfig.Load(runDir.ConfigPath), runDir, resume: true, p.GetValue(quiet), distributed, on, resumeCommand, cancel);
             var csvPath = p.GetValue(csv);
@@ -149,8 +146,6 @@ public static class MlpCommands
 
     private static int TrainMlp(MlpRunConfig config, MlpRun run, bool resume, bool quiet, DistributedRun distributed, Device device, string command, CancellationToken cancel)
     {
-        if (!device.IsCpu && config.Optimizer is not ("adam" or "adamw"))
-            throw new CliException($"--device {device}: the {config.Optimizer} optimizer updates parameters on the CPU only; use --optimizer adamw (or adam), or --device cpu.");
         var table = config.ReadTable();
         var (trainRows, valRows) = DataSplit.TrainValidation(table.Rows.Count, config.ValidationFraction, config.Seed);
         var prep = resume ? run.LoadPreprocessor() : TabularPreprocessor.Fit(table, config.Target, trainRows, config.Task);
@@ -219,13 +214,11 @@ public static class MlpCommands
         {
             var runDir = p.GetValue(RunOption)!;
             var on = DeviceOption.Resolve(p.GetValue(device)!);
-            if (!on.IsCpu && (FinetuneRunConfig.IsFinetuneRun(runDir) || VisionRun.IsVisionRun(runDir)))
-                throw new CliException($"--device {on}: image-classifier runs are evaluated on the CPU for now (the GPU has no convolution kernels yet).");
-            if (FinetuneRunConfig.IsFinetuneRun(runDir)) return FinetuneResNetCommand.Evaluate(runDir);
+            if (FinetuneRunConfig.IsFinetuneRun(runDir)) return FinetuneResNetCommand.Evaluate(runDir, on);
             if (VisionRun.IsVisionRun(runDir))
             {
                 if (p.GetValue(CsvInput) != null) throw new CliException($"--csv: {runDir} is an image-classifier run; it is evaluated on its dataset's test set.");
-                return VisionCommands.Evaluate(runDir);
+                return VisionCommands.Evaluate(runDir, on);
             }
             var (config, prep, model) = new MlpRun(runDir).Load();
             model.To(on);

@@ -25,11 +25,12 @@ public static class SweepCommand
         var knob = new Option<string>("--knob") { Description = $"The knob to vary: {string.Join(", ", Knobs.Keys)}.", Required = true };
         var values = new Option<string>("--values") { Description = "Comma-separated values of the knob (e.g. 1e-3,3e-3,1e-2; on,off; sgd,adamw).", Required = true };
         var output = new Option<string?>("--out") { Description = "Sweep directory; each point is a run directory in it (default: runs/sweep-<knob>-<time>)." };
+        var device = DeviceOption.Create();
         var train = new Argument<string[]>("train-command") { Description = "After --: the training command without --out, e.g. -- train lenet --epochs 3 --subset 5000.", Arity = ArgumentArity.OneOrMore };
         knob.Require(k => Knobs.ContainsKey(k), k => $"--knob must be one of {string.Join(", ", Knobs.Keys)}, got '{k}'.");
         var command = new Command("sweep", "Train one model once per value of a knob (lr, batch size, width, depth, weight decay, augmentation, optimizer, ...) and compare the runs.")
         {
-            knob, values, output, train,
+            knob, values, output, device, train,
         };
         command.SetAction(p =>
         {
@@ -39,17 +40,20 @@ public static class SweepCommand
             if (points.Distinct().Count() != points.Length) throw new CliException("--values: a value is listed twice.");
             var trainArgs = p.GetValue(train)!;
             var dir = p.GetValue(output) ?? Path.Combine("runs", $"sweep-{name}-{DateTime.Now:yyyyMMdd-HHmmss}");
-            return Run(name, points, trainArgs, dir);
+            return Run(name, points, trainArgs, dir, p.GetValue(device)!);
         });
         return command;
     }
 
-    private static int Run(string knob, string[] values, string[] trainArgs, string directory)
+    /// <param name="device">Where every point trains (--device of the sweep, given to each run, resumed ones included).</param>
+    private static int Run(string knob, string[] values, string[] trainArgs, string directory, string device)
     {
         var trainCommand = TrainCommand(trainArgs);
         var model = trainCommand.Name;
         foreach (var reserved in new[] { "--out", "--resume" })
             if (trainArgs.Contains(reserved)) throw new CliException($"the training command must not have {reserved}: the sweep gives each point its own run directory.");
+        if (trainArgs.Contains("--device")) throw new CliException("the training command must not have --device: give it to the sweep (nabla sweep --device ...), which trains every point there.");
+        DeviceOption.Resolve(device); // a missing GPU is one error, not one per point
         Directory.CreateDirectory(directory);
         var runs = new List<RunHistory>();
         foreach (var value in values)
@@ -59,8 +63,8 @@ public static class SweepCommand
             var pointDir = Path.Combine(directory, pointName);
             bool resume = File.Exists(Path.Combine(pointDir, "config.json"));
             string[] args = resume
-                ? ["train", model, "--out", pointDir, "--resume"]
-                : [.. WithKnob(knob, value, trainCommand, trainArgs), "--out", pointDir];
+                ? ["train", model, "--out", pointDir, "--resume", "--device", device]
+                : [.. WithKnob(knob, value, trainCommand, trainArgs), "--out", pointDir, "--device", device];
             Console.WriteLine($"== {pointName}: nabla {string.Join(' ', args)}");
             int exit = NablaCli.Run(args);
             if (exit != 0) throw new CliException($"the run of {pointName} failed (exit code {exit}); fix it and run the sweep again to continue (finished points are kept).");

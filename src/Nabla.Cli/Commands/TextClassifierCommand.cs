@@ -109,6 +109,7 @@ public static class TextClassifierCommand
         run.AddTo(command, quiet);
         command.SetAction((p, cancel) =>
         {
+            var device = run.TrainingDevice(p); // first: a missing GPU is the error to report
             var (directory, resume) = run.RunDirectory(p);
             var configPath = Path.Combine(directory, "config.json");
             var config = resume ? RunConfigFile.Read<TextClassifierConfig>(configPath, c => c.Problem()) : d with
@@ -121,14 +122,14 @@ public static class TextClassifierCommand
                 PorterStem = p.GetValue(stem), Embeddings = p.GetValue(embeddings), Seed = p.GetValue(seed),
             };
             if (!resume) RunDirectory.RefuseExistingRun(directory, configPath);
-            return Task.FromResult(Train(config, directory, resume, p.GetValue(quiet), CliErrors.CommandPath(p), cancel));
+            return Task.FromResult(Train(config, directory, resume, p.GetValue(quiet), device, CliErrors.CommandPath(p), cancel));
         });
         return command;
     }
 
     /// <param name="resume">Continue the run in <paramref name="directory"/>: <paramref name="config"/> is its config.json,
     /// and the same CSV gives the same split, vocabulary and batches again.</param>
-    private static int Train(TextClassifierConfig config, string directory, bool resume, bool quiet, string command, CancellationToken cancel)
+    private static int Train(TextClassifierConfig config, string directory, bool resume, bool quiet, Device device, string command, CancellationToken cancel)
     {
         if (resume) RunConfigFile.RequireUnchanged(config.Csv, config.CsvSha256, directory);
         var table = CsvTable.Read(config.Csv);
@@ -157,6 +158,8 @@ public static class TextClassifierCommand
         Generator.ManualSeed(config.Seed);
         var model = new BiLstmClassifier(vocabulary.Count, labels.Length, config.EmbeddingDim, config.Hidden, config.Layers, config.Dropout);
         int pretrained = config.Embeddings is { } vectors ? model.LoadPretrainedEmbeddings(vectors, vocabulary) : 0;
+        model.To(device);
+        var (trainBatches, validationBatches) = (DeviceBatchSource.On(train, device), DeviceBatchSource.On(validation, device));
 
         if (!resume)
         {
@@ -172,7 +175,7 @@ public static class TextClassifierCommand
         };
         var optimizer = new AdamW(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay);
         var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, Math.Min(stepsPerEpoch, options.Steps / 20)), totalSteps: options.Steps);
-        var trainer = new Trainer(model, (logits, y) => F.CrossEntropy(logits, y), train, optimizer, options, schedule, validation, directory);
+        var trainer = new Trainer(model, (logits, y) => F.CrossEntropy(logits, y), trainBatches, optimizer, options, schedule, validationBatches, directory);
         trainer.Metrics["accuracy"] = Evaluation.Accuracy;
         var resumed = trainer.TryResume();
         if (!quiet)
@@ -180,7 +183,7 @@ public static class TextClassifierCommand
             Console.WriteLine($"data: {config.Csv} — {trainingSet.Length:N0} training and {validationRows:N0} validation texts, {labels.Length} classes; " +
                 $"vocabulary {vocabulary.Count:N0} words{(config.Embeddings != null ? $" ({pretrained:N0} with pretrained vectors)" : "")}");
             Console.WriteLine($"model: bidirectional LSTM, {config.Layers} layer(s) of {config.Hidden}×2, embedding {config.EmbeddingDim}, " +
-                $"{model.ParameterCount:N0} parameters; AdamW lr {config.LearningRate}, {config.Epochs} epochs of {stepsPerEpoch} steps");
+                $"{model.ParameterCount:N0} parameters; AdamW lr {config.LearningRate}, {config.Epochs} epochs of {stepsPerEpoch} steps{(device.IsCpu ? "" : $"; on {device}")}");
         }
         TrainingLoop.PrintResume(resumed, quiet, stepsPerEpoch);
         var progress = new TrainingProgress(options.Steps, "texts");
@@ -194,7 +197,7 @@ public static class TextClassifierCommand
         });
         if (TrainingLoop.Run(trainer, progress, command, cancel) != TrainingOutcome.Finished) return 130;
         EpochReport.WriteCharts(directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "val");
-        Report(ClassificationMetrics.Evaluate(model, validation, validation.BatchesPerEpoch, labels.Length), labels, directory);
+        Report(ClassificationMetrics.Evaluate(model, validationBatches, validation.BatchesPerEpoch, labels.Length), labels, directory);
         if (!quiet) Console.WriteLine($"run saved to {directory} (config.json, vocab.json, model.safetensors, checkpoints/, metrics.jsonl, loss.png, accuracy.png, confusion.png)");
         return 0;
     }

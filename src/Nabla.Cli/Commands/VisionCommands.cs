@@ -66,7 +66,8 @@ public static class VisionCommands
         int Configure(ParseResult p, VisionRun runDir, bool resume, DistributedRun distributed, CancellationToken cancel)
         {
             string resumeCommand = CliErrors.CommandPath(p);
-            if (resume) return Resume(architecture, runDir.Directory, p.GetValue(quiet), distributed, resumeCommand, cancel);
+            var device = run.TrainingDevice(p, distributed);
+            if (resume) return Resume(architecture, runDir.Directory, p.GetValue(quiet), distributed, device, resumeCommand, cancel);
             var config = defaults with
             {
                 Dataset = p.GetValue(dataset)!,
@@ -84,30 +85,31 @@ public static class VisionCommands
                 LabelNoise = p.GetValue(labelNoise),
                 Seed = p.GetValue(seed),
             };
-            return TrainNew(config, runDir.Directory, p.GetValue(quiet), distributed, resumeCommand, cancel);
+            return TrainNew(config, runDir.Directory, p.GetValue(quiet), distributed, device, resumeCommand, cancel);
         }
     }
 
     /// <summary>Trains a new run of <paramref name="config"/> into <paramref name="runDir"/>; <paramref name="command"/>
     /// is the command line's path, for the message that says how to resume.</summary>
-    internal static int TrainNew(VisionRunConfig config, string runDir, bool quiet, DistributedRun distributed, string command, CancellationToken cancel)
+    internal static int TrainNew(VisionRunConfig config, string runDir, bool quiet, DistributedRun distributed, Device device, string command, CancellationToken cancel)
     {
         var run = new VisionRun(runDir);
         if (distributed.IsWriter) RunDirectory.RefuseExistingRun(runDir, run.ConfigPath);
-        return TrainModel(config, run, resume: false, quiet, distributed, command, cancel);
+        return TrainModel(config, run, resume: false, quiet, distributed, device, command, cancel);
     }
 
     /// <summary>Continues the run in <paramref name="runDir"/>, which `nabla train <paramref name="architecture"/>` started.</summary>
-    internal static int Resume(string architecture, string runDir, bool quiet, DistributedRun distributed, string command, CancellationToken cancel)
+    internal static int Resume(string architecture, string runDir, bool quiet, DistributedRun distributed, Device device, string command, CancellationToken cancel)
     {
         var run = new VisionRun(runDir);
         var saved = VisionRunConfig.Load(run.ConfigPath);
         if (saved.Architecture != architecture)
             throw new CliException($"{runDir} is a {saved.Architecture} run; resume it with `nabla train {saved.Architecture} --out {runDir} --resume`.");
-        return TrainModel(saved, run, resume: true, quiet, distributed, command, cancel);
+        return TrainModel(saved, run, resume: true, quiet, distributed, device, command, cancel);
     }
 
-    private static int TrainModel(VisionRunConfig config, VisionRun run, bool resume, bool quiet, DistributedRun distributed, string command, CancellationToken cancel)
+    private static int TrainModel(VisionRunConfig config, VisionRun run, bool resume, bool quiet, DistributedRun distributed, Device device, string command,
+        CancellationToken cancel)
     {
         var dataset = VisionRun.Dataset(config);
         var trainData = dataset.Load(DatasetSplit.Train);
@@ -115,7 +117,7 @@ public static class VisionCommands
         int count = config.Subset > 0 ? Math.Min(config.Subset, trainData.Count) : trainData.Count;
 
         Generator.ManualSeed(config.Seed);
-        var model = VisionRun.BuildModel(config, dataset.Classes.Count);
+        var model = VisionRun.BuildModel(config, dataset.Classes.Count).To(device);
         var labels = trainData.Labels.Narrow(0, 0, count);
         if (config.LabelNoise > 0)
             labels = Tensor.FromArray(LabelNoise.Corrupt(labels.ToIntArray(), dataset.Classes.Count, config.LabelNoise, config.Seed + 2), count);
@@ -131,8 +133,8 @@ public static class VisionCommands
         var optimizer = Optimizers.Create(config.Optimizer, model, config.LearningRate, config.WeightDecay, config.Momentum);
         // Warm-up (a few hundred steps at most) keeps SGD at lr 0.1 and AdamW on the ViT from blowing up in the first steps.
         var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, Math.Min(stepsPerEpoch, options.Steps / 20)), totalSteps: options.Steps);
-        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels, labelSmoothing: model.Training ? config.LabelSmoothing : 0f), train, optimizer, options, schedule, test, run.Directory,
-            distributed.Communicator);
+        var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels, labelSmoothing: model.Training ? config.LabelSmoothing : 0f),
+            DeviceBatchSource.On(train, device), optimizer, options, schedule, DeviceBatchSource.On(test, device), run.Directory, distributed.Communicator);
         trainer.Metrics["accuracy"] = Evaluation.Accuracy;
 
         if (!resume && distributed.IsWriter) config.Save(run.ConfigPath);
@@ -143,7 +145,7 @@ public static class VisionCommands
                 $"{(config.LabelNoise > 0 ? $" with {100 * config.LabelNoise:0.#}% of their labels randomised" : "")}, {testData.Count:N0} test images, " +
                 $"{dataset.Classes.Count} classes");
             Console.WriteLine($"model: {VisionRun.Describe(config)}, {model.ParameterCount:N0} parameters; {config.Optimizer} lr {config.LearningRate} " +
-                $"weight decay {config.WeightDecay}, {config.Epochs} epochs of {stepsPerEpoch} steps");
+                $"weight decay {config.WeightDecay}, {config.Epochs} epochs of {stepsPerEpoch} steps{(device.IsCpu ? "" : $"; on {device}")}");
         }
         TrainingLoop.PrintResume(resumed, quiet, stepsPerEpoch);
 
@@ -155,7 +157,7 @@ public static class VisionCommands
         if (!distributed.IsWriter) return 0;
 
         EpochReport.WriteCharts(run.Directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "test");
-        ReportTest(model, test, dataset.Classes, run);
+        ReportTest(model, test, dataset.Classes, run, device);
         if (!quiet) Console.WriteLine($"run saved to {run.Directory} (config.json, model.safetensors, checkpoints/, metrics.jsonl, loss.png, accuracy.png, confusion.png)");
         return 0;
     }
@@ -165,20 +167,20 @@ public static class VisionCommands
         new(test.Images, test.Labels, TestBatchSize, normalization: dataset.Statistics);
 
     /// <summary>`nabla eval --run DIR` for an image-classifier run: the model on its dataset's test set.</summary>
-    public static int Evaluate(string directory)
+    public static int Evaluate(string directory, Device device)
     {
         var run = new VisionRun(directory);
         var (config, model) = run.Load();
         var dataset = VisionRun.Dataset(config);
         using var test = TestLoader(dataset, dataset.Load(DatasetSplit.Test));
-        ReportTest(model, test, dataset.Classes, run);
+        ReportTest(model.To(device), test, dataset.Classes, run, device);
         return 0;
     }
 
     /// <summary>Prints the test accuracy and a per-class table, and draws the confusion matrix into the run directory.</summary>
-    internal static void ReportTest(Module model, ImageLoader test, IReadOnlyList<string> classes, VisionRun run)
+    internal static void ReportTest(Module model, ImageLoader test, IReadOnlyList<string> classes, VisionRun run, Device device)
     {
-        var confusion = Confusion(model, test, classes.Count);
+        var confusion = Confusion(model, test, classes.Count, device);
         int total = test.Count, correct = Enumerable.Range(0, classes.Count).Sum(c => confusion[c, c]);
         Console.WriteLine($"test accuracy: {100.0 * correct / total:F2}% ({correct:N0} of {total:N0} images)");
         var table = new Table().AddColumn("class").AddColumn(new TableColumn("accuracy").RightAligned()).AddColumn(new TableColumn("correct").RightAligned())
@@ -196,15 +198,16 @@ public static class VisionCommands
         Console.WriteLine($"confusion matrix: {run.ConfusionPath}");
     }
 
-    /// <summary>counts[true class, predicted class] over one pass of <paramref name="test"/>.</summary>
-    private static int[,] Confusion(Module model, ImageLoader test, int classes)
+    /// <summary>counts[true class, predicted class] over one pass of <paramref name="test"/>, the model on <paramref name="device"/>.</summary>
+    private static int[,] Confusion(Module model, ImageLoader test, int classes, Device device)
     {
         model.Eval();
         using var _ = GradMode.NoGrad();
         var counts = new int[classes, classes];
         foreach (var (images, labels) in test.Epoch(0))
         {
-            var predicted = model.Forward(images).ArgMax(-1).ToIntArray();
+            using var memory = MemoryScope.Begin();
+            var predicted = model.Forward(images.To(device)).ArgMax(-1).ToIntArray();
             var truth = labels.ToIntArray();
             for (int i = 0; i < truth.Length; i++) counts[truth[i], predicted[i]]++;
         }

@@ -92,6 +92,8 @@ internal static class Elementwise
 {
     public static void Fill(Index1D i, ArrayView<float> y, float value) => y[i] = value;
 
+    public static void AddInt(Index1D i, ArrayView<int> x, int value) => x[i] += value;
+
     /// <summary>B = A over the layout (A is the source); with <paramref name="accumulate"/>, B += A atomically, since
     /// several source elements may land on one destination (the backward of an unfold).</summary>
     public static void Copy(Index1D i, ArrayView<float> src, ArrayView<float> dst, StridedLayout layout, int accumulate)
@@ -101,15 +103,27 @@ internal static class Elementwise
         else dst[d] = src[s];
     }
 
-    /// <summary>y = F(x) through F's spec (double precision): ILGPU compiles the static abstract call of the generic
-    /// function type into the kernel, so every <see cref="IUnaryFunction"/> runs here without a per-function kernel.</summary>
-    public static void Unary<F>(Index1D i, ArrayView<float> x, ArrayView<float> y, float alpha) where F : struct, IUnaryFunction =>
+    /// <summary>Version 1: y = F(x) through F's spec, in double precision (the oracle of version 2): ILGPU compiles the
+    /// static abstract call of the generic function type into the kernel, so every <see cref="IUnaryFunction"/> runs
+    /// here without a per-function kernel.</summary>
+    public static void UnaryV1Spec<F>(Index1D i, ArrayView<float> x, ArrayView<float> y, float alpha) where F : struct, IUnaryFunction =>
         y[i] = (float)F.Forward(x[i], alpha);
 
-    /// <summary>dx = dy·F'(x, y); <paramref name="hasY"/> = 0 when the caller passed no y (the derivative then sees 0).</summary>
-    public static void UnaryBackward<F>(Index1D i, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx,
+    /// <summary>Version 1 of dx = dy·F'(x, y), in double; <paramref name="hasY"/> = 0 when the caller passed no y (the
+    /// derivative then sees 0).</summary>
+    public static void UnaryBackwardV1Spec<F>(Index1D i, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx,
         float alpha, int hasY) where F : struct, IUnaryFunction =>
         dx[i] = (float)(dy[i] * F.Derivative(x[i], hasY != 0 ? y[i] : 0f, alpha));
+
+    /// <summary>Version 2: y = F(x) through F's vector form on one float <see cref="Lane"/>, the CPU backend's
+    /// arithmetic and precision (a few ulps from the spec), at the GPU's float rate.</summary>
+    public static void UnaryV2Float<F>(Index1D i, ArrayView<float> x, ArrayView<float> y, float alpha) where F : struct, IUnaryFunction =>
+        y[i] = F.Forward(new Lane(x[i]), new Lane(alpha)).V;
+
+    /// <summary>Version 2 of the backward, in float.</summary>
+    public static void UnaryBackwardV2Float<F>(Index1D i, ArrayView<float> x, ArrayView<float> y, ArrayView<float> dy, ArrayView<float> dx,
+        float alpha, int hasY) where F : struct, IUnaryFunction =>
+        dx[i] = F.Backward(new Lane(x[i]), new Lane(hasY != 0 ? y[i] : 0f), new Lane(dy[i]), new Lane(alpha)).V;
 
     /// <summary>y[i] = a ∘ b with a at layout offset A and b at offset B (stride 0 broadcasts).</summary>
     public static void Binary(Index1D i, ArrayView<float> a, ArrayView<float> b, ArrayView<float> y, StridedLayout layout, int op)

@@ -14,6 +14,10 @@ public unsafe interface IKernelBackend
     /// <summary>y[i] = value.</summary>
     void Fill(float* y, float value, long n);
 
+    /// <summary>x[i] += value over n Int32 elements: counters that live with a model on its device (batch norm's
+    /// num_batches_tracked), so counting needs no read back to the host.</summary>
+    void AddInt(int* x, int value, long n);
+
     /// <summary>dst = src (or dst += src when <paramref name="accumulate"/>), both strided, over <paramref name="shape"/>.
     /// Works for any 4-byte element type. With <paramref name="accumulate"/> and overlapping destination
     /// elements (the backward of an unfold) every contribution is added.</summary>

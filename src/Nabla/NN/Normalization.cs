@@ -47,11 +47,11 @@ public abstract unsafe class BatchNorm : Module
         return y;
     }
 
-    /// <summary>num_batches_tracked += 1 (an Int32 scalar, which no kernel adds to: on a device it goes through the host).</summary>
+    /// <summary>num_batches_tracked += 1, on the counter's device (no read back to the host).</summary>
     private void CountBatch()
     {
-        if (NumBatchesTracked.Device.IsCpu) NumBatchesTracked.IntData[0]++;
-        else NumBatchesTracked.CopyFromHost([BitConverter.Int32BitsToSingle((int)NumBatchesTracked.Item() + 1)]);
+        Tensor.KernelsFor("BatchNorm num_batches_tracked", NumBatchesTracked).AddInt(NumBatchesTracked.IntData, 1, 1);
+        GC.KeepAlive(NumBatchesTracked);
     }
 
     protected override string Describe() => $"{NumFeatures}, eps={Eps}, momentum={Momentum}, affine={Weight != null}";

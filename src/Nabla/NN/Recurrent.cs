@@ -110,8 +110,7 @@ public abstract class RecurrentBase : Module
             lengths = LengthsOf(mask, steps, batch);
         }
         if (lengths != null) CheckLengths(lengths, steps, batch);
-        // The fused kernels step through time with host code between them; on a device the layers run as ops.
-        bool fused = UseFusedKernels && sequence.Device.IsCpu;
+        bool fused = UseFusedKernels;
         var masks = lengths == null || fused ? null : StepMasks(lengths, steps, sequence.Device);
 
         var finals = new List<Tensor>[initial.Length];

@@ -25,7 +25,7 @@ internal static unsafe class FusedRecurrence
         Tensor hiddenWeight, Tensor? hiddenBias, Tensor? projectionWeight, Tensor h0, Tensor? c0, int[]? lengths, bool reverse)
     {
         var kernels = Tensor.KernelsFor("Fused recurrent layer", input, inputWeight, hiddenWeight, h0);
-        input.RequireHost("The fused recurrent kernels (host code between the steps)");
+        var device = input.Device;
         bool lstm = kind == RecurrentCellKind.Lstm, gru = kind == RecurrentCellKind.Gru;
         int T = input.Size(0), B = input.Size(1), I = input.Size(2);
         int GH = hiddenWeight.Size(0), S = hiddenWeight.Size(1), H = lstm ? GH / 4 : gru ? GH / 3 : GH;
@@ -35,17 +35,18 @@ internal static unsafe class FusedRecurrence
         var (wIh, wHh, wHr) = (inputWeight.Contiguous(), hiddenWeight.Contiguous(), projectionWeight?.Contiguous());
         var (bIh, bHh) = (inputBias?.Contiguous(), hiddenBias?.Contiguous());
         float* BiasOf(Tensor? bias) => bias == null ? null : bias.Data;
+        var moves = new StepRows(kernels, device, lengths, T, B, Math.Max(S, H));
 
         // Saved for the backward: activated gates, the state entering each step, an LSTM's cells and pre-projection h.
-        var gates = Tensor.Empty([T, B, GH]);
-        var hiddenGates = gru ? Tensor.Empty([T, B, GH]) : null; // W_hh h + b_hh, kept apart for GRU's r∘(W_hn h + b_hn)
-        var statesBefore = Tensor.Empty([T, B, S]);
-        var cellsBefore = lstm ? Tensor.Empty([T, B, H]) : null;
-        var cells = lstm ? Tensor.Empty([T, B, H]) : null;
-        var unprojected = lstm && wHr != null ? Tensor.Empty([T, B, H]) : null;
+        var gates = Tensor.Empty([T, B, GH], DType.Float32, device);
+        var hiddenGates = gru ? Tensor.Empty([T, B, GH], DType.Float32, device) : null; // W_hh h + b_hh, kept apart for GRU's r∘(W_hn h + b_hn)
+        var statesBefore = Tensor.Empty([T, B, S], DType.Float32, device);
+        var cellsBefore = lstm ? Tensor.Empty([T, B, H], DType.Float32, device) : null;
+        var cells = lstm ? Tensor.Empty([T, B, H], DType.Float32, device) : null;
+        var unprojected = lstm && wHr != null ? Tensor.Empty([T, B, H], DType.Float32, device) : null;
         var hidden = h0.Contiguous().Clone();
         var cell = lstm ? c0!.Contiguous().Clone() : null;
-        var packed = Tensor.Empty([(int)(T * stepState + stepState + (lstm ? stepCell : 0))]); // [output | h_T | c_T]
+        var packed = Tensor.Empty([(int)(T * stepState + stepState + (lstm ? stepCell : 0))], DType.Float32, device); // [output | h_T | c_T]
         float* y = packed.Data;
 
         kernels.Gemm(false, true, T * B, GH, I, x.Data, I, 0, wIh.Data, I, 0, gates.Data, GH, 0, 1, false, BiasOf(bIh));
@@ -53,7 +54,7 @@ internal static unsafe class FusedRecurrence
         {
             int t = reverse ? T - 1 - s : s;
             float* g = gates.Data + t * stepGates, hBefore = statesBefore.Data + t * stepState, yt = y + t * stepState;
-            Copy(hidden.Data, hBefore, stepState);
+            moves.Copy(hidden.Data, hBefore, stepState);
             if (gru)
             {
                 float* hg = hiddenGates!.Data + t * stepGates;
@@ -66,7 +67,7 @@ internal static unsafe class FusedRecurrence
                 if (lstm)
                 {
                     float* cBefore = cellsBefore!.Data + t * stepCell;
-                    Copy(cell!.Data, cBefore, stepCell);
+                    moves.Copy(cell!.Data, cBefore, stepCell);
                     float* hCell = unprojected == null ? yt : unprojected.Data + t * stepCell;
                     kernels.LstmCell(g, cBefore, cells!.Data + t * stepCell, hCell, B, H);
                     if (wHr != null) kernels.Gemm(false, true, B, S, H, hCell, H, 0, wHr.Data, H, 0, yt, S, 0, 1, false, null);
@@ -75,21 +76,15 @@ internal static unsafe class FusedRecurrence
                 {
                     if (kind == RecurrentCellKind.RnnTanh) kernels.Unary<Functions.Tanh>(0, g, g, stepGates);
                     else kernels.Unary<Functions.Relu>(0, g, g, stepGates);
-                    Copy(g, yt, stepGates);
+                    moves.Copy(g, yt, stepGates);
                 }
             }
-            for (int b = 0; b < B; b++)
-            {
-                if (Active(lengths, t, b))
-                {
-                    Copy(yt + (long)b * S, hidden.Data + (long)b * S, S);
-                    if (lstm) Copy(cells!.Data + t * stepCell + (long)b * H, cell!.Data + (long)b * H, H);
-                }
-                else new Span<float>(yt + (long)b * S, S).Clear();
-            }
+            moves.CopyActive(t, yt, hidden.Data, S);
+            if (lstm) moves.CopyActive(t, cells!.Data + t * stepCell, cell!.Data, H);
+            moves.ClearInactive(t, yt, S);
         }
-        Copy(hidden.Data, y + T * stepState, stepState);
-        if (lstm) Copy(cell!.Data, y + T * stepState + stepState, stepCell);
+        moves.Copy(hidden.Data, y + T * stepState, stepState);
+        if (lstm) moves.Copy(cell!.Data, y + T * stepState + stepState, stepCell);
 
         Tensor?[] inputs = [input, inputWeight, inputBias, hiddenWeight, hiddenBias, projectionWeight, h0, c0];
         if (GradMode.Needed(inputs.OfType<Tensor>().ToArray()))
@@ -98,37 +93,34 @@ internal static unsafe class FusedRecurrence
             {
                 var dPacked = grad.Contiguous();
                 float* dy = dPacked.Data;
-                var dGates = Tensor.Empty([T, B, GH]);
-                var dHiddenGates = gru ? Tensor.Empty([T, B, GH]) : dGates; // the gradient reaching W_hh h + b_hh
-                var dh = Tensor.Empty([B, S]);
-                var dhBefore = Tensor.Empty([B, S]);
-                Copy(dy + T * stepState, dh.Data, stepState);
-                var dc = lstm ? Tensor.Empty([B, H]) : null;
-                var dcBefore = lstm ? Tensor.Empty([B, H]) : null;
-                if (lstm) Copy(dy + T * stepState + stepState, dc!.Data, stepCell);
-                var dUnprojected = unprojected != null ? Tensor.Empty([B, H]) : null;
-                var dOutputs = unprojected != null ? Tensor.Empty([T, B, S]) : null; // dh at each step, for dW_hr
+                var dGates = Tensor.Empty([T, B, GH], DType.Float32, device);
+                var dHiddenGates = gru ? Tensor.Empty([T, B, GH], DType.Float32, device) : dGates; // the gradient reaching W_hh h + b_hh
+                var dh = Tensor.Empty([B, S], DType.Float32, device);
+                var dhBefore = Tensor.Empty([B, S], DType.Float32, device);
+                moves.Copy(dy + T * stepState, dh.Data, stepState);
+                var dc = lstm ? Tensor.Empty([B, H], DType.Float32, device) : null;
+                var dcBefore = lstm ? Tensor.Empty([B, H], DType.Float32, device) : null;
+                if (lstm) moves.Copy(dy + T * stepState + stepState, dc!.Data, stepCell);
+                var dUnprojected = unprojected != null ? Tensor.Empty([B, H], DType.Float32, device) : null;
+                var dOutputs = unprojected != null ? Tensor.Empty([T, B, S], DType.Float32, device) : null; // dh at each step, for dW_hr
                 for (int s = 0; s < T; s++)
                 {
                     int t = reverse ? s : T - 1 - s;
                     float* g = gates.Data + t * stepGates, dg = dGates.Data + t * stepGates, dhg = dHiddenGates.Data + t * stepGates;
-                    for (int b = 0; b < B; b++)
-                        if (Active(lengths, t, b))
-                            Add(dy + t * stepState + (long)b * S, dh.Data + (long)b * S, S);
+                    moves.AddActive(t, dy + t * stepState, dh.Data, S);
                     if (lstm)
                     {
                         float* dhCell = dh.Data;
                         if (dUnprojected != null)
                         {
                             float* dOut = dOutputs!.Data + t * stepState;
-                            Copy(dh.Data, dOut, stepState);
-                            for (int b = 0; b < B; b++)
-                                if (!Active(lengths, t, b)) new Span<float>(dOut + (long)b * S, S).Clear();
+                            moves.Copy(dh.Data, dOut, stepState);
+                            moves.ClearInactive(t, dOut, S);
                             kernels.Gemm(false, false, B, H, S, dh.Data, S, 0, wHr!.Data, H, 0, dUnprojected.Data, H, 0, 1, false, null);
                             dhCell = dUnprojected.Data;
                         }
                         kernels.LstmCellBackward(g, cellsBefore!.Data + t * stepCell, cells!.Data + t * stepCell, dhCell, dc!.Data, dg, dcBefore!.Data, B, H);
-                        new Span<float>(dhBefore.Data, (int)stepState).Clear();
+                        moves.Clear(dhBefore.Data, stepState);
                     }
                     else if (gru)
                         kernels.GruCellBackward(g, hiddenGates!.Data + t * stepGates, statesBefore.Data + t * stepState, dh.Data, dg, dhg, dhBefore.Data, B, H);
@@ -136,16 +128,12 @@ internal static unsafe class FusedRecurrence
                     {
                         if (kind == RecurrentCellKind.RnnTanh) kernels.UnaryBackward<Functions.Tanh>(0, g, g, dh.Data, dg, stepGates);
                         else kernels.UnaryBackward<Functions.Relu>(0, g, g, dh.Data, dg, stepGates);
-                        new Span<float>(dhBefore.Data, (int)stepState).Clear();
+                        moves.Clear(dhBefore.Data, stepState);
                     }
-                    for (int b = 0; b < B; b++)
-                    {
-                        if (Active(lengths, t, b)) continue;
-                        new Span<float>(dg + (long)b * GH, GH).Clear();
-                        if (gru) new Span<float>(dhg + (long)b * GH, GH).Clear();
-                        Copy(dh.Data + (long)b * S, dhBefore.Data + (long)b * S, S);
-                        if (lstm) Copy(dc!.Data + (long)b * H, dcBefore!.Data + (long)b * H, H);
-                    }
+                    moves.ClearInactive(t, dg, GH);
+                    if (gru) moves.ClearInactive(t, dhg, GH);
+                    moves.CopyInactive(t, dh.Data, dhBefore.Data, S);
+                    if (lstm) moves.CopyInactive(t, dc!.Data, dcBefore!.Data, H);
                     kernels.Gemm(false, false, B, S, GH, dhg, GH, 0, wHh.Data, S, 0, dhBefore.Data, S, 0, 1, true, null);
                     (dh, dhBefore) = (dhBefore, dh);
                     if (lstm) (dc, dcBefore) = (dcBefore, dc);
@@ -155,7 +143,7 @@ internal static unsafe class FusedRecurrence
                 int rows = T * B;
                 if (inputs[0]!.RequiresGrad)
                 {
-                    var dx = Tensor.Empty([T, B, I]);
+                    var dx = Tensor.Empty([T, B, I], DType.Float32, device);
                     kernels.Gemm(false, false, rows, I, GH, dGates.Data, GH, 0, wIh.Data, I, 0, dx.Data, I, 0, 1, false, null);
                     grads[0] = dx;
                 }
@@ -180,24 +168,134 @@ internal static unsafe class FusedRecurrence
         return (output, hFinal, cFinal);
     }
 
-    private static bool Active(int[]? lengths, int t, int b) => lengths == null || t < lengths[b];
+    /// <summary>
+    /// The copies, sums and clears of state between the steps, and the row selections of packed sequences (a row of
+    /// the batch whose sequence has ended keeps its state). In host memory these are span operations, row by row (the
+    /// CPU path as fast as it was); on any other device they are the device's kernels on whole (B, width) blocks, a
+    /// row selection being a product with a (B, 1) mask of the rows active at the step, so the number of launches
+    /// does not grow with the batch.
+    /// </summary>
+    private sealed class StepRows
+    {
+        private readonly IKernelBackend _kernels;
+        private readonly bool _host;
+        private readonly int[]? _lengths;
+        private readonly int _batch;
+        private readonly Tensor? _active, _inactive; // (T, B) on the device: 1 where t < length, else 0; and 1 minus that
+        private readonly Tensor? _scratch;           // (B, widest)
 
-    private static void Copy(float* from, float* to, long n) => new ReadOnlySpan<float>(from, (int)n).CopyTo(new Span<float>(to, (int)n));
+        public StepRows(IKernelBackend kernels, Device device, int[]? lengths, int steps, int batch, int widest)
+        {
+            (_kernels, _host, _lengths, _batch) = (kernels, device.IsCpu, lengths, batch);
+            if (_host || lengths == null) return;
+            var active = new float[steps * batch];
+            for (int t = 0; t < steps; t++)
+                for (int b = 0; b < batch; b++) active[t * batch + b] = t < lengths[b] ? 1f : 0f;
+            _active = Tensor.FromArray(active, steps, batch).To(device);
+            _inactive = Tensor.FromArray(active.Select(a => 1f - a).ToArray(), steps, batch).To(device);
+            _scratch = Tensor.Empty([batch, widest], DType.Float32, device);
+        }
 
-    private static void Add(float* from, float* to, int n) =>
-        System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(from, n), new ReadOnlySpan<float>(to, n), new Span<float>(to, n));
+        public void Copy(float* from, float* to, long n)
+        {
+            if (_host) new ReadOnlySpan<float>(from, (int)n).CopyTo(new Span<float>(to, (int)n));
+            else _kernels.Copy(from, [1], to, [1], [checked((int)n)], accumulate: false);
+        }
+
+        /// <summary>to += from.</summary>
+        public void Add(float* from, float* to, long n)
+        {
+            if (_host) System.Numerics.Tensors.TensorPrimitives.Add(new ReadOnlySpan<float>(from, (int)n), new ReadOnlySpan<float>(to, (int)n), new Span<float>(to, (int)n));
+            else _kernels.Copy(from, [1], to, [1], [checked((int)n)], accumulate: true);
+        }
+
+        public void Clear(float* p, long n)
+        {
+            if (_host) new Span<float>(p, (int)n).Clear();
+            else _kernels.Fill(p, 0, n);
+        }
+
+        private bool Active(int t, int b) => _lengths == null || t < _lengths[b];
+
+        /// <summary>Row b of <paramref name="to"/> = row b of <paramref name="from"/> for the rows active at step t (every row
+        /// without lengths); rows are <paramref name="width"/> wide.</summary>
+        public void CopyActive(int t, float* from, float* to, int width)
+        {
+            if (_lengths == null) Copy(from, to, (long)_batch * width);
+            else if (_host)
+            {
+                for (int b = 0; b < _batch; b++)
+                    if (Active(t, b)) Copy(from + (long)b * width, to + (long)b * width, width);
+            }
+            else Blend(from, to, width, Mask(_active!, t), Mask(_inactive!, t));
+        }
+
+        /// <summary>The same for the rows that are not active at step t.</summary>
+        public void CopyInactive(int t, float* from, float* to, int width)
+        {
+            if (_lengths == null) return;
+            if (_host)
+            {
+                for (int b = 0; b < _batch; b++)
+                    if (!Active(t, b)) Copy(from + (long)b * width, to + (long)b * width, width);
+            }
+            else Blend(from, to, width, Mask(_inactive!, t), Mask(_active!, t));
+        }
+
+        /// <summary>Row b of <paramref name="to"/> += row b of <paramref name="from"/> for the rows active at step t.</summary>
+        public void AddActive(int t, float* from, float* to, int width)
+        {
+            if (_lengths == null) Add(from, to, (long)_batch * width);
+            else if (_host)
+            {
+                for (int b = 0; b < _batch; b++)
+                    if (Active(t, b)) Add(from + (long)b * width, to + (long)b * width, width);
+            }
+            else
+            {
+                RowProduct(from, Mask(_active!, t), _scratch!.Data, width);
+                _kernels.Binary(BinaryOp.Add, to, [width, 1], _scratch.Data, [width, 1], to, [_batch, width]);
+            }
+        }
+
+        /// <summary>Zeros the rows of <paramref name="p"/> that are not active at step t.</summary>
+        public void ClearInactive(int t, float* p, int width)
+        {
+            if (_lengths == null) return;
+            if (_host)
+            {
+                for (int b = 0; b < _batch; b++)
+                    if (!Active(t, b)) Clear(p + (long)b * width, width);
+            }
+            else RowProduct(p, Mask(_active!, t), p, width);
+        }
+
+        private float* Mask(Tensor masks, int t) => masks.Data + (long)t * _batch;
+
+        /// <summary>y[b, :] = x[b, :]·mask[b].</summary>
+        private void RowProduct(float* x, float* mask, float* y, int width) =>
+            _kernels.Binary(BinaryOp.Mul, x, [width, 1], mask, [1, 0], y, [_batch, width]);
+
+        /// <summary>to = to·keep + from·take, row by row (keep and take are complementary 0/1 masks).</summary>
+        private void Blend(float* from, float* to, int width, float* take, float* keep)
+        {
+            RowProduct(to, keep, to, width);
+            RowProduct(from, take, _scratch!.Data, width);
+            _kernels.Binary(BinaryOp.Add, to, [width, 1], _scratch.Data, [width, 1], to, [_batch, width]);
+        }
+    }
 
     /// <summary>dW (out, in) = Σ over all rows of dGatesᵀ·x: one GEMM over every step.</summary>
     private static Tensor WeightGradient(IKernelBackend kernels, Tensor dOut, Tensor x, int outFeatures, int inFeatures, int rows)
     {
-        var dw = Tensor.Empty([outFeatures, inFeatures]);
+        var dw = Tensor.Empty([outFeatures, inFeatures], DType.Float32, dOut.Device);
         kernels.Gemm(true, false, outFeatures, inFeatures, rows, dOut.Data, outFeatures, 0, x.Data, inFeatures, 0, dw.Data, inFeatures, 0, 1, false, null);
         return dw;
     }
 
     private static Tensor ColumnSums(IKernelBackend kernels, Tensor dOut, int features, int rows)
     {
-        var db = Tensor.Empty([features]);
+        var db = Tensor.Empty([features], DType.Float32, dOut.Device);
         kernels.Sum(dOut.Data, db.Data, 1, rows, features);
         return db;
     }

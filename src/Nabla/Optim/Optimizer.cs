@@ -73,7 +73,7 @@ public abstract class Optimizer
                 if (!p.RequiresGrad || p.Grad is not { } grad) continue;
                 if (!p.IsContiguous) throw new InvalidOperationException($"Parameter {p.Name ?? p.ShapeString} is not contiguous.");
                 if (p.Device.IsCpu) Update(p.AsSpan(), grad.Contiguous().AsSpan(), lr, wd, State(p));
-                else UpdateOnDevice(p, grad.Contiguous(), lr, wd, State(p));
+                else UpdateOnDevice(p.Reshape(-1), grad.Contiguous().Reshape(-1), lr, wd, State(p));
             }
         }
     }
@@ -81,10 +81,12 @@ public abstract class Optimizer
     /// <summary>The update rule for one parameter: <paramref name="p"/> and its gradient, both contiguous.</summary>
     protected abstract void Update(Span<float> p, ReadOnlySpan<float> grad, float lr, float weightDecay, ParamState state);
 
-    /// <summary>The update rule for a parameter on a device (not the CPU), through that device's kernels; the
-    /// optimizers whose rule runs on the host only say so.</summary>
-    protected virtual void UpdateOnDevice(Tensor p, Tensor grad, float lr, float weightDecay, ParamState state) =>
-        throw new NotSupportedException($"{GetType().Name}.Step(): parameter {p.Name ?? p.ShapeString} is on device {p.Device}, and {GetType().Name} updates parameters on the host only; use Adam or AdamW, or keep the model on the CPU.");
+    /// <summary>The update rule for a parameter on a device (not the CPU), through that device's kernels: the same
+    /// rule as <see cref="Update"/>, on <paramref name="p"/> and its gradient flattened like the state buffers.</summary>
+    protected abstract void UpdateOnDevice(Tensor p, Tensor grad, float lr, float weightDecay, ParamState state);
+
+    /// <summary>grad + weightDecay·p on a device (see <see cref="DecayedGradient"/>).</summary>
+    protected static Tensor DecayedGradient(Tensor p, Tensor grad, float weightDecay) => weightDecay != 0 ? grad.Add(p.Mul(weightDecay)) : grad;
 
     /// <summary>The state buffers <see cref="Update"/> keeps for each parameter, with this optimizer's settings;
     /// a parameter loaded with some of them must have them all, so a file that lost a moment tensor is refused.</summary>
@@ -242,6 +244,20 @@ public sealed class SGD : Optimizer
         }
         TensorPrimitives.MultiplyAdd(d, -lr, p, p);
     }
+
+    protected override void UpdateOnDevice(Tensor p, Tensor grad, float lr, float weightDecay, ParamState state)
+    {
+        var d = DecayedGradient(p, grad, weightDecay);
+        if (Momentum != 0)
+        {
+            bool first = !state.Has("momentum_buffer");
+            var buf = state.Tensor("momentum_buffer");
+            if (first) buf.CopyFrom(d);
+            else buf.MulInPlace(Momentum).AddInPlace(d, 1 - Dampening);
+            d = Nesterov ? d.Add(buf.Mul(Momentum)) : buf;
+        }
+        p.AddInPlace(d, -lr);
+    }
 }
 
 /// <summary>Adam (Kingma &amp; Ba) with L2 weight decay added to the gradient, as PyTorch's Adam does.</summary>
@@ -279,7 +295,7 @@ public class Adam : Optimizer
     {
         var m = state.Tensor("exp_avg");
         var v = state.Tensor("exp_avg_sq");
-        var g = _decoupled || weightDecay == 0 ? grad : grad.Add(p.Mul(weightDecay));
+        var g = _decoupled ? grad : DecayedGradient(p, grad, weightDecay);
         Tensor.KernelsFor(GetType().Name, p, g, m, v).AdamW(p.Data, g.Data, m.Data, v.Data, p.Count, lr, Beta1, Beta2, Eps, _decoupled ? weightDecay : 0f, StepCount);
         GC.KeepAlive(g);
     }
@@ -344,5 +360,20 @@ public sealed class RMSProp : Optimizer
             TensorPrimitives.MultiplyAdd(buf, -lr, p, p);
         }
         else TensorPrimitives.MultiplyAdd(g, -lr, p, p);
+    }
+
+    protected override void UpdateOnDevice(Tensor p, Tensor grad, float lr, float weightDecay, ParamState state)
+    {
+        var g = DecayedGradient(p, grad, weightDecay);
+        var sq = state.Tensor("square_avg").MulInPlace(Alpha).AddInPlace(g.Mul(g), 1 - Alpha);
+        var variance = sq;
+        if (Centered)
+        {
+            var ga = state.Tensor("grad_avg").MulInPlace(Alpha).AddInPlace(g, 1 - Alpha);
+            variance = sq.Sub(ga.Mul(ga));
+        }
+        var step = g.Div(variance.Sqrt().Add(Eps));
+        if (Momentum > 0) step = state.Tensor("momentum_buffer").MulInPlace(Momentum).AddInPlace(step);
+        p.AddInPlace(step, -lr);
     }
 }

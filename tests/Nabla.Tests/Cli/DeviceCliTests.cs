@@ -40,9 +40,82 @@ public class DeviceCliTests : IDisposable
         var unknown = CliRunner.Run("train", "mlp", "--device", "tpu");
         Assert.NotEqual(0, unknown.Exit);
         Assert.Contains("--device must be one of cpu, cuda, ilgpu-cpu, auto, got 'tpu'.", unknown.Err);
+    }
 
-        var sgd = CliRunner.Run("train", "mlp", "--optimizer", "sgd", "--device", "ilgpu-cpu", "--out", Path.Combine(_dir, "sgd"));
-        Assert.Equal(1, sgd.Exit);
-        Assert.Equal("error: --device ilgpu-cpu: the sgd optimizer updates parameters on the CPU only; use --optimizer adamw (or adam), or --device cpu.", sgd.Err.Trim());
+    /// <summary>Every training, evaluation and inference command takes --device; without a GPU, cuda is one line naming
+    /// the option, before any data is read.</summary>
+    [NoCudaFact]
+    public void EveryCommandTakesDeviceAndCudaWithoutAGpuIsOneLine()
+    {
+        var run = Path.Combine(_dir, "run");
+        string[][] commands =
+        [
+            ["train", "lenet", "--out", run], ["train", "vgg", "--out", run], ["train", "resnet", "--out", run], ["train", "vit", "--out", run],
+            ["train", "mlp", "--out", run], ["train", "gpt", "--out", run], ["train", "text-classifier", "--out", run], ["train", "char-lstm", "--out", run],
+            ["finetune", "gpt", "--out", run], ["finetune", "resnet", "--out", run], ["eval", "--run", _dir], ["generate", "--model", _dir],
+            ["eval", "perplexity", "--model", _dir, "--text", _dir], ["classify", "--model", "resnet18", "image.png"],
+            ["sweep", "--knob", "lr", "--values", "1", "--out", run, "--", "train", "lenet"],
+        ];
+        foreach (var command in commands)
+        {
+            int end = Array.IndexOf(command, "--") is var dashes and >= 0 ? dashes : command.Length; // --device goes before a sweep's training command
+            var (exit, _, error) = CliRunner.Run([.. command[..end], "--device", "cuda", .. command[end..]]);
+            Assert.True(exit == 1, $"{string.Join(' ', command)}: exit {exit}\n{error}");
+            Assert.Equal("error: --device cuda: Device 'cuda' is not available on this machine.", error.Trim());
+        }
+    }
+
+    private static string OrderCsv(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var path = Path.Combine(directory, "order.csv");
+        File.WriteAllLines(path, ["text,label", .. Models.OrderTask.Generate(20, seed: 9).Select(t => $"{string.Join(' ', t.Words)},{Models.OrderTask.Labels[t.Label]}")]);
+        return path;
+    }
+
+    private static string[] TextClassifier(string csv, string device, string run) =>
+        ["train", "text-classifier", "--csv", csv, "--epochs", "1", "--batch-size", "8", "--max-length", "5", "--embedding-dim", "8", "--hidden", "6",
+            "--dropout", "0.2", "--device", device, "--out", run];
+
+    private static string ValidationLine(string output) => Regex.Match(output, @"validation accuracy: .*macro F1 \d\.\d+").Value;
+
+    /// <summary>auto is the CPU when no GPU is present: the run says nothing about a device.</summary>
+    [NoCudaFact]
+    public void AutoWithoutAGpuTrainsOnTheCpu()
+    {
+        var csv = OrderCsv(_dir);
+        var (exit, output, error) = CliRunner.Run(TextClassifier(csv, "auto", Path.Combine(_dir, "auto")));
+        Assert.True(exit == 0, error);
+        Assert.DoesNotContain("; on ", output);
+        Assert.Equal(ValidationLine(output), ValidationLine(CliRunner.Run(TextClassifier(csv, "cpu", Path.Combine(_dir, "cpu"))).Out));
+    }
+
+    /// <summary>A recurrent model trained on the GPU kernels (the fused LSTM steps, packed sequences, dropout, AdamW)
+    /// validates as the CPU run does, and its run says where it trained.</summary>
+    [Fact]
+    public void TextClassifierTrainedOnTheGpuKernelsMatchesTheCpuRun()
+    {
+        var csv = OrderCsv(_dir);
+        var cpu = CliRunner.Run(TextClassifier(csv, "cpu", Path.Combine(_dir, "cpu")));
+        var gpu = CliRunner.Run(TextClassifier(csv, "ilgpu-cpu", Path.Combine(_dir, "gpu")));
+        Assert.True(cpu.Exit == 0 && gpu.Exit == 0, cpu.Err + gpu.Err);
+        Assert.Contains("; on ilgpu-cpu", gpu.Out);
+        Assert.NotEmpty(ValidationLine(cpu.Out));
+        Assert.Equal(ValidationLine(cpu.Out), ValidationLine(gpu.Out));
+    }
+}
+
+/// <summary>A test of what a machine without an NVIDIA GPU does; skipped where one is present.</summary>
+public sealed class NoCudaFactAttribute : FactAttribute
+{
+    public NoCudaFactAttribute()
+    {
+        Nabla.Gpu.NablaGpu.Register();
+        try
+        {
+            Device.Get("cuda");
+            Skip = "An NVIDIA GPU is present: this test checks what happens without one.";
+        }
+        catch (InvalidOperationException) { }
     }
 }

@@ -139,6 +139,9 @@ public sealed unsafe class SimulatedDevice : IDeviceRuntime
         public void Fill(float* y, float value, long n) =>
             _inner.Fill(At(y), value, n);
 
+        public void AddInt(int* x, int value, long n) =>
+            _inner.AddInt(At(x), value, n);
+
     public void Copy(float* src, ReadOnlySpan<int> srcStrides, float* dst, ReadOnlySpan<int> dstStrides, ReadOnlySpan<int> shape, bool accumulate) =>
         _inner.Copy(At(src), srcStrides, At(dst), dstStrides, shape, accumulate);
 

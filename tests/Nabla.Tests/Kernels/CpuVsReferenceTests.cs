@@ -132,7 +132,7 @@ public sealed unsafe class CpuVsReferenceTests(ITestOutputHelper output)
     }
 
     /// <summary>Inputs inside each function's domain, spread over where it bends (zeros included for the kinks).</summary>
-    private static float[] UnaryInput(Type function, float alpha, Generator g, int n) => function.Name switch
+    internal static float[] UnaryInput(Type function, float alpha, Generator g, int n) => function.Name switch
     {
         "Log" or "Sqrt" => Uniform(g, n, 1e-3f, 50f),
         "Exp" => Uniform(g, n, -20f, 20f),

@@ -33,6 +33,8 @@ public unsafe class KernelAllocationTests(ITestOutputHelper output)
             var positive = Floats(N).Abs().Add(0.1f);
             int[] shape = [250, 400], contiguous = [400, 1], transposed = [1, 250], broadcastRow = [0, 1];
             Cases["Fill"] = () => kernels.Fill(a.Data, 1.5f, N);
+            var counters = Ints(N, 1000);
+            Cases["AddInt"] = () => kernels.AddInt(counters.IntData, 3, N);
             Cases["Copy"] = () =>
             {
                 kernels.Copy(b.Data, transposed, c.Data, contiguous, shape, accumulate: false);

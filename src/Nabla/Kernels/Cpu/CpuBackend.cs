@@ -21,6 +21,9 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
 
     public void Fill(float* y, float value, long n) => ParallelKernel.Range(n, ParallelGrain, 4, new FillRange(y, value));
 
+    // Counters of one or a few elements: not worth a parallel range.
+    public void AddInt(int* x, int value, long n) => ReferenceBackend.Instance.AddInt(x, value, n);
+
     private readonly struct FillRange(float* y, float value) : IKernelRange
     {
         public void Execute<V>(long s, long e) where V : struct, IVec<V> => new Span<float>(y + s, (int)(e - s)).Fill(value);

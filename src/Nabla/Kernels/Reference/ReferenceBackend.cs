@@ -15,6 +15,11 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
         for (long i = 0; i < n; i++) y[i] = value;
     }
 
+    public void AddInt(int* x, int value, long n)
+    {
+        for (long i = 0; i < n; i++) x[i] += value;
+    }
+
     public void Copy(float* src, ReadOnlySpan<int> srcStrides, float* dst, ReadOnlySpan<int> dstStrides, ReadOnlySpan<int> shape, bool accumulate)
     {
         long count = ShapeMath.Count(shape);

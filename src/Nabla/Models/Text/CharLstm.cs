@@ -51,13 +51,14 @@ public sealed class CharLstm : Module
         Eval();
         using var _ = GradMode.NoGrad();
         var options = new SamplingOptions { Temperature = temperature };
-        var (logits, hidden, cell) = Run(Tensor.FromArray(prompt.ToArray(), 1, prompt.Count), null, null);
+        var device = ((Embedding)GetSubmodule("embedding")).Weight.Device; // the ids go where the model is
+        var (logits, hidden, cell) = Run(Tensor.FromArray(prompt.ToArray(), 1, prompt.Count).To(device), null, null);
         var generated = new int[count];
         for (int i = 0; i < count; i++)
         {
             var last = logits.Select(1, logits.Size(1) - 1).ToArray(); // (V) of the last step
             generated[i] = Sampler.Sample(last, options, generator);
-            (logits, hidden, cell) = Run(Tensor.FromArray([generated[i]], 1, 1), hidden, cell);
+            (logits, hidden, cell) = Run(Tensor.FromArray([generated[i]], 1, 1).To(device), hidden, cell);
         }
         Train(wasTraining);
         return generated;
