@@ -102,25 +102,32 @@ public unsafe class ConvolutionKernelTests
                 random.Next(0, kh), random.Next(0, kw), 1, 1, 1);
             if (g.OutHeight < 1 || g.OutWidth < 1) continue;
             Assert.True(g.SuitsDirect);
-            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
-            var x = Randn(random, inCount);
-            var weight = Randn(random, (long)g.OutChannels * g.Channels * kh * kw);
-            var bias = trial % 2 == 0 ? Randn(random, g.OutChannels) : null;
-            var dy = Randn(random, outCount);
-            var results = new Tensor[2, 3];
-            BothBackends(isa, (backend, isReference) =>
-            {
-                int k = isReference ? 0 : 1;
-                var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([weight.Count]));
-                backend.DirectConv2d(g, x.Data, weight.Data, bias == null ? null : bias.Data, y.Data);
-                backend.DirectConv2dBackwardInput(g, dy.Data, weight.Data, dx.Data);
-                backend.DirectConv2dBackwardWeight(g, dy.Data, x.Data, dw.Data);
-                (results[k, 0], results[k, 1], results[k, 2]) = (y, dx, dw);
-            });
-            Close.Assert(results[0, 0], results[1, 0], 1e-5, $"direct y {g}");
-            Close.Assert(results[0, 1], results[1, 1], 1e-5, $"direct dx {g}");
-            Close.Assert(results[0, 2], results[1, 2], 1e-5, $"direct dw {g}");
+            AssertDirectKernelsMatchReference(isa, g, random, withBias: trial % 2 == 0);
         }
+    }
+
+    /// <summary>The direct forward, input gradient and weight gradient of <paramref name="g"/> on random data, fast
+    /// against the reference.</summary>
+    private static void AssertDirectKernelsMatchReference(Isa isa, Conv2dGeometry g, Random random, bool withBias)
+    {
+        long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
+        var x = Randn(random, inCount);
+        var weight = Randn(random, (long)g.OutChannels * g.Channels * g.KernelH * g.KernelW);
+        var bias = withBias ? Randn(random, g.OutChannels) : null;
+        var dy = Randn(random, outCount);
+        var results = new Tensor[2, 3];
+        BothBackends(isa, (backend, isReference) =>
+        {
+            int k = isReference ? 0 : 1;
+            var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([weight.Count]));
+            backend.DirectConv2d(g, x.Data, weight.Data, bias == null ? null : bias.Data, y.Data);
+            backend.DirectConv2dBackwardInput(g, dy.Data, weight.Data, dx.Data);
+            backend.DirectConv2dBackwardWeight(g, dy.Data, x.Data, dw.Data);
+            (results[k, 0], results[k, 1], results[k, 2]) = (y, dx, dw);
+        });
+        Close.Assert(results[0, 0], results[1, 0], 1e-5, $"direct y {g}");
+        Close.Assert(results[0, 1], results[1, 1], 1e-5, $"direct dx {g}");
+        Close.Assert(results[0, 2], results[1, 2], 1e-5, $"direct dw {g}");
     }
 
     /// <summary>The direct kernels on the shapes where the AVX-512 path tiles over output channels (stride-1
@@ -140,24 +147,7 @@ public unsafe class ConvolutionKernelTests
             var g = new Conv2dGeometry(random.Next(1, 5), inChannels, h + k, Math.Max(w, 1), stride == 2 ? inChannels : outChannels, k, k,
                 stride, stride, pad, pad, 1, 1, 1);
             if (g.OutHeight < 1 || g.OutWidth < 1) continue;
-            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
-            var x = Randn(random, inCount);
-            var weight = Randn(random, (long)g.OutChannels * g.Channels * k * k);
-            var bias = trial % 2 == 0 ? Randn(random, g.OutChannels) : null;
-            var dy = Randn(random, outCount);
-            var results = new Tensor[2, 3];
-            BothBackends(isa, (backend, isReference) =>
-            {
-                int r = isReference ? 0 : 1;
-                var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([weight.Count]));
-                backend.DirectConv2d(g, x.Data, weight.Data, bias == null ? null : bias.Data, y.Data);
-                backend.DirectConv2dBackwardInput(g, dy.Data, weight.Data, dx.Data);
-                backend.DirectConv2dBackwardWeight(g, dy.Data, x.Data, dw.Data);
-                (results[r, 0], results[r, 1], results[r, 2]) = (y, dx, dw);
-            });
-            Close.Assert(results[0, 0], results[1, 0], 1e-5, $"direct y {g}");
-            Close.Assert(results[0, 1], results[1, 1], 1e-5, $"direct dx {g}");
-            Close.Assert(results[0, 2], results[1, 2], 1e-5, $"direct dw {g}");
+            AssertDirectKernelsMatchReference(isa, g, random, withBias: trial % 2 == 0);
         }
     }
 
