@@ -65,24 +65,13 @@ public unsafe class ConvolutionKernelTests
         for (int trial = 0; trial < 40; trial++)
         {
             var g = RandomGeometry(random, pooling: false, depthwise: true);
-            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
-            var x = Randn(random, inCount);
-            var w = Randn(random, (long)g.OutChannels * g.KernelH * g.KernelW);
-            var bias = trial % 2 == 0 ? Randn(random, g.OutChannels) : null;
-            var dy = Randn(random, outCount);
-            var results = new Tensor[2, 3];
-            BothBackends(isa, (backend, isReference) =>
-            {
-                int k = isReference ? 0 : 1;
-                var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([w.Count]));
-                backend.DepthwiseConv2d(g, x.Data, w.Data, bias == null ? null : bias.Data, y.Data);
-                backend.DepthwiseConv2dBackwardInput(g, dy.Data, w.Data, dx.Data);
-                backend.DepthwiseConv2dBackwardWeight(g, dy.Data, x.Data, dw.Data);
-                (results[k, 0], results[k, 1], results[k, 2]) = (y, dx, dw);
-            });
-            Close.Assert(results[0, 0], results[1, 0], 1e-5, $"depthwise y {g}");
-            Close.Assert(results[0, 1], results[1, 1], 1e-5, $"depthwise dx {g}");
-            Close.Assert(results[0, 2], results[1, 2], 1e-5, $"depthwise dw {g}");
+            AssertConvolutionKernelsMatchReference(isa, g, random, (long)g.OutChannels * g.KernelH * g.KernelW, withBias: trial % 2 == 0, "depthwise",
+                (backend, x, w, bias, dy, y, dx, dw) =>
+                {
+                    backend.DepthwiseConv2d(g, x, w, bias, y);
+                    backend.DepthwiseConv2dBackwardInput(g, dy, w, dx);
+                    backend.DepthwiseConv2dBackwardWeight(g, dy, x, dw);
+                });
         }
     }
 
@@ -108,11 +97,25 @@ public unsafe class ConvolutionKernelTests
 
     /// <summary>The direct forward, input gradient and weight gradient of <paramref name="g"/> on random data, fast
     /// against the reference.</summary>
-    private static void AssertDirectKernelsMatchReference(Isa isa, Conv2dGeometry g, Random random, bool withBias)
+    private static void AssertDirectKernelsMatchReference(Isa isa, Conv2dGeometry g, Random random, bool withBias) =>
+        AssertConvolutionKernelsMatchReference(isa, g, random, (long)g.OutChannels * g.Channels * g.KernelH * g.KernelW, withBias, "direct",
+            (backend, x, w, bias, dy, y, dx, dw) =>
+            {
+                backend.DirectConv2d(g, x, w, bias, y);
+                backend.DirectConv2dBackwardInput(g, dy, w, dx);
+                backend.DirectConv2dBackwardWeight(g, dy, x, dw);
+            });
+
+    private unsafe delegate void ConvolutionKernels(IKernelBackend backend, float* x, float* w, float* bias, float* dy, float* y, float* dx, float* dw);
+
+    /// <summary>A convolution's forward, input gradient and weight gradient (<paramref name="run"/>) on random x, weight
+    /// (<paramref name="weightCount"/> values), bias and dy: fast against the reference.</summary>
+    private static void AssertConvolutionKernelsMatchReference(Isa isa, Conv2dGeometry g, Random random, long weightCount, bool withBias, string what,
+        ConvolutionKernels run)
     {
         long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
         var x = Randn(random, inCount);
-        var weight = Randn(random, (long)g.OutChannels * g.Channels * g.KernelH * g.KernelW);
+        var weight = Randn(random, weightCount);
         var bias = withBias ? Randn(random, g.OutChannels) : null;
         var dy = Randn(random, outCount);
         var results = new Tensor[2, 3];
@@ -120,14 +123,12 @@ public unsafe class ConvolutionKernelTests
         {
             int k = isReference ? 0 : 1;
             var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([weight.Count]));
-            backend.DirectConv2d(g, x.Data, weight.Data, bias == null ? null : bias.Data, y.Data);
-            backend.DirectConv2dBackwardInput(g, dy.Data, weight.Data, dx.Data);
-            backend.DirectConv2dBackwardWeight(g, dy.Data, x.Data, dw.Data);
+            run(backend, x.Data, weight.Data, bias == null ? null : bias.Data, dy.Data, y.Data, dx.Data, dw.Data);
             (results[k, 0], results[k, 1], results[k, 2]) = (y, dx, dw);
         });
-        Close.Assert(results[0, 0], results[1, 0], 1e-5, $"direct y {g}");
-        Close.Assert(results[0, 1], results[1, 1], 1e-5, $"direct dx {g}");
-        Close.Assert(results[0, 2], results[1, 2], 1e-5, $"direct dw {g}");
+        Close.Assert(results[0, 0], results[1, 0], 1e-5, $"{what} y {g}");
+        Close.Assert(results[0, 1], results[1, 1], 1e-5, $"{what} dx {g}");
+        Close.Assert(results[0, 2], results[1, 2], 1e-5, $"{what} dw {g}");
     }
 
     /// <summary>The direct kernels on the shapes where the AVX-512 path tiles over output channels (stride-1
