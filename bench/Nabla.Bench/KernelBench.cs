@@ -23,7 +23,8 @@ namespace Nabla.Bench;
 /// </list>
 /// Rounds interleave the contenders (each round times every case for each of them in turn) so machine noise hits
 /// all of them alike; the report gives medians over all timed steps and the ratio to the faster PyTorch configuration. PyTorch runs in a peer process
-/// (bench/kernels_peer.py under /usr/bin/python3) with the same thread count.
+/// (bench/kernels_peer.py under /usr/bin/python3) with the same thread count, stopped (SIGSTOP) whenever it is not
+/// its turn, so that its spinning idle threads do not slow Nabla's turns down.
 /// GFLOP/s count the useful work: attention 12·B·H·D per visible (query, key) pair (4 forward for q·kᵀ and P·v, 8
 /// backward for dV, dP, dK, dQ; the recomputation of P is not counted); a convolution 3 × its forward
 /// 2·N·O·OH·OW·C·kh·kw (forward, dX, dW).
@@ -156,8 +157,9 @@ public static class KernelBench
                 foreach (var contender in contenders)
                 {
                     if (!steps.TryGetValue((c, contender), out var entry)) continue;
-                    // Idle threads of the previous contender spin for a while before they sleep (our worker pool,
-                    // OpenMP's): on two cores they would steal time from this one. Let them settle first.
+                    // Idle threads of the previous contender spin for a while before they sleep: on two cores they
+                    // would steal time from this one. Ours settle in the pause; PyTorch's OpenMP threads spin on far
+                    // longer, so its process is stopped outside its turns (Peer).
                     Thread.Sleep(SettleMs);
                     if (contender.Name.StartsWith("pytorch")) { samples[(c, contender)].Ms.AddRange(peer!.Time(c, entry.Reps, contender.Name)); continue; }
                     for (int r = 0; r < entry.Reps; r++)
@@ -356,8 +358,14 @@ public static class KernelBench
         public string Description { get; } = peer.Started is [var torchThreads, var blasThreads, var version, var onednn, ..]
             ? $"PyTorch {version}, {torchThreads} torch threads, {blasThreads} OpenBLAS threads, oneDNN {onednn}" : "PyTorch";
 
-        public static Peer? TryStart(string? script, int threads) =>
-            PythonPeer.TryStart(script ?? "kernels_peer.py", threads) is { } peer ? new Peer(peer) : null;
+        /// <summary>Starts the peer and stops it (<see cref="PythonPeer.Pause"/>): it runs only while it answers a
+        /// request, so its idle threads never take CPU time from Nabla's turns.</summary>
+        public static Peer? TryStart(string? script, int threads)
+        {
+            if (PythonPeer.TryStart(script ?? "kernels_peer.py", threads) is not { } peer) return null;
+            peer.Pause();
+            return new Peer(peer);
+        }
 
         private static string Request(Case c, string contender) => c switch
         {
@@ -368,12 +376,19 @@ public static class KernelBench
         };
 
         /// <summary>Has the peer time by its calling thread's CPU time from now on.</summary>
-        public void UseCpuClock() => peer.Ask("clock cpu");
+        public void UseCpuClock() => Running(() => peer.Ask("clock cpu"));
 
         /// <summary>A warm-up request standing in for the first step (the peer warms each request up itself).</summary>
         public Action Step(Case c, string contender) => () => Time(c, 1, contender);
 
-        public double[] Time(Case c, int reps, string contender) => peer.AskNumbers($"{Request(c, contender)} {reps}");
+        public double[] Time(Case c, int reps, string contender) => Running(() => peer.AskNumbers($"{Request(c, contender)} {reps}"));
+
+        private T Running<T>(Func<T> request)
+        {
+            peer.Resume();
+            try { return request(); }
+            finally { peer.Pause(); }
+        }
 
         public void Dispose() => peer.Dispose();
     }

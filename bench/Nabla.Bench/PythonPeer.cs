@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Runtime.InteropServices;
 
 namespace Nabla.Bench;
 
@@ -8,7 +9,7 @@ namespace Nabla.Bench;
 /// next to its binary), driven one request line and one answer line at a time so the harness can interleave it with
 /// its own runs. Every peer answers "threads N" with "ok TORCH_THREADS ..." and stops at "quit".
 /// </summary>
-internal sealed class PythonPeer : IDisposable
+internal sealed partial class PythonPeer : IDisposable
 {
     private const string Python = "/usr/bin/python3";
     private readonly Process _process;
@@ -70,12 +71,35 @@ internal sealed class PythonPeer : IDisposable
     public double[] AskNumbers(string request) =>
         Ask(request).Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(w => double.Parse(w, CultureInfo.InvariantCulture)).ToArray();
 
+    /// <summary>
+    /// Stops the peer process (SIGSTOP) until <see cref="Resume"/>. Between its requests PyTorch's idle OpenMP
+    /// threads keep spinning for a while (OMP_WAIT_POLICY's default), and on two cores they halve the speed of
+    /// whatever runs next, long after a pause; a stopped process takes no CPU at all. Telling them to sleep instead
+    /// (OMP_WAIT_POLICY=PASSIVE) would slow PyTorch itself 1.4–1.7×, so the harness stops the process instead.
+    /// </summary>
+    public void Pause() => Signal(SigStop);
+
+    /// <summary>Lets a <see cref="Pause"/>d peer run again (SIGCONT); harmless on a running one.</summary>
+    public void Resume() => Signal(SigCont);
+
+    private const int SigCont = 18, SigStop = 19;
+
+    private void Signal(int signal)
+    {
+        if (!_process.HasExited && kill(_process.Id, signal) != 0)
+            throw new IOException($"{_name}: kill({_process.Id}, {signal}) failed (errno {Marshal.GetLastPInvokeError()}).");
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
     public void Dispose()
     {
         try
         {
             if (!_process.HasExited)
             {
+                Resume();
                 _process.StandardInput.WriteLine("quit");
                 if (!_process.WaitForExit(5000)) _process.Kill();
             }

@@ -154,26 +154,31 @@ public sealed unsafe partial class GpuBackend
             channels, F(x), F(mean), F(variance), batch, channels, spatial);
     }
 
-    public void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* y, int batch, int channels, int spatial)
+    public void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* residual, bool relu, float* y, int batch, int channels, int spatial)
     {
         long n = (long)batch * channels * spatial;
         if (n == 0) return;
-        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(K.BatchNorm.Normalize)(
-            Count(n, nameof(BatchNorm)), F(x), F(mean), F(rstd), F(w), F(b), F(y), channels, spatial, w == null ? 0 : 1, b == null ? 0 : 1);
+        int flags = (w == null ? 0 : K.BatchNorm.HasWeight) | (b == null ? 0 : K.BatchNorm.HasBias) | (residual == null ? 0 : K.BatchNorm.HasResidual) |
+            (relu ? K.BatchNorm.Relu : 0);
+        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int>(K.BatchNorm.Normalize)(
+            Count(n, nameof(BatchNorm)), F(x), F(mean), F(rstd), F(w), F(b), F(residual), F(y), channels, spatial, flags);
     }
 
-    public void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* dx, float* dw, float* db,
+    public void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* reluOutput, float* dx, float* dResidual, float* dw, float* db,
         int batch, int channels, int spatial, bool batchStatistics)
     {
         if (channels == 0) return;
         using var sums = Scratch(2L * channels);
-        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(
-            K.BatchNorm.GradientSums)(channels, F(dy), F(x), F(mean), F(rstd), sums.View, F(dw), F(db), batch, channels, spatial,
-            dw == null ? 0 : 1, db == null ? 0 : 1);
+        int flags = (w == null ? 0 : K.BatchNorm.HasWeight) | (reluOutput == null ? 0 : K.BatchNorm.Relu) | (dw == null ? 0 : K.BatchNorm.HasDw) |
+            (db == null ? 0 : K.BatchNorm.HasDb) | (batchStatistics ? K.BatchNorm.BatchStatistics : 0);
+        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(
+            K.BatchNorm.GradientSums)(channels, F(dy), F(x), F(mean), F(rstd), F(reluOutput), sums.View, F(dw), F(db), batch, channels, spatial, flags);
         long n = (long)batch * channels * spatial;
-        if (dx == null || n == 0) return;
-        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(
-            K.BatchNorm.InputGradient)(Count(n, nameof(BatchNormBackward)), F(dy), F(x), F(mean), F(rstd), F(w), sums.View, F(dx), batch, channels, spatial,
-            w == null ? 0 : 1, batchStatistics ? 1 : 0);
+        if (n == 0) return;
+        if (dResidual != null)
+            Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, int>(K.BatchNorm.MaskedGradient)(Count(n, nameof(BatchNormBackward)), F(dy), F(reluOutput), F(dResidual), flags);
+        if (dx == null) return;
+        Auto<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int>(
+            K.BatchNorm.InputGradient)(Count(n, nameof(BatchNormBackward)), F(dy), F(x), F(mean), F(rstd), F(w), F(reluOutput), sums.View, F(dx), batch, channels, spatial, flags);
     }
 }

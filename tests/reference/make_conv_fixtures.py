@@ -118,6 +118,26 @@ def main():
                running_mean_after=running_mean, running_var_after=running_var)
         metadata[name] = json.dumps(dict(training=training, momentum=0.1, eps=1e-5))
 
+    # The fused end of a ResNet block, relu(batch_norm(x) + residual), and batch norm + ReLU alone: Nabla's one-pass
+    # F.BatchNorm(..., residual, relu) against PyTorch's three ops. Values around zero so the ReLU cuts about half.
+    for name, training, with_residual in (("batchnorm_add_relu_train", True, True), ("batchnorm_relu_train", True, False),
+                                          ("batchnorm_add_relu_eval", False, True)):
+        x = leaf(randn(rng, 4, 3, 5, 6) * 2 + 1)
+        w, b = leaf(randn(rng, 3)), leaf(randn(rng, 3))
+        residual = leaf(randn(rng, 4, 3, 5, 6)) if with_residual else None
+        running_mean = torch.tensor(randn(rng, 3) * 0.1)
+        running_var = torch.tensor(np.abs(randn(rng, 3)) + 0.5)
+        record(name, running_mean_before=running_mean, running_var_before=running_var)
+        z = F.batch_norm(x, running_mean, running_var, w, b, training=training, momentum=0.1, eps=1e-5)
+        y = F.relu(z + residual if with_residual else z)
+        dy = torch.tensor(randn(rng, *y.shape))
+        y.backward(dy)
+        record(name, x=x, w=w, b=b, y=y, dy=dy, dx=x.grad, dw=w.grad, db=b.grad,
+               running_mean_after=running_mean, running_var_after=running_var)
+        if with_residual:
+            record(name, residual=residual, dresidual=residual.grad)
+        metadata[name] = json.dumps(dict(training=training, momentum=0.1, eps=1e-5, residual=with_residual))
+
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Nabla.Tests", "Fixtures", "conv_ops.safetensors")
     write_safetensors(out, tensors, metadata)
     print(f"wrote {out}: {len(tensors)} tensors, {os.path.getsize(out) / 1024:.0f} KB")

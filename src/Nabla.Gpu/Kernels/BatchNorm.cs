@@ -23,38 +23,52 @@ internal static class BatchNorm
         variance[c] = (float)(squares / count);
     }
 
+    /// <summary>Bits of the flags argument: which optional inputs and outputs are there, whether a ReLU follows.</summary>
+    public const int HasWeight = 1, HasBias = 2, HasResidual = 4, Relu = 8, HasDw = 16, HasDb = 32, BatchStatistics = 64;
+
     public static void Normalize(Index1D i, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> rstd, ArrayView<float> w, ArrayView<float> b,
-        ArrayView<float> y, int channels, int spatial, int hasW, int hasB)
+        ArrayView<float> residual, ArrayView<float> y, int channels, int spatial, int flags)
     {
         int c = i / spatial % channels;
-        y[i] = (x[i] - mean[c]) * rstd[c] * (hasW != 0 ? w[c] : 1f) + (hasB != 0 ? b[c] : 0f);
+        float v = (x[i] - mean[c]) * rstd[c] * ((flags & HasWeight) != 0 ? w[c] : 1f) + ((flags & HasBias) != 0 ? b[c] : 0f);
+        if ((flags & HasResidual) != 0) v += residual[i];
+        y[i] = (flags & Relu) != 0 && !(v > 0f) ? 0f : v;
     }
 
-    /// <summary>sums[c] = Σ dy, sums[channels + c] = Σ dy·x̂; also written to db / dw when present.</summary>
+    /// <summary>The gradient reaching the normalisation: dy, or with a ReLU dy where its output y is positive.</summary>
+    private static float Incoming(ArrayView<float> dy, ArrayView<float> reluOutput, long i, int flags) =>
+        (flags & Relu) == 0 || reluOutput[i] > 0f ? dy[i] : 0f;
+
+    /// <summary>sums[c] = Σ g, sums[channels + c] = Σ g·x̂ (g: <see cref="Incoming"/>); also written to db / dw when present.</summary>
     public static void GradientSums(Index1D c, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> rstd,
-        ArrayView<float> sums, ArrayView<float> dw, ArrayView<float> db, int batch, int channels, int spatial, int hasDw, int hasDb)
+        ArrayView<float> reluOutput, ArrayView<float> sums, ArrayView<float> dw, ArrayView<float> db, int batch, int channels, int spatial, int flags)
     {
         double dySum = 0, dyNormalizedSum = 0;
         for (int n = 0; n < batch; n++)
             for (int s = 0; s < spatial; s++)
             {
                 long i = ((long)n * channels + c) * spatial + s;
-                dySum += dy[i];
-                dyNormalizedSum += dy[i] * ((x[i] - (double)mean[c]) * rstd[c]);
+                float g = Incoming(dy, reluOutput, i, flags);
+                dySum += g;
+                dyNormalizedSum += g * ((x[i] - (double)mean[c]) * rstd[c]);
             }
         sums[c] = (float)dySum;
         sums[channels + c] = (float)dyNormalizedSum;
-        if (hasDw != 0) dw[c] = (float)dyNormalizedSum;
-        if (hasDb != 0) db[c] = (float)dySum;
+        if ((flags & HasDw) != 0) dw[c] = (float)dyNormalizedSum;
+        if ((flags & HasDb) != 0) db[c] = (float)dySum;
     }
 
+    /// <summary>The residual's gradient: g (<see cref="Incoming"/>).</summary>
+    public static void MaskedGradient(Index1D i, ArrayView<float> dy, ArrayView<float> reluOutput, ArrayView<float> g, int flags) =>
+        g[i] = Incoming(dy, reluOutput, i, flags);
+
     public static void InputGradient(Index1D i, ArrayView<float> dy, ArrayView<float> x, ArrayView<float> mean, ArrayView<float> rstd,
-        ArrayView<float> w, ArrayView<float> sums, ArrayView<float> dx, int batch, int channels, int spatial, int hasW, int batchStatistics)
+        ArrayView<float> w, ArrayView<float> reluOutput, ArrayView<float> sums, ArrayView<float> dx, int batch, int channels, int spatial, int flags)
     {
         int c = i / spatial % channels;
         long count = (long)batch * spatial;
-        float g = dy[i];
-        if (batchStatistics != 0) g -= sums[c] / count + (x[i] - mean[c]) * rstd[c] * (sums[channels + c] / count);
-        dx[i] = (hasW != 0 ? w[c] : 1f) * rstd[c] * g;
+        float g = Incoming(dy, reluOutput, i, flags);
+        if ((flags & BatchStatistics) != 0) g -= sums[c] / count + (x[i] - mean[c]) * rstd[c] * (sums[channels + c] / count);
+        dx[i] = ((flags & HasWeight) != 0 ? w[c] : 1f) * rstd[c] * g;
     }
 }

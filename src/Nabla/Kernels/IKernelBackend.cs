@@ -190,13 +190,16 @@ public unsafe interface IKernelBackend
     /// <summary>Per-channel mean and biased variance of x (batch, channels, spatial) over batch and spatial.</summary>
     void BatchNormStatistics(float* x, float* mean, float* variance, int batch, int channels, int spatial);
 
-    /// <summary>y = (x - mean[c])·rstd[c]·w[c] + b[c]; w and b may be null (1 and 0).</summary>
-    void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* y, int batch, int channels, int spatial);
+    /// <summary>y = (x - mean[c])·rstd[c]·w[c] + b[c] (+ residual) (then max(·, 0) with <paramref name="relu"/>);
+    /// w, b and residual may be null (1, 0 and 0). The residual sum and the ReLU are the epilogue of a ResNet block
+    /// (relu(bn(conv(x)) + shortcut)) in the same pass over the data.</summary>
+    void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* residual, bool relu, float* y, int batch, int channels, int spatial);
 
-    /// <summary>Backward of <see cref="BatchNorm"/>: writes dx, dw = Σ dy·x̂ and db = Σ dy per channel, each when not
-    /// null (x̂ = (x - mean)·rstd). With <paramref name="batchStatistics"/> the mean and rstd were computed from this
-    /// batch (training), so dx includes their derivatives: dx = w·rstd·(dy - mean(dy) - x̂·mean(dy·x̂)); otherwise
-    /// (running statistics) dx = w·rstd·dy.</summary>
-    void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* dx, float* dw, float* db,
+    /// <summary>Backward of <see cref="BatchNorm"/>: writes dx, dw = Σ g·x̂ and db = Σ g per channel, and dResidual = g,
+    /// each when not null (x̂ = (x - mean)·rstd), where g is the gradient reaching the normalisation: dy, or with
+    /// <paramref name="reluOutput"/> (the forward's y, which had the ReLU) dy where y > 0 and 0 elsewhere. With
+    /// <paramref name="batchStatistics"/> the mean and rstd were computed from this batch (training), so dx includes
+    /// their derivatives: dx = w·rstd·(g - mean(g) - x̂·mean(g·x̂)); otherwise (running statistics) dx = w·rstd·g.</summary>
+    void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* reluOutput, float* dx, float* dResidual, float* dw, float* db,
         int batch, int channels, int spatial, bool batchStatistics);
 }

@@ -38,11 +38,14 @@ public abstract unsafe class BatchNorm : Module
     /// <summary>Whether an input of this rank is what the layer normalises, and how to describe that input.</summary>
     private protected abstract (bool Accepted, string Expected) CheckRank(int rank);
 
-    public override Tensor Forward(Tensor input)
+    public override Tensor Forward(Tensor input) => Forward(input, residual: null, relu: false);
+
+    /// <summary>relu(bn(input) + residual) (either part optional) in one pass: see <see cref="F.BatchNorm"/>.</summary>
+    public Tensor Forward(Tensor input, Tensor? residual, bool relu)
     {
         var (accepted, expected) = CheckRank(input.Rank);
         if (!accepted) throw new ArgumentException($"{GetType().Name}: input must be {expected}, got {input.ShapeString}.");
-        var y = F.BatchNorm(input, RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps);
+        var y = F.BatchNorm(input, RunningMean, RunningVar, Weight, Bias, Training, Momentum, Eps, residual, relu);
         if (Training) CountBatch();
         return y;
     }

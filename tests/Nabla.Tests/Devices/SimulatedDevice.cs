@@ -265,10 +265,11 @@ public sealed unsafe class SimulatedDevice : IDeviceRuntime
     public void BatchNormStatistics(float* x, float* mean, float* variance, int batch, int channels, int spatial) =>
         _inner.BatchNormStatistics(At(x), At(mean), At(variance), batch, channels, spatial);
 
-    public void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* y, int batch, int channels, int spatial) =>
-        _inner.BatchNorm(At(x), At(mean), At(rstd), At(w), At(b), At(y), batch, channels, spatial);
+    public void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* residual, bool relu, float* y, int batch, int channels, int spatial) =>
+        _inner.BatchNorm(At(x), At(mean), At(rstd), At(w), At(b), At(residual), relu, At(y), batch, channels, spatial);
 
-    public void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* dx, float* dw, float* db, int batch, int channels, int spatial, bool batchStatistics) =>
-        _inner.BatchNormBackward(At(dy), At(x), At(mean), At(rstd), At(w), At(dx), At(dw), At(db), batch, channels, spatial, batchStatistics);
+    public void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* reluOutput, float* dx, float* dResidual, float* dw, float* db,
+        int batch, int channels, int spatial, bool batchStatistics) =>
+        _inner.BatchNormBackward(At(dy), At(x), At(mean), At(rstd), At(w), At(reluOutput), At(dx), At(dResidual), At(dw), At(db), batch, channels, spatial, batchStatistics);
     }
 }

@@ -182,9 +182,10 @@ public sealed unsafe class GpuNaiveKernelTests
     }
 
     [Theory]
-    [InlineData(true, true)]
-    [InlineData(false, false)]
-    public void BatchNormStatisticsForwardAndBackward(bool affine, bool batchStatistics)
+    [InlineData(true, true, false)]
+    [InlineData(false, false, false)]
+    [InlineData(true, true, true)]
+    public void BatchNormStatisticsForwardAndBackward(bool affine, bool batchStatistics, bool residualRelu)
     {
         var rng = new Generator(47);
         const int batch = 3, channels = 4, spatial = 10;
@@ -193,14 +194,15 @@ public sealed unsafe class GpuNaiveKernelTests
         var dy = Normal(rng, n);
         var w = affine ? Normal(rng, channels) : null;
         var b = affine ? Normal(rng, channels) : null;
+        var residual = residualRelu ? Normal(rng, n) : null;
         var (mean, variance, y) = (new float[channels], new float[channels], new float[n]);
-        var (dx, dw, db) = (new float[n], new float[channels], new float[channels]);
+        var (dx, dw, db, dr) = (new float[n], new float[channels], new float[channels], new float[n]);
         fixed (float* px = x, pm = mean, pv = variance) Ref.BatchNormStatistics(px, pm, pv, batch, channels, spatial);
         var rstd = variance.Select(v => 1f / MathF.Sqrt(v + 1e-5f)).ToArray();
-        fixed (float* px = x, pm = mean, pr = rstd, pw = w, pb = b, py = y, pdy = dy, pdx = dx, pdw = dw, pdb = db)
+        fixed (float* px = x, pm = mean, pr = rstd, pw = w, pb = b, pres = residual, py = y, pdy = dy, pdx = dx, pdw = dw, pdb = db, pdr = dr)
         {
-            Ref.BatchNorm(px, pm, pr, pw, pb, py, batch, channels, spatial);
-            Ref.BatchNormBackward(pdy, px, pm, pr, pw, pdx, pdw, pdb, batch, channels, spatial, batchStatistics);
+            Ref.BatchNorm(px, pm, pr, pw, pb, pres, residualRelu, py, batch, channels, spatial);
+            Ref.BatchNormBackward(pdy, px, pm, pr, pw, residualRelu ? py : null, pdx, residualRelu ? pdr : null, pdw, pdb, batch, channels, spatial, batchStatistics);
         }
         using var d = new DeviceArrays();
         var gpu = GpuTestDevice.Kernels;
@@ -209,12 +211,14 @@ public sealed unsafe class GpuNaiveKernelTests
         Near(mean, d.Read(gm, channels), "BatchNorm mean", 1e-5, 1e-6);
         Near(variance, d.Read(gv, channels), "BatchNorm variance", 1e-5, 1e-6);
         float* gw = affine ? d.Upload(w!) : null, gb = affine ? d.Upload(b!) : null, gy = d.Filled(n);
-        gpu.BatchNorm(gx, gm, gr, gw, gb, gy, batch, channels, spatial);
+        gpu.BatchNorm(gx, gm, gr, gw, gb, residualRelu ? d.Upload(residual!) : null, residualRelu, gy, batch, channels, spatial);
         Near(y, d.Read(gy, n), "BatchNorm y", 1e-5, 1e-5);
-        float* gdx = d.Filled(n), gdw = d.Filled(channels), gdb = d.Filled(channels);
-        gpu.BatchNormBackward(d.Upload(dy), gx, gm, gr, gw, gdx, gdw, gdb, batch, channels, spatial, batchStatistics);
+        // The backward reads the reference's y, so that the ReLU's mask is the same on both sides.
+        float* gdx = d.Filled(n), gdw = d.Filled(channels), gdb = d.Filled(channels), gdr = residualRelu ? d.Filled(n) : null;
+        gpu.BatchNormBackward(d.Upload(dy), gx, gm, gr, gw, residualRelu ? d.Upload(y) : null, gdx, gdr, gdw, gdb, batch, channels, spatial, batchStatistics);
         Near(dx, d.Read(gdx, n), "BatchNorm dx", 1e-4, 1e-5);
         Near(dw, d.Read(gdw, channels), "BatchNorm dw", 1e-5, 1e-5);
+        if (residualRelu) Near(dr, d.Read(gdr, n), "BatchNorm residual gradient", 1e-6, 1e-6);
         Near(db, d.Read(gdb, channels), "BatchNorm db", 1e-5, 1e-5);
     }
 

@@ -65,24 +65,13 @@ public unsafe class ConvolutionKernelTests
         for (int trial = 0; trial < 40; trial++)
         {
             var g = RandomGeometry(random, pooling: false, depthwise: true);
-            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
-            var x = Randn(random, inCount);
-            var w = Randn(random, (long)g.OutChannels * g.KernelH * g.KernelW);
-            var bias = trial % 2 == 0 ? Randn(random, g.OutChannels) : null;
-            var dy = Randn(random, outCount);
-            var results = new Tensor[2, 3];
-            BothBackends(isa, (backend, isReference) =>
-            {
-                int k = isReference ? 0 : 1;
-                var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([w.Count]));
-                backend.DepthwiseConv2d(g, x.Data, w.Data, bias == null ? null : bias.Data, y.Data);
-                backend.DepthwiseConv2dBackwardInput(g, dy.Data, w.Data, dx.Data);
-                backend.DepthwiseConv2dBackwardWeight(g, dy.Data, x.Data, dw.Data);
-                (results[k, 0], results[k, 1], results[k, 2]) = (y, dx, dw);
-            });
-            Close.Assert(results[0, 0], results[1, 0], 1e-5, $"depthwise y {g}");
-            Close.Assert(results[0, 1], results[1, 1], 1e-5, $"depthwise dx {g}");
-            Close.Assert(results[0, 2], results[1, 2], 1e-5, $"depthwise dw {g}");
+            AssertConvolutionKernelsMatchReference(isa, g, random, (long)g.OutChannels * g.KernelH * g.KernelW, withBias: trial % 2 == 0, "depthwise",
+                (backend, x, w, bias, dy, y, dx, dw) =>
+                {
+                    backend.DepthwiseConv2d(g, x, w, bias, y);
+                    backend.DepthwiseConv2dBackwardInput(g, dy, w, dx);
+                    backend.DepthwiseConv2dBackwardWeight(g, dy, x, dw);
+                });
         }
     }
 
@@ -102,24 +91,64 @@ public unsafe class ConvolutionKernelTests
                 random.Next(0, kh), random.Next(0, kw), 1, 1, 1);
             if (g.OutHeight < 1 || g.OutWidth < 1) continue;
             Assert.True(g.SuitsDirect);
-            long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
-            var x = Randn(random, inCount);
-            var weight = Randn(random, (long)g.OutChannels * g.Channels * kh * kw);
-            var bias = trial % 2 == 0 ? Randn(random, g.OutChannels) : null;
-            var dy = Randn(random, outCount);
-            var results = new Tensor[2, 3];
-            BothBackends(isa, (backend, isReference) =>
+            AssertDirectKernelsMatchReference(isa, g, random, withBias: trial % 2 == 0);
+        }
+    }
+
+    /// <summary>The direct forward, input gradient and weight gradient of <paramref name="g"/> on random data, fast
+    /// against the reference.</summary>
+    private static void AssertDirectKernelsMatchReference(Isa isa, Conv2dGeometry g, Random random, bool withBias) =>
+        AssertConvolutionKernelsMatchReference(isa, g, random, (long)g.OutChannels * g.Channels * g.KernelH * g.KernelW, withBias, "direct",
+            (backend, x, w, bias, dy, y, dx, dw) =>
             {
-                int k = isReference ? 0 : 1;
-                var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([weight.Count]));
-                backend.DirectConv2d(g, x.Data, weight.Data, bias == null ? null : bias.Data, y.Data);
-                backend.DirectConv2dBackwardInput(g, dy.Data, weight.Data, dx.Data);
-                backend.DirectConv2dBackwardWeight(g, dy.Data, x.Data, dw.Data);
-                (results[k, 0], results[k, 1], results[k, 2]) = (y, dx, dw);
+                backend.DirectConv2d(g, x, w, bias, y);
+                backend.DirectConv2dBackwardInput(g, dy, w, dx);
+                backend.DirectConv2dBackwardWeight(g, dy, x, dw);
             });
-            Close.Assert(results[0, 0], results[1, 0], 1e-5, $"direct y {g}");
-            Close.Assert(results[0, 1], results[1, 1], 1e-5, $"direct dx {g}");
-            Close.Assert(results[0, 2], results[1, 2], 1e-5, $"direct dw {g}");
+
+    private unsafe delegate void ConvolutionKernels(IKernelBackend backend, float* x, float* w, float* bias, float* dy, float* y, float* dx, float* dw);
+
+    /// <summary>A convolution's forward, input gradient and weight gradient (<paramref name="run"/>) on random x, weight
+    /// (<paramref name="weightCount"/> values), bias and dy: fast against the reference.</summary>
+    private static void AssertConvolutionKernelsMatchReference(Isa isa, Conv2dGeometry g, Random random, long weightCount, bool withBias, string what,
+        ConvolutionKernels run)
+    {
+        long inCount = (long)g.Planes * g.Height * g.Width, outCount = (long)g.Batch * g.OutChannels * g.OutHeight * g.OutWidth;
+        var x = Randn(random, inCount);
+        var weight = Randn(random, weightCount);
+        var bias = withBias ? Randn(random, g.OutChannels) : null;
+        var dy = Randn(random, outCount);
+        var results = new Tensor[2, 3];
+        BothBackends(isa, (backend, isReference) =>
+        {
+            int k = isReference ? 0 : 1;
+            var (y, dx, dw) = (Tensor.Empty([(int)outCount]), Tensor.Empty([(int)inCount]), Tensor.Empty([weight.Count]));
+            run(backend, x.Data, weight.Data, bias == null ? null : bias.Data, dy.Data, y.Data, dx.Data, dw.Data);
+            (results[k, 0], results[k, 1], results[k, 2]) = (y, dx, dw);
+        });
+        Close.Assert(results[0, 0], results[1, 0], 1e-5, $"{what} y {g}");
+        Close.Assert(results[0, 1], results[1, 1], 1e-5, $"{what} dx {g}");
+        Close.Assert(results[0, 2], results[1, 2], 1e-5, $"{what} dw {g}");
+    }
+
+    /// <summary>The direct kernels on the shapes where the AVX-512 path tiles over output channels (stride-1
+    /// correlations with 32 or 64 output channels and rows of 7–14 outputs: ResNet-20's later stages), including a
+    /// width that is no multiple of 7 (an overlapping last tile), the input gradient of stride-2 convolutions (one
+    /// stride-1 correlation per phase, 32 channels) and 1×1 to 5×5 kernels; the other ISAs run their usual tiles.</summary>
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void DirectChannelTilesMatchReference(Isa isa)
+    {
+        var random = new Random(13);
+        for (int trial = 0; trial < 16; trial++)
+        {
+            int k = new[] { 3, 3, 1, 5 }[trial % 4], stride = trial % 3 == 2 ? 2 : 1, pad = random.Next(0, k);
+            int outChannels = trial % 2 == 0 ? 32 : 64, inChannels = stride == 2 ? 32 : new[] { 3, 17, 32 }[random.Next(3)];
+            int h = random.Next(3, 16), w = random.Next(7, 15) * stride + k - 1 - 2 * pad;
+            var g = new Conv2dGeometry(random.Next(1, 5), inChannels, h + k, Math.Max(w, 1), stride == 2 ? inChannels : outChannels, k, k,
+                stride, stride, pad, pad, 1, 1, 1);
+            if (g.OutHeight < 1 || g.OutWidth < 1) continue;
+            AssertDirectKernelsMatchReference(isa, g, random, withBias: trial % 2 == 0);
         }
     }
 
@@ -225,6 +254,8 @@ public unsafe class ConvolutionKernelTests
         {
             int batch = random.Next(1, 5), channels = random.Next(1, 6), spatial = random.Next(1, 80);
             bool batchStatistics = trial % 2 == 0, affine = trial % 3 != 0;
+            // ResNet's epilogue on some trials: relu(bn(x) + residual), or either part alone.
+            bool relu = trial % 4 >= 2, withResidual = trial % 5 >= 2;
             int count = batch * channels * spatial;
             // An offset far from zero: the statistics must not lose the small variance to cancellation.
             var x = Randn(random, count).Mul(0.5f).Add(3f);
@@ -235,21 +266,27 @@ public unsafe class ConvolutionKernelTests
             var variance = Tensor.Empty([channels]);
             Reference.BatchNormStatistics(x.Data, mean.Data, variance.Data, batch, channels, spatial);
             var rstd = variance.Add(1e-5f).Pow(-0.5f);
-            var results = new Tensor[2, 6];
+            var residual = withResidual ? Randn(random, count) : null;
+            // Both backwards read the reference's output for the ReLU's mask, so that values within rounding of 0 agree.
+            var reluOutput = Tensor.Empty([count]);
+            Reference.BatchNorm(x.Data, mean.Data, rstd.Data, w == null ? null : w.Data, b == null ? null : b.Data, residual == null ? null : residual.Data,
+                relu, reluOutput.Data, batch, channels, spatial);
+            var results = new Tensor[2, 7];
             BothBackends(isa, (backend, isReference) =>
             {
                 int k = isReference ? 0 : 1;
                 var (m, v) = (Tensor.Empty([channels]), Tensor.Empty([channels]));
                 backend.BatchNormStatistics(x.Data, m.Data, v.Data, batch, channels, spatial);
                 var y = Tensor.Empty([count]);
-                backend.BatchNorm(x.Data, mean.Data, rstd.Data, w == null ? null : w.Data, b == null ? null : b.Data, y.Data, batch, channels, spatial);
-                var (dx, dw, db) = (Tensor.Empty([count]), Tensor.Empty([channels]), Tensor.Empty([channels]));
-                backend.BatchNormBackward(dy.Data, x.Data, mean.Data, rstd.Data, w == null ? null : w.Data, dx.Data, dw.Data, db.Data,
-                    batch, channels, spatial, batchStatistics);
-                (results[k, 0], results[k, 1], results[k, 2], results[k, 3], results[k, 4], results[k, 5]) = (m, v, y, dx, dw, db);
+                backend.BatchNorm(x.Data, mean.Data, rstd.Data, w == null ? null : w.Data, b == null ? null : b.Data, residual == null ? null : residual.Data,
+                    relu, y.Data, batch, channels, spatial);
+                var (dx, dw, db, dr) = (Tensor.Empty([count]), Tensor.Empty([channels]), Tensor.Empty([channels]), Tensor.Zeros(count));
+                backend.BatchNormBackward(dy.Data, x.Data, mean.Data, rstd.Data, w == null ? null : w.Data, relu ? reluOutput.Data : null, dx.Data,
+                    withResidual ? dr.Data : null, dw.Data, db.Data, batch, channels, spatial, batchStatistics);
+                (results[k, 0], results[k, 1], results[k, 2], results[k, 3], results[k, 4], results[k, 5], results[k, 6]) = (m, v, y, dx, dw, db, dr);
             });
-            string what = $"batch norm ({batch}, {channels}, {spatial}) batch statistics {batchStatistics}";
-            string[] names = ["mean", "variance", "y", "dx", "dw", "db"];
+            string what = $"batch norm ({batch}, {channels}, {spatial}) batch statistics {batchStatistics} residual {withResidual} relu {relu}";
+            string[] names = ["mean", "variance", "y", "dx", "dw", "db", "residual gradient"];
             for (int i = 0; i < names.Length; i++) Close.Assert(results[0, i], results[1, i], 1e-5, $"{what} {names[i]}");
         }
     }

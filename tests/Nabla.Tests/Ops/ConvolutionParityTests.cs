@@ -97,6 +97,12 @@ public class ConvolutionParityTests
     [InlineData("batchnorm_train", "reference")]
     [InlineData("batchnorm_eval", "cpu")]
     [InlineData("batchnorm_eval", "reference")]
+    [InlineData("batchnorm_add_relu_train", "cpu")]
+    [InlineData("batchnorm_add_relu_train", "reference")]
+    [InlineData("batchnorm_relu_train", "cpu")]
+    [InlineData("batchnorm_relu_train", "reference")]
+    [InlineData("batchnorm_add_relu_eval", "cpu")]
+    [InlineData("batchnorm_add_relu_eval", "reference")]
     public void BatchNormMatchesPyTorch(string name, string backend)
     {
         using var _ = UseBackend(backend);
@@ -109,8 +115,12 @@ public class ConvolutionParityTests
         });
         module.Train(settings.GetProperty("training").GetBoolean());
         var x = Leaf(name + "/x");
-        var y = module.Forward(x);
+        // The fused cases are PyTorch's relu(batch_norm(x) + residual) (or relu(batch_norm(x))): one op here.
+        bool fused = name.Contains("relu");
+        var residual = settings.TryGetProperty("residual", out var r) && r.GetBoolean() ? Leaf(name + "/residual") : null;
+        var y = fused ? module.Forward(x, residual, relu: true) : module.Forward(x);
         y.Backward(Get(name + "/dy"));
+        if (residual != null) Close.Assert(Get(name + "/dresidual"), residual.Grad!, 1e-5, name + " residual gradient");
         Close.Assert(Get(name + "/y"), y, 1e-5, name + " y");
         Close.Assert(Get(name + "/dx"), x.Grad!, 1e-5, name + " dx");
         Close.Assert(Get(name + "/dw"), module.Weight!.Grad!, 1e-5, name + " dw");

@@ -130,9 +130,10 @@ public unsafe class KernelAllocationTests(ITestOutputHelper output)
             Cases["AdaptiveAvgPool2d"] = () => kernels.AdaptiveAvgPool2d(6, 11, 37, 3, 4, a.Data, b.Data);
             Cases["AdaptiveAvgPool2dBackward"] = () => kernels.AdaptiveAvgPool2dBackward(6, 11, 37, 3, 4, b.Data, c.Data);
             Cases["BatchNormStatistics"] = () => kernels.BatchNormStatistics(a.Data, mean.Data, dw.Data, 2, 3, 11 * 37);
-            Cases["BatchNorm"] = () => kernels.BatchNorm(a.Data, mean.Data, rstd.Data, null, bias.Data, b.Data, 2, 3, 11 * 37);
+            var residual = Floats(2 * 3 * 11 * 37);
+            Cases["BatchNorm"] = () => kernels.BatchNorm(a.Data, mean.Data, rstd.Data, null, bias.Data, residual.Data, true, b.Data, 2, 3, 11 * 37);
             Cases["BatchNormBackward"] = () =>
-                kernels.BatchNormBackward(c.Data, a.Data, mean.Data, rstd.Data, w.Data, d.Data, dw.Data, db.Data, 2, 3, 11 * 37, true);
+                kernels.BatchNormBackward(c.Data, a.Data, mean.Data, rstd.Data, w.Data, b.Data, d.Data, residual.Data, dw.Data, db.Data, 2, 3, 11 * 37, true);
         }
 
         private static Action UnaryCalls<F>(IKernelBackend kernels, Tensor x, Tensor y, Tensor dy, Tensor dx, int n) where F : struct, IUnaryFunction => () =>

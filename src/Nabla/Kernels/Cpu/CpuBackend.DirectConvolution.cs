@@ -158,30 +158,54 @@ public sealed unsafe partial class CpuBackend
     private static int ChunkImages(in Correlation s, int limit) =>
         (int)Math.Clamp(DirectChunkFloats / Math.Max(1L, (long)(s.In * s.Phases + s.OutPadded(8)) * s.Plane), 1, Math.Max(1, limit));
 
+    /// <summary>Broadcast operands per tile over output channels: consecutive positions of one output row in
+    /// <see cref="DirectChannelTiles{V}"/>, (channel, tap) pairs in <see cref="WeightGradientChannelTiles{V}"/>.</summary>
+    private const int ChannelTileColumns = 7;
+
+    /// <summary>
+    /// Whether a correlation runs as <see cref="DirectChannelTiles{V}"/> (vectors over output channels) rather than
+    /// the tiles over grid positions: on the AVX-512 path, stride 1, whole pairs of 16-channel vectors, and rows of 7
+    /// to 14 outputs. There the position tiles pay for the padding columns and rows of the grid (31 % extra work at
+    /// 14×14, 65 % at 7×7; ResNet-20's second and third stages), while channel tiles compute the outputs alone.
+    /// </summary>
+    private static bool UsesChannelTiles(in Correlation s) =>
+        CpuFeatures.Effective == Isa.Avx512 && s.S == 1 && s.Out % 32 == 0 && s.OW is >= ChannelTileColumns and <= 14;
+
     private static void DirectCorrelation(in Correlation s, float* x, float* w, float* bias, float* y, Placement place)
     {
-        // Packed weights: [output block][input channel][tap][the rows outputs of the block], zero past Out.
+        // Packed weights for position tiles: [output block][input channel][tap][the rows outputs of the block], zero
+        // past Out; for channel tiles: [input channel][tap][output channel].
         int rows = ForwardRows;
+        bool channelTiles = UsesChannelTiles(s);
         long packedCount = (long)s.OutPadded(rows) * s.In * s.Taps;
         float* packed = (float*)NativeMemory.AlignedAlloc((nuint)(packedCount * sizeof(float)), 64);
         try
         {
-            for (int block = 0; block < s.OutPadded(rows) / rows; block++)
+            if (channelTiles)
+            {
                 for (int i = 0; i < s.In; i++)
                     for (int t = 0; t < s.Taps; t++)
-                        for (int k = 0; k < rows; k++)
-                        {
-                            int o = block * rows + k;
-                            packed[((((long)block * s.In + i) * s.Taps + t) * rows) + k] = o < s.Out ? s.Weight(w, o, i, t) : 0f;
-                        }
+                        for (int o = 0; o < s.Out; o++)
+                            packed[((long)i * s.Taps + t) * s.Out + o] = s.Weight(w, o, i, t);
+            }
+            else
+                for (int block = 0; block < s.OutPadded(rows) / rows; block++)
+                    for (int i = 0; i < s.In; i++)
+                        for (int t = 0; t < s.Taps; t++)
+                            for (int k = 0; k < rows; k++)
+                            {
+                                int o = block * rows + k;
+                                packed[((((long)block * s.In + i) * s.Taps + t) * rows) + k] = o < s.Out ? s.Weight(w, o, i, t) : 0f;
+                            }
             // Enough chunks to keep every thread busy twice over, where the batch allows.
             int chunk = ChunkImages(s, (s.Batch + 2 * WorkerPool.ConcurrentThreads - 1) / (2 * WorkerPool.ConcurrentThreads));
-            ParallelKernel.Items((s.Batch + chunk - 1) / chunk, new DirectChunks(s, place, chunk, rows, x, packed, bias, y));
+            ParallelKernel.Items((s.Batch + chunk - 1) / chunk, new DirectChunks(s, place, chunk, rows, channelTiles, x, packed, bias, y));
         }
         finally { NativeMemory.AlignedFree(packed); }
     }
 
-    private readonly struct DirectChunks(Correlation s, Placement place, int chunk, int rows, float* x, float* packed, float* bias, float* y) : IKernelItems
+    private readonly struct DirectChunks(Correlation s, Placement place, int chunk, int rows, bool channelTiles, float* x, float* packed, float* bias, float* y)
+        : IKernelItems
     {
         public void Execute<V>(int item) where V : struct, IVec<V>
         {
@@ -193,13 +217,15 @@ public sealed unsafe partial class CpuBackend
             FillGrid(s, x, n0, images, grid, row);
             int* tap = stackalloc int[s.Taps];
             for (int t = 0; t < s.Taps; t++) tap[t] = (int)s.TapOffset(t, row);
-            for (int block = 0; block < s.OutPadded(rows) / rows; block++)
-            {
-                float* blockWeights = packed + (long)block * s.In * s.Taps * rows, blockOutput = output + (long)block * rows * span;
-                // Eight rows only where the vectors are 512-bit (ForwardRows); the generic instance for narrower ones never runs.
-                if (rows == 8) DirectTiles8x3<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
-                else DirectTiles4x2<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
-            }
+            if (channelTiles) DirectChannelTiles<V>(s, images, packed, tap, grid, channelStride, output, span);
+            else
+                for (int block = 0; block < s.OutPadded(rows) / rows; block++)
+                {
+                    float* blockWeights = packed + (long)block * s.In * s.Taps * rows, blockOutput = output + (long)block * rows * span;
+                    // Eight rows only where the vectors are 512-bit (ForwardRows); the generic instance for narrower ones never runs.
+                    if (rows == 8) DirectTiles8x3<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
+                    else DirectTiles4x2<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
+                }
             // Crop the grid to the outputs, adding the bias, and place them.
             int OH = s.OH, OW = s.OW;
             for (int n = 0; n < images; n++)
@@ -226,6 +252,57 @@ public sealed unsafe partial class CpuBackend
                     }
                 }
         }
+    }
+
+    /// <summary>
+    /// out[o][q] = Σ_i Σ_t packed[i][t][o] · grid[i][q + tap[t]] at the output positions q of the chunk's images only
+    /// (none of the grid's padding), as tiles of two vectors of output channels × 7 consecutive positions of a row:
+    /// per (channel, tap) two weight loads and 7 broadcast inputs feed 14 multiply-adds. A row whose width is not a
+    /// multiple of 7 ends with a tile moved back to overlap the one before (the overlap is computed twice, same values).
+    /// </summary>
+    private static void DirectChannelTiles<V>(in Correlation s, int images, float* packed, int* tap, float* grid, long channelStride, float* output, long span)
+        where V : struct, IVec<V>
+    {
+        int n = V.Count, OH = s.OH, OW = s.OW, taps = s.Taps, channels = s.In, outChannels = s.Out;
+        float* tile = stackalloc float[2 * ChannelTileColumns * V.Count];
+        for (int image = 0; image < images; image++)
+            for (int oh = 0; oh < OH; oh++)
+                for (int ow = 0; ow < OW; ow += ChannelTileColumns)
+                {
+                    long q = (long)image * s.Plane + (long)oh * s.Wq + Math.Min(ow, OW - ChannelTileColumns);
+                    for (int o0 = 0; o0 < outChannels; o0 += 2 * n)
+                    {
+                        V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
+                          a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00;
+                        float* wp = packed + o0;
+                        for (int i = 0; i < channels; i++)
+                        {
+                            float* xr = grid + i * channelStride + q;
+                            for (int t = 0; t < taps; t++, wp += outChannels)
+                            {
+                                float* at = xr + tap[t];
+                                V w0 = V.Load(wp), w1 = V.Load(wp + n);
+                                V b = V.Splat(at[0]); a00 = V.Fma(w0, b, a00); a10 = V.Fma(w1, b, a10);
+                                b = V.Splat(at[1]); a01 = V.Fma(w0, b, a01); a11 = V.Fma(w1, b, a11);
+                                b = V.Splat(at[2]); a02 = V.Fma(w0, b, a02); a12 = V.Fma(w1, b, a12);
+                                b = V.Splat(at[3]); a03 = V.Fma(w0, b, a03); a13 = V.Fma(w1, b, a13);
+                                b = V.Splat(at[4]); a04 = V.Fma(w0, b, a04); a14 = V.Fma(w1, b, a14);
+                                b = V.Splat(at[5]); a05 = V.Fma(w0, b, a05); a15 = V.Fma(w1, b, a15);
+                                b = V.Splat(at[6]); a06 = V.Fma(w0, b, a06); a16 = V.Fma(w1, b, a16);
+                            }
+                        }
+                        // The tile as [position][output channel], then transposed into the output rows.
+                        V.Store(tile, a00); V.Store(tile + n, a10); V.Store(tile + 2 * n, a01); V.Store(tile + 3 * n, a11);
+                        V.Store(tile + 4 * n, a02); V.Store(tile + 5 * n, a12); V.Store(tile + 6 * n, a03); V.Store(tile + 7 * n, a13);
+                        V.Store(tile + 8 * n, a04); V.Store(tile + 9 * n, a14); V.Store(tile + 10 * n, a05); V.Store(tile + 11 * n, a15);
+                        V.Store(tile + 12 * n, a06); V.Store(tile + 13 * n, a16);
+                        for (int k = 0; k < 2 * n; k++)
+                        {
+                            float* dst = output + (long)(o0 + k) * span + q;
+                            for (int r = 0; r < ChannelTileColumns; r++) dst[r] = tile[r * 2 * n + k];
+                        }
+                    }
+                }
     }
 
     /// <summary>dst[k] = src[k] + b over [0, n).</summary>
@@ -363,7 +440,8 @@ public sealed unsafe partial class CpuBackend
             new Span<float>(partial, s.Out * pairs).Clear();
             int first = (int)((long)s.Batch * range / ranges), end = (int)((long)s.Batch * (range + 1) / ranges);
             long maxSpan = GridSpan<V>(s, chunk, 1), maxRow = InputRow(s, maxSpan);
-            float* grid = ThreadScratch.Floats(s.In * s.Phases * maxRow + outPadded * maxSpan + pairsPadded);
+            bool channelTiles = UsesChannelTiles(s);
+            float* grid = ThreadScratch.Floats(s.In * s.Phases * maxRow + outPadded * maxSpan + pairs + ChannelTileColumns);
             float* dyGrid = grid + s.In * s.Phases * maxRow;
             int* pairAt = (int*)(dyGrid + outPadded * maxSpan);
             for (int n0 = first; n0 < end; n0 += chunk)
@@ -371,6 +449,11 @@ public sealed unsafe partial class CpuBackend
                 int images = Math.Min(chunk, end - n0);
                 long span = GridSpan<V>(s, images, 1), row = InputRow(s, span);
                 FillGrid(s, x, n0, images, grid, row);
+                if (channelTiles)
+                {
+                    WeightGradientChannelTiles<V>(s, dy, n0, images, grid, row, dyGrid, pairAt, partial);
+                    continue;
+                }
                 // dy on the output grid, zero wherever the grid position is no output.
                 new Span<float>(dyGrid, (int)(outPadded * span)).Clear();
                 int OH = s.OH, OW = s.OW;
@@ -391,6 +474,66 @@ public sealed unsafe partial class CpuBackend
                             partial, block * WeightGradientRows, s.Out, p, Math.Min(columns, pairs - p), pairs);
             }
         }
+    }
+
+    /// <summary>
+    /// The weight gradient of a chunk where the forward tiles over output channels (<see cref="UsesChannelTiles"/>):
+    /// partial[o][p] += Σ over the output positions alone (no grid padding) of dy[o] · grid[pairAt[p] + q], with dy
+    /// transposed to [position][output channel] so that a tile of two vectors of output channels × 7 (channel, tap)
+    /// pairs takes two loads and 7 broadcasts per position for 14 multiply-adds, and needs no horizontal sums.
+    /// </summary>
+    private static void WeightGradientChannelTiles<V>(in Correlation s, float* dy, int n0, int images, float* grid, long row, float* dyT, int* pairAt,
+        float* partial) where V : struct, IVec<V>
+    {
+        int n = V.Count, OH = s.OH, OW = s.OW, outChannels = s.Out, pairs = s.In * s.Taps, positions = OH * OW;
+        for (int image = 0; image < images; image++)
+            for (int o = 0; o < outChannels; o++)
+            {
+                float* src = dy + ((long)(n0 + image) * outChannels + o) * positions;
+                float* dst = dyT + (long)image * positions * outChannels + o;
+                for (int m = 0; m < positions; m++) dst[(long)m * outChannels] = src[m];
+            }
+        // The padding pairs (up to a whole tile) repeat the last one and are not stored.
+        for (int p = 0; p < pairs + ChannelTileColumns; p++)
+        {
+            int pp = Math.Min(p, pairs - 1);
+            pairAt[p] = (int)(pp / s.Taps * s.Phases * row + s.TapOffset(pp % s.Taps, row));
+        }
+        float* tile = stackalloc float[2 * ChannelTileColumns * V.Count];
+        for (int o0 = 0; o0 < outChannels; o0 += 2 * n)
+            for (int p0 = 0; p0 < pairs; p0 += ChannelTileColumns)
+            {
+                V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
+                  a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00;
+                float* x0 = grid + pairAt[p0], x1 = grid + pairAt[p0 + 1], x2 = grid + pairAt[p0 + 2], x3 = grid + pairAt[p0 + 3],
+                    x4 = grid + pairAt[p0 + 4], x5 = grid + pairAt[p0 + 5], x6 = grid + pairAt[p0 + 6];
+                float* d = dyT + o0;
+                for (int image = 0; image < images; image++)
+                    for (int oh = 0; oh < OH; oh++)
+                    {
+                        long q = (long)image * s.Plane + (long)oh * s.Wq;
+                        for (int ow = 0; ow < OW; ow++, q++, d += outChannels)
+                        {
+                            V d0 = V.Load(d), d1 = V.Load(d + n);
+                            V b = V.Splat(x0[q]); a00 = V.Fma(d0, b, a00); a10 = V.Fma(d1, b, a10);
+                            b = V.Splat(x1[q]); a01 = V.Fma(d0, b, a01); a11 = V.Fma(d1, b, a11);
+                            b = V.Splat(x2[q]); a02 = V.Fma(d0, b, a02); a12 = V.Fma(d1, b, a12);
+                            b = V.Splat(x3[q]); a03 = V.Fma(d0, b, a03); a13 = V.Fma(d1, b, a13);
+                            b = V.Splat(x4[q]); a04 = V.Fma(d0, b, a04); a14 = V.Fma(d1, b, a14);
+                            b = V.Splat(x5[q]); a05 = V.Fma(d0, b, a05); a15 = V.Fma(d1, b, a15);
+                            b = V.Splat(x6[q]); a06 = V.Fma(d0, b, a06); a16 = V.Fma(d1, b, a16);
+                        }
+                    }
+                // The tile as [pair][output channel], added into the partial gradient [output channel][pair].
+                V.Store(tile, a00); V.Store(tile + n, a10); V.Store(tile + 2 * n, a01); V.Store(tile + 3 * n, a11);
+                V.Store(tile + 4 * n, a02); V.Store(tile + 5 * n, a12); V.Store(tile + 6 * n, a03); V.Store(tile + 7 * n, a13);
+                V.Store(tile + 8 * n, a04); V.Store(tile + 9 * n, a14); V.Store(tile + 10 * n, a05); V.Store(tile + 11 * n, a15);
+                V.Store(tile + 12 * n, a06); V.Store(tile + 13 * n, a16);
+                int validPairs = Math.Min(ChannelTileColumns, pairs - p0);
+                for (int k = 0; k < 2 * n; k++)
+                    for (int j = 0; j < validPairs; j++)
+                        partial[(long)(o0 + k) * pairs + p0 + j] += tile[j * 2 * n + k];
+            }
     }
 
     /// <summary>partial[o][p] += Σ_q dyGrid[o][q] · grid[pairAt[p] + q] for 4 output rows × P pairs (only the

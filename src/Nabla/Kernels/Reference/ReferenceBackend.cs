@@ -822,7 +822,7 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
         }
     }
 
-    public void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* y, int batch, int channels, int spatial)
+    public void BatchNorm(float* x, float* mean, float* rstd, float* w, float* b, float* residual, bool relu, float* y, int batch, int channels, int spatial)
     {
         for (int n = 0; n < batch; n++)
             for (int c = 0; c < channels; c++)
@@ -830,14 +830,17 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
                 {
                     long i = ((long)n * channels + c) * spatial + s;
                     double normalized = (x[i] - (double)mean[c]) * rstd[c];
-                    y[i] = (float)(normalized * (w == null ? 1 : w[c]) + (b == null ? 0 : b[c]));
+                    double v = normalized * (w == null ? 1 : w[c]) + (b == null ? 0 : b[c]) + (residual == null ? 0 : residual[i]);
+                    y[i] = (float)(relu ? Math.Max(v, 0) : v);
                 }
     }
 
-    public void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* dx, float* dw, float* db,
+    public void BatchNormBackward(float* dy, float* x, float* mean, float* rstd, float* w, float* reluOutput, float* dx, float* dResidual, float* dw, float* db,
         int batch, int channels, int spatial, bool batchStatistics)
     {
         long count = (long)batch * spatial;
+        // The gradient reaching the normalisation: through the ReLU's mask.
+        static double Through(float* dy, float* reluOutput, long i) => reluOutput == null || reluOutput[i] > 0 ? dy[i] : 0;
         for (int c = 0; c < channels; c++)
         {
             double dySum = 0, dyNormalizedSum = 0;
@@ -845,8 +848,9 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
                 for (int s = 0; s < spatial; s++)
                 {
                     long i = ((long)n * channels + c) * spatial + s;
-                    dySum += dy[i];
-                    dyNormalizedSum += dy[i] * ((x[i] - (double)mean[c]) * rstd[c]);
+                    dySum += Through(dy, reluOutput, i);
+                    dyNormalizedSum += Through(dy, reluOutput, i) * ((x[i] - (double)mean[c]) * rstd[c]);
+                    if (dResidual != null) dResidual[i] = (float)Through(dy, reluOutput, i);
                 }
             if (dw != null) dw[c] = (float)dyNormalizedSum;
             if (db != null) db[c] = (float)dySum;
@@ -856,7 +860,7 @@ public sealed unsafe class ReferenceBackend : IKernelBackend
                 for (int s = 0; s < spatial; s++)
                 {
                     long i = ((long)n * channels + c) * spatial + s;
-                    double g = dy[i];
+                    double g = Through(dy, reluOutput, i);
                     if (batchStatistics)
                         g -= dySum / count + (x[i] - (double)mean[c]) * rstd[c] * (dyNormalizedSum / count);
                     dx[i] = (float)(scale * g);

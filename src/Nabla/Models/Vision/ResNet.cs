@@ -26,10 +26,11 @@ public sealed class BasicBlock : Module
 
     public override Tensor Forward(Tensor x)
     {
-        var y = ForwardChild("bn1", ForwardChild("conv1", x)).Relu();
-        y = ForwardChild("bn2", ForwardChild("conv2", y));
+        var z = ForwardChild("conv1", x);
+        var y = ForwardChild<Module, Tensor>("bn1", bn => ResNet.NormalizeRelu(bn, z));
+        z = ForwardChild("conv2", y);
         var identity = _projectShortcut ? ForwardChild("downsample", x) : x;
-        return y.Add(identity).Relu();
+        return ForwardChild<Module, Tensor>("bn2", bn => ResNet.NormalizeRelu(bn, z, identity));
     }
 }
 
@@ -58,11 +59,13 @@ public sealed class Bottleneck : Module
 
     public override Tensor Forward(Tensor x)
     {
-        var y = ForwardChild("bn1", ForwardChild("conv1", x)).Relu();
-        y = ForwardChild("bn2", ForwardChild("conv2", y)).Relu();
-        y = ForwardChild("bn3", ForwardChild("conv3", y));
+        var z = ForwardChild("conv1", x);
+        var y = ForwardChild<Module, Tensor>("bn1", bn => ResNet.NormalizeRelu(bn, z));
+        z = ForwardChild("conv2", y);
+        y = ForwardChild<Module, Tensor>("bn2", bn => ResNet.NormalizeRelu(bn, z));
+        z = ForwardChild("conv3", y);
         var identity = _projectShortcut ? ForwardChild("downsample", x) : x;
-        return y.Add(identity).Relu();
+        return ForwardChild<Module, Tensor>("bn3", bn => ResNet.NormalizeRelu(bn, z, identity));
     }
 }
 
@@ -135,6 +138,12 @@ public sealed class ResNet : Module
         InitializeWeights(generator);
     }
 
+    /// <summary>relu(norm(x) + residual): while <paramref name="norm"/> is a batch norm (module surgery may have put
+    /// anything there), in one pass over the data, forward and backward (<see cref="F.BatchNorm"/>).</summary>
+    internal static Tensor NormalizeRelu(Module norm, Tensor x, Tensor? residual = null) => norm is BatchNorm bn
+        ? bn.Forward(x, residual, relu: true)
+        : (residual == null ? norm.Forward(x) : norm.Forward(x).Add(residual)).Relu();
+
     /// <summary>The 1×1 convolution + batch norm shortcut of a block that changes resolution or width.</summary>
     internal static Sequential Shortcut(int inChannels, int outChannels, int stride) =>
         new(new Conv2d(inChannels, outChannels, 1, stride: stride, bias: false), new BatchNorm2d(outChannels));
@@ -163,7 +172,8 @@ public sealed class ResNet : Module
     public override Tensor Forward(Tensor images)
     {
         if (images.Rank != 4) throw new ArgumentException($"ResNet takes (batch, channels, height, width) images, got {images.ShapeString}.");
-        var x = ForwardChild("bn1", ForwardChild("conv1", images)).Relu();
+        var stem = ForwardChild("conv1", images);
+        var x = ForwardChild<Module, Tensor>("bn1", bn => NormalizeRelu(bn, stem));
         if (_imageNetStem) x = ForwardChild("maxpool", x);
         foreach (var stage in _stageNames) x = ForwardChild(stage, x);
         return ForwardChild("fc", ForwardChild("avgpool", x).Flatten(1)); // (B, classes)
