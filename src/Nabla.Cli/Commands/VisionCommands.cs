@@ -33,6 +33,7 @@ public static class VisionCommands
         var subset = new Option<int>("--subset") { Description = "Train on the first N training images only (0: all), for quick runs." };
         var width = new Option<int>("--width") { Description = "resnet: channels of the first stage (default 16; stages double it)." };
         var depth = new Option<int>("--depth") { Description = "resnet: basic blocks per stage (default 3: ResNet-20; n gives ResNet-(6n+2))." };
+        var patch = new Option<int>("--patch") { Description = $"vit: side of the square image patches, a divisor of {VisionRun.ImageSide} (default {VisionRun.DefaultPatchSize}: 16 patches; 4: 49)." };
         var labelNoise = new Option<double>("--label-noise") { Description = "Replace this share of the training labels by a random wrong class (the test set stays clean)." };
         var seed = new Option<ulong>("--seed") { Description = "Seed for the initial weights, the shuffling and the augmentation.", DefaultValueFactory = _ => defaults.Seed };
         var run = new RunOptions(architecture);
@@ -51,12 +52,14 @@ public static class VisionCommands
         width.NonNegative(4096);
         depth.NonNegative(1000);
         labelNoise.Within(0, 1);
+        patch.Require(v => v == 0 || architecture == "vit", "--patch applies to the vit model only.");
+        patch.Require(v => v == 0 || (v > 0 && VisionRun.ImageSide % v == 0), $"--patch must divide the image side {VisionRun.ImageSide} (1, 2, 4, 7, 14 or 28).");
         foreach (var resnetOnly in new[] { width, depth })
             resnetOnly.Require(v => v == 0 || architecture == "resnet", $"{resnetOnly.Name} applies to the resnet model only.");
 
         var command = new Command(architecture, $"Train a {VisionRun.Describe(architecture)} image classifier on Fashion-MNIST (or MNIST).")
         {
-            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, erasing, labelSmoothing, subset, width, depth, labelNoise, seed, quiet, ranks,
+            dataset, epochs, batchSize, lr, optimizer, weightDecay, augment, erasing, labelSmoothing, subset, width, depth, patch, labelNoise, seed, quiet, ranks,
         };
         run.AddTo(command, quiet, ranks);
         command.SetAction((p, cancel) => Task.FromResult(
@@ -82,6 +85,7 @@ public static class VisionCommands
                 Subset = p.GetValue(subset),
                 Width = p.GetValue(width),
                 Depth = p.GetValue(depth),
+                PatchSize = p.GetValue(patch),
                 LabelNoise = p.GetValue(labelNoise),
                 Seed = p.GetValue(seed),
             };

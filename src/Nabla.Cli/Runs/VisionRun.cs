@@ -34,6 +34,8 @@ public sealed record VisionRunConfig
     public int Width { get; init; }
     /// <summary>ResNet only: basic blocks per stage (0: 3, ResNet-20's; n gives ResNet-(6n+2)), the knob of a depth sweep.</summary>
     public int Depth { get; init; }
+    /// <summary>ViT only: side of its square patches (0: <see cref="VisionRun.DefaultPatchSize"/>), a divisor of the 28-pixel image side.</summary>
+    public int PatchSize { get; init; }
     /// <summary>Share of training labels replaced by a random wrong class (<see cref="LabelNoise"/>); the test set stays clean.</summary>
     public double LabelNoise { get; init; }
     /// <summary>MLP only: hidden layer sizes.</summary>
@@ -117,22 +119,33 @@ public sealed class VisionRun(string directory)
         "vgg" => new Vgg(classes, inChannels: 1),
         "resnet" => new ResNet(ResidualBlock.Basic, Enumerable.Repeat(config.Depth > 0 ? config.Depth : 3, 3).ToArray(), classes, inChannels: 1,
             width: config.Width > 0 ? config.Width : 16, imageNetStem: false),
-        "vit" => new VisionTransformer(imageSize: 28, patchSize: 7, dim: 64, depth: 6, heads: 4, numClasses: classes, inChannels: 1, mlpHidden: 128),
+        "vit" => new VisionTransformer(imageSize: ImageSide, patchSize: PatchSize(config), dim: 64, depth: 6, heads: 4, numClasses: classes, inChannels: 1, mlpHidden: 128),
         // The pixels of a (1, 28, 28) image as 784 inputs.
         "mlp" => new Sequential(new Flatten(), new Mlp(28 * 28, config.Hidden, classes, dropout: config.Dropout)),
         _ => throw new CliException($"unknown model '{config.Architecture}' ({string.Join(", ", VisionRunConfig.Architectures)})."),
     };
 
+    /// <summary>The side of Fashion-MNIST's and MNIST's images.</summary>
+    public const int ImageSide = 28;
+
+    /// <summary>The ViT's patches: 7×7, 16 of them to an image.</summary>
+    public const int DefaultPatchSize = 7;
+
+    public static int PatchSize(VisionRunConfig config) => config.PatchSize > 0 ? config.PatchSize : DefaultPatchSize;
+
+    private static string DescribeVit(int patchSize) => $"ViT ({patchSize}×{patchSize} patches, 6 blocks, width 64)";
+
     /// <summary>A human name for the model ("ResNet-20").</summary>
     public static string Describe(string architecture) => architecture switch
     {
-        "lenet" => "LeNet-5", "vgg" => "VGG-style", "resnet" => "ResNet-20", "vit" => "ViT (7×7 patches, 6 blocks, width 64)", "mlp" => "MLP", _ => architecture,
+        "lenet" => "LeNet-5", "vgg" => "VGG-style", "resnet" => "ResNet-20", "vit" => DescribeVit(DefaultPatchSize), "mlp" => "MLP", _ => architecture,
     };
 
     /// <summary>A human name for the model a config builds, with the sizes the options changed ("ResNet-8, width 32", "MLP 784 → 1024 → 10").</summary>
     public static string Describe(VisionRunConfig config) => config.Architecture switch
     {
         "resnet" => $"ResNet-{6 * (config.Depth > 0 ? config.Depth : 3) + 2}{(config.Width > 0 && config.Width != 16 ? $", width {config.Width}" : "")}",
+        "vit" => DescribeVit(PatchSize(config)),
         "mlp" => $"MLP {string.Join(" → ", [28 * 28, .. config.Hidden, Dataset(config).Classes.Count])}",
         _ => Describe(config.Architecture),
     };

@@ -57,7 +57,14 @@ public static class Charts
     }
 
     /// <summary>A confusion matrix as a heat map (rows: true class, columns: predicted), each cell labelled with its count.</summary>
-    public static void Confusion(string path, string title, int[,] counts, IReadOnlyList<string> classes)
+    public static void Confusion(string path, string title, int[,] counts, IReadOnlyList<string> classes) =>
+        SavePng(ConfusionPlot(title, counts, classes), path, ConfusionWidth, ConfusionHeight);
+
+    public const int ConfusionWidth = 760, ConfusionHeight = 720;
+
+    /// <summary>The chart <see cref="Confusion"/> draws: cell (true t, predicted p) is the unit square centred at
+    /// x = p, y = classes − 1 − t (row 0 at the top), coloured by the share of class t predicted as p on a fixed 0–1 scale.</summary>
+    public static ScottPlot.Plot ConfusionPlot(string title, int[,] counts, IReadOnlyList<string> classes)
     {
         int n = classes.Count;
         var plot = new ScottPlot.Plot();
@@ -69,9 +76,12 @@ public static class Charts
             for (int p = 0; p < n; p++) shares[t, p] = counts[t, p] / rowTotal;
         }
         var heatmap = plot.Add.Heatmap(shares);
-        heatmap.Colormap = new ScottPlot.Colormaps.Viridis(); // dark (few) to yellow (most)
-        // Row 0 of the data is drawn at the top, so cell (t, p) is centred at x = p, y = n - 1 - t.
-        heatmap.Extent = new ScottPlot.CoordinateRect(-0.5, n - 0.5, -0.5, n - 0.5);
+        heatmap.Colormap = new ScottPlot.Colormaps.Viridis(); // dark (none) to yellow (all of the class)
+        // A fixed scale: a colour means the same share in every run, and the text colour below, chosen from the share,
+        // contrasts with the cell (on the data's own range a 73% cell of a weak model was drawn yellow under white text).
+        heatmap.ManualRange = new ScottPlot.Range(0, 1);
+        // The outer edges of the cells (Extent would place the outermost cell centres there: every cell half a cell off its label).
+        heatmap.Rectangle = new ScottPlot.CoordinateRect(-0.5, n - 0.5, -0.5, n - 0.5);
         for (int t = 0; t < n; t++)
             for (int p = 0; p < n; p++)
             {
@@ -89,7 +99,7 @@ public static class Charts
         plot.Title(title);
         plot.XLabel("predicted");
         plot.YLabel("true class");
-        SavePng(plot, path, 760, 720);
+        return plot;
     }
 
     /// <summary>Renders in memory and writes through <see cref="AtomicFile"/>, so a reader never sees half a chart.</summary>

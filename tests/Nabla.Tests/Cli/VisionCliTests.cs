@@ -1,7 +1,9 @@
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Nabla.Cli.Runs;
 using Nabla.Data;
 using Nabla.IO;
+using Nabla.Models.Vision;
 using Nabla.Tests.Data;
 
 namespace Nabla.Tests.Cli;
@@ -86,6 +88,20 @@ public class VisionCliTests : CliTest
         Assert.Equal(TestAccuracy(output), TestAccuracy(evalOut));
     }
 
+    /// <summary>--patch sets the ViT's patches (4: 7×7 = 49 of them, plus the class token); a config.json written before the
+    /// option existed has no PatchSize and rebuilds the 7×7-patch ViT it was trained as (4×4 + 1 positions).</summary>
+    [Fact]
+    public void VitPatchSizeSetsTheTokensAndOldRunsKeepSevenPixelPatches()
+    {
+        var vit = VisionRunConfig.Defaults("vit");
+        Assert.Equal([1, 50, 64], ((VisionTransformer)VisionRun.BuildModel(vit with { PatchSize = 4 }, 10)).PositionEmbedding.Shape.ToArray());
+        var saved = JsonNode.Parse(System.Text.Json.JsonSerializer.Serialize(vit))!.AsObject();
+        Assert.True(saved.Remove(nameof(VisionRunConfig.PatchSize)));
+        var path = Path.Combine(TempDir, "config.json");
+        File.WriteAllText(path, saved.ToJsonString());
+        Assert.Equal([1, 17, 64], ((VisionTransformer)VisionRun.BuildModel(VisionRunConfig.Load(path), 10)).PositionEmbedding.Shape.ToArray());
+    }
+
     [Theory]
     [InlineData("train lenet --epochs 0", "--epochs must be a positive integer")]
     [InlineData("train vgg --batch-size -3", "--batch-size must be a positive integer")]
@@ -99,6 +115,8 @@ public class VisionCliTests : CliTest
     [InlineData("train lenet --resume", "--resume needs --out")]
     [InlineData("train lenet --erasing 1.5", "--erasing must be a finite non-negative number no larger than 1")]
     [InlineData("train vgg --label-smoothing 1", "--label-smoothing must be a number in [0, 1)")]
+    [InlineData("train vit --patch 5", "--patch must divide the image side 28")]
+    [InlineData("train vgg --patch 4", "--patch applies to the vit model only")]
     [InlineData("train mlp --dataset cifar10", "--dataset must be one of fashion-mnist, mnist")]
     [InlineData("train mlp --dataset fashion-mnist --csv data.csv", "--csv does not apply to an MLP on images (--dataset)")]
     [InlineData("train mlp --augment on", "--augment applies to image datasets only (--dataset)")]
