@@ -17,11 +17,13 @@ namespace Nabla.Bench;
 /// arithmetic rate) and "cold" (as many copies of the weight as make up <c>--cold-mb</c>, used in turn, more than
 /// the last-level cache holds: the rate of streaming it from memory, as a whole decoded token does);</item>
 /// <item>whole decoded tokens (a random GPT-2 124M, greedy, after a 1-token prompt): CPU time per token, split into
-/// the kernels (<see cref="ProfilingBackend"/>, thread CPU clock) and the rest (the tensor machinery between them).</item>
+/// the kernels (<see cref="ProfilingBackend"/>, thread CPU clock) and the rest (the tensor machinery between them);
+/// and the same for ONNX Runtime with one intra-op thread (which then runs every kernel on the calling thread), on the
+/// same weights exported to ONNX in <c>--work</c> (kept there for the next run), as `bench generate` drives it.</item>
 /// </list>
 /// Rounds interleave everything; medians of the rounds. GFLOP/s count 2·K·N per product.
-/// Usage: <c>decode [--rounds 5] [--tokens 16] [--cold-mb 640] [--layers 12] [--no-kernels] [--no-model]</c>
-/// (NABLA_ISA=avx2 for the AVX2 path).
+/// Usage: <c>decode [--rounds 5] [--tokens 16] [--cold-mb 640] [--layers 12] [--no-kernels] [--no-model] [--no-onnx]
+/// [--work DIR]</c> (NABLA_ISA=avx2 for the AVX2 path).
 /// </summary>
 public static unsafe class DecodeBench
 {
@@ -37,7 +39,12 @@ public static unsafe class DecodeBench
         WorkerPool.Threads = 1;
         Console.WriteLine($"GPT-2 124M decoding, 1 thread, by thread CPU time, on {MachineInfo.Line}; load {MachineLoad.LoadAverage}");
         if (!args.Contains("--no-kernels")) Kernels(rounds, coldBytes);
-        if (!args.Contains("--no-model")) Tokens(rounds, tokens, BenchArgs.Int(args, "--layers", 12));
+        if (!args.Contains("--no-model"))
+        {
+            string? work = args.Contains("--no-onnx") ? null : BenchArgs.Value(args, "--work") ?? Path.Combine(Path.GetTempPath(), "nabla-bench-decode");
+            if (work != null) Directory.CreateDirectory(work);
+            Tokens(rounds, tokens, BenchArgs.Int(args, "--layers", 12), work);
+        }
         Console.WriteLine($"load after: {MachineLoad.LoadAverage}");
         return 0;
     }
@@ -95,14 +102,15 @@ public static unsafe class DecodeBench
         Console.WriteLine(F($"| one token's products (12 layers + head) | {bytesTotal / 1e6:F1} | {hotTotal * 1e6:F0} | {bytesTotal / hotTotal / 1e9:F1} | {bytesTotal / 2 / hotTotal / 1e9:F1} | {100 * bytesTotal / 2 / hotTotal / 1e9 / peak:F0}% | {coldTotal * 1e6:F0} | {bytesTotal / coldTotal / 1e9:F1} |"));
     }
 
-    private static void Tokens(int rounds, int tokens, int layers)
+    private static void Tokens(int rounds, int tokens, int layers, string? onnxWork)
     {
         var model = new Gpt2Model(Gpt2Config.Gpt2Small with { Layers = layers }, new Generator(0));
+        using var onnx = onnxWork == null ? null : OnnxRuntimePeer.TryStart(model, onnxWork, threads: 1);
         var profiler = new ProfilingBackend(Backend.Current, CpuClock.ThreadTicks);
-        var perToken = new List<double>();
-        double kernelSeconds = 0;
+        var nabla = new List<double>();
+        var ort = new List<double>();
         int counted = 0;
-        for (int round = 0; round <= rounds; round++)
+        for (int round = 0; round <= rounds; round++) // round 0 warms up (JIT tiers, buffers, ONNX Runtime's allocations)
         {
             if (round == 1) profiler.Reset();
             var cache = model.NewCache(1, tokens + 1);
@@ -119,16 +127,20 @@ public static unsafe class DecodeBench
                         Sampler.NextLogits(model, [token], cache, logits);
                     }
                 });
-            if (round > 0) { perToken.Add(seconds / tokens); counted += tokens; }
+            if (round > 0) { nabla.Add(seconds / tokens); counted += tokens; }
+            if (onnx != null && onnx.Decode(0, tokens, CpuClock.ThreadTicks).TokensPerSecond is var perSecond && round > 0) ort.Add(1 / perSecond);
         }
-        kernelSeconds = profiler.TotalSeconds;
-        double median = Median(perToken), weightBytes = 4.0 * model.ParameterCount;
+        double median = Median(nabla), weightBytes = 4.0 * model.ParameterCount, kernels = profiler.TotalSeconds / counted;
         Console.WriteLine();
-        Console.WriteLine(F($"Decoded tokens, 1 thread: {median * 1e3:F2} ms of CPU time per token (median of {rounds} rounds of {tokens}; every round: {string.Join(", ", perToken.Select(s => (s * 1e3).ToString("F2", CultureInfo.InvariantCulture)))} ms), {weightBytes / median / 1e9:F1} GB/s of weights"));
-        Console.WriteLine(F($"in the kernels {kernelSeconds / counted * 1e3:F2} ms per token (all rounds), outside them {median * 1e3 - kernelSeconds / counted * 1e3:F2} ms (the profiler's own clock reads included)"));
-        Console.WriteLine("where the kernels' time goes (all counted tokens):");
+        Console.WriteLine(F($"Decoded tokens, 1 thread, ms of CPU time per token, medians of {rounds} rounds of {tokens} tokens (the rounds interleaved):"));
+        Console.WriteLine(F($"  Nabla {median * 1e3:F2} ({weightBytes / median / 1e9:F1} GB/s of weights; every round: {Join(nabla)})"));
+        if (ort.Count > 0)
+            Console.WriteLine(F($"  ONNX Runtime 1.31.1 {Median(ort) * 1e3:F2} ({weightBytes / Median(ort) / 1e9:F1} GB/s; every round: {Join(ort)}); Nabla takes {median / Median(ort):F3}× its time"));
+        Console.WriteLine(F($"Nabla in the kernels {kernels * 1e3:F2} ms per token (all rounds), outside them {(median - kernels) * 1e3:F2} ms (the profiler's own clock reads included); the kernels:"));
         Console.Write(profiler.Report());
     }
+
+    private static string Join(List<double> seconds) => string.Join(", ", seconds.Select(s => (s * 1e3).ToString("F2", CultureInfo.InvariantCulture)));
 
     /// <summary>Reads <paramref name="count"/> floats once (8 independent vector sums): the rate at which one thread can
     /// stream memory with nothing else to do.</summary>
