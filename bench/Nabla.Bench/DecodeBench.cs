@@ -84,7 +84,7 @@ public static unsafe class DecodeBench
                 if (round > 0) { hot[s].Add(hotSeconds); cold[s].Add(coldSeconds); }
             }
         }
-        double peak = FmaPeak.MeasureByCpuTime(), streamed = 4.0 * 768 * 50257 / Median(stream) / 1e9;
+        double peak = FmaPeak.MeasureByCpuTime(), streamed = 4.0 * 768 * 50257 / Statistics.Median(stream) / 1e9;
         Console.WriteLine();
         Console.WriteLine($"Matrix-vector products, 1 thread, medians of {rounds} rounds (FMA peak {peak:F1} GFLOP/s per CPU-second, {FmaPeak.Method}; " +
                           $"cold: {coldBytes >> 20} MB of copies in turn; reading the head's copies alone, 8 vector sums: {streamed:F1} GB/s)");
@@ -94,7 +94,7 @@ public static unsafe class DecodeBench
         for (int s = 0; s < Shapes.Length; s++)
         {
             var (name, k, n) = Shapes[s];
-            double bytes = 4.0 * k * n, flops = 2.0 * k * n, h = Median(hot[s]), c = Median(cold[s]);
+            double bytes = 4.0 * k * n, flops = 2.0 * k * n, h = Statistics.Median(hot[s]), c = Statistics.Median(cold[s]);
             int perToken = name == "lm_head" ? 1 : 12;
             hotTotal += perToken * h; coldTotal += perToken * c; bytesTotal += perToken * bytes;
             Console.WriteLine(F($"| {name} 1×{k}·({n}×{k})ᵀ | {bytes / 1e6:F1} | {h * 1e6:F1} | {bytes / h / 1e9:F1} | {flops / h / 1e9:F1} | {100 * flops / h / 1e9 / peak:F0}% | {c * 1e6:F1} | {bytes / c / 1e9:F1} |"));
@@ -130,12 +130,12 @@ public static unsafe class DecodeBench
             if (round > 0) { nabla.Add(seconds / tokens); counted += tokens; }
             if (onnx != null && onnx.Decode(0, tokens, CpuClock.ThreadTicks).TokensPerSecond is var perSecond && round > 0) ort.Add(1 / perSecond);
         }
-        double median = Median(nabla), weightBytes = 4.0 * model.ParameterCount, kernels = profiler.TotalSeconds / counted;
+        double median = Statistics.Median(nabla), weightBytes = 4.0 * model.ParameterCount, kernels = profiler.TotalSeconds / counted;
         Console.WriteLine();
         Console.WriteLine(F($"Decoded tokens, 1 thread, ms of CPU time per token, medians of {rounds} rounds of {tokens} tokens (the rounds interleaved):"));
         Console.WriteLine(F($"  Nabla {median * 1e3:F2} ({weightBytes / median / 1e9:F1} GB/s of weights; every round: {Join(nabla)})"));
         if (ort.Count > 0)
-            Console.WriteLine(F($"  ONNX Runtime 1.31.1 {Median(ort) * 1e3:F2} ({weightBytes / Median(ort) / 1e9:F1} GB/s; every round: {Join(ort)}); Nabla takes {median / Median(ort):F3}× its time"));
+            Console.WriteLine(F($"  ONNX Runtime 1.31.1 {Statistics.Median(ort) * 1e3:F2} ({weightBytes / Statistics.Median(ort) / 1e9:F1} GB/s; every round: {Join(ort)}); Nabla takes {median / Statistics.Median(ort):F3}× its time"));
         Console.WriteLine(F($"Nabla in the kernels {kernels * 1e3:F2} ms per token (all rounds), outside them {(median - kernels) * 1e3:F2} ms (the profiler's own clock reads included); the kernels:"));
         Console.Write(profiler.Report());
     }
@@ -159,10 +159,4 @@ public static unsafe class DecodeBench
     }
 
     private static string F(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
-
-    private static double Median(List<double> xs)
-    {
-        var sorted = xs.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
-    }
 }
