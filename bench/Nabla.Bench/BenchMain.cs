@@ -20,7 +20,9 @@ public static class BenchMain
         "       bench tokenizer [--data DIR] [--runs N] [--mb N]\n" +
         "       bench generate [--model PATH] [--threads 2] [--prompt-tokens 512] [--decode-tokens 64] [--rounds 3] [--layers N]\n" +
         "                      [--peers nabla,llama.cpp,onnx] [--llama-types f32,q8_0,q4_0] [--bandwidth-gbs 28] [--work DIR]\n" +
-        "       bench quant-matmul [--rounds 5] [--rows 512] [--formats fp32,q8_0,q4_0,nf4]   (prefill matmuls, 1 thread, CPU time)";
+        "       bench quant-matmul [--rounds 5] [--rows 512] [--formats fp32,q8_0,q4_0,nf4]   (prefill matmuls, 1 thread, CPU time)\n" +
+        "       bench decode [--rounds 5] [--tokens 16] [--cold-mb 640] [--layers 12] [--no-kernels] [--no-model] [--no-onnx] [--work DIR]\n" +
+        "                  (fp32 decoding, 1 thread, CPU time: the matrix-vector products hot and cold, and decoded tokens against ONNX Runtime)";
 
     public static int Run(string[] args)
     {
@@ -39,6 +41,7 @@ public static class BenchMain
             case "tokenizer": return TokenizerBench.Run(rest);
             case "generate": return GenerateBench.Run(rest);
             case "quant-matmul": return QuantMatMulBench.Run(rest);
+            case "decode": return DecodeBench.Run(rest);
             default:
                 (command is "help" or "--help" or "-h" ? Console.Out : Console.Error).WriteLine(Usage);
                 return command is "help" or "--help" or "-h" ? 0 : 2;

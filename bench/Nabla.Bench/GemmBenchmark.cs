@@ -222,8 +222,8 @@ internal static unsafe class GemmBenchmark
             }
             afterRound();
         }
-        double oursMs = Median(ours);
-        double? torchMs = torch.Count > 0 ? Median(torch) : null;
+        double oursMs = Statistics.Median(ours);
+        double? torchMs = torch.Count > 0 ? Statistics.Median(torch) : null;
         double? naiveGflops = null;
         string? naiveNote = null;
         if (threads == 1)
@@ -235,7 +235,7 @@ internal static unsafe class GemmBenchmark
         return new Row(shape.Kernel, shape.Dims, shape.Op, threads, oursMs, shape.Flops / (oursMs * 1e-3) / 1e9, 0,
             torchMs, torchMs is { } t ? shape.Flops / (t * 1e-3) / 1e9 : null, null, torchMs / oursMs,
             naiveGflops, naiveNote, others.Percent, 0, false, ours.Count,
-            before.Count > 0 ? Median(before) : null, before.Count > 0 ? Median(before) / oursMs : null);
+            before.Count > 0 ? Statistics.Median(before) : null, before.Count > 0 ? Statistics.Median(before) / oursMs : null);
     }
 
     /// <summary>
@@ -277,12 +277,6 @@ internal static unsafe class GemmBenchmark
         long start = Stopwatch.GetTimestamp();
         action();
         return Stopwatch.GetElapsedTime(start).TotalSeconds;
-    }
-
-    private static double Median(List<double> values)
-    {
-        var sorted = values.Order().ToArray();
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
     /// <summary>A, B and C of one shape in 64-byte aligned native memory, stored as PyTorch's side stores them.</summary>

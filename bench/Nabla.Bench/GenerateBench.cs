@@ -120,8 +120,8 @@ public static class GenerateBench
         Console.WriteLine("|---|---|---:|---:|---:|---:|");
         foreach (var row in rows)
         {
-            double decode = Median(row.Decode), streamed = decode * row.WeightBytes / 1e9;
-            Console.WriteLine($"| {row.Engine} | {row.Weights} | {Median(row.Prefill):F1} | {decode:F1} | {streamed:F1} | {100 * streamed / bandwidth:F0}% |");
+            double decode = Statistics.Median(row.Decode), streamed = decode * row.WeightBytes / 1e9;
+            Console.WriteLine($"| {row.Engine} | {row.Weights} | {Statistics.Median(row.Prefill):F1} | {decode:F1} | {streamed:F1} | {100 * streamed / bandwidth:F0}% |");
         }
         Console.WriteLine();
         foreach (var row in rows)
@@ -157,13 +157,6 @@ public static class GenerateBench
     {
         double bytes = model.Modules().Sum(m => m switch { QuantizedLinear q => q.Weight.ByteCount, QuantizedEmbedding e => e.Weight.ByteCount, _ => 0L });
         return bytes + 4.0 * (model.ParameterCount + model.NamedBuffers().Sum(b => (long)b.Buffer.Count));
-    }
-
-    private static double Median(List<double> xs)
-    {
-        if (xs.Count == 0) return double.NaN;
-        var sorted = xs.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
     private static string Join(List<double> xs) => string.Join(", ", xs.Select(x => x.ToString("F1", CultureInfo.InvariantCulture)));

@@ -85,11 +85,11 @@ public static class Gpt2Bench
         Console.WriteLine();
         Console.WriteLine($"| training step (B={batch}, T={time}) | CPU | path | threads | median ms | GFLOP/s | % of FMA peak | vs PyTorch |");
         Console.WriteLine("|---|---|---|---:|---:|---:|---:|---|");
-        Console.WriteLine($"| Nabla | {MachineInfo.Cpu} | {path} | {threads} | {Median(ours):F0} | {flops / Median(ours) / 1e6:F1} | {100 * flops / Median(ours) / 1e6 / peak:F0}% | " +
-            $"{(theirs.Count > 0 ? $"{Median(theirs) / Median(ours):F2}× faster" : "-")} |");
+        Console.WriteLine($"| Nabla | {MachineInfo.Cpu} | {path} | {threads} | {Statistics.Median(ours):F0} | {flops / Statistics.Median(ours) / 1e6:F1} | {100 * flops / Statistics.Median(ours) / 1e6 / peak:F0}% | " +
+            $"{(theirs.Count > 0 ? $"{Statistics.Median(theirs) / Statistics.Median(ours):F2}× faster" : "-")} |");
         if (theirs.Count > 0)
-            Console.WriteLine($"| PyTorch ({peer!.Description}) | {MachineInfo.Cpu} | OpenBLAS{TorchPeer.CoreType} | {threads} | {Median(theirs):F0} | " +
-                $"{flops / Median(theirs) / 1e6:F1} | {100 * flops / Median(theirs) / 1e6 / peak:F0}% | 1.00× |");
+            Console.WriteLine($"| PyTorch ({peer!.Description}) | {MachineInfo.Cpu} | OpenBLAS{TorchPeer.CoreType} | {threads} | {Statistics.Median(theirs):F0} | " +
+                $"{flops / Statistics.Median(theirs) / 1e6:F1} | {100 * flops / Statistics.Median(theirs) / 1e6 / peak:F0}% | 1.00× |");
         Console.WriteLine($"(FLOPs per step ≈ {flops / 1e9:F0} G: 6·N·tokens + attention; all runs: ours [{Join(ours)}] ms, PyTorch [{Join(theirs)}] ms)");
         Console.WriteLine($"peak tensor memory {BufferPool.PeakLiveBytes / 1e6:F0} MB, process peak working set {Process.GetCurrentProcess().PeakWorkingSet64 / 1e6:F0} MB, managed allocations per step {allocated / 1024.0:F0} KiB");
 
@@ -112,8 +112,8 @@ public static class Gpt2Bench
         Console.WriteLine();
         Console.WriteLine($"| generation (greedy, KV cache, {prompt}-token prompt, {newTokens} new) | median tokens/s | weight GB/s |");
         Console.WriteLine("|---|---|---|");
-        Console.WriteLine($"| Nabla | {Median(rates):F1} | {Median(rates) * bytesPerToken / 1e9:F1} |");
-        if (torchRates.Count > 0) Console.WriteLine($"| PyTorch | {Median(torchRates):F1} | {Median(torchRates) * bytesPerToken / 1e9:F1} |");
+        Console.WriteLine($"| Nabla | {Statistics.Median(rates):F1} | {Statistics.Median(rates) * bytesPerToken / 1e9:F1} |");
+        if (torchRates.Count > 0) Console.WriteLine($"| PyTorch | {Statistics.Median(torchRates):F1} | {Statistics.Median(torchRates) * bytesPerToken / 1e9:F1} |");
         Console.WriteLine($"(all runs: ours [{Join(rates)}], PyTorch [{Join(torchRates)}] tokens/s; load after: {MachineLoad.LoadAverage})");
         return 0;
     }
@@ -150,13 +150,6 @@ public static class Gpt2Bench
     /// <summary>6·N per token for the weights (forward 2, backward 4) plus the attention matmuls.</summary>
     private static double TrainingFlops(Gpt2Config c, long parameters, int b, int t) =>
         6.0 * parameters * b * t + 6.0 * c.Layers * b * t * t * c.Channels;
-
-    private static double Median(List<double> xs)
-    {
-        if (xs.Count == 0) return double.NaN;
-        var s = xs.OrderBy(x => x).ToList();
-        return s.Count % 2 == 1 ? s[s.Count / 2] : (s[s.Count / 2 - 1] + s[s.Count / 2]) / 2;
-    }
 
     private static string Join(List<double> xs) => string.Join(", ", xs.Select(x => x.ToString("F0", CultureInfo.InvariantCulture)));
 

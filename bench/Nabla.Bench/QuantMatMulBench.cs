@@ -53,17 +53,11 @@ public static unsafe class QuantMatMulBench
         Console.WriteLine("|---|" + string.Concat(Enumerable.Repeat("---:|", Shapes.Length + 1)));
         for (int c = 0; c < contenders.Count; c++)
         {
-            var medians = seconds[c].Select(Median).ToArray();
+            var medians = seconds[c].Select(Statistics.Median).ToArray();
             var macs = Shapes.Select(s => (double)m * s.Out * s.In).ToArray();
             Console.WriteLine($"| {contenders[c].Label} | " + string.Join(" | ", medians.Select((t, i) => (macs[i] / t / 1e9).ToString("F1", CultureInfo.InvariantCulture))) +
                               $" | {(macs.Sum() / medians.Sum() / 1e9).ToString("F1", CultureInfo.InvariantCulture)} |");
         }
         return 0;
-    }
-
-    private static double Median(List<double> xs)
-    {
-        var sorted = xs.Order().ToList();
-        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
     }
 }

@@ -38,6 +38,9 @@ public sealed class ProfilingBackend
 
     public void Reset() => _timings.Totals.Clear();
 
+    /// <summary>Seconds spent in all kernels since the start or the last <see cref="Reset"/>.</summary>
+    public double TotalSeconds => _timings.Totals.Values.Sum(t => (double)t.Ticks) / Stopwatch.Frequency;
+
     /// <summary>Time per kernel, largest first, with its share of the total.</summary>
     public string Report()
     {

@@ -58,6 +58,7 @@ public sealed unsafe class GemmTests
             { 8, 20, 19 }, { 10, 17, 33 }, { 11, 40, 24 }, { 12, 48, 16 }, // AVX2 6-lane A slivers: packed as 4 + 2 lanes, last one partial
             { 3, 3, 3 }, { 4, 4, 4 }, { 5, 5, 5 },         // scalar tile (4 × 4) ± 1
             { 2, 70, 40 }, { 4, 300, 37 },                 // skinny path (m ≤ 4): several vectors along k and n, tails
+            { 1, 77, 200 }, { 1, 8, 16 }, { 1, 1030, 96 }, // one row: groups of 8 columns, a column tail, k tails
             { 25, 65, 129 }, { 257, 129, 300 }, { 40, 70, 1031 }, { 3, 2100, 11 }, { 1100, 5, 3 },
         };
         return shapes;
