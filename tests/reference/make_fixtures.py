@@ -30,7 +30,8 @@ File layout (all safetensors, written by hand below; F32 floats, I32 indices):
       "<case>" metadata for optimizers: JSON {"type", hyper-parameters, "steps", "params"}; tensors
       "<case>/p<i>/init", "<case>/p<i>/grad<s>" (gradient given at step s) and "<case>/p<i>/step<s>" (the
       parameter after step s). "sched/<name>" metadata + "sched/<name>/lr" (learning rate after 0..n-1
-      scheduler steps). "clip/<case>" metadata + grads before/after and the returned total norm.
+      scheduler steps); "sched/groups" also "sched/groups/p<i>/..." as for an optimizer (one parameter per
+      group) and "sched/groups/lr" (steps, groups). "clip/<case>" metadata + grads before/after and the returned total norm.
   format.safetensors
       "fmt/<case>" metadata: JSON {"repr": str(torch tensor), "requires_grad", "int"}; tensor "fmt/<case>" holds
       the values to print.
@@ -756,6 +757,34 @@ def optim():
     o = dummy(base)
     tensors["sched/cosine_warmup/torch_cosine"] = lrs(torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total - warm, eta_min=low), o, total - warm + 1)
     meta["sched/cosine_warmup"] = json.dumps({"type": "cosine_warmup", "base_lr": base, "warmup": warm, "total": total, "min_lr": low})
+
+    # Parameter groups with their own learning rates under one schedule (discriminative learning rates for
+    # fine-tuning): LambdaLR scales each group's own initial rate by the same factor. AdamW, group 0 at the
+    # optimizer's rate and weight decay, group 1 at a tenth of the rate and no decay; the parameters after
+    # each step and each group's rate before it.
+    r = rng_for("sched/groups")
+    init = [normal(r, s) for s in shapes]
+    params = [torch.tensor(p.astype(np.float64), requires_grad=True) for p in init]
+    group_lrs = [base, base / 10]
+    o = torch.optim.AdamW([{"params": [params[0]]}, {"params": [params[1]], "lr": group_lrs[1], "weight_decay": 0.0}], lr=base, weight_decay=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(o, cosine_warmup)
+    group_steps = 8
+    rates = []
+    for i, p in enumerate(init):
+        tensors[f"sched/groups/p{i}/init"] = p
+    for s in range(group_steps):
+        rates.append([g["lr"] for g in o.param_groups])
+        for i, p in enumerate(params):
+            g = normal(r, shapes[i])
+            tensors[f"sched/groups/p{i}/grad{s}"] = g
+            p.grad = torch.tensor(g.astype(np.float64))
+        o.step()
+        sched.step()
+        for i, p in enumerate(params):
+            tensors[f"sched/groups/p{i}/step{s}"] = f32(p)
+    tensors["sched/groups/lr"] = np.array(rates, np.float32)  # (steps, groups)
+    meta["sched/groups"] = json.dumps({"type": "cosine_warmup", "base_lr": base, "group_lrs": group_lrs, "weight_decay": [0.1, 0.0],
+                                       "warmup": warm, "total": total, "min_lr": low, "steps": group_steps, "params": len(shapes)})
 
     for name, max_norm in [("clips", 1.0), ("no_clip", 100.0)]:
         r = rng_for(f"clip/{name}")

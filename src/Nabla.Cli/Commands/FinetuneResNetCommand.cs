@@ -30,19 +30,37 @@ public sealed record FinetuneRunConfig
     /// <summary>Side the images are resized to before the body (default: the size it was trained on).</summary>
     public int ImageSize { get; init; }
     public int Epochs { get; init; } = 30;
+    /// <summary>Epochs between evaluations (the last epoch is always evaluated).</summary>
+    public int EvalEvery { get; init; } = 1;
     public int BatchSize { get; init; } = 32;
     public float LearningRate { get; init; } = 1e-2f;
     public float WeightDecay { get; init; } = 1e-4f;
+    /// <summary>Peak learning rate of the trained pretrained layers (discriminative learning rates); null: <see cref="LearningRate"/>.</summary>
+    public float? BodyLearningRate { get; init; }
+    /// <summary>Re-estimate the body's batch-norm statistics on the training images before training (AdaBN).</summary>
+    public bool AdaptBatchNorm { get; init; }
+    /// <summary>Full-batch steps fitting the head alone on the frozen body's features before fine-tuning (LP-FT); 0: none.</summary>
+    public int ProbeSteps { get; init; }
+    /// <summary>Random shifts of the training images by up to this many of their pixels (0: no augmentation).</summary>
+    public int Shift { get; init; }
+    /// <summary>Evaluate on the training split's images not trained on instead of the test set (choosing a recipe
+    /// without looking at the test set).</summary>
+    public bool Validate { get; init; }
     public ulong Seed { get; init; } = 1;
 
     /// <summary>What is wrong with a configuration read back (the options' ranges), or null.</summary>
     public string? Problem()
     {
         if (string.IsNullOrEmpty(Base) || string.IsNullOrEmpty(Dataset)) return "\"Base\" or \"Dataset\" is missing";
-        if (ExamplesPerClass is < 0 or > 1_000_000 || ImageSize is < 0 or > 4096 || Epochs is < 1 or > 1_000_000 || BatchSize is < 1 or > 1 << 20)
+        if (ExamplesPerClass is < 0 or > 1_000_000 || ImageSize is < 0 or > 4096 || Epochs is < 1 or > 1_000_000 || EvalEvery is < 1 or > 1_000_000 || BatchSize is < 1 or > 1 << 20)
             return $"examples per class {ExamplesPerClass}, image size {ImageSize}, epochs {Epochs} or batch size {BatchSize} is out of range";
-        if (!(LearningRate is > 0 and <= 100) || !(WeightDecay is >= 0 and <= 100)) return $"learning rate {LearningRate} or weight decay {WeightDecay} is out of range";
-        return FromScratch && UnfreezeLastStage ? "--from-scratch and --unfreeze-last-stage are both set" : null;
+        if (!(LearningRate is > 0 and <= 100) || !(WeightDecay is >= 0 and <= 100) || BodyLearningRate is { } body && !(body is > 0 and <= 100))
+            return $"learning rate {LearningRate}, body learning rate {BodyLearningRate} or weight decay {WeightDecay} is out of range";
+        if (ProbeSteps is < 0 or > 1_000_000 || Shift is < 0 or > 64) return $"probe steps {ProbeSteps} or shift {Shift} is out of range";
+        if (FromScratch && (UnfreezeLastStage || UnfreezeAll)) return "--from-scratch and an --unfreeze option are both set";
+        if (FromScratch && (BodyLearningRate != null || AdaptBatchNorm || ProbeSteps > 0))
+            return "--body-lr, --adapt-batch-norm and --probe-steps act on pretrained weights, which --from-scratch has not";
+        return BodyLearningRate != null && !UnfreezeLastStage && !UnfreezeAll ? "--body-lr needs a trained body: --unfreeze-last-stage or --unfreeze-all" : null;
     }
 
     public static FinetuneRunConfig Load(string path) => RunConfigFile.Read<FinetuneRunConfig>(path, c => c.Problem());
@@ -83,21 +101,30 @@ public static class FinetuneResNetCommand
         var scratch = new Option<bool>("--from-scratch") { Description = "Baseline: the same network from random weights, every layer trained." };
         var imageSize = new Option<int>("--image-size") { Description = "Side the images are resized to for the body (default: its training size; smaller is faster for an ImageNet body)." };
         var epochs = new Option<int>("--epochs") { Description = "Passes over the training images.", DefaultValueFactory = _ => defaults.Epochs };
+        var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate every N epochs (and after the last): evaluating a few hundred images can cost more than an epoch on ten per class.", DefaultValueFactory = _ => defaults.EvalEvery };
         var batchSize = new Option<int>("--batch-size") { Description = "Images per step.", DefaultValueFactory = _ => defaults.BatchSize };
         var lr = new Option<float>("--lr") { Description = "Peak learning rate of AdamW (warm-up, then cosine decay).", DefaultValueFactory = _ => defaults.LearningRate };
         var weightDecay = new Option<float>("--weight-decay") { Description = "AdamW's weight decay.", DefaultValueFactory = _ => defaults.WeightDecay };
+        var bodyLr = new Option<float?>("--body-lr") { Description = "Peak learning rate of the pretrained layers that are trained (with --unfreeze-last-stage or --unfreeze-all), usually below --lr: discriminative learning rates (default: --lr)." };
+        var adaptBatchNorm = new Option<bool>("--adapt-batch-norm") { Description = "Re-estimate the body's batch-norm statistics on the training images before training (AdaBN): the body's own statistics describe its old data." };
+        var probeSteps = new Option<int>("--probe-steps") { Description = "First fit the head alone on the frozen body's features for this many full-batch steps, then fine-tune (LP-FT)." };
+        var shift = new Option<int>("--shift") { Description = "Augmentation: shift each training image by up to this many of its pixels at random (0: none)." };
+        var validate = new Option<bool>("--validate") { Description = "Evaluate on the training split's images left out by --examples-per-class instead of the test set, to choose a recipe without the test set." };
         var seed = new Option<ulong>("--seed") { Description = "Seed of the new layers' weights and the shuffling.", DefaultValueFactory = _ => defaults.Seed };
         var run = new RunOptions("finetune-resnet");
         var quiet = new Option<bool>("--quiet") { Description = "Print only the final result." };
         examples.NonNegative(1_000_000);
         imageSize.NonNegative(4096);
         epochs.Positive(1_000_000);
+        evalEvery.Positive(1_000_000);
         batchSize.Positive(1 << 20);
         lr.Positive(100);
         weightDecay.NonNegative(100);
+        probeSteps.NonNegative(1_000_000);
+        shift.NonNegative(64);
         var command = new Command("resnet", "Fine-tune a pretrained ResNet on a small image dataset: a new input adapter and head around the frozen body.")
         {
-            baseModel, dataset, examples, unfreeze, unfreezeAll, scratch, imageSize, epochs, batchSize, lr, weightDecay, seed, quiet,
+            baseModel, dataset, examples, unfreeze, unfreezeAll, scratch, imageSize, epochs, evalEvery, batchSize, lr, bodyLr, weightDecay, adaptBatchNorm, probeSteps, shift, validate, seed, quiet,
         };
         run.AddTo(command, quiet);
         command.SetAction((p, cancel) =>
@@ -116,12 +143,15 @@ public static class FinetuneResNetCommand
             {
                 Base = p.GetValue(baseModel) ?? throw new CliException("--base is required: the pretrained ResNet to fine-tune."), Dataset = p.GetValue(dataset)!, ExamplesPerClass = p.GetValue(examples),
                 UnfreezeLastStage = p.GetValue(unfreeze), UnfreezeAll = p.GetValue(unfreezeAll), FromScratch = p.GetValue(scratch), ImageSize = p.GetValue(imageSize),
-                Epochs = p.GetValue(epochs), BatchSize = p.GetValue(batchSize), LearningRate = p.GetValue(lr),
-                WeightDecay = p.GetValue(weightDecay), Seed = p.GetValue(seed),
+                Epochs = p.GetValue(epochs), EvalEvery = p.GetValue(evalEvery), BatchSize = p.GetValue(batchSize), LearningRate = p.GetValue(lr),
+                WeightDecay = p.GetValue(weightDecay), BodyLearningRate = p.GetValue(bodyLr), AdaptBatchNorm = p.GetValue(adaptBatchNorm),
+                ProbeSteps = p.GetValue(probeSteps), Shift = p.GetValue(shift), Validate = p.GetValue(validate), Seed = p.GetValue(seed),
             };
             if ((config.FromScratch || config.UnfreezeAll) && config.UnfreezeLastStage)
                 throw new CliException($"{(config.FromScratch ? "--from-scratch" : "--unfreeze-all")} trains every layer already; drop --unfreeze-last-stage.");
             if (config.FromScratch && config.UnfreezeAll) throw new CliException("--from-scratch and --unfreeze-all exclude each other: random or pretrained weights.");
+            if (config.Problem() is { } problem) throw new CliException($"{problem}.");
+            if (config.Validate && config.ExamplesPerClass == 0) throw new CliException("--validate evaluates on the training images --examples-per-class leaves out; set --examples-per-class.");
             RunDirectory.RefuseExistingRun(dir, runDir.ConfigPath);
             return Task.FromResult(Run(config, runDir, resume: false, p.GetValue(quiet), device, resumeCommand, cancel));
         });
@@ -160,7 +190,8 @@ public static class FinetuneResNetCommand
             : File.Exists(config.Dataset) ? Digits.Load(config.Dataset)
             : throw new CliException($"--dataset {config.Dataset}: not digits, an image folder or a digits.csv(.gz) file.");
         var (train, test) = all.HoldOut(HoldOutEvery);
-        return (config.ExamplesPerClass > 0 ? train.FirstPerClass(config.ExamplesPerClass) : train, test);
+        if (config.ExamplesPerClass == 0) return (train, test);
+        return (train.FirstPerClass(config.ExamplesPerClass), config.Validate ? train.AfterFirstPerClass(config.ExamplesPerClass) : test);
     }
 
     /// <summary>`nabla eval --run DIR` for a fine-tuning run: its model on its held-out images. The base must still be
@@ -176,7 +207,7 @@ public static class FinetuneResNetCommand
         var model = new FineTunedClassifier(body.Model, train.Images.Size(1), imageSize, train.Classes.Count, body.Normalization);
         model.Load(run.ModelPath);
         using var testLoader = new ImageLoader(test.Images, test.Labels, 500);
-        VisionCommands.ReportTest(model.To(device), testLoader, train.Classes, run, device);
+        VisionCommands.ReportTest(model.To(device), testLoader, train.Classes, run, device, config.Validate ? "validation" : "test");
         return 0;
     }
 
@@ -191,18 +222,24 @@ public static class FinetuneResNetCommand
         var model = new FineTunedClassifier(config.FromScratch ? body.Fresh() : body.Model, train.Images.Size(1), imageSize, train.Classes.Count, body.Normalization);
         if (config.FromScratch || config.UnfreezeAll) model.RequiresGrad_(true).Train();
         else if (config.UnfreezeLastStage) model.UnfreezeLastStage();
+        var clock = Stopwatch.StartNew();
+        // A resumed run's checkpoint holds the adapted statistics and the probed head already.
+        if (config.AdaptBatchNorm && !resume) model.RecomputeBatchNormStatistics(train.Images);
+        if (config.ProbeSteps > 0 && !resume) model.FitHead(train.Images, train.Labels, config.ProbeSteps, config.LearningRate, config.WeightDecay);
+        // Re-estimation and probing read the host images, so they run before the model moves to its device.
         model.To(device);
 
         // The images come in [0, 1]: the adapter normalises them for the body.
-        using var trainLoader = new ImageLoader(train.Images, train.Labels, Math.Min(config.BatchSize, train.Count), shuffleSeed: config.Seed);
+        var augmentation = config.Shift > 0 ? new ImageAugmentation { CropPadding = config.Shift } : null;
+        using var trainLoader = new ImageLoader(train.Images, train.Labels, Math.Min(config.BatchSize, train.Count), shuffleSeed: config.Seed, augmentation: augmentation);
         using var testLoader = new ImageLoader(test.Images, test.Labels, 500);
         int stepsPerEpoch = trainLoader.BatchesPerEpoch;
         var options = new TrainerOptions
         {
-            Steps = config.Epochs * stepsPerEpoch, EvalEvery = stepsPerEpoch, EvalBatches = testLoader.BatchesPerEpoch,
+            Steps = config.Epochs * stepsPerEpoch, EvalEvery = config.EvalEvery * stepsPerEpoch, EvalBatches = testLoader.BatchesPerEpoch,
             CheckpointEvery = stepsPerEpoch, Seed = config.Seed,
         };
-        var optimizer = new AdamW(model.Parameters(), config.LearningRate, weightDecay: config.WeightDecay);
+        var optimizer = new AdamW(model.ParameterGroups(config.BodyLearningRate), config.LearningRate, weightDecay: config.WeightDecay);
         var schedule = new CosineWithWarmup(optimizer, warmupSteps: Math.Max(1, options.Steps / 20), totalSteps: options.Steps);
         var trainer = new Trainer(model, (logits, labels) => F.CrossEntropy(logits, labels), DeviceBatchSource.On(trainLoader, device), optimizer, options, schedule,
             DeviceBatchSource.On(testLoader, device), run.Directory);
@@ -212,19 +249,21 @@ public static class FinetuneResNetCommand
         if (!quiet)
         {
             Console.WriteLine($"data: {config.Dataset} — {train.Count:N0} training images ({(config.ExamplesPerClass > 0 ? $"{config.ExamplesPerClass} per class" : "all")}), " +
-                $"{test.Count:N0} test images, {train.Classes.Count} classes, resized to {imageSize}×{imageSize}");
+                $"{test.Count:N0} {(config.Validate ? "validation images (training images not trained on)" : "test images")}, {train.Classes.Count} classes, resized to {imageSize}×{imageSize}");
             Console.WriteLine($"model: {(config.FromScratch ? "from scratch, the same network as" : "fine-tuning")} {body.Description}; " +
-                $"{model.TrainableParameterCount:N0} of {model.ParameterCount:N0} parameters trained; AdamW lr {config.LearningRate}, {config.Epochs} epochs of {stepsPerEpoch} steps" +
+                $"{model.TrainableParameterCount:N0} of {model.ParameterCount:N0} parameters trained; AdamW lr {config.LearningRate}" +
+                $"{(config.BodyLearningRate is { } bodyRate ? $" (pretrained layers {bodyRate})" : "")}, {config.Epochs} epochs of {stepsPerEpoch} steps" +
+                $"{(config.AdaptBatchNorm ? "; batch norm re-estimated on the training images" : "")}{(config.ProbeSteps > 0 ? $"; head probed for {config.ProbeSteps} steps first" : "")}" +
+                $"{(config.Shift > 0 ? $"; shifts of up to {config.Shift} px" : "")}" +
                 (device.IsCpu ? "" : $"; on {device}"));
         }
         TrainingLoop.PrintResume(resumed, quiet, stepsPerEpoch);
         var progress = new TrainingProgress(options.Steps, "images");
-        EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification: true, "test", quiet);
+        EpochReport.Attach(trainer, progress, stepsPerEpoch, config.Epochs, classification: true, config.Validate ? "val" : "test", quiet);
         trainer.AfterCheckpoint += _ => model.Save(run.ModelPath, new Dictionary<string, string> { ["format"] = "nabla-finetune", ["config"] = JsonSerializer.Serialize(config) });
-        var clock = Stopwatch.StartNew();
         if (TrainingLoop.Run(trainer, progress, command, cancel) != TrainingOutcome.Finished) return 130;
-        EpochReport.WriteCharts(run.Directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, "test");
-        VisionCommands.ReportTest(model, testLoader, train.Classes, run, device);
+        EpochReport.WriteCharts(run.Directory, EpochReport.History(trainer.MetricsPath!, stepsPerEpoch), classification: true, config.Validate ? "val" : "test");
+        VisionCommands.ReportTest(model, testLoader, train.Classes, run, device, config.Validate ? "validation" : "test");
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"trained in {clock.Elapsed.TotalSeconds:F0} s"));
         if (!quiet) Console.WriteLine($"run saved to {run.Directory} (config.json, model.safetensors, metrics.jsonl, loss.png, accuracy.png, confusion.png)");
         return 0;

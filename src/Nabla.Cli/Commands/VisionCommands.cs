@@ -181,12 +181,13 @@ public static class VisionCommands
         return 0;
     }
 
-    /// <summary>Prints the test accuracy and a per-class table, and draws the confusion matrix into the run directory.</summary>
-    internal static void ReportTest(Module model, ImageLoader test, IReadOnlyList<string> classes, VisionRun run, Device device)
+    /// <summary>Prints the test accuracy and a per-class table, and draws the confusion matrix into the run directory;
+    /// <paramref name="split"/> names what was evaluated ("validation" when it is not the test set).</summary>
+    internal static void ReportTest(Module model, ImageLoader test, IReadOnlyList<string> classes, VisionRun run, Device device, string split = "test")
     {
         var confusion = Confusion(model, test, classes.Count, device);
         int total = test.Count, correct = Enumerable.Range(0, classes.Count).Sum(c => confusion[c, c]);
-        Console.WriteLine($"test accuracy: {100.0 * correct / total:F2}% ({correct:N0} of {total:N0} images)");
+        Console.WriteLine($"{split} accuracy: {100.0 * correct / total:F2}% ({correct:N0} of {total:N0} images)");
         var table = new Table().AddColumn("class").AddColumn(new TableColumn("accuracy").RightAligned()).AddColumn(new TableColumn("correct").RightAligned())
             .AddColumn("most often mistaken for");
         for (int c = 0; c < classes.Count; c++)
@@ -198,7 +199,7 @@ public static class VisionCommands
         }
         // To whatever Console.Out is now (the shared AnsiConsole keeps the writer it started with).
         AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) }).Write(table);
-        Charts.Confusion(run.ConfusionPath, "Confusion matrix (test set)", confusion, classes);
+        Charts.Confusion(run.ConfusionPath, $"Confusion matrix ({split} set)", confusion, classes);
         Console.WriteLine($"confusion matrix: {run.ConfusionPath}");
     }
 

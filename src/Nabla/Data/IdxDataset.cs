@@ -24,10 +24,22 @@ public sealed record ImageClassificationData(Tensor Images, Tensor Labels, IRead
     /// <summary>The first <paramref name="perClass"/> images of each class (all of a class that has fewer), in the dataset's order.</summary>
     public ImageClassificationData FirstPerClass(int perClass)
     {
+        var first = InFirstPerClass(perClass);
+        return Rows(Enumerable.Range(0, Count).Where(i => first[i]));
+    }
+
+    /// <summary>The images <see cref="FirstPerClass"/> leaves out: a validation set disjoint from those training images.</summary>
+    public ImageClassificationData AfterFirstPerClass(int perClass)
+    {
+        var first = InFirstPerClass(perClass);
+        return Rows(Enumerable.Range(0, Count).Where(i => !first[i]));
+    }
+
+    private bool[] InFirstPerClass(int perClass)
+    {
         if (perClass <= 0) throw new ArgumentOutOfRangeException(nameof(perClass), $"Keep at least one image per class, got {perClass}.");
         var kept = new int[Classes.Count];
-        var labels = Labels.ToIntArray();
-        return Rows(Enumerable.Range(0, Count).Where(i => kept[labels[i]]++ < perClass));
+        return Labels.ToIntArray().Select(label => kept[label]++ < perClass).ToArray();
     }
 
     private ImageClassificationData Rows(IEnumerable<int> rows)

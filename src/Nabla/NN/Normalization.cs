@@ -11,7 +11,9 @@ public abstract unsafe class BatchNorm : Module
 {
     public int NumFeatures { get; }
     public float Eps { get; }
-    public float Momentum { get; }
+    /// <summary>Weight of a training batch's statistics in the running ones (1: replace them, which re-estimating
+    /// the statistics on one batch of new data uses).</summary>
+    public float Momentum { get; set; }
     public Tensor? Weight { get; }
     public Tensor? Bias { get; }
     public Tensor RunningMean { get; }

@@ -1,14 +1,20 @@
 namespace Nabla.Optim;
 
 /// <summary>Sets an optimizer's learning rate as a function of the step. Call <see cref="Step"/> once per
-/// optimizer step (after it), as with PyTorch's schedulers.</summary>
+/// optimizer step (after it), as with PyTorch's schedulers. A parameter group with its own learning rate
+/// (<see cref="ParamGroup.LearningRate"/>, e.g. a smaller one for a pretrained body) follows the schedule scaled
+/// to that rate, as PyTorch's LambdaLR scales each group's initial rate by the same factor.</summary>
 public abstract class LRScheduler
 {
+    /// <summary>Each group's own initial learning rate, or null for a group that uses the optimizer's.</summary>
+    private readonly float?[] _groupBaseRates;
+
     protected LRScheduler(Optimizer optimizer)
     {
         Optimizer = optimizer;
         BaseLearningRate = optimizer.LearningRate;
-        optimizer.LearningRate = LearningRateAt(0);
+        _groupBaseRates = optimizer.Groups.Select(g => g.LearningRate).ToArray();
+        Apply(0);
     }
 
     public Optimizer Optimizer { get; }
@@ -16,20 +22,29 @@ public abstract class LRScheduler
     /// <summary>Steps taken so far.</summary>
     public int CurrentStep { get; private set; }
 
-    /// <summary>The learning rate for step <paramref name="step"/> (0-based).</summary>
+    /// <summary>The optimizer's learning rate for step <paramref name="step"/> (0-based).</summary>
     public abstract float LearningRateAt(int step);
 
     public void Step()
     {
         CurrentStep++;
-        Optimizer.LearningRate = LearningRateAt(CurrentStep);
+        Apply(CurrentStep);
     }
 
     /// <summary>Jumps to a step (resuming from a checkpoint).</summary>
     public void SetStep(int step)
     {
         CurrentStep = step;
-        Optimizer.LearningRate = LearningRateAt(step);
+        Apply(step);
+    }
+
+    private void Apply(int step)
+    {
+        float rate = LearningRateAt(step);
+        Optimizer.LearningRate = rate;
+        float factor = BaseLearningRate > 0 ? rate / BaseLearningRate : 0f;
+        for (int i = 0; i < _groupBaseRates.Length; i++)
+            if (_groupBaseRates[i] is { } groupBase) Optimizer.Groups[i].LearningRate = groupBase * factor;
     }
 }
 

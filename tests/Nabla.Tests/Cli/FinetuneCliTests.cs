@@ -75,6 +75,35 @@ public class FinetuneCliTests : CliTest
     }
 
     [Fact]
+    public void TheFineTuningRecipeOptionsApplyAndValidationLeavesTheTestSetAlone()
+    {
+        var baseRun = BaseRun();
+        var before = SafeTensors.Load(Path.Combine(baseRun, "model.safetensors"));
+        var output = Path.Combine(TempDir, "recipe");
+        var (exit, stdout, stderr) = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--dataset", TestData.File("sklearn/digits.csv.gz"),
+            "--examples-per-class", "5", "--epochs", "2", "--eval-every", "2", "--unfreeze-all", "--body-lr", "1e-7", "--adapt-batch-norm",
+            "--probe-steps", "3", "--shift", "1", "--validate", "--out", output);
+        Assert.True(exit == 0, stderr);
+        // The training split keeps 1,442 of the 1,797 digits; 50 are trained on, the other 1,392 validate.
+        Assert.Contains("50 training images (5 per class), 1,392 validation images", stdout);
+        Assert.Contains("(pretrained layers 1E-07)", stdout);
+        Assert.Contains("validation accuracy:", stdout);
+        Assert.DoesNotContain("test accuracy:", stdout);
+        Assert.Single(File.ReadAllLines(Path.Combine(output, "metrics.jsonl")), l => l.Contains("val_accuracy"));
+        // At a body learning rate of 1e-7 four AdamW steps move a body weight by less than 1e-5; the adapter, at
+        // the full rate, moves by orders of magnitude more.
+        var tuned = SafeTensors.Load(Path.Combine(output, "model.safetensors"));
+        double LargestChange(string baseName, string tunedName) => before.TryGetValue(baseName, out var b)
+            ? b.ToArray().Zip(tuned[tunedName].ToArray(), (x, y) => Math.Abs(x - y)).Max() : throw new KeyNotFoundException(baseName);
+        Assert.InRange(LargestChange("layer1.0.conv1.weight", "body.layer1.0.conv1.weight"), 0, 1e-5);
+        // --adapt-batch-norm replaced the base's statistics with the digits'.
+        Assert.InRange(LargestChange("bn1.running_mean", "body.bn1.running_mean"), 1e-3, double.MaxValue);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(output, "config.json")))!;
+        Assert.Equal(3, config["ProbeSteps"]!.GetValue<int>());
+        Assert.True(config["Validate"]!.GetValue<bool>());
+    }
+
+    [Fact]
     public void AStoppedRunResumesToTheModelOfAnUninterruptedOne()
     {
         // 50 training digits in batches of 16: 4 steps an epoch, stopped in the second. The last stage trains, its batch
@@ -119,5 +148,14 @@ public class FinetuneCliTests : CliTest
         var twoWays = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--from-scratch", "--unfreeze-all", "--out", Path.Combine(TempDir, "z"));
         Assert.Equal(1, twoWays.Exit);
         Assert.Contains("--from-scratch and --unfreeze-all exclude each other", twoWays.Err);
+        var frozenBodyRate = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--body-lr", "1e-3", "--out", Path.Combine(TempDir, "w"));
+        Assert.Equal(1, frozenBodyRate.Exit);
+        Assert.Contains("--body-lr needs a trained body", frozenBodyRate.Err);
+        var scratchProbe = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--from-scratch", "--probe-steps", "10", "--out", Path.Combine(TempDir, "v"));
+        Assert.Equal(1, scratchProbe.Exit);
+        Assert.Contains("which --from-scratch has not", scratchProbe.Err);
+        var validateAll = CliRunner.Run("finetune", "resnet", "--base", baseRun, "--validate", "--out", Path.Combine(TempDir, "u"));
+        Assert.Equal(1, validateAll.Exit);
+        Assert.Contains("--validate", validateAll.Err);
     }
 }

@@ -94,4 +94,72 @@ public class FineTuningTests
         Assert.False(model.GetSubmodule("body.layer2.0.bn1").Training);
         Assert.False(model.GetSubmodule("body.bn1").Training);
     }
+
+    [Fact]
+    public void TheParameterGroupsSeparateTheNewLayersFromTheTrainedBody()
+    {
+        var model = new FineTunedClassifier(Body(3), 1, 16, 10, new Normalization([0.5f], [0.5f]));
+        var frozen = model.ParameterGroups(bodyLearningRate: null);
+        Assert.Single(frozen);
+        Assert.Equal(model.TrainableParameterCount, frozen[0].Parameters.Sum(p => p.Count));
+
+        model.UnfreezeLastStage();
+        var groups = model.ParameterGroups(bodyLearningRate: 1e-3f);
+        Assert.Equal(2, groups.Count);
+        Assert.Null(groups[0].LearningRate);
+        Assert.Equal(1e-3f, groups[1].LearningRate);
+        var lastStage = model.GetSubmodule("body.layer3").Parameters().ToHashSet(ReferenceEqualityComparer.Instance);
+        Assert.True(groups[1].Parameters.All(lastStage.Contains));
+        Assert.Equal(lastStage.Count, groups[1].Parameters.Count);
+        Assert.Equal(model.GetSubmodule("adapter").ParameterCount + model.GetSubmodule("head").ParameterCount, groups[0].Parameters.Sum(p => p.Count));
+    }
+
+    [Fact]
+    public void RecomputedBatchNormStatisticsAreThoseOfTheNewImages()
+    {
+        var (train, _) = Digits.Load(TestData.File("sklearn/digits.csv.gz")).HoldOut(5);
+        var images = train.FirstPerClass(4).Images;
+        var model = new FineTunedClassifier(Body(11), 1, 16, 10, new Normalization([0.3f], [0.4f]));
+        var parameters = Snapshot(model).Where(kv => !kv.Key.Contains("running_")).ToDictionary();
+        model.Train();
+        model.RecomputeBatchNormStatistics(images);
+
+        // The stem's batch norm: exactly the mean and the (unbiased, as PyTorch keeps it) variance of conv1's output.
+        using var _ = GradMode.NoGrad();
+        var stem = model.Body.GetSubmodule("conv1").Forward(model.GetSubmodule("adapter").Forward(images));
+        int perChannel = stem.Size(0) * stem.Size(2) * stem.Size(3);
+        var mean = stem.Mean([0, 2, 3]);
+        var variance = stem.Sub(mean.Reshape(1, -1, 1, 1)).Square().Sum([0, 2, 3]).Div(perChannel - 1);
+        var bn1 = (BatchNorm)model.Body.GetSubmodule("bn1");
+        Ops.Close.Assert(mean, bn1.RunningMean, 1e-4, "bn1 running mean");
+        Ops.Close.Assert(variance, bn1.RunningVar, 1e-4, "bn1 running variance");
+        Assert.All(model.Body.Modules().OfType<BatchNorm>(), n => Assert.Equal(0.1f, n.Momentum));
+        // Every later layer too: in evaluation mode the model now computes on these images what it computes with
+        // each batch norm using the batch's own statistics (up to the unbiased variance's factor n/(n−1)).
+        model.Eval();
+        var withRunning = model.Forward(images);
+        foreach (var norm in model.Body.Modules().OfType<BatchNorm>()) norm.Train();
+        var withBatch = model.Forward(images);
+        Ops.Close.Assert(withBatch, withRunning, 2e-2, "logits with running vs batch statistics");
+        foreach (var (name, values) in Snapshot(model).Where(kv => parameters.ContainsKey(kv.Key)))
+            Assert.True(parameters[name].AsSpan().SequenceEqual(values), $"{name} changed");
+    }
+
+    [Fact]
+    public void ProbingFitsTheHeadAloneOnTheBodysFeatures()
+    {
+        var (train, _) = Digits.Load(TestData.File("sklearn/digits.csv.gz")).HoldOut(5);
+        train = train.FirstPerClass(30);
+        var model = new FineTunedClassifier(Body(7), 1, 16, 10, new Normalization([0.3f], [0.4f]));
+        model.RequiresGrad_(true).Train();
+        var before = Snapshot(model);
+        double Loss() { model.Eval(); using var _ = GradMode.NoGrad(); var loss = F.CrossEntropy(model.Forward(train.Images), train.Labels).Item(); model.Train(); return loss; }
+        double lossBefore = Loss();
+        model.FitHead(train.Images, train.Labels, steps: 100, learningRate: 1e-2f, weightDecay: 0f);
+        double lossAfter = Loss();
+        Assert.True(lossAfter < 0.7 * lossBefore, $"training loss {lossBefore:F3} → {lossAfter:F3} after probing");
+        Assert.True(model.Training);
+        foreach (var (name, values) in Snapshot(model))
+            Assert.True(name.StartsWith("head.") != before[name].AsSpan().SequenceEqual(values), $"{name}: only the head must change");
+    }
 }

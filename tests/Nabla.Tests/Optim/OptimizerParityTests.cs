@@ -88,6 +88,34 @@ public class OptimizerParityTests
         Close.Floats("decay vs torch CosineAnnealingLR", fx["sched/cosine_warmup/torch_cosine"].ToArray(), rates[warmup..(total + 1)], rtol: 1e-5, atol: 1e-8);
     }
 
+    /// <summary>Discriminative learning rates: two parameter groups, one at a tenth of the optimizer's rate and
+    /// without weight decay, under a warm-up + cosine schedule, as torch's AdamW with param_groups and LambdaLR.</summary>
+    [Fact]
+    public void ParameterGroupsFollowTheScheduleLikePyTorch()
+    {
+        var fx = ParityFixture.Get(File);
+        var meta = fx.Meta("sched/groups");
+        float baseLr = meta.GetProperty("base_lr").GetSingle(), minLr = meta.GetProperty("min_lr").GetSingle();
+        float secondLr = meta.GetProperty("group_lrs")[1].GetSingle(), decay = meta.GetProperty("weight_decay")[0].GetSingle(), secondDecay = meta.GetProperty("weight_decay")[1].GetSingle();
+        int warmup = meta.GetProperty("warmup").GetInt32(), total = meta.GetProperty("total").GetInt32(), steps = meta.GetProperty("steps").GetInt32();
+        var p0 = fx.Fresh("sched/groups/p0/init").RequiresGrad_();
+        var p1 = fx.Fresh("sched/groups/p1/init").RequiresGrad_();
+        var optimizer = new AdamW([new ParamGroup([p0]), new ParamGroup([p1], learningRate: secondLr, weightDecay: secondDecay)], baseLr, weightDecay: decay);
+        var schedule = new CosineWithWarmup(optimizer, warmup, total, minLr);
+        var expectedRates = fx["sched/groups/lr"].ToArray();
+        for (int s = 0; s < steps; s++)
+        {
+            float[] rates = [optimizer.Groups[0].LearningRate ?? optimizer.LearningRate, optimizer.Groups[1].LearningRate!.Value];
+            Close.Floats($"group learning rates before step {s + 1}", expectedRates[(2 * s)..(2 * s + 2)], rates, rtol: 1e-6, atol: 1e-9);
+            p0.Grad = fx.Fresh($"sched/groups/p0/grad{s}");
+            p1.Grad = fx.Fresh($"sched/groups/p1/grad{s}");
+            optimizer.Step();
+            schedule.Step();
+            Close.Tensor($"group 0's parameter after step {s + 1}", fx[$"sched/groups/p0/step{s}"], p0, rtol: 1e-5, atol: 2e-6);
+            Close.Tensor($"group 1's parameter after step {s + 1}", fx[$"sched/groups/p1/step{s}"], p1, rtol: 1e-5, atol: 2e-6);
+        }
+    }
+
     [Theory]
     [InlineData("clips")]
     [InlineData("no_clip")]

@@ -1,5 +1,7 @@
+using Nabla.Autograd;
 using Nabla.Data;
 using Nabla.NN;
+using Nabla.Optim;
 
 namespace Nabla.Models.Vision;
 
@@ -70,6 +72,65 @@ public sealed class FineTunedClassifier : Module
     {
         Body.GetSubmodule(Body.StageNames[^1]).RequiresGrad_(true);
         Train(Training);
+    }
+
+    /// <summary>The parameters to optimise in two groups, as PyTorch users write param_groups for discriminative
+    /// learning rates (Howard &amp; Ruder, 2018): the new layers (adapter and head) at the optimizer's rate, and the
+    /// body's trainable (pretrained) layers at <paramref name="bodyLearningRate"/> (null: the optimizer's rate too),
+    /// usually lower so that the large gradients of the new, random head do not wipe out what the body learned.
+    /// Frozen parameters are left out; a group with none is left out too.</summary>
+    public IReadOnlyList<ParamGroup> ParameterGroups(float? bodyLearningRate)
+    {
+        var newLayers = GetSubmodule("adapter").Parameters().Concat(GetSubmodule("head").Parameters()).Where(p => p.RequiresGrad).ToList();
+        var body = Body.Parameters().Where(p => p.RequiresGrad).ToList();
+        return new[] { new ParamGroup(newLayers), new ParamGroup(body, bodyLearningRate) }.Where(g => g.Parameters.Count > 0).ToList();
+    }
+
+    /// <summary>Re-estimates every batch-norm statistic of the body on <paramref name="images"/>, the new training
+    /// data (AdaBN, Li et al., 2016): the statistics learned on the body's own images describe activations the new
+    /// images do not produce. One forward pass over all the images as one batch, each batch norm replacing its
+    /// running statistics by the batch's (momentum 1), so every layer is measured on the activations it will see
+    /// in evaluation mode once its predecessors use their new statistics. Parameters do not change.</summary>
+    public void RecomputeBatchNormStatistics(Tensor images)
+    {
+        bool training = Training;
+        var norms = Body.Modules().OfType<BatchNorm>().ToList();
+        var momenta = norms.Select(n => n.Momentum).ToList();
+        try
+        {
+            foreach (var norm in norms) { norm.Momentum = 1f; norm.Train(); }
+            using var _ = GradMode.NoGrad();
+            ForwardChild("body", ForwardChild("adapter", images));
+        }
+        finally
+        {
+            for (int i = 0; i < norms.Count; i++) norms[i].Momentum = momenta[i];
+            Train(training);
+        }
+    }
+
+    /// <summary>Linear probing, the first half of LP-FT (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained
+    /// Features and Underperform Out-of-Distribution"): fits the head alone on the body's features of
+    /// <paramref name="images"/>, computed once in evaluation mode, with <paramref name="steps"/> full-batch AdamW
+    /// steps. Fine-tuning then starts from a head that already fits the features, instead of a random one whose
+    /// large early gradients distort them. Only the head changes.</summary>
+    public void FitHead(Tensor images, Tensor labels, int steps, float learningRate, float weightDecay)
+    {
+        bool training = Training;
+        Tensor features;
+        Eval();
+        using (GradMode.NoGrad()) features = ForwardChild("body", ForwardChild("adapter", images));
+        Train(training);
+        var head = GetSubmodule("head");
+        var optimizer = new AdamW(head.Parameters(), learningRate, weightDecay: weightDecay);
+        for (int step = 0; step < steps; step++)
+        {
+            using var scope = MemoryScope.Begin();
+            var loss = F.CrossEntropy(head.Forward(features), labels);
+            optimizer.ZeroGrad();
+            loss.Backward();
+            optimizer.Step();
+        }
     }
 
     /// <summary>Sets the mode as usual, then puts back in evaluation mode every layer whose parameters are all
