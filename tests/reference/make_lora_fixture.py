@@ -14,9 +14,14 @@ config.py and utils/save_and_load.py) by hand, since PyPI's peft is not installa
                                     and fan_in_fan_out only transposes B·A when merging into a Conv1D weight) and
                                     adapter_config.json with the keys PEFT 0.10's LoraConfig writes
   Fixtures/lora/gpt2_expected.safetensors  token ids and the logits of base + adapter (unmerged)
+  Fixtures/lora/gpt2_adapter_bias/  an adapter with bias="all" and modules_to_save=["ln_f"]: besides A and B it holds
+                                    every bias of the model (a wrapped layer's as "<layer>.base_layer.bias") and ln_f's
+                                    weight and bias, named as get_peft_model_state_dict names them
+  Fixtures/lora/gpt2_bias_expected.safetensors  token ids and the logits of base + that adapter
 
 Run with Debian's python3-torch:  /usr/bin/python3 tests/reference/make_lora_fixture.py
 """
+import copy
 import json
 import math
 import os
@@ -90,22 +95,59 @@ def linear_case(gen):
     }, {"r": str(r), "lora_alpha": str(alpha), "use_rslora": "true"})
 
 
-def gpt2_case(gen):
+def load_base():
     config = json.load(open(os.path.join(BASE, "config.json")))
     model = GPT2LMHeadModel(vocab_size=config["vocab_size"], n_positions=config["n_positions"], n_embd=config["n_embd"],
                             n_layer=config["n_layer"], n_head=config["n_head"], eps=config["layer_norm_epsilon"])
     missing, unexpected = model.transformer.load_state_dict(read_safetensors(os.path.join(BASE, "model.safetensors")), strict=False)
     assert not unexpected and all(m.endswith("masked_bias") for m in missing), (missing, unexpected)
-    model.eval()
+    return config, model.eval()
 
-    r, alpha, targets = 4, 8, ["c_attn", "attn.c_proj", "mlp.c_fc"]
-    peft_model = nn.Module()  # PeftModel.base_model (LoraModel).model = the GPT2LMHeadModel
+
+def wrap(model, r, alpha, targets, use_rslora, modules_to_save=()):
+    """PeftModel.base_model (LoraModel).model = the GPT2LMHeadModel, its targets wrapped in LoRA layers and its
+    modules to save in ModulesToSaveWrapper."""
+    peft_model = nn.Module()
     peft_model.base_model = nn.Module()
     peft_model.base_model.model = model
     for name, module in list(model.named_modules()):
+        parent, _, child = name.rpartition(".")
         if matches(name, targets):
-            parent, child = name.rsplit(".", 1)
-            setattr(model.get_submodule(parent), child, LoraLayer(module, r, alpha, use_rslora=False, fan_in_fan_out=True))
+            setattr(model.get_submodule(parent), child, LoraLayer(module, r, alpha, use_rslora=use_rslora, fan_in_fan_out=True))
+        elif matches(name, modules_to_save):
+            setattr(model.get_submodule(parent), child, ModulesToSaveWrapper(module))
+    return peft_model
+
+
+def write_adapter(folder, tensors, r, alpha, targets, use_rslora, bias="none", modules_to_save=None):
+    """adapter_model.safetensors and adapter_config.json with the keys PEFT 0.10's LoraConfig writes."""
+    directory = os.path.join(OUT, folder)
+    os.makedirs(directory, exist_ok=True)
+    write_safetensors(os.path.join(directory, "adapter_model.safetensors"), tensors, {"format": "pt"})
+    adapter_config = {
+        "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": "hf_gpt2/base", "bias": bias,
+        "fan_in_fan_out": True, "inference_mode": True, "init_lora_weights": True, "layer_replication": None,
+        "layers_pattern": None, "layers_to_transform": None, "loftq_config": {}, "lora_alpha": alpha,
+        "lora_dropout": 0.0, "megatron_config": None, "megatron_core": "megatron.core", "modules_to_save": modules_to_save,
+        "peft_type": "LORA", "r": r, "rank_pattern": {}, "revision": None, "target_modules": targets,
+        "task_type": "CAUSAL_LM", "use_dora": False, "use_rslora": use_rslora,
+    }
+    with open(os.path.join(directory, "adapter_config.json"), "w") as f:
+        json.dump(adapter_config, f, indent=2, sort_keys=True)
+
+
+def write_expected(name, model, vocab_size, gen):
+    """Token ids and the logits the wrapped model gives for them."""
+    ids = torch.randint(0, vocab_size, (2, 9), generator=gen)
+    with torch.no_grad():
+        logits = model(ids)
+    write_safetensors(os.path.join(OUT, name), {"ids": ids.to(torch.int32).numpy(), "logits": logits.numpy()}, {})
+
+
+def gpt2_case(gen):
+    config, model = load_base()
+    r, alpha, targets = 4, 8, ["c_attn", "attn.c_proj", "mlp.c_fc"]
+    peft_model = wrap(model, r, alpha, targets, use_rslora=False)
     adapter = {}
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -113,25 +155,57 @@ def gpt2_case(gen):
                 p.copy_(0.05 * torch.randn(p.shape, generator=gen))  # a trained-looking adapter: B no longer zero
                 adapter[name] = p.detach().numpy().copy()
     assert len(adapter) == 2 * 3 * config["n_layer"]
-    directory = os.path.join(OUT, "gpt2_adapter")
-    os.makedirs(directory, exist_ok=True)
-    write_safetensors(os.path.join(directory, "adapter_model.safetensors"), adapter, {"format": "pt"})
-    adapter_config = {
-        "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": "hf_gpt2/base", "bias": "none",
-        "fan_in_fan_out": True, "inference_mode": True, "init_lora_weights": True, "layer_replication": None,
-        "layers_pattern": None, "layers_to_transform": None, "loftq_config": {}, "lora_alpha": alpha,
-        "lora_dropout": 0.0, "megatron_config": None, "megatron_core": "megatron.core", "modules_to_save": None,
-        "peft_type": "LORA", "r": r, "rank_pattern": {}, "revision": None, "target_modules": targets,
-        "task_type": "CAUSAL_LM", "use_dora": False, "use_rslora": False,
-    }
-    with open(os.path.join(directory, "adapter_config.json"), "w") as f:
-        json.dump(adapter_config, f, indent=2, sort_keys=True)
+    write_adapter("gpt2_adapter", adapter, r, alpha, targets, use_rslora=False)
+    write_expected("gpt2_expected.safetensors", model, config["vocab_size"], gen)
 
-    ids = torch.randint(0, config["vocab_size"], (2, 9), generator=gen)
+
+class ModulesToSaveWrapper(nn.Module):
+    """PeftModel's ModulesToSaveWrapper for one adapter: the frozen original and a trained copy, which the forward uses."""
+
+    def __init__(self, module):
+        super().__init__()
+        self.original_module = module
+        self.modules_to_save = nn.ModuleDict({"default": copy.deepcopy(module)})
+
+    def forward(self, x):
+        return self.modules_to_save["default"](x)
+
+
+def peft_state_dict(peft_model, bias):
+    """get_peft_model_state_dict for LoRA (peft/utils/save_and_load.py): the lora_ tensors, with bias="all" every
+    key holding "bias", then each ModulesToSaveWrapper's keys replaced by its trained copy's under the module's own
+    name, and the adapter name removed."""
+    state = {k: v for k, v in peft_model.state_dict().items()
+             # transformers' GPT-2 registers its attention masks ("attn.bias", "attn.masked_bias") as non-persistent
+             # buffers, absent from the state dict; this script's model keeps them for its older checkpoints
+             if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+    assert bias in ("none", "all")
+    out = {k: v for k, v in state.items() if "lora_" in k or (bias == "all" and "bias" in k)}
+    for name, module in peft_model.named_modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            for stale in [k for k in out if k.startswith(name + ".")]:
+                del out[stale]
+            for k in module.modules_to_save["default"].state_dict():
+                out[f"{name}.{k}"] = state[f"{name}.modules_to_save.default.{k}"]
+    assert all(".default" not in k for k in out)  # the adapter name: this script's LoRA layers do not use it
+    return {k: v.detach().numpy().copy() for k, v in out.items()}
+
+
+def gpt2_bias_case(gen):
+    config, model = load_base()
+    r, alpha, targets, modules_to_save = 2, 4, ["c_attn", "mlp.c_proj"], ["ln_f"]
+    peft_model = wrap(model, r, alpha, targets, use_rslora=True, modules_to_save=modules_to_save)
     with torch.no_grad():
-        logits = model(ids)
-    write_safetensors(os.path.join(OUT, "gpt2_expected.safetensors"),
-                      {"ids": ids.to(torch.int32).numpy(), "logits": logits.numpy()}, {})
+        for name, p in peft_model.named_parameters():
+            # what training changes: A and B (drawn here: their initialisation uses torch's global generator), every
+            # bias (bias="all") and ln_f's trained copy (moved from the base's values)
+            if ".lora_" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+            elif name.endswith(".bias") or ".modules_to_save." in name:
+                p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    write_adapter("gpt2_adapter_bias", peft_state_dict(peft_model, "all"), r, alpha, targets, use_rslora=True,
+                  bias="all", modules_to_save=modules_to_save)
+    write_expected("gpt2_bias_expected.safetensors", model, config["vocab_size"], gen)
 
 
 def main():
@@ -139,6 +213,7 @@ def main():
     gen = torch.Generator().manual_seed(20260)
     linear_case(gen)
     gpt2_case(gen)
+    gpt2_bias_case(gen)
 
 
 if __name__ == "__main__":

@@ -36,7 +36,8 @@ public sealed record GptFinetuneConfig
     {
         if (string.IsNullOrEmpty(Model) || string.IsNullOrEmpty(Text)) return "\"Model\" or \"Text\" is missing";
         if (ValFraction is < 0 or >= 1 || double.IsNaN(ValFraction)) return $"validation fraction {ValFraction} is not in [0, 1)";
-        if (Lora is { } l && (l.R is < 1 or > 1 << 16 || !(l.LoraAlpha > 0) || !float.IsFinite(l.LoraAlpha) || l.LoraDropout is < 0 or >= 1 || l.TargetModules.Count == 0))
+        if (Lora is { } l && (l.R is < 1 or > 1 << 16 || !(l.LoraAlpha > 0) || !float.IsFinite(l.LoraAlpha) || l.LoraDropout is < 0 or >= 1 || l.TargetModules.Count == 0
+                || l.Bias is not (NN.Lora.BiasNone or NN.Lora.BiasAll) || l.ModulesToSave is null))
             return "the LoRA settings are out of range";
         if (Quantize != null && (Lora == null || !QuantizationFormats.TryParse(Quantize, out _)))
             return $"quantisation \"{Quantize}\" needs a LoRA adapter and one of nf4, q4_0, q8_0";
@@ -63,6 +64,9 @@ public static class FinetuneGptCommand
         var targets = new Option<string>("--targets") { Description = "Comma-separated module names (or name endings, as PEFT matches them) that get an adapter; '*' matches within a name part (mlp.*).", DefaultValueFactory = _ => "c_attn,c_proj" };
         var dropout = new Option<float>("--lora-dropout") { Description = "Dropout on the adapter's input.", DefaultValueFactory = _ => 0 };
         var rsLora = new Option<bool>("--rslora") { Description = "Scale by alpha/√r (rank-stabilised LoRA) instead of alpha/r." };
+        var loraBias = new Option<string>("--lora-bias") { Description = "PEFT's bias: none, or all (every bias of the model, layer norms' too, trains and is saved with the adapter).", DefaultValueFactory = _ => Lora.BiasNone };
+        var modulesToSave = new Option<string?>("--modules-to-save") { Description = "Comma-separated modules (matched as --targets are) that train whole and are saved with the adapter, PEFT's modules_to_save (e.g. ln_f)." };
+        loraBias.Require(v => v is Lora.BiasNone or Lora.BiasAll, v => $"--lora-bias must be none or all, got {v}{(v == "lora_only" ? " (PEFT saves no bias for lora_only: see docs/lora.md)" : "")}.");
         var full = new Option<bool>("--full") { Description = "Train every weight instead of an adapter (the baseline LoRA is compared against); writes model/ instead of an adapter." };
         var quantize = new Option<string?>("--quantize") { Description = "QLoRA: hold the base's linear layers in nf4, q4_0 or q8_0 (frozen, gradients flow through them) while the adapter trains; the adapter applies to the float base." };
         valFraction.Within(0, 1, maxExclusive: true);
@@ -73,7 +77,7 @@ public static class FinetuneGptCommand
 
         var command = new Command("gpt", "Fine-tune a GPT-2 on a text file with a LoRA adapter (PEFT's file layout) or, with --full, every weight.")
         {
-            model, text, valFraction, rank, alpha, targets, dropout, rsLora, full, quantize,
+            model, text, valFraction, rank, alpha, targets, dropout, rsLora, loraBias, modulesToSave, full, quantize,
         };
         shared.AddTo(command);
         command.SetAction((p, cancel) =>
@@ -105,7 +109,9 @@ public static class FinetuneGptCommand
                     Lora = lora ? new LoraConfig
                     {
                         R = p.GetValue(rank), LoraAlpha = p.GetValue(alpha), LoraDropout = p.GetValue(dropout), UseRsLora = p.GetValue(rsLora),
-                        TargetModules = ParseTargets(p.GetValue(targets)!),
+                        TargetModules = ParseNames("--targets", p.GetValue(targets)!),
+                        Bias = p.GetValue(loraBias)!,
+                        ModulesToSave = p.GetValue(modulesToSave) is { } names ? ParseNames("--modules-to-save", names) : [],
                         FanInFanOut = true, // GPT-2's projections are Hugging Face Conv1D layers, stored (in, out)
                         BaseModelNameOrPath = basePath,
                     } : null,
@@ -124,10 +130,10 @@ public static class FinetuneGptCommand
         return command;
     }
 
-    private static IReadOnlyList<string> ParseTargets(string list)
+    private static IReadOnlyList<string> ParseNames(string option, string list)
     {
-        var targets = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
-        return targets.Length > 0 ? targets : throw new CliException("--targets: give at least one module name (e.g. c_attn,c_proj).");
+        var names = list.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+        return names.Length > 0 ? names : throw new CliException($"{option}: give at least one module name (e.g. {(option == "--targets" ? "c_attn,c_proj" : "ln_f")}).");
     }
 
     /// <param name="newRun">Write config.json once the base, the text and the targets have been checked, so a
@@ -160,8 +166,9 @@ public static class FinetuneGptCommand
         LoraSummary summary;
         if (config.Lora is { } lora)
         {
-            try { summary = Lora.Apply(model, lora.TargetModules, lora.R, lora.LoraAlpha, lora.LoraDropout, lora.UseRsLora); }
-            catch (ArgumentException e) when (e.GetType() == typeof(ArgumentException)) { throw new CliException($"--targets: {e.Message}"); }
+            try { summary = Lora.Apply(model, lora.TargetModules, lora.R, lora.LoraAlpha, lora.LoraDropout, lora.UseRsLora, bias: lora.Bias, modulesToSave: lora.ModulesToSave); }
+            catch (ArgumentException e) when (e.GetType() == typeof(ArgumentException))
+            { throw new CliException($"{(lora.ModulesToSave.Count > 0 || lora.Bias != Lora.BiasNone ? "--targets/--modules-to-save/--lora-bias" : "--targets")}: {e.Message}"); }
         }
         else summary = new LoraSummary([], model.TrainableParameterCount, model.ParameterCount);
 
@@ -175,7 +182,8 @@ public static class FinetuneGptCommand
         Console.WriteLine($"base: {config.Model}: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
             $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}{(device.IsCpu ? "" : $"; on {device}")}");
         Console.WriteLine(config.Lora is { } l
-            ? $"LoRA r={l.R}, alpha={l.LoraAlpha}{(l.UseRsLora ? " (rsLoRA)" : "")}, dropout {l.LoraDropout} on {summary.WrappedModules.Count} layers ({string.Join(", ", l.TargetModules)})"
+            ? $"LoRA r={l.R}, alpha={l.LoraAlpha}{(l.UseRsLora ? " (rsLoRA)" : "")}, dropout {l.LoraDropout} on {summary.WrappedModules.Count} layers ({string.Join(", ", l.TargetModules)})" +
+              (l.Bias != Lora.BiasNone ? $"; bias {l.Bias}" : "") + (l.ModulesToSave.Count > 0 ? $"; trained whole: {string.Join(", ", l.ModulesToSave)}" : "")
             : "full fine-tuning: every weight trains");
         if (Gpt2Quantization.FormatOf(model) is { } held)
             Console.WriteLine($"QLoRA: the base's linear layers are held in {held.Name()}, {Mib(model.Modules().OfType<QuantizedLinear>().Sum(q => q.Weight.ByteCount))} (frozen; the adapter trains through them)");

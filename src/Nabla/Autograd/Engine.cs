@@ -69,7 +69,9 @@ internal static unsafe class Engine
                     throw new InvalidOperationException($"{node} produced a gradient of shape {gi.ShapeString} for input {i} of shape {input.ShapeString}.");
                 bool aliasesIncoming = gi.Storage == g.Storage;
                 passedThrough |= aliasesIncoming;
-                bool fresh = !aliasesIncoming;
+                // A gradient passed through (the incoming one, or a view of it) stays the engine's when the incoming
+                // one was and no other input gets it too: released once its next op consumed it, not at the step's end.
+                bool fresh = !aliasesIncoming || entry.Owned;
                 for (int j = 0; j < grads.Length && fresh; j++)
                     if (j != i && grads[j] != null && grads[j]!.Storage == gi.Storage) fresh = false;
                 Add(pending, input, gi, fresh);

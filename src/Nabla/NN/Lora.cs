@@ -64,8 +64,9 @@ public sealed class LoraLinear : Module
         var y = ForwardChild("base_layer", x);
         if (Merged) return y;
         var adapterInput = DropoutP > 0 ? F.Dropout(x, DropoutP, Training, _generator) : x;
-        // Scaled at rank r, not after B: the same product, without one more (…, out) activation per adapted layer.
-        return y.Add(ForwardChild("lora_B", ForwardChild("lora_A", adapterInput).Mul(Scaling)));
+        // Added into the base layer's fresh output: y + B(A(x))·s as separate ops would keep two more (…, out)
+        // activations per adapted layer until the step ends, more than full fine-tuning's whole step in small models.
+        return Tensor.AddLowRank(y, adapterInput, LoraA.Weight, LoraB.Weight, Scaling);
     }
 
     /// <summary>ΔW = B·A·s, shaped like the base weight (out, in).</summary>
@@ -119,6 +120,12 @@ public sealed record LoraConfig
     public bool FanInFanOut { get; init; }
     public string? BaseModelNameOrPath { get; init; }
     public string TaskType { get; init; } = "CAUSAL_LM";
+    /// <summary>PEFT's bias: "none", or "all" (every bias of the model, layer norms' included, trains with the adapter
+    /// and is saved in its file). See <see cref="Lora.BiasAll"/>.</summary>
+    public string Bias { get; init; } = Lora.BiasNone;
+    /// <summary>PEFT's modules_to_save: modules (names matched as <see cref="TargetModules"/> are) whose every
+    /// parameter trains and is saved in the adapter's file, e.g. "ln_f".</summary>
+    public IReadOnlyList<string> ModulesToSave { get; init; } = [];
 }
 
 /// <summary>What <see cref="Lora.Apply"/> wrapped, and the parameter counts after it.</summary>
@@ -138,38 +145,76 @@ public static class Lora
 {
     public const string WeightsFile = "adapter_model.safetensors";
     public const string ConfigFile = "adapter_config.json";
+    /// <summary>PEFT's bias settings this library implements. PEFT's third, "lora_only", trains the adapted layers'
+    /// biases but its save_pretrained then writes none of them (it looks for "layer.bias"; a wrapped layer's bias is
+    /// "layer.base_layer.bias"), so such an adapter does not survive its own file; it is refused.</summary>
+    public const string BiasNone = "none", BiasAll = "all";
     private const long MaxConfigBytes = 1 << 20;
 
     /// <summary>Freezes the whole model, then wraps every <see cref="Linear"/> (or <see cref="QuantizedLinear"/>: QLoRA)
     /// whose name matches a target in a <see cref="LoraLinear"/> (only A and B train). A target that matches no module,
-    /// or matches a module that is not a linear layer, is an error, as in PEFT.</summary>
+    /// or matches a module that is not a linear layer, is an error, as in PEFT. As PEFT's bias="all" and
+    /// modules_to_save, <paramref name="bias"/> = <see cref="BiasAll"/> lets every bias of the model train too, and
+    /// <paramref name="modulesToSave"/> names modules that train whole (<see cref="TrainedBaseParameters"/>).</summary>
     public static LoraSummary Apply(Module model, IReadOnlyList<string> targets, int rank, float alpha, float dropout = 0f,
-        bool useRsLora = false, Generator? generator = null)
+        bool useRsLora = false, Generator? generator = null, string bias = BiasNone, IReadOnlyList<string>? modulesToSave = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (targets.Count == 0) throw new ArgumentException("LoRA needs at least one target module name.");
-        var matchers = targets.Select(t => (Target: t, Pattern: TargetPattern(t))).ToList();
-        var selected = new List<(string Name, Module Layer)>();
-        var used = new HashSet<string>();
-        foreach (var (name, module) in ModulesOutsideAdapters(model))
-        {
-            var hits = matchers.Where(m => m.Pattern.IsMatch(name)).Select(m => m.Target).ToList();
-            if (hits.Count == 0) continue;
-            if (module is not (Linear or QuantizedLinear))
-                throw new ArgumentException($"LoRA target '{hits[0]}' matches '{name}', a {module.GetType().Name}; only Linear (or QuantizedLinear) layers can take an adapter.");
-            used.UnionWith(hits);
-            selected.Add((name, module));
-        }
-        var unused = targets.Where(t => !used.Contains(t)).ToList();
-        if (unused.Count > 0)
-            throw new ArgumentException($"LoRA target{(unused.Count > 1 ? "s" : "")} {string.Join(", ", unused.Select(t => $"'{t}'"))} match no module of the {model.GetType().Name}.");
+        if (bias is not (BiasNone or BiasAll))
+            throw new ArgumentException(bias == "lora_only"
+                ? "LoRA bias \"lora_only\" is not supported: PEFT trains those biases but saves none of them (it looks for \"layer.bias\", not \"layer.base_layer.bias\"); use \"all\"."
+                : $"LoRA bias \"{bias}\" is not one of \"none\", \"all\".");
+        var selected = Match(model, targets, "LoRA target", m => m is Linear or QuantizedLinear, "only Linear (or QuantizedLinear) layers can take an adapter");
+        var saved = Match(model, modulesToSave ?? [], "module to save", m => m.Parameters().Any(), "it has no parameters to train");
+        foreach (var (name, _) in saved)
+            if (selected.FirstOrDefault(s => s.Name == name || s.Name.StartsWith(name + ".", StringComparison.Ordinal)) is { Name: { } wrapped })
+                throw new ArgumentException($"module to save '{name}' is or holds the LoRA target '{wrapped}': a layer trains whole or through an adapter, not both.");
+        if (bias == BiasAll && model.Modules().OfType<QuantizedLinear>().Any())
+            throw new ArgumentException("LoRA bias \"all\" trains the linear layers' biases, which a quantised base holds frozen; use \"none\" with a quantised base.");
 
         model.RequiresGrad_(false);
         foreach (var (name, layer) in selected)
             model.SetSubmodule(name, layer is QuantizedLinear quantized
                 ? new LoraLinear(quantized, rank, alpha, dropout, useRsLora, generator)
                 : new LoraLinear((Linear)layer, rank, alpha, dropout, useRsLora, generator));
+        foreach (var (_, module) in saved) module.RequiresGrad_(true);
+        if (bias == BiasAll)
+            foreach (var (name, p) in model.NamedParameters())
+                if (name == "bias" || name.EndsWith(".bias", StringComparison.Ordinal)) p.RequiresGrad_(true);
         return new LoraSummary(selected.Select(s => s.Name).ToList(), model.TrainableParameterCount, model.ParameterCount + QuantizedWeightCount(model));
+    }
+
+    /// <summary>The modules outside adapters whose names match <paramref name="names"/>, each required to match one
+    /// (<paramref name="what"/> names them in errors) and to be <paramref name="fits"/> (else <paramref name="why"/>).</summary>
+    private static List<(string Name, Module Module)> Match(Module model, IReadOnlyList<string> names, string what, Func<Module, bool> fits, string why)
+    {
+        var matchers = names.Select(t => (Target: t, Pattern: TargetPattern(t))).ToList();
+        var selected = new List<(string Name, Module Module)>();
+        var used = new HashSet<string>();
+        if (matchers.Count == 0) return selected;
+        foreach (var (name, module) in ModulesOutsideAdapters(model))
+        {
+            var hits = matchers.Where(m => m.Pattern.IsMatch(name)).Select(m => m.Target).ToList();
+            if (hits.Count == 0) continue;
+            if (!fits(module))
+                throw new ArgumentException($"{what} '{hits[0]}' matches '{name}', a {module.GetType().Name}; {why}.");
+            used.UnionWith(hits);
+            selected.Add((name, module));
+        }
+        var unused = names.Where(t => !used.Contains(t)).ToList();
+        if (unused.Count > 0)
+            throw new ArgumentException($"{what}{(unused.Count > 1 ? "s" : "")} {string.Join(", ", unused.Select(t => $"'{t}'"))} match no module of the {model.GetType().Name}.");
+        return selected;
+    }
+
+    /// <summary>The parameters that train besides the adapters' A and B (bias "all", modules to save), by name. An
+    /// adapter file holds them under these names, as PEFT's does: a wrapped layer's bias is "layer.base_layer.bias",
+    /// a module to save's weight "module.weight".</summary>
+    public static IEnumerable<(string Name, Tensor Parameter)> TrainedBaseParameters(Module model)
+    {
+        var adapterMatrices = Layers(model).SelectMany(l => new[] { l.Layer.LoraA.Weight, l.Layer.LoraB.Weight }).ToHashSet(ReferenceEqualityComparer.Instance);
+        return model.NamedParameters().Where(p => p.Parameter.RequiresGrad && !adapterMatrices.Contains(p.Parameter));
     }
 
     // Quantised weights are packed arrays and their biases buffers, not parameters, but they are the model's weights
@@ -226,9 +271,16 @@ public static class Lora
     /// Hugging Face class PEFT wraps (for GPT-2, GPT2LMHeadModel's "transformer.": see <see cref="Module.HubNamePrefix"/>).</summary>
     public static string PeftPrefix(Module model) => "base_model.model." + model.HubNamePrefix;
 
+    /// <summary>What an adapter file holds, by name without PEFT's prefix: each adapted layer's A and B, then the other
+    /// parameters that train (<see cref="TrainedBaseParameters"/>).</summary>
+    private static List<(string Name, Tensor Tensor)> AdapterTensors(Module model) =>
+        Layers(model).SelectMany(l => new[] { ($"{l.Name}.lora_A.weight", l.Layer.LoraA.Weight), ($"{l.Name}.lora_B.weight", l.Layer.LoraB.Weight) })
+            .Concat(TrainedBaseParameters(model)).ToList();
+
     /// <summary>Writes the model's adapters as PEFT's save_pretrained does: adapter_model.safetensors with only the
     /// A and B weights (A stored (r, in), B (out, r): PEFT's lora_A and lora_B are Linear layers whatever the base
-    /// layer, and fan_in_fan_out only transposes B·A when it is merged into a Conv1D weight) and adapter_config.json.</summary>
+    /// layer, and fan_in_fan_out only transposes B·A when it is merged into a Conv1D weight), the parameters that train
+    /// besides them under their own names (bias "all", modules_to_save), and adapter_config.json.</summary>
     public static void SaveAdapter(Module model, string directory, LoraConfig config)
     {
         var layers = Layers(model).ToList();
@@ -236,11 +288,7 @@ public static class Lora
         if (layers.Any(l => l.Layer.Merged))
             throw new InvalidOperationException("Unmerge the adapters before saving them (merged, the base weights hold them).");
         var prefix = PeftPrefix(model);
-        var tensors = layers.SelectMany(l => new[]
-        {
-            new KeyValuePair<string, Tensor>($"{prefix}{l.Name}.lora_A.weight", l.Layer.LoraA.Weight),
-            new KeyValuePair<string, Tensor>($"{prefix}{l.Name}.lora_B.weight", l.Layer.LoraB.Weight),
-        });
+        var tensors = AdapterTensors(model).Select(t => new KeyValuePair<string, Tensor>(prefix + t.Name, t.Tensor));
         Directory.CreateDirectory(directory);
         SafeTensors.Save(Path.Combine(directory, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         AtomicFile.WriteAllText(Path.Combine(directory, ConfigFile), ConfigJson(config).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -254,7 +302,7 @@ public static class Lora
         ["alpha_pattern"] = new JsonObject(),
         ["auto_mapping"] = null,
         ["base_model_name_or_path"] = c.BaseModelNameOrPath,
-        ["bias"] = "none",
+        ["bias"] = c.Bias,
         ["fan_in_fan_out"] = c.FanInFanOut,
         ["inference_mode"] = true,
         ["init_lora_weights"] = true,
@@ -266,7 +314,7 @@ public static class Lora
         ["lora_dropout"] = c.LoraDropout,
         ["megatron_config"] = null,
         ["megatron_core"] = "megatron.core",
-        ["modules_to_save"] = null,
+        ["modules_to_save"] = c.ModulesToSave.Count == 0 ? null : new JsonArray(c.ModulesToSave.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray()),
         ["peft_type"] = "LORA",
         ["r"] = c.R,
         ["rank_pattern"] = new JsonObject(),
@@ -278,7 +326,7 @@ public static class Lora
     };
 
     /// <summary>Reads adapter_config.json, refusing settings that change what the adapter computes and that this
-    /// library does not implement (DoRA, trained biases, per-layer ranks, a regex target string).</summary>
+    /// library does not implement (DoRA, bias "lora_only", per-layer ranks, a regex target string).</summary>
     public static LoraConfig LoadConfig(string directory)
     {
         var path = Path.Combine(directory, ConfigFile);
@@ -300,17 +348,26 @@ public static class Lora
         var peftType = Get("peft_type", "");
         if (peftType != "LORA") throw new CheckpointException($"{path}: peft_type is \"{peftType}\"; only LORA adapters are supported.");
         if (Get("use_dora", false)) throw new CheckpointException($"{path}: use_dora is true; DoRA adapters are not supported.");
-        if (Get("bias", "none") != "none") throw new CheckpointException($"{path}: bias is \"{Get("bias", "")}\"; only \"none\" is supported.");
+        var bias = Get("bias", BiasNone);
+        if (bias is not (BiasNone or BiasAll)) throw new CheckpointException($"{path}: bias is \"{bias}\"; only \"none\" and \"all\" are supported.");
         foreach (var key in new[] { "rank_pattern", "alpha_pattern" })
             if (!IsEmpty(key)) throw new CheckpointException($"{path}: \"{key}\" is set; per-layer ranks and alphas are not supported.");
         if (Get("lora_bias", false)) throw new CheckpointException($"{path}: lora_bias is true; adapters with a trained lora_B bias are not supported.");
         // Keys of newer PEFT versions too: each, when set, changes which weights the adapter holds or touches.
-        foreach (var key in new[] { "layers_to_transform", "modules_to_save", "layer_replication", "exclude_modules", "trainable_token_indices", "target_parameters" })
+        foreach (var key in new[] { "layers_to_transform", "layer_replication", "exclude_modules", "trainable_token_indices", "target_parameters" })
             if (!IsEmpty(key)) throw new CheckpointException($"{path}: \"{key}\" is set; it is not supported.");
         if (!json.TryGetPropertyValue("target_modules", out var targetNode) || targetNode is not JsonArray targetArray)
             throw new CheckpointException($"{path}: target_modules must be a list of module names{(targetNode is JsonValue ? " (a regex string is not supported)" : "")}.");
-        var targets = targetArray.Select(t => t is JsonValue v && v.TryGetValue<string>(out var s) ? s
-            : throw new CheckpointException($"{path}: target_modules holds {t?.ToJsonString() ?? "null"}, not a name.")).ToList();
+        List<string> Names(string key, JsonArray array) => array.Select(t => t is JsonValue v && v.TryGetValue<string>(out var s) ? s
+            : throw new CheckpointException($"{path}: {key} holds {t?.ToJsonString() ?? "null"}, not a name.")).ToList();
+        var targets = Names("target_modules", targetArray);
+        json.TryGetPropertyValue("modules_to_save", out var savedNode);
+        var modulesToSave = savedNode switch
+        {
+            null => [],
+            JsonArray array => Names("modules_to_save", array),
+            _ => throw new CheckpointException($"{path}: modules_to_save must be a list of module names or null."),
+        };
 
         var config = new LoraConfig
         {
@@ -322,6 +379,8 @@ public static class Lora
             FanInFanOut = Get("fan_in_fan_out", false),
             BaseModelNameOrPath = Get<string?>("base_model_name_or_path", null),
             TaskType = Get("task_type", "CAUSAL_LM"),
+            Bias = bias,
+            ModulesToSave = modulesToSave,
         };
         if (config.R <= 0) throw new CheckpointException($"{path}: r is {config.R}; it must be a positive integer.");
         if (!(config.LoraAlpha > 0) || !float.IsFinite(config.LoraAlpha)) throw new CheckpointException($"{path}: lora_alpha is {config.LoraAlpha}; it must be positive.");
@@ -330,7 +389,8 @@ public static class Lora
     }
 
     /// <summary>Reads a PEFT adapter directory, wraps the model's target layers as its config says and loads A and
-    /// B strictly: every adapter tensor of the model must be in the file with its shape, and nothing else.</summary>
+    /// B (and the biases or modules the config trains) strictly: every adapter tensor of the model must be in the file
+    /// with its shape, and nothing else.</summary>
     public static (LoraConfig Config, LoraSummary Summary) LoadAdapter(Module model, string directory, Generator? generator = null)
     {
         var config = LoadConfig(directory);
@@ -338,7 +398,7 @@ public static class Lora
         if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found.");
         var tensors = SafeTensors.Load(path);
         LoraSummary summary;
-        try { summary = Apply(model, config.TargetModules, config.R, config.LoraAlpha, config.LoraDropout, config.UseRsLora, generator); }
+        try { summary = Apply(model, config.TargetModules, config.R, config.LoraAlpha, config.LoraDropout, config.UseRsLora, generator, config.Bias, config.ModulesToSave); }
         catch (ArgumentException e) { throw new CheckpointException($"{Path.Combine(directory, ConfigFile)}: {e.Message}", e); }
 
         var prefix = PeftPrefix(model);
@@ -352,8 +412,7 @@ public static class Lora
             if (!key.StartsWith(prefix, StringComparison.Ordinal)) problems.Add($"tensor '{name}' does not start with '{prefix}'");
             else state[key[prefix.Length..]] = tensor;
         }
-        var own = Layers(model).SelectMany(l => new[] { ($"{l.Name}.lora_A.weight", l.Layer.LoraA.Weight), ($"{l.Name}.lora_B.weight", l.Layer.LoraB.Weight) }).ToList();
-        foreach (var (name, target) in own)
+        foreach (var (name, target) in AdapterTensors(model))
         {
             if (!state.Remove(name, out var value)) problems.Add($"missing tensor '{prefix}{name}' (expected shape {target.ShapeString})");
             else if (!value.Shape.SequenceEqual(target.Shape)) problems.Add($"tensor '{prefix}{name}': shape {value.ShapeString} in the file, {target.ShapeString} expected");

@@ -151,4 +151,50 @@ public sealed unsafe partial class Tensor
         }
         return y;
     }
+
+    /// <summary>
+    /// LoRA's low-rank update added to a base layer's output: baseOutput + s·(x·Aᵀ)·Bᵀ, with x: (..., in), A: (r, in),
+    /// B: (out, r). The sum is written into <paramref name="baseOutput"/>'s memory, so an adapted layer holds one
+    /// (..., out) activation, as the plain layer does, instead of three (the base output, the adapter's, their sum):
+    /// in a step whose activations dominate, that is what keeps LoRA's peak memory below full fine-tuning's. Saved for
+    /// the backward: x (the caller's activation) and h = s·x·Aᵀ, (N, r).
+    /// <para>The caller owns <paramref name="baseOutput"/>: a contiguous output just made by a layer whose backward
+    /// does not read its own output (<see cref="NN.Linear"/>, a quantised linear layer), and read by nothing else
+    /// afterwards, since its values change.</para>
+    /// </summary>
+    internal static Tensor AddLowRank(Tensor baseOutput, Tensor x, Tensor a, Tensor b, float scaling)
+    {
+        x.RequireFloat("LoRA");
+        if (a.Rank != 2 || b.Rank != 2 || b._shape[1] != a._shape[0])
+            throw new ArgumentException($"LoRA: A {a.ShapeString} and B {b.ShapeString} are not (r, in) and (out, r).");
+        int r = a._shape[0], inF = a._shape[1], outF = b._shape[0];
+        if (x.Rank == 0 || x._shape[^1] != inF || baseOutput._shape[^1] != outF || baseOutput.Count / Math.Max(outF, 1) != x.Count / Math.Max(inF, 1))
+            throw new ArgumentException($"LoRA: input {x.ShapeString} and base output {baseOutput.ShapeString} do not match A {a.ShapeString} and B {b.ShapeString}.");
+        if (!baseOutput.IsContiguous) throw new ArgumentException("LoRA: the base layer's output must be contiguous (it is written in place).");
+        Tensor x2, h;
+        using (GradMode.NoGrad())
+        {
+            var kernels = KernelsFor("LoRA", baseOutput, x, a, b);
+            x2 = x.Reshape(-1, inF);
+            int rows = x2._shape[0];
+            h = MatMulCore(x2, a.T).MulInPlace(scaling);                                   // (N, r)
+            if (baseOutput.Count > 0 && r > 0)
+                Gemm(kernels, h, b.T, [], rows, outF, r, baseOutput.Data, bias: null, accumulate: true);
+            GC.KeepAlive(baseOutput);
+        }
+        if (!GradMode.Needed([baseOutput, x, a, b])) return baseOutput;
+        var y = baseOutput.MakeView([.. baseOutput._shape], [.. baseOutput._strides], baseOutput.Offset); // baseOutput keeps its own grad node
+        return y.Record("LoRA", [baseOutput, x, a, b], g =>
+        {
+            var g2 = g.Reshape(-1, outF);
+            var gradH = MatMulCore(g2, b);                                                   // (N, r)
+            var gradB = b.RequiresGrad ? MatMulCore(g2.T, h) : null;                         // (out, r)
+            gradH.MulInPlace(scaling);                                                       // now ∂L/∂(x·Aᵀ)
+            return [
+                baseOutput.RequiresGrad ? g : null,
+                x.RequiresGrad ? MatMulCore(gradH, a).Reshape(x._shape) : null,
+                a.RequiresGrad ? MatMulCore(gradH.T, x2) : null,
+                gradB];
+        }, saved: [h, x2.IfCopyOf(x)]);
+    }
 }

@@ -110,6 +110,36 @@ public class LoraCliTests : CliTest
     }
 
     [Fact]
+    public void BiasAllAndModulesToSaveTrainAndTravelWithTheAdapter()
+    {
+        var run = Path.Combine(TempDir, "bias");
+        var result = Finetune(run, "--steps", "3", "--lora-r", "2", "--lora-alpha", "4", "--targets", "c_attn", "--lora-bias", "all", "--modules-to-save", "ln_f");
+        Ok(result);
+        Assert.Contains("bias all; trained whole: ln_f", result.Out);
+        // A and B of c_attn (48 → 144), every bias (c_attn 144, c_proj 48, c_fc 192, mlp.c_proj 48, ln_1 and ln_2 48 each;
+        // ln_f 48) and ln_f's weight (48)
+        long trainable = 2 * (2 * 48 + 144 * 2) + 2 * (144 + 48 + 192 + 48 + 48 + 48) + 48 + 48;
+        Assert.Contains($"trainable params: {trainable:N0} ||", result.Out);
+        var tensors = SafeTensors.Load(Path.Combine(run, Lora.WeightsFile));
+        Assert.Equal(trainable, tensors.Values.Sum(t => (long)t.Count));
+        Assert.Contains("base_model.model.transformer.h.1.attn.c_attn.base_layer.bias", tensors.Keys);
+        Assert.Contains("base_model.model.transformer.ln_f.weight", tensors.Keys);
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(run, Lora.ConfigFile)))!;
+        Assert.Equal("all", config["bias"]!.GetValue<string>());
+        Assert.Equal("ln_f", Assert.Single(config["modules_to_save"]!.AsArray())!.GetValue<string>());
+
+        // the trained biases and ln_f are part of what `generate --adapter` and `lora merge` apply
+        string[] greedy = ["--prompt", "the hacker", "--max-tokens", "8", "--temperature", "0"];
+        var merged = Path.Combine(TempDir, "bias-merged");
+        Ok(CliRunner.Run("lora", "merge", "--model", Base, "--adapter", run, "--out", merged));
+        var withAdapter = CliRunner.Run(["generate", "--model", Base, "--adapter", run, .. greedy]);
+        Ok(withAdapter);
+        Assert.Equal(withAdapter.Out, CliRunner.Run(["generate", "--model", merged, .. greedy]).Out);
+        var mergedWeights = SafeTensors.Load(Path.Combine(merged, "model.safetensors"));
+        Assert.Equal(tensors["base_model.model.transformer.ln_f.bias"].ToArray(), mergedWeights["ln_f.bias"].ToArray());
+    }
+
+    [Fact]
     public void MergedModelGivesTheLogitsOfBasePlusAdapter()
     {
         var merged = Path.Combine(TempDir, "merged");
@@ -164,6 +194,10 @@ public class LoraCliTests : CliTest
         Assert.Contains("--seq-len 100 is longer than the context", OneLineError(CliRunner.Run("finetune", "gpt", "--model", Base, "--text", Text(), "--out", Path.Combine(TempDir, "b"), "--seq-len", "100")));
         Assert.Contains("--model is required", OneLineError(CliRunner.Run("finetune", "gpt", "--text", Text(), "--out", Path.Combine(TempDir, "c"))));
         Assert.Contains("--resume needs --out", OneLineError(CliRunner.Run("finetune", "gpt", "--resume")));
+        var bias = Finetune(Path.Combine(TempDir, "d"), "--lora-bias", "lora_only");
+        Assert.Equal(2, bias.Exit);
+        Assert.Contains("--lora-bias must be none or all, got lora_only (PEFT saves no bias for lora_only", bias.Err);
+        Assert.Contains("module to save 'ln_9' match no module", OneLineError(Finetune(Path.Combine(TempDir, "e"), "--modules-to-save", "ln_9")));
         var rank = CliRunner.Run("finetune", "gpt", "--model", Base, "--text", Text(), "--lora-r", "0");
         Assert.Equal(2, rank.Exit);
         Assert.Contains("--lora-r must be a positive integer", rank.Err);

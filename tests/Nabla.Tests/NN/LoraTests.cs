@@ -1,11 +1,14 @@
 using System.Text.Json.Nodes;
+using Nabla.Autograd;
 using Nabla.Data;
 using Nabla.IO;
 using Nabla.Models.Gpt2;
 using Nabla.NN;
 using Nabla.Optim;
 using Nabla.Training;
+using Nabla.Tests.Kernels;
 using Nabla.Tests.Ops;
+using Xunit.Abstractions;
 
 namespace Nabla.Tests.NN;
 
@@ -38,6 +41,34 @@ public class LoraTests
         Close.Assert(t["dlora_A"], lora.LoraA.Weight.Grad!, 1e-5, "dlora_A");
         Close.Assert(t["dlora_B"], lora.LoraB.Weight.Grad!, 1e-5, "dlora_B");
         Assert.Null(linear.Weight.Grad); // the base layer is frozen
+    }
+
+    /// <summary>The adapter's update is added into the base layer's output; the gradient still reaches what the base
+    /// layer trains (its bias with bias="all": d sum(y·dy)/db = dy summed over the rows) and the input of a layer below.</summary>
+    [Fact]
+    public void GradientReachesTheBaseLayersBiasAndTheLayerBelow()
+    {
+        var t = SafeTensors.Load(Fixture("linear.safetensors"));
+        var below = new Linear(7, 7, generator: new Generator(4));
+        var lora = new LoraLinear(new Linear(7, 6), rank: 3, alpha: 5, useRsLora: true);
+        lora.LoadStateDict(new Dictionary<string, Tensor>
+        {
+            ["base_layer.weight"] = t["weight"], ["base_layer.bias"] = t["bias"], ["lora_A.weight"] = t["lora_A"], ["lora_B.weight"] = t["lora_B"],
+        });
+        lora.BaseLayer.Bias!.RequiresGrad_(true);
+        // below(x) = x when its weight is the identity and its bias zero, so its input gradient is PyTorch's dx
+        using (GradMode.NoGrad())
+        {
+            below.Weight.CopyFrom(Tensor.FromArray(Enumerable.Range(0, 49).Select(i => i % 8 == 0 ? 1f : 0f).ToArray(), 7, 7));
+            below.Bias!.Zero();
+        }
+        var y = lora.Forward(below.Forward(t["x"]));
+        y.Mul(t["dy"]).Sum().Backward();
+
+        Close.Assert(t["y"], y, 1e-5, "y");
+        Close.Assert(t["dy"].Reshape(-1, 6).Sum(0), lora.BaseLayer.Bias!.Grad!, 1e-5, "d bias");
+        Close.Assert(t["dx"].Reshape(-1, 7).Sum(0), below.Bias!.Grad!, 1e-5, "d bias of the layer below");
+        Assert.Null(lora.BaseLayer.Weight.Grad);
     }
 
     [Fact]
@@ -88,6 +119,83 @@ public class LoraTests
         foreach (var ((name, layer), original) in Lora.Layers(model).Zip(baseWeights))
             Close.Assert(original, layer.BaseLayer.Weight, 0, $"{name}.base_layer.weight after unmerge", atol: 1e-6);
         Close.Assert(unmerged, model.Forward(ids), 1e-5, "logits after unmerge");
+    }
+
+    /// <summary>An adapter PEFT saves with bias="all" and modules_to_save=["ln_f"] holds, besides A and B, every bias
+    /// (a wrapped layer's as "layer.base_layer.bias") and ln_f's weight and bias; loaded here it gives PyTorch's
+    /// logits, trains exactly those tensors, and saves them back under PEFT's names.</summary>
+    [Fact]
+    public void PeftAdapterWithBiasAllAndModulesToSaveLoadsTrainsAndSavesAsPeft()
+    {
+        var expected = SafeTensors.Load(Fixture("gpt2_bias_expected.safetensors"));
+        var pythonDir = Fixture("gpt2_adapter_bias");
+        var model = LoadBase();
+        var (config, summary) = Lora.LoadAdapter(model, pythonDir);
+        Assert.Equal("all", config.Bias);
+        Assert.Equal(new[] { "ln_f" }, config.ModulesToSave);
+        model.Eval();
+        Close.Assert(expected["logits"], model.Forward(expected["ids"]), 1e-5, "logits of base + adapter with biases and ln_f");
+
+        var python = SafeTensors.Load(Path.Combine(pythonDir, Lora.WeightsFile));
+        var prefix = Lora.PeftPrefix(model);
+        var trainable = model.NamedParameters().Where(p => p.Parameter.RequiresGrad).Select(p => prefix + p.Name).Order().ToList();
+        Assert.Equal(python.Keys.Order(), trainable); // what trains is what the file holds
+        Assert.Equal(python.Values.Sum(v => (long)v.Count), summary.TrainableParameters);
+        Assert.Contains(prefix + "h.0.attn.c_attn.base_layer.bias", trainable);
+        Assert.Contains(prefix + "h.1.ln_2.bias", trainable);
+        Assert.DoesNotContain(prefix + "h.1.ln_2.weight", trainable);
+
+        var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
+        try
+        {
+            Lora.SaveAdapter(model, dir, config);
+            var ours = SafeTensors.Load(Path.Combine(dir, Lora.WeightsFile));
+            Assert.Equal(python.Keys.Order(), ours.Keys.Order());
+            foreach (var (name, tensor) in python)
+                Assert.True(tensor.ToArray().SequenceEqual(ours[name].ToArray()), $"tensor {name} differs");
+            var pythonConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(pythonDir, Lora.ConfigFile)))!.AsObject();
+            var ourConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Lora.ConfigFile)))!.AsObject();
+            foreach (var key in new[] { "bias", "modules_to_save", "use_rslora", "target_modules" })
+                Assert.True(JsonNode.DeepEquals(pythonConfig[key], ourConfig[key]), $"{key}: {pythonConfig[key]?.ToJsonString()} in PEFT's file, {ourConfig[key]?.ToJsonString()} in ours");
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Fact]
+    public void BiasAllAndModulesToSaveTrainThoseParametersAndNoOthers()
+    {
+        var config = new Gpt2Config { VocabSize = 31, MaxSequenceLength = 16, Channels = 16, Layers = 2, Heads = 2 };
+        var model = new Gpt2Model(config, new Generator(5));
+        var summary = Lora.Apply(model, ["c_attn"], rank: 2, alpha: 4, generator: new Generator(6), bias: Lora.BiasAll, modulesToSave: ["ln_f"]);
+        int c = config.Channels;
+        long adapters = config.Layers * 2 * (c + 3 * c);
+        long biases = config.Layers * (3 * c + c + 4 * c + c + 2 * c) + c; // c_attn, c_proj, c_fc, mlp.c_proj, ln_1, ln_2; ln_f
+        Assert.Equal(adapters + biases + c, summary.TrainableParameters);    // + ln_f's weight
+
+        var before = model.StateDict().ToDictionary(p => p.Key, p => p.Value.ToArray());
+        var tokens = Enumerable.Range(0, 4 * 17 * 4).Select(i => i * 7 % config.VocabSize).ToArray();
+        new Trainer(model, (logits, targets) => Gpt2Model.Loss(logits, targets), new TokenBatchLoader(tokens, 4, 16),
+            new AdamW(model.Parameters(), 1e-2f), new TrainerOptions { Steps = 2 }).Train();
+        foreach (var (name, values) in before)
+        {
+            bool trains = name.EndsWith(".bias") || name.StartsWith("ln_f.") || name.Contains(".lora_");
+            bool changed = !values.SequenceEqual(model.StateDict()[name].ToArray());
+            if (name.EndsWith(".lora_A.weight")) continue; // A's gradient is zero while B is: it moves from step 2 on, or not at all
+            Assert.True(trains == changed, $"{name} {(changed ? "changed" : "did not change")}");
+        }
+    }
+
+    [Theory]
+    [InlineData("lora_only", null, "PEFT trains those biases but saves none of them")]
+    [InlineData("none", "h.0.attn.c_attn", "module to save 'h.0.attn.c_attn' is or holds the LoRA target 'h.0.attn.c_attn'")]
+    [InlineData("none", "attn", "module to save 'h.0.attn' is or holds the LoRA target 'h.0.attn.c_attn'")]
+    [InlineData("none", "ln_9", "module to save 'ln_9' match no module")]
+    public void BiasAndModulesToSaveThatCannotWorkAreErrorsNamingThem(string bias, string? moduleToSave, string expected)
+    {
+        var config = new Gpt2Config { VocabSize = 11, MaxSequenceLength = 8, Channels = 8, Layers = 1, Heads = 2 };
+        var error = Assert.Throws<ArgumentException>(() =>
+            Lora.Apply(new Gpt2Model(config), ["c_attn"], 2, 4, bias: bias, modulesToSave: moduleToSave == null ? null : [moduleToSave])).Message;
+        Assert.Contains(expected, error);
     }
 
     [Fact]
@@ -168,6 +276,8 @@ public class LoraTests
     [InlineData("r", "0", "r is 0")]
     [InlineData("target_modules", "\".*c_attn\"", "a regex string is not supported")]
     [InlineData("peft_type", "\"IA3\"", "only LORA adapters")]
+    [InlineData("bias", "\"lora_only\"", "only \"none\" and \"all\" are supported")]
+    [InlineData("modules_to_save", "\"ln_f\"", "modules_to_save must be a list")]
     public void ConfigSettingsThisLibraryCannotHonourAreRejectedNamingTheFile(string key, string json, string expected)
     {
         var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
@@ -195,5 +305,47 @@ public class LoraTests
         // "c_proj" alone means both projections, as in PEFT; "attn.c_proj" only the attention's
         Assert.Equal(new[] { "h.0.attn.c_proj", "h.0.mlp.c_proj" }, Lora.Apply(new Gpt2Model(config), ["c_proj"], 2, 4).WrappedModules);
         Assert.Equal(new[] { "h.0.attn.c_proj" }, Lora.Apply(new Gpt2Model(config), ["attn.c_proj"], 2, 4).WrappedModules);
+    }
+}
+
+/// <summary>Peak tensor memory of a LoRA training step against a full fine-tuning step of the same model and batch,
+/// in the buffer pool's byte counts (serial: the pool's counters are the process's).</summary>
+[Collection(KernelSettingsCollection.Name)]
+public class LoraMemoryTests(ITestOutputHelper output)
+{
+    /// <summary>A model whose activations outweigh its weights (C = 64, batches of 8 × 64 tokens), as the 3.45 M
+    /// model at 8 × 128 of docs/lora.md: there, LoRA on every linear layer used to peak above full fine-tuning, since
+    /// each adapted layer kept its base output, the adapter's output and their sum until the step ended. Now the
+    /// update is added into the base output, so the adapter's own activations are the (N, r) products: the LoRA step
+    /// peaks at the full step's activations minus the weights' gradients and AdamW's moments.</summary>
+    [Fact]
+    public void ALoraStepPeaksBelowAFullFineTuningStep()
+    {
+        var config = new Gpt2Config { VocabSize = 128, MaxSequenceLength = 64, Channels = 64, Layers = 2, Heads = 4 };
+        var ids = Tensor.FromArray(Enumerable.Range(0, 8 * 65).Select(i => i * 5 % 127).ToArray(), 8, 65);
+        const int rank = 2;
+        var full = TrainingStepMemory.Measure(() => new Gpt2Model(config, new Generator(41)), ids);
+        var lora = TrainingStepMemory.Measure(() =>
+        {
+            var model = new Gpt2Model(config, new Generator(41));
+            Lora.Apply(model, ["c_attn", "c_proj", "c_fc"], rank, alpha: 4, generator: new Generator(42));
+            return model;
+        }, ids);
+        long weights = 4L * full.Model.ParameterCount;
+        long adapters = 4L * lora.Model.TrainableParameterCount;
+        output.WriteLine($"full fine-tuning: {full.Resident / 1024.0:0} KiB resident, peak {full.Peak / 1024.0:0} KiB; " +
+            $"LoRA r={rank}: {lora.Resident / 1024.0:0} KiB resident, peak {lora.Peak / 1024.0:0} KiB ({100.0 * lora.Peak / full.Peak:0}%); weights {weights / 1024.0:0} KiB");
+
+        Assert.True(lora.Peak < full.Peak, $"LoRA step peak {lora.Peak} bytes, full step {full.Peak}");
+        // What a step adds to what it holds between steps: its activations and the gradients in flight (those of the
+        // step before were resident and are replaced). LoRA's adds, per adapted layer, two (N, r) products (h = s·x·Aᵀ
+        // and its gradient) and, while an adapted layer's input gradient is summed from the base's and the adapter's
+        // parts, one more (N, in) buffer, 4C at most. Keeping three (..., out) activations per layer instead of one
+        // would add 2·N·(3C + C + 4C + C)·4 bytes per block, far above this bound.
+        long n = 8 * 64, adaptedLayers = 4 * config.Layers;
+        long activationsFull = full.Peak - full.Resident;
+        long activationsLora = lora.Peak - lora.Resident;
+        output.WriteLine($"activations and gradients in flight: full {activationsFull / 1024.0:0} KiB, LoRA {activationsLora / 1024.0:0} KiB");
+        Assert.InRange(activationsLora, 0, activationsFull + (adaptedLayers * 2 * n * rank + n * 4 * config.Channels) * 4 + adapters);
     }
 }

@@ -7,6 +7,7 @@ using Nabla.NN;
 using Nabla.Optim;
 using Nabla.Quantization;
 using Nabla.Tests.Kernels;
+using Nabla.Tests.NN;
 using Nabla.Tests.Ops;
 using Xunit.Abstractions;
 
@@ -129,31 +130,15 @@ public class QLoraTests(ITestOutputHelper output)
         var ids = Tensor.FromArray(Enumerable.Range(0, 2 * 17).Select(i => i * 5 % 13).ToArray(), 2, 17);
         long PeakOfAStep(bool quantize)
         {
-            GC.Collect();
-            GC.WaitForPendingFinalizers();
-            long before = BufferPool.LiveBytes;
-            var model = new Gpt2Model(config, new Generator(31));
-            if (quantize) Gpt2Quantization.Quantize(model, QuantizationFormat.Nf4, doubleQuantizeScales: true);
-            Lora.Apply(model, Targets, rank: 8, alpha: 16, generator: new Generator(32));
-            var optimizer = new AdamW(model.Parameters(), 1e-3f);
-            void Step()
+            var (resident, peak, model) = TrainingStepMemory.Measure(() =>
             {
-                using var _ = MemoryScope.Begin();
-                optimizer.ZeroGrad();
-                Gpt2Model.Loss(model.Forward(ids.Slice(1, 0, 16)), ids.Slice(1, 1, 17)).Backward();
-                optimizer.Step();
-            }
-            Step(); // the optimizer's state and the gradients exist from here on
-            GC.Collect();
-            GC.WaitForPendingFinalizers(); // the float model's original linear weights, replaced by quantised ones
-            BufferPool.ResetPeak();
-            long resident = BufferPool.LiveBytes - before;
-            Step();
-            output.WriteLine($"{(quantize ? "NF4" : "float32")} base: {resident / 1024.0:0} KiB of tensors resident between steps, the step rises {(BufferPool.PeakLiveBytes - before - resident) / 1024.0:0} KiB above that");
-            long blocks = model.Modules().Sum(m => m switch { QuantizedLinear q => q.Weight.ByteCount, QuantizedEmbedding e => e.Weight.ByteCount, _ => 0 });
-            long peak = BufferPool.PeakLiveBytes - before + blocks;
-            GC.KeepAlive(model);
-            return peak;
+                var built = new Gpt2Model(config, new Generator(31));
+                if (quantize) Gpt2Quantization.Quantize(built, QuantizationFormat.Nf4, doubleQuantizeScales: true);
+                Lora.Apply(built, Targets, rank: 8, alpha: 16, generator: new Generator(32));
+                return built;
+            }, ids);
+            output.WriteLine($"{(quantize ? "NF4" : "float32")} base: {resident / 1024.0:0} KiB of tensors resident between steps, the step rises {(peak - resident) / 1024.0:0} KiB above that");
+            return peak + model.Modules().Sum(m => m switch { QuantizedLinear q => q.Weight.ByteCount, QuantizedEmbedding e => e.Weight.ByteCount, _ => 0 });
         }
 
         long floatLora = PeakOfAStep(quantize: false), qlora = PeakOfAStep(quantize: true);
