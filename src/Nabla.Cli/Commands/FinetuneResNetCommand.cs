@@ -119,6 +119,7 @@ public static class FinetuneResNetCommand
         evalEvery.Positive(1_000_000);
         batchSize.Positive(1 << 20);
         lr.Positive(100);
+        bodyLr.Positive(100);
         weightDecay.NonNegative(100);
         probeSteps.NonNegative(1_000_000);
         shift.NonNegative(64);

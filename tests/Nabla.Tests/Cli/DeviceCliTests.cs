@@ -89,20 +89,6 @@ public class DeviceCliTests : IDisposable
         Assert.DoesNotContain("; on ", output);
         Assert.Equal(ValidationLine(output), ValidationLine(CliRunner.Run(TextClassifier(csv, "cpu", Path.Combine(_dir, "cpu"))).Out));
     }
-
-    /// <summary>A recurrent model trained on the GPU kernels (the fused LSTM steps, packed sequences, dropout, AdamW)
-    /// validates as the CPU run does, and its run says where it trained.</summary>
-    [Fact]
-    public void TextClassifierTrainedOnTheGpuKernelsMatchesTheCpuRun()
-    {
-        var csv = OrderCsv(_dir);
-        var cpu = CliRunner.Run(TextClassifier(csv, "cpu", Path.Combine(_dir, "cpu")));
-        var gpu = CliRunner.Run(TextClassifier(csv, "ilgpu-cpu", Path.Combine(_dir, "gpu")));
-        Assert.True(cpu.Exit == 0 && gpu.Exit == 0, cpu.Err + gpu.Err);
-        Assert.Contains("; on ilgpu-cpu", gpu.Out);
-        Assert.NotEmpty(ValidationLine(cpu.Out));
-        Assert.Equal(ValidationLine(cpu.Out), ValidationLine(gpu.Out));
-    }
 }
 
 /// <summary>A test of what a machine without an NVIDIA GPU does; skipped where one is present.</summary>
