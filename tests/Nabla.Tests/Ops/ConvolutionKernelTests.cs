@@ -155,8 +155,8 @@ public unsafe class ConvolutionKernelTests
 
     /// <summary>The direct kernels on the shapes where the AVX-512 path tiles over output channels (stride-1
     /// correlations with 32 or 64 output channels and rows of 7–14 outputs: ResNet-20's later stages), including a
-    /// width that is no multiple of 7 (an overlapping last tile), the input gradient of stride-2 convolutions (one
-    /// stride-1 correlation per phase, 32 channels) and 1×1 to 5×5 kernels; the other ISAs run their usual tiles.</summary>
+    /// width that is no multiple of 7 (an overlapping last tile), stride-2 convolutions with 32 channels (the input
+    /// gradient's channel-last scatter on whole 8-channel blocks) and 1×1 to 5×5 kernels; the other ISAs run their usual tiles.</summary>
     [Theory]
     [MemberData(nameof(Isas))]
     public void DirectChannelTilesMatchReference(Isa isa)

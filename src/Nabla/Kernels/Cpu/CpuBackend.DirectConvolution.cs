@@ -15,9 +15,9 @@ namespace Nabla.Kernels.Cpu;
 // The product runs as a register tile of R output channels × P vectors of q (8 × 3 with Vector512's 32 registers,
 // 4 × 2 below), the weights packed so that the R output channels of one (channel, tap) are adjacent and broadcast one
 // by one: per (channel, tap), P loads (most of them unaligned) and R broadcasts feed R·P multiply-adds. The input
-// gradient is the same product on the padded dy with the kernel flipped and transposed (at stride s, one such product
-// per phase of the input, each with the sub-kernel of the taps that reach that phase). The weight gradient works on
-// channel-last copies instead (CpuBackend.DirectWeightGradient.cs).
+// gradient of a stride-1 convolution is the same product on the padded dy with the kernel flipped and transposed. The
+// weight gradient, and the input gradient of a strided convolution, work on channel-last copies instead
+// (CpuBackend.ChannelLastConvolution.cs).
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Floats of a chunk's grids kept at about the size of L2, so each chunk is read from cache by all its tiles.</summary>
@@ -26,39 +26,24 @@ public sealed unsafe partial class CpuBackend
     public void DirectConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
     {
         var s = Correlation.Forward(g);
-        DirectCorrelation(s, x, w, bias, y, Placement.Dense(s));
+        DirectCorrelation(s, x, w, bias, y);
     }
 
     public void DirectConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx)
     {
-        if (g.StrideH == 1)
+        if (g.StrideH > 1)
         {
-            var s = Correlation.InputGradient(g);
-            DirectCorrelation(s, dy, w, null, dx, Placement.Dense(s));
+            StridedInputGradient(g, dy, w, dx);
             return;
         }
-        // Stride s: the input positions of phase (a, b) — padded row s·u + a, column s·v + b — receive dy[u - i', v - j']
-        // through the taps (a + s·i', b + s·j') only: a full stride-1 correlation of dy with that sub-kernel, flipped.
-        // Each input position is in one phase; positions no tap reaches stay zero.
-        new Span<float>(dx, checked((int)((long)g.Planes * g.Height * g.Width))).Clear();
-        for (int a = 0; a < g.StrideH; a++)
-            for (int b = 0; b < g.StrideW; b++)
-            {
-                int ka = (g.KernelH - a + g.StrideH - 1) / g.StrideH, kb = (g.KernelW - b + g.StrideW - 1) / g.StrideW;
-                if (ka == 0 || kb == 0) continue;
-                var s = new Correlation(g.Batch, g.OutChannels, g.OutHeight, g.OutWidth, g.Channels, ka, kb, ka - 1, kb - 1, 1, true,
-                    g.StrideH, a, b, g.KernelH, g.KernelW);
-                DirectCorrelation(s, dy, w, null, dx, new Placement(g.StrideH, a - g.PadH, b - g.PadW, g.Height, g.Width));
-            }
+        var s = Correlation.InputGradient(g);
+        DirectCorrelation(s, dy, w, null, dx);
     }
 
     /// <summary>A correlation of In-channel images (H × W, padded by PadH, PadW) with Out × In kernels of KH × KW at
     /// stride S: the forward of a convolution, or, with <see cref="Flipped"/>, the input gradient of a stride-1 one (the
-    /// weight read as w[in, out] rotated by 180°). A flipped correlation can also run one phase of a strided
-    /// convolution's input gradient: its kernel is then the sub-kernel of taps (PhaseA + KernelStride·r,
-    /// PhaseB + KernelStride·c) of the FullKH × FullKW weight.</summary>
-    private readonly record struct Correlation(int Batch, int In, int H, int W, int Out, int KH, int KW, int PadH, int PadW, int S, bool Flipped,
-        int KernelStride = 1, int PhaseA = 0, int PhaseB = 0, int FullKH = 0, int FullKW = 0)
+    /// weight read as w[in, out] rotated by 180°).</summary>
+    private readonly record struct Correlation(int Batch, int In, int H, int W, int Out, int KH, int KW, int PadH, int PadW, int S, bool Flipped)
     {
         public static Correlation Forward(in Conv2dGeometry g) =>
             new(g.Batch, g.Channels, g.Height, g.Width, g.OutChannels, g.KernelH, g.KernelW, g.PadH, g.PadW, g.StrideH, false);
@@ -95,17 +80,9 @@ public sealed unsafe partial class CpuBackend
         public float Weight(float* w, int o, int i, int t)
         {
             if (!Flipped) return w[((long)o * In + i) * Taps + t];
-            int kh = FullKH == 0 ? KH : FullKH, kw = FullKW == 0 ? KW : FullKW;
-            int r = PhaseA + KernelStride * (KH - 1 - t / KW), c = PhaseB + KernelStride * (KW - 1 - t % KW);
-            return w[(((long)i * Out + o) * kh + r) * kw + c];
+            int r = KH - 1 - t / KW, c = KW - 1 - t % KW;
+            return w[(((long)i * Out + o) * KH + r) * KW + c];
         }
-    }
-
-    /// <summary>Where a correlation's output (oh, ow) goes: row Stride·oh + OffsetH, column Stride·ow + OffsetW of planes
-    /// of Height × Width (outputs that fall outside are dropped).</summary>
-    private readonly record struct Placement(int Stride, int OffsetH, int OffsetW, int Height, int Width)
-    {
-        public static Placement Dense(in Correlation s) => new(1, 0, 0, s.OH, s.OW);
     }
 
     /// <summary>Output channels per register tile of the forward product, for the instruction set in effect (the
@@ -142,7 +119,7 @@ public sealed unsafe partial class CpuBackend
     private static bool UsesChannelTiles(in Correlation s) =>
         CpuFeatures.Effective == Isa.Avx512 && s.S == 1 && s.Out % 32 == 0 && s.OW is >= ChannelTileColumns and <= 14;
 
-    private static void DirectCorrelation(in Correlation s, float* x, float* w, float* bias, float* y, Placement place)
+    private static void DirectCorrelation(in Correlation s, float* x, float* w, float* bias, float* y)
     {
         // Packed weights for position tiles: [output block][input channel][tap][the rows outputs of the block], zero
         // past Out; for channel tiles: [input channel][tap][output channel].
@@ -170,12 +147,12 @@ public sealed unsafe partial class CpuBackend
                             }
             // Enough chunks to keep every thread busy twice over, where the batch allows.
             int chunk = ChunkImages(s, (s.Batch + 2 * WorkerPool.ConcurrentThreads - 1) / (2 * WorkerPool.ConcurrentThreads));
-            ParallelKernel.Items((s.Batch + chunk - 1) / chunk, new DirectChunks(s, place, chunk, rows, channelTiles, x, packed, bias, y));
+            ParallelKernel.Items((s.Batch + chunk - 1) / chunk, new DirectChunks(s, chunk, rows, channelTiles, x, packed, bias, y));
         }
         finally { NativeMemory.AlignedFree(packed); }
     }
 
-    private readonly struct DirectChunks(Correlation s, Placement place, int chunk, int rows, bool channelTiles, float* x, float* packed, float* bias, float* y)
+    private readonly struct DirectChunks(Correlation s, int chunk, int rows, bool channelTiles, float* x, float* packed, float* bias, float* y)
         : IKernelItems
     {
         public void Execute<V>(int item) where V : struct, IVec<V>
@@ -197,30 +174,16 @@ public sealed unsafe partial class CpuBackend
                     if (rows == 8) DirectTiles8x3<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
                     else DirectTiles4x2<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
                 }
-            // Crop the grid to the outputs, adding the bias, and place them.
+            // Crop the grid to the outputs, adding the bias.
             int OH = s.OH, OW = s.OW;
             for (int n = 0; n < images; n++)
                 for (int o = 0; o < s.Out; o++)
                 {
                     float b = bias == null ? 0f : bias[o];
                     float* src = output + (long)o * span + (long)n * s.Plane;
-                    float* dst = y + ((long)(n0 + n) * s.Out + o) * place.Height * place.Width;
-                    if (place.Stride == 1)
-                    {
-                        for (int oh = 0; oh < OH; oh++)
-                            AddBiasRow<V>(src + (long)oh * s.Wq, dst + (long)oh * OW, OW, b);
-                        continue;
-                    }
+                    float* dst = y + ((long)(n0 + n) * s.Out + o) * OH * OW;
                     for (int oh = 0; oh < OH; oh++)
-                    {
-                        int h = place.Stride * oh + place.OffsetH;
-                        if (h < 0 || h >= place.Height) continue;
-                        for (int ow = 0; ow < OW; ow++)
-                        {
-                            int w = place.Stride * ow + place.OffsetW;
-                            if (w >= 0 && w < place.Width) dst[(long)h * place.Width + w] = src[(long)oh * s.Wq + ow] + b;
-                        }
-                    }
+                        AddBiasRow<V>(src + (long)oh * s.Wq, dst + (long)oh * OW, OW, b);
                 }
         }
     }
