@@ -2,18 +2,30 @@ using System.Runtime.InteropServices;
 
 namespace Nabla.Kernels.Cpu;
 
-// The weight gradient of the direct path, dw[o, c, i, j] = Σ over images and output positions (oh, ow) of
+// The weight gradient of the direct path where the channels fill its tiles (ChannelLastPays), dw[o, c, i, j] = Σ over images and output positions (oh, ow) of
 // dy[n, o, oh, ow] · xpad[n, c, s·oh + i, s·ow + j], as one matrix product per kernel row i with the output positions
 // as the reduction: a chunk of images is copied channel-last, x zero-padded to (Hp, Wp, C) and dy to (OH, OW, O), so
 // that for a fixed kernel row the KW·C values (j, c) an output position multiplies are contiguous in x (the row of C
 // channels at its leftmost tap and the KW - 1 rows after it), at any stride. A register tile of R output channels ×
 // P vectors of (j, c) then takes P loads of x and R broadcasts of dy per output position for R·P multiply-adds, the
-// accumulators being the weights themselves (no horizontal sums: the grid-position tiles this replaced kept vectors
+// accumulators being the weights themselves (no horizontal sums: the grid-position tiles kept vectors
 // over positions, summed across at the end, and had to stream their rows from L2 at 2 multiply-adds per load). The
 // tiles take a few output rows at a time, loading and storing their accumulators in the thread's partial gradient.
 public sealed unsafe partial class CpuBackend
 {
-    public void DirectConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw)
+    /// <summary>Whether the channel-last kernels suit <paramref name="g"/>: a kernel row's KW·C values fill at least
+    /// two thirds of the tile columns they take (48 with AVX-512, 16 with AVX2). With fewer (1–6 channels: LeNet, the
+    /// stems) most of each tile multiplies padding, and the grid kernels were measured faster: LeNet's first layer
+    /// (1 channel, 5×5) 5.5× on the weight gradient, ResNet-18's stem (3 channels, 7×7, stride 2) 1.2× on the weight
+    /// gradient and 1.7× on the input gradient (loaded, 1 thread CPU time).</summary>
+    private static bool ChannelLastPays(in Conv2dGeometry g)
+    {
+        int columns = g.KernelW * g.Channels, tile = (ForwardRows == 8 ? 3 * 16 : 2 * 8);
+        int rounded = (columns + tile - 1) / tile * tile;
+        return 3 * columns >= 2 * rounded;
+    }
+
+    private void ChannelLastWeightGradient(in Conv2dGeometry g, float* dy, float* x, float* dw)
     {
         var shape = new ChannelLastShape(g, ForwardRows);
         // Images are split into one contiguous range per thread, each summing into its own partial weight gradient;
@@ -270,12 +282,12 @@ public sealed unsafe partial class CpuBackend
     }
 }
 
-// The input gradient of a strided direct convolution in the same channel-last layout, as a scatter: each output
+// The input gradient of a strided direct convolution (where ChannelLastPays) in the same channel-last layout, as a scatter: each output
 // position (n, oh, ow) adds, for each kernel row i, Σ_o dy[n, o, oh, ow] · w[o, c, i, j] to the KW·C contiguous values
 // (j, c) of dx at padded row s·oh + i, column s·ow. A register tile of R consecutive positions × P vectors of (j, c)
 // runs the reduction over the output channels (P loads of packed weights and R broadcasts of dy per output channel),
 // then adds its R rows into dx in position order, so overlapping windows accumulate correctly. Every multiply-add is
-// an output's: the phase-by-phase correlations this replaced computed four small products with their own padding.
+// an output's, where the phase-by-phase correlations compute s² small products, each with its own padded grid.
 public sealed unsafe partial class CpuBackend
 {
     private void StridedInputGradient(in Conv2dGeometry g, float* dy, float* w, float* dx)

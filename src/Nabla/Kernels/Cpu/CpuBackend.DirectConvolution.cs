@@ -15,35 +15,88 @@ namespace Nabla.Kernels.Cpu;
 // The product runs as a register tile of R output channels × P vectors of q (8 × 3 with Vector512's 32 registers,
 // 4 × 2 below), the weights packed so that the R output channels of one (channel, tap) are adjacent and broadcast one
 // by one: per (channel, tap), P loads (most of them unaligned) and R broadcasts feed R·P multiply-adds. The input
-// gradient of a stride-1 convolution is the same product on the padded dy with the kernel flipped and transposed. The
-// weight gradient, and the input gradient of a strided convolution, work on channel-last copies instead
-// (CpuBackend.ChannelLastConvolution.cs).
+// gradient is the same product on the padded dy with the kernel flipped and transposed (at stride s, one such product
+// per phase of the input, each with the sub-kernel of the taps that reach that phase); the weight gradient is a
+// tile of 4 output channels × P (channel, tap) pairs, each a dot product of a dy grid row with a shifted input row.
+// Where a kernel row's KW·C values fill the channel-last tiles well (ChannelLastPays), the weight gradient and the
+// strided input gradient run on channel-last copies instead (CpuBackend.ChannelLastConvolution.cs).
 public sealed unsafe partial class CpuBackend
 {
+    /// <summary>Output channels per register tile of the weight gradient (dy is zero-padded to a multiple of it).</summary>
+    private const int WeightGradientRows = 4;
+
     /// <summary>Floats of a chunk's grids kept at about the size of L2, so each chunk is read from cache by all its tiles.</summary>
     private const long DirectChunkFloats = 96 * 1024;
 
     public void DirectConv2d(in Conv2dGeometry g, float* x, float* w, float* bias, float* y)
     {
         var s = Correlation.Forward(g);
-        DirectCorrelation(s, x, w, bias, y);
+        DirectCorrelation(s, x, w, bias, y, Placement.Dense(s));
     }
 
     public void DirectConv2dBackwardInput(in Conv2dGeometry g, float* dy, float* w, float* dx)
     {
-        if (g.StrideH > 1)
+        if (g.StrideH == 1)
+        {
+            var s = Correlation.InputGradient(g);
+            DirectCorrelation(s, dy, w, null, dx, Placement.Dense(s));
+            return;
+        }
+        if (ChannelLastPays(g))
         {
             StridedInputGradient(g, dy, w, dx);
             return;
         }
-        var s = Correlation.InputGradient(g);
-        DirectCorrelation(s, dy, w, null, dx);
+        // Stride s: the input positions of phase (a, b) — padded row s·u + a, column s·v + b — receive dy[u - i', v - j']
+        // through the taps (a + s·i', b + s·j') only: a full stride-1 correlation of dy with that sub-kernel, flipped.
+        // Each input position is in one phase; positions no tap reaches stay zero.
+        new Span<float>(dx, checked((int)((long)g.Planes * g.Height * g.Width))).Clear();
+        for (int a = 0; a < g.StrideH; a++)
+            for (int b = 0; b < g.StrideW; b++)
+            {
+                int ka = (g.KernelH - a + g.StrideH - 1) / g.StrideH, kb = (g.KernelW - b + g.StrideW - 1) / g.StrideW;
+                if (ka == 0 || kb == 0) continue;
+                var s = new Correlation(g.Batch, g.OutChannels, g.OutHeight, g.OutWidth, g.Channels, ka, kb, ka - 1, kb - 1, 1, true,
+                    g.StrideH, a, b, g.KernelH, g.KernelW);
+                DirectCorrelation(s, dy, w, null, dx, new Placement(g.StrideH, a - g.PadH, b - g.PadW, g.Height, g.Width));
+            }
+    }
+
+    public void DirectConv2dBackwardWeight(in Conv2dGeometry g, float* dy, float* x, float* dw)
+    {
+        if (ChannelLastPays(g))
+        {
+            ChannelLastWeightGradient(g, dy, x, dw);
+            return;
+        }
+        var shape = Correlation.Forward(g);
+        int pairs = shape.In * shape.Taps;
+        // Images are split into one contiguous range per thread, each summing into its own partial weight gradient;
+        // the partials are added in a fixed order, so the result does not depend on which thread ran what.
+        int ranges = Math.Min(WorkerPool.ConcurrentThreads, g.Batch);
+        int chunk = ChunkImages(shape, (g.Batch + ranges - 1) / ranges);
+        long weights = (long)shape.Out * pairs;
+        float* partials = (float*)NativeMemory.AlignedAlloc((nuint)(ranges * weights * sizeof(float)), 64);
+        try
+        {
+            ParallelKernel.Items(ranges, new DirectWeightGradientRanges(shape, chunk, ranges, dy, x, partials));
+            for (long i = 0; i < weights; i++)
+            {
+                float sum = 0;
+                for (int r = 0; r < ranges; r++) sum += partials[r * weights + i];
+                dw[i] = sum;
+            }
+        }
+        finally { NativeMemory.AlignedFree(partials); }
     }
 
     /// <summary>A correlation of In-channel images (H × W, padded by PadH, PadW) with Out × In kernels of KH × KW at
     /// stride S: the forward of a convolution, or, with <see cref="Flipped"/>, the input gradient of a stride-1 one (the
-    /// weight read as w[in, out] rotated by 180°).</summary>
-    private readonly record struct Correlation(int Batch, int In, int H, int W, int Out, int KH, int KW, int PadH, int PadW, int S, bool Flipped)
+    /// weight read as w[in, out] rotated by 180°). A flipped correlation can also run one phase of a strided
+    /// convolution's input gradient: its kernel is then the sub-kernel of taps (PhaseA + KernelStride·r,
+    /// PhaseB + KernelStride·c) of the FullKH × FullKW weight.</summary>
+    private readonly record struct Correlation(int Batch, int In, int H, int W, int Out, int KH, int KW, int PadH, int PadW, int S, bool Flipped,
+        int KernelStride = 1, int PhaseA = 0, int PhaseB = 0, int FullKH = 0, int FullKW = 0)
     {
         public static Correlation Forward(in Conv2dGeometry g) =>
             new(g.Batch, g.Channels, g.Height, g.Width, g.OutChannels, g.KernelH, g.KernelW, g.PadH, g.PadW, g.StrideH, false);
@@ -80,9 +133,17 @@ public sealed unsafe partial class CpuBackend
         public float Weight(float* w, int o, int i, int t)
         {
             if (!Flipped) return w[((long)o * In + i) * Taps + t];
-            int r = KH - 1 - t / KW, c = KW - 1 - t % KW;
-            return w[(((long)i * Out + o) * KH + r) * KW + c];
+            int kh = FullKH == 0 ? KH : FullKH, kw = FullKW == 0 ? KW : FullKW;
+            int r = PhaseA + KernelStride * (KH - 1 - t / KW), c = PhaseB + KernelStride * (KW - 1 - t % KW);
+            return w[(((long)i * Out + o) * kh + r) * kw + c];
         }
+    }
+
+    /// <summary>Where a correlation's output (oh, ow) goes: row Stride·oh + OffsetH, column Stride·ow + OffsetW of planes
+    /// of Height × Width (outputs that fall outside are dropped).</summary>
+    private readonly record struct Placement(int Stride, int OffsetH, int OffsetW, int Height, int Width)
+    {
+        public static Placement Dense(in Correlation s) => new(1, 0, 0, s.OH, s.OW);
     }
 
     /// <summary>Output channels per register tile of the forward product, for the instruction set in effect (the
@@ -91,6 +152,9 @@ public sealed unsafe partial class CpuBackend
 
     /// <summary>Vectors of grid positions per forward tile, with <see cref="ForwardRows"/> rows.</summary>
     private static int ForwardColumns(int rows) => rows == 8 ? 3 : 2;
+
+    /// <summary>(channel, tap) pairs per weight-gradient tile.</summary>
+    private static int PairColumns<V>() where V : struct, IVec<V> => V.Count >= 16 ? 4 : 2;
 
     /// <summary>Grid positions of a chunk of images, rounded up to whole tiles of <paramref name="vectors"/> vectors.</summary>
     private static long GridSpan<V>(in Correlation s, int images, int vectors) where V : struct, IVec<V>
@@ -107,7 +171,7 @@ public sealed unsafe partial class CpuBackend
         (int)Math.Clamp(DirectChunkFloats / Math.Max(1L, (long)(s.In * s.Phases + s.OutPadded(8)) * s.Plane), 1, Math.Max(1, limit));
 
     /// <summary>Broadcast operands per tile over output channels: consecutive positions of one output row in
-    /// <see cref="DirectChannelTiles{V}"/>.</summary>
+    /// <see cref="DirectChannelTiles{V}"/>, (channel, tap) pairs in <see cref="WeightGradientChannelTiles{V}"/>.</summary>
     private const int ChannelTileColumns = 7;
 
     /// <summary>
@@ -119,7 +183,7 @@ public sealed unsafe partial class CpuBackend
     private static bool UsesChannelTiles(in Correlation s) =>
         CpuFeatures.Effective == Isa.Avx512 && s.S == 1 && s.Out % 32 == 0 && s.OW is >= ChannelTileColumns and <= 14;
 
-    private static void DirectCorrelation(in Correlation s, float* x, float* w, float* bias, float* y)
+    private static void DirectCorrelation(in Correlation s, float* x, float* w, float* bias, float* y, Placement place)
     {
         // Packed weights for position tiles: [output block][input channel][tap][the rows outputs of the block], zero
         // past Out; for channel tiles: [input channel][tap][output channel].
@@ -147,12 +211,12 @@ public sealed unsafe partial class CpuBackend
                             }
             // Enough chunks to keep every thread busy twice over, where the batch allows.
             int chunk = ChunkImages(s, (s.Batch + 2 * WorkerPool.ConcurrentThreads - 1) / (2 * WorkerPool.ConcurrentThreads));
-            ParallelKernel.Items((s.Batch + chunk - 1) / chunk, new DirectChunks(s, chunk, rows, channelTiles, x, packed, bias, y));
+            ParallelKernel.Items((s.Batch + chunk - 1) / chunk, new DirectChunks(s, place, chunk, rows, channelTiles, x, packed, bias, y));
         }
         finally { NativeMemory.AlignedFree(packed); }
     }
 
-    private readonly struct DirectChunks(Correlation s, int chunk, int rows, bool channelTiles, float* x, float* packed, float* bias, float* y)
+    private readonly struct DirectChunks(Correlation s, Placement place, int chunk, int rows, bool channelTiles, float* x, float* packed, float* bias, float* y)
         : IKernelItems
     {
         public void Execute<V>(int item) where V : struct, IVec<V>
@@ -174,16 +238,30 @@ public sealed unsafe partial class CpuBackend
                     if (rows == 8) DirectTiles8x3<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
                     else DirectTiles4x2<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
                 }
-            // Crop the grid to the outputs, adding the bias.
+            // Crop the grid to the outputs, adding the bias, and place them.
             int OH = s.OH, OW = s.OW;
             for (int n = 0; n < images; n++)
                 for (int o = 0; o < s.Out; o++)
                 {
                     float b = bias == null ? 0f : bias[o];
                     float* src = output + (long)o * span + (long)n * s.Plane;
-                    float* dst = y + ((long)(n0 + n) * s.Out + o) * OH * OW;
+                    float* dst = y + ((long)(n0 + n) * s.Out + o) * place.Height * place.Width;
+                    if (place.Stride == 1)
+                    {
+                        for (int oh = 0; oh < OH; oh++)
+                            AddBiasRow<V>(src + (long)oh * s.Wq, dst + (long)oh * OW, OW, b);
+                        continue;
+                    }
                     for (int oh = 0; oh < OH; oh++)
-                        AddBiasRow<V>(src + (long)oh * s.Wq, dst + (long)oh * OW, OW, b);
+                    {
+                        int h = place.Stride * oh + place.OffsetH;
+                        if (h < 0 || h >= place.Height) continue;
+                        for (int ow = 0; ow < OW; ow++)
+                        {
+                            int w = place.Stride * ow + place.OffsetW;
+                            if (w >= 0 && w < place.Width) dst[(long)h * place.Width + w] = src[(long)oh * s.Wq + ow] + b;
+                        }
+                    }
                 }
         }
     }
@@ -362,5 +440,149 @@ public sealed unsafe partial class CpuBackend
             V.Store(o, a60); V.Store(o + n, a61); V.Store(o + 2 * n, a62); o += span;
             V.Store(o, a70); V.Store(o + n, a71); V.Store(o + 2 * n, a72);
         }
+    }
+
+    private readonly struct DirectWeightGradientRanges(Correlation s, int chunk, int ranges, float* dy, float* x, float* partials) : IKernelItems
+    {
+        public void Execute<V>(int range) where V : struct, IVec<V>
+        {
+            int pairs = s.In * s.Taps, columns = PairColumns<V>(), outPadded = s.OutPadded(WeightGradientRows);
+            int pairsPadded = (pairs + columns - 1) / columns * columns;
+            float* partial = partials + (long)range * s.Out * pairs;
+            new Span<float>(partial, s.Out * pairs).Clear();
+            int first = (int)((long)s.Batch * range / ranges), end = (int)((long)s.Batch * (range + 1) / ranges);
+            long maxSpan = GridSpan<V>(s, chunk, 1), maxRow = InputRow(s, maxSpan);
+            bool channelTiles = UsesChannelTiles(s);
+            float* grid = ThreadScratch.Floats(s.In * s.Phases * maxRow + outPadded * maxSpan + pairs + ChannelTileColumns);
+            float* dyGrid = grid + s.In * s.Phases * maxRow;
+            int* pairAt = (int*)(dyGrid + outPadded * maxSpan);
+            for (int n0 = first; n0 < end; n0 += chunk)
+            {
+                int images = Math.Min(chunk, end - n0);
+                long span = GridSpan<V>(s, images, 1), row = InputRow(s, span);
+                FillGrid(s, x, n0, images, grid, row);
+                if (channelTiles)
+                {
+                    WeightGradientChannelTiles<V>(s, dy, n0, images, grid, row, dyGrid, pairAt, partial);
+                    continue;
+                }
+                // dy on the output grid, zero wherever the grid position is no output.
+                new Span<float>(dyGrid, (int)(outPadded * span)).Clear();
+                int OH = s.OH, OW = s.OW;
+                for (int o = 0; o < s.Out; o++)
+                    for (int n = 0; n < images; n++)
+                        for (int oh = 0; oh < OH; oh++)
+                            Buffer.MemoryCopy(dy + (((long)(n0 + n) * s.Out + o) * OH + oh) * OW,
+                                dyGrid + o * span + (long)n * s.Plane + (long)oh * s.Wq, OW * 4L, OW * 4L);
+                // Pair p = (input channel, tap) reads the input grid from here; the padding pairs repeat the last one.
+                for (int p = 0; p < pairsPadded; p++)
+                {
+                    int pp = Math.Min(p, pairs - 1), t = pp % s.Taps;
+                    pairAt[p] = (int)(pp / s.Taps * s.Phases * row + s.TapOffset(t, row));
+                }
+                for (int block = 0; block < outPadded / WeightGradientRows; block++)
+                    for (int p = 0; p < pairs; p += columns)
+                        WeightGradientTile<V>(dyGrid + (long)block * WeightGradientRows * span, span, grid, pairAt + p,
+                            partial, block * WeightGradientRows, s.Out, p, Math.Min(columns, pairs - p), pairs);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The weight gradient of a chunk where the forward tiles over output channels (<see cref="UsesChannelTiles"/>):
+    /// partial[o][p] += Σ over the output positions alone (no grid padding) of dy[o] · grid[pairAt[p] + q], with dy
+    /// transposed to [position][output channel] so that a tile of two vectors of output channels × 7 (channel, tap)
+    /// pairs takes two loads and 7 broadcasts per position for 14 multiply-adds, and needs no horizontal sums.
+    /// </summary>
+    private static void WeightGradientChannelTiles<V>(in Correlation s, float* dy, int n0, int images, float* grid, long row, float* dyT, int* pairAt,
+        float* partial) where V : struct, IVec<V>
+    {
+        int n = V.Count, OH = s.OH, OW = s.OW, outChannels = s.Out, pairs = s.In * s.Taps, positions = OH * OW;
+        for (int image = 0; image < images; image++)
+            for (int o = 0; o < outChannels; o++)
+            {
+                float* src = dy + ((long)(n0 + image) * outChannels + o) * positions;
+                float* dst = dyT + (long)image * positions * outChannels + o;
+                for (int m = 0; m < positions; m++) dst[(long)m * outChannels] = src[m];
+            }
+        // The padding pairs (up to a whole tile) repeat the last one and are not stored.
+        for (int p = 0; p < pairs + ChannelTileColumns; p++)
+        {
+            int pp = Math.Min(p, pairs - 1);
+            pairAt[p] = (int)(pp / s.Taps * s.Phases * row + s.TapOffset(pp % s.Taps, row));
+        }
+        float* tile = stackalloc float[2 * ChannelTileColumns * V.Count];
+        for (int o0 = 0; o0 < outChannels; o0 += 2 * n)
+            for (int p0 = 0; p0 < pairs; p0 += ChannelTileColumns)
+            {
+                V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
+                  a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00;
+                float* x0 = grid + pairAt[p0], x1 = grid + pairAt[p0 + 1], x2 = grid + pairAt[p0 + 2], x3 = grid + pairAt[p0 + 3],
+                    x4 = grid + pairAt[p0 + 4], x5 = grid + pairAt[p0 + 5], x6 = grid + pairAt[p0 + 6];
+                float* d = dyT + o0;
+                for (int image = 0; image < images; image++)
+                    for (int oh = 0; oh < OH; oh++)
+                    {
+                        long q = (long)image * s.Plane + (long)oh * s.Wq;
+                        for (int ow = 0; ow < OW; ow++, q++, d += outChannels)
+                        {
+                            V d0 = V.Load(d), d1 = V.Load(d + n);
+                            V b = V.Splat(x0[q]); a00 = V.Fma(d0, b, a00); a10 = V.Fma(d1, b, a10);
+                            b = V.Splat(x1[q]); a01 = V.Fma(d0, b, a01); a11 = V.Fma(d1, b, a11);
+                            b = V.Splat(x2[q]); a02 = V.Fma(d0, b, a02); a12 = V.Fma(d1, b, a12);
+                            b = V.Splat(x3[q]); a03 = V.Fma(d0, b, a03); a13 = V.Fma(d1, b, a13);
+                            b = V.Splat(x4[q]); a04 = V.Fma(d0, b, a04); a14 = V.Fma(d1, b, a14);
+                            b = V.Splat(x5[q]); a05 = V.Fma(d0, b, a05); a15 = V.Fma(d1, b, a15);
+                            b = V.Splat(x6[q]); a06 = V.Fma(d0, b, a06); a16 = V.Fma(d1, b, a16);
+                        }
+                    }
+                // The tile as [pair][output channel], added into the partial gradient [output channel][pair].
+                V.Store(tile, a00); V.Store(tile + n, a10); V.Store(tile + 2 * n, a01); V.Store(tile + 3 * n, a11);
+                V.Store(tile + 4 * n, a02); V.Store(tile + 5 * n, a12); V.Store(tile + 6 * n, a03); V.Store(tile + 7 * n, a13);
+                V.Store(tile + 8 * n, a04); V.Store(tile + 9 * n, a14); V.Store(tile + 10 * n, a05); V.Store(tile + 11 * n, a15);
+                V.Store(tile + 12 * n, a06); V.Store(tile + 13 * n, a16);
+                int validPairs = Math.Min(ChannelTileColumns, pairs - p0);
+                for (int k = 0; k < 2 * n; k++)
+                    for (int j = 0; j < validPairs; j++)
+                        partial[(long)(o0 + k) * pairs + p0 + j] += tile[j * 2 * n + k];
+            }
+    }
+
+    /// <summary>partial[o][p] += Σ_q dyGrid[o][q] · grid[pairAt[p] + q] for 4 output rows × P pairs (only the
+    /// <paramref name="validPairs"/> first and the rows below <paramref name="outChannels"/> are stored).</summary>
+    private static void WeightGradientTile<V>(float* dyRows, long span, float* grid, int* pairAt, float* partial, int o0, int outChannels,
+        int p0, int validPairs, int pairs) where V : struct, IVec<V>
+    {
+        bool wide = PairColumns<V>() == 4;
+        V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00,
+          a20 = a00, a21 = a00, a22 = a00, a23 = a00, a30 = a00, a31 = a00, a32 = a00, a33 = a00;
+        float* x0p = grid + pairAt[0], x1p = grid + pairAt[1];
+        float* x2p = wide ? grid + pairAt[2] : null, x3p = wide ? grid + pairAt[3] : null;
+        float* d0p = dyRows, d1p = d0p + span, d2p = d1p + span, d3p = d2p + span;
+        for (long q = 0; q < span; q += V.Count)
+        {
+            V d0 = V.Load(d0p + q), d1 = V.Load(d1p + q), d2 = V.Load(d2p + q), d3 = V.Load(d3p + q);
+            V x0 = V.Load(x0p + q), x1 = V.Load(x1p + q);
+            a00 = V.Fma(d0, x0, a00); a01 = V.Fma(d0, x1, a01);
+            a10 = V.Fma(d1, x0, a10); a11 = V.Fma(d1, x1, a11);
+            a20 = V.Fma(d2, x0, a20); a21 = V.Fma(d2, x1, a21);
+            a30 = V.Fma(d3, x0, a30); a31 = V.Fma(d3, x1, a31);
+            if (wide)
+            {
+                V x2 = V.Load(x2p + q), x3 = V.Load(x3p + q);
+                a02 = V.Fma(d0, x2, a02); a03 = V.Fma(d0, x3, a03);
+                a12 = V.Fma(d1, x2, a12); a13 = V.Fma(d1, x3, a13);
+                a22 = V.Fma(d2, x2, a22); a23 = V.Fma(d2, x3, a23);
+                a32 = V.Fma(d3, x2, a32); a33 = V.Fma(d3, x3, a33);
+            }
+        }
+        float* sums = stackalloc float[16];
+        sums[0] = V.SumAcross(a00); sums[1] = V.SumAcross(a01); sums[2] = V.SumAcross(a02); sums[3] = V.SumAcross(a03);
+        sums[4] = V.SumAcross(a10); sums[5] = V.SumAcross(a11); sums[6] = V.SumAcross(a12); sums[7] = V.SumAcross(a13);
+        sums[8] = V.SumAcross(a20); sums[9] = V.SumAcross(a21); sums[10] = V.SumAcross(a22); sums[11] = V.SumAcross(a23);
+        sums[12] = V.SumAcross(a30); sums[13] = V.SumAcross(a31); sums[14] = V.SumAcross(a32); sums[15] = V.SumAcross(a33);
+        for (int k = 0; k < WeightGradientRows && o0 + k < outChannels; k++)
+            for (int j = 0; j < validPairs; j++)
+                partial[(long)(o0 + k) * pairs + p0 + j] += sums[k * 4 + j];
     }
 }
