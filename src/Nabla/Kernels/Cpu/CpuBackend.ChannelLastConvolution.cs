@@ -282,11 +282,12 @@ public sealed unsafe partial class CpuBackend
     }
 }
 
-// The input gradient of a strided direct convolution (where ChannelLastPays) in the same channel-last layout, as a scatter: each output
-// position (n, oh, ow) adds, for each kernel row i, Σ_o dy[n, o, oh, ow] · w[o, c, i, j] to the KW·C contiguous values
-// (j, c) of dx at padded row s·oh + i, column s·ow. A register tile of R consecutive positions × P vectors of (j, c)
-// runs the reduction over the output channels (P loads of packed weights and R broadcasts of dy per output channel),
-// then adds its R rows into dx in position order, so overlapping windows accumulate correctly. Every multiply-add is
+// The input gradient of a strided direct convolution in the same channel-last layout (on the AVX-512 path, where
+// ChannelLastPays), as a scatter: each output position (n, oh, ow) adds, for each kernel row i,
+// Σ_o dy[n, o, oh, ow] · w[o, c, i, j] to the KW·C contiguous values (j, c) of dx at padded row s·oh + i, column s·ow.
+// A register tile of 8 consecutive positions × 3 vectors of (j, c) runs the reduction over the output channels (3
+// loads of packed weights and 8 broadcasts of dy per output channel), then adds its 8 rows into dx in position
+// order, so overlapping windows accumulate correctly. Every multiply-add is
 // an output's, where the phase-by-phase correlations compute s² small products, each with its own padded grid.
 public sealed unsafe partial class CpuBackend
 {
@@ -338,17 +339,13 @@ public sealed unsafe partial class CpuBackend
                 int n = (int)(p / outPlane), m = (int)(p % outPlane), oh = m / OW, ow = m % OW;
                 at[p] = p < positions ? (((long)n * shape.Hp + (long)S * oh) * Wp + (long)S * ow) * C : imageFloats;
             }
-            int tileColumns = (rows == 8 ? 3 : 2) * V.Count;
+            int tileColumns = 3 * V.Count;
             for (int i = 0; i < g.KernelH; i++)
                 for (int col = 0; col < shape.Columns; col += tileColumns)
                 {
                     float* weights = packed + (long)i * O * shape.ColumnsPadded + col, target = dxT + (long)i * Wp * C + col;
                     for (int p0 = 0; p0 < padded; p0 += rows)
-                    {
-                        // Eight rows only where the vectors are 512-bit (ForwardRows); the generic instance for narrower ones never runs.
-                        if (rows == 8) InputGradientTile8x3<V>(dyT + (long)p0 * O, O, weights, shape.ColumnsPadded, target, at + p0);
-                        else InputGradientTile4x2<V>(dyT + (long)p0 * O, O, weights, shape.ColumnsPadded, target, at + p0);
-                    }
+                        InputGradientTile8x3<V>(dyT + (long)p0 * O, O, weights, shape.ColumnsPadded, target, at + p0);
                 }
             for (int n = 0; n < images; n++)
                 TransposeChannels(dx + (long)(n0 + n) * C * g.Height * g.Width, C, g.Height, g.Width,
@@ -400,37 +397,6 @@ public sealed unsafe partial class CpuBackend
             V.Store(p, V.Load(p) + v0);
             V.Store(p + n, V.Load(p + n) + v1);
             V.Store(p + 2 * n, V.Load(p + 2 * n) + v2);
-        }
-    }
-
-    /// <summary>As <see cref="InputGradientTile8x3"/> for 4 positions × 2 vectors (16 registers suffice).</summary>
-    private static void InputGradientTile4x2<V>(float* dy, int O, float* weights, long weightStride, float* dx, long* at) where V : struct, IVec<V>
-    {
-        int n = V.Count;
-        V a00 = V.Splat(0f), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
-        float* wp = weights;
-        for (int o = 0; o < O; o++, wp += weightStride)
-        {
-            V x0 = V.Load(wp), x1 = V.Load(wp + n);
-            float* d = dy + o;
-            V b = V.Splat(d[0]);
-            a00 = V.Fma(b, x0, a00); a01 = V.Fma(b, x1, a01);
-            b = V.Splat(d[O]);
-            a10 = V.Fma(b, x0, a10); a11 = V.Fma(b, x1, a11);
-            b = V.Splat(d[2 * O]);
-            a20 = V.Fma(b, x0, a20); a21 = V.Fma(b, x1, a21);
-            b = V.Splat(d[3 * O]);
-            a30 = V.Fma(b, x0, a30); a31 = V.Fma(b, x1, a31);
-        }
-        AddRow(dx + at[0], n, a00, a01);
-        AddRow(dx + at[1], n, a10, a11);
-        AddRow(dx + at[2], n, a20, a21);
-        AddRow(dx + at[3], n, a30, a31);
-
-        static void AddRow(float* p, int n, V v0, V v1)
-        {
-            V.Store(p, V.Load(p) + v0);
-            V.Store(p + n, V.Load(p + n) + v1);
         }
     }
 }
