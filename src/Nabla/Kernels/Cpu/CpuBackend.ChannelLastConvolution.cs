@@ -2,15 +2,16 @@ using System.Runtime.InteropServices;
 
 namespace Nabla.Kernels.Cpu;
 
-// The weight gradient of the direct path where the channels fill its tiles (ChannelLastPays), dw[o, c, i, j] = Σ over images and output positions (oh, ow) of
-// dy[n, o, oh, ow] · xpad[n, c, s·oh + i, s·ow + j], as one matrix product per kernel row i with the output positions
-// as the reduction: a chunk of images is copied channel-last, x zero-padded to (Hp, Wp, C) and dy to (OH, OW, O), so
-// that for a fixed kernel row the KW·C values (j, c) an output position multiplies are contiguous in x (the row of C
-// channels at its leftmost tap and the KW - 1 rows after it), at any stride. A register tile of R output channels ×
-// P vectors of (j, c) then takes P loads of x and R broadcasts of dy per output position for R·P multiply-adds, the
-// accumulators being the weights themselves (no horizontal sums: the grid-position tiles kept vectors
-// over positions, summed across at the end, and had to stream their rows from L2 at 2 multiply-adds per load). The
-// tiles take a few output rows at a time, loading and storing their accumulators in the thread's partial gradient.
+// The weight gradient of the direct path where the channels fill its tiles (ChannelLastPays),
+// dw[o, c, i, j] = Σ over images and output positions (oh, ow) of dy[n, o, oh, ow] · xpad[n, c, s·oh + i, s·ow + j],
+// as one matrix product per kernel row i with the output positions as the reduction: a chunk of images is copied
+// channel-last, x zero-padded to (Hp, Wp, C) and dy to (OH, OW, O), so that for a fixed kernel row the KW·C values
+// (j, c) an output position multiplies are contiguous in x (the row of C channels at its leftmost tap and the KW - 1
+// rows after it), at any stride. A register tile of R output channels × P vectors of (j, c) then takes P loads of x
+// and R broadcasts of dy per output position for R·P multiply-adds, the accumulators being the weights themselves
+// (no horizontal sums: the grid-position tiles keep vectors over positions, summed across at the end, and stream
+// their rows from L2 at 2 multiply-adds per load). The tiles take a few output rows at a time, loading and storing
+// their accumulators in the thread's partial gradient.
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Whether the channel-last kernels suit <paramref name="g"/>: a kernel row's KW·C values fill at least

@@ -18,8 +18,8 @@ namespace Nabla.Kernels.Cpu;
 // gradient is the same product on the padded dy with the kernel flipped and transposed (at stride s, one such product
 // per phase of the input, each with the sub-kernel of the taps that reach that phase); the weight gradient is a
 // tile of 4 output channels × P (channel, tap) pairs, each a dot product of a dy grid row with a shifted input row.
-// Where a kernel row's KW·C values fill the channel-last tiles well (ChannelLastPays), the weight gradient and the
-// strided input gradient run on channel-last copies instead (CpuBackend.ChannelLastConvolution.cs).
+// Where a kernel row's KW·C values fill the channel-last tiles well (ChannelLastPays), the weight gradient and, on the
+// AVX-512 path, the strided input gradient run on channel-last copies instead (CpuBackend.ChannelLastConvolution.cs).
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Output channels per register tile of the weight gradient (dy is zero-padded to a multiple of it).</summary>
