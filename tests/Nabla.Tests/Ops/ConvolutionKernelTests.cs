@@ -131,10 +131,32 @@ public unsafe class ConvolutionKernelTests
         Close.Assert(results[0, 2], results[1, 2], 1e-5, $"{what} dw {g}");
     }
 
+    /// <summary>The direct kernels with 8–40 channels, where the weight gradient and the strided input gradient mostly
+    /// take the channel-last kernels (copies transposed in registers by blocks of 8 channels, plus a remainder), with
+    /// widths that leave a block of positions over, output channels that leave a partial tile, strides 1 to 3,
+    /// non-square kernels, and batches of several chunks (the 16-channel 40×40 planes keep a chunk to one image).</summary>
+    [Theory]
+    [MemberData(nameof(Isas))]
+    public void DirectKernelsMatchReferenceOnChannelBlocks(Isa isa)
+    {
+        var random = new Random(14);
+        for (int trial = 0; trial < 12; trial++)
+        {
+            int kh = new[] { 3, 1, 5, 3 }[trial % 4], kw = new[] { 3, 1, 3, 2 }[trial % 4], stride = 1 + trial % 3;
+            int channels = new[] { 8, 16, 19, 40 }[random.Next(4)], outChannels = new[] { 5, 16, 20 }[random.Next(3)];
+            int h = random.Next(5, 13), w = random.Next(9, 30);
+            if (trial == 11) (channels, h, w) = (16, 40, 40);
+            var g = new Conv2dGeometry(random.Next(2, 12), channels, h, w, outChannels, kh, kw, stride, stride,
+                random.Next(0, kh), random.Next(0, kw), 1, 1, 1);
+            if (g.OutHeight < 1 || g.OutWidth < 1) continue;
+            AssertDirectKernelsMatchReference(isa, g, random, withBias: false);
+        }
+    }
+
     /// <summary>The direct kernels on the shapes where the AVX-512 path tiles over output channels (stride-1
     /// correlations with 32 or 64 output channels and rows of 7–14 outputs: ResNet-20's later stages), including a
-    /// width that is no multiple of 7 (an overlapping last tile), the input gradient of stride-2 convolutions (one
-    /// stride-1 correlation per phase, 32 channels) and 1×1 to 5×5 kernels; the other ISAs run their usual tiles.</summary>
+    /// width that is no multiple of 7 (an overlapping last tile), stride-2 convolutions with 32 channels (the input
+    /// gradient's channel-last scatter on whole 8-channel blocks) and 1×1 to 5×5 kernels; the other ISAs run their usual tiles.</summary>
     [Theory]
     [MemberData(nameof(Isas))]
     public void DirectChannelTilesMatchReference(Isa isa)
