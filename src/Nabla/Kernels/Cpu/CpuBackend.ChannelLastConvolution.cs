@@ -211,27 +211,25 @@ public sealed unsafe partial class CpuBackend
         {
             int image = row / walk.OH;
             float* xp = x + image * walk.XImage + (row - image * walk.OH) * walk.XRow;
+            for (int ow = 0; ow < walk.OW; ow++, xp += xStep, d += dyStep)
             {
-                for (int ow = 0; ow < walk.OW; ow++, xp += xStep, d += dyStep)
-                {
-                    V x0 = V.Load(xp), x1 = V.Load(xp + n), x2 = V.Load(xp + 2 * n);
-                    V w = V.Splat(d[0]);
-                    a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01); a02 = V.Fma(w, x2, a02);
-                    w = V.Splat(d[1]);
-                    a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11); a12 = V.Fma(w, x2, a12);
-                    w = V.Splat(d[2]);
-                    a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21); a22 = V.Fma(w, x2, a22);
-                    w = V.Splat(d[3]);
-                    a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31); a32 = V.Fma(w, x2, a32);
-                    w = V.Splat(d[4]);
-                    a40 = V.Fma(w, x0, a40); a41 = V.Fma(w, x1, a41); a42 = V.Fma(w, x2, a42);
-                    w = V.Splat(d[5]);
-                    a50 = V.Fma(w, x0, a50); a51 = V.Fma(w, x1, a51); a52 = V.Fma(w, x2, a52);
-                    w = V.Splat(d[6]);
-                    a60 = V.Fma(w, x0, a60); a61 = V.Fma(w, x1, a61); a62 = V.Fma(w, x2, a62);
-                    w = V.Splat(d[7]);
-                    a70 = V.Fma(w, x0, a70); a71 = V.Fma(w, x1, a71); a72 = V.Fma(w, x2, a72);
-                }
+                V x0 = V.Load(xp), x1 = V.Load(xp + n), x2 = V.Load(xp + 2 * n);
+                V w = V.Splat(d[0]);
+                a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01); a02 = V.Fma(w, x2, a02);
+                w = V.Splat(d[1]);
+                a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11); a12 = V.Fma(w, x2, a12);
+                w = V.Splat(d[2]);
+                a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21); a22 = V.Fma(w, x2, a22);
+                w = V.Splat(d[3]);
+                a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31); a32 = V.Fma(w, x2, a32);
+                w = V.Splat(d[4]);
+                a40 = V.Fma(w, x0, a40); a41 = V.Fma(w, x1, a41); a42 = V.Fma(w, x2, a42);
+                w = V.Splat(d[5]);
+                a50 = V.Fma(w, x0, a50); a51 = V.Fma(w, x1, a51); a52 = V.Fma(w, x2, a52);
+                w = V.Splat(d[6]);
+                a60 = V.Fma(w, x0, a60); a61 = V.Fma(w, x1, a61); a62 = V.Fma(w, x2, a62);
+                w = V.Splat(d[7]);
+                a70 = V.Fma(w, x0, a70); a71 = V.Fma(w, x1, a71); a72 = V.Fma(w, x2, a72);
             }
         }
         a = acc;
@@ -260,19 +258,17 @@ public sealed unsafe partial class CpuBackend
         {
             int image = row / walk.OH;
             float* xp = x + image * walk.XImage + (row - image * walk.OH) * walk.XRow;
+            for (int ow = 0; ow < walk.OW; ow++, xp += xStep, d += dyStep)
             {
-                for (int ow = 0; ow < walk.OW; ow++, xp += xStep, d += dyStep)
-                {
-                    V x0 = V.Load(xp), x1 = V.Load(xp + n);
-                    V w = V.Splat(d[0]);
-                    a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01);
-                    w = V.Splat(d[1]);
-                    a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11);
-                    w = V.Splat(d[2]);
-                    a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21);
-                    w = V.Splat(d[3]);
-                    a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31);
-                }
+                V x0 = V.Load(xp), x1 = V.Load(xp + n);
+                V w = V.Splat(d[0]);
+                a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01);
+                w = V.Splat(d[1]);
+                a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11);
+                w = V.Splat(d[2]);
+                a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21);
+                w = V.Splat(d[3]);
+                a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31);
             }
         }
         a = acc;
