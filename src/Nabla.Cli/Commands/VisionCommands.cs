@@ -31,8 +31,8 @@ public static class VisionCommands
         var erasing = new Option<float>("--erasing") { Description = "With --augment on: probability of erasing a random rectangle of a Fashion-MNIST image.", DefaultValueFactory = _ => defaults.Erasing };
         var labelSmoothing = new Option<float>("--label-smoothing") { Description = "Share of each training target spread evenly over all classes (0: none).", DefaultValueFactory = _ => defaults.LabelSmoothing };
         var subset = new Option<int>("--subset") { Description = "Train on the first N training images only (0: all), for quick runs." };
-        var width = new Option<int>("--width") { Description = "resnet: channels of the first stage (default 16; stages double it)." };
-        var depth = new Option<int>("--depth") { Description = "resnet: basic blocks per stage (default 3: ResNet-20; n gives ResNet-(6n+2))." };
+        var width = new Option<int>("--width") { Description = $"resnet: channels of the first stage (default 16; stages double it). vit: token width (default {VisionRun.DefaultVitWidth}, a multiple of {VisionRun.VitHeads}; the MLP is twice as wide)." };
+        var depth = new Option<int>("--depth") { Description = $"resnet: basic blocks per stage (default 3: ResNet-20; n gives ResNet-(6n+2)). vit: encoder blocks (default {VisionRun.DefaultVitDepth})." };
         var patch = new Option<int>("--patch") { Description = $"vit: side of the square image patches, a divisor of {VisionRun.ImageSide} (default {VisionRun.DefaultPatchSize}: 16 patches; 4: 49)." };
         var labelNoise = new Option<double>("--label-noise") { Description = "Replace this share of the training labels by a random wrong class (the test set stays clean)." };
         var seed = new Option<ulong>("--seed") { Description = "Seed for the initial weights, the shuffling and the augmentation.", DefaultValueFactory = _ => defaults.Seed };
@@ -54,8 +54,9 @@ public static class VisionCommands
         labelNoise.Within(0, 1);
         patch.Require(v => v == 0 || architecture == "vit", "--patch applies to the vit model only.");
         patch.Require(v => v == 0 || (v > 0 && VisionRun.ImageSide % v == 0), $"--patch must divide the image side {VisionRun.ImageSide} (1, 2, 4, 7, 14 or 28).");
-        foreach (var resnetOnly in new[] { width, depth })
-            resnetOnly.Require(v => v == 0 || architecture == "resnet", $"{resnetOnly.Name} applies to the resnet model only.");
+        foreach (var size in new[] { width, depth })
+            size.Require(v => v == 0 || architecture is "resnet" or "vit", $"{size.Name} applies to the resnet and vit models only.");
+        width.Require(v => architecture != "vit" || v % VisionRun.VitHeads == 0, $"--width of a vit must be a multiple of its {VisionRun.VitHeads} attention heads.");
 
         var command = new Command(architecture, $"Train a {VisionRun.Describe(architecture)} image classifier on Fashion-MNIST (or MNIST).")
         {

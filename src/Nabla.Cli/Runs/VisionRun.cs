@@ -30,9 +30,9 @@ public sealed record VisionRunConfig
     public float LabelSmoothing { get; init; }
     /// <summary>Train on the first this many training images (0: all).</summary>
     public int Subset { get; init; }
-    /// <summary>ResNet only: channels of the first stage (0: 16, ResNet-20's), the knob of a width sweep.</summary>
+    /// <summary>ResNet: channels of the first stage (0: 16, ResNet-20's); ViT: token width (0: 64). The knob of a width sweep.</summary>
     public int Width { get; init; }
-    /// <summary>ResNet only: basic blocks per stage (0: 3, ResNet-20's; n gives ResNet-(6n+2)), the knob of a depth sweep.</summary>
+    /// <summary>ResNet: basic blocks per stage (0: 3, ResNet-20's; n gives ResNet-(6n+2)); ViT: encoder blocks (0: 6). The knob of a depth sweep.</summary>
     public int Depth { get; init; }
     /// <summary>ViT only: side of its square patches (0: <see cref="VisionRun.DefaultPatchSize"/>), a divisor of the 28-pixel image side.</summary>
     public int PatchSize { get; init; }
@@ -119,7 +119,8 @@ public sealed class VisionRun(string directory)
         "vgg" => new Vgg(classes, inChannels: 1),
         "resnet" => new ResNet(ResidualBlock.Basic, Enumerable.Repeat(config.Depth > 0 ? config.Depth : 3, 3).ToArray(), classes, inChannels: 1,
             width: config.Width > 0 ? config.Width : 16, imageNetStem: false),
-        "vit" => new VisionTransformer(imageSize: ImageSide, patchSize: PatchSize(config), dim: 64, depth: 6, heads: 4, numClasses: classes, inChannels: 1, mlpHidden: 128),
+        "vit" => new VisionTransformer(imageSize: ImageSide, patchSize: PatchSize(config), dim: VitWidth(config), depth: VitDepth(config), heads: VitHeads,
+            numClasses: classes, inChannels: 1, mlpHidden: 2 * VitWidth(config)),
         // The pixels of a (1, 28, 28) image as 784 inputs.
         "mlp" => new Sequential(new Flatten(), new Mlp(28 * 28, config.Hidden, classes, dropout: config.Dropout)),
         _ => throw new CliException($"unknown model '{config.Architecture}' ({string.Join(", ", VisionRunConfig.Architectures)})."),
@@ -133,7 +134,14 @@ public sealed class VisionRun(string directory)
 
     public static int PatchSize(VisionRunConfig config) => config.PatchSize > 0 ? config.PatchSize : DefaultPatchSize;
 
-    private static string DescribeVit(int patchSize) => $"ViT ({patchSize}×{patchSize} patches, 6 blocks, width 64)";
+    /// <summary>The ViT's default size: 6 blocks of width 64 (about 206k parameters), with 4 heads of 16 at that width.</summary>
+    public const int DefaultVitWidth = 64, DefaultVitDepth = 6, VitHeads = 4;
+
+    private static int VitWidth(VisionRunConfig config) => config.Width > 0 ? config.Width : DefaultVitWidth;
+    private static int VitDepth(VisionRunConfig config) => config.Depth > 0 ? config.Depth : DefaultVitDepth;
+
+    private static string DescribeVit(int patchSize, int depth = DefaultVitDepth, int width = DefaultVitWidth) =>
+        $"ViT ({patchSize}×{patchSize} patches, {depth} blocks, width {width})";
 
     /// <summary>A human name for the model ("ResNet-20").</summary>
     public static string Describe(string architecture) => architecture switch
@@ -145,7 +153,7 @@ public sealed class VisionRun(string directory)
     public static string Describe(VisionRunConfig config) => config.Architecture switch
     {
         "resnet" => $"ResNet-{6 * (config.Depth > 0 ? config.Depth : 3) + 2}{(config.Width > 0 && config.Width != 16 ? $", width {config.Width}" : "")}",
-        "vit" => DescribeVit(PatchSize(config)),
+        "vit" => DescribeVit(PatchSize(config), VitDepth(config), VitWidth(config)),
         "mlp" => $"MLP {string.Join(" → ", [28 * 28, .. config.Hidden, Dataset(config).Classes.Count])}",
         _ => Describe(config.Architecture),
     };

@@ -96,6 +96,6 @@ public class SweepCliTests : CliTest
         var counts = System.Text.RegularExpressions.Regex.Matches(result.Out, @"([\d,]+) parameters").Select(m => m.Groups[1].Value).ToList();
         Assert.Equal(2, counts.Distinct().Count());
         Assert.True(File.Exists(Path.Combine(sweep, "sweep.png")));
-        Assert.Contains("--width applies to the resnet model only", CliRunner.Run("train", "lenet", "--width", "4").Err);
+        Assert.Contains("--width applies to the resnet and vit models only", CliRunner.Run("train", "lenet", "--width", "4").Err);
     }
 }

@@ -102,6 +102,20 @@ public class VisionCliTests : CliTest
         Assert.Equal([1, 17, 64], ((VisionTransformer)VisionRun.BuildModel(VisionRunConfig.Load(path), 10)).PositionEmbedding.Shape.ToArray());
     }
 
+    /// <summary>--width and --depth size the ViT (token width, MLP twice as wide, encoder blocks); 0 keeps 64 and 6.</summary>
+    [Fact]
+    public void VitWidthAndDepthSizeTheEncoder()
+    {
+        var vit = VisionRunConfig.Defaults("vit");
+        var wide = VisionRun.BuildModel(vit with { Width = 96, Depth = 2 }, 10);
+        Assert.Equal([1, 17, 96], ((VisionTransformer)wide).PositionEmbedding.Shape.ToArray());
+        // Counted by hand for width d = 96, 2 blocks, 7×7 patches: patch projection 49d + d, class token and 17 positions 18d,
+        // per block 8d² + 11d (qkv 3d² + 3d, projection d² + d, MLP 2d² + 2d and 2d² + d, two norms 4d), final norm 2d, head 10d + 10.
+        Assert.Equal(49L * 96 + 96 + 18 * 96 + 2 * (8 * 96 * 96 + 11 * 96) + 2 * 96 + 10 * 96 + 10, wide.ParameterCount);
+        Assert.Equal(205_962L, VisionRun.BuildModel(vit, 10).ParameterCount); // the default: width 64, 6 blocks
+        Assert.Equal("ViT (7×7 patches, 2 blocks, width 96)", VisionRun.Describe(vit with { Width = 96, Depth = 2 }));
+    }
+
     [Theory]
     [InlineData("train lenet --epochs 0", "--epochs must be a positive integer")]
     [InlineData("train vgg --batch-size -3", "--batch-size must be a positive integer")]
@@ -117,6 +131,8 @@ public class VisionCliTests : CliTest
     [InlineData("train vgg --label-smoothing 1", "--label-smoothing must be a number in [0, 1)")]
     [InlineData("train vit --patch 5", "--patch must divide the image side 28")]
     [InlineData("train vgg --patch 4", "--patch applies to the vit model only")]
+    [InlineData("train vit --width 90", "--width of a vit must be a multiple of its 4 attention heads")]
+    [InlineData("train lenet --depth 2", "--depth applies to the resnet and vit models only")]
     [InlineData("train mlp --dataset cifar10", "--dataset must be one of fashion-mnist, mnist")]
     [InlineData("train mlp --dataset fashion-mnist --csv data.csv", "--csv does not apply to an MLP on images (--dataset)")]
     [InlineData("train mlp --augment on", "--augment applies to image datasets only (--dataset)")]
