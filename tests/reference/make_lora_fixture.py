@@ -18,6 +18,13 @@ config.py and utils/save_and_load.py) by hand, since PyPI's peft is not installa
                                     every bias of the model (a wrapped layer's as "<layer>.base_layer.bias") and ln_f's
                                     weight and bias, named as get_peft_model_state_dict names them
   Fixtures/lora/gpt2_bias_expected.safetensors  token ids and the logits of base + that adapter
+  Fixtures/lora/gpt2_adapter_tied/  an adapter on the tied token embedding and head with ensure_weight_tying (PEFT
+                                    0.18: lora.Embedding on transformer.wte, whose lora_embedding_A (r, V) and
+                                    lora_embedding_B (C, r) the lm_head's lora.Linear shares as lora_A = Bᵀ, lora_B = Aᵀ;
+                                    save_pretrained writes both names, the head's as clones) plus c_attn adapters
+  Fixtures/lora/gpt2_tied_expected.safetensors  token ids, targets, the logits of base + that adapter, the loss and
+                                    its gradients w.r.t. the embedding's A and B (the sums of what PEFT's two tied
+                                    leaves receive: the embedding's own and the head's, transposed)
 
 Run with Debian's python3-torch:  /usr/bin/python3 tests/reference/make_lora_fixture.py
 """
@@ -119,8 +126,9 @@ def wrap(model, r, alpha, targets, use_rslora, modules_to_save=()):
     return peft_model
 
 
-def write_adapter(folder, tensors, r, alpha, targets, use_rslora, bias="none", modules_to_save=None):
-    """adapter_model.safetensors and adapter_config.json with the keys PEFT 0.10's LoraConfig writes."""
+def write_adapter(folder, tensors, r, alpha, targets, use_rslora, bias="none", modules_to_save=None, ensure_weight_tying=None):
+    """adapter_model.safetensors and adapter_config.json with the keys PEFT 0.10's LoraConfig writes (and PEFT 0.18's
+    ensure_weight_tying when given)."""
     directory = os.path.join(OUT, folder)
     os.makedirs(directory, exist_ok=True)
     write_safetensors(os.path.join(directory, "adapter_model.safetensors"), tensors, {"format": "pt"})
@@ -132,6 +140,8 @@ def write_adapter(folder, tensors, r, alpha, targets, use_rslora, bias="none", m
         "peft_type": "LORA", "r": r, "rank_pattern": {}, "revision": None, "target_modules": targets,
         "task_type": "CAUSAL_LM", "use_dora": False, "use_rslora": use_rslora,
     }
+    if ensure_weight_tying is not None:
+        adapter_config["ensure_weight_tying"] = ensure_weight_tying
     with open(os.path.join(directory, "adapter_config.json"), "w") as f:
         json.dump(adapter_config, f, indent=2, sort_keys=True)
 
@@ -191,6 +201,63 @@ def peft_state_dict(peft_model, bias):
     return {k: v.detach().numpy().copy() for k, v in out.items()}
 
 
+class LoraEmbeddingLayer(nn.Module):
+    """PEFT's lora.Embedding for one adapter: lora_embedding_A (r, V) initialised to zeros, lora_embedding_B (C, r)
+    drawn N(0, 1), both in ParameterDicts keyed by the adapter name; result = base_layer(x) + (embedding(x, Aᵀ) @ Bᵀ) *
+    scaling (no dropout on an embedding's adapter)."""
+
+    def __init__(self, base_layer, r, alpha):
+        super().__init__()
+        self.base_layer = base_layer
+        vocab, dim = base_layer.weight.shape
+        self.lora_embedding_A = nn.ParameterDict({"default": nn.Parameter(torch.randn(r, vocab))})
+        self.lora_embedding_B = nn.ParameterDict({"default": nn.Parameter(torch.randn(dim, r))})
+        nn.init.zeros_(self.lora_embedding_A["default"])
+        nn.init.normal_(self.lora_embedding_B["default"])
+        self.scaling = alpha / r
+
+    def forward(self, x):
+        after_a = nn.functional.embedding(x, self.lora_embedding_A["default"].T)
+        return self.base_layer(x) + (after_a @ self.lora_embedding_B["default"].T) * self.scaling
+
+
+def gpt2_tied_case(gen):
+    """ensure_weight_tying with the head targeted (LoraModel._add_targets_to_tie): the embedding takes the adapter and
+    the head's lora.Linear is built on it (_create_and_replace's tied_adapter: lora_A = Parameter(Bᵀ), lora_B =
+    Parameter(Aᵀ), views of the same storage)."""
+    config, model = load_base()
+    r, alpha = 2, 4
+    peft_model = wrap(model, r, alpha, ["c_attn"], use_rslora=False)
+    wte = LoraEmbeddingLayer(model.transformer.wte, r, alpha)
+    model.transformer.wte = wte
+    head = LoraLayer(model.lm_head, r, alpha, use_rslora=False, fan_in_fan_out=False)
+    head.lora_A.weight = nn.Parameter(wte.lora_embedding_B["default"].t())
+    head.lora_B.weight = nn.Parameter(wte.lora_embedding_A["default"].t())
+    model.lm_head = head
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if ".lora_" in name and not name.startswith("base_model.model.lm_head."):  # the head's are views of wte's
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+    assert torch.equal(head.lora_B.weight, wte.lora_embedding_A["default"].t())
+    state = {k.replace(".default", ""): v.detach().numpy().copy() for k, v in peft_model.state_dict().items() if "lora_" in k}
+    assert sorted(k for k in state if "wte" in k or "lm_head" in k) == [
+        "base_model.model.lm_head.lora_A.weight", "base_model.model.lm_head.lora_B.weight",
+        "base_model.model.transformer.wte.lora_embedding_A", "base_model.model.transformer.wte.lora_embedding_B"]
+    # What PEFT 0.18 saves after _add_targets_to_tie: the head's name replaced by the embedding's full name.
+    write_adapter("gpt2_adapter_tied", state, r, alpha, ["c_attn", "transformer.wte"], use_rslora=False,
+                  ensure_weight_tying=True)
+    ids = torch.randint(0, config["vocab_size"], (2, 9), generator=gen)
+    targets = torch.randint(0, config["vocab_size"], (2, 9), generator=gen)
+    logits = model(ids)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    loss.backward()
+    grad_a = wte.lora_embedding_A["default"].grad + head.lora_B.weight.grad.t()
+    grad_b = wte.lora_embedding_B["default"].grad + head.lora_A.weight.grad.t()
+    write_safetensors(os.path.join(OUT, "gpt2_tied_expected.safetensors"), {
+        "ids": ids.to(torch.int32).numpy(), "targets": targets.to(torch.int32).numpy(), "logits": logits.detach().numpy(),
+        "loss": loss.detach().reshape(1).numpy(), "grad_lora_embedding_A": grad_a.numpy(), "grad_lora_embedding_B": grad_b.numpy()}, {})
+
+
 def gpt2_bias_case(gen):
     config, model = load_base()
     r, alpha, targets, modules_to_save = 2, 4, ["c_attn", "mlp.c_proj"], ["ln_f"]
@@ -214,6 +281,7 @@ def main():
     linear_case(gen)
     gpt2_case(gen)
     gpt2_bias_case(gen)
+    gpt2_tied_case(gen)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ public static class FinetuneGptCommand
         var valFraction = new Option<double>("--val-fraction") { Description = "Share of the text (its end) held out for validation.", DefaultValueFactory = _ => 0.1 };
         var rank = new Option<int>("--lora-r") { Description = "Rank r of the adapter's matrices A (r × in) and B (out × r).", DefaultValueFactory = _ => 8 };
         var alpha = new Option<float>("--lora-alpha") { Description = "LoRA alpha: the update B·A is scaled by alpha/r.", DefaultValueFactory = _ => 16 };
-        var targets = new Option<string>("--targets") { Description = "Comma-separated module names (or name endings, as PEFT matches them) that get an adapter; '*' matches within a name part (mlp.*).", DefaultValueFactory = _ => "c_attn,c_proj" };
+        var targets = new Option<string>("--targets") { Description = "Comma-separated module names (or name endings, as PEFT matches them) that get an adapter; '*' matches within a name part (mlp.*); lm_head (or wte): the tied token embedding and head, one adapter for both.", DefaultValueFactory = _ => "c_attn,c_proj" };
         var dropout = new Option<float>("--lora-dropout") { Description = "Dropout on the adapter's input.", DefaultValueFactory = _ => 0 };
         var rsLora = new Option<bool>("--rslora") { Description = "Scale by alpha/√r (rank-stabilised LoRA) instead of alpha/r." };
         var loraBias = new Option<string>("--lora-bias") { Description = "PEFT's bias: none, or all (every bias of the model, layer norms' too, trains and is saved with the adapter).", DefaultValueFactory = _ => Lora.BiasNone };

@@ -8,15 +8,11 @@ using Nabla.Quantization;
 namespace Nabla.NN;
 
 /// <summary>
-/// A <see cref="Linear"/> with a low-rank update (LoRA, Hu et al., 2021): y = base(x) + dropout(x)·Aᵀ·Bᵀ·s with
-/// A: (r, in) and B: (out, r), s = α/r (or α/√r with rsLoRA, Kalajdzievski, 2023). Laid out as PEFT's lora.Linear,
-/// so the state-dict names are PEFT's: the wrapped layer is the child "base_layer" (frozen), A and B are the
-/// bias-free linear layers "lora_A" and "lora_B". A starts Kaiming-uniform with a = √5 (U(-1/√in, 1/√in), what
-/// <see cref="Linear"/> draws) and B at zero, so a fresh adapter leaves the model's output unchanged.
-/// <para>The base may also be a <see cref="QuantizedLinear"/> (QLoRA, Dettmers et al., 2023): its packed weight stays
-/// frozen and the gradient reaches the input through it, so only A and B are held in float.</para>
+/// What every LoRA layer shares (Hu et al., 2021): a frozen base layer, the child "base_layer" as in PEFT, plus a
+/// low-rank update ΔW = s·(B·A) of its weight with s = α/r (or α/√r with rsLoRA, Kalajdzievski, 2023), which
+/// <see cref="Merge"/> folds into the base weight and <see cref="Unmerge"/> takes out again.
 /// </summary>
-public sealed class LoraLinear : Module
+public abstract class LoraLayer : Module
 {
     public int Rank { get; }
     public float Alpha { get; }
@@ -24,24 +20,11 @@ public sealed class LoraLinear : Module
     public bool UseRsLora { get; }
     /// <summary>The factor of B·A: α/r, or α/√r with rsLoRA.</summary>
     public float Scaling { get; }
-    /// <summary>True while B·A·s is folded into the base weight (<see cref="Merge"/>); the forward pass then runs the base alone.</summary>
+    /// <summary>True while ΔW is folded into the base weight (<see cref="Merge"/>); the forward pass then runs the base alone.</summary>
     public bool Merged { get; private set; }
+    protected readonly Generator? DropoutGenerator;
 
-    /// <summary>The float base layer (an error when the base is quantised: see <see cref="HasQuantizedBase"/>).</summary>
-    public Linear BaseLayer => Child<Linear>("base_layer");
-    public bool HasQuantizedBase => GetSubmodule("base_layer") is QuantizedLinear;
-    public Linear LoraA => Child<Linear>("lora_A");
-    public Linear LoraB => Child<Linear>("lora_B");
-    private readonly Generator? _generator;
-
-    public LoraLinear(Linear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
-        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator) { }
-
-    /// <summary>QLoRA: an adapter over a frozen quantised layer.</summary>
-    public LoraLinear(QuantizedLinear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
-        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator) { }
-
-    private LoraLinear(Module baseLayer, int inFeatures, int outFeatures, int rank, float alpha, float dropout, bool useRsLora, Generator? generator)
+    protected LoraLayer(Module baseLayer, int rank, float alpha, float dropout, bool useRsLora, Generator? generator)
     {
         ArgumentNullException.ThrowIfNull(baseLayer);
         if (rank <= 0) throw new ArgumentOutOfRangeException(nameof(rank), $"LoRA rank must be positive, got {rank}.");
@@ -52,36 +35,26 @@ public sealed class LoraLinear : Module
         DropoutP = dropout;
         UseRsLora = useRsLora;
         Scaling = useRsLora ? alpha / MathF.Sqrt(rank) : alpha / rank;
-        _generator = generator;
+        DropoutGenerator = generator;
         baseLayer.RequiresGrad_(false);
         RegisterModule("base_layer", baseLayer);
-        RegisterModule("lora_A", new Linear(inFeatures, rank, bias: false, generator));
-        Init.Zeros(RegisterModule("lora_B", new Linear(rank, outFeatures, bias: false)).Weight);
     }
 
-    public override Tensor Forward(Tensor x)
-    {
-        var y = ForwardChild("base_layer", x);
-        if (Merged) return y;
-        var adapterInput = DropoutP > 0 ? F.Dropout(x, DropoutP, Training, _generator) : x;
-        // Added into the base layer's fresh output: y + B(A(x))·s as separate ops would keep two more (…, out)
-        // activations per adapted layer until the step ends, more than full fine-tuning's whole step in small models.
-        return Tensor.AddLowRank(y, adapterInput, LoraA.Weight, LoraB.Weight, Scaling);
-    }
+    /// <summary>ΔW, shaped like the base weight.</summary>
+    public abstract Tensor DeltaWeight();
 
-    /// <summary>ΔW = B·A·s, shaped like the base weight (out, in).</summary>
-    public Tensor DeltaWeight()
-    {
-        using var _ = GradMode.NoGrad();
-        return LoraB.Weight.MatMul(LoraA.Weight).Mul(Scaling);
-    }
+    /// <summary>The base layer's float weight, which merging changes; null when it is quantised (and cannot be merged).</summary>
+    protected abstract Tensor? FloatBaseWeight { get; }
 
-    /// <summary>Folds ΔW into the base weight, so inference runs one matmul per layer. Training a merged adapter
+    /// <summary>The adapter's trained tensors under PEFT's names relative to the layer ("lora_A.weight", ...).</summary>
+    public abstract IEnumerable<(string Name, Tensor Tensor)> AdapterTensors();
+
+    /// <summary>Folds ΔW into the base weight, so inference runs the base layer alone. Training a merged adapter
     /// would not change the output the base now holds, so unmerge before training again.</summary>
     public void Merge()
     {
         if (Merged) throw new InvalidOperationException("This LoRA layer is already merged.");
-        if (HasQuantizedBase)
+        if (FloatBaseWeight == null)
             throw new InvalidOperationException("This LoRA layer's base is quantised; folding ΔW into it would re-quantise the weight, so merge the adapter into the float base model instead.");
         ApplyDelta(+1);
         Merged = true;
@@ -99,11 +72,122 @@ public sealed class LoraLinear : Module
     private void ApplyDelta(float sign)
     {
         using var _ = GradMode.NoGrad();
-        var weight = BaseLayer.Weight;
+        var weight = FloatBaseWeight!;
         weight.CopyFrom(weight.Add(DeltaWeight().Mul(sign)));
     }
 
+    /// <summary>The adapter's input: x, or x with dropout while training.</summary>
+    protected Tensor AdapterInput(Tensor x) => DropoutP > 0 ? F.Dropout(x, DropoutP, Training, DropoutGenerator) : x;
+
+    /// <summary>The frozen layer the adapter wraps, whatever its kind.</summary>
+    public Module WrappedLayer => GetSubmodule("base_layer");
+
     protected override string Describe() => $"r={Rank}, alpha={Alpha}, dropout={DropoutP}, scaling={Scaling}{(Merged ? ", merged" : "")}";
+}
+
+/// <summary>
+/// A <see cref="Linear"/> with a low-rank update: y = base(x) + dropout(x)·Aᵀ·Bᵀ·s with A: (r, in) and B: (out, r).
+/// Laid out as PEFT's lora.Linear, so the state-dict names are PEFT's: A and B are the bias-free linear layers
+/// "lora_A" and "lora_B". A starts Kaiming-uniform with a = √5 (U(-1/√in, 1/√in), what <see cref="Linear"/> draws)
+/// and B at zero, so a fresh adapter leaves the model's output unchanged.
+/// <para>The base may also be a <see cref="QuantizedLinear"/> (QLoRA, Dettmers et al., 2023): its packed weight stays
+/// frozen and the gradient reaches the input through it, so only A and B are held in float.</para>
+/// </summary>
+public sealed class LoraLinear : LoraLayer
+{
+    /// <summary>The float base layer (an error when the base is quantised: see <see cref="HasQuantizedBase"/>).</summary>
+    public Linear BaseLayer => Child<Linear>("base_layer");
+    public bool HasQuantizedBase => GetSubmodule("base_layer") is QuantizedLinear;
+    public Linear LoraA => Child<Linear>("lora_A");
+    public Linear LoraB => Child<Linear>("lora_B");
+
+    public LoraLinear(Linear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
+        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator) { }
+
+    /// <summary>QLoRA: an adapter over a frozen quantised layer.</summary>
+    public LoraLinear(QuantizedLinear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
+        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator) { }
+
+    private LoraLinear(Module baseLayer, int inFeatures, int outFeatures, int rank, float alpha, float dropout, bool useRsLora, Generator? generator)
+        : base(baseLayer, rank, alpha, dropout, useRsLora, generator)
+    {
+        RegisterModule("lora_A", new Linear(inFeatures, rank, bias: false, generator));
+        Init.Zeros(RegisterModule("lora_B", new Linear(rank, outFeatures, bias: false)).Weight);
+    }
+
+    public override Tensor Forward(Tensor x)
+    {
+        var y = ForwardChild("base_layer", x);
+        if (Merged) return y;
+        // Added into the base layer's fresh output: y + B(A(x))·s as separate ops would keep two more (…, out)
+        // activations per adapted layer until the step ends, more than full fine-tuning's whole step in small models.
+        return Tensor.AddLowRank(y, AdapterInput(x), LoraA.Weight, LoraB.Weight, Scaling);
+    }
+
+    /// <summary>ΔW = B·A·s, shaped like the base weight (out, in).</summary>
+    public override Tensor DeltaWeight()
+    {
+        using var _ = GradMode.NoGrad();
+        return LoraB.Weight.MatMul(LoraA.Weight).Mul(Scaling);
+    }
+
+    protected override Tensor? FloatBaseWeight => HasQuantizedBase ? null : BaseLayer.Weight;
+
+    public override IEnumerable<(string Name, Tensor Tensor)> AdapterTensors() => [("lora_A.weight", LoraA.Weight), ("lora_B.weight", LoraB.Weight)];
+}
+
+/// <summary>
+/// An <see cref="Embedding"/> with a low-rank update, laid out as PEFT's lora.Embedding: row t of the table becomes
+/// W[t] + s·(Aᵀ)[t]·Bᵀ, with A = "lora_embedding_A": (r, V) and B = "lora_embedding_B": (C, r), so ΔW = s·(B·A)ᵀ,
+/// (V, C). The initialisation is the reverse of <see cref="LoraLinear"/>'s, as in PEFT (and Microsoft's loralib):
+/// A starts at zero and B is drawn N(0, 1), so a fresh adapter again leaves the output unchanged.
+/// <para>When the model's output layer is this table transposed (GPT-2's tied head, see <see cref="Module.TiedHead"/>),
+/// the model calls <see cref="Unembed"/>, which applies the same update there: logits = x·Wᵀ + s·(x·B)·A. That is
+/// PEFT's ensure_weight_tying, whose lm_head adapter is lora_A = Bᵀ and lora_B = Aᵀ, the same tensors; it is also
+/// what the merged model computes, since merging changes the one table both ends read. Dropout applies to the
+/// head's input only, as PEFT's embedding adapter has none.</para>
+/// </summary>
+public sealed class LoraEmbedding : LoraLayer
+{
+    public Embedding BaseLayer => Child<Embedding>("base_layer");
+    /// <summary>A: (r, V), zeros at first.</summary>
+    public Tensor LoraEmbeddingA { get; }
+    /// <summary>B: (C, r), N(0, 1) at first.</summary>
+    public Tensor LoraEmbeddingB { get; }
+
+    public LoraEmbedding(Embedding baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
+        : base(baseLayer, rank, alpha, dropout, useRsLora, generator)
+    {
+        LoraEmbeddingA = RegisterParameter("lora_embedding_A", Tensor.Zeros(rank, baseLayer.NumEmbeddings));
+        LoraEmbeddingB = Init.Normal(RegisterParameter("lora_embedding_B", Tensor.Zeros(baseLayer.EmbeddingDim, rank)), 0, 1, generator);
+    }
+
+    public override Tensor Forward(Tensor tokens)
+    {
+        var y = ForwardChild("base_layer", tokens);
+        if (Merged) return y;
+        return y.Add(F.Embedding(tokens, LoraEmbeddingA.T).MatMul(LoraEmbeddingB.T).Mul(Scaling));   // (…, r)·(r, C)
+    }
+
+    /// <summary>The tied output layer: x·(W + ΔW)ᵀ for x: (…, C), without forming W + ΔW (the head's adapter is A' = Bᵀ,
+    /// B' = Aᵀ, added into the base logits as <see cref="LoraLinear"/> adds its own).</summary>
+    public Tensor Unembed(Tensor x)
+    {
+        var logits = F.Linear(x, BaseLayer.Weight);
+        if (Merged) return logits;
+        return Tensor.AddLowRank(logits, AdapterInput(x), LoraEmbeddingB.T, LoraEmbeddingA.T, Scaling);
+    }
+
+    /// <summary>ΔW = s·(B·A)ᵀ = s·Aᵀ·Bᵀ, shaped like the table (V, C).</summary>
+    public override Tensor DeltaWeight()
+    {
+        using var _ = GradMode.NoGrad();
+        return LoraEmbeddingA.T.MatMul(LoraEmbeddingB.T).Mul(Scaling);
+    }
+
+    protected override Tensor? FloatBaseWeight => BaseLayer.Weight;
+
+    public override IEnumerable<(string Name, Tensor Tensor)> AdapterTensors() => [("lora_embedding_A", LoraEmbeddingA), ("lora_embedding_B", LoraEmbeddingB)];
 }
 
 /// <summary>A LoRA adapter's settings, with the meaning and JSON names of PEFT's LoraConfig.</summary>
@@ -126,6 +210,9 @@ public sealed record LoraConfig
     /// <summary>PEFT's modules_to_save: modules (names matched as <see cref="TargetModules"/> are) whose every
     /// parameter trains and is saved in the adapter's file, e.g. "ln_f".</summary>
     public IReadOnlyList<string> ModulesToSave { get; init; } = [];
+    /// <summary>PEFT's ensure_weight_tying: an adapter on a tied embedding or head adapts both ends with the same A
+    /// and B (<see cref="LoraEmbedding"/>). Written as true whenever the adapter holds one; required to read one.</summary>
+    public bool EnsureWeightTying { get; init; }
 }
 
 /// <summary>What <see cref="Lora.Apply"/> wrapped, and the parameter counts after it.</summary>
@@ -141,7 +228,7 @@ public sealed record LoraSummary(IReadOnlyList<string> WrappedModules, long Trai
 /// Adds LoRA adapters to a model and reads and writes them as PEFT does (adapter_model.safetensors +
 /// adapter_config.json), so an adapter trained here loads in PEFT and one trained with PEFT loads here.
 /// </summary>
-public static class Lora
+public static partial class Lora
 {
     public const string WeightsFile = "adapter_model.safetensors";
     public const string ConfigFile = "adapter_config.json";
@@ -152,8 +239,10 @@ public static class Lora
     private const long MaxConfigBytes = 1 << 20;
 
     /// <summary>Freezes the whole model, then wraps every <see cref="Linear"/> (or <see cref="QuantizedLinear"/>: QLoRA)
-    /// whose name matches a target in a <see cref="LoraLinear"/> (only A and B train). A target that matches no module,
-    /// or matches a module that is not a linear layer, is an error, as in PEFT. As PEFT's bias="all" and
+    /// whose name matches a target in a <see cref="LoraLinear"/> and every <see cref="Embedding"/> in a
+    /// <see cref="LoraEmbedding"/> (only A and B train). A model with a tied head (<see cref="Module.TiedHead"/>) also
+    /// takes the head's Hugging Face name, "lm_head" for GPT-2, as a target: it means the tied embedding, adapted at
+    /// both ends. A target that matches no module, or matches a module that cannot take an adapter, is an error, as in PEFT. As PEFT's bias="all" and
     /// modules_to_save, <paramref name="bias"/> = <see cref="BiasAll"/> lets every bias of the model train too, and
     /// <paramref name="modulesToSave"/> names modules that train whole (<see cref="TrainedBaseParameters"/>).</summary>
     public static LoraSummary Apply(Module model, IReadOnlyList<string> targets, int rank, float alpha, float dropout = 0f,
@@ -165,7 +254,9 @@ public static class Lora
             throw new ArgumentException(bias == "lora_only"
                 ? "LoRA bias \"lora_only\" is not supported: PEFT trains those biases but saves none of them (it looks for \"layer.bias\", not \"layer.base_layer.bias\"); use \"all\"."
                 : $"LoRA bias \"{bias}\" is not one of \"none\", \"all\".");
-        var selected = Match(model, targets, "LoRA target", m => m is Linear or QuantizedLinear, "only Linear (or QuantizedLinear) layers can take an adapter");
+        targets = targets.Select(t => OwnName(model, t)).Distinct().ToList();
+        var selected = Match(model, targets, "LoRA target", m => m is Linear or QuantizedLinear or Embedding,
+            "only Linear (or QuantizedLinear) layers and float embeddings can take an adapter");
         var saved = Match(model, modulesToSave ?? [], "module to save", m => m.Parameters().Any(), "it has no parameters to train");
         foreach (var (name, _) in saved)
             if (selected.FirstOrDefault(s => s.Name == name || s.Name.StartsWith(name + ".", StringComparison.Ordinal)) is { Name: { } wrapped })
@@ -175,15 +266,25 @@ public static class Lora
 
         model.RequiresGrad_(false);
         foreach (var (name, layer) in selected)
-            model.SetSubmodule(name, layer is QuantizedLinear quantized
-                ? new LoraLinear(quantized, rank, alpha, dropout, useRsLora, generator)
-                : new LoraLinear((Linear)layer, rank, alpha, dropout, useRsLora, generator));
+            model.SetSubmodule(name, layer switch
+            {
+                QuantizedLinear quantized => new LoraLinear(quantized, rank, alpha, dropout, useRsLora, generator),
+                Embedding embedding => new LoraEmbedding(embedding, rank, alpha, dropout, useRsLora, generator),
+                _ => new LoraLinear((Linear)layer, rank, alpha, dropout, useRsLora, generator),
+            });
         foreach (var (_, module) in saved) module.RequiresGrad_(true);
         if (bias == BiasAll)
             foreach (var (name, p) in model.NamedParameters())
                 if (name == "bias" || name.EndsWith(".bias", StringComparison.Ordinal)) p.RequiresGrad_(true);
         return new LoraSummary(selected.Select(s => s.Name).ToList(), model.TrainableParameterCount, model.ParameterCount + QuantizedWeightCount(model));
     }
+
+    /// <summary>A target as this model names it: the tied head's Hugging Face name ("lm_head") means the tied embedding,
+    /// and a Hugging Face name ("transformer.wte", what PEFT writes for GPT-2's tied pair) the module of the same name here.</summary>
+    private static string OwnName(Module model, string target) =>
+        model.TiedHead is var (embedding, head) && target == head ? embedding
+        : model.HubNamePrefix is { Length: > 0 } hub && target.StartsWith(hub, StringComparison.Ordinal) ? target[hub.Length..]
+        : target;
 
     /// <summary>The modules outside adapters whose names match <paramref name="names"/>, each required to match one
     /// (<paramref name="what"/> names them in errors) and to be <paramref name="fits"/> (else <paramref name="why"/>).</summary>
@@ -213,7 +314,7 @@ public static class Lora
     /// a module to save's weight "module.weight".</summary>
     public static IEnumerable<(string Name, Tensor Parameter)> TrainedBaseParameters(Module model)
     {
-        var adapterMatrices = Layers(model).SelectMany(l => new[] { l.Layer.LoraA.Weight, l.Layer.LoraB.Weight }).ToHashSet(ReferenceEqualityComparer.Instance);
+        var adapterMatrices = AllLayers(model).SelectMany(l => l.Layer.AdapterTensors().Select(t => t.Tensor)).ToHashSet(ReferenceEqualityComparer.Instance);
         return model.NamedParameters().Where(p => p.Parameter.RequiresGrad && !adapterMatrices.Contains(p.Parameter));
     }
 
@@ -226,24 +327,28 @@ public static class Lora
         _ => 0,
     });
 
-    /// <summary>The model's LoRA layers by name.</summary>
+    /// <summary>The model's adapted linear layers by name.</summary>
     public static IEnumerable<(string Name, LoraLinear Layer)> Layers(Module model) =>
-        model.NamedModules().Where(m => m.Module is LoraLinear).Select(m => (m.Name, (LoraLinear)m.Module));
+        AllLayers(model).Where(l => l.Layer is LoraLinear).Select(l => (l.Name, (LoraLinear)l.Layer));
 
-    /// <summary>Folds every adapter into its base weight (<see cref="LoraLinear.Merge"/>).</summary>
-    public static void Merge(Module model) { foreach (var (_, layer) in Layers(model)) layer.Merge(); }
+    /// <summary>The model's LoRA layers of every kind (linear layers and embeddings) by name.</summary>
+    public static IEnumerable<(string Name, LoraLayer Layer)> AllLayers(Module model) =>
+        model.NamedModules().Where(m => m.Module is LoraLayer).Select(m => (m.Name, (LoraLayer)m.Module));
 
-    /// <summary>Takes every adapter out of its base weight again (<see cref="LoraLinear.Unmerge"/>).</summary>
-    public static void Unmerge(Module model) { foreach (var (_, layer) in Layers(model)) layer.Unmerge(); }
+    /// <summary>Folds every adapter into its base weight (<see cref="LoraLayer.Merge"/>).</summary>
+    public static void Merge(Module model) { foreach (var (_, layer) in AllLayers(model)) layer.Merge(); }
+
+    /// <summary>Takes every adapter out of its base weight again (<see cref="LoraLayer.Unmerge"/>).</summary>
+    public static void Unmerge(Module model) { foreach (var (_, layer) in AllLayers(model)) layer.Unmerge(); }
 
     /// <summary>Folds every adapter into its base weight and puts the base layer back in the adapter's place (PEFT's
     /// merge_and_unload): the model has its original layers and parameter names again, so it saves as a plain model.</summary>
     public static void MergeAndUnload(Module model)
     {
-        foreach (var (name, layer) in Layers(model).ToList())
+        foreach (var (name, layer) in AllLayers(model).ToList())
         {
             if (!layer.Merged) layer.Merge();
-            model.SetSubmodule(name, layer.BaseLayer);
+            model.SetSubmodule(name, layer.WrappedLayer);
         }
     }
 
@@ -262,7 +367,7 @@ public static class Lora
         foreach (var (name, module) in model.NamedModules())
         {
             if (name.Length == 0 || adapters.Any(a => name.StartsWith(a + ".", StringComparison.Ordinal))) continue;
-            if (module is LoraLinear) { adapters.Add(name); continue; }
+            if (module is LoraLayer) { adapters.Add(name); continue; }
             yield return (name, module);
         }
     }
@@ -274,8 +379,19 @@ public static class Lora
     /// <summary>What an adapter file holds, by name without PEFT's prefix: each adapted layer's A and B, then the other
     /// parameters that train (<see cref="TrainedBaseParameters"/>).</summary>
     private static List<(string Name, Tensor Tensor)> AdapterTensors(Module model) =>
-        Layers(model).SelectMany(l => new[] { ($"{l.Name}.lora_A.weight", l.Layer.LoraA.Weight), ($"{l.Name}.lora_B.weight", l.Layer.LoraB.Weight) })
+        AllLayers(model).SelectMany(l => l.Layer.AdapterTensors().Select(t => ($"{l.Name}.{t.Name}", t.Tensor)))
             .Concat(TrainedBaseParameters(model)).ToList();
+
+    /// <summary>The adapted tied embedding (<see cref="Module.TiedHead"/>) with the head's name, if the model has one.</summary>
+    private static (LoraEmbedding Adapter, string Head)? TiedAdapter(Module model) =>
+        model.TiedHead is var (embedding, head) && model.GetSubmodule(embedding) is LoraEmbedding adapter ? (adapter, head) : null;
+
+    /// <summary>The tied head's adapter, which PEFT's save_pretrained writes beside the embedding's under the head's
+    /// full name (outside <see cref="Module.HubNamePrefix"/>): lm_head.lora_A.weight = Bᵀ (r, C) and
+    /// lm_head.lora_B.weight = Aᵀ (V, r), the embedding's own tensors transposed.</summary>
+    private static List<(string Name, Tensor Tensor)> TiedHeadTensors(Module model) => TiedAdapter(model) is var (adapter, head)
+        ? [($"base_model.model.{head}.lora_A.weight", adapter.LoraEmbeddingB.T), ($"base_model.model.{head}.lora_B.weight", adapter.LoraEmbeddingA.T)]
+        : [];
 
     /// <summary>Writes the model's adapters as PEFT's save_pretrained does: adapter_model.safetensors with only the
     /// A and B weights (A stored (r, in), B (out, r): PEFT's lora_A and lora_B are Linear layers whatever the base
@@ -283,12 +399,17 @@ public static class Lora
     /// besides them under their own names (bias "all", modules_to_save), and adapter_config.json.</summary>
     public static void SaveAdapter(Module model, string directory, LoraConfig config)
     {
-        var layers = Layers(model).ToList();
+        var layers = AllLayers(model).ToList();
         if (layers.Count == 0) throw new ArgumentException($"The {model.GetType().Name} has no LoRA layers to save.");
         if (layers.Any(l => l.Layer.Merged))
             throw new InvalidOperationException("Unmerge the adapters before saving them (merged, the base weights hold them).");
         var prefix = PeftPrefix(model);
-        var tensors = AdapterTensors(model).Select(t => new KeyValuePair<string, Tensor>(prefix + t.Name, t.Tensor));
+        var tensors = AdapterTensors(model).Select(t => new KeyValuePair<string, Tensor>(prefix + t.Name, t.Tensor))
+            .Concat(TiedHeadTensors(model).Select(t => new KeyValuePair<string, Tensor>(t.Name, t.Tensor.Contiguous())));
+        // PEFT ties the two ends only when asked and when the head is a target by its own name ("lm_head": its list of
+        // embedding names has "embed_tokens" and "lm_head", not GPT-2's "wte"), so that is how such an adapter is written.
+        if (model.TiedHead is var (embedding, head) && TiedAdapter(model) != null)
+            config = config with { EnsureWeightTying = true, TargetModules = config.TargetModules.Select(t => OwnName(model, t) == embedding ? head : t).Distinct().ToList() };
         Directory.CreateDirectory(directory);
         SafeTensors.Save(Path.Combine(directory, WeightsFile), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         AtomicFile.WriteAllText(Path.Combine(directory, ConfigFile), ConfigJson(config).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
@@ -297,7 +418,14 @@ public static class Lora
     // The keys PEFT 0.10 and 0.11's LoraConfig writes (as in published adapter_config.json files of those
     // versions; newer versions add keys and read files without them); those this library has no use for keep
     // PEFT's defaults, so PEFT reads the file as the adapter it is.
-    private static JsonObject ConfigJson(LoraConfig c) => new()
+    private static JsonObject ConfigJson(LoraConfig c)
+    {
+        var json = ConfigJsonOfPeft010(c);
+        if (c.EnsureWeightTying) json["ensure_weight_tying"] = true; // PEFT 0.18's key, written only when the adapter needs it
+        return json;
+    }
+
+    private static JsonObject ConfigJsonOfPeft010(LoraConfig c) => new()
     {
         ["alpha_pattern"] = new JsonObject(),
         ["auto_mapping"] = null,
@@ -381,6 +509,7 @@ public static class Lora
             TaskType = Get("task_type", "CAUSAL_LM"),
             Bias = bias,
             ModulesToSave = modulesToSave,
+            EnsureWeightTying = Get("ensure_weight_tying", false),
         };
         if (config.R <= 0) throw new CheckpointException($"{path}: r is {config.R}; it must be a positive integer.");
         if (!(config.LoraAlpha > 0) || !float.IsFinite(config.LoraAlpha)) throw new CheckpointException($"{path}: lora_alpha is {config.LoraAlpha}; it must be positive.");
@@ -401,15 +530,21 @@ public static class Lora
         try { summary = Apply(model, config.TargetModules, config.R, config.LoraAlpha, config.LoraDropout, config.UseRsLora, generator, config.Bias, config.ModulesToSave); }
         catch (ArgumentException e) { throw new CheckpointException($"{Path.Combine(directory, ConfigFile)}: {e.Message}", e); }
 
+        var tiedHead = TiedHeadTensors(model);
+        if (tiedHead.Count > 0 && !config.EnsureWeightTying)
+            throw new CheckpointException($"{Path.Combine(directory, ConfigFile)}: the adapter targets the {model.GetType().Name}'s tied embedding and head " +
+                "without \"ensure_weight_tying\": true; PEFT then adapts one end of the tied pair only, which is not supported here (with it, both ends share one adapter).");
         var prefix = PeftPrefix(model);
         var state = new Dictionary<string, Tensor>();
+        var headInFile = new List<(string Name, Tensor Expected, Tensor Value)>();
         var problems = new List<string>();
         var loads = new List<(Tensor Target, Tensor Value)>();
         foreach (var (name, tensor) in tensors)
         {
             // PEFT drops the adapter name when saving; files from older versions may still hold ".default".
-            var key = name.Replace(".lora_A.default.", ".lora_A.").Replace(".lora_B.default.", ".lora_B.");
-            if (!key.StartsWith(prefix, StringComparison.Ordinal)) problems.Add($"tensor '{name}' does not start with '{prefix}'");
+            var key = AdapterNameSuffix().Replace(name, ".$1");
+            if (tiedHead.FirstOrDefault(h => h.Name == key) is { Name: not null } head) headInFile.Add((key, head.Tensor, tensor));
+            else if (!key.StartsWith(prefix, StringComparison.Ordinal)) problems.Add($"tensor '{name}' does not start with '{prefix}'");
             else state[key[prefix.Length..]] = tensor;
         }
         foreach (var (name, target) in AdapterTensors(model))
@@ -423,6 +558,13 @@ public static class Lora
         if (problems.Count > 0) throw new CheckpointException($"{path} does not match the adapter its config describes: {string.Join("; ", problems)}.");
         using var noGrad = GradMode.NoGrad();
         foreach (var (target, value) in loads) target.CopyFrom(value);
+        // The head's copy (PEFT writes one) must be the embedding's adapter transposed, or the file holds two adapters.
+        foreach (var (name, expected, value) in headInFile)
+            if (!value.Shape.SequenceEqual(expected.Shape) || value.DType != DType.Float32 || !value.Contiguous().AsSpan().SequenceEqual(expected.Contiguous().AsSpan()))
+                throw new CheckpointException($"{path}: tensor '{name}' ({value.DType} {value.ShapeString}) is not the tied embedding's adapter transposed ({expected.ShapeString}); with ensure_weight_tying the head and the embedding share one adapter.");
         return (config, summary);
     }
+
+    [GeneratedRegex(@"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B)\.default(?=\.|$)")]
+    private static partial Regex AdapterNameSuffix();
 }

@@ -298,6 +298,11 @@ public abstract class Module
     /// parameter names ("" when the names are the same; GPT-2: GPT2LMHeadModel's "transformer.").</summary>
     public virtual string HubNamePrefix => "";
 
+    /// <summary>When the model's output layer is one of its embeddings transposed (GPT-2's head, tied to "wte"): that
+    /// embedding's name, and the full Hugging Face name of the output layer it stands for ("lm_head"), which adapters
+    /// name. Null when the model has no tied head.</summary>
+    public virtual (string Embedding, string HubHead)? TiedHead => null;
+
     public override string ToString() => ToString(0);
 
     private string ToString(int indent)

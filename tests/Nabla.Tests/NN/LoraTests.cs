@@ -253,6 +253,105 @@ public class LoraTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    private static readonly string PythonTiedAdapter = Fixture("gpt2_adapter_tied");
+
+    /// <summary>PEFT's adapter on GPT-2's tied embedding and head (ensure_weight_tying; its config names the pair
+    /// "transformer.wte"): the embedding's lora_embedding_A/B serve the head too, so the logits, the loss and the
+    /// gradients of A and B (the sums of what PEFT's two tied leaves receive) match PyTorch's.</summary>
+    [Fact]
+    public void PeftTiedEmbeddingAdapterGivesPyTorchsLogitsAndGradients()
+    {
+        var expected = SafeTensors.Load(Fixture("gpt2_tied_expected.safetensors"));
+        var model = LoadBase();
+        var (config, summary) = Lora.LoadAdapter(model, PythonTiedAdapter);
+        Assert.True(config.EnsureWeightTying);
+        Assert.Equal(new[] { "wte", "h.0.attn.c_attn", "h.1.attn.c_attn" }, summary.WrappedModules);
+        var adapter = (LoraEmbedding)model.GetSubmodule("wte");
+        int vocab = model.Config.VocabSize, channels = model.Config.Channels;
+        Assert.Equal(2 * (vocab + channels) + 2 * 2 * (channels + 3 * channels), summary.TrainableParameters);
+
+        model.Eval();
+        var logits = model.Forward(expected["ids"]);
+        Close.Assert(expected["logits"], logits, 1e-5, "logits of base + tied adapter");
+        var loss = Gpt2Model.Loss(logits, expected["targets"]);
+        Close.Assert(expected["loss"], loss.Reshape(1), 1e-5, "loss");
+        loss.Backward();
+        Close.Assert(expected["grad_lora_embedding_A"], adapter.LoraEmbeddingA.Grad!, 1e-4, "grad of lora_embedding_A", atol: 1e-6);
+        Close.Assert(expected["grad_lora_embedding_B"], adapter.LoraEmbeddingB.Grad!, 1e-4, "grad of lora_embedding_B", atol: 1e-6);
+        Assert.Null(adapter.BaseLayer.Weight.Grad); // the table stays frozen
+    }
+
+    /// <summary>Merged, the tied adapter changes the one table both ends read, so the logits stay the unmerged
+    /// model's; unmerged again, the table is the base's.</summary>
+    [Fact]
+    public void TiedAdapterMergesIntoTheSharedTableAndUnmerges()
+    {
+        var ids = SafeTensors.Load(Fixture("gpt2_tied_expected.safetensors"))["ids"];
+        var model = LoadBase();
+        var table = model.Wte.Weight.Clone();
+        Lora.LoadAdapter(model, PythonTiedAdapter);
+        model.Eval();
+        var unmerged = model.Forward(ids);
+        Lora.Merge(model);
+        Close.Assert(unmerged, model.Forward(ids), 1e-5, "merged logits");
+        Lora.Unmerge(model);
+        Close.Assert(table, ((LoraEmbedding)model.GetSubmodule("wte")).BaseLayer.Weight, 0, "wte after unmerge", atol: 1e-6);
+        Lora.MergeAndUnload(model);
+        Assert.IsType<Embedding>(model.GetSubmodule("wte"));
+        Close.Assert(unmerged, model.Forward(ids), 1e-5, "logits after merge_and_unload");
+    }
+
+    /// <summary>Saved here, the tied adapter has PEFT's four tensors (the head's the embedding's transposed) and a config
+    /// that PEFT ties again on loading: the head named "lm_head" (PEFT's embedding names hold "lm_head", not "wte") and
+    /// ensure_weight_tying; it loads back to the same logits.</summary>
+    [Fact]
+    public void TiedAdapterSavesAsPeftAndLoadsBack()
+    {
+        var ids = SafeTensors.Load(Fixture("gpt2_tied_expected.safetensors"))["ids"];
+        var model = LoadBase();
+        var (config, _) = Lora.LoadAdapter(model, PythonTiedAdapter);
+        var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
+        try
+        {
+            Lora.SaveAdapter(model, dir, config);
+            var python = SafeTensors.Load(Path.Combine(PythonTiedAdapter, Lora.WeightsFile));
+            var ours = SafeTensors.Load(Path.Combine(dir, Lora.WeightsFile));
+            Assert.Equal(python.Keys.Order(), ours.Keys.Order());
+            foreach (var (name, tensor) in python)
+                Assert.True(tensor.ToArray().SequenceEqual(ours[name].ToArray()) && tensor.Shape.SequenceEqual(ours[name].Shape), $"tensor {name} differs");
+            var ourConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Lora.ConfigFile)))!.AsObject();
+            Assert.Equal("[\"c_attn\",\"lm_head\"]", ourConfig["target_modules"]!.ToJsonString());
+            Assert.True(ourConfig["ensure_weight_tying"]!.GetValue<bool>());
+            var reloaded = LoadBase();
+            Lora.LoadAdapter(reloaded, dir);
+            Assert.Equal(model.Eval().Forward(ids).ToArray(), reloaded.Eval().Forward(ids).ToArray());
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    /// <summary>Without ensure_weight_tying PEFT adapts one end of the tied pair only, which is refused; a head tensor
+    /// that is not the embedding's transposed means two adapters, also refused; both name the file.</summary>
+    [Theory]
+    [InlineData("config", "without \"ensure_weight_tying\": true")]
+    [InlineData("head", "tensor 'base_model.model.lm_head.lora_B.weight' (Float32 [335, 2]) is not the tied embedding's adapter transposed")]
+    public void TiedAdaptersThatAreNotTiedAreRejectedNamingTheFile(string broken, string expected)
+    {
+        var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
+        try
+        {
+            var config = JsonNode.Parse(File.ReadAllText(Path.Combine(PythonTiedAdapter, Lora.ConfigFile)))!.AsObject();
+            var tensors = SafeTensors.Load(Path.Combine(PythonTiedAdapter, Lora.WeightsFile));
+            if (broken == "config") config.Remove("ensure_weight_tying");
+            else tensors["base_model.model.lm_head.lora_B.weight"] = tensors["base_model.model.lm_head.lora_B.weight"].Mul(2f);
+            File.WriteAllText(Path.Combine(dir, Lora.ConfigFile), config.ToJsonString());
+            SafeTensors.Save(Path.Combine(dir, Lora.WeightsFile), tensors);
+            var error = Assert.Throws<CheckpointException>(() => Lora.LoadAdapter(LoadBase(), dir)).Message;
+            Assert.StartsWith(Path.Combine(dir, broken == "config" ? Lora.ConfigFile : Lora.WeightsFile) + ":", error);
+            Assert.Contains(expected, error);
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
     [Fact]
     public void AdapterFileMissingATensorIsRejectedNamingFileAndTensor()
     {

@@ -17,6 +17,7 @@ public sealed class Gpt2Model : Module
     /// <summary>Nabla's names are GPT2Model's; GPT2LMHeadModel (what the hub's checkpoints and PEFT adapters name)
     /// puts its body under "transformer.".</summary>
     public override string HubNamePrefix => "transformer.";
+    public override (string Embedding, string HubHead)? TiedHead => ("wte", "lm_head");
     public Embedding Wte => Child<Embedding>("wte");
     public Embedding Wpe => Child<Embedding>("wpe");
     /// <summary>The registered blocks h.0, h.1, ... (read from the registry on each access).</summary>
@@ -73,8 +74,13 @@ public sealed class Gpt2Model : Module
         cache?.Advance(T);
         if (lastPositionOnly) x = x.Narrow(1, T - 1, 1);                         // (B, 1, C)
         x = ForwardChild("ln_f", x);
-        // (B, T, V), head tied to wte (read in place when the table is quantised)
-        return GetSubmodule("wte") is QuantizedEmbedding quantized ? quantized.Unembed(x) : F.Linear(x, Wte.Weight);
+        // (B, T, V), head tied to wte (read in place when the table is quantised; with its adapter when it has one)
+        return GetSubmodule("wte") switch
+        {
+            QuantizedEmbedding quantized => quantized.Unembed(x),
+            LoraEmbedding adapted => adapted.Unembed(x),
+            _ => F.Linear(x, Wte.Weight),
+        };
     }
 
     public override Tensor Forward(Tensor tokens) => Forward(tokens, null);
