@@ -139,6 +139,29 @@ public class LoraCliTests : CliTest
         Assert.Equal(tensors["base_model.model.transformer.ln_f.bias"].ToArray(), mergedWeights["ln_f.bias"].ToArray());
     }
 
+    /// <summary>--targets lm_head adapts the tied embedding and head with one adapter: r·(V + C) more parameters, a
+    /// PEFT file with the embedding's and the head's names, and `generate --adapter` agrees with the merged model.</summary>
+    [Fact]
+    public void TiedHeadTargetTrainsOneAdapterForEmbeddingAndHead()
+    {
+        var run = Path.Combine(TempDir, "tied");
+        var result = Finetune(run, "--steps", "3", "--lora-r", "2", "--lora-alpha", "4", "--targets", "c_attn,lm_head");
+        Ok(result);
+        long trainable = 2 * (2 * 48 + 144 * 2) + 2 * (335 + 48); // c_attn's A and B in 2 blocks; wte's (r, V) and (C, r)
+        Assert.Contains($"trainable params: {trainable:N0} ||", result.Out);
+        var tensors = SafeTensors.Load(Path.Combine(run, Lora.WeightsFile));
+        Assert.Equal(trainable, tensors.Where(t => !t.Key.Contains("lm_head")).Sum(t => (long)t.Value.Count));
+        Assert.Equal(tensors["base_model.model.transformer.wte.lora_embedding_A"].T.ToArray(), tensors["base_model.model.lm_head.lora_B.weight"].ToArray());
+        Assert.Contains(tensors["base_model.model.transformer.wte.lora_embedding_A"].ToArray(), v => v != 0); // A starts at zero: it trained
+
+        string[] greedy = ["--prompt", "the hacker", "--max-tokens", "8", "--temperature", "0"];
+        var merged = Path.Combine(TempDir, "tied-merged");
+        Ok(CliRunner.Run("lora", "merge", "--model", Base, "--adapter", run, "--out", merged));
+        var withAdapter = CliRunner.Run(["generate", "--model", Base, "--adapter", run, .. greedy]);
+        Ok(withAdapter);
+        Assert.Equal(withAdapter.Out, CliRunner.Run(["generate", "--model", merged, .. greedy]).Out);
+    }
+
     [Fact]
     public void MergedModelGivesTheLogitsOfBasePlusAdapter()
     {
