@@ -201,6 +201,7 @@ OPS = {
     "stack": lambda v, a: torch.stack(v, a["dim"]),
     "gather": lambda v, a: torch.gather(v[0], a["dim"], v[1].long()),
     "index_select": lambda v, a: torch.index_select(v[0], a["dim"], v[1].long()),
+    "index_copy": lambda v, a: v[0].index_copy(0, v[1].long(), v[2]),
     "where": lambda v, a: torch.where(v[0] != 0, v[1], v[2]),
     # views only
     "id": lambda v, a: v[0],
@@ -617,6 +618,18 @@ def indexing():
     isel("dim2_3d", (2, 3, 7), 5, 2)
     isel("empty_index", (4, 3), 0, 0)
     isel("transposed", (6, 4), 4, 0, [["t", 0, 1]])
+
+    def icopy(name, xshape, n, views=None):
+        rr = rng_for(f"icopy/{name}")
+        x = normal(rr, xshape)
+        rows = apply_views(torch.tensor(x), views or []).shape
+        idx = rr.permutation(rows[0])[:n].astype(np.int32)  # distinct rows, in no order
+        fx.case(f"index_copy/{name}", "index_copy", [(x, {"views": views or []}), idx, normal(rr, (n, rows[1]))])
+
+    icopy("rows", (7, 5), 3)
+    icopy("all_rows", (4, 3), 4)
+    icopy("transposed", (6, 9), 4, [["t", 0, 1]])
+    icopy("empty_index", (4, 3), 0)
 
     def where(name, sc, sa, sb):
         rr = rng_for(f"where/{name}")

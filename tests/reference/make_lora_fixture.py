@@ -22,6 +22,11 @@ config.py and utils/save_and_load.py) by hand, since PyPI's peft is not installa
                                     0.18: lora.Embedding on transformer.wte, whose lora_embedding_A (r, V) and
                                     lora_embedding_B (C, r) the lm_head's lora.Linear shares as lora_A = Bᵀ, lora_B = Aᵀ;
                                     save_pretrained writes both names, the head's as clones) plus c_attn adapters
+  Fixtures/lora/gpt2_adapter_tokens/ c_attn adapters plus trainable_token_indices (PEFT 0.15's TrainableTokensLayer
+                                    on transformer.wte, tied to lm_head as PEFT ties it: both read the table whose
+                                    rows token_indices are trainable_tokens_delta), saved as
+                                    "...wte.token_adapter.trainable_tokens_delta"
+  Fixtures/lora/gpt2_tokens_expected.safetensors  token ids, targets, logits, loss and the gradient of the delta
   Fixtures/lora/gpt2_tied_expected.safetensors  token ids, targets, the logits of base + that adapter, the loss and
                                     its gradients w.r.t. the embedding's A and B (the sums of what PEFT's two tied
                                     leaves receive: the embedding's own and the head's, transposed)
@@ -126,9 +131,10 @@ def wrap(model, r, alpha, targets, use_rslora, modules_to_save=()):
     return peft_model
 
 
-def write_adapter(folder, tensors, r, alpha, targets, use_rslora, bias="none", modules_to_save=None, ensure_weight_tying=None):
+def write_adapter(folder, tensors, r, alpha, targets, use_rslora, bias="none", modules_to_save=None, ensure_weight_tying=None,
+                  trainable_token_indices=None):
     """adapter_model.safetensors and adapter_config.json with the keys PEFT 0.10's LoraConfig writes (and PEFT 0.18's
-    ensure_weight_tying when given)."""
+    ensure_weight_tying and 0.15's trainable_token_indices when given)."""
     directory = os.path.join(OUT, folder)
     os.makedirs(directory, exist_ok=True)
     write_safetensors(os.path.join(directory, "adapter_model.safetensors"), tensors, {"format": "pt"})
@@ -142,6 +148,8 @@ def write_adapter(folder, tensors, r, alpha, targets, use_rslora, bias="none", m
     }
     if ensure_weight_tying is not None:
         adapter_config["ensure_weight_tying"] = ensure_weight_tying
+    if trainable_token_indices is not None:
+        adapter_config["trainable_token_indices"] = trainable_token_indices
     with open(os.path.join(directory, "adapter_config.json"), "w") as f:
         json.dump(adapter_config, f, indent=2, sort_keys=True)
 
@@ -258,6 +266,70 @@ def gpt2_tied_case(gen):
         "loss": loss.detach().reshape(1).numpy(), "grad_lora_embedding_A": grad_a.numpy(), "grad_lora_embedding_B": grad_b.numpy()}, {})
 
 
+class TrainableTokensLayer(nn.Module):
+    """PEFT's TrainableTokensLayer for one adapter: trainable_tokens_delta (n, C), initialised to the base's rows
+    token_indices (values, not differences), in a ParameterDict keyed by the adapter name; the layer reads
+    base_layer.weight.index_copy(0, token_indices, delta), by F.embedding for an embedding, F.linear for the tied head."""
+
+    def __init__(self, base_layer, token_indices, tied_adapter=None):
+        super().__init__()
+        self.base_layer = base_layer
+        self.token_indices = token_indices
+        if tied_adapter is None:
+            self.trainable_tokens_delta = nn.ParameterDict(
+                {"default": nn.Parameter(base_layer.weight[token_indices].detach().clone())})
+        else:
+            self.tied = [tied_adapter]  # shares the embedding's delta; a list, so the parameter is not registered twice
+
+    def delta(self):
+        return self.tied[0].trainable_tokens_delta["default"] if hasattr(self, "tied") else self.trainable_tokens_delta["default"]
+
+    def forward(self, x):
+        weight = self.base_layer.weight.index_copy(0, torch.tensor(self.token_indices), self.delta())
+        return nn.functional.embedding(x, weight) if isinstance(self.base_layer, nn.Embedding) else nn.functional.linear(x, weight)
+
+
+class TrainableTokensWrapper(nn.Module):
+    """PEFT's TrainableTokensWrapper: the layer under "token_adapter" (its tensor saves as token_adapter.trainable_tokens_delta)."""
+
+    def __init__(self, module, token_indices, tied_adapter=None):
+        super().__init__()
+        self.token_adapter = TrainableTokensLayer(module, token_indices, tied_adapter)
+
+    def forward(self, x):
+        return self.token_adapter(x)
+
+
+def gpt2_tokens_case(gen):
+    config, model = load_base()
+    r, alpha, tokens = 2, 4, [17, 3, 200, 42, 334]  # not sorted: the order of the rows is the list's
+    peft_model = wrap(model, r, alpha, ["c_attn"], use_rslora=False)
+    wte = TrainableTokensWrapper(model.transformer.wte, tokens)
+    model.transformer.wte = wte
+    model.lm_head = TrainableTokensWrapper(model.lm_head, tokens, tied_adapter=wte.token_adapter)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if ".lora_" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+            elif "trainable_tokens_delta" in name:
+                p.add_(0.3 * torch.randn(p.shape, generator=gen))  # moved from the base's rows, as training would
+    state = {k.replace(".default", ""): v.detach().numpy().copy() for k, v in peft_model.state_dict().items()
+             if "lora_" in k or "trainable_tokens_delta" in k}
+    assert "base_model.model.transformer.wte.token_adapter.trainable_tokens_delta" in state and not any("lm_head" in k for k in state)
+    write_adapter("gpt2_adapter_tokens", state, r, alpha, ["c_attn"], use_rslora=False, trainable_token_indices=tokens)
+    ids = torch.randint(0, config["vocab_size"], (2, 9), generator=gen)
+    ids[0, :5] = torch.tensor(tokens)  # the trained rows are read by the embedding, not only by the head
+    targets = torch.randint(0, config["vocab_size"], (2, 9), generator=gen)
+    targets[1, :5] = torch.tensor(tokens)
+    logits = model(ids)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    loss.backward()
+    write_safetensors(os.path.join(OUT, "gpt2_tokens_expected.safetensors"), {
+        "ids": ids.to(torch.int32).numpy(), "targets": targets.to(torch.int32).numpy(), "logits": logits.detach().numpy(),
+        "loss": loss.detach().reshape(1).numpy(),
+        "grad_trainable_tokens_delta": wte.token_adapter.trainable_tokens_delta["default"].grad.numpy()}, {})
+
+
 def gpt2_bias_case(gen):
     config, model = load_base()
     r, alpha, targets, modules_to_save = 2, 4, ["c_attn", "mlp.c_proj"], ["ln_f"]
@@ -282,6 +354,7 @@ def main():
     gpt2_case(gen)
     gpt2_bias_case(gen)
     gpt2_tied_case(gen)
+    gpt2_tokens_case(gen)
 
 
 if __name__ == "__main__":

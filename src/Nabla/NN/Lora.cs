@@ -8,11 +8,64 @@ using Nabla.Quantization;
 namespace Nabla.NN;
 
 /// <summary>
-/// What every LoRA layer shares (Hu et al., 2021): a frozen base layer, the child "base_layer" as in PEFT, plus a
-/// low-rank update ΔW = s·(B·A) of its weight with s = α/r (or α/√r with rsLoRA, Kalajdzievski, 2023), which
-/// <see cref="Merge"/> folds into the base weight and <see cref="Unmerge"/> takes out again.
+/// What every adapter layer shares: a frozen base layer, the child "base_layer" as in PEFT, tensors that train and are
+/// saved under PEFT's names, and a change to the base weight that <see cref="Merge"/> folds in and <see cref="Unmerge"/>
+/// takes out again.
 /// </summary>
-public abstract class LoraLayer : Module
+public abstract class AdapterLayer : Module
+{
+    /// <summary>True while the adapter is folded into the base weight (<see cref="Merge"/>); the forward pass then runs the base alone.</summary>
+    public bool Merged { get; private set; }
+
+    protected AdapterLayer(Module baseLayer)
+    {
+        ArgumentNullException.ThrowIfNull(baseLayer);
+        baseLayer.RequiresGrad_(false);
+        RegisterModule("base_layer", baseLayer);
+    }
+
+    /// <summary>The frozen layer the adapter wraps, whatever its kind.</summary>
+    public Module WrappedLayer => GetSubmodule("base_layer");
+
+    /// <summary>The adapter's trained tensors under PEFT's names relative to the layer ("lora_A.weight", ...).</summary>
+    public abstract IEnumerable<(string Name, Tensor Tensor)> AdapterTensors();
+
+    /// <summary>Folds the adapter into the base weight, so inference runs the base layer alone. Training a merged
+    /// adapter would not change the output the base now holds, so unmerge before training again.</summary>
+    public void Merge()
+    {
+        if (Merged) throw new InvalidOperationException($"This {GetType().Name} is already merged.");
+        using (GradMode.NoGrad()) FoldIn();
+        Merged = true;
+    }
+
+    /// <summary>Takes the adapter out of the base weight again.</summary>
+    public void Unmerge()
+    {
+        if (!Merged) throw new InvalidOperationException($"This {GetType().Name} is not merged.");
+        using (GradMode.NoGrad()) TakeOut();
+        Merged = false;
+    }
+
+    protected abstract void FoldIn();
+    protected abstract void TakeOut();
+}
+
+/// <summary>
+/// An embedding that is also its model's output layer (a tied head, <see cref="Module.TiedHead"/>) and computes that
+/// layer its own way: quantised, or with an adapter that must change both ends alike.
+/// </summary>
+public interface ITiedEmbedding
+{
+    /// <summary>The output layer: logits (…, V) of hidden states x (…, C), x·Wᵀ for the table W this embedding reads.</summary>
+    Tensor Unembed(Tensor x);
+}
+
+/// <summary>
+/// What every LoRA layer shares (Hu et al., 2021): a low-rank update ΔW = s·(B·A) of the base weight with s = α/r
+/// (or α/√r with rsLoRA, Kalajdzievski, 2023).
+/// </summary>
+public abstract class LoraLayer : AdapterLayer
 {
     public int Rank { get; }
     public float Alpha { get; }
@@ -20,13 +73,10 @@ public abstract class LoraLayer : Module
     public bool UseRsLora { get; }
     /// <summary>The factor of B·A: α/r, or α/√r with rsLoRA.</summary>
     public float Scaling { get; }
-    /// <summary>True while ΔW is folded into the base weight (<see cref="Merge"/>); the forward pass then runs the base alone.</summary>
-    public bool Merged { get; private set; }
     protected readonly Generator? DropoutGenerator;
 
-    protected LoraLayer(Module baseLayer, int rank, float alpha, float dropout, bool useRsLora, Generator? generator)
+    protected LoraLayer(Module baseLayer, int rank, float alpha, float dropout, bool useRsLora, Generator? generator) : base(baseLayer)
     {
-        ArgumentNullException.ThrowIfNull(baseLayer);
         if (rank <= 0) throw new ArgumentOutOfRangeException(nameof(rank), $"LoRA rank must be positive, got {rank}.");
         if (!float.IsFinite(alpha) || alpha <= 0) throw new ArgumentOutOfRangeException(nameof(alpha), $"LoRA alpha must be a positive number, got {alpha}.");
         if (dropout is < 0 or >= 1 || float.IsNaN(dropout)) throw new ArgumentOutOfRangeException(nameof(dropout), $"LoRA dropout must be in [0, 1), got {dropout}.");
@@ -36,8 +86,6 @@ public abstract class LoraLayer : Module
         UseRsLora = useRsLora;
         Scaling = useRsLora ? alpha / MathF.Sqrt(rank) : alpha / rank;
         DropoutGenerator = generator;
-        baseLayer.RequiresGrad_(false);
-        RegisterModule("base_layer", baseLayer);
     }
 
     /// <summary>ΔW, shaped like the base weight.</summary>
@@ -46,41 +94,19 @@ public abstract class LoraLayer : Module
     /// <summary>The base layer's float weight, which merging changes; null when it is quantised (and cannot be merged).</summary>
     protected abstract Tensor? FloatBaseWeight { get; }
 
-    /// <summary>The adapter's trained tensors under PEFT's names relative to the layer ("lora_A.weight", ...).</summary>
-    public abstract IEnumerable<(string Name, Tensor Tensor)> AdapterTensors();
-
-    /// <summary>Folds ΔW into the base weight, so inference runs the base layer alone. Training a merged adapter
-    /// would not change the output the base now holds, so unmerge before training again.</summary>
-    public void Merge()
+    /// <summary>Adds ΔW to the base weight.</summary>
+    protected override void FoldIn()
     {
-        if (Merged) throw new InvalidOperationException("This LoRA layer is already merged.");
         if (FloatBaseWeight == null)
             throw new InvalidOperationException("This LoRA layer's base is quantised; folding ΔW into it would re-quantise the weight, so merge the adapter into the float base model instead.");
-        ApplyDelta(+1);
-        Merged = true;
+        FloatBaseWeight.CopyFrom(FloatBaseWeight.Add(DeltaWeight()));
     }
 
-    /// <summary>Subtracts ΔW from the base weight again (recomputed from the unchanged A and B, so the base comes
-    /// back to within float rounding).</summary>
-    public void Unmerge()
-    {
-        if (!Merged) throw new InvalidOperationException("This LoRA layer is not merged.");
-        ApplyDelta(-1);
-        Merged = false;
-    }
-
-    private void ApplyDelta(float sign)
-    {
-        using var _ = GradMode.NoGrad();
-        var weight = FloatBaseWeight!;
-        weight.CopyFrom(weight.Add(DeltaWeight().Mul(sign)));
-    }
+    /// <summary>Subtracts ΔW again (recomputed from the unchanged A and B, so the base comes back to within float rounding).</summary>
+    protected override void TakeOut() => FloatBaseWeight!.CopyFrom(FloatBaseWeight.Sub(DeltaWeight()));
 
     /// <summary>The adapter's input: x, or x with dropout while training.</summary>
     protected Tensor AdapterInput(Tensor x) => DropoutP > 0 ? F.Dropout(x, DropoutP, Training, DropoutGenerator) : x;
-
-    /// <summary>The frozen layer the adapter wraps, whatever its kind.</summary>
-    public Module WrappedLayer => GetSubmodule("base_layer");
 
     protected override string Describe() => $"r={Rank}, alpha={Alpha}, dropout={DropoutP}, scaling={Scaling}{(Merged ? ", merged" : "")}";
 }
@@ -147,7 +173,7 @@ public sealed class LoraLinear : LoraLayer
 /// what the merged model computes, since merging changes the one table both ends read. Dropout applies to the
 /// head's input only, as PEFT's embedding adapter has none.</para>
 /// </summary>
-public sealed class LoraEmbedding : LoraLayer
+public sealed class LoraEmbedding : LoraLayer, ITiedEmbedding
 {
     public Embedding BaseLayer => Child<Embedding>("base_layer");
     /// <summary>A: (r, V), zeros at first.</summary>
@@ -190,6 +216,50 @@ public sealed class LoraEmbedding : LoraLayer
     public override IEnumerable<(string Name, Tensor Tensor)> AdapterTensors() => [("lora_embedding_A", LoraEmbeddingA), ("lora_embedding_B", LoraEmbeddingB)];
 }
 
+/// <summary>
+/// Trainable tokens (PEFT's TrainableTokensLayer): an <see cref="Embedding"/> whose rows <see cref="TokenIndices"/>
+/// train whole and all others stay frozen. The trained rows are one tensor, "trainable_tokens_delta" (n, C), starting
+/// as the base's rows (held too, as PEFT's trainable_tokens_original, to unmerge exactly); the table the model reads is
+/// the base's with those rows replaced. A change of vocabulary (a corpus that says "you" where the base's says "thou")
+/// is a change of a few rows, which a low-rank update of the whole table captures badly, at n·C parameters instead of
+/// V·C. On a tied embedding both ends read the replaced table (<see cref="Unembed"/>), as PEFT ties them.
+/// </summary>
+public sealed class TrainableTokens : AdapterLayer, ITiedEmbedding
+{
+    public Embedding BaseLayer => Child<Embedding>("base_layer");
+    /// <summary>The token ids whose rows train, in the order of the rows of <see cref="Delta"/>.</summary>
+    public IReadOnlyList<int> TokenIndices { get; }
+    /// <summary>The trained rows (n, C), PEFT's trainable_tokens_delta (values, not differences, despite the name).</summary>
+    public Tensor Delta { get; }
+    private readonly Tensor _index, _original;
+
+    public TrainableTokens(Embedding baseLayer, IReadOnlyList<int> tokenIndices) : base(baseLayer)
+    {
+        if (tokenIndices.Count == 0) throw new ArgumentException("Trainable tokens need at least one token index.");
+        if (tokenIndices.FirstOrDefault(t => (uint)t >= (uint)baseLayer.NumEmbeddings, -1) is var bad and >= 0)
+            throw new ArgumentOutOfRangeException(nameof(tokenIndices), $"trainable token {bad} is not below the vocabulary size {baseLayer.NumEmbeddings}.");
+        if (tokenIndices.Distinct().Count() != tokenIndices.Count) throw new ArgumentException("Trainable token indices repeat a token.");
+        TokenIndices = tokenIndices.ToArray();
+        _index = Tensor.FromArray(TokenIndices.ToArray());
+        using (GradMode.NoGrad()) _original = baseLayer.Weight.IndexSelect(0, _index);
+        Delta = RegisterParameter("trainable_tokens_delta", _original.Clone());
+    }
+
+    /// <summary>The table both ends read: the base's, rows <see cref="TokenIndices"/> replaced by <see cref="Delta"/>.</summary>
+    private Tensor Table() => Merged ? BaseLayer.Weight : BaseLayer.Weight.IndexCopy(_index, Delta);
+
+    public override Tensor Forward(Tensor tokens) => F.Embedding(tokens, Table());
+
+    public Tensor Unembed(Tensor x) => F.Linear(x, Table());
+
+    protected override void FoldIn() => BaseLayer.Weight.CopyFrom(BaseLayer.Weight.IndexCopy(_index, Delta));
+    protected override void TakeOut() => BaseLayer.Weight.CopyFrom(BaseLayer.Weight.IndexCopy(_index, _original));
+
+    public override IEnumerable<(string Name, Tensor Tensor)> AdapterTensors() => [("token_adapter.trainable_tokens_delta", Delta)];
+
+    protected override string Describe() => $"{TokenIndices.Count} trainable tokens{(Merged ? ", merged" : "")}";
+}
+
 /// <summary>A LoRA adapter's settings, with the meaning and JSON names of PEFT's LoraConfig.</summary>
 public sealed record LoraConfig
 {
@@ -213,6 +283,9 @@ public sealed record LoraConfig
     /// <summary>PEFT's ensure_weight_tying: an adapter on a tied embedding or head adapts both ends with the same A
     /// and B (<see cref="LoraEmbedding"/>). Written as true whenever the adapter holds one; required to read one.</summary>
     public bool EnsureWeightTying { get; init; }
+    /// <summary>PEFT's trainable_token_indices: token ids whose rows of the token embedding train whole
+    /// (<see cref="TrainableTokens"/>); empty for none.</summary>
+    public IReadOnlyList<int> TrainableTokenIndices { get; init; } = [];
 }
 
 /// <summary>What <see cref="Lora.Apply"/> wrapped, and the parameter counts after it.</summary>
@@ -245,8 +318,11 @@ public static partial class Lora
     /// both ends. A target that matches no module, or matches a module that cannot take an adapter, is an error, as in PEFT. As PEFT's bias="all" and
     /// modules_to_save, <paramref name="bias"/> = <see cref="BiasAll"/> lets every bias of the model train too, and
     /// <paramref name="modulesToSave"/> names modules that train whole (<see cref="TrainedBaseParameters"/>).</summary>
+    /// <para><paramref name="trainableTokens"/> (PEFT's trainable_token_indices) lets those rows of the model's token
+    /// embedding train whole (<see cref="TrainableTokens"/>).</para></summary>
     public static LoraSummary Apply(Module model, IReadOnlyList<string> targets, int rank, float alpha, float dropout = 0f,
-        bool useRsLora = false, Generator? generator = null, string bias = BiasNone, IReadOnlyList<string>? modulesToSave = null)
+        bool useRsLora = false, Generator? generator = null, string bias = BiasNone, IReadOnlyList<string>? modulesToSave = null,
+        IReadOnlyList<int>? trainableTokens = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (targets.Count == 0) throw new ArgumentException("LoRA needs at least one target module name.");
@@ -263,6 +339,7 @@ public static partial class Lora
                 throw new ArgumentException($"module to save '{name}' is or holds the LoRA target '{wrapped}': a layer trains whole or through an adapter, not both.");
         if (bias == BiasAll && model.Modules().OfType<QuantizedLinear>().Any())
             throw new ArgumentException("LoRA bias \"all\" trains the linear layers' biases, which a quantised base holds frozen; use \"none\" with a quantised base.");
+        (string Name, Embedding Table)? tokenTable = trainableTokens is { Count: > 0 } ? TokenEmbedding(model, selected, saved) : null;
 
         model.RequiresGrad_(false);
         foreach (var (name, layer) in selected)
@@ -272,11 +349,25 @@ public static partial class Lora
                 Embedding embedding => new LoraEmbedding(embedding, rank, alpha, dropout, useRsLora, generator),
                 _ => new LoraLinear((Linear)layer, rank, alpha, dropout, useRsLora, generator),
             });
+        if (tokenTable is var (tableName, table)) model.SetSubmodule(tableName, new TrainableTokens(table, trainableTokens!));
         foreach (var (_, module) in saved) module.RequiresGrad_(true);
         if (bias == BiasAll)
             foreach (var (name, p) in model.NamedParameters())
                 if (name == "bias" || name.EndsWith(".bias", StringComparison.Ordinal)) p.RequiresGrad_(true);
         return new LoraSummary(selected.Select(s => s.Name).ToList(), model.TrainableParameterCount, model.ParameterCount + QuantizedWeightCount(model));
+    }
+
+    /// <summary>The token embedding that trainable tokens adapt: the model's tied one, float, and not already a LoRA
+    /// target or a module to save.</summary>
+    private static (string Name, Embedding Table) TokenEmbedding(Module model, List<(string Name, Module Module)> selected, List<(string Name, Module Module)> saved)
+    {
+        if (model.TiedHead is not var (name, _))
+            throw new ArgumentException($"trainable tokens adapt the token embedding, and the {model.GetType().Name} names none (it has no tied head).");
+        if (selected.Any(s => s.Name == name)) throw new ArgumentException($"trainable tokens and a LoRA target both adapt '{name}': give one or the other.");
+        if (saved.FirstOrDefault(s => s.Name == name || name.StartsWith(s.Name + ".", StringComparison.Ordinal)) is { Name: { } whole })
+            throw new ArgumentException($"module to save '{whole}' trains all of '{name}', trainable tokens only some of its rows: give one or the other.");
+        return model.GetSubmodule(name) is Embedding table ? (name, table)
+            : throw new ArgumentException($"trainable tokens need a float embedding; '{name}' is a {model.GetSubmodule(name).GetType().Name}.");
     }
 
     /// <summary>A target as this model names it: the tied head's Hugging Face name ("lm_head") means the tied embedding,
@@ -331,14 +422,14 @@ public static partial class Lora
     public static IEnumerable<(string Name, LoraLinear Layer)> Layers(Module model) =>
         AllLayers(model).Where(l => l.Layer is LoraLinear).Select(l => (l.Name, (LoraLinear)l.Layer));
 
-    /// <summary>The model's LoRA layers of every kind (linear layers and embeddings) by name.</summary>
-    public static IEnumerable<(string Name, LoraLayer Layer)> AllLayers(Module model) =>
-        model.NamedModules().Where(m => m.Module is LoraLayer).Select(m => (m.Name, (LoraLayer)m.Module));
+    /// <summary>The model's adapter layers of every kind (LoRA on linear layers and embeddings, trainable tokens) by name.</summary>
+    public static IEnumerable<(string Name, AdapterLayer Layer)> AllLayers(Module model) =>
+        model.NamedModules().Where(m => m.Module is AdapterLayer).Select(m => (m.Name, (AdapterLayer)m.Module));
 
-    /// <summary>Folds every adapter into its base weight (<see cref="LoraLayer.Merge"/>).</summary>
+    /// <summary>Folds every adapter into its base weight (<see cref="AdapterLayer.Merge"/>).</summary>
     public static void Merge(Module model) { foreach (var (_, layer) in AllLayers(model)) layer.Merge(); }
 
-    /// <summary>Takes every adapter out of its base weight again (<see cref="LoraLayer.Unmerge"/>).</summary>
+    /// <summary>Takes every adapter out of its base weight again (<see cref="AdapterLayer.Unmerge"/>).</summary>
     public static void Unmerge(Module model) { foreach (var (_, layer) in AllLayers(model)) layer.Unmerge(); }
 
     /// <summary>Folds every adapter into its base weight and puts the base layer back in the adapter's place (PEFT's
@@ -367,7 +458,7 @@ public static partial class Lora
         foreach (var (name, module) in model.NamedModules())
         {
             if (name.Length == 0 || adapters.Any(a => name.StartsWith(a + ".", StringComparison.Ordinal))) continue;
-            if (module is LoraLayer) { adapters.Add(name); continue; }
+            if (module is AdapterLayer) { adapters.Add(name); continue; }
             yield return (name, module);
         }
     }
@@ -421,7 +512,9 @@ public static partial class Lora
     private static JsonObject ConfigJson(LoraConfig c)
     {
         var json = ConfigJsonOfPeft010(c);
-        if (c.EnsureWeightTying) json["ensure_weight_tying"] = true; // PEFT 0.18's key, written only when the adapter needs it
+        // Keys of newer PEFT versions (0.18, 0.15), written only when the adapter needs them.
+        if (c.EnsureWeightTying) json["ensure_weight_tying"] = true;
+        if (c.TrainableTokenIndices.Count > 0) json["trainable_token_indices"] = new JsonArray(c.TrainableTokenIndices.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray());
         return json;
     }
 
@@ -482,13 +575,23 @@ public static partial class Lora
             if (!IsEmpty(key)) throw new CheckpointException($"{path}: \"{key}\" is set; per-layer ranks and alphas are not supported.");
         if (Get("lora_bias", false)) throw new CheckpointException($"{path}: lora_bias is true; adapters with a trained lora_B bias are not supported.");
         // Keys of newer PEFT versions too: each, when set, changes which weights the adapter holds or touches.
-        foreach (var key in new[] { "layers_to_transform", "layer_replication", "exclude_modules", "trainable_token_indices", "target_parameters" })
+        foreach (var key in new[] { "layers_to_transform", "layer_replication", "exclude_modules", "target_parameters" })
             if (!IsEmpty(key)) throw new CheckpointException($"{path}: \"{key}\" is set; it is not supported.");
         if (!json.TryGetPropertyValue("target_modules", out var targetNode) || targetNode is not JsonArray targetArray)
             throw new CheckpointException($"{path}: target_modules must be a list of module names{(targetNode is JsonValue ? " (a regex string is not supported)" : "")}.");
         List<string> Names(string key, JsonArray array) => array.Select(t => t is JsonValue v && v.TryGetValue<string>(out var s) ? s
             : throw new CheckpointException($"{path}: {key} holds {t?.ToJsonString() ?? "null"}, not a name.")).ToList();
         var targets = Names("target_modules", targetArray);
+        // A list (the model's token embedding), or PEFT's dictionary form with one embedding: GPT-2 has one table.
+        List<int> TokenIndices() => json["trainable_token_indices"] switch
+        {
+            null => [],
+            JsonArray list => Ints(list),
+            JsonObject { Count: 1 } one when one.First().Value is JsonArray list => Ints(list),
+            var other => throw new CheckpointException($"{path}: trainable_token_indices is {other.ToJsonString()}; expected a list of token ids (or one embedding's list)."),
+        };
+        List<int> Ints(JsonArray list) => list.Select(t => t is JsonValue v && v.TryGetValue<int>(out var id) ? id
+            : throw new CheckpointException($"{path}: trainable_token_indices holds {t?.ToJsonString() ?? "null"}, not a token id.")).ToList();
         json.TryGetPropertyValue("modules_to_save", out var savedNode);
         var modulesToSave = savedNode switch
         {
@@ -510,6 +613,7 @@ public static partial class Lora
             Bias = bias,
             ModulesToSave = modulesToSave,
             EnsureWeightTying = Get("ensure_weight_tying", false),
+            TrainableTokenIndices = TokenIndices(),
         };
         if (config.R <= 0) throw new CheckpointException($"{path}: r is {config.R}; it must be a positive integer.");
         if (!(config.LoraAlpha > 0) || !float.IsFinite(config.LoraAlpha)) throw new CheckpointException($"{path}: lora_alpha is {config.LoraAlpha}; it must be positive.");
@@ -527,7 +631,7 @@ public static partial class Lora
         if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found.");
         var tensors = SafeTensors.Load(path);
         LoraSummary summary;
-        try { summary = Apply(model, config.TargetModules, config.R, config.LoraAlpha, config.LoraDropout, config.UseRsLora, generator, config.Bias, config.ModulesToSave); }
+        try { summary = Apply(model, config.TargetModules, config.R, config.LoraAlpha, config.LoraDropout, config.UseRsLora, generator, config.Bias, config.ModulesToSave, config.TrainableTokenIndices); }
         catch (ArgumentException e) { throw new CheckpointException($"{Path.Combine(directory, ConfigFile)}: {e.Message}", e); }
 
         var tiedHead = TiedHeadTensors(model);

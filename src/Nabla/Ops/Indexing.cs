@@ -129,6 +129,44 @@ public sealed unsafe partial class Tensor
         return picked.Reshape(shape).Transpose(0, d);
     }
 
+    /// <summary>A copy of this (rows, cols) tensor whose rows <paramref name="index"/> (1-D Int32, no repeats) are the
+    /// rows of <paramref name="source"/> (index.Count, cols): torch's index_copy along dimension 0. The gradient
+    /// reaches source through those rows and this tensor through the others.</summary>
+    public Tensor IndexCopy(Tensor index, Tensor source)
+    {
+        RequireFloat("IndexCopy");
+        source.RequireFloat("IndexCopy");
+        RequireHost("IndexCopy"); // a row copy on the host: no kernel for it yet
+        source.RequireHost("IndexCopy");
+        if (Rank != 2 || index.Rank != 1 || index.DType != DType.Int32 || source.Rank != 2 || source._shape[0] != index.Count || source._shape[1] != _shape[1])
+            throw new ArgumentException($"IndexCopy: expected a 2-D tensor, a 1-D Int32 index of n rows and a source (n, {(Rank == 2 ? _shape[1] : "cols")}); got {ShapeString}, {index.DType} {index.ShapeString} and {source.ShapeString}.");
+        var rows = index.ToIntArray();
+        if (rows.Any(r => (uint)r >= (uint)_shape[0]))
+            throw new IndexOutOfRangeException($"IndexCopy: index {rows.First(r => (uint)r >= (uint)_shape[0])} is out of bounds for {_shape[0]} rows.");
+        if (rows.Distinct().Count() != rows.Length) throw new ArgumentException("IndexCopy: the index repeats a row, so which source row lands there would be arbitrary.");
+        Tensor y;
+        using (GradMode.NoGrad())
+        {
+            y = Clone();
+            var src = source.Contiguous();
+            int cols = _shape[1];
+            for (int i = 0; i < rows.Length; i++)
+                Buffer.MemoryCopy(src.Data + (long)i * cols, y.Data + (long)rows[i] * cols, cols * sizeof(float), cols * sizeof(float));
+            GC.KeepAlive(src);
+        }
+        if (GradMode.Needed(this, source))
+        {
+            y.Record("IndexCopy", [this, source], g =>
+            {
+                Tensor? gradSelf = null;
+                if (RequiresGrad)
+                    using (GradMode.NoGrad()) gradSelf = g.IndexCopy(index, Zeros(rows.Length, _shape[1]));
+                return [gradSelf, source.RequiresGrad ? g.IndexSelect(0, index) : null];
+            });
+        }
+        return y;
+    }
+
     /// <summary>Element-wise choice: a where condition ≠ 0, else b (all three broadcast).</summary>
     public static Tensor Where(Tensor condition, Tensor a, Tensor b)
     {

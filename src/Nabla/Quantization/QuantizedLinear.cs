@@ -66,7 +66,7 @@ public sealed unsafe class QuantizedLinear : Module
 /// table as a tied output head (GPT-2's logits = x·wteᵀ) through the quantised kernels, the one place a tied
 /// table is read whole.
 /// </summary>
-public sealed unsafe class QuantizedEmbedding : Module
+public sealed unsafe class QuantizedEmbedding : Module, ITiedEmbedding
 {
     public QuantizedMatrix Weight { get; }
     public int NumEmbeddings => Weight.Rows;

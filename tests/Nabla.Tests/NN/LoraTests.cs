@@ -352,6 +352,77 @@ public class LoraTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    private static readonly string PythonTokensAdapter = Fixture("gpt2_adapter_tokens");
+
+    /// <summary>PEFT's trainable tokens on GPT-2's tied table (trainable_token_indices, rows in the list's order): the
+    /// logits, the loss and the gradient of the trained rows (read by the embedding and by the head) match PyTorch's.</summary>
+    [Fact]
+    public void PeftTrainableTokensGivePyTorchsLogitsAndGradient()
+    {
+        var expected = SafeTensors.Load(Fixture("gpt2_tokens_expected.safetensors"));
+        var model = LoadBase();
+        var (config, summary) = Lora.LoadAdapter(model, PythonTokensAdapter);
+        Assert.Equal(new[] { 17, 3, 200, 42, 334 }, config.TrainableTokenIndices);
+        var tokens = (TrainableTokens)model.GetSubmodule("wte");
+        int channels = model.Config.Channels;
+        Assert.Equal(5 * channels + 2 * 2 * (channels + 3 * channels), summary.TrainableParameters);
+
+        model.Eval();
+        var logits = model.Forward(expected["ids"]);
+        Close.Assert(expected["logits"], logits, 1e-5, "logits of base + trainable tokens");
+        var loss = Gpt2Model.Loss(logits, expected["targets"]);
+        Close.Assert(expected["loss"], loss.Reshape(1), 1e-5, "loss");
+        loss.Backward();
+        Close.Assert(expected["grad_trainable_tokens_delta"], tokens.Delta.Grad!, 1e-4, "grad of trainable_tokens_delta", atol: 1e-6);
+        Assert.Null(tokens.BaseLayer.Weight.Grad);
+    }
+
+    /// <summary>Merged, the trained rows are copied into the table (the logits stay); unmerged, the base's rows come
+    /// back bit for bit; saved, the adapter has PEFT's tensor name and trainable_token_indices, and loads back.</summary>
+    [Fact]
+    public void TrainableTokensMergeExactlyAndSaveAsPeft()
+    {
+        var ids = SafeTensors.Load(Fixture("gpt2_tokens_expected.safetensors"))["ids"];
+        var model = LoadBase();
+        var table = model.Wte.Weight.Clone();
+        var (config, _) = Lora.LoadAdapter(model, PythonTokensAdapter);
+        model.Eval();
+        var unmerged = model.Forward(ids);
+        Lora.Merge(model);
+        Close.Assert(unmerged, model.Forward(ids), 1e-5, "merged logits");
+        Lora.Unmerge(model);
+        Assert.Equal(table.ToArray(), ((TrainableTokens)model.GetSubmodule("wte")).BaseLayer.Weight.ToArray());
+
+        var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
+        try
+        {
+            Lora.SaveAdapter(model, dir, config);
+            var python = SafeTensors.Load(Path.Combine(PythonTokensAdapter, Lora.WeightsFile));
+            var ours = SafeTensors.Load(Path.Combine(dir, Lora.WeightsFile));
+            Assert.Equal(python.Keys.Order(), ours.Keys.Order());
+            foreach (var (name, tensor) in python)
+                Assert.True(tensor.ToArray().SequenceEqual(ours[name].ToArray()) && tensor.Shape.SequenceEqual(ours[name].Shape), $"tensor {name} differs");
+            var ourConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Lora.ConfigFile)))!.AsObject();
+            Assert.Equal("[17,3,200,42,334]", ourConfig["trainable_token_indices"]!.ToJsonString());
+            var reloaded = LoadBase();
+            Lora.LoadAdapter(reloaded, dir);
+            Assert.Equal(unmerged.ToArray(), reloaded.Eval().Forward(ids).ToArray());
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    [Theory]
+    [InlineData(new[] { 3, 3 }, null, "repeat a token")]
+    [InlineData(new[] { 335 }, null, "trainable token 335 is not below the vocabulary size 335")]
+    [InlineData(new[] { 3 }, "wte", "module to save 'wte' trains all of 'wte'")]
+    public void TrainableTokensThatCannotWorkAreErrorsNamingThem(int[] tokens, string? moduleToSave, string expected)
+    {
+        var error = Assert.ThrowsAny<ArgumentException>(() => Lora.Apply(LoadBase(), ["c_attn"], 2, 4,
+            modulesToSave: moduleToSave == null ? null : [moduleToSave], trainableTokens: tokens)).Message;
+        Assert.Contains(expected, error);
+        Assert.Contains("both adapt 'wte'", Assert.Throws<ArgumentException>(() => Lora.Apply(LoadBase(), ["lm_head"], 2, 4, trainableTokens: [1])).Message);
+    }
+
     [Fact]
     public void AdapterFileMissingATensorIsRejectedNamingFileAndTensor()
     {

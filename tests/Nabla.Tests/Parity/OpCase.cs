@@ -158,6 +158,7 @@ public static class OpCase
             "stack" => Tensor.Stack(v, Int("dim")),
             "gather" => v[0].Gather(Int("dim"), v[1]),
             "index_select" => v[0].IndexSelect(Int("dim"), v[1]),
+            "index_copy" => v[0].IndexCopy(v[1], v[2]),
             "where" => Tensor.Where(v[0], v[1], v[2]),
             "id" => v[0],
             _ => throw new NotSupportedException($"No Nabla mapping for fixture op '{op}'."),

@@ -75,12 +75,7 @@ public sealed class Gpt2Model : Module
         if (lastPositionOnly) x = x.Narrow(1, T - 1, 1);                         // (B, 1, C)
         x = ForwardChild("ln_f", x);
         // (B, T, V), head tied to wte (read in place when the table is quantised; with its adapter when it has one)
-        return GetSubmodule("wte") switch
-        {
-            QuantizedEmbedding quantized => quantized.Unembed(x),
-            LoraEmbedding adapted => adapted.Unembed(x),
-            _ => F.Linear(x, Wte.Weight),
-        };
+        return GetSubmodule("wte") is ITiedEmbedding tied ? tied.Unembed(x) : F.Linear(x, Wte.Weight);
     }
 
     public override Tensor Forward(Tensor tokens) => Forward(tokens, null);
