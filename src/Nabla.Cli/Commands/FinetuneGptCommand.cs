@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Text.Json;
 using System.Text.Json.Nodes;
 using Nabla.Cli.Runs;
 using Nabla.Cli.Ui;
@@ -24,6 +25,9 @@ public sealed record GptFinetuneConfig
     public double ValFraction { get; init; }
     /// <summary>The adapter to train; null trains every weight (full fine-tuning, the baseline LoRA is measured against).</summary>
     public LoraConfig? Lora { get; init; }
+    /// <summary>--trainable-tokens: how many rows of the token embedding train whole beside the adapter; the run picks
+    /// them (<see cref="Lora.MostMispredictedTokens"/>) and records them in <see cref="LoraConfig.TrainableTokenIndices"/>.</summary>
+    public int TrainableTokens { get; init; }
     /// <summary>QLoRA: the format (nf4, q4_0, q8_0) the base's linear layers are held in while the adapter trains; null keeps them float.</summary>
     public string? Quantize { get; init; }
     public int BatchSize { get; init; }
@@ -39,6 +43,7 @@ public sealed record GptFinetuneConfig
         if (Lora is { } l && (l.R is < 1 or > 1 << 16 || !(l.LoraAlpha > 0) || !float.IsFinite(l.LoraAlpha) || l.LoraDropout is < 0 or >= 1 || l.TargetModules.Count == 0
                 || l.Bias is not (NN.Lora.BiasNone or NN.Lora.BiasAll) || l.ModulesToSave is null))
             return "the LoRA settings are out of range";
+        if (TrainableTokens < 0 || (TrainableTokens > 0 && Lora == null)) return $"{TrainableTokens} trainable tokens need a LoRA adapter and a count of at least 0";
         if (Quantize != null && (Lora == null || !QuantizationFormats.TryParse(Quantize, out _)))
             return $"quantisation \"{Quantize}\" needs a LoRA adapter and one of nf4, q4_0, q8_0";
         if (BatchSize is < 1 or > 1 << 20 || SequenceLength is < 1 or > 1 << 20 || SampleEvery < 0)
@@ -67,6 +72,8 @@ public static class FinetuneGptCommand
         var loraBias = new Option<string>("--lora-bias") { Description = "PEFT's bias: none, or all (every bias of the model, layer norms' too, trains and is saved with the adapter).", DefaultValueFactory = _ => Lora.BiasNone };
         var modulesToSave = new Option<string?>("--modules-to-save") { Description = "Comma-separated modules (matched as --targets are) that train whole and are saved with the adapter, PEFT's modules_to_save (e.g. ln_f)." };
         loraBias.Require(v => v is Lora.BiasNone or Lora.BiasAll, v => $"--lora-bias must be none or all, got {v}{(v == "lora_only" ? " (PEFT saves no bias for lora_only: see docs/lora.md)" : "")}.");
+        var trainableTokens = new Option<int>("--trainable-tokens") { Description = "Also train whole the token-embedding rows (tied to the head) of the N tokens whose frequency in --text the base mispredicts most (PEFT's trainable_token_indices)." };
+        trainableTokens.NonNegative(1 << 20);
         var full = new Option<bool>("--full") { Description = "Train every weight instead of an adapter (the baseline LoRA is compared against); writes model/ instead of an adapter." };
         var quantize = new Option<string?>("--quantize") { Description = "QLoRA: hold the base's linear layers in nf4, q4_0 or q8_0 (frozen, gradients flow through them) while the adapter trains; the adapter applies to the float base." };
         valFraction.Within(0, 1, maxExclusive: true);
@@ -77,7 +84,7 @@ public static class FinetuneGptCommand
 
         var command = new Command("gpt", "Fine-tune a GPT-2 on a text file with a LoRA adapter (PEFT's file layout) or, with --full, every weight.")
         {
-            model, text, valFraction, rank, alpha, targets, dropout, rsLora, loraBias, modulesToSave, full, quantize,
+            model, text, valFraction, rank, alpha, targets, dropout, rsLora, loraBias, modulesToSave, trainableTokens, full, quantize,
         };
         shared.AddTo(command);
         command.SetAction((p, cancel) =>
@@ -93,6 +100,8 @@ public static class FinetuneGptCommand
                 var textPath = p.GetValue(text) ?? throw new CliException("--text is required: the text file to fine-tune on.");
                 if (!File.Exists(textPath)) throw new CliException($"--text {textPath}: file not found.");
                 bool lora = !p.GetValue(full);
+                if (!lora && p.GetValue(trainableTokens) > 0)
+                    throw new CliException("--trainable-tokens trains some embedding rows beside an adapter; --full trains them all already, so give one or the other.");
                 var quantizeFormat = p.GetValue(quantize);
                 if (quantizeFormat != null)
                 {
@@ -115,6 +124,7 @@ public static class FinetuneGptCommand
                         FanInFanOut = true, // GPT-2's projections are Hugging Face Conv1D layers, stored (in, out)
                         BaseModelNameOrPath = basePath,
                     } : null,
+                    TrainableTokens = p.GetValue(trainableTokens),
                     Quantize = quantizeFormat,
                     BatchSize = p.GetValue(shared.BatchSize) ?? 8,
                     SequenceLength = p.GetValue(shared.SequenceLength) ?? 128,
@@ -129,6 +139,9 @@ public static class FinetuneGptCommand
         });
         return command;
     }
+
+    // Token text quoted as JSON strings, so spaces and newlines show, without escaping apostrophes and letters.
+    private static readonly JsonSerializerOptions ReadableJson = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
     private static IReadOnlyList<string> ParseNames(string option, string list)
     {
@@ -164,9 +177,18 @@ public static class FinetuneGptCommand
             : null;
 
         LoraSummary summary;
+        if (config.Lora is { TrainableTokenIndices.Count: 0 } fresh && config.TrainableTokens > 0) // a new run: pick them once, for config.json
+        {
+            if (config.TrainableTokens > model.Config.VocabSize)
+                throw new CliException($"--trainable-tokens {config.TrainableTokens} is more than the vocabulary of {config.Model} ({model.Config.VocabSize}).");
+            model.Eval();
+            var chosen = Lora.MostMispredictedTokens(ids => model.Forward(ids), tokens.AsSpan(0, cut), model.Config.VocabSize, config.TrainableTokens,
+                window: Math.Min(config.SequenceLength, model.Config.MaxSequenceLength));
+            config = config with { Lora = fresh with { TrainableTokenIndices = chosen } };
+        }
         if (config.Lora is { } lora)
         {
-            try { summary = Lora.Apply(model, lora.TargetModules, lora.R, lora.LoraAlpha, lora.LoraDropout, lora.UseRsLora, bias: lora.Bias, modulesToSave: lora.ModulesToSave); }
+            try { summary = Lora.Apply(model, lora.TargetModules, lora.R, lora.LoraAlpha, lora.LoraDropout, lora.UseRsLora, bias: lora.Bias, modulesToSave: lora.ModulesToSave, trainableTokens: lora.TrainableTokenIndices); }
             catch (ArgumentException e) when (e.GetType() == typeof(ArgumentException))
             { throw new CliException($"{(lora.ModulesToSave.Count > 0 || lora.Bias != Lora.BiasNone ? "--targets/--modules-to-save/--lora-bias" : "--targets")}: {e.Message}"); }
         }
@@ -185,6 +207,9 @@ public static class FinetuneGptCommand
             ? $"LoRA r={l.R}, alpha={l.LoraAlpha}{(l.UseRsLora ? " (rsLoRA)" : "")}, dropout {l.LoraDropout} on {summary.WrappedModules.Count} layers ({string.Join(", ", l.TargetModules)})" +
               (l.Bias != Lora.BiasNone ? $"; bias {l.Bias}" : "") + (l.ModulesToSave.Count > 0 ? $"; trained whole: {string.Join(", ", l.ModulesToSave)}" : "")
             : "full fine-tuning: every weight trains");
+        if (config.Lora is { TrainableTokenIndices: { Count: > 0 } picked })
+            Console.WriteLine($"trainable tokens: {picked.Count} rows of the tied embedding, the most mispredicted first: " +
+                string.Join(" ", picked.Take(12).Select(t => JsonSerializer.Serialize(tokenizer.Decode([t]), ReadableJson))) + (picked.Count > 12 ? " …" : ""));
         if (Gpt2Quantization.FormatOf(model) is { } held)
             Console.WriteLine($"QLoRA: the base's linear layers are held in {held.Name()}, {Mib(model.Modules().OfType<QuantizedLinear>().Sum(q => q.Weight.ByteCount))} (frozen; the adapter trains through them)");
         Console.WriteLine(summary);

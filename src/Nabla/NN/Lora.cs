@@ -357,6 +357,41 @@ public static partial class Lora
         return new LoraSummary(selected.Select(s => s.Name).ToList(), model.TrainableParameterCount, model.ParameterCount + QuantizedWeightCount(model));
     }
 
+    /// <summary>
+    /// The <paramref name="count"/> tokens whose frequency in <paramref name="tokens"/> (the new text) a language model
+    /// mispredicts most, best first: the ones to train as <see cref="TrainableTokens"/>. The model's average next-token
+    /// distribution q, over <paramref name="windows"/> windows of <paramref name="window"/> tokens spread evenly over the
+    /// text, is set against the text's unigram frequencies p, and each token scores (p − q)·ln(p/q), its share of the
+    /// symmetric (Jeffreys) divergence between the two: a token the text uses and the model seldom predicts scores high,
+    /// and so does one the model expects and the text dropped ("thou" in a modern translation).
+    /// </summary>
+    /// <param name="logits">The model: token ids (1, T) to next-token logits (1, T, V).</param>
+    public static int[] MostMispredictedTokens(Func<Tensor, Tensor> logits, ReadOnlySpan<int> tokens, int vocabSize, int count, int windows = 32, int window = 128)
+    {
+        if (count < 1 || count > vocabSize) throw new ArgumentOutOfRangeException(nameof(count), $"{count} tokens cannot be chosen from a vocabulary of {vocabSize}.");
+        window = Math.Min(window, tokens.Length);
+        if (window < 1) throw new ArgumentException("There is no text to choose trainable tokens from.");
+        var predicted = new double[vocabSize];
+        using (GradMode.NoGrad())
+            for (int w = 0; w < windows; w++)
+            {
+                int start = (int)((long)(tokens.Length - window) * w / Math.Max(1, windows - 1));
+                var probabilities = logits(Tensor.FromArray(tokens.Slice(start, window).ToArray(), 1, window)).Softmax(-1).Sum(1).ToArray();
+                for (int t = 0; t < vocabSize; t++) predicted[t] += probabilities[t];
+            }
+        var seen = new double[vocabSize];
+        foreach (var t in tokens) seen[t]++;
+        // A floor far below any frequency a window can show, so an absent token scores finitely.
+        const double floor = 1e-7;
+        double predictedTotal = predicted.Sum(), seenTotal = tokens.Length;
+        var score = Enumerable.Range(0, vocabSize).Select(t =>
+        {
+            double p = Math.Max(seen[t] / seenTotal, floor), q = Math.Max(predicted[t] / predictedTotal, floor);
+            return (p - q) * Math.Log(p / q);
+        }).ToArray();
+        return Enumerable.Range(0, vocabSize).OrderByDescending(t => score[t]).ThenBy(t => t).Take(count).ToArray();
+    }
+
     /// <summary>The token embedding that trainable tokens adapt: the model's tied one, float, and not already a LoRA
     /// target or a module to save.</summary>
     private static (string Name, Embedding Table) TokenEmbedding(Module model, List<(string Name, Module Module)> selected, List<(string Name, Module Module)> saved)

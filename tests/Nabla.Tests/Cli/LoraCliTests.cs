@@ -162,6 +162,29 @@ public class LoraCliTests : CliTest
         Assert.Equal(withAdapter.Out, CliRunner.Run(["generate", "--model", merged, .. greedy]).Out);
     }
 
+    /// <summary>--trainable-tokens N picks N tokens once, records them in config.json (where a resume reads them)
+    /// and in the adapter's trainable_token_indices, and trains their rows beside the adapter: N·C more parameters.</summary>
+    [Fact]
+    public void TrainableTokensArePickedOnceAndTravelWithTheAdapter()
+    {
+        var run = Path.Combine(TempDir, "tokens");
+        var result = Finetune(run, "--steps", "4", "--checkpoint-every", "2", "--lora-r", "2", "--lora-alpha", "4", "--targets", "c_attn", "--trainable-tokens", "5");
+        Ok(result);
+        Assert.Contains("trainable tokens: 5 rows of the tied embedding", result.Out);
+        Assert.Contains($"trainable params: {2 * (2 * 48 + 144 * 2) + 5 * 48:N0} ||", result.Out);
+        var picked = JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!["Lora"]!["TrainableTokenIndices"]!.AsArray().Select(t => t!.GetValue<int>()).ToArray();
+        Assert.Equal(5, picked.Distinct().Count());
+        var adapterConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(run, Lora.ConfigFile)))!;
+        Assert.Equal(picked, adapterConfig["trainable_token_indices"]!.AsArray().Select(t => t!.GetValue<int>()));
+        var delta = SafeTensors.Load(Path.Combine(run, Lora.WeightsFile))["base_model.model.transformer.wte.token_adapter.trainable_tokens_delta"];
+        Assert.Equal(new[] { 5, 48 }, delta.Shape.ToArray());
+        var table = Gpt2ModelFiles.Load(Base).Model.Wte.Weight.IndexSelect(0, Tensor.FromArray(picked));
+        Assert.NotEqual(table.ToArray(), delta.ToArray()); // the rows trained
+
+        Assert.Contains("--trainable-tokens trains some embedding rows beside an adapter",
+            OneLineError(Finetune(Path.Combine(TempDir, "full"), "--full", "--trainable-tokens", "3")));
+    }
+
     [Fact]
     public void MergedModelGivesTheLogitsOfBasePlusAdapter()
     {

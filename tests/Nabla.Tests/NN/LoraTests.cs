@@ -411,6 +411,21 @@ public class LoraTests
         finally { Directory.Delete(dir, recursive: true); }
     }
 
+    /// <summary>A model that puts 0.97 on token 1 whatever it reads, against a text of tokens 2 and 3 only (2 three times
+    /// as often): token 1 (expected, absent: (0 − 0.97)·ln(10⁻⁷/0.97) ≈ 15.5) comes first, then 2 (frequent, seldom
+    /// predicted: (0.75 − 0.0067)·ln(0.75/0.0067) ≈ 3.5), then 3 (≈ 0.9); the tokens neither uses score ≈ 0.07.</summary>
+    [Fact]
+    public void MostMispredictedTokensAreTheOnesWhoseFrequencyTheModelGetsMostWrong()
+    {
+        const int vocab = 6;
+        var row = new float[vocab];
+        row[1] = 5f;
+        Tensor Model(Tensor ids) => Tensor.FromArray(Enumerable.Repeat(row, ids.Size(1)).SelectMany(r => r).ToArray(), 1, ids.Size(1), vocab);
+        var text = Enumerable.Range(0, 400).Select(i => i % 4 == 3 ? 3 : 2).ToArray();
+        Assert.Equal(new[] { 1, 2, 3 }, Lora.MostMispredictedTokens(Model, text, vocab, 3, windows: 4, window: 16));
+        Assert.Equal(new[] { 1, 2, 3, 0, 4, 5 }, Lora.MostMispredictedTokens(Model, text, vocab, 6, windows: 4, window: 16)); // ties by id
+    }
+
     [Theory]
     [InlineData(new[] { 3, 3 }, null, "repeat a token")]
     [InlineData(new[] { 335 }, null, "trainable token 335 is not below the vocabulary size 335")]
