@@ -375,6 +375,7 @@ public static partial class Lora
         using (GradMode.NoGrad())
             for (int w = 0; w < windows; w++)
             {
+                using var scope = MemoryScope.Begin(); // each window's activations back to the pool now, not at the next GC
                 int start = (int)((long)(tokens.Length - window) * w / Math.Max(1, windows - 1));
                 var probabilities = logits(Tensor.FromArray(tokens.Slice(start, window).ToArray(), 1, window)).Softmax(-1).Sum(1).ToArray();
                 for (int t = 0; t < vocabSize; t++) predicted[t] += probabilities[t];
