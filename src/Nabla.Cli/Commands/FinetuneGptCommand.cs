@@ -155,6 +155,8 @@ public static class FinetuneGptCommand
     {
         if (config.Quantize != null && !device.IsCpu)
             throw new CliException($"--device {device}: a quantised base (--quantize {config.Quantize}) runs on the CPU only (its kernels are CPU kernels); use --device cpu.");
+        if (config.TrainableTokens > 0 && !device.IsCpu)
+            throw new CliException($"--device {device}: --trainable-tokens replaces rows of the table on the host (no device kernel for it yet); use --device cpu.");
         Generator.ManualSeed(config.Seed); // the adapter's initial A (drawn by Lora.Apply from the default generator)
         // A Q8_0/Q4_0 GGUF base stays quantised for an adapter (QLoRA as it stands); --full and --quantize need float weights.
         var (model, tokenizer) = Gpt2ModelFiles.Load(config.Model, dequantizeGguf: config.Lora == null || config.Quantize != null);
