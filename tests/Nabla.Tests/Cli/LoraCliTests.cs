@@ -129,12 +129,7 @@ public class LoraCliTests : CliTest
         Assert.Equal("ln_f", Assert.Single(config["modules_to_save"]!.AsArray())!.GetValue<string>());
 
         // the trained biases and ln_f are part of what `generate --adapter` and `lora merge` apply
-        string[] greedy = ["--prompt", "the hacker", "--max-tokens", "8", "--temperature", "0"];
-        var merged = Path.Combine(TempDir, "bias-merged");
-        Ok(CliRunner.Run("lora", "merge", "--model", Base, "--adapter", run, "--out", merged));
-        var withAdapter = CliRunner.Run(["generate", "--model", Base, "--adapter", run, .. greedy]);
-        Ok(withAdapter);
-        Assert.Equal(withAdapter.Out, CliRunner.Run(["generate", "--model", merged, .. greedy]).Out);
+        var merged = MergeAndCompareGreedyText(run);
         var mergedWeights = SafeTensors.Load(Path.Combine(merged, "model.safetensors"));
         Assert.Equal(tensors["base_model.model.transformer.ln_f.bias"].ToArray(), mergedWeights["ln_f.bias"].ToArray());
     }
@@ -154,12 +149,20 @@ public class LoraCliTests : CliTest
         Assert.Equal(tensors["base_model.model.transformer.wte.lora_embedding_A"].T.ToArray(), tensors["base_model.model.lm_head.lora_B.weight"].ToArray());
         Assert.Contains(tensors["base_model.model.transformer.wte.lora_embedding_A"].ToArray(), v => v != 0); // A starts at zero: it trained
 
+        MergeAndCompareGreedyText(run);
+    }
+
+    /// <summary>`lora merge`s the adapter of <paramref name="run"/> into the base and checks that greedy text from the base
+    /// plus the unmerged adapter is the merged model's; returns the merged model's directory.</summary>
+    private string MergeAndCompareGreedyText(string run)
+    {
         string[] greedy = ["--prompt", "the hacker", "--max-tokens", "8", "--temperature", "0"];
-        var merged = Path.Combine(TempDir, "tied-merged");
+        var merged = run + "-merged";
         Ok(CliRunner.Run("lora", "merge", "--model", Base, "--adapter", run, "--out", merged));
         var withAdapter = CliRunner.Run(["generate", "--model", Base, "--adapter", run, .. greedy]);
         Ok(withAdapter);
         Assert.Equal(withAdapter.Out, CliRunner.Run(["generate", "--model", merged, .. greedy]).Out);
+        return merged;
     }
 
     /// <summary>--trainable-tokens N picks N tokens once, records them in config.json (where a resume reads them)

@@ -87,6 +87,19 @@ public class LoraTests
         Assert.Equal(2f, lora.Scaling);
     }
 
+    /// <summary>Saves the model's adapter into <paramref name="dir"/> and checks that it holds the tensors of the adapter
+    /// the Python script wrote into <paramref name="pythonDir"/>: the same names, shapes and values. Returns the config written.</summary>
+    private static JsonObject SaveAndCompareWithPython(Module model, LoraConfig config, string pythonDir, string dir)
+    {
+        Lora.SaveAdapter(model, dir, config);
+        var python = SafeTensors.Load(Path.Combine(pythonDir, Lora.WeightsFile));
+        var ours = SafeTensors.Load(Path.Combine(dir, Lora.WeightsFile));
+        Assert.Equal(python.Keys.Order(), ours.Keys.Order());
+        foreach (var (name, tensor) in python)
+            Assert.True(tensor.ToArray().SequenceEqual(ours[name].ToArray()) && tensor.Shape.SequenceEqual(ours[name].Shape), $"tensor {name} differs");
+        return JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Lora.ConfigFile)))!.AsObject();
+    }
+
     [Fact]
     public void PeftAdapterWrittenByPythonGivesPyTorchsLogits()
     {
@@ -148,13 +161,8 @@ public class LoraTests
         var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
         try
         {
-            Lora.SaveAdapter(model, dir, config);
-            var ours = SafeTensors.Load(Path.Combine(dir, Lora.WeightsFile));
-            Assert.Equal(python.Keys.Order(), ours.Keys.Order());
-            foreach (var (name, tensor) in python)
-                Assert.True(tensor.ToArray().SequenceEqual(ours[name].ToArray()), $"tensor {name} differs");
+            var ourConfig = SaveAndCompareWithPython(model, config, pythonDir, dir);
             var pythonConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(pythonDir, Lora.ConfigFile)))!.AsObject();
-            var ourConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Lora.ConfigFile)))!.AsObject();
             foreach (var key in new[] { "bias", "modules_to_save", "use_rslora", "target_modules" })
                 Assert.True(JsonNode.DeepEquals(pythonConfig[key], ourConfig[key]), $"{key}: {pythonConfig[key]?.ToJsonString()} in PEFT's file, {ourConfig[key]?.ToJsonString()} in ours");
         }
@@ -232,15 +240,8 @@ public class LoraTests
         var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
         try
         {
-            Lora.SaveAdapter(model, dir, config);
-            var python = SafeTensors.Load(Path.Combine(PythonAdapter, Lora.WeightsFile));
-            var ours = SafeTensors.Load(Path.Combine(dir, Lora.WeightsFile));
-            Assert.Equal(python.Keys.Order(), ours.Keys.Order());
-            foreach (var (name, tensor) in python)
-                Assert.True(tensor.ToArray().SequenceEqual(ours[name].ToArray()) && tensor.Shape.SequenceEqual(ours[name].Shape), $"tensor {name} differs");
-
+            var ourConfig = SaveAndCompareWithPython(model, config, PythonAdapter, dir);
             var pythonConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(PythonAdapter, Lora.ConfigFile)))!.AsObject();
-            var ourConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Lora.ConfigFile)))!.AsObject();
             Assert.Equal(pythonConfig.Select(p => p.Key).Order(), ourConfig.Select(p => p.Key).Order());
             foreach (var key in new[] { "peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "bias", "task_type", "base_model_name_or_path", "fan_in_fan_out", "use_rslora", "use_dora" })
                 Assert.True(JsonNode.DeepEquals(pythonConfig[key], ourConfig[key]), $"{key}: {pythonConfig[key]?.ToJsonString()} in PEFT's file, {ourConfig[key]?.ToJsonString()} in ours");
@@ -254,6 +255,18 @@ public class LoraTests
     }
 
     private static readonly string PythonTiedAdapter = Fixture("gpt2_adapter_tied");
+
+    /// <summary>The logits and the next-token loss of the fixture's ids and targets against PyTorch's, then the backward
+    /// pass, whose gradients the caller compares.</summary>
+    private static void CompareLogitsAndLossThenBackward(Gpt2Model model, IReadOnlyDictionary<string, Tensor> expected, string what)
+    {
+        model.Eval();
+        var logits = model.Forward(expected["ids"]);
+        Close.Assert(expected["logits"], logits, 1e-5, $"logits of {what}");
+        var loss = Gpt2Model.Loss(logits, expected["targets"]);
+        Close.Assert(expected["loss"], loss.Reshape(1), 1e-5, $"loss of {what}");
+        loss.Backward();
+    }
 
     /// <summary>PEFT's adapter on GPT-2's tied embedding and head (ensure_weight_tying; its config names the pair
     /// "transformer.wte"): the embedding's lora_embedding_A/B serve the head too, so the logits, the loss and the
@@ -270,12 +283,7 @@ public class LoraTests
         int vocab = model.Config.VocabSize, channels = model.Config.Channels;
         Assert.Equal(2 * (vocab + channels) + 2 * 2 * (channels + 3 * channels), summary.TrainableParameters);
 
-        model.Eval();
-        var logits = model.Forward(expected["ids"]);
-        Close.Assert(expected["logits"], logits, 1e-5, "logits of base + tied adapter");
-        var loss = Gpt2Model.Loss(logits, expected["targets"]);
-        Close.Assert(expected["loss"], loss.Reshape(1), 1e-5, "loss");
-        loss.Backward();
+        CompareLogitsAndLossThenBackward(model, expected, "base + tied adapter");
         Close.Assert(expected["grad_lora_embedding_A"], adapter.LoraEmbeddingA.Grad!, 1e-4, "grad of lora_embedding_A", atol: 1e-6);
         Close.Assert(expected["grad_lora_embedding_B"], adapter.LoraEmbeddingB.Grad!, 1e-4, "grad of lora_embedding_B", atol: 1e-6);
         Assert.Null(adapter.BaseLayer.Weight.Grad); // the table stays frozen
@@ -313,13 +321,7 @@ public class LoraTests
         var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
         try
         {
-            Lora.SaveAdapter(model, dir, config);
-            var python = SafeTensors.Load(Path.Combine(PythonTiedAdapter, Lora.WeightsFile));
-            var ours = SafeTensors.Load(Path.Combine(dir, Lora.WeightsFile));
-            Assert.Equal(python.Keys.Order(), ours.Keys.Order());
-            foreach (var (name, tensor) in python)
-                Assert.True(tensor.ToArray().SequenceEqual(ours[name].ToArray()) && tensor.Shape.SequenceEqual(ours[name].Shape), $"tensor {name} differs");
-            var ourConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Lora.ConfigFile)))!.AsObject();
+            var ourConfig = SaveAndCompareWithPython(model, config, PythonTiedAdapter, dir);
             Assert.Equal("[\"c_attn\",\"lm_head\"]", ourConfig["target_modules"]!.ToJsonString());
             Assert.True(ourConfig["ensure_weight_tying"]!.GetValue<bool>());
             var reloaded = LoadBase();
@@ -367,12 +369,7 @@ public class LoraTests
         int channels = model.Config.Channels;
         Assert.Equal(5 * channels + 2 * 2 * (channels + 3 * channels), summary.TrainableParameters);
 
-        model.Eval();
-        var logits = model.Forward(expected["ids"]);
-        Close.Assert(expected["logits"], logits, 1e-5, "logits of base + trainable tokens");
-        var loss = Gpt2Model.Loss(logits, expected["targets"]);
-        Close.Assert(expected["loss"], loss.Reshape(1), 1e-5, "loss");
-        loss.Backward();
+        CompareLogitsAndLossThenBackward(model, expected, "base + trainable tokens");
         Close.Assert(expected["grad_trainable_tokens_delta"], tokens.Delta.Grad!, 1e-4, "grad of trainable_tokens_delta", atol: 1e-6);
         Assert.Null(tokens.BaseLayer.Weight.Grad);
     }
@@ -396,13 +393,7 @@ public class LoraTests
         var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
         try
         {
-            Lora.SaveAdapter(model, dir, config);
-            var python = SafeTensors.Load(Path.Combine(PythonTokensAdapter, Lora.WeightsFile));
-            var ours = SafeTensors.Load(Path.Combine(dir, Lora.WeightsFile));
-            Assert.Equal(python.Keys.Order(), ours.Keys.Order());
-            foreach (var (name, tensor) in python)
-                Assert.True(tensor.ToArray().SequenceEqual(ours[name].ToArray()) && tensor.Shape.SequenceEqual(ours[name].Shape), $"tensor {name} differs");
-            var ourConfig = JsonNode.Parse(File.ReadAllText(Path.Combine(dir, Lora.ConfigFile)))!.AsObject();
+            var ourConfig = SaveAndCompareWithPython(model, config, PythonTokensAdapter, dir);
             Assert.Equal("[17,3,200,42,334]", ourConfig["trainable_token_indices"]!.ToJsonString());
             var reloaded = LoadBase();
             Lora.LoadAdapter(reloaded, dir);
