@@ -237,7 +237,7 @@ public sealed class TrainableTokens : AdapterLayer, ITiedEmbedding
     {
         if (tokenIndices.Count == 0) throw new ArgumentException("Trainable tokens need at least one token index.");
         if (tokenIndices.FirstOrDefault(t => (uint)t >= (uint)baseLayer.NumEmbeddings, -1) is var bad and >= 0)
-            throw new ArgumentOutOfRangeException(nameof(tokenIndices), $"trainable token {bad} is not below the vocabulary size {baseLayer.NumEmbeddings}.");
+            throw new ArgumentException($"trainable token {bad} is not below the vocabulary size {baseLayer.NumEmbeddings}.");
         if (tokenIndices.Distinct().Count() != tokenIndices.Count) throw new ArgumentException("Trainable token indices repeat a token.");
         TokenIndices = tokenIndices.ToArray();
         _index = Tensor.FromArray(TokenIndices.ToArray());

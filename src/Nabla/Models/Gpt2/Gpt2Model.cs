@@ -1,6 +1,5 @@
 using Nabla.Autograd;
 using Nabla.NN;
-using Nabla.Quantization;
 
 namespace Nabla.Models.Gpt2;
 
