@@ -26,6 +26,7 @@ internal unsafe struct Lane : IVec<Lane>
     public static Lane operator -(Lane a) => new(-a.V);
     // The PTX compiler contracts a·b + c into one fused multiply-add.
     public static Lane Fma(Lane a, Lane b, Lane c) => new(a.V * b.V + c.V);
+    public static void AddProduct(ref Lane acc, Lane a, Lane b) => acc.V = a.V * b.V + acc.V;
     public static Lane Max(Lane a, Lane b) => new(XMath.Max(a.V, b.V));
     public static Lane Min(Lane a, Lane b) => new(XMath.Min(a.V, b.V));
     public static Lane Exp(Lane a) => new(XMath.Exp(a.V));

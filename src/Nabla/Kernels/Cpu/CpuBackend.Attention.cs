@@ -396,10 +396,10 @@ public sealed unsafe partial class CpuBackend
                 {
                     var b0 = V.Load(bp);
                     var b1 = V.Load(bp + w);
-                    var x = V.Splat(a0[d]); c00 = V.Fma(x, b0, c00); c01 = V.Fma(x, b1, c01);
-                    x = V.Splat(a1[d]); c10 = V.Fma(x, b0, c10); c11 = V.Fma(x, b1, c11);
-                    x = V.Splat(a2[d]); c20 = V.Fma(x, b0, c20); c21 = V.Fma(x, b1, c21);
-                    x = V.Splat(a3[d]); c30 = V.Fma(x, b0, c30); c31 = V.Fma(x, b1, c31);
+                    var x = V.Splat(a0[d]); V.AddProduct(ref c00, x, b0); V.AddProduct(ref c01, x, b1);
+                    x = V.Splat(a1[d]); V.AddProduct(ref c10, x, b0); V.AddProduct(ref c11, x, b1);
+                    x = V.Splat(a2[d]); V.AddProduct(ref c20, x, b0); V.AddProduct(ref c21, x, b1);
+                    x = V.Splat(a3[d]); V.AddProduct(ref c30, x, b0); V.AddProduct(ref c31, x, b1);
                 }
                 float* cp = c + (long)i * ldc + j;
                 V.Store(cp, c00); V.Store(cp + w, c01); cp += ldc;
@@ -431,10 +431,10 @@ public sealed unsafe partial class CpuBackend
                 {
                     var b0 = V.Load(bp);
                     var b1 = V.Load(bp + w);
-                    var x = V.Splat(p0[t]); a00 = V.Fma(x, b0, a00); a01 = V.Fma(x, b1, a01);
-                    x = V.Splat(p1[t]); a10 = V.Fma(x, b0, a10); a11 = V.Fma(x, b1, a11);
-                    x = V.Splat(p2[t]); a20 = V.Fma(x, b0, a20); a21 = V.Fma(x, b1, a21);
-                    x = V.Splat(p3[t]); a30 = V.Fma(x, b0, a30); a31 = V.Fma(x, b1, a31);
+                    var x = V.Splat(p0[t]); V.AddProduct(ref a00, x, b0); V.AddProduct(ref a01, x, b1);
+                    x = V.Splat(p1[t]); V.AddProduct(ref a10, x, b0); V.AddProduct(ref a11, x, b1);
+                    x = V.Splat(p2[t]); V.AddProduct(ref a20, x, b0); V.AddProduct(ref a21, x, b1);
+                    x = V.Splat(p3[t]); V.AddProduct(ref a30, x, b0); V.AddProduct(ref a31, x, b1);
                 }
                 V.Store(c0 + d, a00); V.Store(c0 + d + w, a01); V.Store(c1 + d, a10); V.Store(c1 + d + w, a11);
                 V.Store(c2 + d, a20); V.Store(c2 + d + w, a21); V.Store(c3 + d, a30); V.Store(c3 + d + w, a31);
@@ -446,10 +446,10 @@ public sealed unsafe partial class CpuBackend
                 for (int t = 0; t < inner; t++, bp += Dp)
                 {
                     var b0 = V.Load(bp);
-                    a0 = V.Fma(V.Splat(p0[t]), b0, a0);
-                    a1 = V.Fma(V.Splat(p1[t]), b0, a1);
-                    a2 = V.Fma(V.Splat(p2[t]), b0, a2);
-                    a3 = V.Fma(V.Splat(p3[t]), b0, a3);
+                    V.AddProduct(ref a0, V.Splat(p0[t]), b0);
+                    V.AddProduct(ref a1, V.Splat(p1[t]), b0);
+                    V.AddProduct(ref a2, V.Splat(p2[t]), b0);
+                    V.AddProduct(ref a3, V.Splat(p3[t]), b0);
                 }
                 V.Store(c0 + d, a0); V.Store(c1 + d, a1); V.Store(c2 + d, a2); V.Store(c3 + d, a3);
             }
@@ -477,10 +477,10 @@ public sealed unsafe partial class CpuBackend
                 {
                     var b0 = V.Load(bp);
                     var b1 = V.Load(bp + w);
-                    var x = V.Splat(pp[0]); a00 = V.Fma(x, b0, a00); a01 = V.Fma(x, b1, a01);
-                    x = V.Splat(pp[1]); a10 = V.Fma(x, b0, a10); a11 = V.Fma(x, b1, a11);
-                    x = V.Splat(pp[2]); a20 = V.Fma(x, b0, a20); a21 = V.Fma(x, b1, a21);
-                    x = V.Splat(pp[3]); a30 = V.Fma(x, b0, a30); a31 = V.Fma(x, b1, a31);
+                    var x = V.Splat(pp[0]); V.AddProduct(ref a00, x, b0); V.AddProduct(ref a01, x, b1);
+                    x = V.Splat(pp[1]); V.AddProduct(ref a10, x, b0); V.AddProduct(ref a11, x, b1);
+                    x = V.Splat(pp[2]); V.AddProduct(ref a20, x, b0); V.AddProduct(ref a21, x, b1);
+                    x = V.Splat(pp[3]); V.AddProduct(ref a30, x, b0); V.AddProduct(ref a31, x, b1);
                 }
                 V.Store(c0 + d, a00); V.Store(c0 + d + w, a01); V.Store(c1 + d, a10); V.Store(c1 + d + w, a11);
                 V.Store(c2 + d, a20); V.Store(c2 + d + w, a21); V.Store(c3 + d, a30); V.Store(c3 + d + w, a31);
@@ -492,10 +492,10 @@ public sealed unsafe partial class CpuBackend
                 for (int t = first; t < inner; t++, pp += ldp, bp += Dp)
                 {
                     var b0 = V.Load(bp);
-                    a0 = V.Fma(V.Splat(pp[0]), b0, a0);
-                    a1 = V.Fma(V.Splat(pp[1]), b0, a1);
-                    a2 = V.Fma(V.Splat(pp[2]), b0, a2);
-                    a3 = V.Fma(V.Splat(pp[3]), b0, a3);
+                    V.AddProduct(ref a0, V.Splat(pp[0]), b0);
+                    V.AddProduct(ref a1, V.Splat(pp[1]), b0);
+                    V.AddProduct(ref a2, V.Splat(pp[2]), b0);
+                    V.AddProduct(ref a3, V.Splat(pp[3]), b0);
                 }
                 V.Store(c0 + d, a0); V.Store(c1 + d, a1); V.Store(c2 + d, a2); V.Store(c3 + d, a3);
             }
@@ -551,7 +551,7 @@ public sealed unsafe partial class CpuBackend
     {
         var acc = V.Splat(0f);
         int k = 0;
-        for (; k + V.Count <= n; k += V.Count) acc = V.Fma(V.Load(a + k), V.Load(b + k), acc);
+        for (; k + V.Count <= n; k += V.Count) V.AddProduct(ref acc, V.Load(a + k), V.Load(b + k));
         float sum = V.SumAcross(acc);
         if (V.Count > V256.Count && k + V256.Count <= n)
         {

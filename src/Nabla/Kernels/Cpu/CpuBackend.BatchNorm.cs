@@ -71,13 +71,13 @@ public sealed unsafe partial class CpuBackend
         {
             var d0 = V.Load(x + k) - m;
             var d1 = V.Load(x + k + V.Count) - m;
-            acc0 = V.Fma(d0, d0, acc0);
-            acc1 = V.Fma(d1, d1, acc1);
+            V.AddProduct(ref acc0, d0, d0);
+            V.AddProduct(ref acc1, d1, d1);
         }
         for (; k + V.Count <= n; k += V.Count)
         {
             var d = V.Load(x + k) - m;
-            acc0 = V.Fma(d, d, acc0);
+            V.AddProduct(ref acc0, d, d);
         }
         float sum = V.SumAcross(acc0 + acc1);
         for (; k < n; k++) sum += (x[k] - mean) * (x[k] - mean);
@@ -164,7 +164,7 @@ public sealed unsafe partial class CpuBackend
             V g = Masked<V>(dy, mask, k);
             if (gOut != null) V.Store(gOut + k, g);
             sum += g;
-            centered = V.Fma(g, V.Load(x + k) - m, centered);
+            V.AddProduct(ref centered, g, V.Load(x + k) - m);
         }
         float s = V.SumAcross(sum), sc = V.SumAcross(centered);
         for (; k < n; k++)

@@ -215,21 +215,21 @@ public sealed unsafe partial class CpuBackend
             {
                 V x0 = V.Load(xp), x1 = V.Load(xp + n), x2 = V.Load(xp + 2 * n);
                 V w = V.Splat(d[0]);
-                a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01); a02 = V.Fma(w, x2, a02);
+                V.AddProduct(ref a00, w, x0); V.AddProduct(ref a01, w, x1); V.AddProduct(ref a02, w, x2);
                 w = V.Splat(d[1]);
-                a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11); a12 = V.Fma(w, x2, a12);
+                V.AddProduct(ref a10, w, x0); V.AddProduct(ref a11, w, x1); V.AddProduct(ref a12, w, x2);
                 w = V.Splat(d[2]);
-                a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21); a22 = V.Fma(w, x2, a22);
+                V.AddProduct(ref a20, w, x0); V.AddProduct(ref a21, w, x1); V.AddProduct(ref a22, w, x2);
                 w = V.Splat(d[3]);
-                a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31); a32 = V.Fma(w, x2, a32);
+                V.AddProduct(ref a30, w, x0); V.AddProduct(ref a31, w, x1); V.AddProduct(ref a32, w, x2);
                 w = V.Splat(d[4]);
-                a40 = V.Fma(w, x0, a40); a41 = V.Fma(w, x1, a41); a42 = V.Fma(w, x2, a42);
+                V.AddProduct(ref a40, w, x0); V.AddProduct(ref a41, w, x1); V.AddProduct(ref a42, w, x2);
                 w = V.Splat(d[5]);
-                a50 = V.Fma(w, x0, a50); a51 = V.Fma(w, x1, a51); a52 = V.Fma(w, x2, a52);
+                V.AddProduct(ref a50, w, x0); V.AddProduct(ref a51, w, x1); V.AddProduct(ref a52, w, x2);
                 w = V.Splat(d[6]);
-                a60 = V.Fma(w, x0, a60); a61 = V.Fma(w, x1, a61); a62 = V.Fma(w, x2, a62);
+                V.AddProduct(ref a60, w, x0); V.AddProduct(ref a61, w, x1); V.AddProduct(ref a62, w, x2);
                 w = V.Splat(d[7]);
-                a70 = V.Fma(w, x0, a70); a71 = V.Fma(w, x1, a71); a72 = V.Fma(w, x2, a72);
+                V.AddProduct(ref a70, w, x0); V.AddProduct(ref a71, w, x1); V.AddProduct(ref a72, w, x2);
             }
         }
         a = acc;
@@ -262,13 +262,13 @@ public sealed unsafe partial class CpuBackend
             {
                 V x0 = V.Load(xp), x1 = V.Load(xp + n);
                 V w = V.Splat(d[0]);
-                a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01);
+                V.AddProduct(ref a00, w, x0); V.AddProduct(ref a01, w, x1);
                 w = V.Splat(d[1]);
-                a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11);
+                V.AddProduct(ref a10, w, x0); V.AddProduct(ref a11, w, x1);
                 w = V.Splat(d[2]);
-                a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21);
+                V.AddProduct(ref a20, w, x0); V.AddProduct(ref a21, w, x1);
                 w = V.Splat(d[3]);
-                a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31);
+                V.AddProduct(ref a30, w, x0); V.AddProduct(ref a31, w, x1);
             }
         }
         a = acc;
@@ -364,21 +364,21 @@ public sealed unsafe partial class CpuBackend
             V x0 = V.Load(wp), x1 = V.Load(wp + n), x2 = V.Load(wp + 2 * n);
             float* d = dy + o;
             V b = V.Splat(d[0]);
-            a00 = V.Fma(b, x0, a00); a01 = V.Fma(b, x1, a01); a02 = V.Fma(b, x2, a02);
+            V.AddProduct(ref a00, b, x0); V.AddProduct(ref a01, b, x1); V.AddProduct(ref a02, b, x2);
             b = V.Splat(d[O]);
-            a10 = V.Fma(b, x0, a10); a11 = V.Fma(b, x1, a11); a12 = V.Fma(b, x2, a12);
+            V.AddProduct(ref a10, b, x0); V.AddProduct(ref a11, b, x1); V.AddProduct(ref a12, b, x2);
             b = V.Splat(d[2 * O]);
-            a20 = V.Fma(b, x0, a20); a21 = V.Fma(b, x1, a21); a22 = V.Fma(b, x2, a22);
+            V.AddProduct(ref a20, b, x0); V.AddProduct(ref a21, b, x1); V.AddProduct(ref a22, b, x2);
             b = V.Splat(d[3 * O]);
-            a30 = V.Fma(b, x0, a30); a31 = V.Fma(b, x1, a31); a32 = V.Fma(b, x2, a32);
+            V.AddProduct(ref a30, b, x0); V.AddProduct(ref a31, b, x1); V.AddProduct(ref a32, b, x2);
             b = V.Splat(d[4 * O]);
-            a40 = V.Fma(b, x0, a40); a41 = V.Fma(b, x1, a41); a42 = V.Fma(b, x2, a42);
+            V.AddProduct(ref a40, b, x0); V.AddProduct(ref a41, b, x1); V.AddProduct(ref a42, b, x2);
             b = V.Splat(d[5 * O]);
-            a50 = V.Fma(b, x0, a50); a51 = V.Fma(b, x1, a51); a52 = V.Fma(b, x2, a52);
+            V.AddProduct(ref a50, b, x0); V.AddProduct(ref a51, b, x1); V.AddProduct(ref a52, b, x2);
             b = V.Splat(d[6 * O]);
-            a60 = V.Fma(b, x0, a60); a61 = V.Fma(b, x1, a61); a62 = V.Fma(b, x2, a62);
+            V.AddProduct(ref a60, b, x0); V.AddProduct(ref a61, b, x1); V.AddProduct(ref a62, b, x2);
             b = V.Splat(d[7 * O]);
-            a70 = V.Fma(b, x0, a70); a71 = V.Fma(b, x1, a71); a72 = V.Fma(b, x2, a72);
+            V.AddProduct(ref a70, b, x0); V.AddProduct(ref a71, b, x1); V.AddProduct(ref a72, b, x2);
         }
         AddRow(dx + at[0], n, a00, a01, a02);
         AddRow(dx + at[1], n, a10, a11, a12);

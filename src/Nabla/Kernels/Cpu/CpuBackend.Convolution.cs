@@ -116,10 +116,10 @@ public sealed unsafe partial class CpuBackend
                 {
                     var wt = V.Splat(w[t]);
                     int at = tap[t];
-                    a0 = V.Fma(wt, V.Load(r0 + at), a0);
-                    a1 = V.Fma(wt, V.Load(r1 + at), a1);
-                    a2 = V.Fma(wt, V.Load(r2 + at), a2);
-                    a3 = V.Fma(wt, V.Load(r3 + at), a3);
+                    V.AddProduct(ref a0, wt, V.Load(r0 + at));
+                    V.AddProduct(ref a1, wt, V.Load(r1 + at));
+                    V.AddProduct(ref a2, wt, V.Load(r2 + at));
+                    V.AddProduct(ref a3, wt, V.Load(r3 + at));
                 }
                 V.Store(y + ow, a0);
                 V.Store(y + yStride + ow, a1);
@@ -133,10 +133,10 @@ public sealed unsafe partial class CpuBackend
                 int t = 0;
                 for (; t + 2 <= taps; t += 2)
                 {
-                    a0 = V.Fma(V.Splat(w[t]), V.Load(r0 + tap[t]), a0);
-                    a1 = V.Fma(V.Splat(w[t + 1]), V.Load(r0 + tap[t + 1]), a1);
+                    V.AddProduct(ref a0, V.Splat(w[t]), V.Load(r0 + tap[t]));
+                    V.AddProduct(ref a1, V.Splat(w[t + 1]), V.Load(r0 + tap[t + 1]));
                 }
-                if (t < taps) a0 = V.Fma(V.Splat(w[t]), V.Load(r0 + tap[t]), a0);
+                if (t < taps) V.AddProduct(ref a0, V.Splat(w[t]), V.Load(r0 + tap[t]));
                 V.Store(y + ow, a0 + a1);
             }
         }

@@ -296,13 +296,13 @@ public sealed unsafe partial class CpuBackend
                             {
                                 float* at = xr + tap[t];
                                 V w0 = V.Load(wp), w1 = V.Load(wp + n);
-                                V b = V.Splat(at[0]); a00 = V.Fma(w0, b, a00); a10 = V.Fma(w1, b, a10);
-                                b = V.Splat(at[1]); a01 = V.Fma(w0, b, a01); a11 = V.Fma(w1, b, a11);
-                                b = V.Splat(at[2]); a02 = V.Fma(w0, b, a02); a12 = V.Fma(w1, b, a12);
-                                b = V.Splat(at[3]); a03 = V.Fma(w0, b, a03); a13 = V.Fma(w1, b, a13);
-                                b = V.Splat(at[4]); a04 = V.Fma(w0, b, a04); a14 = V.Fma(w1, b, a14);
-                                b = V.Splat(at[5]); a05 = V.Fma(w0, b, a05); a15 = V.Fma(w1, b, a15);
-                                b = V.Splat(at[6]); a06 = V.Fma(w0, b, a06); a16 = V.Fma(w1, b, a16);
+                                V b = V.Splat(at[0]); V.AddProduct(ref a00, w0, b); V.AddProduct(ref a10, w1, b);
+                                b = V.Splat(at[1]); V.AddProduct(ref a01, w0, b); V.AddProduct(ref a11, w1, b);
+                                b = V.Splat(at[2]); V.AddProduct(ref a02, w0, b); V.AddProduct(ref a12, w1, b);
+                                b = V.Splat(at[3]); V.AddProduct(ref a03, w0, b); V.AddProduct(ref a13, w1, b);
+                                b = V.Splat(at[4]); V.AddProduct(ref a04, w0, b); V.AddProduct(ref a14, w1, b);
+                                b = V.Splat(at[5]); V.AddProduct(ref a05, w0, b); V.AddProduct(ref a15, w1, b);
+                                b = V.Splat(at[6]); V.AddProduct(ref a06, w0, b); V.AddProduct(ref a16, w1, b);
                             }
                         }
                         // The tile as [position][output channel], then transposed into the output rows.
@@ -378,13 +378,13 @@ public sealed unsafe partial class CpuBackend
                     float* at = xr + tap[t];
                     V x0 = V.Load(at), x1 = V.Load(at + n);
                     V w = V.Splat(wp[0]);
-                    a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01);
+                    V.AddProduct(ref a00, w, x0); V.AddProduct(ref a01, w, x1);
                     w = V.Splat(wp[1]);
-                    a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11);
+                    V.AddProduct(ref a10, w, x0); V.AddProduct(ref a11, w, x1);
                     w = V.Splat(wp[2]);
-                    a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21);
+                    V.AddProduct(ref a20, w, x0); V.AddProduct(ref a21, w, x1);
                     w = V.Splat(wp[3]);
-                    a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31);
+                    V.AddProduct(ref a30, w, x0); V.AddProduct(ref a31, w, x1);
                 }
             }
             float* o = output + q;
@@ -415,21 +415,21 @@ public sealed unsafe partial class CpuBackend
                     float* at = xr + tap[t];
                     V x0 = V.Load(at), x1 = V.Load(at + n), x2 = V.Load(at + 2 * n);
                     V w = V.Splat(wp[0]);
-                    a00 = V.Fma(w, x0, a00); a01 = V.Fma(w, x1, a01); a02 = V.Fma(w, x2, a02);
+                    V.AddProduct(ref a00, w, x0); V.AddProduct(ref a01, w, x1); V.AddProduct(ref a02, w, x2);
                     w = V.Splat(wp[1]);
-                    a10 = V.Fma(w, x0, a10); a11 = V.Fma(w, x1, a11); a12 = V.Fma(w, x2, a12);
+                    V.AddProduct(ref a10, w, x0); V.AddProduct(ref a11, w, x1); V.AddProduct(ref a12, w, x2);
                     w = V.Splat(wp[2]);
-                    a20 = V.Fma(w, x0, a20); a21 = V.Fma(w, x1, a21); a22 = V.Fma(w, x2, a22);
+                    V.AddProduct(ref a20, w, x0); V.AddProduct(ref a21, w, x1); V.AddProduct(ref a22, w, x2);
                     w = V.Splat(wp[3]);
-                    a30 = V.Fma(w, x0, a30); a31 = V.Fma(w, x1, a31); a32 = V.Fma(w, x2, a32);
+                    V.AddProduct(ref a30, w, x0); V.AddProduct(ref a31, w, x1); V.AddProduct(ref a32, w, x2);
                     w = V.Splat(wp[4]);
-                    a40 = V.Fma(w, x0, a40); a41 = V.Fma(w, x1, a41); a42 = V.Fma(w, x2, a42);
+                    V.AddProduct(ref a40, w, x0); V.AddProduct(ref a41, w, x1); V.AddProduct(ref a42, w, x2);
                     w = V.Splat(wp[5]);
-                    a50 = V.Fma(w, x0, a50); a51 = V.Fma(w, x1, a51); a52 = V.Fma(w, x2, a52);
+                    V.AddProduct(ref a50, w, x0); V.AddProduct(ref a51, w, x1); V.AddProduct(ref a52, w, x2);
                     w = V.Splat(wp[6]);
-                    a60 = V.Fma(w, x0, a60); a61 = V.Fma(w, x1, a61); a62 = V.Fma(w, x2, a62);
+                    V.AddProduct(ref a60, w, x0); V.AddProduct(ref a61, w, x1); V.AddProduct(ref a62, w, x2);
                     w = V.Splat(wp[7]);
-                    a70 = V.Fma(w, x0, a70); a71 = V.Fma(w, x1, a71); a72 = V.Fma(w, x2, a72);
+                    V.AddProduct(ref a70, w, x0); V.AddProduct(ref a71, w, x1); V.AddProduct(ref a72, w, x2);
                 }
             }
             float* o = output + q;
@@ -529,13 +529,13 @@ public sealed unsafe partial class CpuBackend
                         for (int ow = 0; ow < OW; ow++, q++, d += outChannels)
                         {
                             V d0 = V.Load(d), d1 = V.Load(d + n);
-                            V b = V.Splat(x0[q]); a00 = V.Fma(d0, b, a00); a10 = V.Fma(d1, b, a10);
-                            b = V.Splat(x1[q]); a01 = V.Fma(d0, b, a01); a11 = V.Fma(d1, b, a11);
-                            b = V.Splat(x2[q]); a02 = V.Fma(d0, b, a02); a12 = V.Fma(d1, b, a12);
-                            b = V.Splat(x3[q]); a03 = V.Fma(d0, b, a03); a13 = V.Fma(d1, b, a13);
-                            b = V.Splat(x4[q]); a04 = V.Fma(d0, b, a04); a14 = V.Fma(d1, b, a14);
-                            b = V.Splat(x5[q]); a05 = V.Fma(d0, b, a05); a15 = V.Fma(d1, b, a15);
-                            b = V.Splat(x6[q]); a06 = V.Fma(d0, b, a06); a16 = V.Fma(d1, b, a16);
+                            V b = V.Splat(x0[q]); V.AddProduct(ref a00, d0, b); V.AddProduct(ref a10, d1, b);
+                            b = V.Splat(x1[q]); V.AddProduct(ref a01, d0, b); V.AddProduct(ref a11, d1, b);
+                            b = V.Splat(x2[q]); V.AddProduct(ref a02, d0, b); V.AddProduct(ref a12, d1, b);
+                            b = V.Splat(x3[q]); V.AddProduct(ref a03, d0, b); V.AddProduct(ref a13, d1, b);
+                            b = V.Splat(x4[q]); V.AddProduct(ref a04, d0, b); V.AddProduct(ref a14, d1, b);
+                            b = V.Splat(x5[q]); V.AddProduct(ref a05, d0, b); V.AddProduct(ref a15, d1, b);
+                            b = V.Splat(x6[q]); V.AddProduct(ref a06, d0, b); V.AddProduct(ref a16, d1, b);
                         }
                     }
                 // The tile as [pair][output channel], added into the partial gradient [output channel][pair].
@@ -565,17 +565,17 @@ public sealed unsafe partial class CpuBackend
         {
             V d0 = V.Load(d0p + q), d1 = V.Load(d1p + q), d2 = V.Load(d2p + q), d3 = V.Load(d3p + q);
             V x0 = V.Load(x0p + q), x1 = V.Load(x1p + q);
-            a00 = V.Fma(d0, x0, a00); a01 = V.Fma(d0, x1, a01);
-            a10 = V.Fma(d1, x0, a10); a11 = V.Fma(d1, x1, a11);
-            a20 = V.Fma(d2, x0, a20); a21 = V.Fma(d2, x1, a21);
-            a30 = V.Fma(d3, x0, a30); a31 = V.Fma(d3, x1, a31);
+            V.AddProduct(ref a00, d0, x0); V.AddProduct(ref a01, d0, x1);
+            V.AddProduct(ref a10, d1, x0); V.AddProduct(ref a11, d1, x1);
+            V.AddProduct(ref a20, d2, x0); V.AddProduct(ref a21, d2, x1);
+            V.AddProduct(ref a30, d3, x0); V.AddProduct(ref a31, d3, x1);
             if (wide)
             {
                 V x2 = V.Load(x2p + q), x3 = V.Load(x3p + q);
-                a02 = V.Fma(d0, x2, a02); a03 = V.Fma(d0, x3, a03);
-                a12 = V.Fma(d1, x2, a12); a13 = V.Fma(d1, x3, a13);
-                a22 = V.Fma(d2, x2, a22); a23 = V.Fma(d2, x3, a23);
-                a32 = V.Fma(d3, x2, a32); a33 = V.Fma(d3, x3, a33);
+                V.AddProduct(ref a02, d0, x2); V.AddProduct(ref a03, d0, x3);
+                V.AddProduct(ref a12, d1, x2); V.AddProduct(ref a13, d1, x3);
+                V.AddProduct(ref a22, d2, x2); V.AddProduct(ref a23, d2, x3);
+                V.AddProduct(ref a32, d3, x2); V.AddProduct(ref a33, d3, x3);
             }
         }
         float* sums = stackalloc float[16];

@@ -116,7 +116,7 @@ public sealed unsafe partial class CpuBackend
                 for (int t = 0; t < count; t++)
                 {
                     int j = taps[t];
-                    acc = V.Fma(V.Splat(w[j]), V.Load(s0 - shift[j]), acc);
+                    V.AddProduct(ref acc, V.Splat(w[j]), V.Load(s0 - shift[j]));
                 }
                 V.Store(o0, acc);
                 continue;
@@ -128,10 +128,10 @@ public sealed unsafe partial class CpuBackend
             {
                 int j = taps[t], back = shift[j];
                 var wj = V.Splat(w[j]);
-                a0 = V.Fma(wj, V.Load(s0 - back), a0);
-                a1 = V.Fma(wj, V.Load(s1 - back), a1);
-                a2 = V.Fma(wj, V.Load(s2 - back), a2);
-                a3 = V.Fma(wj, V.Load(s3 - back), a3);
+                V.AddProduct(ref a0, wj, V.Load(s0 - back));
+                V.AddProduct(ref a1, wj, V.Load(s1 - back));
+                V.AddProduct(ref a2, wj, V.Load(s2 - back));
+                V.AddProduct(ref a3, wj, V.Load(s3 - back));
             }
             V.Store(o0, a0); V.Store(o1, a1); V.Store(o2, a2); V.Store(o3, a3);
         }

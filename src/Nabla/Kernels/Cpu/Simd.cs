@@ -23,6 +23,10 @@ public unsafe interface IVec<TSelf> where TSelf : struct, IVec<TSelf>
     static abstract TSelf operator -(TSelf a);
     /// <summary>a·b + c in one rounding.</summary>
     static abstract TSelf Fma(TSelf a, TSelf b, TSelf c);
+    /// <summary>acc = a · b + acc, fused. Tile kernels accumulate with it rather than acc = Fma(a, b, acc): the JIT then
+    /// multiply-adds into the accumulator's register (vfmadd231ps), where the struct returned by Fma made it write a
+    /// multiplicand's register at its last use and copy the result back (one vmovaps per register tile row).</summary>
+    static abstract void AddProduct(ref TSelf acc, TSelf a, TSelf b);
     static abstract TSelf Max(TSelf a, TSelf b);
     static abstract TSelf Min(TSelf a, TSelf b);
     static abstract TSelf Exp(TSelf a);
@@ -52,6 +56,7 @@ public unsafe struct V512 : IVec<V512>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator /(V512 a, V512 b) => new(a.V / b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 operator -(V512 a) => new(-a.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Fma(V512 a, V512 b, V512 c) => new(Vector512.FusedMultiplyAdd(a.V, b.V, c.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void AddProduct(ref V512 acc, V512 a, V512 b) => acc.V = Vector512.FusedMultiplyAdd(a.V, b.V, acc.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Max(V512 a, V512 b) => new(Vector512.Max(a.V, b.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Min(V512 a, V512 b) => new(Vector512.Min(a.V, b.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V512 Exp(V512 a) => new(FastExp.Exp(a.V));
@@ -85,6 +90,7 @@ public unsafe struct V256 : IVec<V256>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator /(V256 a, V256 b) => new(a.V / b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 operator -(V256 a) => new(-a.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Fma(V256 a, V256 b, V256 c) => new(Vector256.FusedMultiplyAdd(a.V, b.V, c.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void AddProduct(ref V256 acc, V256 a, V256 b) => acc.V = Vector256.FusedMultiplyAdd(a.V, b.V, acc.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Max(V256 a, V256 b) => new(Vector256.Max(a.V, b.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Min(V256 a, V256 b) => new(Vector256.Min(a.V, b.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V256 Exp(V256 a) => new(FastExp.Exp(a.V));
@@ -122,6 +128,7 @@ public unsafe struct V1 : IVec<V1>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 operator /(V1 a, V1 b) => new(a.V / b.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 operator -(V1 a) => new(-a.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 Fma(V1 a, V1 b, V1 c) => new(MathF.FusedMultiplyAdd(a.V, b.V, c.V));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static void AddProduct(ref V1 acc, V1 a, V1 b) => acc.V = MathF.FusedMultiplyAdd(a.V, b.V, acc.V);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 Max(V1 a, V1 b) => new(MathF.Max(a.V, b.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 Min(V1 a, V1 b) => new(MathF.Min(a.V, b.V));
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static V1 Exp(V1 a) => new(MathF.Exp(a.V));

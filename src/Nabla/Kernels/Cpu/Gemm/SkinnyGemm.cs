@@ -93,10 +93,10 @@ internal static unsafe class SkinnyGemm
                 for (; k + w <= K; k += w)
                 {
                     var bv = V.Load(b + k);
-                    s0 = V.Fma(V.Load(A + k), bv, s0);
-                    if (m > 1) s1 = V.Fma(V.Load(A + K + k), bv, s1);
-                    if (m > 2) s2 = V.Fma(V.Load(A + 2 * K + k), bv, s2);
-                    if (m > 3) s3 = V.Fma(V.Load(A + 3 * K + k), bv, s3);
+                    V.AddProduct(ref s0, V.Load(A + k), bv);
+                    if (m > 1) V.AddProduct(ref s1, V.Load(A + K + k), bv);
+                    if (m > 2) V.AddProduct(ref s2, V.Load(A + 2 * K + k), bv);
+                    if (m > 3) V.AddProduct(ref s3, V.Load(A + 3 * K + k), bv);
                 }
                 sums[0] = V.SumAcross(s0); sums[1] = V.SumAcross(s1); sums[2] = V.SumAcross(s2); sums[3] = V.SumAcross(s3);
                 for (; k < K; k++)
@@ -121,14 +121,14 @@ internal static unsafe class SkinnyGemm
                 for (; k + w <= K; k += w)
                 {
                     var a = V.Load(A + k);
-                    s0 = V.Fma(a, V.Load(b0 + k), s0);
-                    s1 = V.Fma(a, V.Load(b1 + k), s1);
-                    s2 = V.Fma(a, V.Load(b2 + k), s2);
-                    s3 = V.Fma(a, V.Load(b3 + k), s3);
-                    s4 = V.Fma(a, V.Load(b4 + k), s4);
-                    s5 = V.Fma(a, V.Load(b5 + k), s5);
-                    s6 = V.Fma(a, V.Load(b6 + k), s6);
-                    s7 = V.Fma(a, V.Load(b7 + k), s7);
+                    V.AddProduct(ref s0, a, V.Load(b0 + k));
+                    V.AddProduct(ref s1, a, V.Load(b1 + k));
+                    V.AddProduct(ref s2, a, V.Load(b2 + k));
+                    V.AddProduct(ref s3, a, V.Load(b3 + k));
+                    V.AddProduct(ref s4, a, V.Load(b4 + k));
+                    V.AddProduct(ref s5, a, V.Load(b5 + k));
+                    V.AddProduct(ref s6, a, V.Load(b6 + k));
+                    V.AddProduct(ref s7, a, V.Load(b7 + k));
                 }
                 float t0 = V.SumAcross(s0), t1 = V.SumAcross(s1), t2 = V.SumAcross(s2), t3 = V.SumAcross(s3);
                 float t4 = V.SumAcross(s4), t5 = V.SumAcross(s5), t6 = V.SumAcross(s6), t7 = V.SumAcross(s7);
@@ -159,10 +159,10 @@ internal static unsafe class SkinnyGemm
                     {
                         float* b = B + k * P.KStrideB + j;
                         var x = V.Splat(a[k]);
-                        c0 = V.Fma(x, V.Load(b), c0);
-                        c1 = V.Fma(x, V.Load(b + w), c1);
-                        c2 = V.Fma(x, V.Load(b + 2 * w), c2);
-                        c3 = V.Fma(x, V.Load(b + 3 * w), c3);
+                        V.AddProduct(ref c0, x, V.Load(b));
+                        V.AddProduct(ref c1, x, V.Load(b + w));
+                        V.AddProduct(ref c2, x, V.Load(b + 2 * w));
+                        V.AddProduct(ref c3, x, V.Load(b + 3 * w));
                     }
                     StoreVector(i, j, c0); StoreVector(i, j + w, c1); StoreVector(i, j + 2 * w, c2); StoreVector(i, j + 3 * w, c3);
                 }
