@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Nabla.Kernels.Cpu;
@@ -193,6 +194,7 @@ public sealed unsafe partial class CpuBackend
 
     /// <summary>acc[r][v·n + k] += Σ_positions dy[position][r] · x[position][v·n + k] for 8 output channels r × 3 vectors
     /// v (acc rows <paramref name="accStride"/> apart).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WeightGradientTile8x3<V>(in ChunkRows walk, float* dy, float* x, float* acc, long accStride) where V : struct, IVec<V>
     {
         int n = V.Count;
@@ -244,6 +246,7 @@ public sealed unsafe partial class CpuBackend
     }
 
     /// <summary>As <see cref="WeightGradientTile8x3"/> for 4 output channels × 2 vectors (16 registers suffice).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WeightGradientTile4x2<V>(in ChunkRows walk, float* dy, float* x, float* acc, long accStride) where V : struct, IVec<V>
     {
         int n = V.Count;
@@ -352,6 +355,7 @@ public sealed unsafe partial class CpuBackend
 
     /// <summary>For 8 positions r (dy rows <paramref name="O"/> apart) × 3 vectors: dx[at[r] + v·n ..] += Σ_o dy[r][o] ·
     /// weights[o][v·n ..] (weight rows <paramref name="weightStride"/> apart), added position by position.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void InputGradientTile8x3<V>(float* dy, int O, float* weights, long weightStride, float* dx, long* at) where V : struct, IVec<V>
     {
         int n = V.Count;

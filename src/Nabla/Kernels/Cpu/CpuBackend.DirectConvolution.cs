@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Nabla.Kernels.Cpu;
@@ -20,6 +21,8 @@ namespace Nabla.Kernels.Cpu;
 // tile of 4 output channels × P (channel, tap) pairs, each a dot product of a dy grid row with a shifted input row.
 // Where a kernel row's KW·C values fill the channel-last tiles well (ChannelLastPays), the weight gradient and, on the
 // AVX-512 path, the strided input gradient run on channel-last copies instead (CpuBackend.ChannelLastConvolution.cs).
+// The tile kernels here and there are compiled optimised at once (AggressiveOptimization): the tiered JIT's first
+// version of a tile does not inline its multiply-adds, and it ran for the first tens of training steps.
 public sealed unsafe partial class CpuBackend
 {
     /// <summary>Output channels per register tile of the weight gradient (dy is zero-padded to a multiple of it).</summary>
@@ -228,7 +231,7 @@ public sealed unsafe partial class CpuBackend
             long channelStride = s.Phases * row;
             float* grid = ThreadScratch.Floats(s.In * channelStride + s.OutPadded(rows) * span);
             float* output = grid + s.In * channelStride;
-            FillGrid(s, x, n0, images, grid, row);
+            FillGrid<V>(s, x, n0, images, grid, row);
             int* tap = stackalloc int[s.Taps];
             for (int t = 0; t < s.Taps; t++) tap[t] = (int)s.TapOffset(t, row);
             if (channelTiles) DirectChannelTiles<V>(s, images, packed, tap, grid, channelStride, output, span);
@@ -274,6 +277,7 @@ public sealed unsafe partial class CpuBackend
     /// per (channel, tap) two weight loads and 7 broadcast inputs feed 14 multiply-adds. A row whose width is not a
     /// multiple of 7 ends with a tile moved back to overlap the one before (the overlap is computed twice, same values).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DirectChannelTiles<V>(in Correlation s, int images, float* packed, int* tap, float* grid, long channelStride, float* output, long span)
         where V : struct, IVec<V>
     {
@@ -319,18 +323,36 @@ public sealed unsafe partial class CpuBackend
                 }
     }
 
-    /// <summary>dst[k] = src[k] + b over [0, n).</summary>
+    /// <summary>dst[k] = src[k] + b over [0, n), in whole vectors where n reaches one: the last is moved back to end at n
+    /// (overlapping the one before, whose values it writes again), so a 28-wide row takes two 16-wide vectors rather
+    /// than one and 12 scalars.</summary>
     private static void AddBiasRow<V>(float* src, float* dst, int n, float b) where V : struct, IVec<V>
     {
-        int k = 0;
         var bv = V.Splat(b);
-        for (; k + V.Count <= n; k += V.Count) V.Store(dst + k, V.Load(src + k) + bv);
-        for (; k < n; k++) dst[k] = src[k] + b;
+        if (n < V.Count)
+        {
+            for (int k = 0; k < n; k++) dst[k] = src[k] + b;
+            return;
+        }
+        for (int k = 0; k + V.Count < n; k += V.Count) V.Store(dst + k, V.Load(src + k) + bv);
+        V.Store(dst + n - V.Count, V.Load(src + n - V.Count) + bv);
+    }
+
+    /// <summary>dst[k] = src[k] over [0, n) as <see cref="AddBiasRow"/> writes (src and dst must not overlap).</summary>
+    private static void CopyRow<V>(float* src, float* dst, int n) where V : struct, IVec<V>
+    {
+        if (n < V.Count)
+        {
+            for (int k = 0; k < n; k++) dst[k] = src[k];
+            return;
+        }
+        for (int k = 0; k + V.Count < n; k += V.Count) V.Store(dst + k, V.Load(src + k));
+        V.Store(dst + n - V.Count, V.Load(src + n - V.Count));
     }
 
     /// <summary>Copies images [n0, n0 + images) of x (Batch, In, H, W) into the zero-padded grid (In · Phases rows of
     /// <paramref name="row"/> floats).</summary>
-    private static void FillGrid(in Correlation s, float* x, int n0, int images, float* grid, long row)
+    private static void FillGrid<V>(in Correlation s, float* x, int n0, int images, float* grid, long row) where V : struct, IVec<V>
     {
         new Span<float>(grid, checked((int)(s.In * s.Phases * row))).Clear();
         for (int i = 0; i < s.In; i++)
@@ -342,7 +364,7 @@ public sealed unsafe partial class CpuBackend
                 {
                     float* dst = plane + (long)s.PadH * s.Wp + s.PadW;
                     for (int h = 0; h < s.H; h++)
-                        Buffer.MemoryCopy(src + (long)h * s.W, dst + (long)h * s.Wp, s.W * 4L, s.W * 4L);
+                        CopyRow<V>(src + (long)h * s.W, dst + (long)h * s.Wp, s.W);
                     continue;
                 }
                 for (int h = 0; h < s.H; h++)
@@ -362,6 +384,7 @@ public sealed unsafe partial class CpuBackend
 
     /// <summary>out[k][q] = Σ_i Σ_t packed[i][t][k] · grid[i][q + tap[t]] for the 4 output rows k of one block and all q
     /// in [0, span), a tile of 4 rows × 2 vectors at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DirectTiles4x2<V>(float* packed, int channels, int taps, int* tap, float* grid, long channelStride, float* output, long span)
         where V : struct, IVec<V>
     {
@@ -397,6 +420,7 @@ public sealed unsafe partial class CpuBackend
 
     /// <summary>As <see cref="DirectTiles4x2"/> for 8 output rows, 3 vectors at a time: 24 accumulators, 3 loads and 8
     /// broadcasts per 24 multiply-adds (Vector512 has the 32 registers it needs).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void DirectTiles8x3<V>(float* packed, int channels, int taps, int* tap, float* grid, long channelStride, float* output, long span)
         where V : struct, IVec<V>
     {
@@ -462,7 +486,7 @@ public sealed unsafe partial class CpuBackend
             {
                 int images = Math.Min(chunk, end - n0);
                 long span = GridSpan<V>(s, images, 1), row = InputRow(s, span);
-                FillGrid(s, x, n0, images, grid, row);
+                FillGrid<V>(s, x, n0, images, grid, row);
                 if (channelTiles)
                 {
                     WeightGradientChannelTiles<V>(s, dy, n0, images, grid, row, dyGrid, pairAt, partial);
@@ -474,8 +498,8 @@ public sealed unsafe partial class CpuBackend
                 for (int o = 0; o < s.Out; o++)
                     for (int n = 0; n < images; n++)
                         for (int oh = 0; oh < OH; oh++)
-                            Buffer.MemoryCopy(dy + (((long)(n0 + n) * s.Out + o) * OH + oh) * OW,
-                                dyGrid + o * span + (long)n * s.Plane + (long)oh * s.Wq, OW * 4L, OW * 4L);
+                            CopyRow<V>(dy + (((long)(n0 + n) * s.Out + o) * OH + oh) * OW,
+                                dyGrid + o * span + (long)n * s.Plane + (long)oh * s.Wq, OW);
                 // Pair p = (input channel, tap) reads the input grid from here; the padding pairs repeat the last one.
                 for (int p = 0; p < pairsPadded; p++)
                 {
@@ -496,6 +520,7 @@ public sealed unsafe partial class CpuBackend
     /// transposed to [position][output channel] so that a tile of two vectors of output channels × 7 (channel, tap)
     /// pairs takes two loads and 7 broadcasts per position for 14 multiply-adds, and needs no horizontal sums.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WeightGradientChannelTiles<V>(in Correlation s, float* dy, int n0, int images, float* grid, long row, float* dyT, int* pairAt,
         float* partial) where V : struct, IVec<V>
     {
@@ -552,6 +577,7 @@ public sealed unsafe partial class CpuBackend
 
     /// <summary>partial[o][p] += Σ_q dyGrid[o][q] · grid[pairAt[p] + q] for 4 output rows × P pairs (only the
     /// <paramref name="validPairs"/> first and the rows below <paramref name="outChannels"/> are stored).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void WeightGradientTile<V>(float* dyRows, long span, float* grid, int* pairAt, float* partial, int o0, int outChannels,
         int p0, int validPairs, int pairs) where V : struct, IVec<V>
     {
