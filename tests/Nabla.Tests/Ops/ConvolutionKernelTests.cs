@@ -93,6 +93,10 @@ public unsafe class ConvolutionKernelTests
             Assert.True(g.SuitsDirect);
             AssertDirectKernelsMatchReference(isa, g, random, withBias: trial % 2 == 0);
         }
+        // Stride 2 on rows of an even width of at least 16, which the grid takes apart into its two phases 16 inputs at
+        // a time (the last block overlapping the one before where the width is no multiple of 16), with either padding parity.
+        foreach (var (w, pad) in new[] { (16, 0), (28, 1), (30, 0), (34, 1) })
+            AssertDirectKernelsMatchReference(isa, new Conv2dGeometry(2, 3, 9, w, 5, 3, 3, 2, 2, pad, pad, 1, 1, 1), random, withBias: true);
     }
 
     /// <summary>The direct forward, input gradient and weight gradient of <paramref name="g"/> on random data, fast
