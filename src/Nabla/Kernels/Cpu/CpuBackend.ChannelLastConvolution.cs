@@ -393,6 +393,7 @@ public sealed unsafe partial class CpuBackend
         AddRow(dx + at[6], n, a60, a61, a62);
         AddRow(dx + at[7], n, a70, a71, a72);
 
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         static void AddRow(float* p, int n, V v0, V v1, V v2)
         {
             V.Store(p, V.Load(p) + v0);
