@@ -1,7 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 namespace Nabla.Kernels.Cpu;
 
@@ -369,43 +367,12 @@ public sealed unsafe partial class CpuBackend
                         CopyRow<V>(src + (long)h * s.W, dst + (long)h * s.Wp, s.W);
                     continue;
                 }
-                int S = s.S, W = s.W, padW = s.PadW, Wq = s.Wq;
-                bool pairs = S == 2 && W >= 16 && W % 2 == 0 && CpuFeatures.UseAvx2;
                 for (int h = 0; h < s.H; h++)
                 {
                     int ph = h + s.PadH;
-                    float* srcRow = src + (long)h * W, phaseRow = plane + (ph % S) * S * row + (long)(ph / S) * Wq;
-                    if (pairs)
-                    {
-                        // Even input columns go to phase padW mod 2 from column padW / 2, odd ones to the other phase.
-                        DeinterleaveRow(srcRow, W, phaseRow + padW % 2 * row + padW / 2, phaseRow + (padW + 1) % 2 * row + (padW + 1) / 2);
-                        continue;
-                    }
-                    // Phase b of the row takes every S-th input column from the first whose padded column is b mod S.
-                    for (int b = 0; b < S; b++)
-                    {
-                        int w = ((b - padW) % S + S) % S;
-                        float* dst = phaseRow + b * row + (w + padW) / S;
-                        for (; w < W; w += S) *dst++ = srcRow[w];
-                    }
+                    SplitPhases(src + (long)h * s.W, s.W, s.PadW, s.S, row, plane + (ph % s.S) * s.S * row + (long)(ph / s.S) * s.Wq);
                 }
             }
-    }
-
-    /// <summary>even[k] = src[2k], odd[k] = src[2k + 1] for 2k &lt; n (n even, at least 16): 16 inputs at a time, two
-    /// AVX2 shuffles per 8 outputs, the last 16 moved back to end at n (overlapping the block before).</summary>
-    private static void DeinterleaveRow(float* src, int n, float* even, float* odd)
-    {
-        for (int k = 0; ; k += 16)
-        {
-            if (k + 16 > n) k = n - 16;
-            var v0 = Avx.LoadVector256(src + k);
-            var v1 = Avx.LoadVector256(src + k + 8);
-            // Within each 128-bit lane: (v0[0], v0[2], v1[0], v1[2]) and the odd ones; then the 64-bit pairs reordered.
-            Avx.Store(even + k / 2, Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0x88).AsDouble(), 0xD8).AsSingle());
-            Avx.Store(odd + k / 2, Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0xDD).AsDouble(), 0xD8).AsSingle());
-            if (k + 16 >= n) return;
-        }
     }
 
     /// <summary>out[k][q] = Σ_i Σ_t packed[i][t][k] · grid[i][q + tap[t]] for the 4 output rows k of one block and all q
