@@ -97,6 +97,8 @@ public sealed unsafe class CpuVsReferenceTests(ITestOutputHelper output)
         yield return ([4, 33], [0, 1], [33, 1], false);      // broadcast rows
         yield return ([33, 4], [1, 0], [4, 1], true);        // broadcast columns
         yield return ([3, 17], [34, 2], [17, 1], false);     // stepped source
+        yield return ([5, 40], [81, 2], [40, 1], false);     // stepped rows of several vectors (a stride-2 subsampling)
+        yield return ([6, 50], [1, 0], [50, 1], false);      // one value per row (a bias over positions)
         yield return ([2, 3, 4, 5], [60, 20, 5, 1], [60, 1, 15, 3], false);
         yield return ([8, 3], [3, 1], [1, 1], true);         // unfold(0, 3, 1) backward: windows overlap
         yield return ([4, 3, 3], [9, 3, 1], [2, 8, 1], true); // 2-D windows overlapping in both directions

@@ -1,5 +1,7 @@
 using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using Nabla.Kernels.Reference;
 
 namespace Nabla.Kernels.Cpu;
@@ -57,9 +59,26 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
                     else for (int i = 0; i < inner; i++) d[(long)i * ds] += s[(long)i * ss];
                 }
                 else if (ss == 1 && ds == 1) Buffer.MemoryCopy(s, d, inner * 4L, inner * 4L);
+                else if (ss == 0 && ds == 1) new Span<float>(d, inner).Fill(*s); // a broadcast (a bias over positions)
+                else if (ss == 2 && ds == 1) EveryOther(s, d, inner); // a stride-2 subsampling (a 1×1 stride-2 convolution's columns)
                 else for (int i = 0; i < inner; i++) d[(long)i * ds] = s[(long)i * ss];
             }
         }
+    }
+
+    /// <summary>d[i] = s[2i] for i &lt; n: with AVX2, 8 at a time from 16 inputs wherever those lie within s[0 .. 2n - 2]
+    /// (never reading past the last element used), the rest one by one.</summary>
+    private static void EveryOther(float* s, float* d, int n)
+    {
+        int i = 0;
+        if (CpuFeatures.UseAvx2)
+            for (; 2 * i + 16 <= 2 * n - 1; i += 8)
+            {
+                var v0 = Avx.LoadVector256(s + 2 * i);
+                var v1 = Avx.LoadVector256(s + 2 * i + 8);
+                Avx.Store(d + i, Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0x88).AsDouble(), 0xD8).AsSingle());
+            }
+        for (; i < n; i++) d[i] = s[2 * i];
     }
 
     // ---------------------------------------------------------------- unary
