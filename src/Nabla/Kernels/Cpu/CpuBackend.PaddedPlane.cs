@@ -126,12 +126,20 @@ public sealed unsafe partial class CpuBackend
             if (k + 16 > n) k = n - 16;
             var v0 = Avx.LoadVector256(src + k);
             var v1 = Avx.LoadVector256(src + k + 8);
-            // Within each 128-bit lane: (v0[0], v0[2], v1[0], v1[2]) and the odd ones; then the 64-bit pairs reordered.
-            Avx.Store(even + k / 2, Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0x88).AsDouble(), 0xD8).AsSingle());
-            Avx.Store(odd + k / 2, Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0xDD).AsDouble(), 0xD8).AsSingle());
+            Avx.Store(even + k / 2, EvenLanes(v0, v1));
+            Avx.Store(odd + k / 2, OddLanes(v0, v1));
             if (k + 16 >= n) return;
         }
     }
+
+    /// <summary>(v0[0], v0[2], …, v0[6], v1[0], …, v1[6]): within each 128-bit lane (v0[0], v0[2], v1[0], v1[2]), then the
+    /// 64-bit pairs put in order.</summary>
+    private static Vector256<float> EvenLanes(Vector256<float> v0, Vector256<float> v1) =>
+        Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0x88).AsDouble(), 0xD8).AsSingle();
+
+    /// <summary>(v0[1], v0[3], …, v1[7]), as <see cref="EvenLanes"/>.</summary>
+    private static Vector256<float> OddLanes(Vector256<float> v0, Vector256<float> v1) =>
+        Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0xDD).AsDouble(), 0xD8).AsSingle();
 
     /// <summary>dst[2k] = even[k], dst[2k + 1] = odd[k] for 2k &lt; n (n even, at least 16), the inverse of
     /// <see cref="DeinterleaveRow"/>: 8 of each at a time, the last 16 outputs moved back to end at n.</summary>

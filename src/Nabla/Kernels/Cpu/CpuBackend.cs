@@ -73,11 +73,7 @@ public sealed unsafe partial class CpuBackend : IKernelBackend
         int i = 0;
         if (CpuFeatures.UseAvx2)
             for (; 2 * i + 16 <= 2 * n - 1; i += 8)
-            {
-                var v0 = Avx.LoadVector256(s + 2 * i);
-                var v1 = Avx.LoadVector256(s + 2 * i + 8);
-                Avx.Store(d + i, Avx2.Permute4x64(Avx.Shuffle(v0, v1, 0x88).AsDouble(), 0xD8).AsSingle());
-            }
+                Avx.Store(d + i, EvenLanes(Avx.LoadVector256(s + 2 * i), Avx.LoadVector256(s + 2 * i + 8)));
         for (; i < n; i++) d[i] = s[2 * i];
     }
 
