@@ -22,10 +22,22 @@ internal interface IKernelRange
 /// </summary>
 internal static class ParallelKernel
 {
-    /// <summary>Runs <c>items.Execute&lt;V&gt;(i)</c> for every i in [0, count).</summary>
+    /// <summary>Claims per thread when a call has many more items than threads (see <see cref="Items{T}"/>).</summary>
+    private const int ClaimsPerThread = 8;
+
+    /// <summary>Runs <c>items.Execute&lt;V&gt;(i)</c> for every i in [0, count). Many small items (the 4,096 7×7
+    /// planes of a batch norm or a pooling) are claimed in <see cref="ClaimsPerThread"/> runs of consecutive items per
+    /// thread: each claim is an atomic on a cache line the threads pass back and forth, which cost more than a small
+    /// plane's work and made such kernels slower on two threads than on one.</summary>
     public static void Items<T>(int count, in T items) where T : struct, IKernelItems
     {
         if (count <= 0) return;
+        int claims = WorkerPool.ConcurrentThreads * ClaimsPerThread;
+        if (WorkerPool.ConcurrentThreads > 1 && count > claims)
+        {
+            Items(claims, new ItemRuns<T>(items, count, claims));
+            return;
+        }
         var job = Job<T>.Take();
         job.Work = items;
         job.Capture();
@@ -54,6 +66,15 @@ internal static class ParallelKernel
             return;
         }
         Items(chunks, new Chunks<T>(range, n, chunks));
+    }
+
+    private readonly struct ItemRuns<T>(T items, int count, int runs) : IKernelItems where T : struct, IKernelItems
+    {
+        public void Execute<V>(int run) where V : struct, IVec<V>
+        {
+            int end = (int)((long)count * (run + 1) / runs);
+            for (int i = (int)((long)count * run / runs); i < end; i++) items.Execute<V>(i);
+        }
     }
 
     private readonly struct Chunks<T>(T range, long n, int chunks) : IKernelItems where T : struct, IKernelRange
