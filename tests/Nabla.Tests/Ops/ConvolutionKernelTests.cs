@@ -160,7 +160,8 @@ public unsafe class ConvolutionKernelTests
     /// <summary>The direct kernels on the shapes where the AVX-512 path tiles over output channels (stride-1
     /// correlations with 32 or 64 output channels and rows of 7–14 outputs: ResNet-20's later stages), including a
     /// width that is no multiple of 7 (an overlapping last tile), stride-2 convolutions with 32 channels (the input
-    /// gradient's channel-last scatter on whole 8-channel blocks) and 1×1 to 5×5 kernels; the other ISAs run their usual tiles.</summary>
+    /// gradient's channel-last scatter on whole 8-channel blocks), 1×1 to 5×5 kernels, and rows of 7 and 14 (the tiles'
+    /// blocks of input channels); the other ISAs run their usual tiles.</summary>
     [Theory]
     [MemberData(nameof(Isas))]
     public void DirectChannelTilesMatchReference(Isa isa)
@@ -176,6 +177,11 @@ public unsafe class ConvolutionKernelTests
             if (g.OutHeight < 1 || g.OutWidth < 1) continue;
             AssertDirectKernelsMatchReference(isa, g, random, withBias: trial % 2 == 0);
         }
+        // Rows of 7 and 14 outputs, where the channel tiles take the input channels in blocks of 16 (the forward's
+        // inputs, the input gradient's output channels), with a partial last block (33, 48).
+        foreach (var (inChannels, outChannels, width) in new[] { (33, 32, 7), (32, 64, 14), (64, 32, 7), (32, 48, 14) })
+            AssertDirectKernelsMatchReference(isa, new Conv2dGeometry(2, inChannels, 5, width, outChannels, 3, 3, 1, 1, 1, 1, 1, 1, 1),
+                random, withBias: true);
     }
 
     [Theory]

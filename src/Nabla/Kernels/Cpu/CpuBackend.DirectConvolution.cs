@@ -193,7 +193,8 @@ public sealed unsafe partial class CpuBackend
         // Packed weights for position tiles: [output block][input channel][tap][the rows outputs of the block], zero
         // past Out; for channel tiles: [input channel][tap][output channel].
         int rows = ForwardRows;
-        bool channelTiles = UsesChannelTiles(s);
+        // Channel tiles write the outputs themselves, channel-last, and place them densely (stride 1, no offset).
+        bool channelTiles = UsesChannelTiles(s) && place == Placement.Dense(s);
         long packedCount = (long)s.OutPadded(rows) * s.In * s.Taps;
         float* packed = (float*)NativeMemory.AlignedAlloc((nuint)(packedCount * sizeof(float)), 64);
         try
@@ -234,15 +235,19 @@ public sealed unsafe partial class CpuBackend
             FillGrid<V>(s, x, n0, images, grid, row);
             int* tap = stackalloc int[s.Taps];
             for (int t = 0; t < s.Taps; t++) tap[t] = (int)s.TapOffset(t, row);
-            if (channelTiles) DirectChannelTiles<V>(s, images, packed, tap, grid, channelStride, output, span);
-            else
-                for (int block = 0; block < s.OutPadded(rows) / rows; block++)
-                {
-                    float* blockWeights = packed + (long)block * s.In * s.Taps * rows, blockOutput = output + (long)block * rows * span;
-                    // Eight rows only where the vectors are 512-bit (ForwardRows); the generic instance for narrower ones never runs.
-                    if (rows == 8) DirectTiles8x3<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
-                    else DirectTiles4x2<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
-                }
+            if (channelTiles)
+            {
+                DirectChannelTiles<V>(s, images, packed, tap, grid, channelStride, output);
+                PlaceChannelLast(s, output, images, bias, y + (long)n0 * s.Out * s.OH * s.OW);
+                return;
+            }
+            for (int block = 0; block < s.OutPadded(rows) / rows; block++)
+            {
+                float* blockWeights = packed + (long)block * s.In * s.Taps * rows, blockOutput = output + (long)block * rows * span;
+                // Eight rows only where the vectors are 512-bit (ForwardRows); the generic instance for narrower ones never runs.
+                if (rows == 8) DirectTiles8x3<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
+                else DirectTiles4x2<V>(blockWeights, s.In, s.Taps, tap, grid, channelStride, blockOutput, span);
+            }
             // Crop the grid to the outputs, adding the bias, and place them.
             int OH = s.OH, OW = s.OW;
             for (int n = 0; n < images; n++)
@@ -271,56 +276,91 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
+    /// <summary>Input channels per pass of <see cref="DirectChannelTiles{V}"/> over a chunk's tiles.</summary>
+    private const int ChannelTileBlock = 16;
+
     /// <summary>
-    /// out[o][q] = Σ_i Σ_t packed[i][t][o] · grid[i][q + tap[t]] at the output positions q of the chunk's images only
-    /// (none of the grid's padding), as tiles of two vectors of output channels × 7 consecutive positions of a row:
-    /// per (channel, tap) two weight loads and 7 broadcast inputs feed 14 multiply-adds. A row whose width is not a
-    /// multiple of 7 ends with a tile moved back to overlap the one before (the overlap is computed twice, same values).
+    /// out[m][o] = Σ_i Σ_t packed[i][t][o] · grid[i][q(m) + tap[t]] for the chunk's output positions m = (image, oh, ow)
+    /// alone (none of the grid's padding), channel-last, as tiles of two vectors of output channels × 7 consecutive
+    /// positions of a row: per (channel, tap) two weight loads and 7 broadcast inputs feed 14 multiply-adds. The input
+    /// channels go in blocks of <see cref="ChannelTileBlock"/>, each a pass over all the tiles that adds into their
+    /// sums in <paramref name="output"/>: a block's weights for the two vectors (16 × 9 taps × 32 floats, 18 KiB) stay
+    /// in L1 for the whole pass, where all the channels' weights (73 KiB at 64 × 64) streamed from L2 for every tile:
+    /// ResNet-20's 14×14 and 7×7 forward 1.43× and 1.45× faster with the blocks (1 thread, docs/optimization-log.md,
+    /// conv 10). The sums stay channel-last, so a tile stores whole vectors, and <see cref="PlaceChannelLast"/> moves
+    /// them into the output once (the tiles wrote them transposed, element by element, into a grid that was then
+    /// cropped). A row whose width is not a
+    /// multiple of 7 ends with a tile moved back to overlap the one before; the overlap is computed twice, which only
+    /// a single pass over all the channels may do (it writes the same values again).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectChannelTiles<V>(in Correlation s, int images, float* packed, int* tap, float* grid, long channelStride, float* output, long span)
+    private static void DirectChannelTiles<V>(in Correlation s, int images, float* packed, int* tap, float* grid, long channelStride, float* output)
         where V : struct, IVec<V>
     {
         int n = V.Count, OH = s.OH, OW = s.OW, taps = s.Taps, channels = s.In, outChannels = s.Out;
-        float* tile = stackalloc float[2 * ChannelTileColumns * V.Count];
-        for (int image = 0; image < images; image++)
-            for (int oh = 0; oh < OH; oh++)
-                for (int ow = 0; ow < OW; ow += ChannelTileColumns)
-                {
-                    long q = (long)image * s.Plane + (long)oh * s.Wq + Math.Min(ow, OW - ChannelTileColumns);
-                    for (int o0 = 0; o0 < outChannels; o0 += 2 * n)
-                    {
-                        V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
-                          a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00;
-                        float* wp = packed + o0;
-                        for (int i = 0; i < channels; i++)
+        int block = OW % ChannelTileColumns == 0 ? ChannelTileBlock : channels;
+        for (int o0 = 0; o0 < outChannels; o0 += 2 * n)
+            for (int i0 = 0; i0 < channels; i0 += block)
+            {
+                int i1 = Math.Min(channels, i0 + block);
+                for (int image = 0; image < images; image++)
+                    for (int oh = 0; oh < OH; oh++)
+                        for (int ow = 0; ow < OW; ow += ChannelTileColumns)
                         {
-                            float* xr = grid + i * channelStride + q;
-                            for (int t = 0; t < taps; t++, wp += outChannels)
+                            int first = Math.Min(ow, OW - ChannelTileColumns);
+                            long q = (long)image * s.Plane + (long)oh * s.Wq + first;
+                            float* sums = output + (((long)image * OH + oh) * OW + first) * outChannels + o0;
+                            // The first block starts from zero (and so may overlap a tile already stored); the others add.
+                            V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
+                              a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00;
+                            if (i0 > 0)
                             {
-                                float* at = xr + tap[t];
-                                V w0 = V.Load(wp), w1 = V.Load(wp + n);
-                                V b = V.Splat(at[0]); V.AddProduct(ref a00, w0, b); V.AddProduct(ref a10, w1, b);
-                                b = V.Splat(at[1]); V.AddProduct(ref a01, w0, b); V.AddProduct(ref a11, w1, b);
-                                b = V.Splat(at[2]); V.AddProduct(ref a02, w0, b); V.AddProduct(ref a12, w1, b);
-                                b = V.Splat(at[3]); V.AddProduct(ref a03, w0, b); V.AddProduct(ref a13, w1, b);
-                                b = V.Splat(at[4]); V.AddProduct(ref a04, w0, b); V.AddProduct(ref a14, w1, b);
-                                b = V.Splat(at[5]); V.AddProduct(ref a05, w0, b); V.AddProduct(ref a15, w1, b);
-                                b = V.Splat(at[6]); V.AddProduct(ref a06, w0, b); V.AddProduct(ref a16, w1, b);
+                                a00 = V.Load(sums); a01 = V.Load(sums + outChannels); a02 = V.Load(sums + 2 * outChannels);
+                                a03 = V.Load(sums + 3 * outChannels); a04 = V.Load(sums + 4 * outChannels);
+                                a05 = V.Load(sums + 5 * outChannels); a06 = V.Load(sums + 6 * outChannels);
+                                a10 = V.Load(sums + n); a11 = V.Load(sums + outChannels + n); a12 = V.Load(sums + 2 * outChannels + n);
+                                a13 = V.Load(sums + 3 * outChannels + n); a14 = V.Load(sums + 4 * outChannels + n);
+                                a15 = V.Load(sums + 5 * outChannels + n); a16 = V.Load(sums + 6 * outChannels + n);
                             }
+                            float* wp = packed + (long)i0 * taps * outChannels + o0;
+                            for (int i = i0; i < i1; i++)
+                            {
+                                float* xr = grid + i * channelStride + q;
+                                for (int t = 0; t < taps; t++, wp += outChannels)
+                                {
+                                    float* at = xr + tap[t];
+                                    V w0 = V.Load(wp), w1 = V.Load(wp + n);
+                                    V b = V.Splat(at[0]); V.AddProduct(ref a00, w0, b); V.AddProduct(ref a10, w1, b);
+                                    b = V.Splat(at[1]); V.AddProduct(ref a01, w0, b); V.AddProduct(ref a11, w1, b);
+                                    b = V.Splat(at[2]); V.AddProduct(ref a02, w0, b); V.AddProduct(ref a12, w1, b);
+                                    b = V.Splat(at[3]); V.AddProduct(ref a03, w0, b); V.AddProduct(ref a13, w1, b);
+                                    b = V.Splat(at[4]); V.AddProduct(ref a04, w0, b); V.AddProduct(ref a14, w1, b);
+                                    b = V.Splat(at[5]); V.AddProduct(ref a05, w0, b); V.AddProduct(ref a15, w1, b);
+                                    b = V.Splat(at[6]); V.AddProduct(ref a06, w0, b); V.AddProduct(ref a16, w1, b);
+                                }
+                            }
+                            V.Store(sums, a00); V.Store(sums + outChannels, a01); V.Store(sums + 2 * outChannels, a02);
+                            V.Store(sums + 3 * outChannels, a03); V.Store(sums + 4 * outChannels, a04);
+                            V.Store(sums + 5 * outChannels, a05); V.Store(sums + 6 * outChannels, a06);
+                            V.Store(sums + n, a10); V.Store(sums + outChannels + n, a11); V.Store(sums + 2 * outChannels + n, a12);
+                            V.Store(sums + 3 * outChannels + n, a13); V.Store(sums + 4 * outChannels + n, a14);
+                            V.Store(sums + 5 * outChannels + n, a15); V.Store(sums + 6 * outChannels + n, a16);
                         }
-                        // The tile as [position][output channel], then transposed into the output rows.
-                        V.Store(tile, a00); V.Store(tile + n, a10); V.Store(tile + 2 * n, a01); V.Store(tile + 3 * n, a11);
-                        V.Store(tile + 4 * n, a02); V.Store(tile + 5 * n, a12); V.Store(tile + 6 * n, a03); V.Store(tile + 7 * n, a13);
-                        V.Store(tile + 8 * n, a04); V.Store(tile + 9 * n, a14); V.Store(tile + 10 * n, a05); V.Store(tile + 11 * n, a15);
-                        V.Store(tile + 12 * n, a06); V.Store(tile + 13 * n, a16);
-                        for (int k = 0; k < 2 * n; k++)
-                        {
-                            float* dst = output + (long)(o0 + k) * span + q;
-                            for (int r = 0; r < ChannelTileColumns; r++) dst[r] = tile[r * 2 * n + k];
-                        }
-                    }
-                }
+            }
+    }
+
+    /// <summary>y[image][o][m] = out[image][m][o] + bias[o] for the chunk's images: the channel tiles' channel-last
+    /// sums moved into the (images, Out, OH·OW) output.</summary>
+    private static void PlaceChannelLast(in Correlation s, float* output, int images, float* bias, float* y)
+    {
+        int outChannels = s.Out, positions = s.OH * s.OW;
+        for (int image = 0; image < images; image++)
+            for (int o = 0; o < outChannels; o++)
+            {
+                float b = bias == null ? 0f : bias[o];
+                float* src = output + (long)image * positions * outChannels + o, dst = y + ((long)image * outChannels + o) * positions;
+                for (int m = 0; m < positions; m++) dst[m] = src[(long)m * outChannels] + b;
+            }
     }
 
     /// <summary>dst[k] = src[k] + b over [0, n), in whole vectors where n reaches one: the last is moved back to end at n
