@@ -145,7 +145,7 @@ public static class KernelBench
                 if (contender.Prepare(c) is { } step)
                 {
                     // Warm up, then choose how many steps make a round of about 0.2 s.
-                    step();
+                    WarmUp(step);
                     var watch = Stopwatch.StartNew();
                     step();
                     steps[(c, contender)] = (step, (int)Math.Clamp(200 / Math.Max(watch.Elapsed.TotalMilliseconds, 1e-3), 1, 50));
@@ -327,6 +327,23 @@ public static class KernelBench
         };
     }
 
+    /// <summary>Seconds each case runs before it is timed.</summary>
+    private const double WarmUpSeconds = 2;
+
+    /// <summary>
+    /// Runs <paramref name="step"/> for <see cref="WarmUpSeconds"/> (and at least 3 times), so that the steady state is
+    /// timed. .NET compiles a method first without optimisation and recompiles it optimised only after 30 calls and
+    /// once no new method has been compiled for 100 ms; a training step calls hundreds of methods, so its first
+    /// tens of runs time unoptimised code (a ResNet-20 step's kernels took 1.7× longer over its first 10 steps than
+    /// over 60, 2-thread profile, stop 20). PyTorch's kernels are compiled ahead of time; its peer warms each request
+    /// up itself, and this only repeats that.
+    /// </summary>
+    private static void WarmUp(Action step)
+    {
+        var watch = Stopwatch.StartNew();
+        for (int n = 0; n < 3 || watch.Elapsed.TotalSeconds < WarmUpSeconds; n++) step();
+    }
+
     /// <summary>
     /// <c>--profile</c>: where each case's step goes, kernel by kernel (<see cref="ProfilingBackend"/>), over
     /// <paramref name="rounds"/> steps after a warm-up, with the step's CPU time (the calling thread's; run with
@@ -341,7 +358,7 @@ public static class KernelBench
             var profiler = new ProfilingBackend(CpuBackend.Instance, WorkerPool.Threads == 1 ? CpuClock.ThreadTicks : null);
             var cpuMs = new List<double>();
             var timedStep = OurStep(c, profiler.Timed);
-            timedStep();
+            WarmUp(timedStep);
             profiler.Reset();
             for (int r = 0; r < rounds; r++) cpuMs.Add(1e3 * CpuClock.ThreadSeconds(timedStep));
             Console.WriteLine($"\n{c.Name}: CPU time per step, median of {rounds}: {cpuMs.Order().ElementAt(cpuMs.Count / 2):F2} ms " +
