@@ -178,8 +178,9 @@ public unsafe class ConvolutionKernelTests
             AssertDirectKernelsMatchReference(isa, g, random, withBias: trial % 2 == 0);
         }
         // Rows of 7 and 14 outputs, where the channel tiles take the input channels in blocks of 16 (the forward's
-        // inputs, the input gradient's output channels), with a partial last block (33, 48).
-        foreach (var (inChannels, outChannels, width) in new[] { (33, 32, 7), (32, 64, 14), (64, 32, 7), (32, 48, 14) })
+        // inputs, the input gradient's output channels), with a partial last block (33), in tiles of two and of
+        // four vectors of output channels (32 and 64).
+        foreach (var (inChannels, outChannels, width) in new[] { (33, 32, 14), (33, 64, 7), (32, 64, 14), (64, 32, 7), (32, 48, 14) })
             AssertDirectKernelsMatchReference(isa, new Conv2dGeometry(2, inChannels, 5, width, outChannels, 3, 3, 1, 1, 1, 1, 1, 1, 1),
                 random, withBias: true);
     }

@@ -237,7 +237,8 @@ public sealed unsafe partial class CpuBackend
             for (int t = 0; t < s.Taps; t++) tap[t] = (int)s.TapOffset(t, row);
             if (channelTiles)
             {
-                DirectChannelTiles<V>(s, images, packed, tap, grid, channelStride, output);
+                if (V.Count == 16 && s.Out % (4 * V.Count) == 0) DirectChannelTiles4<V>(s, images, packed, tap, grid, channelStride, output);
+                else DirectChannelTiles<V>(s, images, packed, tap, grid, channelStride, output);
                 PlaceChannelLast(s, output, images, bias, y + (long)n0 * s.Out * s.OH * s.OW);
                 return;
             }
@@ -345,6 +346,64 @@ public sealed unsafe partial class CpuBackend
                             V.Store(sums + n, a10); V.Store(sums + outChannels + n, a11); V.Store(sums + 2 * outChannels + n, a12);
                             V.Store(sums + 3 * outChannels + n, a13); V.Store(sums + 4 * outChannels + n, a14);
                             V.Store(sums + 5 * outChannels + n, a15); V.Store(sums + 6 * outChannels + n, a16);
+                        }
+            }
+    }
+
+    /// <summary>As <see cref="DirectChannelTiles{V}"/> with four vectors of output channels per tile (64 channels with
+    /// Vector512): 4 weight loads and 7 broadcasts per 28 multiply-adds, against 2 and 7 per 14. The 28 sums, the 4
+    /// weights and the broadcast need 33 registers of 32, so the JIT keeps one sum on the stack (a load and a store
+    /// per 28 multiply-adds; it does not fold the broadcast into the FMA). ResNet-20's 7×7 stage, forward + backward,
+    /// in one process against the two-vector tile: 8.71 → 7.88 ms on 1 thread, 4.76 → 4.17 ms on 2 (conv 10).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void DirectChannelTiles4<V>(in Correlation s, int images, float* packed, int* tap, float* grid, long channelStride, float* output)
+        where V : struct, IVec<V>
+    {
+        int n = V.Count, OH = s.OH, OW = s.OW, taps = s.Taps, channels = s.In, outChannels = s.Out;
+        int block = OW % ChannelTileColumns == 0 ? ChannelTileBlock : channels;
+        for (int o0 = 0; o0 < outChannels; o0 += 4 * n)
+            for (int i0 = 0; i0 < channels; i0 += block)
+            {
+                int i1 = Math.Min(channels, i0 + block);
+                for (int image = 0; image < images; image++)
+                    for (int oh = 0; oh < OH; oh++)
+                        for (int ow = 0; ow < OW; ow += ChannelTileColumns)
+                        {
+                            int first = Math.Min(ow, OW - ChannelTileColumns);
+                            long q = (long)image * s.Plane + (long)oh * s.Wq + first;
+                            float* sums = output + (((long)image * OH + oh) * OW + first) * outChannels + o0;
+                            V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
+                              a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00,
+                              a20 = a00, a21 = a00, a22 = a00, a23 = a00, a24 = a00, a25 = a00, a26 = a00,
+                              a30 = a00, a31 = a00, a32 = a00, a33 = a00, a34 = a00, a35 = a00, a36 = a00;
+                            if (i0 > 0)
+                            {
+                                a00 = V.Load(sums + 0 * outChannels + 0 * n); a01 = V.Load(sums + 1 * outChannels + 0 * n); a02 = V.Load(sums + 2 * outChannels + 0 * n); a03 = V.Load(sums + 3 * outChannels + 0 * n); a04 = V.Load(sums + 4 * outChannels + 0 * n); a05 = V.Load(sums + 5 * outChannels + 0 * n); a06 = V.Load(sums + 6 * outChannels + 0 * n);
+                                a10 = V.Load(sums + 0 * outChannels + 1 * n); a11 = V.Load(sums + 1 * outChannels + 1 * n); a12 = V.Load(sums + 2 * outChannels + 1 * n); a13 = V.Load(sums + 3 * outChannels + 1 * n); a14 = V.Load(sums + 4 * outChannels + 1 * n); a15 = V.Load(sums + 5 * outChannels + 1 * n); a16 = V.Load(sums + 6 * outChannels + 1 * n);
+                                a20 = V.Load(sums + 0 * outChannels + 2 * n); a21 = V.Load(sums + 1 * outChannels + 2 * n); a22 = V.Load(sums + 2 * outChannels + 2 * n); a23 = V.Load(sums + 3 * outChannels + 2 * n); a24 = V.Load(sums + 4 * outChannels + 2 * n); a25 = V.Load(sums + 5 * outChannels + 2 * n); a26 = V.Load(sums + 6 * outChannels + 2 * n);
+                                a30 = V.Load(sums + 0 * outChannels + 3 * n); a31 = V.Load(sums + 1 * outChannels + 3 * n); a32 = V.Load(sums + 2 * outChannels + 3 * n); a33 = V.Load(sums + 3 * outChannels + 3 * n); a34 = V.Load(sums + 4 * outChannels + 3 * n); a35 = V.Load(sums + 5 * outChannels + 3 * n); a36 = V.Load(sums + 6 * outChannels + 3 * n);
+                            }
+                            float* wp = packed + (long)i0 * taps * outChannels + o0;
+                            for (int i = i0; i < i1; i++)
+                            {
+                                float* xr = grid + i * channelStride + q;
+                                for (int t = 0; t < taps; t++, wp += outChannels)
+                                {
+                                    float* at = xr + tap[t];
+                                    V w0 = V.Load(wp), w1 = V.Load(wp + n), w2 = V.Load(wp + 2 * n), w3 = V.Load(wp + 3 * n);
+                                    V b = V.Splat(at[0]); V.AddProduct(ref a00, w0, b); V.AddProduct(ref a10, w1, b); V.AddProduct(ref a20, w2, b); V.AddProduct(ref a30, w3, b);
+                                    b = V.Splat(at[1]); V.AddProduct(ref a01, w0, b); V.AddProduct(ref a11, w1, b); V.AddProduct(ref a21, w2, b); V.AddProduct(ref a31, w3, b);
+                                    b = V.Splat(at[2]); V.AddProduct(ref a02, w0, b); V.AddProduct(ref a12, w1, b); V.AddProduct(ref a22, w2, b); V.AddProduct(ref a32, w3, b);
+                                    b = V.Splat(at[3]); V.AddProduct(ref a03, w0, b); V.AddProduct(ref a13, w1, b); V.AddProduct(ref a23, w2, b); V.AddProduct(ref a33, w3, b);
+                                    b = V.Splat(at[4]); V.AddProduct(ref a04, w0, b); V.AddProduct(ref a14, w1, b); V.AddProduct(ref a24, w2, b); V.AddProduct(ref a34, w3, b);
+                                    b = V.Splat(at[5]); V.AddProduct(ref a05, w0, b); V.AddProduct(ref a15, w1, b); V.AddProduct(ref a25, w2, b); V.AddProduct(ref a35, w3, b);
+                                    b = V.Splat(at[6]); V.AddProduct(ref a06, w0, b); V.AddProduct(ref a16, w1, b); V.AddProduct(ref a26, w2, b); V.AddProduct(ref a36, w3, b);
+                                }
+                            }
+                            V.Store(sums + 0 * outChannels + 0 * n, a00); V.Store(sums + 1 * outChannels + 0 * n, a01); V.Store(sums + 2 * outChannels + 0 * n, a02); V.Store(sums + 3 * outChannels + 0 * n, a03); V.Store(sums + 4 * outChannels + 0 * n, a04); V.Store(sums + 5 * outChannels + 0 * n, a05); V.Store(sums + 6 * outChannels + 0 * n, a06);
+                            V.Store(sums + 0 * outChannels + 1 * n, a10); V.Store(sums + 1 * outChannels + 1 * n, a11); V.Store(sums + 2 * outChannels + 1 * n, a12); V.Store(sums + 3 * outChannels + 1 * n, a13); V.Store(sums + 4 * outChannels + 1 * n, a14); V.Store(sums + 5 * outChannels + 1 * n, a15); V.Store(sums + 6 * outChannels + 1 * n, a16);
+                            V.Store(sums + 0 * outChannels + 2 * n, a20); V.Store(sums + 1 * outChannels + 2 * n, a21); V.Store(sums + 2 * outChannels + 2 * n, a22); V.Store(sums + 3 * outChannels + 2 * n, a23); V.Store(sums + 4 * outChannels + 2 * n, a24); V.Store(sums + 5 * outChannels + 2 * n, a25); V.Store(sums + 6 * outChannels + 2 * n, a26);
+                            V.Store(sums + 0 * outChannels + 3 * n, a30); V.Store(sums + 1 * outChannels + 3 * n, a31); V.Store(sums + 2 * outChannels + 3 * n, a32); V.Store(sums + 3 * outChannels + 3 * n, a33); V.Store(sums + 4 * outChannels + 3 * n, a34); V.Store(sums + 5 * outChannels + 3 * n, a35); V.Store(sums + 6 * outChannels + 3 * n, a36);
                         }
             }
     }
