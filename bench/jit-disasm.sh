@@ -4,7 +4,7 @@
 # should have none in its loop (docs/optimization-log.md, conv 9: the copies `acc = V.Fma(a, b, acc)` produced);
 # the listing shows where any are.
 #   bench/jit-disasm.sh "*Tile*" conv --rounds 1 --no-torch --only "ResNet-18 layer1"
-#   bench/jit-disasm.sh "DirectChannelTiles*" conv --rounds 1 --no-torch --only "ResNet-20 stage 3"
+#   bench/jit-disasm.sh "*VectorTile:Run" conv --rounds 1 --no-torch --only "ResNet-20 stage 3"
 # The full listings stay in $JIT_LISTING (default /tmp/nabla-jit-listing.txt). Needs a Release build of bench/Nabla.Bench.
 set -euo pipefail
 if [ $# -lt 2 ]; then echo "usage: $0 PATTERN BENCH-ARGS..." >&2; exit 2; fi

@@ -176,11 +176,11 @@ public sealed unsafe partial class CpuBackend
         (int)Math.Clamp(DirectChunkFloats / Math.Max(1L, (long)(s.In * s.Phases + s.OutPadded(8)) * s.Plane), 1, Math.Max(1, limit));
 
     /// <summary>Broadcast operands per tile over output channels: consecutive positions of one output row in
-    /// <see cref="DirectChannelTiles{V}"/>, (channel, tap) pairs in <see cref="WeightGradientChannelTiles{V}"/>.</summary>
+    /// <see cref="DirectChannelTiles{V, TTile}"/>, (channel, tap) pairs in <see cref="WeightGradientChannelTiles{V}"/>.</summary>
     private const int ChannelTileColumns = 7;
 
     /// <summary>
-    /// Whether a correlation runs as <see cref="DirectChannelTiles{V}"/> (vectors over output channels) rather than
+    /// Whether a correlation runs as <see cref="DirectChannelTiles{V, TTile}"/> (vectors over output channels) rather than
     /// the tiles over grid positions: on the AVX-512 path, stride 1, whole pairs of 16-channel vectors, and rows of 7
     /// to 14 outputs. There the position tiles pay for the padding columns and rows of the grid (31 % extra work at
     /// 14×14, 65 % at 7×7; ResNet-20's second and third stages), while channel tiles compute the outputs alone.
@@ -237,8 +237,8 @@ public sealed unsafe partial class CpuBackend
             for (int t = 0; t < s.Taps; t++) tap[t] = (int)s.TapOffset(t, row);
             if (channelTiles)
             {
-                if (V.Count == 16 && s.Out % (4 * V.Count) == 0) DirectChannelTiles4<V>(s, images, packed, tap, grid, channelStride, output);
-                else DirectChannelTiles<V>(s, images, packed, tap, grid, channelStride, output);
+                if (V.Count == 16 && s.Out % (4 * V.Count) == 0) DirectChannelTiles<V, FourVectorTile>(s, images, packed, tap, grid, channelStride, output);
+                else DirectChannelTiles<V, TwoVectorTile>(s, images, packed, tap, grid, channelStride, output);
                 PlaceChannelLast(s, output, images, bias, y + (long)n0 * s.Out * s.OH * s.OW);
                 return;
             }
@@ -277,135 +277,158 @@ public sealed unsafe partial class CpuBackend
         }
     }
 
-    /// <summary>Input channels per pass of <see cref="DirectChannelTiles{V}"/> over a chunk's tiles.</summary>
+    /// <summary>Input channels per pass of <see cref="DirectChannelTiles{V, TTile}"/> over a chunk's tiles.</summary>
     private const int ChannelTileBlock = 16;
 
     /// <summary>
     /// out[m][o] = Σ_i Σ_t packed[i][t][o] · grid[i][q(m) + tap[t]] for the chunk's output positions m = (image, oh, ow)
-    /// alone (none of the grid's padding), channel-last, as tiles of two vectors of output channels × 7 consecutive
-    /// positions of a row: per (channel, tap) two weight loads and 7 broadcast inputs feed 14 multiply-adds. The input
-    /// channels go in blocks of <see cref="ChannelTileBlock"/>, each a pass over all the tiles that adds into their
-    /// sums in <paramref name="output"/>: a block's weights for the two vectors (16 × 9 taps × 32 floats, 18 KiB) stay
-    /// in L1 for the whole pass, where all the channels' weights (73 KiB at 64 × 64) streamed from L2 for every tile:
-    /// ResNet-20's 14×14 and 7×7 forward 1.43× and 1.45× faster with the blocks (1 thread, docs/optimization-log.md,
-    /// conv 10). The sums stay channel-last, so a tile stores whole vectors, and <see cref="PlaceChannelLast"/> moves
-    /// them into the output once (the tiles wrote them transposed, element by element, into a grid that was then
-    /// cropped). A row whose width is not a
-    /// multiple of 7 ends with a tile moved back to overlap the one before; the overlap is computed twice, which only
-    /// a single pass over all the channels may do (it writes the same values again).
+    /// alone (none of the grid's padding), channel-last, as tiles of <typeparamref name="TTile"/>'s vectors of output
+    /// channels × 7 consecutive positions of a row. The input channels go in blocks of <see cref="ChannelTileBlock"/>,
+    /// each a pass over all the tiles that adds into their sums in <paramref name="output"/>: a block's weights for a
+    /// tile's channels (16 × 9 taps × 32 floats, 18 KiB, for two vectors) stay in L1 for the whole pass, where all the
+    /// channels' weights (73 KiB at 64 × 64) streamed from L2 for every tile: ResNet-20's 14×14 and 7×7 forward 1.43×
+    /// and 1.45× faster with the blocks (1 thread, docs/optimization-log.md, conv 10). The sums stay channel-last, so a
+    /// tile stores whole vectors, and <see cref="PlaceChannelLast"/> moves them into the output once (the tiles wrote
+    /// them transposed, element by element, into a grid that was then cropped). A row whose width is not a multiple
+    /// of 7 ends with a tile moved back to overlap the one before; the overlap is computed twice, which only a single
+    /// pass over all the channels may do (it writes the same values again).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectChannelTiles<V>(in Correlation s, int images, float* packed, int* tap, float* grid, long channelStride, float* output)
-        where V : struct, IVec<V>
+    private static void DirectChannelTiles<V, TTile>(in Correlation s, int images, float* packed, int* tap, float* grid, long channelStride, float* output)
+        where V : struct, IVec<V> where TTile : struct, IChannelTile
     {
-        int n = V.Count, OH = s.OH, OW = s.OW, taps = s.Taps, channels = s.In, outChannels = s.Out;
+        int OH = s.OH, OW = s.OW, taps = s.Taps, channels = s.In, outChannels = s.Out;
         int block = OW % ChannelTileColumns == 0 ? ChannelTileBlock : channels;
-        for (int o0 = 0; o0 < outChannels; o0 += 2 * n)
+        for (int o0 = 0; o0 < outChannels; o0 += TTile.Vectors * V.Count)
             for (int i0 = 0; i0 < channels; i0 += block)
-            {
-                int i1 = Math.Min(channels, i0 + block);
                 for (int image = 0; image < images; image++)
                     for (int oh = 0; oh < OH; oh++)
                         for (int ow = 0; ow < OW; ow += ChannelTileColumns)
                         {
                             int first = Math.Min(ow, OW - ChannelTileColumns);
                             long q = (long)image * s.Plane + (long)oh * s.Wq + first;
-                            float* sums = output + (((long)image * OH + oh) * OW + first) * outChannels + o0;
                             // The first block starts from zero (and so may overlap a tile already stored); the others add.
-                            V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
-                              a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00;
-                            if (i0 > 0)
-                            {
-                                a00 = V.Load(sums); a01 = V.Load(sums + outChannels); a02 = V.Load(sums + 2 * outChannels);
-                                a03 = V.Load(sums + 3 * outChannels); a04 = V.Load(sums + 4 * outChannels);
-                                a05 = V.Load(sums + 5 * outChannels); a06 = V.Load(sums + 6 * outChannels);
-                                a10 = V.Load(sums + n); a11 = V.Load(sums + outChannels + n); a12 = V.Load(sums + 2 * outChannels + n);
-                                a13 = V.Load(sums + 3 * outChannels + n); a14 = V.Load(sums + 4 * outChannels + n);
-                                a15 = V.Load(sums + 5 * outChannels + n); a16 = V.Load(sums + 6 * outChannels + n);
-                            }
-                            float* wp = packed + (long)i0 * taps * outChannels + o0;
-                            for (int i = i0; i < i1; i++)
-                            {
-                                float* xr = grid + i * channelStride + q;
-                                for (int t = 0; t < taps; t++, wp += outChannels)
-                                {
-                                    float* at = xr + tap[t];
-                                    V w0 = V.Load(wp), w1 = V.Load(wp + n);
-                                    V b = V.Splat(at[0]); V.AddProduct(ref a00, w0, b); V.AddProduct(ref a10, w1, b);
-                                    b = V.Splat(at[1]); V.AddProduct(ref a01, w0, b); V.AddProduct(ref a11, w1, b);
-                                    b = V.Splat(at[2]); V.AddProduct(ref a02, w0, b); V.AddProduct(ref a12, w1, b);
-                                    b = V.Splat(at[3]); V.AddProduct(ref a03, w0, b); V.AddProduct(ref a13, w1, b);
-                                    b = V.Splat(at[4]); V.AddProduct(ref a04, w0, b); V.AddProduct(ref a14, w1, b);
-                                    b = V.Splat(at[5]); V.AddProduct(ref a05, w0, b); V.AddProduct(ref a15, w1, b);
-                                    b = V.Splat(at[6]); V.AddProduct(ref a06, w0, b); V.AddProduct(ref a16, w1, b);
-                                }
-                            }
-                            V.Store(sums, a00); V.Store(sums + outChannels, a01); V.Store(sums + 2 * outChannels, a02);
-                            V.Store(sums + 3 * outChannels, a03); V.Store(sums + 4 * outChannels, a04);
-                            V.Store(sums + 5 * outChannels, a05); V.Store(sums + 6 * outChannels, a06);
-                            V.Store(sums + n, a10); V.Store(sums + outChannels + n, a11); V.Store(sums + 2 * outChannels + n, a12);
-                            V.Store(sums + 3 * outChannels + n, a13); V.Store(sums + 4 * outChannels + n, a14);
-                            V.Store(sums + 5 * outChannels + n, a15); V.Store(sums + 6 * outChannels + n, a16);
+                            TTile.Run<V>(output + (((long)image * OH + oh) * OW + first) * outChannels + o0, outChannels, i0 > 0,
+                                packed + (long)i0 * taps * outChannels + o0, grid + i0 * channelStride + q, Math.Min(block, channels - i0),
+                                channelStride, tap, taps);
                         }
-            }
     }
 
-    /// <summary>As <see cref="DirectChannelTiles{V}"/> with four vectors of output channels per tile (64 channels with
-    /// Vector512): 4 weight loads and 7 broadcasts per 28 multiply-adds, against 2 and 7 per 14. The 28 sums, the 4
-    /// weights and the broadcast need 33 registers of 32, so the JIT keeps one sum on the stack (a load and a store
-    /// per 28 multiply-adds; it does not fold the broadcast into the FMA). ResNet-20's 7×7 stage, forward + backward,
-    /// in one process against the two-vector tile: 8.71 → 7.88 ms on 1 thread, 4.76 → 4.17 ms on 2 (conv 10).</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void DirectChannelTiles4<V>(in Correlation s, int images, float* packed, int* tap, float* grid, long channelStride, float* output)
-        where V : struct, IVec<V>
+    /// <summary>A register tile of <see cref="DirectChannelTiles{V, TTile}"/>: <see cref="Vectors"/> vectors of output
+    /// channels × 7 positions, its sums at sums[position · outChannels + channel] (added to when <c>add</c>), over
+    /// <c>channels</c> input channels whose grid rows start at xr and whose packed weights start at wp.</summary>
+    private interface IChannelTile
     {
-        int n = V.Count, OH = s.OH, OW = s.OW, taps = s.Taps, channels = s.In, outChannels = s.Out;
-        int block = OW % ChannelTileColumns == 0 ? ChannelTileBlock : channels;
-        for (int o0 = 0; o0 < outChannels; o0 += 4 * n)
-            for (int i0 = 0; i0 < channels; i0 += block)
+        static abstract int Vectors { get; }
+
+        static abstract void Run<V>(float* sums, int outChannels, bool add, float* wp, float* xr, int channels, long channelStride, int* tap, int taps)
+            where V : struct, IVec<V>;
+    }
+
+    /// <summary>Two vectors of output channels: per (channel, tap) two weight loads and 7 broadcast inputs feed 14
+    /// multiply-adds.</summary>
+    private readonly struct TwoVectorTile : IChannelTile
+    {
+        public static int Vectors => 2;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Run<V>(float* sums, int outChannels, bool add, float* wp, float* xr, int channels, long channelStride, int* tap, int taps)
+            where V : struct, IVec<V>
+        {
+            int n = V.Count;
+            V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
+              a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00;
+            if (add)
             {
-                int i1 = Math.Min(channels, i0 + block);
-                for (int image = 0; image < images; image++)
-                    for (int oh = 0; oh < OH; oh++)
-                        for (int ow = 0; ow < OW; ow += ChannelTileColumns)
-                        {
-                            int first = Math.Min(ow, OW - ChannelTileColumns);
-                            long q = (long)image * s.Plane + (long)oh * s.Wq + first;
-                            float* sums = output + (((long)image * OH + oh) * OW + first) * outChannels + o0;
-                            V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
-                              a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00,
-                              a20 = a00, a21 = a00, a22 = a00, a23 = a00, a24 = a00, a25 = a00, a26 = a00,
-                              a30 = a00, a31 = a00, a32 = a00, a33 = a00, a34 = a00, a35 = a00, a36 = a00;
-                            if (i0 > 0)
-                            {
-                                a00 = V.Load(sums + 0 * outChannels + 0 * n); a01 = V.Load(sums + 1 * outChannels + 0 * n); a02 = V.Load(sums + 2 * outChannels + 0 * n); a03 = V.Load(sums + 3 * outChannels + 0 * n); a04 = V.Load(sums + 4 * outChannels + 0 * n); a05 = V.Load(sums + 5 * outChannels + 0 * n); a06 = V.Load(sums + 6 * outChannels + 0 * n);
-                                a10 = V.Load(sums + 0 * outChannels + 1 * n); a11 = V.Load(sums + 1 * outChannels + 1 * n); a12 = V.Load(sums + 2 * outChannels + 1 * n); a13 = V.Load(sums + 3 * outChannels + 1 * n); a14 = V.Load(sums + 4 * outChannels + 1 * n); a15 = V.Load(sums + 5 * outChannels + 1 * n); a16 = V.Load(sums + 6 * outChannels + 1 * n);
-                                a20 = V.Load(sums + 0 * outChannels + 2 * n); a21 = V.Load(sums + 1 * outChannels + 2 * n); a22 = V.Load(sums + 2 * outChannels + 2 * n); a23 = V.Load(sums + 3 * outChannels + 2 * n); a24 = V.Load(sums + 4 * outChannels + 2 * n); a25 = V.Load(sums + 5 * outChannels + 2 * n); a26 = V.Load(sums + 6 * outChannels + 2 * n);
-                                a30 = V.Load(sums + 0 * outChannels + 3 * n); a31 = V.Load(sums + 1 * outChannels + 3 * n); a32 = V.Load(sums + 2 * outChannels + 3 * n); a33 = V.Load(sums + 3 * outChannels + 3 * n); a34 = V.Load(sums + 4 * outChannels + 3 * n); a35 = V.Load(sums + 5 * outChannels + 3 * n); a36 = V.Load(sums + 6 * outChannels + 3 * n);
-                            }
-                            float* wp = packed + (long)i0 * taps * outChannels + o0;
-                            for (int i = i0; i < i1; i++)
-                            {
-                                float* xr = grid + i * channelStride + q;
-                                for (int t = 0; t < taps; t++, wp += outChannels)
-                                {
-                                    float* at = xr + tap[t];
-                                    V w0 = V.Load(wp), w1 = V.Load(wp + n), w2 = V.Load(wp + 2 * n), w3 = V.Load(wp + 3 * n);
-                                    V b = V.Splat(at[0]); V.AddProduct(ref a00, w0, b); V.AddProduct(ref a10, w1, b); V.AddProduct(ref a20, w2, b); V.AddProduct(ref a30, w3, b);
-                                    b = V.Splat(at[1]); V.AddProduct(ref a01, w0, b); V.AddProduct(ref a11, w1, b); V.AddProduct(ref a21, w2, b); V.AddProduct(ref a31, w3, b);
-                                    b = V.Splat(at[2]); V.AddProduct(ref a02, w0, b); V.AddProduct(ref a12, w1, b); V.AddProduct(ref a22, w2, b); V.AddProduct(ref a32, w3, b);
-                                    b = V.Splat(at[3]); V.AddProduct(ref a03, w0, b); V.AddProduct(ref a13, w1, b); V.AddProduct(ref a23, w2, b); V.AddProduct(ref a33, w3, b);
-                                    b = V.Splat(at[4]); V.AddProduct(ref a04, w0, b); V.AddProduct(ref a14, w1, b); V.AddProduct(ref a24, w2, b); V.AddProduct(ref a34, w3, b);
-                                    b = V.Splat(at[5]); V.AddProduct(ref a05, w0, b); V.AddProduct(ref a15, w1, b); V.AddProduct(ref a25, w2, b); V.AddProduct(ref a35, w3, b);
-                                    b = V.Splat(at[6]); V.AddProduct(ref a06, w0, b); V.AddProduct(ref a16, w1, b); V.AddProduct(ref a26, w2, b); V.AddProduct(ref a36, w3, b);
-                                }
-                            }
-                            V.Store(sums + 0 * outChannels + 0 * n, a00); V.Store(sums + 1 * outChannels + 0 * n, a01); V.Store(sums + 2 * outChannels + 0 * n, a02); V.Store(sums + 3 * outChannels + 0 * n, a03); V.Store(sums + 4 * outChannels + 0 * n, a04); V.Store(sums + 5 * outChannels + 0 * n, a05); V.Store(sums + 6 * outChannels + 0 * n, a06);
-                            V.Store(sums + 0 * outChannels + 1 * n, a10); V.Store(sums + 1 * outChannels + 1 * n, a11); V.Store(sums + 2 * outChannels + 1 * n, a12); V.Store(sums + 3 * outChannels + 1 * n, a13); V.Store(sums + 4 * outChannels + 1 * n, a14); V.Store(sums + 5 * outChannels + 1 * n, a15); V.Store(sums + 6 * outChannels + 1 * n, a16);
-                            V.Store(sums + 0 * outChannels + 2 * n, a20); V.Store(sums + 1 * outChannels + 2 * n, a21); V.Store(sums + 2 * outChannels + 2 * n, a22); V.Store(sums + 3 * outChannels + 2 * n, a23); V.Store(sums + 4 * outChannels + 2 * n, a24); V.Store(sums + 5 * outChannels + 2 * n, a25); V.Store(sums + 6 * outChannels + 2 * n, a26);
-                            V.Store(sums + 0 * outChannels + 3 * n, a30); V.Store(sums + 1 * outChannels + 3 * n, a31); V.Store(sums + 2 * outChannels + 3 * n, a32); V.Store(sums + 3 * outChannels + 3 * n, a33); V.Store(sums + 4 * outChannels + 3 * n, a34); V.Store(sums + 5 * outChannels + 3 * n, a35); V.Store(sums + 6 * outChannels + 3 * n, a36);
-                        }
+                float* r = sums;
+                a00 = V.Load(r); a10 = V.Load(r + n); r += outChannels;
+                a01 = V.Load(r); a11 = V.Load(r + n); r += outChannels;
+                a02 = V.Load(r); a12 = V.Load(r + n); r += outChannels;
+                a03 = V.Load(r); a13 = V.Load(r + n); r += outChannels;
+                a04 = V.Load(r); a14 = V.Load(r + n); r += outChannels;
+                a05 = V.Load(r); a15 = V.Load(r + n); r += outChannels;
+                a06 = V.Load(r); a16 = V.Load(r + n);
             }
+            for (int i = 0; i < channels; i++, xr += channelStride)
+                for (int t = 0; t < taps; t++, wp += outChannels)
+                {
+                    float* at = xr + tap[t];
+                    V w0 = V.Load(wp), w1 = V.Load(wp + n);
+                    V b = V.Splat(at[0]); V.AddProduct(ref a00, w0, b); V.AddProduct(ref a10, w1, b);
+                    b = V.Splat(at[1]); V.AddProduct(ref a01, w0, b); V.AddProduct(ref a11, w1, b);
+                    b = V.Splat(at[2]); V.AddProduct(ref a02, w0, b); V.AddProduct(ref a12, w1, b);
+                    b = V.Splat(at[3]); V.AddProduct(ref a03, w0, b); V.AddProduct(ref a13, w1, b);
+                    b = V.Splat(at[4]); V.AddProduct(ref a04, w0, b); V.AddProduct(ref a14, w1, b);
+                    b = V.Splat(at[5]); V.AddProduct(ref a05, w0, b); V.AddProduct(ref a15, w1, b);
+                    b = V.Splat(at[6]); V.AddProduct(ref a06, w0, b); V.AddProduct(ref a16, w1, b);
+                }
+            V.Store(sums, a00); V.Store(sums + n, a10); sums += outChannels;
+            V.Store(sums, a01); V.Store(sums + n, a11); sums += outChannels;
+            V.Store(sums, a02); V.Store(sums + n, a12); sums += outChannels;
+            V.Store(sums, a03); V.Store(sums + n, a13); sums += outChannels;
+            V.Store(sums, a04); V.Store(sums + n, a14); sums += outChannels;
+            V.Store(sums, a05); V.Store(sums + n, a15); sums += outChannels;
+            V.Store(sums, a06); V.Store(sums + n, a16);
+        }
+    }
+
+    /// <summary>Four vectors of output channels (64 with Vector512): 4 weight loads and 7 broadcasts per 28
+    /// multiply-adds. The 28 sums, the 4 weights and the broadcast need 33 registers of 32, so the JIT keeps one sum on
+    /// the stack (a load and a store per 28 multiply-adds; it does not fold the broadcast into the FMA). ResNet-20's
+    /// 7×7 stage, forward + backward, in one process against the two-vector tile: 8.71 → 7.88 ms on 1 thread, 4.76 →
+    /// 4.17 ms on 2 (conv 10).</summary>
+    private readonly struct FourVectorTile : IChannelTile
+    {
+        public static int Vectors => 4;
+
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public static void Run<V>(float* sums, int outChannels, bool add, float* wp, float* xr, int channels, long channelStride, int* tap, int taps)
+            where V : struct, IVec<V>
+        {
+            int n = V.Count;
+            V a00 = V.Splat(0f), a01 = a00, a02 = a00, a03 = a00, a04 = a00, a05 = a00, a06 = a00,
+              a10 = a00, a11 = a00, a12 = a00, a13 = a00, a14 = a00, a15 = a00, a16 = a00,
+              a20 = a00, a21 = a00, a22 = a00, a23 = a00, a24 = a00, a25 = a00, a26 = a00,
+              a30 = a00, a31 = a00, a32 = a00, a33 = a00, a34 = a00, a35 = a00, a36 = a00;
+            if (add)
+            {
+                float* r = sums;
+                a00 = V.Load(r); a10 = V.Load(r + n); a20 = V.Load(r + 2 * n); a30 = V.Load(r + 3 * n); r += outChannels;
+                a01 = V.Load(r); a11 = V.Load(r + n); a21 = V.Load(r + 2 * n); a31 = V.Load(r + 3 * n); r += outChannels;
+                a02 = V.Load(r); a12 = V.Load(r + n); a22 = V.Load(r + 2 * n); a32 = V.Load(r + 3 * n); r += outChannels;
+                a03 = V.Load(r); a13 = V.Load(r + n); a23 = V.Load(r + 2 * n); a33 = V.Load(r + 3 * n); r += outChannels;
+                a04 = V.Load(r); a14 = V.Load(r + n); a24 = V.Load(r + 2 * n); a34 = V.Load(r + 3 * n); r += outChannels;
+                a05 = V.Load(r); a15 = V.Load(r + n); a25 = V.Load(r + 2 * n); a35 = V.Load(r + 3 * n); r += outChannels;
+                a06 = V.Load(r); a16 = V.Load(r + n); a26 = V.Load(r + 2 * n); a36 = V.Load(r + 3 * n);
+            }
+            for (int i = 0; i < channels; i++, xr += channelStride)
+                for (int t = 0; t < taps; t++, wp += outChannels)
+                {
+                    float* at = xr + tap[t];
+                    V w0 = V.Load(wp), w1 = V.Load(wp + n), w2 = V.Load(wp + 2 * n), w3 = V.Load(wp + 3 * n);
+                    V b = V.Splat(at[0]); V.AddProduct(ref a00, w0, b); V.AddProduct(ref a10, w1, b);
+                    V.AddProduct(ref a20, w2, b); V.AddProduct(ref a30, w3, b);
+                    b = V.Splat(at[1]); V.AddProduct(ref a01, w0, b); V.AddProduct(ref a11, w1, b);
+                    V.AddProduct(ref a21, w2, b); V.AddProduct(ref a31, w3, b);
+                    b = V.Splat(at[2]); V.AddProduct(ref a02, w0, b); V.AddProduct(ref a12, w1, b);
+                    V.AddProduct(ref a22, w2, b); V.AddProduct(ref a32, w3, b);
+                    b = V.Splat(at[3]); V.AddProduct(ref a03, w0, b); V.AddProduct(ref a13, w1, b);
+                    V.AddProduct(ref a23, w2, b); V.AddProduct(ref a33, w3, b);
+                    b = V.Splat(at[4]); V.AddProduct(ref a04, w0, b); V.AddProduct(ref a14, w1, b);
+                    V.AddProduct(ref a24, w2, b); V.AddProduct(ref a34, w3, b);
+                    b = V.Splat(at[5]); V.AddProduct(ref a05, w0, b); V.AddProduct(ref a15, w1, b);
+                    V.AddProduct(ref a25, w2, b); V.AddProduct(ref a35, w3, b);
+                    b = V.Splat(at[6]); V.AddProduct(ref a06, w0, b); V.AddProduct(ref a16, w1, b);
+                    V.AddProduct(ref a26, w2, b); V.AddProduct(ref a36, w3, b);
+                }
+            V.Store(sums, a00); V.Store(sums + n, a10); V.Store(sums + 2 * n, a20); V.Store(sums + 3 * n, a30); sums += outChannels;
+            V.Store(sums, a01); V.Store(sums + n, a11); V.Store(sums + 2 * n, a21); V.Store(sums + 3 * n, a31); sums += outChannels;
+            V.Store(sums, a02); V.Store(sums + n, a12); V.Store(sums + 2 * n, a22); V.Store(sums + 3 * n, a32); sums += outChannels;
+            V.Store(sums, a03); V.Store(sums + n, a13); V.Store(sums + 2 * n, a23); V.Store(sums + 3 * n, a33); sums += outChannels;
+            V.Store(sums, a04); V.Store(sums + n, a14); V.Store(sums + 2 * n, a24); V.Store(sums + 3 * n, a34); sums += outChannels;
+            V.Store(sums, a05); V.Store(sums + n, a15); V.Store(sums + 2 * n, a25); V.Store(sums + 3 * n, a35); sums += outChannels;
+            V.Store(sums, a06); V.Store(sums + n, a16); V.Store(sums + 2 * n, a26); V.Store(sums + 3 * n, a36);
+        }
     }
 
     /// <summary>y[image][o][m] = out[image][m][o] + bias[o] for the chunk's images: the channel tiles' channel-last
