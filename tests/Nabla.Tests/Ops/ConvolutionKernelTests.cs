@@ -77,7 +77,8 @@ public unsafe class ConvolutionKernelTests
 
     /// <summary>The direct convolution's three kernels on random shapes (strides 1 to 3): 1–6 input channels, output channels
     /// that leave a partial block of 4, kernels from 1×1 to 5×5 with any padding below the kernel size, planes from
-    /// 1×1 to wider than several vectors, and batches that split into several chunks.</summary>
+    /// 1×1 to wider than several vectors, and batches that split into several chunks; then strided rows, and 70
+    /// channels (the position tiles' passes over blocks of input channels).</summary>
     [Theory]
     [MemberData(nameof(Isas))]
     public void DirectKernelsMatchReference(Isa isa)
@@ -97,6 +98,11 @@ public unsafe class ConvolutionKernelTests
         // a time (the last block overlapping the one before where the width is no multiple of 16), with either padding parity.
         foreach (var (w, pad) in new[] { (16, 0), (28, 1), (30, 0), (34, 1) })
             AssertDirectKernelsMatchReference(isa, new Conv2dGeometry(2, 3, 9, w, 5, 3, 3, 2, 2, pad, pad, 1, 1, 1), random, withBias: true);
+        // More input channels than one pass of the position tiles takes (32), with a partial last block: the forward's
+        // 70 inputs, and the input gradient's 70 outputs.
+        foreach (var (inChannels, outChannels) in new[] { (70, 12), (12, 70) })
+            AssertDirectKernelsMatchReference(isa, new Conv2dGeometry(2, inChannels, 9, 20, outChannels, 3, 3, 1, 1, 1, 1, 1, 1, 1), random,
+                withBias: true);
     }
 
     /// <summary>The direct forward, input gradient and weight gradient of <paramref name="g"/> on random data, fast
