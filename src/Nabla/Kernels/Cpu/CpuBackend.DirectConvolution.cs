@@ -19,6 +19,9 @@ namespace Nabla.Kernels.Cpu;
 // gradient is the same product on the padded dy with the kernel flipped and transposed (at stride s, one such product
 // per phase of the input, each with the sub-kernel of the taps that reach that phase); the weight gradient is a
 // tile of 4 output channels × P (channel, tap) pairs, each a dot product of a dy grid row with a shifted input row.
+// On the AVX-512 path, rows of 7 to 14 outputs with whole pairs of 16-channel vectors run tiles over output channels
+// instead (UsesChannelTiles), which compute the outputs alone. Both kinds of tile take the input channels in blocks,
+// one pass over the chunk per block adding into the outputs, so that a block's weights and inputs stay in L1.
 // Where a kernel row's KW·C values fill the channel-last tiles well (ChannelLastPays), the weight gradient and, on the
 // AVX-512 path, the strided input gradient run on channel-last copies instead (CpuBackend.ChannelLastConvolution.cs).
 // The tile kernels here and there are compiled optimised at once (AggressiveOptimization): the tiered JIT's first
