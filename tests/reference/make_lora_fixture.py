@@ -30,6 +30,15 @@ config.py and utils/save_and_load.py) by hand, since PyPI's peft is not installa
   Fixtures/lora/gpt2_tied_expected.safetensors  token ids, targets, the logits of base + that adapter, the loss and
                                     its gradients w.r.t. the embedding's A and B (the sums of what PEFT's two tied
                                     leaves receive: the embedding's own and the head's, transposed)
+  Fixtures/lora/dora_linear.safetensors  one nn.Linear wrapped as PEFT's DoRA layer (lora/dora.py DoraLinearLayer:
+                                    magnitude m = ‖W + s·B·A‖ per output row at first, the norm detached), with m, A
+                                    and B moved from their start: x, W, b, A, B, m, y, the gradients of sum(y·dy)
+                                    w.r.t. x, A, B and m, and the merged weight m ⊙ (W + s·B·A) / ‖W + s·B·A‖
+  Fixtures/lora/gpt2_adapter_dora/  a DoRA adapter (use_dora) on c_attn and mlp.c_proj, the Conv1D layers with
+                                    fan_in_fan_out; the magnitudes saved as "...lora_magnitude_vector", as
+                                    get_peft_model_state_dict renames PEFT's lora_magnitude_vector.default.weight
+  Fixtures/lora/gpt2_dora_expected.safetensors  token ids, targets, the logits of base + that adapter, the loss and
+                                    its gradient w.r.t. the first block's c_attn magnitude
 
 Run with Debian's python3-torch:  /usr/bin/python3 tests/reference/make_lora_fixture.py
 """
@@ -132,7 +141,7 @@ def wrap(model, r, alpha, targets, use_rslora, modules_to_save=()):
 
 
 def write_adapter(folder, tensors, r, alpha, targets, use_rslora, bias="none", modules_to_save=None, ensure_weight_tying=None,
-                  trainable_token_indices=None):
+                  trainable_token_indices=None, use_dora=False):
     """adapter_model.safetensors and adapter_config.json with the keys PEFT 0.10's LoraConfig writes (and PEFT 0.18's
     ensure_weight_tying and 0.15's trainable_token_indices when given)."""
     directory = os.path.join(OUT, folder)
@@ -144,7 +153,7 @@ def write_adapter(folder, tensors, r, alpha, targets, use_rslora, bias="none", m
         "layers_pattern": None, "layers_to_transform": None, "loftq_config": {}, "lora_alpha": alpha,
         "lora_dropout": 0.0, "megatron_config": None, "megatron_core": "megatron.core", "modules_to_save": modules_to_save,
         "peft_type": "LORA", "r": r, "rank_pattern": {}, "revision": None, "target_modules": targets,
-        "task_type": "CAUSAL_LM", "use_dora": False, "use_rslora": use_rslora,
+        "task_type": "CAUSAL_LM", "use_dora": use_dora, "use_rslora": use_rslora,
     }
     if ensure_weight_tying is not None:
         adapter_config["ensure_weight_tying"] = ensure_weight_tying
@@ -347,6 +356,89 @@ def gpt2_bias_case(gen):
     write_expected("gpt2_bias_expected.safetensors", model, config["vocab_size"], gen)
 
 
+class DoraLayer(LoraLayer):
+    """PEFT's lora.Linear with use_dora (peft/tuners/lora/dora.py, DoraLinearLayer): the magnitude starts as the row
+    norms of W + s·B·A (W as (out, in): a Conv1D weight transposed); result = base_layer(x) + (m/‖W + s·B·A‖ − 1) ·
+    x·Wᵀ + (m/‖W + s·B·A‖) · lora_B(lora_A(x)) · s, the norm detached (DoRA paper, section 4.3)."""
+
+    def __init__(self, base_layer, r, alpha, use_rslora, fan_in_fan_out):
+        super().__init__(base_layer, r, alpha, use_rslora, fan_in_fan_out)
+        self.fan_in_fan_out = fan_in_fan_out
+        self.lora_magnitude_vector = nn.Parameter(self.weight_norm().detach())
+
+    def out_in_weight(self):
+        return self.base_layer.weight.T if self.fan_in_fan_out else self.base_layer.weight
+
+    def weight_norm(self):
+        lora_weight = self.lora_B.weight @ self.lora_A.weight
+        return torch.linalg.norm(self.out_in_weight() + self.scaling * lora_weight.detach(), dim=1)
+
+    def forward(self, x):
+        scale = (self.lora_magnitude_vector / self.weight_norm().detach()).view(1, -1)
+        base = nn.functional.linear(x, self.out_in_weight())
+        return self.base_layer(x) + (scale - 1) * base + scale * self.lora_B(self.lora_A(x)) * self.scaling
+
+    def merged_weight(self):
+        """PEFT's merge: dora_factor = m / ‖W + ΔW‖, W' = dora_factor.view(-1, 1) · (W + ΔW)."""
+        with torch.no_grad():
+            delta = self.scaling * (self.lora_B.weight @ self.lora_A.weight)
+            return (self.lora_magnitude_vector / self.weight_norm()).view(-1, 1) * (self.out_in_weight() + delta)
+
+
+def dora_linear_case(gen):
+    r, alpha, n_in, n_out = 3, 6.0, 7, 5
+    layer = DoraLayer(nn.Linear(n_in, n_out), r, alpha, use_rslora=False, fan_in_fan_out=False)
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name == "lora_magnitude_vector":
+                p.mul_(1 + 0.2 * torch.randn(p.shape, generator=gen))  # trained away from ‖W + ΔW‖
+            else:
+                p.copy_(torch.randn(p.shape, generator=gen))
+    x = torch.randn(2, 4, n_in, generator=gen, requires_grad=True)
+    y = layer(x)
+    dy = torch.randn(y.shape, generator=gen)
+    (y * dy).sum().backward()
+    write_safetensors(os.path.join(OUT, "dora_linear.safetensors"), {
+        "x": x.detach().numpy(), "weight": layer.base_layer.weight.detach().numpy(),
+        "bias": layer.base_layer.bias.detach().numpy(),
+        "lora_A": layer.lora_A.weight.detach().numpy(), "lora_B": layer.lora_B.weight.detach().numpy(),
+        "magnitude": layer.lora_magnitude_vector.detach().numpy(),
+        "y": y.detach().numpy(), "dy": dy.numpy(), "dx": x.grad.numpy(),
+        "dlora_A": layer.lora_A.weight.grad.numpy(), "dlora_B": layer.lora_B.weight.grad.numpy(),
+        "dmagnitude": layer.lora_magnitude_vector.grad.numpy(), "merged_weight": layer.merged_weight().numpy(),
+    }, {"r": str(r), "lora_alpha": str(alpha)})
+
+
+def gpt2_dora_case(gen):
+    config, model = load_base()
+    r, alpha, targets = 2, 4, ["c_attn", "mlp.c_proj"]
+    peft_model = nn.Module()
+    peft_model.base_model = nn.Module()
+    peft_model.base_model.model = model
+    for name, module in list(model.named_modules()):
+        parent, _, child = name.rpartition(".")
+        if matches(name, targets):
+            setattr(model.get_submodule(parent), child, DoraLayer(module, r, alpha, use_rslora=False, fan_in_fan_out=True))
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if name.endswith("lora_magnitude_vector"):
+                p.mul_(1 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif ".lora_" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+    state = {k: v.detach().numpy().copy() for k, v in peft_model.state_dict().items() if "lora_" in k}
+    assert "base_model.model.transformer.h.0.attn.c_attn.lora_magnitude_vector" in state and len(state) == 3 * 2 * config["n_layer"]
+    write_adapter("gpt2_adapter_dora", state, r, alpha, targets, use_rslora=False, use_dora=True)
+    ids = torch.randint(0, config["vocab_size"], (2, 9), generator=gen)
+    targets = torch.randint(0, config["vocab_size"], (2, 9), generator=gen)
+    logits = model(ids)
+    loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+    loss.backward()
+    write_safetensors(os.path.join(OUT, "gpt2_dora_expected.safetensors"), {
+        "ids": ids.to(torch.int32).numpy(), "targets": targets.to(torch.int32).numpy(), "logits": logits.detach().numpy(),
+        "loss": loss.detach().reshape(1).numpy(),
+        "grad_magnitude_h0_c_attn": model.transformer.h[0].attn.c_attn.lora_magnitude_vector.grad.numpy()}, {})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     gen = torch.Generator().manual_seed(20260)
@@ -355,6 +447,9 @@ def main():
     gpt2_bias_case(gen)
     gpt2_tied_case(gen)
     gpt2_tokens_case(gen)
+    gen = torch.Generator().manual_seed(20261)  # its own seed: the fixtures above stay as they were
+    dora_linear_case(gen)
+    gpt2_dora_case(gen)
 
 
 if __name__ == "__main__":

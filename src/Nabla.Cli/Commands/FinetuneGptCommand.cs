@@ -43,6 +43,8 @@ public sealed record GptFinetuneConfig
         if (Lora is { } l && (l.R is < 1 or > 1 << 16 || !(l.LoraAlpha > 0) || !float.IsFinite(l.LoraAlpha) || l.LoraDropout is < 0 or >= 1 || l.TargetModules.Count == 0
                 || l.Bias is not (NN.Lora.BiasNone or NN.Lora.BiasAll) || l.ModulesToSave is null))
             return "the LoRA settings are out of range";
+        if (Training is { LoraPlusRatio: var ratio } && (!(ratio > 0) || !float.IsFinite(ratio) || (ratio != 1 && Lora == null)))
+            return $"LoRA+ ratio {ratio} is not a positive number, or is set without a LoRA adapter";
         if (TrainableTokens < 0 || (TrainableTokens > 0 && Lora == null)) return $"{TrainableTokens} trainable tokens need a LoRA adapter and a count of at least 0";
         if (Quantize != null && (Lora == null || !QuantizationFormats.TryParse(Quantize, out _)))
             return $"quantisation \"{Quantize}\" needs a LoRA adapter and one of nf4, q4_0, q8_0";
@@ -69,6 +71,8 @@ public static class FinetuneGptCommand
         var targets = new Option<string>("--targets") { Description = "Comma-separated module names (or name endings, as PEFT matches them) that get an adapter; '*' matches within a name part (mlp.*); lm_head (or wte): the tied token embedding and head, one adapter for both.", DefaultValueFactory = _ => "c_attn,c_proj" };
         var dropout = new Option<float>("--lora-dropout") { Description = "Dropout on the adapter's input.", DefaultValueFactory = _ => 0 };
         var rsLora = new Option<bool>("--rslora") { Description = "Scale by alpha/√r (rank-stabilised LoRA) instead of alpha/r." };
+        var dora = new Option<bool>("--dora") { Description = "DoRA (PEFT's use_dora): each adapted linear layer also learns the length of each output's weight row (out parameters per layer)." };
+        var loraPlus = new Option<float>("--loraplus-ratio") { Description = "LoRA+: the B matrices and the trained vectors (biases, norms, DoRA magnitudes) learn at this multiple of --lr (PEFT's create_loraplus_optimizer; its authors suggest 16).", DefaultValueFactory = _ => 1 };
         var loraBias = new Option<string>("--lora-bias") { Description = "PEFT's bias: none, or all (every bias of the model, layer norms' too, trains and is saved with the adapter).", DefaultValueFactory = _ => Lora.BiasNone };
         var modulesToSave = new Option<string?>("--modules-to-save") { Description = "Comma-separated modules (matched as --targets are) that train whole and are saved with the adapter, PEFT's modules_to_save (e.g. ln_f)." };
         loraBias.Require(v => v is Lora.BiasNone or Lora.BiasAll, v => $"--lora-bias must be none or all, got {v}{(v == "lora_only" ? " (PEFT saves no bias for lora_only: see docs/lora.md)" : "")}.");
@@ -80,11 +84,12 @@ public static class FinetuneGptCommand
         rank.Positive(1 << 16);
         alpha.Positive(1e6);
         dropout.Within(0, 1, maxExclusive: true);
+        loraPlus.Positive(1e6);
         var shared = new GptTrainingOptions("finetune-gpt", defaultWeightDecay: 0);
 
         var command = new Command("gpt", "Fine-tune a GPT-2 on a text file with a LoRA adapter (PEFT's file layout) or, with --full, every weight.")
         {
-            model, text, valFraction, rank, alpha, targets, dropout, rsLora, loraBias, modulesToSave, trainableTokens, full, quantize,
+            model, text, valFraction, rank, alpha, targets, dropout, rsLora, dora, loraPlus, loraBias, modulesToSave, trainableTokens, full, quantize,
         };
         shared.AddTo(command);
         command.SetAction((p, cancel) =>
@@ -100,6 +105,8 @@ public static class FinetuneGptCommand
                 var textPath = p.GetValue(text) ?? throw new CliException("--text is required: the text file to fine-tune on.");
                 if (!File.Exists(textPath)) throw new CliException($"--text {textPath}: file not found.");
                 bool lora = !p.GetValue(full);
+                if (!lora && (p.GetValue(dora) || p.GetValue(loraPlus) != 1))
+                    throw new CliException("--dora and --loraplus-ratio shape an adapter's training; --full trains every weight without one, so give one or the other.");
                 if (!lora && p.GetValue(trainableTokens) > 0)
                     throw new CliException("--trainable-tokens trains some embedding rows beside an adapter; --full trains them all already, so give one or the other.");
                 var quantizeFormat = p.GetValue(quantize);
@@ -117,7 +124,7 @@ public static class FinetuneGptCommand
                     ValFraction = p.GetValue(valFraction),
                     Lora = lora ? new LoraConfig
                     {
-                        R = p.GetValue(rank), LoraAlpha = p.GetValue(alpha), LoraDropout = p.GetValue(dropout), UseRsLora = p.GetValue(rsLora),
+                        R = p.GetValue(rank), LoraAlpha = p.GetValue(alpha), LoraDropout = p.GetValue(dropout), UseRsLora = p.GetValue(rsLora), UseDora = p.GetValue(dora),
                         TargetModules = ParseNames("--targets", p.GetValue(targets)!),
                         Bias = p.GetValue(loraBias)!,
                         ModulesToSave = p.GetValue(modulesToSave) is { } names ? ParseNames("--modules-to-save", names) : [],
@@ -131,7 +138,7 @@ public static class FinetuneGptCommand
                     SampleEvery = p.GetValue(shared.SampleEvery) ?? 0,
                     Seed = p.GetValue(shared.Seed),
                     // A rank-r adapter takes a larger step than the whole network can (LoRA paper; PEFT's examples use 1e-4 to 1e-3).
-                    Training = shared.Training(p, steps: 500, learningRate: lora ? 1e-3f : 3e-4f, evalEvery: 50, checkpointEvery: 100),
+                    Training = shared.Training(p, steps: 500, learningRate: lora ? 1e-3f : 3e-4f, evalEvery: 50, checkpointEvery: 100) with { LoraPlusRatio = p.GetValue(loraPlus) },
                 };
                 RunDirectory.RefuseExistingRun(dir, configPath);
             }
@@ -190,7 +197,7 @@ public static class FinetuneGptCommand
         }
         if (config.Lora is { } lora)
         {
-            try { summary = Lora.Apply(model, lora.TargetModules, lora.R, lora.LoraAlpha, lora.LoraDropout, lora.UseRsLora, bias: lora.Bias, modulesToSave: lora.ModulesToSave, trainableTokens: lora.TrainableTokenIndices); }
+            try { summary = Lora.Apply(model, lora.TargetModules, lora.R, lora.LoraAlpha, lora.LoraDropout, lora.UseRsLora, bias: lora.Bias, modulesToSave: lora.ModulesToSave, trainableTokens: lora.TrainableTokenIndices, useDora: lora.UseDora); }
             catch (ArgumentException e) when (e.GetType() == typeof(ArgumentException))
             { throw new CliException($"{(lora.ModulesToSave.Count > 0 || lora.Bias != Lora.BiasNone ? "--targets/--modules-to-save/--lora-bias" : "--targets")}: {e.Message}"); }
         }
@@ -206,7 +213,7 @@ public static class FinetuneGptCommand
         Console.WriteLine($"base: {config.Model}: GPT-2 {model.Config.Layers} layers, {model.Config.Heads} heads, {model.Config.Channels} channels, " +
             $"vocabulary {model.Config.VocabSize}, context {model.Config.MaxSequenceLength}{(device.IsCpu ? "" : $"; on {device}")}");
         Console.WriteLine(config.Lora is { } l
-            ? $"LoRA r={l.R}, alpha={l.LoraAlpha}{(l.UseRsLora ? " (rsLoRA)" : "")}, dropout {l.LoraDropout} on {summary.WrappedModules.Count} layers ({string.Join(", ", l.TargetModules)})" +
+            ? $"{(l.UseDora ? "DoRA" : "LoRA")} r={l.R}, alpha={l.LoraAlpha}{(l.UseRsLora ? " (rsLoRA)" : "")}{(config.Training.LoraPlusRatio != 1 ? $", LoRA+ ratio {config.Training.LoraPlusRatio}" : "")}, dropout {l.LoraDropout} on {summary.WrappedModules.Count} layers ({string.Join(", ", l.TargetModules)})" +
               (l.Bias != Lora.BiasNone ? $"; bias {l.Bias}" : "") + (l.ModulesToSave.Count > 0 ? $"; trained whole: {string.Join(", ", l.ModulesToSave)}" : "")
             : "full fine-tuning: every weight trains");
         if (config.Lora is { TrainableTokenIndices: { Count: > 0 } picked })

@@ -118,6 +118,10 @@ public abstract class LoraLayer : AdapterLayer
 /// and B at zero, so a fresh adapter leaves the model's output unchanged.
 /// <para>The base may also be a <see cref="QuantizedLinear"/> (QLoRA, Dettmers et al., 2023): its packed weight stays
 /// frozen and the gradient reaches the input through it, so only A and B are held in float.</para>
+/// <para>With DoRA (Liu et al., 2024; PEFT's use_dora) the adapted weight is split into a direction and a length:
+/// W' = m ⊙ (W + s·B·A) / ‖W + s·B·A‖, the norm taken over each output's row and m, "lora_magnitude_vector" (out),
+/// trained beside A and B and starting at ‖W‖, so a fresh adapter again leaves the output unchanged. As in the paper
+/// (section 4.3) and PEFT, the norm is a constant for the gradient; it is recomputed from A and B at every forward.</para>
 /// </summary>
 public sealed class LoraLinear : LoraLayer
 {
@@ -126,28 +130,70 @@ public sealed class LoraLinear : LoraLayer
     public bool HasQuantizedBase => GetSubmodule("base_layer") is QuantizedLinear;
     public Linear LoraA => Child<Linear>("lora_A");
     public Linear LoraB => Child<Linear>("lora_B");
+    /// <summary>DoRA's magnitude m (out), PEFT's lora_magnitude_vector; null for plain LoRA.</summary>
+    public Tensor? Magnitude { get; }
+    public bool UseDora => Magnitude != null;
+    /// <summary>The row norms ‖W + ΔW‖ a DoRA merge divided by, to unmerge exactly what was merged.</summary>
+    private Tensor? _mergedNorm;
 
-    public LoraLinear(Linear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
-        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator) { }
+    public LoraLinear(Linear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null, bool useDora = false)
+        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator, useDora) { }
 
     /// <summary>QLoRA: an adapter over a frozen quantised layer.</summary>
     public LoraLinear(QuantizedLinear baseLayer, int rank, float alpha, float dropout = 0f, bool useRsLora = false, Generator? generator = null)
-        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator) { }
+        : this(baseLayer, baseLayer?.InFeatures ?? 0, baseLayer?.OutFeatures ?? 0, rank, alpha, dropout, useRsLora, generator, useDora: false) { }
 
-    private LoraLinear(Module baseLayer, int inFeatures, int outFeatures, int rank, float alpha, float dropout, bool useRsLora, Generator? generator)
+    private LoraLinear(Module baseLayer, int inFeatures, int outFeatures, int rank, float alpha, float dropout, bool useRsLora, Generator? generator, bool useDora)
         : base(baseLayer, rank, alpha, dropout, useRsLora, generator)
     {
         RegisterModule("lora_A", new Linear(inFeatures, rank, bias: false, generator));
         Init.Zeros(RegisterModule("lora_B", new Linear(rank, outFeatures, bias: false)).Weight);
+        if (useDora) Magnitude = RegisterParameter("lora_magnitude_vector", AdaptedRowNorms());
     }
 
     public override Tensor Forward(Tensor x)
     {
+        if (UseDora && !Merged) return DoraForward(x);
         var y = ForwardChild("base_layer", x);
         if (Merged) return y;
         // Added into the base layer's fresh output: y + B(A(x))·s as separate ops would keep two more (…, out)
         // activations per adapted layer until the step ends, more than full fine-tuning's whole step in small models.
         return Tensor.AddLowRank(y, AdapterInput(x), LoraA.Weight, LoraB.Weight, Scaling);
+    }
+
+    /// <summary>DoRA: y = b + (m / ‖W + ΔW‖) ⊙ (x·Wᵀ + s·x·Aᵀ·Bᵀ), the norm held constant. With dropout while training,
+    /// PEFT's form: base(x) + (m/‖·‖ − 1) ⊙ x'·Wᵀ + (m/‖·‖) ⊙ s·x'·Aᵀ·Bᵀ for the dropped-out x'.</summary>
+    private Tensor DoraForward(Tensor x)
+    {
+        var scale = Magnitude!.Div(AdaptedRowNorms());
+        var input = AdapterInput(x);
+        var adapted = Tensor.AddLowRank(F.Linear(input, BaseLayer.Weight), input, LoraA.Weight, LoraB.Weight, Scaling).Mul(scale);
+        if (ReferenceEquals(input, x)) return BaseLayer.Bias is { } bias ? adapted.Add(bias) : adapted;
+        return ForwardChild("base_layer", x).Add(adapted).Sub(F.Linear(input, BaseLayer.Weight));
+    }
+
+    /// <summary>‖W + ΔW‖ over each output's row (out), outside autograd.</summary>
+    private Tensor AdaptedRowNorms()
+    {
+        using var _ = GradMode.NoGrad();
+        return BaseLayer.Weight.Add(DeltaWeight()).Square().Sum(1).Sqrt();
+    }
+
+    /// <summary>LoRA: W + ΔW. DoRA: m ⊙ (W + ΔW) / ‖W + ΔW‖ row by row (the norm kept for <see cref="TakeOut"/>).</summary>
+    protected override void FoldIn()
+    {
+        if (!UseDora) { base.FoldIn(); return; }
+        _mergedNorm = AdaptedRowNorms();
+        var weight = BaseLayer.Weight;
+        weight.CopyFrom(weight.Add(DeltaWeight()).Mul(Magnitude!.Div(_mergedNorm).Unsqueeze(1)));
+    }
+
+    protected override void TakeOut()
+    {
+        if (!UseDora) { base.TakeOut(); return; }
+        var weight = BaseLayer.Weight;
+        weight.CopyFrom(weight.Mul(_mergedNorm!.Div(Magnitude!).Unsqueeze(1)).Sub(DeltaWeight()));
+        _mergedNorm = null;
     }
 
     /// <summary>ΔW = B·A·s, shaped like the base weight (out, in).</summary>
@@ -159,7 +205,11 @@ public sealed class LoraLinear : LoraLayer
 
     protected override Tensor? FloatBaseWeight => HasQuantizedBase ? null : BaseLayer.Weight;
 
-    public override IEnumerable<(string Name, Tensor Tensor)> AdapterTensors() => [("lora_A.weight", LoraA.Weight), ("lora_B.weight", LoraB.Weight)];
+    public override IEnumerable<(string Name, Tensor Tensor)> AdapterTensors() => UseDora
+        ? [("lora_A.weight", LoraA.Weight), ("lora_B.weight", LoraB.Weight), ("lora_magnitude_vector", Magnitude!)]
+        : [("lora_A.weight", LoraA.Weight), ("lora_B.weight", LoraB.Weight)];
+
+    protected override string Describe() => base.Describe() + (UseDora ? ", DoRA" : "");
 }
 
 /// <summary>
@@ -270,6 +320,9 @@ public sealed record LoraConfig
     /// "." + target); "*" matches within one name part ("mlp.*").</summary>
     public IReadOnlyList<string> TargetModules { get; init; } = [];
     public bool UseRsLora { get; init; }
+    /// <summary>PEFT's use_dora: each adapted linear layer also learns the length of each output's weight row
+    /// (<see cref="LoraLinear.Magnitude"/>).</summary>
+    public bool UseDora { get; init; }
     /// <summary>True when the base model stores these layers' weights (in, out), as GPT-2's Conv1D does.</summary>
     public bool FanInFanOut { get; init; }
     public string? BaseModelNameOrPath { get; init; }
@@ -319,10 +372,11 @@ public static partial class Lora
     /// modules_to_save, <paramref name="bias"/> = <see cref="BiasAll"/> lets every bias of the model train too, and
     /// <paramref name="modulesToSave"/> names modules that train whole (<see cref="TrainedBaseParameters"/>).</summary>
     /// <para><paramref name="trainableTokens"/> (PEFT's trainable_token_indices) lets those rows of the model's token
-    /// embedding train whole (<see cref="TrainableTokens"/>).</para></summary>
+    /// embedding train whole (<see cref="TrainableTokens"/>). <paramref name="useDora"/> makes every adapted linear layer
+    /// a DoRA layer (<see cref="LoraLinear.Magnitude"/>); it needs float linear layers and no embedding target.</para></summary>
     public static LoraSummary Apply(Module model, IReadOnlyList<string> targets, int rank, float alpha, float dropout = 0f,
         bool useRsLora = false, Generator? generator = null, string bias = BiasNone, IReadOnlyList<string>? modulesToSave = null,
-        IReadOnlyList<int>? trainableTokens = null)
+        IReadOnlyList<int>? trainableTokens = null, bool useDora = false)
     {
         ArgumentNullException.ThrowIfNull(model);
         if (targets.Count == 0) throw new ArgumentException("LoRA needs at least one target module name.");
@@ -339,6 +393,9 @@ public static partial class Lora
                 throw new ArgumentException($"module to save '{name}' is or holds the LoRA target '{wrapped}': a layer trains whole or through an adapter, not both.");
         if (bias == BiasAll && model.Modules().OfType<QuantizedLinear>().Any())
             throw new ArgumentException("LoRA bias \"all\" trains the linear layers' biases, which a quantised base holds frozen; use \"none\" with a quantised base.");
+        if (useDora && selected.FirstOrDefault(s => s.Module is not Linear) is { Name: { } notLinear })
+            throw new ArgumentException($"DoRA target '{notLinear}' is a {model.GetSubmodule(notLinear).GetType().Name}; DoRA is implemented for float linear layers " +
+                "(its magnitude needs the float weight's row norms), so leave quantised layers and the token embedding out of its targets.");
         (string Name, Embedding Table)? tokenTable = trainableTokens is { Count: > 0 } ? TokenEmbedding(model, selected, saved) : null;
 
         model.RequiresGrad_(false);
@@ -347,7 +404,7 @@ public static partial class Lora
             {
                 QuantizedLinear quantized => new LoraLinear(quantized, rank, alpha, dropout, useRsLora, generator),
                 Embedding embedding => new LoraEmbedding(embedding, rank, alpha, dropout, useRsLora, generator),
-                _ => new LoraLinear((Linear)layer, rank, alpha, dropout, useRsLora, generator),
+                _ => new LoraLinear((Linear)layer, rank, alpha, dropout, useRsLora, generator, useDora),
             });
         if (tokenTable is var (tableName, table)) model.SetSubmodule(tableName, new TrainableTokens(table, trainableTokens!));
         foreach (var (_, module) in saved) module.RequiresGrad_(true);
@@ -578,12 +635,12 @@ public static partial class Lora
         ["revision"] = null,
         ["target_modules"] = new JsonArray(c.TargetModules.Select(t => (JsonNode?)JsonValue.Create(t)).ToArray()),
         ["task_type"] = c.TaskType,
-        ["use_dora"] = false,
+        ["use_dora"] = c.UseDora,
         ["use_rslora"] = c.UseRsLora,
     };
 
     /// <summary>Reads adapter_config.json, refusing settings that change what the adapter computes and that this
-    /// library does not implement (DoRA, bias "lora_only", per-layer ranks, a regex target string).</summary>
+    /// library does not implement (bias "lora_only", per-layer ranks, a regex target string).</summary>
     public static LoraConfig LoadConfig(string directory)
     {
         var path = Path.Combine(directory, ConfigFile);
@@ -604,7 +661,6 @@ public static partial class Lora
 
         var peftType = Get("peft_type", "");
         if (peftType != "LORA") throw new CheckpointException($"{path}: peft_type is \"{peftType}\"; only LORA adapters are supported.");
-        if (Get("use_dora", false)) throw new CheckpointException($"{path}: use_dora is true; DoRA adapters are not supported.");
         var bias = Get("bias", BiasNone);
         if (bias is not (BiasNone or BiasAll)) throw new CheckpointException($"{path}: bias is \"{bias}\"; only \"none\" and \"all\" are supported.");
         foreach (var key in new[] { "rank_pattern", "alpha_pattern" })
@@ -643,6 +699,7 @@ public static partial class Lora
             LoraDropout = Get("lora_dropout", 0f),
             TargetModules = targets,
             UseRsLora = Get("use_rslora", false),
+            UseDora = Get("use_dora", false),
             FanInFanOut = Get("fan_in_fan_out", false),
             BaseModelNameOrPath = Get<string?>("base_model_name_or_path", null),
             TaskType = Get("task_type", "CAUSAL_LM"),
@@ -667,7 +724,7 @@ public static partial class Lora
         if (!File.Exists(path)) throw new CheckpointException($"{path}: file not found.");
         var tensors = SafeTensors.Load(path);
         LoraSummary summary;
-        try { summary = Apply(model, config.TargetModules, config.R, config.LoraAlpha, config.LoraDropout, config.UseRsLora, generator, config.Bias, config.ModulesToSave, config.TrainableTokenIndices); }
+        try { summary = Apply(model, config.TargetModules, config.R, config.LoraAlpha, config.LoraDropout, config.UseRsLora, generator, config.Bias, config.ModulesToSave, config.TrainableTokenIndices, config.UseDora); }
         catch (ArgumentException e) { throw new CheckpointException($"{Path.Combine(directory, ConfigFile)}: {e.Message}", e); }
 
         var tiedHead = TiedHeadTensors(model);
@@ -705,6 +762,6 @@ public static partial class Lora
         return (config, summary);
     }
 
-    [GeneratedRegex(@"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B)\.default(?=\.|$)")]
+    [GeneratedRegex(@"\.(lora_A|lora_B|lora_embedding_A|lora_embedding_B|lora_magnitude_vector)\.default(?=\.|$)")]
     private static partial Regex AdapterNameSuffix();
 }

@@ -1,6 +1,7 @@
 using Nabla.Data;
 using Nabla.Distributed;
 using Nabla.Models.Gpt2;
+using Nabla.NN;
 using Nabla.Optim;
 
 namespace Nabla.Training;
@@ -25,6 +26,9 @@ public sealed record LanguageModelTrainingOptions
     public int CheckpointEvery { get; init; } = 200;
     /// <summary>With several ranks: ZeRO-1 (each rank keeps the optimizer state of its share of the parameters).</summary>
     public bool ShardOptimizerState { get; init; }
+    /// <summary>LoRA+ (Hayou et al., 2024; PEFT's create_loraplus_optimizer): the adapters' B matrices and every
+    /// trained vector (biases, layer norms, DoRA's magnitudes) learn at this multiple of the learning rate; 1 is off.</summary>
+    public float LoraPlusRatio { get; init; } = 1;
 }
 
 /// <summary>
@@ -38,8 +42,18 @@ public static class LanguageModelTraining
     {
         // Frozen parameters (the base under a LoRA adapter) get no optimizer state: that is where an adapter saves memory.
         var (decay, noDecay) = model.WeightDecayGroups();
-        var optimizer = new AdamW([new ParamGroup(decay.Where(p => p.RequiresGrad), weightDecay: options.WeightDecay), new ParamGroup(noDecay.Where(p => p.RequiresGrad), weightDecay: 0)],
-            options.LearningRate, options.Beta1, options.Beta2, 1e-8f);
+        List<ParamGroup> groups = [new(decay.Where(p => p.RequiresGrad), weightDecay: options.WeightDecay), new(noDecay.Where(p => p.RequiresGrad), weightDecay: 0)];
+        if (options.LoraPlusRatio != 1)
+        {
+            // LoRA+'s groups, as PEFT forms them: B and the vectors at the larger rate, A and the rest at the base rate.
+            var fast = Lora.Layers(model).Select(l => l.Layer.LoraB.Weight).ToHashSet(ReferenceEqualityComparer.Instance);
+            float fastRate = options.LearningRate * options.LoraPlusRatio;
+            groups = [
+                new(decay.Where(p => p.RequiresGrad && !fast.Contains(p)), weightDecay: options.WeightDecay),
+                new(decay.Where(p => p.RequiresGrad && fast.Contains(p)), fastRate, options.WeightDecay),
+                new(noDecay.Where(p => p.RequiresGrad), fastRate, weightDecay: 0)];
+        }
+        var optimizer = new AdamW(groups, options.LearningRate, options.Beta1, options.Beta2, 1e-8f);
         var schedule = new CosineWithWarmup(optimizer, options.WarmupSteps, options.Steps, options.MinLearningRate);
         var trainerOptions = new TrainerOptions
         {

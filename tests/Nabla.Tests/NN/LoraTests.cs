@@ -448,7 +448,6 @@ public class LoraTests
     }
 
     [Theory]
-    [InlineData("use_dora", "true", "DoRA adapters are not supported")]
     [InlineData("r", "0", "r is 0")]
     [InlineData("target_modules", "\".*c_attn\"", "a regex string is not supported")]
     [InlineData("peft_type", "\"IA3\"", "only LORA adapters")]
@@ -468,6 +467,149 @@ public class LoraTests
             Assert.Contains(expected, error);
         }
         finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    private static LoraLinear DoraFromFixture(IReadOnlyDictionary<string, Tensor> t, float dropout = 0, Generator? generator = null)
+    {
+        var dora = new LoraLinear(new Linear(7, 5), rank: 3, alpha: 6, dropout, generator: generator, useDora: true);
+        dora.LoadStateDict(new Dictionary<string, Tensor>
+        {
+            ["base_layer.weight"] = t["weight"], ["base_layer.bias"] = t["bias"], ["lora_A.weight"] = t["lora_A"], ["lora_B.weight"] = t["lora_B"],
+            ["lora_magnitude_vector"] = t["magnitude"],
+        });
+        return dora;
+    }
+
+    /// <summary>DoRA on one linear layer (PEFT's DoraLinearLayer, the norm ‖W + s·B·A‖ detached): the output and the
+    /// gradients of x, A, B and the magnitude match PyTorch's; merged, the weight is PEFT's m ⊙ (W + ΔW) / ‖W + ΔW‖ and
+    /// gives the same output; unmerged, the base weight comes back.</summary>
+    [Fact]
+    public void DoraLinearMatchesPyTorchForwardGradientsAndMerge()
+    {
+        var t = SafeTensors.Load(Fixture("dora_linear.safetensors"));
+        var dora = DoraFromFixture(t);
+        var x = t["x"].Clone().RequiresGrad_();
+        var y = dora.Forward(x);
+        y.Mul(t["dy"]).Sum().Backward();
+        Close.Assert(t["y"], y, 1e-5, "y");
+        Close.Assert(t["dx"], x.Grad!, 1e-5, "dx");
+        Close.Assert(t["dlora_A"], dora.LoraA.Weight.Grad!, 1e-5, "dlora_A");
+        Close.Assert(t["dlora_B"], dora.LoraB.Weight.Grad!, 1e-5, "dlora_B");
+        Close.Assert(t["dmagnitude"], dora.Magnitude!.Grad!, 1e-5, "dmagnitude");
+        Assert.Null(dora.BaseLayer.Weight.Grad);
+
+        dora.Merge();
+        Close.Assert(t["merged_weight"], dora.BaseLayer.Weight, 1e-5, "merged weight");
+        using (GradMode.NoGrad()) Close.Assert(t["y"], dora.Forward(t["x"]), 1e-5, "y of the merged layer");
+        dora.Unmerge();
+        Close.Assert(t["weight"], dora.BaseLayer.Weight, 1e-5, "unmerged weight", atol: 1e-6);
+    }
+
+    /// <summary>With dropout while training, PEFT's DoRA adds (m/‖·‖ − 1)·x'·Wᵀ + (m/‖·‖)·s·x'·Aᵀ·Bᵀ to base(x), x' the
+    /// dropped-out input (the same mask from the same seed); in evaluation the dropout path is the plain one.</summary>
+    [Fact]
+    public void DoraWithDropoutAddsPeftsTermsOnTheDroppedOutInput()
+    {
+        var t = SafeTensors.Load(Fixture("dora_linear.safetensors"));
+        var dora = DoraFromFixture(t, dropout: 0.5f, generator: new Generator(9));
+        var x = t["x"];
+        using var noGrad = GradMode.NoGrad();
+        var generator = new Generator(9);
+        _ = new Linear(7, 3, bias: false, generator); // the layer's generator drew its A first
+        var dropped = F.Dropout(x, 0.5f, training: true, generator);
+        var scale = dora.Magnitude!.Div(dora.BaseLayer.Weight.Add(dora.DeltaWeight()).Square().Sum(1).Sqrt());
+        var xw = F.Linear(dropped, dora.BaseLayer.Weight);
+        var expected = F.Linear(x, dora.BaseLayer.Weight, dora.BaseLayer.Bias).Add(scale.Sub(Tensor.Scalar(1f)).Mul(xw))
+            .Add(scale.Mul(dropped.MatMul(dora.LoraA.Weight.T).MatMul(dora.LoraB.Weight.T).Mul(dora.Scaling)));
+        Close.Assert(expected, dora.Forward(x), 1e-5, "y with dropout");
+        Assert.False(dropped.ToArray().SequenceEqual(x.ToArray()));
+        dora.Eval();
+        Close.Assert(t["y"], dora.Forward(x), 1e-5, "y in evaluation");
+    }
+
+    private static readonly string PythonDoraAdapter = Fixture("gpt2_adapter_dora");
+
+    /// <summary>A DoRA adapter as PEFT saves it (use_dora; "...lora_magnitude_vector" beside A and B; GPT-2's Conv1D
+    /// layers with fan_in_fan_out): the logits, the loss and a magnitude's gradient match PyTorch's; merged, the logits
+    /// stay; saved, the file has PEFT's names and values and use_dora, and loads back.</summary>
+    [Fact]
+    public void PeftDoraAdapterGivesPyTorchsLogitsMergesAndSavesAsPeft()
+    {
+        var expected = SafeTensors.Load(Fixture("gpt2_dora_expected.safetensors"));
+        var model = LoadBase();
+        var (config, summary) = Lora.LoadAdapter(model, PythonDoraAdapter);
+        Assert.True(config.UseDora);
+        int c = model.Config.Channels;
+        Assert.Equal(model.Config.Layers * (2 * (c + 3 * c) + 3 * c + 2 * (4 * c + c) + c), summary.TrainableParameters);
+        CompareLogitsAndLossThenBackward(model, expected, "base + DoRA adapter");
+        var magnitude = ((LoraLinear)model.GetSubmodule("h.0.attn.c_attn")).Magnitude!;
+        Close.Assert(expected["grad_magnitude_h0_c_attn"], magnitude.Grad!, 1e-4, "grad of h.0.attn.c_attn's magnitude", atol: 1e-6);
+
+        var ids = expected["ids"];
+        var unmerged = model.Forward(ids);
+        Lora.Merge(model);
+        Close.Assert(unmerged, model.Forward(ids), 1e-5, "merged logits");
+        Lora.Unmerge(model);
+        var dir = Directory.CreateTempSubdirectory("nabla-lora-").FullName;
+        try
+        {
+            var ourConfig = SaveAndCompareWithPython(model, config, PythonDoraAdapter, dir);
+            Assert.True(ourConfig["use_dora"]!.GetValue<bool>());
+            var reloaded = LoadBase();
+            Lora.LoadAdapter(reloaded, dir);
+            Assert.Equal(unmerged.ToArray(), reloaded.Eval().Forward(ids).ToArray());
+        }
+        finally { Directory.Delete(dir, recursive: true); }
+    }
+
+    /// <summary>A fresh DoRA layer starts with m = ‖W‖ row by row and B = 0, so the model's output is the base's.</summary>
+    [Fact]
+    public void FreshDoraAdapterLeavesTheOutputUnchanged()
+    {
+        var config = new Gpt2Config { VocabSize = 23, MaxSequenceLength = 8, Channels = 16, Layers = 1, Heads = 2 };
+        var model = new Gpt2Model(config, new Generator(3)).Eval();
+        var ids = Tensor.FromArray(Enumerable.Range(0, 8).Select(i => i * 3 % 23).ToArray(), 1, 8);
+        var before = model.Forward(ids);
+        Lora.Apply(model, ["c_attn", "c_fc"], rank: 2, alpha: 4, useDora: true);
+        var layer = (LoraLinear)model.GetSubmodule("h.0.mlp.c_fc");
+        Close.Assert(layer.BaseLayer.Weight.Square().Sum(1).Sqrt(), layer.Magnitude!, 1e-6, "initial magnitude");
+        Close.Assert(before, model.Forward(ids), 1e-5, "logits of a fresh DoRA adapter");
+    }
+
+    [Fact]
+    public void DoraOnAQuantisedLayerOrTheTiedEmbeddingIsAnErrorNamingIt()
+    {
+        var config = new Gpt2Config { VocabSize = 11, MaxSequenceLength = 8, Channels = 64, Layers = 1, Heads = 2 };
+        var tied = Assert.Throws<ArgumentException>(() => Lora.Apply(new Gpt2Model(config), ["c_attn", "lm_head"], 2, 4, useDora: true)).Message;
+        Assert.Contains("DoRA target 'wte' is a Embedding", tied);
+        var model = new Gpt2Model(config);
+        Nabla.Quantization.Gpt2Quantization.Quantize(model, Nabla.Quantization.QuantizationFormat.Q8_0);
+        var quantized = Assert.Throws<ArgumentException>(() => Lora.Apply(model, ["c_attn"], 2, 4, useDora: true)).Message;
+        Assert.Contains("DoRA target 'h.0.attn.c_attn' is a QuantizedLinear", quantized);
+    }
+
+    /// <summary>LoRA+ (PEFT's create_loraplus_optimizer): B and the trained vectors at ratio × the learning rate, A and
+    /// the other matrices at the learning rate, through the schedule; a ratio of 1 keeps the two plain groups.</summary>
+    [Fact]
+    public void LoraPlusGivesBAndTheVectorsTheirOwnLearningRate()
+    {
+        var config = new Gpt2Config { VocabSize = 31, MaxSequenceLength = 16, Channels = 16, Layers = 1, Heads = 2 };
+        var model = new Gpt2Model(config, new Generator(5));
+        Lora.Apply(model, ["c_attn"], rank: 2, alpha: 4, generator: new Generator(6), modulesToSave: ["ln_f"], useDora: true);
+        var tokens = Enumerable.Range(0, 4 * 17 * 4).Select(i => i * 7 % config.VocabSize).ToArray();
+        var options = new LanguageModelTrainingOptions { Steps = 10, WarmupSteps = 2, LearningRate = 1e-3f, LoraPlusRatio = 16 };
+        var optimizer = LanguageModelTraining.CreateTrainer(model, new TokenBatchLoader(tokens, 4, 16), null, options, null).Optimizer;
+        var layer = (LoraLinear)model.GetSubmodule("h.0.attn.c_attn");
+        float RateOf(Tensor p) => optimizer.Groups.Single(g => g.Parameters.Contains(p)).LearningRate ?? optimizer.LearningRate;
+        Assert.Equal(optimizer.LearningRate, RateOf(layer.LoraA.Weight));
+        Assert.Equal(16 * optimizer.LearningRate, RateOf(layer.LoraB.Weight), 5);
+        Assert.Equal(16 * optimizer.LearningRate, RateOf(layer.Magnitude!), 5);
+        Assert.Equal(16 * optimizer.LearningRate, RateOf(model.LnF.Weight), 5);
+        Assert.Equal(model.TrainableParameterCount, optimizer.Groups.Sum(g => g.Parameters.Sum(p => p.Count)));
+
+        var plain = LanguageModelTraining.CreateTrainer(model, new TokenBatchLoader(tokens, 4, 16), null, options with { LoraPlusRatio = 1 }, null).Optimizer;
+        Assert.Equal(2, plain.Groups.Count);
+        Assert.All(plain.Groups, g => Assert.Null(g.LearningRate));
     }
 
     [Fact]
