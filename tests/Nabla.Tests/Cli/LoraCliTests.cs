@@ -152,6 +152,28 @@ public class LoraCliTests : CliTest
         MergeAndCompareGreedyText(run);
     }
 
+    /// <summary>--dora adds each adapted layer's magnitude (out values) to the adapter and its file (use_dora);
+    /// --loraplus-ratio is recorded for a resume; `generate --adapter` agrees with the merged model.</summary>
+    [Fact]
+    public void DoraAndLoraPlusTrainAndTravelWithTheAdapter()
+    {
+        var run = Path.Combine(TempDir, "dora");
+        var result = Finetune(run, "--steps", "3", "--lora-r", "2", "--lora-alpha", "4", "--targets", "c_attn,c_fc", "--dora", "--loraplus-ratio", "16");
+        Ok(result);
+        Assert.Contains("DoRA r=2, alpha=4, LoRA+ ratio 16,", result.Out);
+        long trainable = 2 * (2 * 48 + 144 * 2 + 144) + 2 * (2 * 48 + 192 * 2 + 192); // A, B and the magnitude of c_attn and c_fc in 2 blocks
+        Assert.Contains($"trainable params: {trainable:N0} ||", result.Out);
+        var tensors = SafeTensors.Load(Path.Combine(run, Lora.WeightsFile));
+        Assert.Equal(trainable, tensors.Values.Sum(t => (long)t.Count));
+        Assert.Equal(new[] { 192 }, tensors["base_model.model.transformer.h.1.mlp.c_fc.lora_magnitude_vector"].Shape.ToArray());
+        Assert.True(JsonNode.Parse(File.ReadAllText(Path.Combine(run, Lora.ConfigFile)))!["use_dora"]!.GetValue<bool>());
+        Assert.Equal(16, JsonNode.Parse(File.ReadAllText(Path.Combine(run, "config.json")))!["Training"]!["LoraPlusRatio"]!.GetValue<float>());
+        MergeAndCompareGreedyText(run);
+
+        Assert.Contains("--dora and --loraplus-ratio shape an adapter's training", OneLineError(Finetune(Path.Combine(TempDir, "full"), "--full", "--dora")));
+        Assert.Contains("--targets: DoRA target 'wte' is Embedding, and DoRA", OneLineError(Finetune(Path.Combine(TempDir, "tied"), "--targets", "c_attn,lm_head", "--dora")));
+    }
+
     /// <summary>`lora merge`s the adapter of <paramref name="run"/> into the base and checks that greedy text from the base
     /// plus the unmerged adapter is the merged model's; returns the merged model's directory.</summary>
     private string MergeAndCompareGreedyText(string run)
