@@ -394,7 +394,7 @@ public static partial class Lora
         if (bias == BiasAll && model.Modules().OfType<QuantizedLinear>().Any())
             throw new ArgumentException("LoRA bias \"all\" trains the linear layers' biases, which a quantised base holds frozen; use \"none\" with a quantised base.");
         if (useDora && selected.FirstOrDefault(s => s.Module is not Linear) is { Name: { } notLinear })
-            throw new ArgumentException($"DoRA target '{notLinear}' is {model.GetSubmodule(notLinear).GetType().Name}, and DoRA is implemented for float linear layers " +
+            throw new ArgumentException($"DoRA target '{notLinear}' (type {model.GetSubmodule(notLinear).GetType().Name}): DoRA is implemented for float linear layers " +
                 "(its magnitude needs the float weight's row norms), so leave quantised layers and the token embedding out of its targets.");
         (string Name, Embedding Table)? tokenTable = trainableTokens is { Count: > 0 } ? TokenEmbedding(model, selected, saved) : null;
 

@@ -171,7 +171,7 @@ public class LoraCliTests : CliTest
         MergeAndCompareGreedyText(run);
 
         Assert.Contains("--dora and --loraplus-ratio shape an adapter's training", OneLineError(Finetune(Path.Combine(TempDir, "full"), "--full", "--dora")));
-        Assert.Contains("--targets: DoRA target 'wte' is Embedding, and DoRA", OneLineError(Finetune(Path.Combine(TempDir, "tied"), "--targets", "c_attn,lm_head", "--dora")));
+        Assert.Contains("--targets: DoRA target 'wte' (type Embedding): DoRA", OneLineError(Finetune(Path.Combine(TempDir, "tied"), "--targets", "c_attn,lm_head", "--dora")));
     }
 
     /// <summary>`lora merge`s the adapter of <paramref name="run"/> into the base and checks that greedy text from the base

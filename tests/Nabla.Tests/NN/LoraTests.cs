@@ -581,11 +581,11 @@ public class LoraTests
     {
         var config = new Gpt2Config { VocabSize = 11, MaxSequenceLength = 8, Channels = 64, Layers = 1, Heads = 2 };
         var tied = Assert.Throws<ArgumentException>(() => Lora.Apply(new Gpt2Model(config), ["c_attn", "lm_head"], 2, 4, useDora: true)).Message;
-        Assert.Contains("DoRA target 'wte' is Embedding, and DoRA", tied);
+        Assert.Contains("DoRA target 'wte' (type Embedding): DoRA", tied);
         var model = new Gpt2Model(config);
         Nabla.Quantization.Gpt2Quantization.Quantize(model, Nabla.Quantization.QuantizationFormat.Q8_0);
         var quantized = Assert.Throws<ArgumentException>(() => Lora.Apply(model, ["c_attn"], 2, 4, useDora: true)).Message;
-        Assert.Contains("DoRA target 'h.0.attn.c_attn' is QuantizedLinear, and DoRA", quantized);
+        Assert.Contains("DoRA target 'h.0.attn.c_attn' (type QuantizedLinear): DoRA", quantized);
     }
 
     /// <summary>LoRA+ (PEFT's create_loraplus_optimizer): B and the trained vectors at ratio × the learning rate, A and
