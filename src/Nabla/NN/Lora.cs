@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
@@ -167,16 +168,30 @@ public sealed class LoraLinear : LoraLayer
     {
         var scale = Magnitude!.Div(AdaptedRowNorms());
         var input = AdapterInput(x);
-        var adapted = Tensor.AddLowRank(F.Linear(input, BaseLayer.Weight), input, LoraA.Weight, LoraB.Weight, Scaling).Mul(scale);
-        if (ReferenceEquals(input, x)) return BaseLayer.Bias is { } bias ? adapted.Add(bias) : adapted;
-        return ForwardChild("base_layer", x).Add(adapted).Sub(F.Linear(input, BaseLayer.Weight));
+        var adapted = Tensor.AddLowRank(F.Linear(input, BaseLayer.Weight), input, LoraA.Weight, LoraB.Weight, Scaling);
+        if (ReferenceEquals(input, x)) return Tensor.ScaleColumnsAddBias(adapted, scale, BaseLayer.Bias);
+        return ForwardChild("base_layer", x).Add(Tensor.ScaleColumnsAddBias(adapted, scale, null)).Sub(F.Linear(input, BaseLayer.Weight));
     }
 
-    /// <summary>‖W + ΔW‖ over each output's row (out), outside autograd.</summary>
+    /// <summary>‖W + ΔW‖ over each output's row (out), outside autograd. On the CPU one row at a time: the (out, in)
+    /// matrices W + ΔW and its square would otherwise live until the training step ends, for every adapted layer.</summary>
     private Tensor AdaptedRowNorms()
     {
         using var _ = GradMode.NoGrad();
-        return BaseLayer.Weight.Add(DeltaWeight()).Square().Sum(1).Sqrt();
+        var weight = BaseLayer.Weight;
+        if (!weight.Device.IsCpu) return weight.Add(DeltaWeight()).Square().Sum(1).Sqrt();
+        ReadOnlySpan<float> w = weight.Contiguous().AsSpan(), a = LoraA.Weight.Contiguous().AsSpan(), b = LoraB.Weight.Contiguous().AsSpan();
+        int outF = weight.Shape[0], inF = weight.Shape[1];
+        var norms = new float[outF];
+        var row = new float[inF];
+        for (int o = 0; o < outF; o++)
+        {
+            w.Slice(o * inF, inF).CopyTo(row);
+            for (int k = 0; k < Rank; k++)
+                TensorPrimitives.MultiplyAdd(a.Slice(k * inF, inF), Scaling * b[o * Rank + k], row, row);
+            norms[o] = TensorPrimitives.Norm<float>(row);
+        }
+        return Tensor.FromArray(norms);
     }
 
     /// <summary>LoRA: W + ΔW. DoRA: m ⊙ (W + ΔW) / ‖W + ΔW‖ row by row (the norm kept for <see cref="TakeOut"/>).</summary>

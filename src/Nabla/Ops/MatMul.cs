@@ -1,3 +1,4 @@
+using System.Numerics.Tensors;
 using Nabla.Autograd;
 using Nabla.Kernels;
 
@@ -196,5 +197,44 @@ public sealed unsafe partial class Tensor
                 a.RequiresGrad ? MatMulCore(gradH.T, x2) : null,
                 gradB];
         }, saved: [h, x2.IfCopyOf(x)]);
+    }
+
+    /// <summary>
+    /// DoRA's output: z ⊙ scale + bias over the last dimension, z: (..., out), scale and bias: (out). One op, so a DoRA
+    /// layer keeps two (..., out) activations (z, which the backward reads for the scale's gradient, and the output)
+    /// instead of three for a product and a sum.
+    /// </summary>
+    internal static Tensor ScaleColumnsAddBias(Tensor z, Tensor scale, Tensor? bias)
+    {
+        int outF = z._shape[^1];
+        if (scale.Rank != 1 || scale._shape[0] != outF || bias is { } b0 && (b0.Rank != 1 || b0._shape[0] != outF))
+            throw new ArgumentException($"DoRA: scale {scale.ShapeString} and bias {bias?.ShapeString ?? "none"} do not match the output {z.ShapeString}.");
+        Tensor y;
+        using (GradMode.NoGrad())
+        {
+            y = z.Mul(scale);
+            if (bias != null) y.AddInPlaceUnchecked(bias);
+        }
+        if (!GradMode.Needed(z, scale, bias)) return y;
+        return y.Record("DoRA scale", [z, scale, bias], g =>
+        {
+            var rows = g.Reshape(-1, outF);
+            return [
+                z.RequiresGrad ? g.Mul(scale) : null,
+                scale.RequiresGrad ? ColumnDots(rows, z.Reshape(-1, outF)) : null,
+                bias is { RequiresGrad: true } ? rows.Sum(0) : null];
+        });
+    }
+
+    /// <summary>Σ_n a[n, o]·b[n, o] for each column o of two (N, out) matrices, without an (N, out) product (on the CPU).</summary>
+    private static Tensor ColumnDots(Tensor a, Tensor b)
+    {
+        if (!a.Device.IsCpu) return a.Mul(b).Sum(0);
+        int outF = a._shape[1];
+        var sums = new float[outF];
+        ReadOnlySpan<float> x = a.Contiguous().AsSpan(), y = b.Contiguous().AsSpan();
+        for (int row = 0; row < a._shape[0]; row++)
+            TensorPrimitives.MultiplyAdd(x.Slice(row * outF, outF), y.Slice(row * outF, outF), sums, sums);
+        return FromArray(sums);
     }
 }

@@ -497,6 +497,9 @@ public class LoraTests
         Close.Assert(t["dlora_B"], dora.LoraB.Weight.Grad!, 1e-5, "dlora_B");
         Close.Assert(t["dmagnitude"], dora.Magnitude!.Grad!, 1e-5, "dmagnitude");
         Assert.Null(dora.BaseLayer.Weight.Grad);
+        dora.BaseLayer.Bias!.RequiresGrad_(true);                               // bias "all": d sum(y·dy)/db = dy summed over the rows
+        dora.Forward(t["x"]).Mul(t["dy"]).Sum().Backward();
+        Close.Assert(t["dy"].Sum([0, 1]), dora.BaseLayer.Bias.Grad!, 1e-5, "dbias");
 
         dora.Merge();
         Close.Assert(t["merged_weight"], dora.BaseLayer.Weight, 1e-5, "merged weight");
@@ -665,5 +668,30 @@ public class LoraMemoryTests(ITestOutputHelper output)
         long activationsLora = lora.Peak - lora.Resident;
         output.WriteLine($"activations and gradients in flight: full {activationsFull / 1024.0:0} KiB, LoRA {activationsLora / 1024.0:0} KiB");
         Assert.InRange(activationsLora, 0, activationsFull + (adaptedLayers * 2 * n * rank + n * 4 * config.Channels) * 4 + adapters);
+    }
+
+    /// <summary>A DoRA step of the same model keeps one more (N, out) activation per adapted layer than a LoRA step
+    /// (the pre-scale output its magnitude's gradient reads) and, while a layer's output gradient is scaled, that
+    /// gradient twice (N × 4C at most); nothing of the size of a weight: the row norms ‖W + ΔW‖ are computed without
+    /// forming W + ΔW, and the magnitude's gradient without an (N, out) product, either of which would otherwise live
+    /// until the step ends, for every layer.</summary>
+    [Fact]
+    public void ADoraStepKeepsOneMoreOutputPerLayerThanALoraStep()
+    {
+        var config = new Gpt2Config { VocabSize = 128, MaxSequenceLength = 64, Channels = 64, Layers = 2, Heads = 4 };
+        var ids = Tensor.FromArray(Enumerable.Range(0, 8 * 65).Select(i => i * 5 % 127).ToArray(), 8, 65);
+        (long Resident, long Peak, Gpt2Model Model) Measure(bool dora) => TrainingStepMemory.Measure(() =>
+        {
+            var model = new Gpt2Model(config, new Generator(41));
+            Lora.Apply(model, ["c_attn", "c_proj", "c_fc"], rank: 2, alpha: 4, generator: new Generator(42), useDora: dora);
+            return model;
+        }, ids);
+        var lora = Measure(dora: false);
+        var dora = Measure(dora: true);
+        long n = 8 * 64, c = config.Channels;
+        long outputs = 4 * n * config.Layers * (3 * c + c + 4 * c + c);             // one (N, out) per adapted layer
+        long magnitudes = 4L * (dora.Model.TrainableParameterCount - lora.Model.TrainableParameterCount);
+        output.WriteLine($"step activations: LoRA {(lora.Peak - lora.Resident) / 1024.0:0} KiB, DoRA {(dora.Peak - dora.Resident) / 1024.0:0} KiB; one output per layer {outputs / 1024.0:0} KiB");
+        Assert.InRange(dora.Peak - dora.Resident, 0, lora.Peak - lora.Resident + outputs + 4 * n * 4 * c + 4 * magnitudes);
     }
 }
