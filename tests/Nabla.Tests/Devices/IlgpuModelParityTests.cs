@@ -83,6 +83,26 @@ public class IlgpuModelParityTests
         Check(() => new RecurrentStack(), Tensor.Randn(new Generator(8), 2, 3, 3), Labels(1, 0),
             model => new AdamW(model.Parameters(), learningRate: 1e-2f));
 
+    /// <summary>DoRA and LoRA adapters (with dropout, so DoRA's dropout form runs too) on frozen linear layers, trained
+    /// with LoRA+'s faster rate for B and the magnitudes: the row norms and the magnitude's gradient take the device's
+    /// tensor path, the CPU its row-at-a-time loops.</summary>
+    [Fact]
+    public void DoraAndLoraAdaptersMatchTheCpu() =>
+        Check(() =>
+            {
+                var model = new Sequential(new Linear(6, 8), new ReLU(), new Linear(8, 8), new ReLU(), new Linear(8, 3));
+                Lora.Apply(model, ["0", "2"], rank: 2, alpha: 4, dropout: 0.2f, useDora: true);
+                Lora.Apply(model, ["4"], rank: 2, alpha: 4);
+                return model;
+            },
+            Tensor.Randn(new Generator(9), 4, 6), Labels(0, 2, 1, 1),
+            model =>
+            {
+                var fast = Lora.Layers(model).SelectMany(l => new[] { l.Layer.LoraB.Weight, l.Layer.Magnitude }).OfType<Tensor>().ToHashSet();
+                var trained = model.Parameters().Where(p => p.RequiresGrad).ToList();
+                return new AdamW([new ParamGroup(trained.Where(p => !fast.Contains(p))), new ParamGroup(trained.Where(fast.Contains), learningRate: 0.16f)], learningRate: 1e-2f);
+            });
+
     private sealed class RecurrentStack : Module
     {
         public RecurrentStack()
@@ -129,7 +149,7 @@ public class IlgpuModelParityTests
                 Generator.ManualSeed(100 + (ulong)step); // the same dropout masks on both devices
                 var value = loss(model.Forward(input.To(device)), targets.To(device));
                 value.Backward();
-                if (step == 0) gradients = model.Parameters().Select(p => p.Grad!.ToArray()).ToArray();
+                if (step == 0) gradients = model.Parameters().Where(p => p.RequiresGrad).Select(p => p.Grad!.ToArray()).ToArray();
                 update.Step();
                 losses[step] = value.Item();
             }
