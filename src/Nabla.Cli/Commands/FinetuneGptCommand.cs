@@ -43,8 +43,7 @@ public sealed record GptFinetuneConfig
         if (Lora is { } l && (l.R is < 1 or > 1 << 16 || !(l.LoraAlpha > 0) || !float.IsFinite(l.LoraAlpha) || l.LoraDropout is < 0 or >= 1 || l.TargetModules.Count == 0
                 || l.Bias is not (NN.Lora.BiasNone or NN.Lora.BiasAll) || l.ModulesToSave is null))
             return "the LoRA settings are out of range";
-        if (Training is { LoraPlusRatio: var ratio } && (!(ratio > 0) || !float.IsFinite(ratio) || (ratio != 1 && Lora == null)))
-            return $"LoRA+ ratio {ratio} is not a positive number, or is set without a LoRA adapter";
+        if (Training is { LoraPlusRatio: not 1 } && Lora == null) return "a LoRA+ ratio is set without a LoRA adapter";
         if (TrainableTokens < 0 || (TrainableTokens > 0 && Lora == null)) return $"{TrainableTokens} trainable tokens need a LoRA adapter and a count of at least 0";
         if (Quantize != null && (Lora == null || !QuantizationFormats.TryParse(Quantize, out _)))
             return $"quantisation \"{Quantize}\" needs a LoRA adapter and one of nf4, q4_0, q8_0";

@@ -47,8 +47,8 @@ public sealed record GptRunConfig
         if (t.Steps < 1 || t.GradientAccumulation is < 1 or > 1 << 20 || t.WarmupSteps < 0 || t.EvalEvery < 0 || t.EvalBatches < 0 || t.CheckpointEvery < 0)
             return $"training steps {t.Steps}, accumulation {t.GradientAccumulation} or an interval is out of range";
         if (!Finite(t.LearningRate, float.Epsilon) || !Finite(t.MinLearningRate, 0) || !Finite(t.WeightDecay, 0) || !Finite(t.ClipGradNorm, 0)
-            || !Finite(t.Beta1, 0) || !Finite(t.Beta2, 0) || t.Beta1 >= 1 || t.Beta2 >= 1)
-            return "a learning rate, weight decay, clipping norm or beta is not a finite number in range";
+            || !Finite(t.Beta1, 0) || !Finite(t.Beta2, 0) || t.Beta1 >= 1 || t.Beta2 >= 1 || !Finite(t.LoraPlusRatio, float.Epsilon))
+            return "a learning rate, weight decay, clipping norm, beta or LoRA+ ratio is not a finite number in range";
         return null;
     }
 }
