@@ -97,23 +97,30 @@ def matches(name, targets):
     return any(name == t or name.endswith("." + t) for t in targets)
 
 
+def wrapped_linear_tensors(layer, gen, n_in):
+    """A random input x (2, 4, in), the layer's output y and the gradients of sum(y·dy) for a random dy, with the
+    layer's weights: what both wrapped-linear fixtures hold."""
+    x = torch.randn(2, 4, n_in, generator=gen, requires_grad=True)
+    y = layer(x)
+    dy = torch.randn(y.shape, generator=gen)
+    (y * dy).sum().backward()
+    return {
+        "x": x.detach().numpy(), "weight": layer.base_layer.weight.detach().numpy(),
+        "bias": layer.base_layer.bias.detach().numpy(),
+        "lora_A": layer.lora_A.weight.detach().numpy(), "lora_B": layer.lora_B.weight.detach().numpy(),
+        "y": y.detach().numpy(), "dy": dy.numpy(), "dx": x.grad.numpy(),
+        "dlora_A": layer.lora_A.weight.grad.numpy(), "dlora_B": layer.lora_B.weight.grad.numpy(),
+    }
+
+
 def linear_case(gen):
     r, alpha, n_in, n_out = 3, 5.0, 7, 6
     layer = LoraLayer(nn.Linear(n_in, n_out), r, alpha, use_rslora=True, fan_in_fan_out=False)
     with torch.no_grad():
         for p in layer.parameters():
             p.copy_(torch.randn(p.shape, generator=gen))  # B nonzero, so that every gradient is
-    x = torch.randn(2, 4, n_in, generator=gen, requires_grad=True)
-    y = layer(x)
-    dy = torch.randn(y.shape, generator=gen)
-    (y * dy).sum().backward()
-    write_safetensors(os.path.join(OUT, "linear.safetensors"), {
-        "x": x.detach().numpy(), "weight": layer.base_layer.weight.detach().numpy(),
-        "bias": layer.base_layer.bias.detach().numpy(),
-        "lora_A": layer.lora_A.weight.detach().numpy(), "lora_B": layer.lora_B.weight.detach().numpy(),
-        "y": y.detach().numpy(), "dy": dy.numpy(), "dx": x.grad.numpy(),
-        "dlora_A": layer.lora_A.weight.grad.numpy(), "dlora_B": layer.lora_B.weight.grad.numpy(),
-    }, {"r": str(r), "lora_alpha": str(alpha), "use_rslora": "true"})
+    write_safetensors(os.path.join(OUT, "linear.safetensors"), wrapped_linear_tensors(layer, gen, n_in),
+                      {"r": str(r), "lora_alpha": str(alpha), "use_rslora": "true"})
 
 
 def load_base():
@@ -390,23 +397,14 @@ def dora_linear_case(gen):
     layer = DoraLayer(nn.Linear(n_in, n_out), r, alpha, use_rslora=False, fan_in_fan_out=False)
     with torch.no_grad():
         for name, p in layer.named_parameters():
-            if name == "lora_magnitude_vector":
-                p.mul_(1 + 0.2 * torch.randn(p.shape, generator=gen))  # trained away from ‖W + ΔW‖
-            else:
+            if name != "lora_magnitude_vector":
                 p.copy_(torch.randn(p.shape, generator=gen))
-    x = torch.randn(2, 4, n_in, generator=gen, requires_grad=True)
-    y = layer(x)
-    dy = torch.randn(y.shape, generator=gen)
-    (y * dy).sum().backward()
-    write_safetensors(os.path.join(OUT, "dora_linear.safetensors"), {
-        "x": x.detach().numpy(), "weight": layer.base_layer.weight.detach().numpy(),
-        "bias": layer.base_layer.bias.detach().numpy(),
-        "lora_A": layer.lora_A.weight.detach().numpy(), "lora_B": layer.lora_B.weight.detach().numpy(),
-        "magnitude": layer.lora_magnitude_vector.detach().numpy(),
-        "y": y.detach().numpy(), "dy": dy.numpy(), "dx": x.grad.numpy(),
-        "dlora_A": layer.lora_A.weight.grad.numpy(), "dlora_B": layer.lora_B.weight.grad.numpy(),
-        "dmagnitude": layer.lora_magnitude_vector.grad.numpy(), "merged_weight": layer.merged_weight().numpy(),
-    }, {"r": str(r), "lora_alpha": str(alpha)})
+        magnitude = layer.lora_magnitude_vector
+        magnitude.copy_(layer.weight_norm() * (1 + 0.2 * torch.randn(magnitude.shape, generator=gen)))  # trained away from ‖W + ΔW‖
+    tensors = wrapped_linear_tensors(layer, gen, n_in)
+    tensors.update({"magnitude": layer.lora_magnitude_vector.detach().numpy(),
+                    "dmagnitude": layer.lora_magnitude_vector.grad.numpy(), "merged_weight": layer.merged_weight().numpy()})
+    write_safetensors(os.path.join(OUT, "dora_linear.safetensors"), tensors, {"r": str(r), "lora_alpha": str(alpha)})
 
 
 def gpt2_dora_case(gen):
