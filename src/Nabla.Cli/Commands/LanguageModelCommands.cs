@@ -17,15 +17,17 @@ public static class LanguageModelCommands
 {
     private static Option<string> ModelOption() => new("--model") { Description = "A Hugging Face GPT-2 directory, a run directory of `nabla train gpt`, an llm.c .bin, or a GGUF file.", Required = true };
     private static Option<string?> VocabOption() => new("--vocab") { Description = "Directory with the tokenizer files, if they are not beside the model." };
-    private static Option<string?> AdapterOption() => new("--adapter") { Description = "A LoRA adapter in PEFT's layout (adapter_model.safetensors + adapter_config.json, e.g. a `nabla finetune gpt` run) to apply, unmerged, to the model." };
+    private static Option<string?> AdapterOption() => new("--adapter") { Description = "A LoRA adapter in PEFT's layout (adapter_model.safetensors + adapter_config.json, e.g. a `nabla finetune gpt` run) to apply, unmerged (a DoRA adapter: merged in memory), to the model." };
 
-    /// <summary>The model of --model and its tokenizer, with the --adapter's LoRA layers on it when one is given.</summary>
-    /// <summary>The model (with its adapter, if any) on the device --device names, and its tokenizer.</summary>
+    /// <summary>The model of --model (with the --adapter's layers on it when one is given) on the device --device
+    /// names, and its tokenizer. A DoRA adapter is merged in memory: unmerged, each token would recompute every adapted
+    /// layer's row norms ‖W + ΔW‖, a pass over the weights as long as the layer's own; merged, the logits are the same
+    /// to float rounding (LoraTests.PeftDoraAdapterGivesPyTorchsLogitsMergesAndSavesAsPeft).</summary>
     private static (Gpt2Model Model, ITokenizer Tokenizer) LoadModel(string model, string? vocab, string? adapter, string device)
     {
         var on = DeviceOption.Resolve(device);
         var (gpt, tokenizer) = Gpt2ModelFiles.Load(model, vocab);
-        if (adapter != null) Lora.LoadAdapter(gpt, adapter);
+        if (adapter != null && Lora.LoadAdapter(gpt, adapter).Config.UseDora) Lora.Merge(gpt);
         gpt.To(on);
         return (gpt, tokenizer);
     }
