@@ -132,16 +132,16 @@ def load_base():
     return config, model.eval()
 
 
-def wrap(model, r, alpha, targets, use_rslora, modules_to_save=()):
-    """PeftModel.base_model (LoraModel).model = the GPT2LMHeadModel, its targets wrapped in LoRA layers and its
-    modules to save in ModulesToSaveWrapper."""
+def wrap(model, r, alpha, targets, use_rslora, modules_to_save=(), layer=LoraLayer):
+    """PeftModel.base_model (LoraModel).model = the GPT2LMHeadModel, its targets wrapped in LoRA layers (or the given
+    layer class: DoraLayer) and its modules to save in ModulesToSaveWrapper."""
     peft_model = nn.Module()
     peft_model.base_model = nn.Module()
     peft_model.base_model.model = model
     for name, module in list(model.named_modules()):
         parent, _, child = name.rpartition(".")
         if matches(name, targets):
-            setattr(model.get_submodule(parent), child, LoraLayer(module, r, alpha, use_rslora=use_rslora, fan_in_fan_out=True))
+            setattr(model.get_submodule(parent), child, layer(module, r, alpha, use_rslora=use_rslora, fan_in_fan_out=True))
         elif matches(name, modules_to_save):
             setattr(model.get_submodule(parent), child, ModulesToSaveWrapper(module))
     return peft_model
@@ -410,13 +410,7 @@ def dora_linear_case(gen):
 def gpt2_dora_case(gen):
     config, model = load_base()
     r, alpha, targets = 2, 4, ["c_attn", "mlp.c_proj"]
-    peft_model = nn.Module()
-    peft_model.base_model = nn.Module()
-    peft_model.base_model.model = model
-    for name, module in list(model.named_modules()):
-        parent, _, child = name.rpartition(".")
-        if matches(name, targets):
-            setattr(model.get_submodule(parent), child, DoraLayer(module, r, alpha, use_rslora=False, fan_in_fan_out=True))
+    peft_model = wrap(model, r, alpha, targets, use_rslora=False, layer=DoraLayer)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
             if name.endswith("lora_magnitude_vector"):
